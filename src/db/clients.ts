@@ -1,0 +1,61 @@
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaClient } from "../generated/prisma/client.ts";
+
+/**
+ * The database handles of one process. Neither is the table owner:
+ *   - `app` runs as tenantgraph_app: row-level security shows it one tenant;
+ *     only the tenant-scoped wrappers in src/tenancy use it.
+ *   - `platform` runs as tenantgraph_platform: the explicit cross-tenant
+ *     path (platform operations, credential resolution).
+ * Each connects with its own URL when one is given (managed databases), else
+ * with the migrator's URL and `SET ROLE` at connection start.
+ */
+export const APP_ROLE = "tenantgraph_app";
+export const PLATFORM_ROLE = "tenantgraph_platform";
+
+export interface Databases {
+  app: PrismaClient;
+  platform: PrismaClient;
+  appPool: pg.Pool;
+  platformPool: pg.Pool;
+  close(): Promise<void>;
+}
+
+export function createPool(url: string, role: string | undefined, max: number): pg.Pool {
+  return new pg.Pool({
+    connectionString: url,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    // A startup parameter, not a statement: no round-trip, and set before
+    // the pool hands the connection to anyone.
+    options: role ? `-c role=${role}` : undefined,
+  });
+}
+
+export function createDatabases(opts: {
+  ownerUrl: string;
+  appUrl?: string;
+  platformUrl?: string;
+  poolSize: number;
+}): Databases {
+  const appPool = createPool(opts.appUrl ?? opts.ownerUrl, opts.appUrl ? undefined : APP_ROLE, opts.poolSize);
+  const platformPool = createPool(
+    opts.platformUrl ?? opts.ownerUrl,
+    opts.platformUrl ? undefined : PLATFORM_ROLE,
+    Math.max(2, Math.ceil(opts.poolSize / 4)),
+  );
+  const app = new PrismaClient({ adapter: new PrismaPg(appPool) });
+  const platform = new PrismaClient({ adapter: new PrismaPg(platformPool) });
+  return {
+    app,
+    platform,
+    appPool,
+    platformPool,
+    async close() {
+      await Promise.allSettled([app.$disconnect(), platform.$disconnect()]);
+      await Promise.allSettled([appPool.end(), platformPool.end()]);
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import { GraphQLError } from "graphql";
+
+/**
+ * Expected errors: each carries an `extensions.code` (SPEC section 7) and,
+ * where it decides the HTTP status, `extensions.http`. Anything else thrown
+ * is unexpected and masked by Yoga as INTERNAL_SERVER_ERROR.
+ */
+export type ErrorCode =
+  | "UNAUTHENTICATED"
+  | "TENANT_REQUIRED"
+  | "TENANT_ACCESS_DENIED"
+  | "TENANT_SUSPENDED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "BAD_USER_INPUT"
+  | "QUOTA_EXCEEDED"
+  | "RATE_LIMITED"
+  | "QUERY_TOO_COMPLEX";
+
+export class AppError extends GraphQLError {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    extra: Record<string, unknown> = {},
+    http?: { status?: number; headers?: Record<string, string> },
+  ) {
+    super(message, { extensions: { code, ...extra, ...(http ? { http } : {}) } });
+    this.name = "AppError";
+  }
+}
+
+/** `status` null: no HTTP status of its own (missing credentials on a field). */
+export const unauthenticated = (message = "Invalid or missing credentials", status: number | null = 401) =>
+  new AppError(
+    "UNAUTHENTICATED",
+    message,
+    {},
+    status === null ? undefined : { status, headers: { "WWW-Authenticate": "Bearer" } },
+  );
+
+export const tenantRequired = () =>
+  new AppError("TENANT_REQUIRED", "This operation needs a tenant: send X-Tenant-ID, a tid claim, or use the tenant subdomain");
+
+export const tenantAccessDenied = (message = "You are not a member of this tenant") =>
+  new AppError("TENANT_ACCESS_DENIED", message, {}, { status: 403 });
+
+export const tenantSuspended = (status: string) =>
+  new AppError("TENANT_SUSPENDED", "This tenant is not active", { status }, { status: 403 });
+
+export const forbidden = (message: string, extra: Record<string, unknown> = {}) =>
+  new AppError("FORBIDDEN", message, extra);
+
+export const notFound = (what = "Object") => new AppError("NOT_FOUND", `${what} not found`);
+
+export const badInput = (field: string, message: string) =>
+  new AppError("BAD_USER_INPUT", message, { field });
+
+export const quotaExceeded = (resource: string, limit: number, used: number, requested: number) =>
+  new AppError("QUOTA_EXCEEDED", `Quota ${resource} exceeded`, { resource, limit, used, requested });
+
+export const rateLimited = (limit: number, resetAt: number, retryAfter: number) =>
+  new AppError(
+    "RATE_LIMITED",
+    "Rate limit exceeded",
+    { limit, resetAt, retryAfter },
+    { status: 429, headers: { "Retry-After": String(retryAfter) } },
+  );
+
+export const queryTooComplex = (message: string) => new AppError("QUERY_TOO_COMPLEX", message);

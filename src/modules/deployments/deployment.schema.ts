@@ -1,0 +1,195 @@
+import { queryFromInfo } from "@pothos/plugin-prisma";
+import type { GraphQLResolveInfo } from "graphql";
+import { builder } from "../../builder.ts";
+import { payloadType } from "../../schema/payload.ts";
+import type { Deployment, Prisma } from "../../generated/prisma/client.ts";
+import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
+import { connectionType } from "../../schema/connection.ts";
+import { DeploymentStatusEnum, OrderDirectionEnum } from "../../schema/enums.ts";
+import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
+import { groupByKeys, loader } from "../../schema/loaders.ts";
+import { pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
+import { requireTenant, type Context } from "../../tenancy/context.ts";
+import { ProjectRef, sortFrom } from "../projects/project.schema.ts";
+import { UserRef } from "../users/user.schema.ts";
+import * as service from "./deployment.service.ts";
+
+export const DeploymentRef = builder.prismaNode("Deployment", {
+  id: { resolve: (d) => d.id },
+  findUnique: (id, ctx) => ({ tenantId_id: { tenantId: ctx.tenant?.id ?? uuidOrNone(""), id: uuidOrNone(id) } }),
+  nullable: true,
+  fields: (t) => ({
+    project: t.relation("project"),
+    status: t.expose("status", { type: DeploymentStatusEnum }),
+    url: t.exposeString("url", { nullable: true }),
+    commitSha: t.exposeString("commitSha", { nullable: true }),
+    branch: t.exposeString("branch", { nullable: true }),
+    createdBy: t.relation("createdBy", { nullable: true, type: UserRef } as never),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    updatedAt: t.expose("updatedAt", { type: "DateTime" }),
+  }),
+});
+
+export const DeploymentConnection = connectionType(DeploymentRef, "Deployment");
+
+const DeploymentFilter = builder.inputType("DeploymentFilter", {
+  fields: (t) => ({
+    status: t.field({ type: [DeploymentStatusEnum] }),
+    projectId: t.id(),
+    createdAfter: t.field({ type: "DateTime" }),
+    createdBefore: t.field({ type: "DateTime" }),
+  }),
+});
+
+const DeploymentOrderField = builder.enumType("DeploymentOrderField", { values: ["CREATED_AT", "UPDATED_AT"] as const });
+const DeploymentOrder = builder.inputType("DeploymentOrder", {
+  fields: (t) => ({
+    field: t.field({ type: DeploymentOrderField, required: true }),
+    direction: t.field({ type: OrderDirectionEnum, required: true }),
+  }),
+});
+
+interface DeploymentFilterInput {
+  status?: DeploymentStatus[] | null;
+  projectId?: string | number | null;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+}
+
+function deploymentWhere(filter: DeploymentFilterInput | null | undefined): Prisma.DeploymentWhereInput {
+  const where: Prisma.DeploymentWhereInput = {};
+  if (!filter) return where;
+  if (filter.status?.length) where.status = { in: filter.status };
+  if (filter.projectId != null) {
+    // A project id of another tenant (or of another type) matches nothing.
+    try {
+      where.projectId = fromGlobalId("filter.projectId", String(filter.projectId), "Project");
+    } catch (err) {
+      if ((err as { code?: string }).code === "BAD_USER_INPUT") throw err;
+      where.projectId = uuidOrNone("");
+    }
+  }
+  if (filter.createdAfter || filter.createdBefore) {
+    where.createdAt = {
+      ...(filter.createdAfter ? { gt: filter.createdAfter } : {}),
+      ...(filter.createdBefore ? { lt: filter.createdBefore } : {}),
+    };
+  }
+  return where;
+}
+
+const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
+  queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Deployment" });
+
+builder.queryField("deployments", (t) =>
+  t.field({
+    type: DeploymentConnection,
+    directives: { auth: { requires: "VIEWER" } },
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: DeploymentFilter }),
+      orderBy: t.arg({ type: DeploymentOrder }),
+    },
+    resolve: async (_root, args, ctx, info) => {
+      requireTenant(ctx);
+      const page = pageRequest(args, sortFrom(args.orderBy));
+      const where = deploymentWhere(args.filter);
+      const rows = await ctx.db.deployment.findMany({
+        ...nodeQuery(ctx, info),
+        where: page.where ? { AND: [where, page.where] } : where,
+        orderBy: page.orderBy,
+        take: page.take,
+      });
+      return toConnection(rows, page, () => ctx.db.deployment.count({ where })) as never;
+    },
+  }),
+);
+
+/**
+ * Per-project pages for every project of a request: one LATERAL statement
+ * for the ids, one Prisma query (with the GraphQL selection) for the rows.
+ */
+function deploymentsOfProjects(ctx: Context, page: PageRequest, statuses: DeploymentStatus[] | null, query: object) {
+  const signature = JSON.stringify([page.sort, page.take, page.keyset, statuses, query]);
+  return loader(ctx, `project.deployments:${signature}`, async (projectIds: readonly string[]) => {
+    const ids = await ctx.tenantDb.queryRaw<{ id: string; projectId: string }>(
+      service.firstDeploymentsPerProjectSql(ctx.tenant!.id, [...projectIds], page, statuses),
+    );
+    const rows = ids.length
+      ? await ctx.db.deployment.findMany({
+          ...query,
+          where: { id: { in: ids.map((r) => r.id) } },
+          orderBy: page.orderBy,
+        })
+      : [];
+    return groupByKeys(projectIds, rows as Deployment[], (r) => r.projectId);
+  });
+}
+
+function deploymentCountsByProject(ctx: Context, where: Prisma.DeploymentWhereInput) {
+  return loader(ctx, `project.deploymentTotal:${JSON.stringify(where)}`, async (ids: readonly string[]) => {
+    const rows = await ctx.db.deployment.groupBy({
+      by: ["projectId"],
+      where: { AND: [where, { projectId: { in: [...ids] } }] },
+      _count: { _all: true },
+    });
+    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
+    return ids.map((id) => counts.get(id) ?? 0);
+  });
+}
+
+builder.prismaObjectFields("Project", (t) => ({
+  deployments: t.field({
+    type: DeploymentConnection,
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: DeploymentFilter }),
+      orderBy: t.arg({ type: DeploymentOrder }),
+    },
+    resolve: async (project, args, ctx, info) => {
+      const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy));
+      const statuses = args.filter?.status ?? null;
+      const rows = await deploymentsOfProjects(ctx, page, statuses, nodeQuery(ctx, info)).load(project.id);
+      const where = deploymentWhere({ status: statuses });
+      return toConnection(rows, page, () => deploymentCountsByProject(ctx, where).load(project.id)) as never;
+    },
+  }),
+  latestDeployment: t.field({
+    type: DeploymentRef,
+    nullable: true,
+    resolve: async (project, _args, ctx, info) => {
+      const page = pageRequest({ first: 1 });
+      const query = queryFromInfo({ context: ctx, info, typeName: "Deployment" });
+      const rows = await deploymentsOfProjects(ctx, page, null, query).load(project.id);
+      return (rows[0] ?? null) as never;
+    },
+  }),
+}));
+
+const CreateDeploymentInput = builder.inputType("CreateDeploymentInput", {
+  fields: (t) => ({
+    projectId: t.id({ required: true }),
+    commitSha: t.string(),
+    branch: t.string(),
+  }),
+});
+const CreateDeploymentPayload = payloadType("CreateDeploymentPayload", { deployment: { type: DeploymentRef } });
+
+builder.mutationField("createDeployment", (t) =>
+  t.field({
+    type: CreateDeploymentPayload,
+    directives: {
+      auth: { requires: "DEVELOPER" },
+      quota: { resource: "DEPLOYMENTS_PER_HOUR", cost: 1 },
+      audit: { action: "deployment.create" },
+    },
+    args: { input: t.arg({ type: CreateDeploymentInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const projectId = fromGlobalId("projectId", String(input.projectId), "Project");
+      return { deployment: (await service.createDeployment(ctx, projectId, input)) as never };
+    },
+  }),
+);
+
+export { ProjectRef };

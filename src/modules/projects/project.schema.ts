@@ -1,0 +1,140 @@
+import { queryFromInfo } from "@pothos/plugin-prisma";
+import { builder } from "../../builder.ts";
+import { payloadType } from "../../schema/payload.ts";
+import { Prisma } from "../../generated/prisma/client.ts";
+import { OrderDirectionEnum } from "../../schema/enums.ts";
+import { connectionType } from "../../schema/connection.ts";
+import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
+import { loader } from "../../schema/loaders.ts";
+import { pageRequest, toConnection, type Sort } from "../../schema/pagination.ts";
+import { requireTenant, type Context } from "../../tenancy/context.ts";
+import * as service from "./project.service.ts";
+
+export const ProjectRef = builder.prismaNode("Project", {
+  id: { resolve: (p) => p.id },
+  findUnique: (id, ctx) => ({ tenantId_id: { tenantId: ctx.tenant?.id ?? uuidOrNone(""), id: uuidOrNone(id) } }),
+  nullable: true,
+  fields: (t) => ({
+    name: t.exposeString("name"),
+    slug: t.exposeString("slug"),
+    description: t.exposeString("description", { nullable: true }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    updatedAt: t.expose("updatedAt", { type: "DateTime" }),
+    deploymentCount: t.int({
+      resolve: async (p, _args, ctx) => deploymentCounts(ctx).load(p.id),
+    }),
+  }),
+});
+
+/** deploymentCount for every project of the page in one GROUP BY. */
+function deploymentCounts(ctx: Context) {
+  return loader(ctx, "project.deploymentCount", async (ids: readonly string[]) => {
+    const rows = await ctx.db.deployment.groupBy({
+      by: ["projectId"],
+      where: { projectId: { in: [...ids] } },
+      _count: { _all: true },
+    });
+    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
+    return ids.map((id) => counts.get(id) ?? 0);
+  });
+}
+
+export const ProjectConnection = connectionType(ProjectRef, "Project");
+
+const ProjectFilter = builder.inputType("ProjectFilter", {
+  fields: (t) => ({ search: t.string({ required: false }) }),
+});
+
+const ProjectOrderField = builder.enumType("ProjectOrderField", { values: ["CREATED_AT", "UPDATED_AT", "NAME"] as const });
+export const ProjectOrder = builder.inputType("ProjectOrder", {
+  fields: (t) => ({
+    field: t.field({ type: ProjectOrderField, required: true }),
+    direction: t.field({ type: OrderDirectionEnum, required: true }),
+  }),
+});
+
+export function sortFrom(order: { field: string; direction: "ASC" | "DESC" } | null | undefined): Sort {
+  if (!order) return { field: "createdAt", direction: "DESC" };
+  const field = order.field === "NAME" ? "name" : order.field === "UPDATED_AT" ? "updatedAt" : "createdAt";
+  return { field, direction: order.direction };
+}
+
+function projectWhere(filter: { search?: string | null } | null | undefined): Prisma.ProjectWhereInput {
+  const search = filter?.search?.trim();
+  if (!search) return {};
+  return {
+    OR: [
+      { name: { contains: search, mode: "insensitive" } },
+      { slug: { contains: search, mode: "insensitive" } },
+    ],
+  };
+}
+
+builder.queryField("projects", (t) =>
+  t.field({
+    type: ProjectConnection,
+    directives: { auth: { requires: "VIEWER" } },
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: ProjectFilter }),
+      orderBy: t.arg({ type: ProjectOrder }),
+    },
+    resolve: async (_root, args, ctx, info) => {
+      requireTenant(ctx);
+      const page = pageRequest(args, sortFrom(args.orderBy));
+      const where = projectWhere(args.filter);
+      const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
+      const rows = await ctx.db.project.findMany({
+        ...query,
+        where: page.where ? { AND: [where, page.where] } : where,
+        orderBy: page.orderBy,
+        take: page.take,
+      });
+      return toConnection(rows, page, () => ctx.db.project.count({ where })) as never;
+    },
+  }),
+);
+
+const CreateProjectInput = builder.inputType("CreateProjectInput", {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    slug: t.string(),
+    description: t.string(),
+  }),
+});
+const CreateProjectPayload = payloadType("CreateProjectPayload", { project: { type: ProjectRef } });
+
+const UpdateProjectInput = builder.inputType("UpdateProjectInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    name: t.string(),
+    description: t.string(),
+  }),
+});
+const UpdateProjectPayload = payloadType("UpdateProjectPayload", { project: { type: ProjectRef } });
+
+builder.mutationFields((t) => ({
+  createProject: t.field({
+    type: CreateProjectPayload,
+    directives: {
+      auth: { requires: "DEVELOPER" },
+      quota: { resource: "PROJECTS", cost: 1 },
+      audit: { action: "project.create" },
+    },
+    args: { input: t.arg({ type: CreateProjectInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      return { project: (await service.createProject(ctx, input)) as never };
+    },
+  }),
+  updateProject: t.field({
+    type: UpdateProjectPayload,
+    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "project.update" } },
+    args: { input: t.arg({ type: UpdateProjectInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const id = fromGlobalId("id", String(input.id), "Project");
+      return { project: (await service.updateProject(ctx, id, input)) as never };
+    },
+  }),
+}));

@@ -1,0 +1,50 @@
+import { Prisma } from "../../generated/prisma/client.ts";
+import { badInput, notFound } from "../../errors.ts";
+import { writeAudit } from "../../policy/audit.ts";
+import type { Context } from "../../tenancy/context.ts";
+import * as v from "../../schema/validate.ts";
+
+/** Unique-key conflicts are the caller's problem, not a 500. */
+export function conflictToInput(err: unknown, field: string, message: string): never {
+  if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") throw badInput(field, message);
+  throw err;
+}
+
+export async function createProject(
+  ctx: Context,
+  input: { name: string; slug?: string | null; description?: string | null },
+) {
+  const name = v.name("name", input.name);
+  const slug = input.slug != null ? v.slug("slug", input.slug) : v.slugify(name);
+  const description = v.optionalText("description", input.description, 2000);
+  return ctx.tenantDb
+    .transaction(async (tx) => {
+      const project = await tx.project.create({
+        data: { tenantId: ctx.tenant!.id, name, slug, description },
+      });
+      await writeAudit(tx, ctx, {
+        action: "project.create",
+        targetType: "Project",
+        targetId: project.id,
+        metadata: { input },
+      });
+      return project;
+    })
+    .catch((err) => conflictToInput(err, "slug", `A project with slug "${slug}" already exists`));
+}
+
+export async function updateProject(
+  ctx: Context,
+  id: string,
+  input: { name?: string | null; description?: string | null },
+) {
+  const data: { name?: string; description?: string | null } = {};
+  if (input.name != null) data.name = v.name("name", input.name);
+  if (input.description !== undefined) data.description = v.optionalText("description", input.description, 2000);
+  return ctx.tenantDb.transaction(async (tx) => {
+    const { count } = await tx.project.updateMany({ where: { id }, data });
+    if (count === 0) throw notFound("Project");
+    await writeAudit(tx, ctx, { action: "project.update", targetType: "Project", targetId: id, metadata: { input } });
+    return tx.project.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+  });
+}

@@ -1,0 +1,28 @@
+import { builder } from "../../builder.ts";
+import { PlanEnum, TenantStatusEnum } from "../../schema/enums.ts";
+import { uuidOrNone } from "../../schema/ids.ts";
+import { requireTenant } from "../../tenancy/context.ts";
+
+export const TenantRef = builder.prismaNode("Tenant", {
+  id: { field: "id" },
+  // Through the tenant-scoped client a tenant can only load itself.
+  findUnique: (id) => ({ id: uuidOrNone(id) }),
+  nullable: true,
+  fields: (t) => ({
+    slug: t.exposeString("slug"),
+    name: t.exposeString("name"),
+    plan: t.expose("plan", { type: PlanEnum }),
+    status: t.expose("status", { type: TenantStatusEnum }),
+    region: t.exposeString("region"),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+builder.queryField("tenant", (t) =>
+  t.field({
+    type: TenantRef,
+    description: "The current tenant.",
+    directives: { auth: { requires: "VIEWER" } },
+    resolve: (_root, _args, ctx) => requireTenant(ctx) as never,
+  }),
+);

@@ -1,0 +1,44 @@
+import { builder } from "../../builder.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import { RoleEnum } from "../../schema/enums.ts";
+import { unauthenticated } from "../../errors.ts";
+import type { TenantInfo, UserInfo } from "../../tenancy/directory.ts";
+import { TenantRef } from "../tenants/tenant.schema.ts";
+import { MembershipRef, UserRef } from "./user.schema.ts";
+
+interface ViewerShape {
+  user: UserInfo;
+  tenant: TenantInfo | null;
+  role: Role | null;
+  isPlatformAdmin: boolean;
+}
+
+const Viewer = builder.objectRef<ViewerShape>("Viewer").implement({
+  description: "The caller. Works without a tenant (tenant picker).",
+  fields: (t) => ({
+    user: t.field({ type: UserRef, resolve: (v) => v.user as never }),
+    // The caller's own memberships in every tenant: an identity question,
+    // answered on the platform path and filtered to this user alone.
+    memberships: t.field({
+      type: [MembershipRef],
+      resolve: (v, _args, ctx) =>
+        ctx.deps.platform.membership.findMany({
+          where: { userId: v.user.id, tenant: { status: { not: "PENDING_DELETION" } } },
+          orderBy: { createdAt: "asc" },
+        }),
+    }),
+    tenant: t.field({ type: TenantRef, nullable: true, resolve: (v) => v.tenant as never }),
+    role: t.field({ type: RoleEnum, nullable: true, resolve: (v) => v.role }),
+    isPlatformAdmin: t.exposeBoolean("isPlatformAdmin"),
+  }),
+});
+
+builder.queryField("viewer", (t) =>
+  t.field({
+    type: Viewer,
+    resolve: (_root, _args, ctx) => {
+      if (!ctx.user) throw unauthenticated("viewer needs a signed-in user", null);
+      return { user: ctx.user, tenant: ctx.tenant, role: ctx.role, isPlatformAdmin: ctx.isPlatformAdmin };
+    },
+  }),
+);

@@ -1,0 +1,54 @@
+import type { Prisma } from "../generated/prisma/client.ts";
+import type { Context } from "../tenancy/context.ts";
+import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import { toGlobalId } from "../schema/ids.ts";
+
+/**
+ * Audit entries. A mutation writes its entry with the same transaction handle
+ * as its change, so both land or neither does.
+ */
+const SECRET_KEYS = /secret|password|token|key$/i;
+
+export function redact(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redact);
+  if (value && typeof value === "object" && !(value instanceof Date)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, SECRET_KEYS.test(k) ? "[redacted]" : redact(v)]),
+    );
+  }
+  return value;
+}
+
+export interface AuditInput {
+  action: string;
+  targetType?: string;
+  targetId?: string;
+  metadata?: unknown;
+  crossTenant?: boolean;
+}
+
+export function actorFields(ctx: Context) {
+  const actor = ctx.actor;
+  return {
+    actorType: actor?.type ?? ("SYSTEM" as const),
+    actorId: actor ? toGlobalId(actor.type === "USER" ? "User" : "ApiKey", actor.id) : null,
+    actorLabel: actor?.label ?? null,
+  };
+}
+
+export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, tenantId?: string) {
+  await tx.auditLogEntry.create({
+    data: {
+      tenantId: tenantId ?? ctx.tenant!.id,
+      action: entry.action,
+      ...actorFields(ctx),
+      targetType: entry.targetType ?? null,
+      targetId: entry.targetType && entry.targetId ? toGlobalId(entry.targetType, entry.targetId) : null,
+      crossTenant: entry.crossTenant ?? false,
+      metadata: (redact(entry.metadata) ?? undefined) as Prisma.InputJsonValue | undefined,
+      requestId: ctx.requestId,
+      ip: ctx.ip,
+    },
+    select: { id: true },
+  });
+}

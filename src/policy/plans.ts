@@ -1,0 +1,31 @@
+import type { Plan, QuotaResource, Role } from "../generated/prisma/enums.ts";
+
+/** SPEC section 6: default limits per plan (null = unlimited). */
+export const PLAN_LIMITS: Record<Plan, Record<QuotaResource, number | null>> = {
+  FREE: { API_REQUESTS_PER_MINUTE: 100, DEPLOYMENTS_PER_HOUR: 10, WORKFLOWS_PER_HOUR: 5, SEATS: 5, PROJECTS: 3 },
+  PRO: { API_REQUESTS_PER_MINUTE: 1000, DEPLOYMENTS_PER_HOUR: 100, WORKFLOWS_PER_HOUR: 50, SEATS: 50, PROJECTS: 100 },
+  ENTERPRISE: {
+    API_REQUESTS_PER_MINUTE: 10000,
+    DEPLOYMENTS_PER_HOUR: 1000,
+    WORKFLOWS_PER_HOUR: 500,
+    SEATS: null,
+    PROJECTS: null,
+  },
+};
+
+/** Per-plan statement_timeout in ms (0 = none), so one tenant cannot hold the pool. */
+export const PLAN_STATEMENT_TIMEOUT_MS: Record<Plan, number> = { FREE: 5_000, PRO: 30_000, ENTERPRISE: 0 };
+
+export const ROLE_RANK: Record<Role, number> = { VIEWER: 0, DEVELOPER: 1, ADMIN: 2, OWNER: 3 };
+
+export const hasRole = (held: Role | null | undefined, required: Role) =>
+  held != null && ROLE_RANK[held] >= ROLE_RANK[required];
+
+export function effectiveLimits(
+  plan: Plan,
+  overrides: { resource: QuotaResource; limit: number | null }[],
+): Record<QuotaResource, number | null> {
+  const limits = { ...PLAN_LIMITS[plan] };
+  for (const o of overrides) limits[o.resource] = o.limit;
+  return limits;
+}

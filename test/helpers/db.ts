@@ -1,0 +1,229 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { inject } from "vitest";
+import { createDatabases, type Databases } from "../../src/db/clients.ts";
+import { runMigrations, type MigrationResult } from "../../src/db/migrate.ts";
+import { PrismaClient } from "../../src/generated/prisma/client.ts";
+
+/**
+ * Test databases.
+ *
+ * The global setup (test/helpers/global-setup.ts) picks the server
+ * (DATABASE_URL, else an embedded PostgreSQL) and migrates one template
+ * database into it. Each test file then calls `createTestDatabase()`, which
+ * clones the template (CREATE DATABASE ... TEMPLATE: fast, and no migration
+ * runs concurrently, so the cluster-global roles are never created twice at
+ * once) and drops it in `afterAll`.
+ */
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    testDbServerUrl: string;
+    testDbTemplate: string;
+  }
+}
+
+export interface TestDatabase {
+  /** Owner (superuser) URL of the new database: RLS does not apply to it. */
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** Replaces the database name of a PostgreSQL URL. */
+export function databaseUrl(serverUrl: string, database: string): string {
+  const u = new URL(serverUrl);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** The server of this test run (as set up by the global setup). */
+export function testServerUrl(): string {
+  const url = inject("testDbServerUrl");
+  if (!url) throw new Error("no test database server: run the tests through vitest.config.ts (globalSetup)");
+  return url;
+}
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const uniqueName = (prefix: string) => `${prefix}_${randomBytes(6).toString("hex")}`;
+
+async function withAdmin<T>(serverUrl: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
+  await withAdmin(serverUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${quote(name)} WITH (FORCE)`));
+}
+
+// Any constant: every test process takes this lock in the server's maintenance
+// database (advisory locks are per database) around migrations, because the
+// migration creates cluster-global roles and two concurrent CREATE ROLEs race.
+const MIGRATION_LOCK = 0x7e57_0001;
+const isRoleRace = (err: unknown) =>
+  /pg_authid_rolname_index|role "[^"]+" already exists|tuple concurrently updated/.test(String((err as Error)?.message));
+
+/**
+ * runMigrations, serialized across test processes (and retried if a process
+ * outside this helper created the roles at the same moment).
+ */
+export async function migrateTestDatabase(
+  serverUrl: string,
+  url: string,
+  options: { dir?: string } = {},
+): Promise<MigrationResult> {
+  return withAdmin(serverUrl, async (admin) => {
+    await admin.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await runMigrations(url, options);
+        } catch (err) {
+          if (attempt >= 5 || !isRoleRace(err)) throw err;
+          await new Promise((r) => setTimeout(r, 50 * attempt));
+        }
+      }
+    } finally {
+      await admin.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
+    }
+  });
+}
+
+/** Global setup: a migrated database that test databases are cloned from. */
+export async function createTemplateDatabase(serverUrl: string): Promise<string> {
+  const name = uniqueName("tg_template");
+  await withAdmin(serverUrl, (c) => c.query(`CREATE DATABASE ${quote(name)}`));
+  try {
+    await migrateTestDatabase(serverUrl, databaseUrl(serverUrl, name));
+    // Nobody may connect to it any more: a connection would make cloning fail.
+    await withAdmin(serverUrl, (c) => c.query(`ALTER DATABASE ${quote(name)} WITH ALLOW_CONNECTIONS false`));
+  } catch (err) {
+    await dropDatabase(serverUrl, name).catch(() => {});
+    throw err;
+  }
+  return name;
+}
+
+function handle(serverUrl: string, name: string): TestDatabase {
+  return { name, url: databaseUrl(serverUrl, name), drop: () => dropDatabase(serverUrl, name) };
+}
+
+/** A fresh, migrated database of its own (a clone of the template). */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const serverUrl = testServerUrl();
+  const template = inject("testDbTemplate");
+  const name = uniqueName("tg_test");
+  await withAdmin(serverUrl, async (c) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await c.query(`CREATE DATABASE ${quote(name)} TEMPLATE ${quote(template)}`);
+        return;
+      } catch (err) {
+        // "source database is being accessed by other users": a concurrent clone.
+        if (attempt >= 10 || !/being accessed by other users/.test(String((err as Error).message))) throw err;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  });
+  return handle(serverUrl, name);
+}
+
+/** A fresh database without any migration applied (for migration tests). */
+export async function createEmptyDatabase(): Promise<TestDatabase> {
+  const serverUrl = testServerUrl();
+  const name = uniqueName("tg_test");
+  await withAdmin(serverUrl, (c) => c.query(`CREATE DATABASE ${quote(name)}`));
+  return handle(serverUrl, name);
+}
+
+/** The server's `app` (tenantgraph_app) and `platform` (tenantgraph_platform) clients. */
+export function createTestClients(url: string, poolSize = 5): Databases {
+  return createDatabases({ ownerUrl: url, poolSize });
+}
+
+/** A plain Prisma client over the owner (superuser) URL: RLS does not apply. */
+export function ownerClient(url: string): PrismaClient {
+  return new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+}
+
+export interface SeededTenant {
+  tenantId: string;
+  slug: string;
+  userId: string;
+  membershipId: string;
+  projectIds: [string, string];
+  /** Three per project. */
+  deploymentIds: Record<string, string[]>;
+  allDeploymentIds: string[];
+  workflowId: string;
+  auditEntryId: string;
+  apiKeyId: string;
+}
+
+/**
+ * Two tenants, A and B, each with one user (OWNER member), 2 projects with 3
+ * deployments each, 1 workflow, 1 audit entry and 1 API key. Pass the
+ * platform client (tenantgraph_platform has explicit all-access policies) or
+ * an owner client.
+ */
+export async function seedTwoTenants(db: PrismaClient): Promise<{ A: SeededTenant; B: SeededTenant }> {
+  const seed = async (label: string): Promise<SeededTenant> => {
+    const suffix = randomBytes(4).toString("hex");
+    const tenantId = randomUUID();
+    const userId = randomUUID();
+    const membershipId = randomUUID();
+    const projectIds: [string, string] = [randomUUID(), randomUUID()];
+    const deploymentIds: Record<string, string[]> = {};
+    const workflowId = randomUUID();
+    const auditEntryId = randomUUID();
+    const apiKeyId = randomUUID();
+    const slug = `tenant-${label.toLowerCase()}-${suffix}`;
+    await db.tenant.create({ data: { id: tenantId, slug, name: `Tenant ${label}` } });
+    await db.user.create({
+      data: { id: userId, email: `owner-${label.toLowerCase()}-${suffix}@example.test`, authSubject: `sub|${label}|${suffix}`, name: `Owner ${label}` },
+    });
+    await db.membership.create({ data: { tenantId, id: membershipId, userId, role: "OWNER" } });
+    for (const [i, projectId] of projectIds.entries()) {
+      await db.project.create({ data: { tenantId, id: projectId, name: `${label} project ${i}`, slug: `${label.toLowerCase()}-p${i}` } });
+      deploymentIds[projectId] = [randomUUID(), randomUUID(), randomUUID()];
+      await db.deployment.createMany({
+        data: deploymentIds[projectId]!.map((id, j) => ({
+          tenantId,
+          id,
+          projectId,
+          status: j === 0 ? ("READY" as const) : ("QUEUED" as const),
+          branch: `${label}-branch-${j}`,
+          createdById: userId,
+        })),
+      });
+    }
+    await db.workflow.create({ data: { tenantId, id: workflowId, projectId: projectIds[0], name: `${label} workflow` } });
+    await db.auditLogEntry.create({
+      data: { tenantId, id: auditEntryId, action: "project.create", actorType: "USER", actorId: userId },
+    });
+    await db.apiKey.create({
+      data: { tenantId, id: apiKeyId, name: `${label} key`, role: "VIEWER", prefix: `tg_${suffix}`, secretHash: `hash-${label}-${suffix}` },
+    });
+    return {
+      tenantId,
+      slug,
+      userId,
+      membershipId,
+      projectIds,
+      deploymentIds,
+      allDeploymentIds: projectIds.flatMap((p) => deploymentIds[p]!),
+      workflowId,
+      auditEntryId,
+      apiKeyId,
+    };
+  };
+  const A = await seed("A");
+  const B = await seed("B");
+  return { A, B };
+}

@@ -1,0 +1,95 @@
+import { createApp, type App } from "../../src/app.ts";
+import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
+import type { Role } from "../../src/generated/prisma/enums.ts";
+import { createLogger } from "../../src/infra/logger.ts";
+import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
+import { Directory } from "../../src/tenancy/directory.ts";
+import { signDevToken } from "../../src/tenancy/tokens.ts";
+import type { Databases } from "../../src/db/clients.ts";
+import { createTestClients, createTestDatabase, type TestDatabase } from "./db.ts";
+
+/**
+ * The whole app in-process over a fresh test database seeded with the demo
+ * tenants (acme PRO, globex FREE, wayne ENTERPRISE), against the real Redis
+ * when REDIS_URL is set, else the in-process store.
+ */
+export const TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
+
+export interface TestApp {
+  app: App;
+  db: TestDatabase;
+  clients: Databases;
+  store: Store;
+  /** A signed token for `sub` (tid claim = tenant when given). */
+  token(sub: string, tenant?: string, ttl?: string): Promise<string>;
+  /** Token of the demo member with `role` in tenant `slug` (tid claim set). */
+  memberToken(slug: string, role: Role): Promise<string>;
+  adminToken(): Promise<string>;
+  /** POST /graphql; returns status, headers and parsed JSON body. */
+  gql<T = any>(
+    query: string,
+    opts?: { variables?: Record<string, unknown>; token?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; headers: Headers; body: { data?: T; errors?: any[] } }>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(options: { seed?: boolean; store?: Store } = {}): Promise<TestApp> {
+  const db = await createTestDatabase();
+  const clients = createTestClients(db.url);
+  if (options.seed !== false) await seedDemo(clients.platform);
+  const store = options.store ?? (process.env.REDIS_URL ? new RedisStore(process.env.REDIS_URL) : new MemoryStore());
+  const config = {
+    graphiql: true,
+    introspection: true,
+    maxBodyBytes: 1_048_576,
+    jwtSecret: TEST_JWT_SECRET,
+    production: false,
+  };
+  const app = createApp({
+    app: clients.app,
+    platform: clients.platform,
+    store,
+    directory: new Directory(clients.platform, store),
+    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
+    baseDomain: "localhost",
+    config,
+    logger: createLogger("silent"),
+    probes: {
+      postgres: async () => (await clients.appPool.query("SELECT 1")).rowCount === 1,
+      store: () => store.ping(),
+    },
+  });
+  const token = (sub: string, tenant?: string, ttl = "1h") => signDevToken({ secret: TEST_JWT_SECRET, sub, tenant, ttl });
+  return {
+    app,
+    db,
+    clients,
+    store,
+    token,
+    memberToken: (slug, role) => token(demoEmail(role, slug), slug),
+    adminToken: () => token(DEMO_PLATFORM_ADMIN.subject),
+    async gql(query, opts = {}) {
+      const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };
+      if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+      const res = await app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ query, variables: opts.variables }),
+      });
+      const text = await res.text();
+      let body: any;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { raw: text };
+      }
+      return { status: res.status, headers: res.headers, body };
+    },
+    async close() {
+      await clients.close();
+      if (!options.store) await store.close();
+      await db.drop();
+    },
+  };
+}

@@ -7,6 +7,13 @@ import { schema } from "./schema/index.ts";
 import { setCursorSecret } from "./schema/cursor.ts";
 import { buildContext, requestIdFrom, type Context, type ContextDeps, type RequestState } from "./tenancy/context.ts";
 import { graphiqlOptions } from "./graphiql.ts";
+import type pg from "pg";
+import { useExport } from "./http/export.ts";
+import { useRequestLogging } from "./infra/logger.ts";
+import { Metrics, useMetrics } from "./infra/metrics.ts";
+import { RequestCounter, useRequestCounting } from "./infra/request-counter.ts";
+import { useQueryLimits } from "./infra/query-limits.ts";
+import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
 
 /**
  * createApp(deps): the Yoga server and its plugins, with no knowledge of how
@@ -14,7 +21,13 @@ import { graphiqlOptions } from "./graphiql.ts";
  * the same app over their own databases.
  */
 export interface AppDeps extends ContextDeps {
-  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production">;
+  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> & Partial<Pick<Config, "metricsToken">>;
+  /** Prometheus registry of this app (a fresh one when omitted). */
+  metrics?: Metrics;
+  /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
+  requestCounter?: RequestCounter;
+  /** PostgreSQL pools exposed as metrics, by name. */
+  pools?: Record<string, pg.Pool>;
   logger: Logger;
   /** Readiness probes, by dependency name. */
   probes: Record<string, () => Promise<boolean>>;
@@ -36,10 +49,34 @@ function stateOf(request: Request): RequestState {
 const json = (body: unknown, status: number) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 
+/** The whole body, or null (and the stream cancelled) once it exceeds `max` bytes. */
+async function readLimited(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    body.set(c, offset);
+    offset += c.byteLength;
+  }
+  return body;
+}
+
 /** /healthz, /readyz and request limits, answered before GraphQL. */
 function useHttpSurface(deps: AppDeps): Plugin {
   return {
-    async onRequest({ request, url, endResponse }) {
+    async onRequest({ request, url, endResponse, setRequest, fetchAPI }) {
       stateOf(request);
       if (url.pathname === "/healthz") return endResponse(json({ status: "ok" }, 200));
       if (url.pathname === "/readyz") {
@@ -52,9 +89,18 @@ function useHttpSurface(deps: AppDeps): Plugin {
         const ready = entries.every(([, s]) => s === "ok");
         return endResponse(json({ status: ready ? "ready" : "unavailable", dependencies: Object.fromEntries(entries) }, ready ? 200 : 503));
       }
-      const length = Number(request.headers.get("content-length") ?? "0");
-      if (length > deps.config.maxBodyBytes) {
-        return endResponse(json({ errors: [{ message: "Request body too large", extensions: { code: "PAYLOAD_TOO_LARGE" } }] }, 413));
+      const tooLarge = () =>
+        endResponse(json({ errors: [{ message: "Request body too large", extensions: { code: "PAYLOAD_TOO_LARGE" } }] }, 413));
+      const declared = request.headers.get("content-length");
+      if (declared !== null) {
+        if (Number(declared) > deps.config.maxBodyBytes) return tooLarge();
+      } else if (request.body && request.method !== "GET" && request.method !== "HEAD") {
+        // A chunked body declares no length: read it, but never past the limit.
+        const body = await readLimited(request.body, deps.config.maxBodyBytes);
+        if (!body) return tooLarge();
+        const replacement = new fetchAPI.Request(request.url, { method: request.method, headers: request.headers, body });
+        requestStates.set(replacement, stateOf(request));
+        setRequest(replacement);
       }
     },
     onResponse({ request, response }) {
@@ -104,11 +150,16 @@ export function createApp(deps: AppDeps): App {
       error: (...a) => deps.logger.error(a.map(String).join(" ")),
     },
     batching: { limit: 5 },
-    context: async ({ request }) => {
+    context: async (initial) => {
+      const { request } = initial;
       const state = stateOf(request);
       const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-      return buildContext(deps, request, state, { ip: forwarded || null });
+      return buildContext(deps, request, state, { ip: forwarded || null }, initial);
     },
-    plugins: [useHttpSurface(deps), useRequestTransaction()],
+    plugins: [useHttpSurface(deps), useRequestTransaction(), useQueryTimeoutErrors(), useQueryLimits({ introspection: deps.config.introspection, blockFieldSuggestions: deps.config.production }),
+      useMetrics(deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory }), { token: deps.config.metricsToken, tenantOf: (r) => requestStates.get(r)?.tenantId }),
+      useRequestLogging(deps.logger, (r) => requestStates.get(r)),
+      useRequestCounting(deps.requestCounter ?? new RequestCounter({ db: deps.platform, store: deps.store, logger: deps.logger }), (r) => requestStates.get(r)?.tenantId, deps.logger),
+      useExport(deps, { stateOf, logger: deps.logger })],
   });
 }

@@ -2,10 +2,14 @@ import SchemaBuilder from "@pothos/core";
 import DirectivesPlugin from "@pothos/plugin-directives";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
+import PolicyEnforcerPlugin from "./policy/enforcer.ts";
 import type PrismaTypes from "./generated/pothos-types.ts";
 import { getDatamodel } from "./generated/pothos-types.ts";
 import type { QuotaResource, Role } from "./generated/prisma/enums.ts";
 import type { Context } from "./tenancy/context.ts";
+import { isUuid } from "./tenancy/directory.ts";
+import { badInput } from "./errors.ts";
+import { NO_ROW } from "./schema/ids.ts";
 
 /**
  * The one SchemaBuilder. It defines no types: those live in
@@ -17,6 +21,24 @@ export type PolicyDirectives = {
   crossTenant: { locations: "FIELD_DEFINITION"; args: Record<string, never> };
   audit: { locations: "FIELD_DEFINITION"; args: { action: string } };
 };
+
+/** Types reachable through `node(id)`; a well-formed id of any other type finds nothing. */
+const NODE_TYPES = new Set(["Tenant", "User", "Membership", "Project", "Deployment", "Workflow", "ApiKey", "AuditLogEntry"]);
+
+/**
+ * Global ids are base64("<Type>:<uuid>"). Anything else is the caller's
+ * mistake (BAD_USER_INPUT, without echoing the input back); a well-formed id
+ * of an unknown type behaves like an id that does not exist.
+ */
+function decodeGlobalID(globalID: string): { typename: string; id: string } {
+  const invalid = () => badInput("id", "Not a valid id");
+  if (globalID.length > 200) throw invalid();
+  const decoded = Buffer.from(globalID, "base64").toString("utf8");
+  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
+  if (!match || !isUuid(match[2]!)) throw invalid();
+  if (!NODE_TYPES.has(match[1]!)) return { typename: "Tenant", id: NO_ROW };
+  return { typename: match[1]!, id: match[2]! };
+}
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -33,7 +55,7 @@ export const builder = new SchemaBuilder<{
   };
 }>({
   defaultFieldNullability: false,
-  plugins: [PrismaPlugin, RelayPlugin, DirectivesPlugin],
+  plugins: [PrismaPlugin, RelayPlugin, DirectivesPlugin, PolicyEnforcerPlugin],
   prisma: {
     // The request's tenant-scoped handle: every Prisma call Pothos makes goes
     // through both isolation walls.
@@ -49,6 +71,7 @@ export const builder = new SchemaBuilder<{
     nodesQueryOptions: { nullable: { list: false, items: true } },
     edgesFieldOptions: { nullable: false },
     nodeFieldOptions: { nullable: false },
+    decodeGlobalID,
   },
   directives: { useGraphQLToolsUnorderedDirectives: true },
 });

@@ -1,5 +1,5 @@
 import { createServer } from "node:http";
-import { createApp } from "./app.ts";
+import type { createApp as CreateApp } from "./app.ts";
 import { ConfigError, DEV_JWT_SECRET, loadConfig, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./db/embedded.ts";
@@ -7,6 +7,7 @@ import { runMigrations } from "./db/migrate.ts";
 import { DEMO_PLATFORM_ADMIN, DEMO_ROLES, DEMO_TENANTS, demoEmail, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger, type Logger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
+import { RequestCounter } from "./infra/request-counter.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { signDevToken } from "./tenancy/tokens.ts";
@@ -27,6 +28,11 @@ async function main() {
     }
     throw err;
   }
+  // The app (schema, Pothos, Prisma) is the heavy import: load it only once
+  // the configuration is known good, so a bad variable fails in a moment,
+  // and overlap the load with the database start-up.
+  const appModule: Promise<{ createApp: typeof CreateApp }> = import("./app.ts");
+  appModule.catch(() => {});
   const logger = createLogger(config.logLevel);
   const started = Date.now();
 
@@ -66,7 +72,11 @@ async function main() {
     logger.warn("no REDIS_URL: using an in-process store; rate limits and caches hold for this single instance only");
   }
 
+  const requestCounter = new RequestCounter({ db: db.platform, store, logger });
+  const { createApp } = await appModule;
   const app = createApp({
+    requestCounter,
+    pools: { app: db.appPool, platform: db.platformPool },
     app: db.app,
     platform: db.platform,
     store,
@@ -83,6 +93,7 @@ async function main() {
 
   // The Yoga instance is itself a Node request listener.
   const server = createServer(app);
+  requestCounter.start();
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(config.port, resolve));
   const address = server.address();
@@ -97,6 +108,8 @@ async function main() {
     logger.info({ signal }, "shutting down");
     server.closeIdleConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    // The last API request counts reach PostgreSQL before the pools close.
+    await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
     await db.close();
     await store.close();
     await embedded?.stop();

@@ -2,10 +2,14 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { toGlobalId } from "../schema/ids.ts";
+import { checkDeclaredCountQuota, currentDirectiveScope } from "./enforcer.ts";
 
 /**
  * Audit entries. A mutation writes its entry with the same transaction handle
- * as its change, so both land or neither does.
+ * as its change, so both land or neither does. Inside an `@audit` mutation
+ * the enforcer (src/policy/enforcer.ts) supplies the declared action and the
+ * input, and this is also the point, inside the mutation's transaction and
+ * after its insert, where a count-based `@quota` is checked.
  */
 const SECRET_KEYS = /secret|password|token|key$/i;
 
@@ -20,7 +24,8 @@ export function redact(value: unknown): unknown {
 }
 
 export interface AuditInput {
-  action: string;
+  /** Defaults to the field's @audit action. */
+  action?: string;
   targetType?: string;
   targetId?: string;
   metadata?: unknown;
@@ -37,18 +42,28 @@ export function actorFields(ctx: Context) {
 }
 
 export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, tenantId?: string) {
+  const scope = currentDirectiveScope(ctx);
+  const action = entry.action ?? scope?.action;
+  if (!action) throw new Error("writeAudit: no action");
+  if (scope?.action && action !== scope.action) {
+    // Thrown inside the transaction: the change is rolled back with it.
+    throw new Error(`${scope.field} is declared @audit(${scope.action}) but wrote "${action}"`);
+  }
+  await checkDeclaredCountQuota(tx, ctx, true);
+  const metadata = entry.metadata === undefined && scope ? { input: scope.input } : entry.metadata;
   await tx.auditLogEntry.create({
     data: {
       tenantId: tenantId ?? ctx.tenant!.id,
-      action: entry.action,
+      action,
       ...actorFields(ctx),
       targetType: entry.targetType ?? null,
       targetId: entry.targetType && entry.targetId ? toGlobalId(entry.targetType, entry.targetId) : null,
       crossTenant: entry.crossTenant ?? false,
-      metadata: (redact(entry.metadata) ?? undefined) as Prisma.InputJsonValue | undefined,
+      metadata: (redact(metadata) ?? undefined) as Prisma.InputJsonValue | undefined,
       requestId: ctx.requestId,
       ip: ctx.ip,
     },
     select: { id: true },
   });
+  scope?.audited.push(action);
 }

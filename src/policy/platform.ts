@@ -11,41 +11,56 @@ import { actorFields, redact } from "./audit.ts";
  */
 export type PlatformTx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends" | "$use">;
 
-export interface CrossTenantOperation {
+export interface CrossTenantOperation<T = unknown> {
   action: string;
-  /** Tenants the operation touches; one named tenant also gets the entry in its own audit log. */
+  /** Tenants the operation names; one named tenant also gets the entry in its own audit log. */
   tenantIds?: string[];
   metadata?: unknown;
+  /**
+   * For reads that learn which tenants they touch only by running (a page of
+   * tenants): the entry is then written after `fn`, still inside the
+   * transaction and before anything is returned, with these tenant ids; if it
+   * cannot be written the transaction fails and nothing is returned.
+   */
+  touched?: (result: T) => string[];
 }
 
+/** API keys belong to a tenant and are never platform admins: FORBIDDEN, like any non-admin. */
 export function requirePlatformAdmin(ctx: Context) {
-  if (!ctx.user) throw unauthenticated("Authentication required", null);
-  if (!ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
+  if (!ctx.actor) throw unauthenticated("Authentication required", null);
+  if (!ctx.user || !ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
 }
 
 export async function crossTenant<T>(
   ctx: Context,
-  op: CrossTenantOperation,
+  op: CrossTenantOperation<T>,
   fn: (tx: PlatformTx) => Promise<T>,
 ): Promise<T> {
   requirePlatformAdmin(ctx);
   return ctx.deps.platform.$transaction(
     async (tx) => {
-      await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
-      return fn(tx as PlatformTx);
+      if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
+      const result = await fn(tx as PlatformTx);
+      if (op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op, op.touched(result));
+      return result;
     },
     { maxWait: 5_000, timeout: 60_000 },
   );
 }
 
-export async function writeCrossTenantAudit(tx: PlatformTx, ctx: Context, op: CrossTenantOperation) {
+export async function writeCrossTenantAudit(
+  tx: PlatformTx,
+  ctx: Context,
+  op: CrossTenantOperation<any>,
+  touched?: string[],
+) {
   const actor = actorFields(ctx);
   const metadata = redact(op.metadata) as Prisma.InputJsonValue | undefined;
   await tx.platformAuditEntry.create({
     data: {
       action: op.action,
       ...actor,
-      tenantIds: op.tenantIds ?? [],
+      tenantIds: [...new Set([...(op.tenantIds ?? []), ...(touched ?? [])])],
       metadata,
       requestId: ctx.requestId,
       ip: ctx.ip,

@@ -17,7 +17,13 @@ import "../modules/users/user.schema.ts";
 import "../modules/users/viewer.schema.ts";
 import "../modules/projects/project.schema.ts";
 import "../modules/deployments/deployment.schema.ts";
+import "../modules/workflows/workflow.schema.ts";
+import "../modules/audit/audit.schema.ts";
+import "../modules/platform/platform.schema.ts";
 import "../modules/platform/tenant-lifecycle.schema.ts";
+import "../modules/members/member.schema.ts";
+import "../modules/api-keys/api-key.schema.ts";
+import "../modules/usage/usage.schema.ts";
 
 builder.queryType({});
 builder.mutationType({});

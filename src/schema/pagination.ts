@@ -1,10 +1,16 @@
 import { badInput } from "../errors.ts";
+import { isUuid } from "../tenancy/directory.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
 
 /**
  * Relay connections over keyset pagination: (sort key, id) in the order the
  * list is sorted, never OFFSET. Stable under inserts and deletes; each
- * cursor carries the sort it was made for.
+ * cursor carries the list and the sort it was made for.
+ *
+ * Relay's algorithm: `after` and `before` cut the list, then `first` takes
+ * from the start of what is left, `last` from its end. `first` fetches in
+ * the sort order, `last` against it (and the page is reversed back), so both
+ * walk the (sort key, id) index and never count or skip rows.
  */
 
 export const MAX_PAGE_SIZE = 100;
@@ -27,22 +33,35 @@ export interface Sort {
 
 export const DEFAULT_SORT: Sort = { field: "createdAt", direction: "DESC" };
 
+/** One cut of the list: rows whose (sort key, id) is `op` the cursor's. */
+export interface Keyset {
+  /** The sort key's value as in the cursor (ISO date or string). */
+  value: string;
+  id: string;
+  op: "<" | ">";
+}
+
 export interface PageRequest {
   /** Rows to fetch: page size + 1, to learn whether there is more. */
   take: number;
   size: number;
+  /** `last`: fetched against the sort order, reversed by toConnection. */
   backward: boolean;
-  /** Prisma where for the keyset position (undefined at the start). */
+  /** Prisma where for the cuts (undefined when there is none). */
   where: Record<string, unknown> | undefined;
   /** Prisma orderBy in fetch order. */
   orderBy: Record<string, "asc" | "desc">[];
   sort: Sort;
-  hasCursor: boolean;
-  /** The raw keyset, for hand-written SQL. */
-  keyset?: { value: string | null; id: string; op: "<" | ">" };
+  /** What cursors of this list carry: list kind and sort. */
+  signature: string;
+  hasAfter: boolean;
+  hasBefore: boolean;
+  /** The cuts, for hand-written SQL: AND them. */
+  keysets: Keyset[];
 }
 
-const signature = (sort: Sort) => `${sort.field}:${sort.direction}`;
+/** What a cursor must carry to be used on a list: its kind and its sort. */
+export const sortSignature = (sort: Sort, kind?: string) => `${kind ? `${kind}/` : ""}${sort.field}:${sort.direction}`;
 
 function checkSize(name: string, n: number | null | undefined) {
   if (n == null) return;
@@ -50,36 +69,54 @@ function checkSize(name: string, n: number | null | undefined) {
   if (n > MAX_PAGE_SIZE) throw badInput(name, `${name} must be at most ${MAX_PAGE_SIZE}`);
 }
 
-export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT): PageRequest {
+/**
+ * The page that `args` ask for on a list sorted by `sort`. `kind` names the
+ * list (e.g. "Project"): a cursor of another list or sort is BAD_USER_INPUT.
+ */
+export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kind?: string): PageRequest {
   checkSize("first", args.first);
   checkSize("last", args.last);
   if (args.first != null && args.last != null) throw badInput("last", "Use first or last, not both");
-  if (args.after != null && args.before != null) throw badInput("before", "Use after or before, not both");
+  // `before` alone asks for the page just before the cursor.
   const backward = args.last != null || (args.before != null && args.first == null);
   const size = (backward ? args.last : args.first) ?? DEFAULT_PAGE_SIZE;
-  const cursorField = backward ? "before" : "after";
-  const cursor = backward ? args.before : args.after;
+  const signature = sortSignature(sort, kind);
+  const desc = sort.direction === "DESC";
 
   // Fetch direction: forward follows the sort, backward runs against it.
-  const fetchDesc = (sort.direction === "DESC") !== backward;
+  const fetchDesc = desc !== backward;
   const dir = fetchDesc ? "desc" : "asc";
   const orderBy = [{ [sort.field]: dir }, { id: dir }] as Record<string, "asc" | "desc">[];
 
-  let where: Record<string, unknown> | undefined;
-  let keyset: PageRequest["keyset"];
-  if (cursor != null) {
-    const c = decodeCursor(cursor, cursorField, signature(sort));
-    const op = fetchDesc ? "lt" : "gt";
-    const value = sort.field === "name" ? c.v : c.v === null ? null : new Date(c.v);
-    if (value === null || (value instanceof Date && Number.isNaN(value.getTime()))) {
-      throw badInput(cursorField, `Invalid cursor for ${cursorField}`);
-    }
-    where = {
-      OR: [{ [sort.field]: { [op]: value } }, { [sort.field]: value, id: { [op]: c.id } }],
-    };
-    keyset = { value: c.v, id: c.id, op: fetchDesc ? "<" : ">" };
-  }
-  return { take: size + 1, size, backward, where, orderBy, sort, hasCursor: cursor != null, keyset };
+  const keysets: Keyset[] = [];
+  const conditions: Record<string, unknown>[] = [];
+  const cut = (field: "after" | "before", cursor: string) => {
+    const c = decodeCursor(cursor, field, signature);
+    const invalid = () => badInput(field, `Invalid cursor for ${field}`);
+    if (typeof c.v !== "string" || !isUuid(c.id)) throw invalid();
+    const value = sort.field === "name" ? c.v : new Date(c.v);
+    if (value instanceof Date && Number.isNaN(value.getTime())) throw invalid();
+    // after: the rows that follow the cursor in sort order; before: those preceding it.
+    const op = (field === "after") === desc ? "lt" : "gt";
+    conditions.push({ OR: [{ [sort.field]: { [op]: value } }, { [sort.field]: value, id: { [op]: c.id } }] });
+    keysets.push({ value: c.v, id: c.id, op: op === "lt" ? "<" : ">" });
+  };
+  if (args.after != null) cut("after", args.after);
+  if (args.before != null) cut("before", args.before);
+
+  const where = conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0] : { AND: conditions };
+  return {
+    take: size + 1,
+    size,
+    backward,
+    where,
+    orderBy,
+    sort,
+    signature,
+    hasAfter: args.after != null,
+    hasBefore: args.before != null,
+    keysets,
+  };
 }
 
 export interface Connection<T> {
@@ -95,26 +132,31 @@ export interface Connection<T> {
 
 type Row = { id: string } & Partial<Record<SortField, unknown>>;
 
-export function cursorFor(row: Row, sort: Sort): string {
-  const v = row[sort.field];
-  return encodeCursor({
-    s: signature(sort),
-    v: v instanceof Date ? v.toISOString() : v == null ? null : String(v),
-    id: row.id,
-  });
+function rowCursor(row: Row, field: SortField, signature: string): string {
+  const v = row[field];
+  return encodeCursor({ s: signature, v: v instanceof Date ? v.toISOString() : v == null ? null : String(v), id: row.id });
 }
 
-/** Builds the connection from rows fetched with `page` (take = size + 1). */
+export function cursorFor(row: Row, sort: Sort, kind?: string): string {
+  return rowCursor(row, sort.field, sortSignature(sort, kind));
+}
+
+/**
+ * Builds the connection from rows fetched with `page` (take = size + 1).
+ * The extra row tells whether more exist in the fetch direction; the other
+ * direction is known to hold at least the row of the cursor that cut it
+ * (Relay lets a server answer that side cheaply, and this costs no query).
+ */
 export function toConnection<T extends Row>(rows: T[], page: PageRequest, totalCount: () => Promise<number>): Connection<T> {
   const more = rows.length > page.size;
   const slice = rows.slice(0, page.size);
   if (page.backward) slice.reverse();
-  const edges = slice.map((node) => ({ cursor: cursorFor(node, page.sort), node }));
+  const edges = slice.map((node) => ({ cursor: rowCursor(node, page.sort.field, page.signature), node }));
   return {
     edges,
     pageInfo: {
-      hasNextPage: page.backward ? page.hasCursor : more,
-      hasPreviousPage: page.backward ? more : page.hasCursor,
+      hasNextPage: page.backward ? page.hasBefore : more || page.hasBefore,
+      hasPreviousPage: page.backward ? more || page.hasAfter : page.hasAfter,
       startCursor: edges[0]?.cursor ?? null,
       endCursor: edges[edges.length - 1]?.cursor ?? null,
     },

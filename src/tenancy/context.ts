@@ -12,6 +12,7 @@ import {
 import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
 import type { Store } from "../infra/store.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "../policy/plans.ts";
+import { noteApiKeyUse } from "../modules/api-keys/last-used.ts";
 import type { TokenVerifier } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
@@ -87,16 +88,19 @@ function tenantReferences(request: Request, tid: string | undefined, baseDomain?
   );
 }
 
+/** One answer for "no such tenant" and "not yours", so neither reveals which tenants exist. */
+const NO_ACCESS = "Unknown tenant or not a member";
+
 async function resolveTenant(directory: Directory, refs: string[]): Promise<TenantInfo | null> {
   if (refs.length === 0) return null;
   const tenants = await Promise.all(refs.map((r) => directory.tenant(r)));
-  // Unknown tenants and tenants the caller cannot enter look the same.
-  if (tenants.some((t) => t === null)) throw tenantAccessDenied("Unknown tenant or not a member");
-  const first = tenants[0]!;
-  if (tenants.some((t) => t!.id !== first.id)) {
-    throw tenantAccessDenied("Conflicting tenant in token, X-Tenant-ID and host");
-  }
-  return first;
+  const first = tenants[0];
+  if (first && tenants.every((t) => t?.id === first.id)) return first;
+  // Sources that do not name one and the same tenant are a conflict, whether
+  // or not the others exist (so a conflict reveals nothing either).
+  const distinct = new Set(refs.map((r) => r.trim().toLowerCase()));
+  if (distinct.size > 1) throw tenantAccessDenied("Conflicting tenant in token, X-Tenant-ID and host");
+  throw tenantAccessDenied(NO_ACCESS);
 }
 
 function checkActive(tenant: TenantInfo) {
@@ -108,6 +112,8 @@ export async function buildContext(
   request: Request,
   state: RequestState,
   opts: { ip: string | null },
+  /** Build onto this object (Yoga's initial context) instead of a new one. */
+  target?: object,
 ): Promise<Context> {
   const { directory } = deps;
   let user: UserInfo | null = null;
@@ -131,7 +137,7 @@ export async function buildContext(
     tenant = await resolveTenant(directory, tenantReferences(request, token.tid, deps.baseDomain));
     if (tenant) {
       const membership = await directory.membership(tenant.id, user.id);
-      if (!membership) throw tenantAccessDenied();
+      if (!membership) throw tenantAccessDenied(NO_ACCESS);
       checkActive(tenant);
       role = membership.role;
       membershipId = membership.id;
@@ -151,9 +157,10 @@ export async function buildContext(
     tenant = await directory.tenant(apiKey.tenantId);
     if (!tenant) throw unauthenticated("Invalid, expired or revoked API key");
     const others = await resolveTenant(directory, tenantReferences(request, undefined, deps.baseDomain));
-    if (others && others.id !== tenant.id) throw tenantAccessDenied("This API key belongs to another tenant");
+    if (others && others.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
     checkActive(tenant);
     role = apiKey.role;
+    noteApiKeyUse(deps.platform, apiKey);
   }
 
   if (tenant) {
@@ -168,7 +175,7 @@ export async function buildContext(
 
   let tenantDb: TenantDb | undefined;
   const currentTenant = tenant;
-  const ctx: Context = {
+  const fields = {
     requestId: state.requestId,
     ip: opts.ip,
     user,
@@ -178,26 +185,43 @@ export async function buildContext(
     role,
     membershipId,
     isPlatformAdmin: !!user?.isPlatformAdmin,
-    operation: "query",
-    get tenantDb() {
-      if (!currentTenant) throw tenantRequired();
-      tenantDb ??= new TenantDb(deps.app, {
-        tenantId: currentTenant.id,
-        userId: user?.id ?? null,
-        statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[currentTenant.plan],
-        mode: this.operation === "mutation" ? "statement" : "request",
-      });
-      return tenantDb;
-    },
-    get db() {
-      return this.tenantDb.client;
-    },
-    loaders: new Map(),
+    operation: "query" as Context["operation"],
+    loaders: new Map<string, unknown>(),
     deps,
     finish: async () => {
       await tenantDb?.finish();
     },
   };
+  // Yoga merges the context with Object.assign, which would call enumerable
+  // getters at build time (throwing TENANT_REQUIRED for tenant-less calls and
+  // fixing the transaction mode before the operation is known). So the lazy
+  // handles are non-enumerable, and are defined on Yoga's own context object
+  // (`target`) when given, which is the object the resolvers receive.
+  const ctx = (target ?? {}) as Context;
+  Object.assign(ctx, fields);
+  Object.defineProperties(ctx, {
+    tenantDb: {
+      enumerable: false,
+      configurable: true,
+      get(this: Context) {
+        if (!currentTenant) throw tenantRequired();
+        tenantDb ??= new TenantDb(deps.app, {
+          tenantId: currentTenant.id,
+          userId: user?.id ?? null,
+          statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[currentTenant.plan],
+          mode: this.operation === "mutation" ? "statement" : "request",
+        });
+        return tenantDb;
+      },
+    },
+    db: {
+      enumerable: false,
+      configurable: true,
+      get(this: Context) {
+        return this.tenantDb.client;
+      },
+    },
+  });
   return ctx;
 }
 

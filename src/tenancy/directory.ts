@@ -67,8 +67,11 @@ export class Directory {
     private readonly store: Store,
   ) {}
 
+  /** Cache observer (src/infra/metrics.ts): the key and whether it was a hit. */
+  onCacheLookup?: (key: string, hit: boolean) => void;
   private async cached<T>(key: string, load: () => Promise<T | null>): Promise<T | null> {
     const hit = await this.store.get(key);
+    this.onCacheLookup?.(key, hit !== null);
     if (hit !== null) return hit === "" ? null : (JSON.parse(hit) as T);
     const value = await load();
     // Misses are cached briefly, so a flood of unknown ids cannot hammer PostgreSQL.

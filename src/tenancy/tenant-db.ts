@@ -43,6 +43,7 @@ export class TenantDb {
   private tx: Promise<ScopedTx> | undefined;
   private release: (() => void) | undefined;
   private settled: Promise<unknown> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     base: PrismaClient,
@@ -80,7 +81,14 @@ export class TenantDb {
   /** Runs one database call inside the request's scope. */
   run<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
     if (this.options.mode === "statement") return this.transaction(fn);
-    return this.requestTx().then(fn);
+    // One connection serves the whole request: queue the statements on it
+    // rather than handing pg concurrent queries on one client.
+    const result = this.queue.then(() => this.requestTx()).then(fn);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
   }
 
   private requestTx(): Promise<ScopedTx> {
@@ -120,6 +128,8 @@ export class TenantDb {
         return target[path[path.length - 1]!](...args);
       });
     return new Proxy({} as ScopedTx, {
+      // Pothos finds model delegates with `"project" in client` (node/nodes).
+      has: (_, key) => typeof key === "string" && key !== "then" && (key.startsWith("$") || key in this.scoped),
       get: (_, key) => {
         if (typeof key !== "string") return undefined;
         if (key === "then") return undefined;

@@ -1,13 +1,14 @@
 import { createApp, type App } from "../../src/app.ts";
 import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
-import { createLogger } from "../../src/infra/logger.ts";
-import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { createLogger, type Logger } from "../../src/infra/logger.ts";
+import type { Store } from "../../src/infra/store.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import type { Databases } from "../../src/db/clients.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "./db.ts";
+import { isolatedStore } from "./isolated-store.ts";
 
 /**
  * The whole app in-process over a fresh test database seeded with the demo
@@ -34,17 +35,22 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(options: { seed?: boolean; store?: Store } = {}): Promise<TestApp> {
+export async function createTestApp(
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger } = {},
+): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients = createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
-  const store = options.store ?? (process.env.REDIS_URL ? new RedisStore(process.env.REDIS_URL) : new MemoryStore());
+  // Every test app gets a store of its own: the real Redis under a random
+  // prefix (test databases reuse the demo slugs with fresh ids), or memory.
+  const store = options.store ?? isolatedStore();
   const config = {
     graphiql: true,
     introspection: true,
     maxBodyBytes: 1_048_576,
     jwtSecret: TEST_JWT_SECRET,
     production: false,
+    metricsToken: options.metricsToken,
   };
   const app = createApp({
     app: clients.app,
@@ -54,7 +60,8 @@ export async function createTestApp(options: { seed?: boolean; store?: Store } =
     verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
     baseDomain: "localhost",
     config,
-    logger: createLogger("silent"),
+    logger: options.logger ?? createLogger("silent"),
+    pools: { app: clients.appPool, platform: clients.platformPool },
     probes: {
       postgres: async () => (await clients.appPool.query("SELECT 1")).rowCount === 1,
       store: () => store.ping(),

@@ -7,8 +7,8 @@ import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../schema/connection.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum } from "../../schema/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { groupByKeys, loader } from "../../schema/loaders.ts";
-import { pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
+import { firstPerParentSql, groupByKeys, loader } from "../../schema/loaders.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 import { ProjectRef, sortFrom } from "../projects/project.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
@@ -92,7 +92,7 @@ builder.queryField("deployments", (t) =>
     },
     resolve: async (_root, args, ctx, info) => {
       requireTenant(ctx);
-      const page = pageRequest(args, sortFrom(args.orderBy));
+      const page = pageRequest(args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
       const rows = await ctx.db.deployment.findMany({
         ...nodeQuery(ctx, info),
@@ -107,13 +107,21 @@ builder.queryField("deployments", (t) =>
 
 /**
  * Per-project pages for every project of a request: one LATERAL statement
- * for the ids, one Prisma query (with the GraphQL selection) for the rows.
+ * for the ids of each project's page, one Prisma query (with the GraphQL
+ * selection, so createdBy etc. are loaded in bulk) for the rows.
  */
-function deploymentsOfProjects(ctx: Context, page: PageRequest, statuses: DeploymentStatus[] | null, query: object) {
-  const signature = JSON.stringify([page.sort, page.take, page.keyset, statuses, query]);
+function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: DeploymentFilterInput, query: object) {
+  const signature = JSON.stringify([page.sort, page.take, page.keysets, filter, query]);
   return loader(ctx, `project.deployments:${signature}`, async (projectIds: readonly string[]) => {
-    const ids = await ctx.tenantDb.queryRaw<{ id: string; projectId: string }>(
-      service.firstDeploymentsPerProjectSql(ctx.tenant!.id, [...projectIds], page, statuses),
+    const ids = await ctx.tenantDb.queryRaw<{ id: string; parentId: string }>(
+      firstPerParentSql({
+        table: "deployments",
+        parentColumn: "project_id",
+        tenantId: ctx.tenant!.id,
+        parentIds: projectIds,
+        page,
+        filter: service.deploymentFilterSql(filter),
+      }),
     );
     const rows = ids.length
       ? await ctx.db.deployment.findMany({
@@ -147,10 +155,15 @@ builder.prismaObjectFields("Project", (t) => ({
       orderBy: t.arg({ type: DeploymentOrder }),
     },
     resolve: async (project, args, ctx, info) => {
-      const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy));
-      const statuses = args.filter?.status ?? null;
-      const rows = await deploymentsOfProjects(ctx, page, statuses, nodeQuery(ctx, info)).load(project.id);
-      const where = deploymentWhere({ status: statuses });
+      const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
+      // projectId is implied by the parent; the rest of the filter applies.
+      const filter: DeploymentFilterInput = {
+        status: args.filter?.status ?? null,
+        createdAfter: args.filter?.createdAfter ?? null,
+        createdBefore: args.filter?.createdBefore ?? null,
+      };
+      const rows = await deploymentsOfProjects(ctx, page, filter, nodeQuery(ctx, info)).load(project.id);
+      const where = deploymentWhere(filter);
       return toConnection(rows, page, () => deploymentCountsByProject(ctx, where).load(project.id)) as never;
     },
   }),
@@ -158,9 +171,9 @@ builder.prismaObjectFields("Project", (t) => ({
     type: DeploymentRef,
     nullable: true,
     resolve: async (project, _args, ctx, info) => {
-      const page = pageRequest({ first: 1 });
+      const page = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
       const query = queryFromInfo({ context: ctx, info, typeName: "Deployment" });
-      const rows = await deploymentsOfProjects(ctx, page, null, query).load(project.id);
+      const rows = await deploymentsOfProjects(ctx, page, {}, query).load(project.id);
       return (rows[0] ?? null) as never;
     },
   }),
@@ -188,6 +201,28 @@ builder.mutationField("createDeployment", (t) =>
       requireTenant(ctx);
       const projectId = fromGlobalId("projectId", String(input.projectId), "Project");
       return { deployment: (await service.createDeployment(ctx, projectId, input)) as never };
+    },
+  }),
+);
+
+const UpdateDeploymentStatusInput = builder.inputType("UpdateDeploymentStatusInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    status: t.field({ type: DeploymentStatusEnum, required: true }),
+    url: t.string(),
+  }),
+});
+const UpdateDeploymentStatusPayload = payloadType("UpdateDeploymentStatusPayload", { deployment: { type: DeploymentRef } });
+
+builder.mutationField("updateDeploymentStatus", (t) =>
+  t.field({
+    type: UpdateDeploymentStatusPayload,
+    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "deployment.updateStatus" } },
+    args: { input: t.arg({ type: UpdateDeploymentStatusInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const id = fromGlobalId("id", String(input.id), "Deployment");
+      return { deployment: (await service.updateDeploymentStatus(ctx, id, input)) as never };
     },
   }),
 );

@@ -1,10 +1,9 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
-import { notFound } from "../../errors.ts";
+import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../schema/validate.ts";
-import type { PageRequest } from "../../schema/pagination.ts";
 
 export async function createDeployment(
   ctx: Context,
@@ -35,34 +34,52 @@ export async function createDeployment(
   });
 }
 
-const SORT_COLUMNS = { createdAt: "created_at", updatedAt: "updated_at", name: "name" } as const;
+/** Child-row conditions of Project.deployments(filter), for the LATERAL statement. */
+export function deploymentFilterSql(filter: {
+  status?: DeploymentStatus[] | null;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+}) {
+  const parts: Prisma.Sql[] = [];
+  if (filter.status?.length) parts.push(Prisma.sql`AND c.status = ANY(${filter.status}::"DeploymentStatus"[])`);
+  if (filter.createdAfter) parts.push(Prisma.sql`AND c.created_at > ${filter.createdAfter}::timestamptz`);
+  if (filter.createdBefore) parts.push(Prisma.sql`AND c.created_at < ${filter.createdBefore}::timestamptz`);
+  return parts.length ? Prisma.join(parts, " ") : Prisma.empty;
+}
 
-/**
- * The first N deployments of each of many projects, in one statement: a
- * LATERAL join that walks the (tenant_id, project_id, created_at, id) index
- * once per project. Prisma would fetch every child row and slice in memory.
- */
-export function firstDeploymentsPerProjectSql(
-  tenantId: string,
-  projectIds: string[],
-  page: PageRequest,
-  statuses: DeploymentStatus[] | null,
+const URL_MAX = 2048;
+
+/** A deployment URL: absolute http(s), at most 2,048 characters. */
+export function deploymentUrl(value: string | null | undefined): string | null | undefined {
+  if (value == null) return value;
+  if (value.length > URL_MAX) throw badInput("url", `url must be at most ${URL_MAX} characters`);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw badInput("url", "url must be an absolute http(s) URL");
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw badInput("url", "url must be an absolute http(s) URL");
+  return value;
+}
+
+export async function updateDeploymentStatus(
+  ctx: Context,
+  id: string,
+  input: { status: DeploymentStatus; url?: string | null },
 ) {
-  const col = Prisma.raw(`d.${SORT_COLUMNS[page.sort.field]}`);
-  const dir = Prisma.raw(page.orderBy[0]![page.sort.field] === "desc" ? "DESC" : "ASC");
-  const statusFilter = statuses?.length
-    ? Prisma.sql`AND d.status = ANY(${statuses}::"DeploymentStatus"[])`
-    : Prisma.empty;
-  const keyset = page.keyset
-    ? Prisma.sql`AND (${col}, d.id) ${Prisma.raw(page.keyset.op)} (${new Date(page.keyset.value!)}::timestamptz, ${page.keyset.id}::uuid)`
-    : Prisma.empty;
-  return Prisma.sql`
-    SELECT x.id, p.id AS "projectId"
-      FROM unnest(${projectIds}::uuid[]) AS p(id)
-      CROSS JOIN LATERAL (
-        SELECT d.id FROM deployments d
-         WHERE d.tenant_id = ${tenantId}::uuid AND d.project_id = p.id ${statusFilter} ${keyset}
-         ORDER BY ${col} ${dir}, d.id ${dir}
-         LIMIT ${page.take}
-      ) x`;
+  const url = deploymentUrl(input.url);
+  const data: { status: DeploymentStatus; url?: string | null } = { status: input.status };
+  if (input.url !== undefined) data.url = url;
+  return ctx.tenantDb.transaction(async (tx) => {
+    const { count } = await tx.deployment.updateMany({ where: { id }, data });
+    if (count === 0) throw notFound("Deployment");
+    await writeAudit(tx, ctx, {
+      action: "deployment.updateStatus",
+      targetType: "Deployment",
+      targetId: id,
+      metadata: { input },
+    });
+    return tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+  });
 }

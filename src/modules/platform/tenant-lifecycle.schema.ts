@@ -1,9 +1,17 @@
 import { builder } from "../../builder.ts";
 import { payloadType } from "../../schema/payload.ts";
-import { PlanEnum } from "../../schema/enums.ts";
+import { PlanEnum, QuotaResourceEnum } from "../../schema/enums.ts";
+import { fromGlobalId, toGlobalId } from "../../schema/ids.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
+import { operationMetadata } from "./platform.schema.ts";
 import * as service from "./tenant-lifecycle.service.ts";
+
+/**
+ * Tenant lifecycle mutations (platform admins, @crossTenant, audited).
+ * Payload fields are plain rows from the platform path: they are never
+ * re-read through the tenant-scoped client (the admin holds no tenant).
+ */
 
 const ProvisionOwnerInput = builder.inputType("ProvisionOwnerInput", {
   fields: (t) => ({
@@ -13,28 +21,113 @@ const ProvisionOwnerInput = builder.inputType("ProvisionOwnerInput", {
   }),
 });
 
+const TenantLimitInput = builder.inputType("TenantLimitInput", {
+  fields: (t) => ({
+    resource: t.field({ type: QuotaResourceEnum, required: true }),
+    limit: t.int({ description: "null = unlimited." }),
+  }),
+});
+
 const ProvisionTenantInput = builder.inputType("ProvisionTenantInput", {
   fields: (t) => ({
     name: t.string({ required: true }),
     slug: t.string({ required: true }),
     plan: t.field({ type: PlanEnum, required: true }),
-    region: t.string(),
+    region: t.string({ description: "Defaults to eu-west-1." }),
+    limits: t.field({ type: [TenantLimitInput], description: "Overrides of the plan's default limits." }),
     owner: t.field({ type: ProvisionOwnerInput, required: true }),
   }),
 });
 
-// Payload fields are plain objects from the platform path: they must not be
-// re-read through the tenant-scoped client (the admin holds no tenant).
-const ProvisionTenantPayload = payloadType("ProvisionTenantPayload", { tenant: { type: TenantRef }, owner: { type: UserRef } });
+const SuspendTenantInput = builder.inputType("SuspendTenantInput", {
+  fields: (t) => ({ tenantId: t.id({ required: true }), reason: t.string({ required: true }) }),
+});
+const ReactivateTenantInput = builder.inputType("ReactivateTenantInput", {
+  fields: (t) => ({ tenantId: t.id({ required: true }) }),
+});
+const ChangeTenantPlanInput = builder.inputType("ChangeTenantPlanInput", {
+  fields: (t) => ({ tenantId: t.id({ required: true }), plan: t.field({ type: PlanEnum, required: true }) }),
+});
+const SetTenantLimitsInput = builder.inputType("SetTenantLimitsInput", {
+  fields: (t) => ({
+    tenantId: t.id({ required: true }),
+    limits: t.field({ type: [TenantLimitInput], required: true }),
+  }),
+});
+const ScheduleTenantDeletionInput = builder.inputType("ScheduleTenantDeletionInput", {
+  fields: (t) => ({ tenantId: t.id({ required: true }) }),
+});
+const PurgeTenantInput = builder.inputType("PurgeTenantInput", {
+  fields: (t) => ({ tenantId: t.id({ required: true }) }),
+});
 
-builder.mutationField("provisionTenant", (t) =>
-  t.field({
+const ProvisionTenantPayload = payloadType("ProvisionTenantPayload", { tenant: { type: TenantRef }, owner: { type: UserRef } });
+const SuspendTenantPayload = payloadType("SuspendTenantPayload", { tenant: { type: TenantRef } });
+const ReactivateTenantPayload = payloadType("ReactivateTenantPayload", { tenant: { type: TenantRef } });
+const ChangeTenantPlanPayload = payloadType("ChangeTenantPlanPayload", { tenant: { type: TenantRef } });
+const SetTenantLimitsPayload = payloadType("SetTenantLimitsPayload", { tenant: { type: TenantRef } });
+const ScheduleTenantDeletionPayload = payloadType("ScheduleTenantDeletionPayload", { tenant: { type: TenantRef } });
+const PurgeTenantPayload = payloadType<{ purgedTenantId: string }>("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });
+
+const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
+
+builder.mutationFields((t) => ({
+  provisionTenant: t.field({
     type: ProvisionTenantPayload,
     directives: { crossTenant: {}, audit: { action: "tenant.provision" } },
     args: { input: t.arg({ type: ProvisionTenantInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => {
-      const { tenant, owner } = await service.provisionTenant(ctx, input);
+    resolve: async (_root, { input }, ctx, info) => {
+      const { tenant, owner } = await service.provisionTenant(ctx, input, operationMetadata(info));
       return { tenant: tenant as never, owner: owner as never };
     },
   }),
-);
+  suspendTenant: t.field({
+    type: SuspendTenantPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.suspend" } },
+    args: { input: t.arg({ type: SuspendTenantInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => ({
+      tenant: (await service.suspendTenant(ctx, tenantIdOf(input), input.reason, operationMetadata(info))) as never,
+    }),
+  }),
+  reactivateTenant: t.field({
+    type: ReactivateTenantPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.reactivate" } },
+    args: { input: t.arg({ type: ReactivateTenantInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => ({
+      tenant: (await service.reactivateTenant(ctx, tenantIdOf(input), operationMetadata(info))) as never,
+    }),
+  }),
+  changeTenantPlan: t.field({
+    type: ChangeTenantPlanPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.changePlan" } },
+    args: { input: t.arg({ type: ChangeTenantPlanInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => ({
+      tenant: (await service.changeTenantPlan(ctx, tenantIdOf(input), input.plan, operationMetadata(info))) as never,
+    }),
+  }),
+  setTenantLimits: t.field({
+    type: SetTenantLimitsPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.setLimits" } },
+    args: { input: t.arg({ type: SetTenantLimitsInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => ({
+      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info))) as never,
+    }),
+  }),
+  scheduleTenantDeletion: t.field({
+    type: ScheduleTenantDeletionPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.scheduleDeletion" } },
+    args: { input: t.arg({ type: ScheduleTenantDeletionInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => ({
+      tenant: (await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info))) as never,
+    }),
+  }),
+  purgeTenant: t.field({
+    type: PurgeTenantPayload,
+    directives: { crossTenant: {}, audit: { action: "tenant.purge" } },
+    args: { input: t.arg({ type: PurgeTenantInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) => {
+      const { purgedTenantId } = await service.purgeTenant(ctx, tenantIdOf(input), operationMetadata(info));
+      return { purgedTenantId: toGlobalId("Tenant", purgedTenantId) };
+    },
+  }),
+}));

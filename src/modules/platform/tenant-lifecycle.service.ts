@@ -1,29 +1,79 @@
-import { badInput } from "../../errors.ts";
-import type { Plan } from "../../generated/prisma/enums.ts";
-import { crossTenant } from "../../policy/platform.ts";
+import { badInput, notFound } from "../../errors.ts";
+import type { Plan, QuotaResource, TenantStatus } from "../../generated/prisma/enums.ts";
+import type { Tenant } from "../../generated/prisma/client.ts";
+import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../schema/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
+
+/**
+ * The tenant lifecycle, for platform admins. Every change runs on the
+ * platform path inside crossTenant() (audit entry first, in the same
+ * transaction; the tenant's own admins see it too) and then invalidates the
+ * tenant's directory entry in the shared store, so every replica sees the
+ * new status, plan or limits on its next request.
+ */
+
+const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+const QUOTA_RESOURCES: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS"];
+
+export interface LimitInput {
+  resource: QuotaResource;
+  /** null = unlimited. */
+  limit?: number | null;
+}
+
+function checkLimits(field: string, limits: LimitInput[]): LimitInput[] {
+  if (limits.length > QUOTA_RESOURCES.length) throw badInput(field, `${field}: at most one entry per resource`);
+  const seen = new Set<string>();
+  for (const [i, l] of limits.entries()) {
+    if (!QUOTA_RESOURCES.includes(l.resource)) throw badInput(`${field}[${i}].resource`, "Unknown resource");
+    if (seen.has(l.resource)) throw badInput(`${field}[${i}].resource`, `${l.resource} is given twice`);
+    seen.add(l.resource);
+    if (l.limit != null && (!Number.isInteger(l.limit) || l.limit < 0)) {
+      throw badInput(`${field}[${i}].limit`, "limit must be a non-negative integer, or null for unlimited");
+    }
+  }
+  return limits;
+}
+
+async function upsertLimits(tx: PlatformTx, tenantId: string, limits: LimitInput[]) {
+  for (const l of limits) {
+    const limit = l.limit ?? null;
+    await tx.tenantLimitOverride.upsert({
+      where: { tenantId_resource: { tenantId, resource: l.resource } },
+      create: { tenantId, resource: l.resource, limit },
+      update: { limit },
+    });
+  }
+}
 
 export interface ProvisionInput {
   name: string;
   slug: string;
   plan: Plan;
   region?: string | null;
+  limits?: LimitInput[] | null;
   owner: { email: string; name?: string | null; authSubject?: string | null };
 }
 
-/** Tenant, owner (created or reused by e-mail) and OWNER membership: all or nothing. */
-export async function provisionTenant(ctx: Context, input: ProvisionInput) {
+/**
+ * Tenant (region defaults to the database default, eu-west-1), owner
+ * (created or reused by e-mail), OWNER membership and any initial limit
+ * overrides (defaults: the plan's limits): all or nothing.
+ */
+export async function provisionTenant(ctx: Context, input: ProvisionInput, metadata?: unknown) {
   const name = v.name("name", input.name);
   const slug = v.slug("slug", input.slug);
-  const region = input.region == null ? undefined : v.name("region", input.region);
+  const region = input.region == null ? undefined : input.region.trim().toLowerCase();
+  if (region !== undefined && !REGION_RE.test(region)) throw badInput("region", "region must look like eu-west-1");
+  const limits = checkLimits("limits", input.limits ?? []);
   const email = input.owner.email.trim().toLowerCase();
   const ownerName = input.owner.name == null ? null : v.name("owner.name", input.owner.name);
   const subject = input.owner.authSubject?.trim() || email;
   const result = await crossTenant(
     ctx,
-    { action: "tenant.provision", metadata: { input } },
+    { action: "tenant.provision", metadata: metadata ?? { input } },
     async (tx) => {
       const tenant = await tx.tenant.create({ data: { name, slug, plan: input.plan, region } });
       let owner = await tx.user.findUnique({ where: { email } });
@@ -31,6 +81,8 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput) {
         owner = await tx.user.create({ data: { email, name: ownerName, authSubject: subject } });
       }
       await tx.membership.create({ data: { tenantId: tenant.id, userId: owner.id, role: "OWNER" } });
+      await upsertLimits(tx, tenant.id, limits);
+      // The new tenant's own log starts with its provisioning (access transparency).
       await tx.auditLogEntry.create({
         data: {
           tenantId: tenant.id,
@@ -38,7 +90,7 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput) {
           actorType: "USER",
           actorLabel: ctx.user?.email ?? null,
           crossTenant: true,
-          metadata: { slug, plan: input.plan },
+          metadata: { slug, plan: input.plan, region: tenant.region },
           requestId: ctx.requestId,
           ip: ctx.ip,
         },
@@ -47,7 +99,102 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput) {
     },
   ).catch((err) => conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`));
   await ctx.deps.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
+  await ctx.deps.directory.invalidateMembership(result.tenant.id, result.owner.id);
   return result;
+}
+
+/** The tenant of a mutation input; unknown ids are NOT_FOUND before anything is written. */
+async function existingTenant(ctx: Context, tenantId: string) {
+  const tenant = await ctx.deps.directory.tenant(tenantId);
+  if (!tenant) throw notFound("Tenant");
+  return tenant;
+}
+
+/** One audited change of one tenant, then the directory invalidation. */
+async function changeTenant(
+  ctx: Context,
+  action: string,
+  tenantId: string,
+  metadata: unknown,
+  change: (tx: PlatformTx, current: Tenant) => Promise<void>,
+): Promise<Tenant> {
+  await existingTenant(ctx, tenantId);
+  const tenant = await crossTenant(ctx, { action, tenantIds: [tenantId], metadata }, async (tx) => {
+    const current = await tx.tenant.findUnique({ where: { id: tenantId } });
+    if (!current) throw notFound("Tenant");
+    await change(tx, current);
+    return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+  });
+  await ctx.deps.directory.invalidateTenant(tenant.id, tenant.slug);
+  return tenant;
+}
+
+const setStatus = (status: TenantStatus, suspendedReason: string | null) => (tx: PlatformTx, t: Tenant) =>
+  tx.tenant.update({ where: { id: t.id }, data: { status, suspendedReason } }).then(() => {});
+
+export function suspendTenant(ctx: Context, tenantId: string, reason: string, metadata: unknown) {
+  const why = reason.trim();
+  if (why.length < 1 || why.length > 500) throw badInput("reason", "reason must be 1 to 500 characters");
+  return changeTenant(ctx, "tenant.suspend", tenantId, metadata, setStatus("SUSPENDED", why));
+}
+
+/** Back to ACTIVE, from SUSPENDED or PENDING_DELETION (which cancels the deletion). */
+export function reactivateTenant(ctx: Context, tenantId: string, metadata: unknown) {
+  return changeTenant(ctx, "tenant.reactivate", tenantId, metadata, setStatus("ACTIVE", null));
+}
+
+export function changeTenantPlan(ctx: Context, tenantId: string, plan: Plan, metadata: unknown) {
+  return changeTenant(ctx, "tenant.changePlan", tenantId, metadata, (tx, t) =>
+    tx.tenant.update({ where: { id: t.id }, data: { plan } }).then(() => {}),
+  );
+}
+
+export function setTenantLimits(ctx: Context, tenantId: string, limits: LimitInput[], metadata: unknown) {
+  const checked = checkLimits("limits", limits);
+  return changeTenant(ctx, "tenant.setLimits", tenantId, metadata, async (tx, t) => {
+    await upsertLimits(tx, t.id, checked);
+    // updated_at records the change on the tenant itself.
+    await tx.tenant.update({ where: { id: t.id }, data: { updatedAt: new Date() } });
+  });
+}
+
+/** PENDING_DELETION: members and keys get TENANT_SUSPENDED; a platform admin can still export, then purge. */
+export function scheduleTenantDeletion(ctx: Context, tenantId: string, metadata: unknown) {
+  return changeTenant(ctx, "tenant.scheduleDeletion", tenantId, metadata, setStatus("PENDING_DELETION", "Scheduled for deletion"));
+}
+
+/**
+ * Removes every row of a PENDING_DELETION tenant in one transaction (children
+ * first, explicitly, then the tenant row, whose cascades catch any table
+ * added later), then every store key `t:{<id>}:*` (SCAN, never KEYS), the
+ * slug and API key cache entries. Users stay: they are global identities
+ * that may belong to other tenants. The platform audit log keeps the record.
+ */
+export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
+  await existingTenant(ctx, tenantId);
+  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+    const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });
+    if (!tenant) throw notFound("Tenant");
+    if (tenant.status !== "PENDING_DELETION") {
+      throw badInput("tenantId", "Only tenants pending deletion can be purged: scheduleTenantDeletion first");
+    }
+    const keys = await tx.apiKey.findMany({ where: { tenantId }, select: { secretHash: true, previousSecretHash: true } });
+    const where = { tenantId };
+    await tx.deployment.deleteMany({ where });
+    await tx.workflow.deleteMany({ where });
+    await tx.project.deleteMany({ where });
+    await tx.apiKey.deleteMany({ where });
+    await tx.membership.deleteMany({ where });
+    await tx.usageCounter.deleteMany({ where });
+    await tx.tenantLimitOverride.deleteMany({ where });
+    await tx.auditLogEntry.deleteMany({ where });
+    await tx.tenant.delete({ where: { id: tenantId } });
+    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
+  });
+  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`);
+  await ctx.deps.directory.invalidateTenant(tenantId, slug);
+  await ctx.deps.directory.invalidateApiKeyHashes(...hashes);
+  return { purgedTenantId: tenantId, slug };
 }
 
 export function assertPlan(plan: string): Plan {

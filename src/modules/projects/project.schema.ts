@@ -1,10 +1,11 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import { builder } from "../../builder.ts";
+import { badInput } from "../../errors.ts";
 import { payloadType } from "../../schema/payload.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
 import { OrderDirectionEnum } from "../../schema/enums.ts";
 import { connectionType } from "../../schema/connection.ts";
-import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
+import { fromGlobalId, toGlobalId, uuidOrNone } from "../../schema/ids.ts";
 import { loader } from "../../schema/loaders.ts";
 import { pageRequest, toConnection, type Sort } from "../../schema/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
@@ -60,8 +61,12 @@ export function sortFrom(order: { field: string; direction: "ASC" | "DESC" } | n
 }
 
 function projectWhere(filter: { search?: string | null } | null | undefined): Prisma.ProjectWhereInput {
-  const search = filter?.search?.trim();
-  if (!search) return {};
+  const trimmed = filter?.search?.trim();
+  if (!trimmed) return {};
+  if (trimmed.length > 100) throw badInput("filter.search", "filter.search must be at most 100 characters");
+  // Prisma's `contains` is an ILIKE '%…%' that leaves % and _ as wildcards:
+  // escape them so the search is plain text.
+  const search = trimmed.replace(/[\\%_]/g, (c) => `\\${c}`);
   return {
     OR: [
       { name: { contains: search, mode: "insensitive" } },
@@ -81,7 +86,7 @@ builder.queryField("projects", (t) =>
     },
     resolve: async (_root, args, ctx, info) => {
       requireTenant(ctx);
-      const page = pageRequest(args, sortFrom(args.orderBy));
+      const page = pageRequest(args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
       const rows = await ctx.db.project.findMany({
@@ -113,6 +118,13 @@ const UpdateProjectInput = builder.inputType("UpdateProjectInput", {
 });
 const UpdateProjectPayload = payloadType("UpdateProjectPayload", { project: { type: ProjectRef } });
 
+const DeleteProjectInput = builder.inputType("DeleteProjectInput", {
+  fields: (t) => ({ id: t.id({ required: true }) }),
+});
+const DeleteProjectPayload = payloadType<{ deletedProjectId: string }>("DeleteProjectPayload", {
+  deletedProjectId: { type: "ID" },
+});
+
 builder.mutationFields((t) => ({
   createProject: t.field({
     type: CreateProjectPayload,
@@ -135,6 +147,17 @@ builder.mutationFields((t) => ({
       requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Project");
       return { project: (await service.updateProject(ctx, id, input)) as never };
+    },
+  }),
+  deleteProject: t.field({
+    type: DeleteProjectPayload,
+    directives: { auth: { requires: "ADMIN" }, audit: { action: "project.delete" } },
+    args: { input: t.arg({ type: DeleteProjectInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const id = fromGlobalId("id", String(input.id), "Project");
+      await service.deleteProject(ctx, id);
+      return { deletedProjectId: toGlobalId("Project", id) };
     },
   }),
 }));

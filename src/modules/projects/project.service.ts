@@ -48,3 +48,23 @@ export async function updateProject(
     return tx.project.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
   });
 }
+
+/**
+ * Deletes a project and its deployments (FK cascade). Workflows outlive
+ * their project (the FK is ON DELETE RESTRICT so none is lost by accident):
+ * they are detached in the same transaction.
+ */
+export async function deleteProject(ctx: Context, id: string) {
+  await ctx.tenantDb.transaction(async (tx) => {
+    const project = await tx.project.findFirst({ where: { id }, select: { id: true, name: true, slug: true } });
+    if (!project) throw notFound("Project");
+    const detached = await tx.workflow.updateMany({ where: { projectId: id }, data: { projectId: null } });
+    await tx.project.deleteMany({ where: { id } });
+    await writeAudit(tx, ctx, {
+      action: "project.delete",
+      targetType: "Project",
+      targetId: id,
+      metadata: { name: project.name, slug: project.slug, detachedWorkflows: detached.count },
+    });
+  });
+}

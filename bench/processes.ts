@@ -1,0 +1,132 @@
+import { execSync, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { BenchOptions } from "./options.ts";
+import { ADMIN_SUBJECT } from "./seed.ts";
+
+/** The server and the floor as child processes of the bench. */
+
+export const ROOT = path.resolve(import.meta.dirname, "..");
+
+/** The server as the bench runs it: production mode, no migrations or seed at start. */
+export function serverEnv(opts: BenchOptions, databaseUrl: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: opts.redisUrl,
+    MIGRATE_ON_START: "false",
+    SEED_ON_START: "false",
+    LOG_LEVEL: "warn",
+    JWT_SECRET: opts.jwtSecret,
+    NODE_ENV: "production",
+    GRAPHIQL: "false",
+    PLATFORM_ADMIN_SUBJECTS: ADMIN_SUBJECT,
+  };
+}
+
+export function floorEnv(opts: BenchOptions, databaseUrl: string): Record<string, string> {
+  return { DATABASE_URL: databaseUrl, JWT_SECRET: opts.jwtSecret, NODE_ENV: "production" };
+}
+
+export interface Child {
+  name: string;
+  port: number;
+  proc: ChildProcess;
+  /** Last lines of its output, shown if it dies. */
+  output: string[];
+  stop(): Promise<void>;
+}
+
+export function startChild(
+  name: string,
+  script: string,
+  port: number,
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Child {
+  const proc = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  const keep = (buf: Buffer) => {
+    for (const line of buf.toString("utf8").split("\n")) if (line.trim()) output.push(line);
+    if (output.length > 200) output.splice(0, output.length - 200);
+  };
+  proc.stdout!.on("data", keep);
+  proc.stderr!.on("data", keep);
+  return {
+    name,
+    port,
+    proc,
+    output,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+        proc.once("exit", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        proc.kill("SIGTERM");
+      }),
+  };
+}
+
+export async function waitReady(child: Child, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) {
+      throw new Error(`${child.name} exited with code ${child.proc.exitCode}:\n${child.output.slice(-30).join("\n")}`);
+    }
+    try {
+      const res = await fetch(`http://127.0.0.1:${child.port}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${child.name} not ready after ${timeoutMs} ms:\n${child.output.slice(-30).join("\n")}`);
+}
+
+/** Resident set size of a process, in MB (Linux /proc). */
+export function rssMb(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples RSS every `everyMs` until stopped; returns the peak. */
+export function sampleRss(pid: number, everyMs = 250) {
+  let peak = rssMb(pid) ?? 0;
+  const timer = setInterval(() => {
+    const v = rssMb(pid);
+    if (v !== undefined && v > peak) peak = v;
+  }, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+let clockTicks: number | undefined;
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
+export function cpuMs(pid: number): number | undefined {
+  try {
+    clockTicks ??= Number(execSync("getconf CLK_TCK", { encoding: "utf8" }).trim()) || 100;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}

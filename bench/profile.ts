@@ -1,0 +1,85 @@
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
+import { runLoad } from "./load.ts";
+import { benchOptions, RefusedError } from "./options.ts";
+import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
+import { dashboardGen, signTokens } from "./scenarios.ts";
+import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
+
+/**
+ * Where the server's CPU goes under the dashboard load:
+ *
+ *   DATABASE_URL=... REDIS_URL=... npx tsx bench/profile.ts
+ *
+ * Reuses the bench database when `npm run bench` left one (else seeds it),
+ * starts the server with `node --cpu-prof`, warms it up, loads it with the
+ * dashboard at BENCH_CONNECTIONS for BENCH_DURATION seconds, stops it (the
+ * profile is written at exit) and summarises only the measured window:
+ * self time by package and function, inclusive time by function. The
+ * .cpuprofile opens in Chrome DevTools or speedscope for a flame graph.
+ */
+
+const log = (line: string) => process.stdout.write(`[profile] ${line}\n`);
+
+async function main() {
+  let opts;
+  try {
+    opts = benchOptions();
+  } catch (err) {
+    if (err instanceof RefusedError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  let fixture = await loadFixture(opts);
+  if (!fixture) fixture = await seedBenchDatabase(opts, log);
+  else log(`reusing database ${opts.database}`);
+  await clearStaleDirectoryCache(opts.redisUrl);
+  const tokens = await signTokens(fixture, opts.jwtSecret);
+  const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
+  const gen = dashboardGen(tokens, others);
+
+  const dir = path.join(ROOT, "bench", "results", "profiles");
+  await mkdir(dir, { recursive: true });
+  const spawnedAt = Date.now();
+  const server = startChild("server", "src/server.ts", opts.port + 4, serverEnv(opts, fixture.url), ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+  try {
+    await waitReady(server);
+    const url = `http://127.0.0.1:${server.port}`;
+    const warmupS = Math.max(5, opts.warmupS);
+    log(`warming up ${warmupS} s`);
+    await runLoad({ url, connections: opts.connections, durationS: warmupS, gen });
+    const skipMs = Date.now() - spawnedAt;
+    const cpu0 = cpuMs(server.proc.pid!) ?? NaN;
+    const result = await runLoad({ url, connections: opts.connections, durationS: opts.durationS, gen });
+    const cpuPerRequest = ((cpuMs(server.proc.pid!) ?? NaN) - cpu0) / result.requests;
+    log(
+      `dashboard at ${opts.connections} connections: ${result.rps.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms CPU per request`,
+    );
+    await server.stop();
+    const pid = server.proc.pid!;
+    const file = (await readdir(dir)).filter((f) => f.includes(`.${pid}.0.`) && f.endsWith(".cpuprofile")).sort().pop();
+    if (!file) throw new Error(`no .cpuprofile of pid ${pid} in ${dir}`);
+    const summary = summarizeProfile(JSON.parse(await readFile(path.join(dir, file), "utf8")), 30, skipMs);
+    const text = [
+      `dashboard at ${opts.connections} connections for ${opts.durationS} s: ${result.rps.toFixed(1)} req/s, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms server CPU per request`,
+      `profile: bench/results/profiles/${file} (first ${(skipMs / 1000).toFixed(1)} s skipped: start-up and warm-up)`,
+      ``,
+      formatSummary(summary),
+    ].join("\n");
+    await writeFile(path.join(dir, file.replace(/\.cpuprofile$/, ".txt")), text + "\n");
+    process.stdout.write(`\n${text}\n`);
+  } finally {
+    await server.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,408 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { post, runLoad, type LoadResult, type RequestGenerator } from "./load.ts";
+import { benchOptions, RefusedError, type BenchOptions } from "./options.ts";
+import { cpuMs, floorEnv, ROOT, rssMb, sampleRss, serverEnv, startChild, waitReady, type Child } from "./processes.ts";
+import {
+  checksTable,
+  checkTargets,
+  median,
+  summarize,
+  table,
+  type ScenarioResult,
+  type ScenarioSpec,
+  type StatementFigures,
+} from "./report.ts";
+import {
+  dashboardGen,
+  firstPageGen,
+  mutationMixGen,
+  paginationGen,
+  platformGen,
+  signTokens,
+  withoutTenant,
+  TENANT_USAGE_QUERIES,
+  type Tokens,
+} from "./scenarios.ts";
+import { ADMIN_SUBJECT, clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
+import { SqlCounter } from "./sql-counter.ts";
+
+/**
+ * npm run bench: SPEC section 9.
+ *
+ *   1. recreate and seed the bench database (bench/seed.ts);
+ *   2. count statements per request: a server and a floor instance whose
+ *      PostgreSQL connections go through a counting proxy (bench/sql-counter.ts),
+ *      sent each scenario's requests one at a time (caches warm);
+ *   3. load: the server and the floor (bench/floor-server.ts) as child
+ *      processes, each scenario warm-up + measured run with autocannon, all
+ *      scenarios once per run, R runs, medians reported;
+ *   4. print the table and the target checks, write bench/results/<stamp>.{json,md}.
+ */
+
+const log = (line: string) => process.stdout.write(`[bench] ${line}\n`);
+const children: Child[] = [];
+
+interface Scenario extends ScenarioSpec {
+  gen?: RequestGenerator;
+  /** Sent alongside the measured load (the noisy neighbour). */
+  noise?: { gen: RequestGenerator; rate: number; connections: number };
+  countAs?: string;
+  note?: string;
+}
+
+async function start(name: string, script: string, port: number, env: Record<string, string>, nodeArgs: string[] = []) {
+  const child = startChild(name, script, port, env, nodeArgs);
+  children.push(child);
+  await waitReady(child);
+  return child;
+}
+
+async function stopAll() {
+  await Promise.allSettled(children.splice(0).map((c) => c.stop()));
+}
+
+/**
+ * After a load stops, the server still works off the requests it had
+ * accepted; one request answered means the backlog is gone, so the next
+ * measurement starts from an idle server.
+ */
+async function drain(url: string, gen: RequestGenerator) {
+  await post(url, gen(0)).catch(() => undefined);
+}
+
+const hasErrors = (json: any) => !json || !json.data || (Array.isArray(json.errors) && json.errors.length > 0);
+const firstError = (r: { status: number; json: any; text: string }) =>
+  `HTTP ${r.status}: ${r.json?.errors?.[0]?.message ?? r.text.slice(0, 200)}${r.json?.errors?.[0]?.extensions?.code ? ` (${r.json.errors[0].extensions.code})` : ""}`;
+
+/** Sends `n` requests of a generator one at a time; returns the first failure. */
+async function sendSequential(url: string, gen: RequestGenerator, n: number, from = 0) {
+  for (let i = from; i < from + n; i++) {
+    const r = await post(url, gen(i));
+    if (r.status !== 200 || hasErrors(r.json)) return { failed: firstError(r), at: i };
+  }
+  return undefined;
+}
+
+async function countStatements(counter: SqlCounter, url: string, gen: RequestGenerator, n: number): Promise<StatementFigures> {
+  // One pass to warm every cache (directory, DataLoader-free paths), then count.
+  await sendSequential(url, gen, n);
+  await new Promise((r) => setTimeout(r, 100));
+  counter.reset();
+  const failure = await sendSequential(url, gen, n, n);
+  await new Promise((r) => setTimeout(r, 100));
+  if (failure) throw new Error(failure.failed);
+  const c = counter.counts;
+  return {
+    perRequest: c.total / n,
+    data: c.byKind.data / n,
+    transaction: c.byKind.transaction / n,
+    settings: c.byKind.settings / n,
+    platformRole: (c.byRole.tenantgraph_platform ?? 0) / n,
+    top: [...c.samples.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([sql, k]) => ({ sql, perRequest: k / n })),
+  };
+}
+
+function proxiedUrl(url: string, port: number) {
+  const u = new URL(url);
+  u.hostname = "127.0.0.1";
+  u.port = String(port);
+  return u.toString();
+}
+
+async function machine(opts: BenchOptions, fixtureUrl: string) {
+  const db = new pg.Client({ connectionString: fixtureUrl });
+  await db.connect();
+  const pgVersion = (await db.query<{ server_version: string }>("SHOW server_version")).rows[0]!.server_version;
+  await db.end();
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2 });
+  const info = await redis.info("server");
+  redis.disconnect();
+  const cpus = os.cpus();
+  return {
+    host: os.hostname(),
+    cpus: `${cpus.length} x ${cpus[0]?.model ?? "?"}`,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: pgVersion,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? "?",
+    loadAverage: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+  };
+}
+
+async function main() {
+  let opts: BenchOptions;
+  try {
+    opts = benchOptions();
+  } catch (err) {
+    if (err instanceof RefusedError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const startedAt = new Date();
+  log(`runs=${opts.runs} duration=${opts.durationS}s warm-up=${opts.warmupS}s connections=${opts.connections}/${opts.lowConnections}`);
+
+  const fixture: Fixture = await seedBenchDatabase(opts, log);
+  log(`cleared ${await clearStaleDirectoryCache(opts.redisUrl)} stale directory cache entries`);
+  const tokens: Tokens = await signTokens(fixture, opts.jwtSecret);
+  const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
+  // Every scenario but the noisy neighbour's runs on the 99 others: the noisy
+  // tenant keeps its real rate limit and would answer 429 to its share.
+  const regular = withoutTenant(tokens, fixture.noisy.slug);
+  const host = machine(opts, fixture.url);
+
+  // ---- statement counting instances (each through its own proxy) ----------------------------
+  const pgUrl = new URL(fixture.url);
+  const upstream = [pgUrl.hostname || "127.0.0.1", Number(pgUrl.port || 5432)] as const;
+  const serverCounter = new SqlCounter(...upstream);
+  const floorCounter = new SqlCounter(...upstream);
+  const [serverProxy, floorProxy] = await Promise.all([serverCounter.listen(), floorCounter.listen()]);
+  const countServerPort = opts.port + 2;
+  const countFloorPort = opts.port + 3;
+  log("starting the statement-counting server and floor");
+  await Promise.all([
+    start("count-server", "src/server.ts", countServerPort, serverEnv(opts, proxiedUrl(fixture.url, serverProxy))),
+    start("count-floor", "bench/floor-server.ts", countFloorPort, floorEnv(opts, proxiedUrl(fixture.url, floorProxy))),
+  ]);
+  const countServer = `http://127.0.0.1:${countServerPort}`;
+  const countFloor = `http://127.0.0.1:${countFloorPort}`;
+
+  // Same answer from both? (the floor must do the same work)
+  const dash = dashboardGen(tokens, others);
+  const [a, b] = await Promise.all([post(countServer, dash(0)), post(countFloor, dash(0))]);
+  let shapeCheck = "identical";
+  if (hasErrors(a.json)) throw new Error(`the server cannot answer the dashboard: ${firstError(a)}`);
+  if (!isDeepStrictEqual(a.json, b.json)) {
+    shapeCheck = "DIFFERENT (see results json)";
+    log(`WARNING: the floor's dashboard differs from the server's:\n server ${a.text.slice(0, 400)}\n floor  ${b.text.slice(0, 400)}`);
+  } else {
+    log(`floor and server return identical dashboard JSON (${a.text.length} bytes)`);
+  }
+
+  // Second-page cursors, one per tenant.
+  const cursors = new Map<string, string>();
+  const first = firstPageGen(tokens);
+  for (let i = 0; i < tokens.members.length; i++) {
+    const r = await post(countServer, first(i));
+    const cursor = r.json?.data?.deployments?.pageInfo?.endCursor;
+    if (!cursor) throw new Error(`no cursor for ${tokens.members[i]![0]!.tenant.slug}: ${firstError(r)}`);
+    cursors.set(tokens.members[i]![0]!.tenant.slug, cursor);
+  }
+
+  // platform.tenantUsage may not exist yet: find a form the schema accepts.
+  let usageQuery: string | undefined;
+  let usageNote = "";
+  for (const q of TENANT_USAGE_QUERIES) {
+    const r = await post(countServer, platformGen(tokens, q)(0));
+    if (!hasErrors(r.json)) {
+      usageQuery = q;
+      break;
+    }
+    usageNote = firstError(r);
+  }
+  if (!usageQuery) log(`platform.tenantUsage unavailable, reported as n/a: ${usageNote}`);
+
+  const noiseRate = Math.round((10 * opts.noisyLimitPerMinute) / 60);
+  const C = opts.connections;
+  const L = opts.lowConnections;
+  let scenarios: Scenario[] = [
+    { id: "floor-32", title: `floor: dashboard`, target: "floor", connections: C, gen: dash },
+    { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32" },
+    {
+      id: "noisy-32",
+      title: `dashboard, 99 others + noisy tenant at ${noiseRate * 60}/min (limit ${opts.noisyLimitPerMinute})`,
+      target: "server",
+      connections: C,
+      gen: dash,
+      floor: "floor-32",
+      countAs: "dashboard-32",
+      noise: { gen: dashboardGen(tokens, new Set([fixture.noisy.slug])), rate: noiseRate, connections: 16 },
+    },
+    { id: "floor-8", title: "floor: dashboard", target: "floor", connections: L, gen: dash },
+    { id: "dashboard-8", title: "dashboard", target: "server", connections: L, gen: dash, floor: "floor-8", countAs: "dashboard-32" },
+    { id: "pagination-32", title: "deployments(first: 50), page 1 + page 2", target: "server", connections: C, gen: paginationGen(regular, cursors) },
+    { id: "mutation-mix-32", title: "90% dashboard + 10% createDeployment", target: "server", connections: C, gen: mutationMixGen(regular) },
+    {
+      id: "usage-32",
+      title: "platform.tenantUsage (100 tenants)",
+      target: "server",
+      connections: C,
+      gen: usageQuery ? platformGen(tokens, usageQuery) : undefined,
+      note: usageQuery ? undefined : usageNote,
+    },
+    {
+      id: "usage-1",
+      title: "platform.tenantUsage (100 tenants)",
+      target: "server",
+      connections: 1,
+      gen: usageQuery ? platformGen(tokens, usageQuery) : undefined,
+      note: usageQuery ? undefined : usageNote,
+      countAs: "usage-32",
+    },
+  ];
+  if (opts.only) scenarios = scenarios.filter((s) => opts.only!.includes(s.id));
+
+  // Preflight: every scenario answers without errors, else it is reported n/a.
+  for (const s of scenarios) {
+    if (!s.gen || s.target === "floor") continue;
+    const failure = await sendSequential(countServer, s.gen, 10);
+    if (failure) {
+      s.note = `preflight failed at request ${failure.at}: ${failure.failed}`;
+      s.gen = undefined;
+      log(`${s.id}: ${s.note}`);
+    }
+  }
+
+  // Statements per request.
+  const statements = new Map<string, StatementFigures>();
+  const constancy: Record<string, number> = {};
+  for (const s of scenarios) {
+    if (!s.gen || s.countAs) continue;
+    const figures = s.target === "floor"
+      ? await countStatements(floorCounter, countFloor, s.gen, opts.countRequests)
+      : await countStatements(serverCounter, countServer, s.gen, opts.countRequests);
+    statements.set(s.id, figures);
+    log(`${s.id}: ${figures.perRequest.toFixed(2)} statements/request (${figures.data.toFixed(2)} data, ${figures.transaction.toFixed(2)} BEGIN/COMMIT, ${figures.settings.toFixed(2)} set_config, ${figures.platformRole.toFixed(2)} on the platform role)`);
+  }
+  for (const s of scenarios) if (s.countAs && statements.has(s.countAs)) statements.set(s.id, statements.get(s.countAs)!);
+  // The dashboard must not cost more statements with more projects on the page.
+  for (const n of [5, 20, 50]) {
+    const figures = await countStatements(serverCounter, countServer, dashboardGen(tokens, others, n), 10).catch(() => undefined);
+    if (figures) constancy[`projects(first: ${n})`] = figures.perRequest;
+  }
+  log(`dashboard statements by page size: ${JSON.stringify(constancy)}`);
+  await stopAll();
+  await Promise.all([serverCounter.close(), floorCounter.close()]);
+
+  // ---- load -----------------------------------------------------------------------------------
+  log("starting the server and the floor");
+  const [server, floor] = await Promise.all([
+    start("server", "src/server.ts", opts.port, serverEnv(opts, fixture.url)),
+    start("floor", "bench/floor-server.ts", opts.port + 1, floorEnv(opts, fixture.url)),
+  ]);
+  const restRssMb = { server: rssMb(server.proc.pid!) ?? NaN, floor: rssMb(floor.proc.pid!) ?? NaN };
+  // JIT, connection pools and caches: once, before anything is measured.
+  const initialWarmupS = Math.max(5, opts.warmupS);
+  log(`warming both up for ${initialWarmupS} s (RSS at rest: server ${restRssMb.server.toFixed(0)} MB, floor ${restRssMb.floor.toFixed(0)} MB)`);
+  for (const [port, gen] of [[server.port, dash], [floor.port, dash]] as const) {
+    await runLoad({ url: `http://127.0.0.1:${port}`, connections: L, durationS: initialWarmupS, gen });
+    await drain(`http://127.0.0.1:${port}`, gen);
+  }
+  const urlOf = (t: "server" | "floor") => `http://127.0.0.1:${t === "server" ? server.port : floor.port}`;
+  const pidOf = (t: "server" | "floor") => (t === "server" ? server.proc.pid! : floor.proc.pid!);
+
+  const results = new Map<string, ScenarioResult>(
+    scenarios.map((s) => [
+      s.id,
+      { spec: { id: s.id, title: s.title, target: s.target, connections: s.connections, floor: s.floor }, status: s.gen ? "ok" : "n/a", note: s.note, runs: [], statements: statements.get(s.id), noise: s.noise ? [] : undefined },
+    ]),
+  );
+
+  for (let run = 1; run <= opts.runs; run++) {
+    for (const s of scenarios) {
+      if (!s.gen) continue;
+      const url = urlOf(s.target);
+      const noise = s.noise
+        ? runLoad({ url, connections: s.noise.connections, durationS: opts.warmupS + opts.durationS + 1, gen: s.noise.gen, overallRate: s.noise.rate })
+        : undefined;
+      if (opts.warmupS > 0) await runLoad({ url, connections: s.connections, durationS: opts.warmupS, gen: s.gen });
+      await drain(url, s.gen);
+      const rss = sampleRss(pidOf(s.target));
+      const cpu0 = cpuMs(pidOf(s.target)) ?? NaN;
+      const result: LoadResult = await runLoad({ url, connections: s.connections, durationS: opts.durationS, gen: s.gen });
+      const cpuMsPerRequest = result.requests ? ((cpuMs(pidOf(s.target)) ?? NaN) - cpu0) / result.requests : NaN;
+      const rssPeakMb = rss.stop();
+      const r = results.get(s.id)!;
+      r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest });
+      if (noise) r.noise!.push(await noise);
+      log(
+        `run ${run}/${opts.runs} ${s.id.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} req/s  p50 ${result.p50.toFixed(1)}  p95 ${result.p95.toFixed(1)}  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors + result.gqlErrors}  non-2xx ${result.non2xx}  cpu ${cpuMsPerRequest.toFixed(2)} ms/req  rss ${rssPeakMb.toFixed(0)} MB`,
+      );
+      if (server.proc.exitCode !== null) throw new Error(`server died:\n${server.output.slice(-30).join("\n")}`);
+    }
+  }
+  await stopAll();
+
+  // ---- report ---------------------------------------------------------------------------------
+  const all = [...results.values()];
+  const rows = summarize(all);
+  const dash32 = results.get("dashboard-32");
+  const noisy = results.get("noisy-32");
+  const noisyDeltaPct =
+    dash32?.runs.length && noisy?.runs.length
+      ? median(noisy.runs.map((r, i) => (dash32.runs[i] ? (r.p95 / dash32.runs[i]!.p95 - 1) * 100 : NaN)))
+      : null;
+  const noiseRuns = noisy?.noise ?? [];
+  const noiseSummary = noiseRuns.length
+    ? {
+        rps: median(noiseRuns.map((n) => n.rps)),
+        rejected429: median(noiseRuns.map((n) => n.statusCodes["429"] ?? 0)),
+        served200: median(noiseRuns.map((n) => n.statusCodes["200"] ?? 0)),
+      }
+    : undefined;
+  const checks = checkTargets(rows, noisyDeltaPct);
+  const hostInfo = await host;
+
+  const stamp = startedAt.toISOString().slice(0, 19).replace(/:/g, "-");
+  const setup = `${opts.runs} run(s) x ${opts.durationS} s after ${opts.warmupS} s warm-up; medians; ${fixture.counts.tenants} tenants x ${opts.projectsPerTenant} projects x ${opts.deploymentsPerProject} deployments`;
+  const md = [
+    `# Benchmark ${startedAt.toISOString()}`,
+    ``,
+    `Machine: ${hostInfo.cpus}, ${hostInfo.memoryGb} GB, Node ${hostInfo.node}, PostgreSQL ${hostInfo.postgres}, Redis ${hostInfo.redis} (load average at start: ${hostInfo.loadAverage}).`,
+    `Setup: ${setup}. Seeded in ${(fixture.seedMs / 1000).toFixed(1)} s. RSS at rest after start: server ${restRssMb.server.toFixed(0)} MB, floor ${restRssMb.floor.toFixed(0)} MB.`,
+    `Client (autocannon), server, floor, PostgreSQL and Redis share the machine's cores.`,
+    ``,
+    table(rows),
+    ``,
+    `- errors: connection errors, timeouts and 2xx responses carrying GraphQL errors (summed over runs); non-2xx summed over runs.`,
+    `- SQL/req: statements PostgreSQL received per request (BEGIN/COMMIT and set_config included), counted on the wire by a proxy in front of a separate server instance, caches warm.`,
+    `- ratio to floor: req/s divided by the floor's in the same run (dashboard rows only: the same request), median over runs.`,
+    `- CPU ms/req: user+system CPU of the target process (server or floor; not PostgreSQL, Redis or the client) during the measured run, divided by its responses. Less sensitive to a busy machine than req/s.`,
+    `- floor and server dashboard JSON: ${shapeCheck}.`,
+    noiseSummary
+      ? `- noisy tenant: sent ${noiseSummary.rps.toFixed(1)} req/s (10x its ${opts.noisyLimitPerMinute}/min), ${noiseSummary.served200} served (its limit: full dashboards, ${((100 * noiseSummary.served200) / median(noisy!.runs.map((r) => r.requests))).toFixed(0)}% on top of the others' requests) and ${noiseSummary.rejected429} rejected with 429 per run (median); the others' p95 moved by ${noisyDeltaPct?.toFixed(1)}% against the dashboard run just before. Under a closed-loop load that saturates the server, any admitted extra work shows up in p95.`
+      : `- noisy tenant: not run.`,
+    ``,
+    checksTable(checks),
+    ``,
+    `Statements per request (data / BEGIN-COMMIT / set_config / on the platform role):`,
+    ``,
+    ...[...statements.entries()]
+      .filter(([id]) => !scenarios.find((s) => s.id === id)?.countAs)
+      .map(([id, f]) => `- ${id}: ${f.perRequest.toFixed(2)} = ${f.data.toFixed(2)} / ${f.transaction.toFixed(2)} / ${f.settings.toFixed(2)} / ${f.platformRole.toFixed(2)}; ${f.top.map((t) => `${t.perRequest.toFixed(2)}x \`${t.sql}\``).join("; ")}`),
+    `- dashboard by page size: ${Object.entries(constancy).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`,
+    ...all.filter((r) => r.status !== "ok").map((r) => `- ${r.spec.id}: n/a (${r.note})`),
+    ``,
+  ].join("\n");
+
+  const dir = path.join(ROOT, "bench", "results");
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    path.join(dir, `${stamp}.json`),
+    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
+  );
+  await writeFile(path.join(dir, `${stamp}.md`), md);
+  process.stdout.write(`\n${md}\n`);
+  log(`written bench/results/${stamp}.json and .md in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
+}
+
+process.on("SIGINT", () => {
+  void stopAll().then(() => process.exit(130));
+});
+
+main()
+  .catch(async (err) => {
+    console.error(err);
+    await stopAll();
+    process.exit(1);
+  })
+  .then(() => process.exit(0));

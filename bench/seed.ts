@@ -1,0 +1,229 @@
+import { Redis } from "ioredis";
+import pg from "pg";
+import { runMigrations } from "../src/db/migrate.ts";
+import type { BenchOptions } from "./options.ts";
+import { withDatabase } from "./options.ts";
+
+/**
+ * The bench database: dropped and recreated every run, migrated with the
+ * server's own runner, then filled set-wise (INSERT ... SELECT over
+ * generate_series: one statement per table, a few seconds for 100,000
+ * deployments) rather than row by row through the API.
+ *
+ * Data (SPEC section 9): N tenants x 20 projects x 50 deployments, 10
+ * workflows and 5 members per tenant (OWNER, ADMIN, 2 DEVELOPER, VIEWER;
+ * deployments created by the members in turn), a platform admin. Every tenant
+ * but the noisy one gets API_REQUESTS_PER_MINUTE and DEPLOYMENTS_PER_HOUR
+ * overrides far above what the load can reach, so the bench measures
+ * throughput and not the limiter; the noisy tenant keeps a real limit.
+ */
+
+export const MEMBER_ROLES = ["OWNER", "ADMIN", "DEVELOPER", "DEVELOPER", "VIEWER"] as const;
+export type MemberRole = (typeof MEMBER_ROLES)[number];
+
+export interface BenchTenant {
+  id: string;
+  slug: string;
+  plan: string;
+  members: { email: string; role: MemberRole }[];
+  /** Project ids, newest first (the dashboard's order). */
+  projectIds: string[];
+}
+
+export interface Fixture {
+  url: string;
+  tenants: BenchTenant[];
+  /** The tenant of the noisy-neighbour scenario (a real rate limit). */
+  noisy: BenchTenant;
+  adminSubject: string;
+  seedMs: number;
+  counts: Record<string, number>;
+}
+
+export const ADMIN_SUBJECT = "ops@bench.test";
+const UNLIMITED = 1_000_000_000;
+
+export const tenantSlug = (i: number) => `bench-${String(i).padStart(3, "0")}`;
+
+async function recreateDatabase(ownerUrl: string, database: string) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`BENCH_DATABASE: not a plain identifier: ${database}`);
+  const admin = new pg.Client({ connectionString: ownerUrl });
+  await admin.connect();
+  try {
+    if (new URL(ownerUrl).pathname.slice(1) === database) {
+      throw new Error(`DATABASE_URL already points at ${database}; point it at another database of the server (e.g. postgres)`);
+    }
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${database}`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function seedBenchDatabase(opts: BenchOptions, log: (line: string) => void): Promise<Fixture> {
+  const started = Date.now();
+  await recreateDatabase(opts.databaseUrl, opts.database);
+  const url = withDatabase(opts.databaseUrl, opts.database);
+  await runMigrations(url);
+  log(`database ${opts.database} created and migrated in ${Date.now() - started} ms`);
+
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  const noisySlug = tenantSlug(opts.tenants);
+  try {
+    await db.query("BEGIN");
+    // The platform role: the path that may write every tenant's rows (and
+    // the one a non-superuser migrator can use, as FORCE RLS binds owners).
+    await db.query("SET LOCAL ROLE tenantgraph_platform");
+    await db.query(
+      `INSERT INTO tenants (slug, name, plan, created_at)
+       SELECT $1 || lpad(i::text, 3, '0'), 'Bench tenant ' || i,
+              (CASE WHEN i = $2 THEN 'FREE' ELSE (ARRAY['FREE','PRO','ENTERPRISE'])[1 + i % 3] END)::"Plan",
+              now() - interval '400 days' + i * interval '1 minute'
+         FROM generate_series(1, $2::int) AS i`,
+      ["bench-", opts.tenants],
+    );
+    await db.query(
+      `INSERT INTO users (email, name, auth_subject, is_platform_admin)
+       VALUES ($1, 'Bench operator', $1, true)`,
+      [ADMIN_SUBJECT],
+    );
+    const roles = MEMBER_ROLES.map((r, k) => `(${k + 1}, '${r}')`).join(", ");
+    await db.query(
+      `CREATE TEMP TABLE bench_members ON COMMIT DROP AS
+       SELECT t.id AS tenant_id, r.k, r.role::"Role" AS role,
+              lower(r.role) || '-' || r.k || '@' || t.slug || '.test' AS email
+         FROM tenants t CROSS JOIN (VALUES ${roles}) AS r(k, role)`,
+    );
+    await db.query(
+      `INSERT INTO users (email, name, auth_subject)
+       SELECT email, 'Member ' || k, email FROM bench_members`,
+    );
+    await db.query(
+      `INSERT INTO memberships (tenant_id, user_id, role, created_at)
+       SELECT m.tenant_id, u.id, m.role, now() - interval '300 days' + m.k * interval '1 minute'
+         FROM bench_members m JOIN users u ON u.email = m.email`,
+    );
+    await db.query(
+      `INSERT INTO projects (tenant_id, name, slug, description, created_at, updated_at)
+       SELECT t.id, 'Project ' || p, 'project-' || p, 'Bench project ' || p || ' of ' || t.slug,
+              now() - interval '90 days' + p * interval '1 hour',
+              now() - interval '90 days' + p * interval '1 hour'
+         FROM tenants t CROSS JOIN generate_series(1, $1::int) AS p`,
+      [opts.projectsPerTenant],
+    );
+    await db.query(
+      `CREATE TEMP TABLE bench_creators ON COMMIT DROP AS
+       SELECT m.tenant_id, array_agg(u.id ORDER BY m.k) AS ids
+         FROM bench_members m JOIN users u ON u.email = m.email GROUP BY m.tenant_id`,
+    );
+    await db.query(
+      `INSERT INTO deployments (tenant_id, project_id, status, url, commit_sha, branch, created_by_id, created_at, updated_at)
+       SELECT p.tenant_id, p.id,
+              (ARRAY['READY','READY','BUILDING','ERROR','QUEUED','CANCELED'])[1 + d % 6]::"DeploymentStatus",
+              'https://' || p.slug || '-' || d || '.example.dev',
+              substr(md5(p.id::text || d), 1, 12),
+              CASE WHEN d % 3 = 0 THEN 'main' ELSE 'feature-' || d END,
+              c.ids[1 + d % array_length(c.ids, 1)],
+              p.created_at + d * interval '7 minutes',
+              p.created_at + d * interval '7 minutes'
+         FROM projects p
+         JOIN bench_creators c ON c.tenant_id = p.tenant_id
+        CROSS JOIN generate_series(1, $1::int) AS d`,
+      [opts.deploymentsPerProject],
+    );
+    await db.query(
+      `INSERT INTO workflows (tenant_id, project_id, name, status, config, created_at, updated_at)
+       SELECT p.tenant_id, p.id, 'Workflow of ' || p.slug,
+              (ARRAY['ACTIVE','PAUSED','ARCHIVED'])[1 + n % 3]::"WorkflowStatus",
+              jsonb_build_object('steps', jsonb_build_array('install', 'test', 'deploy')),
+              p.created_at, p.created_at
+         FROM (SELECT p.*, row_number() OVER (PARTITION BY p.tenant_id ORDER BY p.created_at) AS n FROM projects p) p
+        WHERE p.n <= $1`,
+      [opts.workflowsPerTenant],
+    );
+    await db.query(
+      `INSERT INTO tenant_limit_overrides (tenant_id, resource, "limit")
+       SELECT t.id, r::"QuotaResource", $2::int
+         FROM tenants t CROSS JOIN unnest(ARRAY['API_REQUESTS_PER_MINUTE', 'DEPLOYMENTS_PER_HOUR', 'WORKFLOWS_PER_HOUR']) AS r
+        WHERE t.slug <> $1
+       UNION ALL
+       SELECT t.id, 'API_REQUESTS_PER_MINUTE', $3::int FROM tenants t WHERE t.slug = $1`,
+      [noisySlug, UNLIMITED, opts.noisyLimitPerMinute],
+    );
+    await db.query("COMMIT");
+    await db.query("ANALYZE");
+
+    const tenants = await loadTenants(db);
+    const { rows } = await db.query<{ t: string; n: string }>(
+      `SELECT 'tenants' t, count(*) n FROM tenants UNION ALL SELECT 'users', count(*) FROM users
+       UNION ALL SELECT 'memberships', count(*) FROM memberships UNION ALL SELECT 'projects', count(*) FROM projects
+       UNION ALL SELECT 'deployments', count(*) FROM deployments UNION ALL SELECT 'workflows', count(*) FROM workflows`,
+    );
+    const counts = Object.fromEntries(rows.map((r) => [r.t, Number(r.n)]));
+    const seedMs = Date.now() - started;
+    log(`seeded ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")} in ${seedMs} ms`);
+    return { url, tenants, noisy: tenants.find((t) => t.slug === noisySlug)!, adminSubject: ADMIN_SUBJECT, seedMs, counts };
+  } catch (err) {
+    await db.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    await db.end();
+  }
+}
+
+/** The fixture of a database seeded earlier (bench/profile.ts reuses it), or undefined. */
+export async function loadFixture(opts: BenchOptions): Promise<Fixture | undefined> {
+  const url = withDatabase(opts.databaseUrl, opts.database);
+  const db = new pg.Client({ connectionString: url });
+  try {
+    await db.connect();
+  } catch {
+    return undefined;
+  }
+  try {
+    const tenants = await loadTenants(db).catch(() => []);
+    const noisy = tenants.find((t) => t.slug === tenantSlug(opts.tenants));
+    if (tenants.length !== opts.tenants || !noisy) return undefined;
+    return { url, tenants, noisy, adminSubject: ADMIN_SUBJECT, seedMs: 0, counts: { tenants: tenants.length } };
+  } finally {
+    await db.end();
+  }
+}
+
+async function loadTenants(db: pg.Client): Promise<BenchTenant[]> {
+  const { rows } = await db.query<{
+    id: string;
+    slug: string;
+    plan: string;
+    members: { email: string; role: MemberRole }[];
+    projects: string[];
+  }>(
+    `SELECT t.id, t.slug, t.plan,
+            (SELECT json_agg(json_build_object('email', u.email, 'role', m.role) ORDER BY m.created_at)
+               FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = t.id) AS members,
+            (SELECT array_agg(p.id::text ORDER BY p.created_at DESC, p.id DESC)
+               FROM projects p WHERE p.tenant_id = t.id) AS projects
+       FROM tenants t ORDER BY t.slug`,
+  );
+  return rows.map((r) => ({ id: r.id, slug: r.slug, plan: r.plan, members: r.members, projectIds: r.projects }));
+}
+
+/** Directory entries cached by a previous run point at ids that no longer exist. */
+export async function clearStaleDirectoryCache(redisUrl: string) {
+  const redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
+  let deleted = 0;
+  try {
+    for (const pattern of ["tslug:bench-*", "u:sub:*@bench-*.test", `u:sub:${ADMIN_SUBJECT}`]) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        cursor = next;
+        if (keys.length) deleted += await redis.del(...keys);
+      } while (cursor !== "0");
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return deleted;
+}

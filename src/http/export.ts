@@ -1,0 +1,223 @@
+import type { Plugin } from "graphql-yoga";
+import { GraphQLError } from "graphql";
+import { Prisma } from "../generated/prisma/client.ts";
+import { forbidden, notFound } from "../errors.ts";
+import type { Logger } from "../infra/logger.ts";
+import { writeAudit } from "../policy/audit.ts";
+import { PLAN_STATEMENT_TIMEOUT_MS } from "../policy/plans.ts";
+import { crossTenant, requirePlatformAdmin } from "../policy/platform.ts";
+import { buildContext, requireTenant, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
+import type { TenantInfo } from "../tenancy/directory.ts";
+import { TenantDb } from "../tenancy/tenant-db.ts";
+
+/**
+ * GET /export: every row the tenant owns as NDJSON, one object a line with a
+ * `type` field, ending with `{"type":"ExportComplete","rows":N}` so a reader
+ * can tell a complete export from a cut-off one.
+ *
+ * Who: the tenant's OWNER (credentials and tenant resolved by the same
+ * buildContext as GraphQL; API keys are never OWNER), or a platform admin
+ * with `?tenant=<slug>` (any status, so PENDING_DELETION tenants can still
+ * be exported), audited as a cross-tenant access the tenant itself sees.
+ *
+ * Memory stays constant: each table is read in keyset batches (`batchSize`
+ * rows, by primary key) on demand, as the client consumes the stream (a pull
+ * stream with one batch of look-ahead). The owner path reads through the
+ * tenant-scoped role (RLS + explicit tenant_id), one short transaction per
+ * batch, so a slow client never holds a pooled connection; the export is
+ * therefore not one snapshot: rows written while it runs may or may not
+ * appear.
+ */
+
+export const NDJSON = "application/x-ndjson";
+
+type Runner = <T>(sql: Prisma.Sql) => Promise<T[]>;
+type Row = { k: string; k2?: Date | null; row: Record<string, unknown> };
+
+interface Section {
+  type: string;
+  /** Rows after the keyset position (undefined at the start), at most `limit`. */
+  fetch(run: Runner, tenantId: string, after: Row | undefined, limit: number): Promise<Row[]>;
+}
+
+/** Tables keyed (tenant_id, id): keyset on id. `extra` adds joined columns; `drop` removes secrets. */
+function byId(type: string, table: string, opts: { drop?: string[]; join?: Prisma.Sql; extra?: Prisma.Sql } = {}): Section {
+  const drop = opts.drop?.length ? Prisma.sql` - ${opts.drop}::text[]` : Prisma.empty;
+  return {
+    type,
+    fetch: (run, tenantId, after, limit) =>
+      // The keyset page is cut first (primary key index), and only its rows are turned into JSON.
+      run<Row>(Prisma.sql`
+        SELECT x.id::text AS k, (to_jsonb(x)${drop})${opts.extra ?? Prisma.empty} AS row
+        FROM (
+          SELECT * FROM ${Prisma.raw(table)} y
+          WHERE y.tenant_id = ${tenantId}::uuid ${after ? Prisma.sql`AND y.id > ${after.k}::uuid` : Prisma.empty}
+          ORDER BY y.id
+          LIMIT ${limit}
+        ) x ${opts.join ?? Prisma.empty}
+        ORDER BY x.id`),
+  };
+}
+
+const SECTIONS: Section[] = [
+  {
+    type: "Tenant",
+    fetch: (run, tenantId, after) =>
+      after
+        ? Promise.resolve([])
+        : run<Row>(Prisma.sql`SELECT t.id::text AS k, to_jsonb(t) AS row FROM tenants t WHERE t.id = ${tenantId}::uuid`),
+  },
+  {
+    type: "TenantLimitOverride",
+    fetch: (run, tenantId, after, limit) =>
+      run<Row>(Prisma.sql`
+        SELECT x.resource::text AS k, to_jsonb(x) AS row FROM tenant_limit_overrides x
+        WHERE x.tenant_id = ${tenantId}::uuid ${after ? Prisma.sql`AND x.resource > ${after.k}::"QuotaResource"` : Prisma.empty}
+        ORDER BY x.resource LIMIT ${limit}`),
+  },
+  byId("Membership", "memberships", {
+    join: Prisma.sql`JOIN users u ON u.id = x.user_id`,
+    extra: Prisma.sql` || jsonb_build_object('user_email', u.email, 'user_name', u.name)`,
+  }),
+  byId("Project", "projects"),
+  byId("Deployment", "deployments"),
+  byId("Workflow", "workflows"),
+  // The secret hashes never leave the database.
+  byId("ApiKey", "api_keys", { drop: ["secret_hash", "previous_secret_hash"] }),
+  byId("AuditLogEntry", "audit_log"),
+  {
+    type: "UsageCounter",
+    fetch: (run, tenantId, after, limit) =>
+      run<Row>(Prisma.sql`
+        SELECT x.resource::text AS k, x.window_start AS k2, to_jsonb(x) AS row FROM usage_counters x
+        WHERE x.tenant_id = ${tenantId}::uuid
+          ${after ? Prisma.sql`AND (x.resource, x.window_start) > (${after.k}::"QuotaResource", ${after.k2}::timestamptz)` : Prisma.empty}
+        ORDER BY x.resource, x.window_start LIMIT ${limit}`),
+  },
+];
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function line(type: string, row: Record<string, unknown>): string {
+  const out: Record<string, unknown> = { type };
+  for (const [k, v] of Object.entries(row)) out[camel(k)] = v;
+  return JSON.stringify(out) + "\n";
+}
+
+/** The NDJSON stream of one tenant: pulls the next batch only when the reader wants more. */
+export function exportStream(run: Runner, tenantId: string, batchSize = 1000, logger?: Logger): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let section = 0;
+  let after: Row | undefined;
+  let rows = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          while (section < SECTIONS.length) {
+            const s = SECTIONS[section]!;
+            const batch = await s.fetch(run, tenantId, after, batchSize);
+            if (batch.length < batchSize) {
+              section++;
+              after = undefined;
+            } else {
+              after = batch[batch.length - 1];
+            }
+            if (batch.length) {
+              rows += batch.length;
+              controller.enqueue(encoder.encode(batch.map((r) => line(s.type, r.row)).join("")));
+              return;
+            }
+          }
+          controller.enqueue(encoder.encode(JSON.stringify({ type: "ExportComplete", rows }) + "\n"));
+          controller.close();
+        } catch (err) {
+          logger?.error({ err, tenantId }, "export failed");
+          controller.error(new Error("export failed"));
+        }
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+function errorResponse(err: unknown, logger?: Logger): Response {
+  let status = 500;
+  let body: { message: string; extensions: Record<string, unknown> } = {
+    message: "Unexpected error.",
+    extensions: { code: "INTERNAL_SERVER_ERROR" },
+  };
+  if (err instanceof GraphQLError && typeof err.extensions.code === "string") {
+    const { http, ...extensions } = err.extensions as { http?: { status?: number; headers?: Record<string, string> } };
+    const byCode: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, BAD_USER_INPUT: 400 };
+    status = http?.status ?? byCode[err.extensions.code] ?? 403;
+    body = { message: err.message, extensions };
+    return new Response(JSON.stringify({ errors: [body] }), {
+      status,
+      headers: { "content-type": "application/json", ...(http?.headers ?? {}) },
+    });
+  }
+  logger?.error({ err }, "export request failed");
+  return new Response(JSON.stringify({ errors: [body] }), { status, headers: { "content-type": "application/json" } });
+}
+
+/** Checks who may export which tenant, writes the audit entry, and picks the database path. */
+async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
+  const slug = url.searchParams.get("tenant");
+  if (slug !== null) {
+    requirePlatformAdmin(ctx);
+    const tenant = await deps.directory.tenant(slug);
+    if (!tenant) throw notFound("Tenant");
+    // Audited before any row is read; the tenant sees the entry in its own log.
+    await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
+    return { tenant, run: (sql) => deps.platform.$queryRaw(sql) };
+  }
+  const tenant = requireTenant(ctx);
+  if (ctx.role !== "OWNER") throw forbidden("Only the tenant's OWNER can export its data", { requires: "OWNER" });
+  await ctx.tenantDb.transaction((tx) =>
+    writeAudit(tx, ctx, { action: "tenant.export", targetType: "Tenant", targetId: tenant.id }),
+  );
+  const scoped = new TenantDb(deps.app, {
+    tenantId: tenant.id,
+    userId: ctx.user?.id ?? null,
+    statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
+    mode: "statement",
+  });
+  return { tenant, run: (sql) => scoped.queryRaw(sql) };
+}
+
+export interface ExportOptions {
+  stateOf: (request: Request) => RequestState;
+  logger?: Logger;
+  /** @default 1000 */
+  batchSize?: number;
+}
+
+export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
+  return {
+    async onRequest({ request, url, endResponse }) {
+      if (url.pathname !== "/export") return;
+      if (request.method !== "GET") {
+        return endResponse(new Response(null, { status: 405, headers: { allow: "GET" } }));
+      }
+      try {
+        const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
+        const ctx = await buildContext(deps, request, opts.stateOf(request), { ip: forwarded || null });
+        const { tenant, run } = await authorize(ctx, deps, url);
+        const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);
+        endResponse(
+          new Response(stream, {
+            status: 200,
+            headers: {
+              "content-type": NDJSON,
+              "content-disposition": `attachment; filename="${tenant.slug}-export.ndjson"`,
+              "cache-control": "no-store",
+            },
+          }),
+        );
+      } catch (err) {
+        endResponse(errorResponse(err, opts.logger));
+      }
+    },
+  };
+}

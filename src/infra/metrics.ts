@@ -1,0 +1,192 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Plugin } from "graphql-yoga";
+import type pg from "pg";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * Prometheus metrics, one Registry per app (so several apps in one process,
+ * as in the tests, never share series). Per-tenant series carry the tenant
+ * id as label `tenant` ("none" before a tenant is known): ids, never slugs or
+ * names, and bounded by the number of tenants.
+ */
+
+export const NO_TENANT = "none";
+
+export interface MetricsOptions {
+  /** PostgreSQL pools to expose as gauges, by name. */
+  pools?: Record<string, pg.Pool | undefined>;
+  /** @default true */
+  defaultMetrics?: boolean;
+  /** A Directory (src/tenancy/directory.ts) whose cache lookups are counted. */
+  directory?: { onCacheLookup?: (key: string, hit: boolean) => void };
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"tenant" | "status">;
+  private readonly errors: Counter<"tenant" | "code">;
+  private readonly latency: Histogram<"tenant">;
+  private readonly rateLimited: Counter<"tenant">;
+  private readonly quotaRejected: Counter<"tenant">;
+  private readonly cacheHits: Counter<"cache" | "tenant">;
+  private readonly cacheMisses: Counter<"cache" | "tenant">;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: "tenantgraph_requests_total",
+      help: "HTTP requests, by tenant and status code",
+      labelNames: ["tenant", "status"],
+      registers,
+    });
+    this.errors = new Counter({
+      name: "tenantgraph_errors_total",
+      help: "GraphQL errors, by tenant and extensions.code",
+      labelNames: ["tenant", "code"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "tenantgraph_request_duration_seconds",
+      help: "Request latency in seconds, by tenant",
+      labelNames: ["tenant"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: "tenantgraph_rate_limit_rejections_total",
+      help: "Requests refused with RATE_LIMITED, by tenant",
+      labelNames: ["tenant"],
+      registers,
+    });
+    this.quotaRejected = new Counter({
+      name: "tenantgraph_quota_rejections_total",
+      help: "Mutations refused with QUOTA_EXCEEDED, by tenant",
+      labelNames: ["tenant"],
+      registers,
+    });
+    this.cacheHits = new Counter({
+      name: "tenantgraph_cache_hits_total",
+      help: "Directory cache hits, by cache and tenant",
+      labelNames: ["cache", "tenant"],
+      registers,
+    });
+    this.cacheMisses = new Counter({
+      name: "tenantgraph_cache_misses_total",
+      help: "Directory cache misses, by cache and tenant",
+      labelNames: ["cache", "tenant"],
+      registers,
+    });
+    const pools = Object.entries(opts.pools ?? {}).filter((e): e is [string, pg.Pool] => !!e[1]);
+    if (pools.length) {
+      new Gauge({
+        name: "tenantgraph_db_pool_connections",
+        help: "PostgreSQL pool connections, by pool and state (total, idle, waiting = queued clients)",
+        labelNames: ["pool", "state"],
+        registers,
+        collect() {
+          for (const [name, pool] of pools) {
+            this.set({ pool: name, state: "total" }, pool.totalCount);
+            this.set({ pool: name, state: "idle" }, pool.idleCount);
+            this.set({ pool: name, state: "waiting" }, pool.waitingCount);
+          }
+        },
+      });
+    }
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.directory) opts.directory.onCacheLookup = (key, hit) => this.cacheLookup(key, hit);
+  }
+
+  observeRequest(tenant: string | undefined, status: number, seconds: number) {
+    const t = tenant ?? NO_TENANT;
+    this.requests.inc({ tenant: t, status: String(status) });
+    this.latency.observe({ tenant: t }, seconds);
+  }
+
+  recordError(tenant: string | undefined, code: string) {
+    const t = tenant ?? NO_TENANT;
+    this.errors.inc({ tenant: t, code });
+    if (code === "RATE_LIMITED") this.rateLimited.inc({ tenant: t });
+    if (code === "QUOTA_EXCEEDED") this.quotaRejected.inc({ tenant: t });
+  }
+
+  /** For callers that refuse over quota outside a GraphQL result (results are counted by the plugin). */
+  recordQuotaRejection(tenantId: string) {
+    this.quotaRejected.inc({ tenant: tenantId });
+  }
+
+  cacheHit(name: string, tenant?: string) {
+    this.cacheHits.inc({ cache: name, tenant: tenant ?? NO_TENANT });
+  }
+
+  cacheMiss(name: string, tenant?: string) {
+    this.cacheMisses.inc({ cache: name, tenant: tenant ?? NO_TENANT });
+  }
+
+  /** Directory cache keys: `t:{<tenant>}:<cache>:...` or `<cache>:...`. */
+  cacheLookup(key: string, hit: boolean) {
+    const scoped = /^t:\{([^}]+)\}:([^:]+)/.exec(key);
+    const name = scoped ? scoped[2]! : key.split(":", 1)[0]!;
+    const tenant = scoped ? scoped[1] : undefined;
+    if (hit) this.cacheHit(name, tenant);
+    else this.cacheMiss(name, tenant);
+  }
+}
+
+function tokenMatches(header: string | null, token: string): boolean {
+  const match = /^Bearer\s+(\S+)$/i.exec(header ?? "");
+  if (!match) return false;
+  // Hash both sides: equal lengths for timingSafeEqual, no length leak.
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(match[1]!), digest(token));
+}
+
+function errorCodes(result: unknown): string[] {
+  const results = Array.isArray(result) ? result : [result];
+  const codes: string[] = [];
+  for (const r of results) {
+    const errors = (r as { errors?: readonly { extensions?: { code?: unknown } }[] } | null)?.errors;
+    for (const e of errors ?? []) codes.push(typeof e.extensions?.code === "string" ? e.extensions.code : "INTERNAL_SERVER_ERROR");
+  }
+  return codes;
+}
+
+const UNMEASURED = new Set(["/metrics", "/healthz", "/readyz"]);
+
+/**
+ * GET /metrics (Prometheus text; Bearer METRICS_TOKEN when set), and the
+ * per-request series: count, latency, error codes.
+ */
+export function useMetrics(
+  metrics: Metrics,
+  opts: { token?: string; tenantOf: (request: Request) => string | undefined },
+): Plugin {
+  const started = new WeakMap<Request, number>();
+  return {
+    async onRequest({ request, url, endResponse }) {
+      if (url.pathname === "/metrics") {
+        if (opts.token && !tokenMatches(request.headers.get("authorization"), opts.token)) {
+          return endResponse(
+            new Response(JSON.stringify({ error: "metrics token required" }), {
+              status: 401,
+              headers: { "content-type": "application/json", "WWW-Authenticate": "Bearer" },
+            }),
+          );
+        }
+        return endResponse(
+          new Response(await metrics.registry.metrics(), { status: 200, headers: { "content-type": metrics.registry.contentType } }),
+        );
+      }
+      if (!UNMEASURED.has(url.pathname)) started.set(request, performance.now());
+    },
+    onResultProcess({ request, result }) {
+      if (!result || Symbol.asyncIterator in (result as object)) return;
+      const tenant = opts.tenantOf(request);
+      for (const code of errorCodes(result)) metrics.recordError(tenant, code);
+    },
+    onResponse({ request, response }) {
+      const t0 = started.get(request);
+      if (t0 === undefined) return;
+      metrics.observeRequest(opts.tenantOf(request), response.status, (performance.now() - t0) / 1000);
+    },
+  };
+}

@@ -1,0 +1,173 @@
+import type { Plugin } from "graphql-yoga";
+import { Prisma, type PrismaClient } from "../generated/prisma/client.ts";
+import type { Logger } from "./logger.ts";
+import { tenantKey, type Store } from "./store.ts";
+
+/**
+ * API requests per tenant per hour (`Platform.tenantUsage.apiRequests`).
+ *
+ * Counting: every tenant-scoped request adds one to `t:{<tenant>}:req:<hour>`
+ * in the shared store (one atomic INCRBY, no database write). The key holds
+ * the hour's running total across every replica sharing the store, and lives
+ * two hours, so it outlasts its hour by at least one.
+ *
+ * Flushing: every `intervalMs` (and on shutdown) the flusher reads the totals
+ * of the tenant-hours it saw since its last flush and writes them to
+ * `usage_counters` in ONE statement, as absolute values merged with
+ * GREATEST. That makes a flush idempotent: replicas may flush the same hour
+ * concurrently, a flush may be retried, and a restarted process picks up what
+ * the dead one never flushed, because its first flush sweeps every tenant's
+ * current and previous hour from the store. With Redis nothing is lost on a
+ * crash (the totals stay in Redis); with the in-process store the counts die
+ * with the process, so at most one flush interval is lost.
+ *
+ * Storage: `usage_counters` rows with resource API_REQUESTS_PER_MINUTE (the
+ * request resource of the QuotaResource enum; adding a new value would also
+ * add it to the public GraphQL enum) and `window_start` = the start of the
+ * hour: one row per tenant per hour. Analytics sum these rows.
+ */
+
+export const REQUEST_RESOURCE = "API_REQUESTS_PER_MINUTE" as const;
+const HOUR_MS = 3_600_000;
+/** Store keys live two hours: the hour itself plus one for late flushes. */
+const RETAIN_MS = 2 * HOUR_MS;
+const READ_CHUNK = 500;
+
+export const hourStart = (at: number) => Math.floor(at / HOUR_MS) * HOUR_MS;
+export const requestCounterKey = (tenantId: string, hour: number) => tenantKey(tenantId, "req", String(hour));
+
+export interface RequestCounterOptions {
+  /** The platform client: flushes write several tenants' rows. */
+  db: PrismaClient;
+  store: Store;
+  /** @default 10_000 */
+  intervalMs?: number;
+  logger?: Logger;
+  now?: () => number;
+}
+
+export class RequestCounter {
+  private readonly db: PrismaClient;
+  private readonly store: Store;
+  private readonly intervalMs: number;
+  private readonly logger?: Logger;
+  private readonly now: () => number;
+  /** `<tenantId>|<hourStartMs>` seen since the last flush. */
+  private dirty = new Set<string>();
+  private swept = false;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<number> | undefined;
+
+  constructor(opts: RequestCounterOptions) {
+    this.db = opts.db;
+    this.store = opts.store;
+    this.intervalMs = opts.intervalMs ?? 10_000;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Counts one request of `tenantId` (by = more than one, for tests and batches). */
+  async record(tenantId: string, by = 1): Promise<void> {
+    const hour = hourStart(this.now());
+    this.dirty.add(`${tenantId}|${hour}`);
+    await this.store.hit(requestCounterKey(tenantId, hour), RETAIN_MS, by);
+  }
+
+  /** Writes the totals of the pending tenant-hours; returns the rows written. */
+  flush(): Promise<number> {
+    // One flush at a time per process; a caller arriving during one waits for it and starts its own.
+    const run = (this.flushing ?? Promise.resolve(0)).catch(() => 0).then(() => this.flushOnce());
+    this.flushing = run;
+    return run;
+  }
+
+  private async flushOnce(): Promise<number> {
+    const pending = this.dirty;
+    this.dirty = new Set();
+    try {
+      const entries = new Set(pending);
+      if (!this.swept) {
+        // After a restart: what a previous process counted but never flushed.
+        const current = hourStart(this.now());
+        const tenants = await this.db.tenant.findMany({ select: { id: true } });
+        for (const t of tenants) {
+          entries.add(`${t.id}|${current}`);
+          entries.add(`${t.id}|${current - HOUR_MS}`);
+        }
+      }
+      const rows = await this.readTotals([...entries]);
+      if (rows.length) await this.write(rows);
+      this.swept = true;
+      return rows.length;
+    } catch (err) {
+      // Try again next time: the totals are still in the store.
+      for (const e of pending) this.dirty.add(e);
+      throw err;
+    }
+  }
+
+  private async readTotals(entries: string[]) {
+    const rows: { tenantId: string; hour: number; count: number }[] = [];
+    for (let i = 0; i < entries.length; i += READ_CHUNK) {
+      const chunk = entries.slice(i, i + READ_CHUNK).map((e) => {
+        const [tenantId, hour] = e.split("|") as [string, string];
+        return { tenantId, hour: Number(hour) };
+      });
+      const values = await Promise.all(chunk.map((c) => this.store.get(requestCounterKey(c.tenantId, c.hour))));
+      chunk.forEach((c, j) => {
+        const count = Number(values[j] ?? 0);
+        if (count > 0) rows.push({ ...c, count });
+      });
+    }
+    return rows;
+  }
+
+  /** One statement for the whole batch; tenants purged meanwhile are skipped by the join. */
+  private async write(rows: { tenantId: string; hour: number; count: number }[]) {
+    const ids = rows.map((r) => r.tenantId);
+    const windows = rows.map((r) => new Date(r.hour).toISOString());
+    const counts = rows.map((r) => r.count);
+    await this.db.$executeRaw(Prisma.sql`
+      INSERT INTO usage_counters (tenant_id, resource, window_start, count)
+      SELECT x.tenant_id, ${REQUEST_RESOURCE}::"QuotaResource", x.window_start, x.count
+      FROM unnest(${ids}::uuid[], ${windows}::timestamptz[], ${counts}::int[]) AS x(tenant_id, window_start, count)
+      JOIN tenants t ON t.id = x.tenant_id
+      ON CONFLICT (tenant_id, resource, window_start)
+      DO UPDATE SET count = GREATEST(usage_counters.count, EXCLUDED.count)`);
+  }
+
+  /** Flushes every `intervalMs` until stop(). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      this.flush().catch((err: unknown) => this.logger?.warn({ err }, "request counter flush failed"));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and flushes what is pending (graceful shutdown). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+}
+
+/**
+ * Counts every tenant-scoped request once its response is ready (the tenant
+ * is known once the context was built; see RequestState.tenantId).
+ */
+export function useRequestCounting(
+  counter: RequestCounter,
+  tenantOf: (request: Request) => string | undefined,
+  logger?: Logger,
+): Plugin {
+  return {
+    async onResponse({ request }) {
+      const tenantId = tenantOf(request);
+      if (!tenantId) return;
+      // Awaited (one pipelined INCRBY) so a count is never behind its response; never fails the request.
+      await counter.record(tenantId).catch((err: unknown) => logger?.warn({ err }, "request count failed"));
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { queryFromInfo } from "@pothos/plugin-prisma";
+import { builder } from "../../builder.ts";
+import { connectionType } from "../../schema/connection.ts";
+import { RoleEnum } from "../../schema/enums.ts";
+import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
+import { DEFAULT_SORT, pageRequest, toConnection } from "../../schema/pagination.ts";
+import { payloadType } from "../../schema/payload.ts";
+import * as service from "./api-key.service.ts";
+
+// @auth on the type: `node(id)` with a key's id is ADMIN-only too.
+export const ApiKeyRef = builder.prismaNode("ApiKey", {
+  id: { resolve: (k) => k.id },
+  findUnique: (id, ctx) => ({ tenantId_id: { tenantId: ctx.tenant?.id ?? uuidOrNone(""), id: uuidOrNone(id) } }),
+  nullable: true,
+  directives: { auth: { requires: "ADMIN" } },
+  fields: (t) => ({
+    name: t.exposeString("name"),
+    role: t.expose("role", { type: RoleEnum }),
+    prefix: t.exposeString("prefix", { description: "The visible start of the secret (tgk_...)." }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    lastUsedAt: t.expose("lastUsedAt", { type: "DateTime", nullable: true, description: "Exact to the minute." }),
+    expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
+    revokedAt: t.expose("revokedAt", { type: "DateTime", nullable: true }),
+  }),
+});
+
+export const ApiKeyConnection = connectionType(ApiKeyRef, "ApiKey");
+
+builder.queryField("apiKeys", (t) =>
+  t.field({
+    type: ApiKeyConnection,
+    description: "The tenant's API keys, newest first.",
+    directives: { auth: { requires: "ADMIN" } },
+    args: { first: t.arg.int(), after: t.arg.string() },
+    resolve: async (_root, args, ctx, info) => {
+      const page = pageRequest(args, DEFAULT_SORT, "ApiKey");
+      const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "ApiKey" });
+      const rows = await ctx.db.apiKey.findMany({ ...query, where: page.where ?? {}, orderBy: page.orderBy, take: page.take });
+      return toConnection(rows, page, () => ctx.db.apiKey.count()) as never;
+    },
+  }),
+);
+
+const CreateApiKeyInput = builder.inputType("CreateApiKeyInput", {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    role: t.field({ type: RoleEnum, required: true, description: "VIEWER, DEVELOPER or ADMIN." }),
+    expiresAt: t.field({ type: "DateTime" }),
+  }),
+});
+const RotateApiKeyInput = builder.inputType("RotateApiKeyInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    gracePeriodMinutes: t.int({ description: "How long the old secret keeps working (default 60, 0 = not at all)." }),
+  }),
+});
+const RevokeApiKeyInput = builder.inputType("RevokeApiKeyInput", {
+  fields: (t) => ({ id: t.id({ required: true }) }),
+});
+
+const secretField = { type: "String", description: "The secret: shown once, never again." };
+const CreateApiKeyPayload = payloadType("CreateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
+const RotateApiKeyPayload = payloadType("RotateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
+const RevokeApiKeyPayload = payloadType("RevokeApiKeyPayload", { apiKey: { type: ApiKeyRef } });
+
+builder.mutationFields((t) => ({
+  createApiKey: t.field({
+    type: CreateApiKeyPayload,
+    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.create" } },
+    args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const { apiKey, secret } = await service.createApiKey(ctx, input);
+      return { apiKey: apiKey as never, secret };
+    },
+  }),
+  rotateApiKey: t.field({
+    type: RotateApiKeyPayload,
+    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.rotate" } },
+    args: { input: t.arg({ type: RotateApiKeyInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const id = fromGlobalId("id", String(input.id), "ApiKey");
+      const { apiKey, secret } = await service.rotateApiKey(ctx, id, input);
+      return { apiKey: apiKey as never, secret };
+    },
+  }),
+  revokeApiKey: t.field({
+    type: RevokeApiKeyPayload,
+    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.revoke" } },
+    args: { input: t.arg({ type: RevokeApiKeyInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const id = fromGlobalId("id", String(input.id), "ApiKey");
+      return { apiKey: (await service.revokeApiKey(ctx, id, input)) as never };
+    },
+  }),
+}));

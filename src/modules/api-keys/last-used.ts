@@ -1,0 +1,22 @@
+import type { PrismaClient } from "../../generated/prisma/client.ts";
+
+/**
+ * `ApiKey.lastUsedAt` without a write per request: each process writes a
+ * key's timestamp at most once a minute, fire-and-forget on the platform
+ * path (the tenant is known, but the request's own transaction must not wait
+ * for it). The value is therefore exact to the minute per replica.
+ */
+export const LAST_USED_FLUSH_MS = 60_000;
+const MAX_TRACKED = 50_000;
+
+const lastFlush = new Map<string, number>();
+
+export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantId: string }, now = Date.now()): void {
+  const last = lastFlush.get(key.id);
+  if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return;
+  if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
+  lastFlush.set(key.id, now);
+  platform.apiKey
+    .updateMany({ where: { tenantId: key.tenantId, id: key.id }, data: { lastUsedAt: new Date(now) } })
+    .catch(() => lastFlush.delete(key.id));
+}

@@ -1,0 +1,123 @@
+import { randomUUID } from "node:crypto";
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import { badInput, forbidden, notFound } from "../../errors.ts";
+import { writeAudit } from "../../policy/audit.ts";
+import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
+import type { Context } from "../../tenancy/context.ts";
+import type { ScopedTx } from "../../tenancy/tenant-db.ts";
+import * as v from "../../schema/validate.ts";
+
+/**
+ * Memberships. Every change invalidates the member's cached membership in
+ * the shared store (src/tenancy/directory.ts), so it holds on the member's
+ * very next request on every replica, although their JWT is still valid.
+ * OWNER is special: only an OWNER grants or revokes it, and the last OWNER
+ * can be neither demoted nor removed (checked under a per-tenant lock, so two
+ * owners demoting each other at once cannot leave none).
+ */
+
+const requireOwnerFor = (ctx: Context, what: string) => {
+  if (ctx.role !== "OWNER") throw forbidden(`Only an OWNER can ${what}`, { requires: "OWNER" });
+};
+
+/** The existing identity with this e-mail, in any tenant (a narrow definer function). */
+async function userIdByEmail(tx: ScopedTx, email: string): Promise<string | null> {
+  const rows = await tx.$queryRaw<{ id: string | null }[]>`SELECT app_user_id_by_email(${email}) AS id`;
+  return rows[0]?.id ?? null;
+}
+
+function lockOwners(tx: ScopedTx, tenantId: string) {
+  return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:owners`}))`;
+}
+
+export async function inviteMember(ctx: Context, input: { email: string; role: Role; name?: string | null }) {
+  const tenantId = ctx.tenant!.id;
+  const email = input.email.trim().toLowerCase();
+  if (input.role === "OWNER") requireOwnerFor(ctx, "grant OWNER");
+  const name = input.name != null ? v.name("name", input.name) : null;
+  const membership = await ctx.tenantDb
+    .transaction(async (tx) => {
+      // SEATS: counted and locked before the insert, in this transaction.
+      await checkDeclaredCountQuota(tx, ctx, false);
+      let userId = await userIdByEmail(tx, email);
+      if (!userId) {
+        // No RETURNING: the new user is not yet visible to the app role (RLS
+        // shows members only), so the id is chosen here.
+        await tx.$executeRaw`INSERT INTO users (id, email, name, auth_subject)
+          VALUES (${randomUUID()}::uuid, ${email}, ${name}, ${email}) ON CONFLICT DO NOTHING`;
+        userId = await userIdByEmail(tx, email);
+        if (!userId) throw badInput("email", "This e-mail cannot be invited");
+      }
+      const existing = await tx.membership.findFirst({ where: { userId }, select: { id: true } });
+      if (existing) throw badInput("email", `${email} is already a member`);
+      const created = await tx.membership.create({ data: { tenantId, userId, role: input.role } });
+      await writeAudit(tx, ctx, {
+        targetType: "Membership",
+        targetId: created.id,
+        metadata: { input: { ...input, email } },
+      });
+      return created;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
+        throw badInput("email", `${email} is already a member`);
+      }
+      throw err;
+    });
+  await Promise.all([
+    ctx.deps.directory.invalidateMembership(tenantId, membership.userId),
+    // A lookup of the new subject may have cached "unknown" moments ago.
+    ctx.deps.directory.invalidateUser(email),
+  ]);
+  return membership;
+}
+
+export async function updateMemberRole(ctx: Context, membershipId: string, role: Role, input: unknown) {
+  const tenantId = ctx.tenant!.id;
+  const updated = await ctx.tenantDb.transaction(async (tx) => {
+    await lockOwners(tx, tenantId);
+    const current = await tx.membership.findFirst({ where: { id: membershipId } });
+    if (!current) throw notFound("Membership");
+    if (current.role === "OWNER" || role === "OWNER") requireOwnerFor(ctx, "grant or revoke OWNER");
+    if (current.role === "OWNER" && role !== "OWNER") {
+      const owners = await tx.membership.count({ where: { role: "OWNER" } });
+      if (owners <= 1) throw badInput("role", "The last OWNER cannot be demoted");
+    }
+    const row = await tx.membership.update({
+      where: { tenantId_id: { tenantId, id: membershipId } },
+      data: { role },
+    });
+    await writeAudit(tx, ctx, {
+      targetType: "Membership",
+      targetId: membershipId,
+      metadata: { input, previousRole: current.role },
+    });
+    return row;
+  });
+  await ctx.deps.directory.invalidateMembership(tenantId, updated.userId);
+  return updated;
+}
+
+export async function removeMember(ctx: Context, membershipId: string, input: unknown) {
+  const tenantId = ctx.tenant!.id;
+  const removed = await ctx.tenantDb.transaction(async (tx) => {
+    await lockOwners(tx, tenantId);
+    const current = await tx.membership.findFirst({ where: { id: membershipId } });
+    if (!current) throw notFound("Membership");
+    if (current.role === "OWNER") {
+      requireOwnerFor(ctx, "remove an OWNER");
+      const owners = await tx.membership.count({ where: { role: "OWNER" } });
+      if (owners <= 1) throw badInput("membershipId", "The last OWNER cannot be removed");
+    }
+    await tx.membership.delete({ where: { tenantId_id: { tenantId, id: membershipId } } });
+    await writeAudit(tx, ctx, {
+      targetType: "Membership",
+      targetId: membershipId,
+      metadata: { input, userId: current.userId, role: current.role },
+    });
+    return current;
+  });
+  await ctx.deps.directory.invalidateMembership(tenantId, removed.userId);
+  return removed;
+}

@@ -1,0 +1,192 @@
+import type { GraphQLResolveInfo, SelectionSetNode } from "graphql";
+import { builder } from "../../builder.ts";
+import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } from "../../schema/enums.ts";
+import { connectionType } from "../../schema/connection.ts";
+import { DEFAULT_SORT, pageRequest, toConnection } from "../../schema/pagination.ts";
+import { crossTenant, requirePlatformAdmin } from "../../policy/platform.ts";
+import type { Context } from "../../tenancy/context.ts";
+import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
+import { TenantRef } from "../tenants/tenant.schema.ts";
+import * as service from "./platform.service.ts";
+
+/**
+ * `Query.platform`: the operators' cross-tenant view. Only platform admins
+ * get a Platform (anyone else: FORBIDDEN and `platform: null`); every field
+ * below runs on the platform client inside crossTenant(), which writes the
+ * audit entry (actor, operation name, variables, tenants touched,
+ * crossTenant) in the same transaction as the read, before anything is
+ * returned: if the entry cannot be written, the field fails and, the fields
+ * being non-null, `platform` is null.
+ */
+
+interface PlatformRoot {
+  readonly platform: true;
+}
+
+export const PlatformRef = builder.objectRef<PlatformRoot>("Platform");
+
+const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
+  fields: (t) => ({
+    status: t.field({ type: DeploymentStatusEnum, resolve: (c) => c.status as never }),
+    count: t.exposeInt("count"),
+  }),
+});
+const PlanCountRef = builder.objectRef<{ plan: string; count: number }>("PlanCount").implement({
+  fields: (t) => ({
+    plan: t.field({ type: PlanEnum, resolve: (c) => c.plan as never }),
+    count: t.exposeInt("count"),
+  }),
+});
+const TenantStatusCountRef = builder.objectRef<{ status: string; count: number }>("TenantStatusCount").implement({
+  fields: (t) => ({
+    status: t.field({ type: TenantStatusEnum, resolve: (c) => c.status as never }),
+    count: t.exposeInt("count"),
+  }),
+});
+
+const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
+  description: "One tenant's usage. deployments and apiRequests count activity within from/to; the others are current counts.",
+  fields: (t) => ({
+    // A plain row from the platform path: never re-read through the tenant-scoped client.
+    tenant: t.field({ type: TenantRef, resolve: (s) => s.tenant as never }),
+    members: t.exposeInt("members"),
+    projects: t.exposeInt("projects"),
+    deployments: t.exposeInt("deployments"),
+    deploymentsByStatus: t.field({ type: [StatusCountRef], resolve: (s) => s.deploymentsByStatus }),
+    workflows: t.exposeInt("workflows"),
+    apiRequests: t.exposeInt("apiRequests"),
+  }),
+});
+const TenantUsageStatsConnection = connectionType(TenantUsageStatsRef, "TenantUsageStats");
+const TenantConnection = connectionType(TenantRef, "Tenant");
+
+const PlatformTotalsRef = builder.objectRef<service.PlatformTotals>("PlatformTotals").implement({
+  fields: (t) => ({
+    tenants: t.exposeInt("tenants"),
+    tenantsByPlan: t.field({ type: [PlanCountRef], resolve: (p) => p.tenantsByPlan }),
+    tenantsByStatus: t.field({ type: [TenantStatusCountRef], resolve: (p) => p.tenantsByStatus }),
+    members: t.exposeInt("members"),
+    projects: t.exposeInt("projects"),
+    deployments: t.exposeInt("deployments"),
+    apiRequests: t.exposeInt("apiRequests"),
+  }),
+});
+
+const TenantFilter = builder.inputType("TenantFilter", {
+  fields: (t) => ({
+    status: t.field({ type: TenantStatusEnum }),
+    plan: t.field({ type: PlanEnum }),
+    search: t.string({ description: "Part of the name or slug (case-insensitive)." }),
+  }),
+});
+
+const TenantUsageOrderField = builder.enumType("TenantUsageOrderField", {
+  values: ["CREATED_AT", "MEMBERS", "PROJECTS", "DEPLOYMENTS", "WORKFLOWS", "API_REQUESTS"] as const,
+});
+const TenantUsageOrder = builder.inputType("TenantUsageOrder", {
+  fields: (t) => ({
+    field: t.field({ type: TenantUsageOrderField, required: true }),
+    direction: t.field({ type: OrderDirectionEnum, required: true }),
+  }),
+});
+
+/** What the audit entry records about the GraphQL operation. */
+export function operationMetadata(info: GraphQLResolveInfo, args?: unknown) {
+  return {
+    operationName: info.operation.name?.value ?? null,
+    field: `${info.parentType.name}.${info.fieldName}`,
+    args,
+    variables: info.variableValues,
+  };
+}
+
+/** Whether the field's selection asks for `name` (directly or through fragments). */
+function selects(info: GraphQLResolveInfo, name: string): boolean {
+  const visit = (set: SelectionSetNode | undefined): boolean =>
+    !!set?.selections.some((s) => {
+      if (s.kind === "Field") return s.name.value === name;
+      if (s.kind === "InlineFragment") return visit(s.selectionSet);
+      return visit(info.fragments[s.name.value]?.selectionSet);
+    });
+  return info.fieldNodes.some((n) => visit(n.selectionSet));
+}
+
+builder.queryField("platform", (t) =>
+  t.field({
+    type: PlatformRef,
+    nullable: true,
+    description: "Cross-tenant operations: platform admins only, every access audited.",
+    directives: { crossTenant: {} },
+    resolve: (_root, _args, ctx) => {
+      requirePlatformAdmin(ctx);
+      return { platform: true } as const;
+    },
+  }),
+);
+
+const audited = <T>(ctx: Context, info: GraphQLResolveInfo, args: unknown, fn: Parameters<typeof crossTenant<T>>[2], touched?: (r: T) => string[]) =>
+  crossTenant<T>(ctx, { action: `platform.${info.fieldName}`, metadata: operationMetadata(info, args), touched }, fn);
+
+PlatformRef.implement({
+  fields: (t) => ({
+    tenants: t.field({
+      type: TenantConnection,
+      args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TenantFilter }) },
+      resolve: (_root, args, ctx, info) => {
+        const page = pageRequest(args, DEFAULT_SORT, "Tenant");
+        const where = service.tenantWhere(args.filter);
+        const withCount = selects(info, "totalCount");
+        return audited(
+          ctx,
+          info,
+          args,
+          async (tx) => {
+            const rows = await tx.tenant.findMany({
+              where: page.where ? { AND: [where, page.where] } : where,
+              orderBy: page.orderBy as never,
+              take: page.take,
+            });
+            const total = withCount ? await tx.tenant.count({ where }) : 0;
+            return toConnection(rows, page, () => Promise.resolve(total));
+          },
+          (c) => c.edges.map((e) => e.node.id),
+        ) as never;
+      },
+    }),
+    tenantUsage: t.field({
+      type: TenantUsageStatsConnection,
+      args: {
+        first: t.arg.int(),
+        after: t.arg.string(),
+        orderBy: t.arg({ type: TenantUsageOrder }),
+        from: t.arg({ type: "DateTime" }),
+        to: t.arg({ type: "DateTime" }),
+      },
+      resolve: (_root, args, ctx, info) =>
+        audited(
+          ctx,
+          info,
+          args,
+          (tx) => service.tenantUsage(tx, args as never),
+          (c) => c.edges.map((e) => e.node.tenant.id),
+        ) as never,
+    }),
+    totals: t.field({
+      type: PlatformTotalsRef,
+      args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
+      resolve: (_root, args, ctx, info) => audited(ctx, info, args, (tx) => service.totals(tx, args)),
+    }),
+    auditLog: t.field({
+      type: AuditLogEntryConnection,
+      args: { ...t.arg.connectionArgs(), filter: t.arg({ type: AuditLogFilter }) },
+      resolve: (_root, args, ctx, info) => {
+        const page = pageRequest(args, DEFAULT_SORT, "PlatformAuditLog");
+        const withCount = selects(info, "totalCount");
+        return audited(ctx, info, args, async (tx) => {
+          const { rows, total } = await service.auditLog(tx, page, args.filter, withCount);
+          return toConnection(rows, page, () => Promise.resolve(total ?? 0));
+        }) as never;
+      },
+    }),
+  }),
+});

@@ -1,0 +1,340 @@
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
+import { badInput } from "../../errors.ts";
+import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
+import type { PlatformTx } from "../../policy/platform.ts";
+import { decodeCursor, encodeCursor } from "../../schema/cursor.ts";
+import { NO_ROW } from "../../schema/ids.ts";
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type PageRequest } from "../../schema/pagination.ts";
+
+/**
+ * Cross-tenant analytics: each answer is ONE aggregate statement over all
+ * tenants (GROUP BY tenant_id, joined once), run on the platform client
+ * inside crossTenant() (src/policy/platform.ts), never a loop over tenants.
+ *
+ * Time range: `from`/`to` bound the activity counts (deployments created and
+ * API requests counted in [from, to)); members, projects and workflows are
+ * the current counts.
+ */
+
+export const DEPLOYMENT_STATUSES: DeploymentStatus[] = ["QUEUED", "BUILDING", "READY", "ERROR", "CANCELED"];
+const PLANS: Plan[] = ["FREE", "PRO", "ENTERPRISE"];
+const STATUSES: TenantStatus[] = ["ACTIVE", "SUSPENDED", "PENDING_DELETION"];
+
+export interface Range {
+  from?: Date | null;
+  to?: Date | null;
+}
+
+function checkRange(range: Range) {
+  if (range.from && range.to && range.from > range.to) throw badInput("from", "from must not be after to");
+}
+
+const rangeOf = (column: string, range: Range) =>
+  Prisma.sql`${range.from ? Prisma.sql`AND ${Prisma.raw(column)} >= ${range.from}` : Prisma.empty}
+    ${range.to ? Prisma.sql`AND ${Prisma.raw(column)} < ${range.to}` : Prisma.empty}`;
+
+export interface TenantRow {
+  id: string;
+  slug: string;
+  name: string;
+  plan: Plan;
+  status: TenantStatus;
+  region: string;
+  createdAt: Date;
+}
+
+export interface TenantUsageStats {
+  tenant: TenantRow;
+  members: number;
+  projects: number;
+  deployments: number;
+  deploymentsByStatus: { status: DeploymentStatus; count: number }[];
+  workflows: number;
+  apiRequests: number;
+}
+
+export type UsageOrderField = "CREATED_AT" | "MEMBERS" | "PROJECTS" | "DEPLOYMENTS" | "WORKFLOWS" | "API_REQUESTS";
+export interface UsageOrder {
+  field: UsageOrderField;
+  direction: "ASC" | "DESC";
+}
+
+const ORDER_COLUMN: Record<UsageOrderField, string> = {
+  CREATED_AT: "created_at",
+  MEMBERS: "members",
+  PROJECTS: "projects",
+  DEPLOYMENTS: "deployments",
+  WORKFLOWS: "workflows",
+  API_REQUESTS: "api_requests",
+};
+
+function byStatus(counts: Record<string, number> | null): { status: DeploymentStatus; count: number }[] {
+  return DEPLOYMENT_STATUSES.map((status) => ({ status, count: Number(counts?.[status] ?? 0) }));
+}
+
+interface UsageRow {
+  id: string;
+  slug: string;
+  name: string;
+  plan: Plan;
+  status: TenantStatus;
+  region: string;
+  created_at: Date;
+  members: number;
+  projects: number;
+  deployments: number;
+  by_status: Record<string, number> | null;
+  workflows: number;
+  api_requests: bigint | number;
+  total: number;
+}
+
+export interface UsagePage {
+  edges: { cursor: string; node: TenantUsageStats }[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+  totalCount: () => Promise<number>;
+}
+
+/**
+ * Per-tenant usage, one page, in one statement: each table is aggregated
+ * once (GROUP BY tenant_id), joined to tenants, sorted by the chosen metric
+ * and cut by the keyset (metric, id); the total number of tenants rides
+ * along as a scalar subquery.
+ */
+export async function tenantUsage(
+  tx: PlatformTx,
+  args: { first?: number | null; after?: string | null; orderBy?: UsageOrder | null } & Range,
+): Promise<UsagePage> {
+  checkRange(args);
+  const size = args.first ?? DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
+    throw badInput("first", `first must be an integer from 0 to ${MAX_PAGE_SIZE}`);
+  }
+  const order = args.orderBy ?? { field: "CREATED_AT", direction: "DESC" };
+  const signature = `TenantUsage/${order.field}:${order.direction}${args.from ? `/${args.from.toISOString()}` : ""}${args.to ? `/${args.to.toISOString()}` : ""}`;
+  const column = Prisma.raw(`s.${ORDER_COLUMN[order.field]}`);
+  const dir = Prisma.raw(order.direction === "DESC" ? "DESC" : "ASC");
+  const op = Prisma.raw(order.direction === "DESC" ? "<" : ">");
+  let keyset = Prisma.empty;
+  if (args.after != null) {
+    const c = decodeCursor(args.after, "after", signature);
+    if (typeof c.v !== "string" || !/^[0-9a-f-]{36}$/i.test(c.id)) throw badInput("after", "Invalid cursor for after");
+    const value =
+      order.field === "CREATED_AT" ? Prisma.sql`${new Date(c.v)}::timestamptz` : Prisma.sql`${BigInt(c.v)}::bigint`;
+    keyset = Prisma.sql`WHERE (${column}, s.id) ${op} (${value}, ${c.id}::uuid)`;
+  }
+
+  const rows = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
+    WITH m AS (SELECT tenant_id, count(*)::int AS n FROM memberships GROUP BY tenant_id),
+    p AS (SELECT tenant_id, count(*)::int AS n FROM projects GROUP BY tenant_id),
+    w AS (SELECT tenant_id, count(*)::int AS n FROM workflows GROUP BY tenant_id),
+    d AS (
+      SELECT tenant_id, sum(n)::int AS n, jsonb_object_agg(status, n) AS by_status
+      FROM (SELECT tenant_id, status, count(*)::int AS n FROM deployments
+            WHERE true ${rangeOf("created_at", args)} GROUP BY tenant_id, status) ds
+      GROUP BY tenant_id),
+    r AS (SELECT tenant_id, sum(count)::bigint AS n FROM usage_counters
+          WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", args)} GROUP BY tenant_id),
+    s AS (
+      SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at,
+        coalesce(m.n, 0) AS members, coalesce(p.n, 0) AS projects, coalesce(d.n, 0) AS deployments,
+        d.by_status, coalesce(w.n, 0) AS workflows, coalesce(r.n, 0)::bigint AS api_requests
+      FROM tenants t
+      LEFT JOIN m ON m.tenant_id = t.id
+      LEFT JOIN p ON p.tenant_id = t.id
+      LEFT JOIN w ON w.tenant_id = t.id
+      LEFT JOIN d ON d.tenant_id = t.id
+      LEFT JOIN r ON r.tenant_id = t.id)
+    SELECT s.*, (SELECT count(*)::int FROM tenants) AS total
+    FROM s ${keyset}
+    ORDER BY ${column} ${dir}, s.id ${dir}
+    LIMIT ${size + 1}`);
+
+  const more = rows.length > size;
+  const edges = rows.slice(0, size).map((r) => {
+    const node: TenantUsageStats = {
+      tenant: { id: r.id, slug: r.slug, name: r.name, plan: r.plan, status: r.status, region: r.region, createdAt: r.created_at },
+      members: r.members,
+      projects: r.projects,
+      deployments: r.deployments,
+      deploymentsByStatus: byStatus(r.by_status),
+      workflows: r.workflows,
+      apiRequests: Number(r.api_requests),
+    };
+    const sortValue = order.field === "CREATED_AT" ? r.created_at.toISOString() : String(r[ORDER_COLUMN[order.field] as keyof UsageRow]);
+    return { cursor: encodeCursor({ s: signature, v: sortValue, id: r.id }), node };
+  });
+  // An empty page past the end carries no total: count then (rare), still inside the transaction.
+  const total =
+    rows[0]?.total ?? (await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM tenants`))[0]?.n ?? 0;
+  return {
+    edges,
+    pageInfo: {
+      hasNextPage: more,
+      hasPreviousPage: args.after != null,
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges[edges.length - 1]?.cursor ?? null,
+    },
+    totalCount: () => Promise.resolve(total),
+  };
+}
+
+export interface PlatformTotals {
+  tenants: number;
+  tenantsByPlan: { plan: Plan; count: number }[];
+  tenantsByStatus: { status: TenantStatus; count: number }[];
+  members: number;
+  projects: number;
+  deployments: number;
+  apiRequests: number;
+}
+
+/** Platform-wide totals in one statement of scalar subqueries. */
+export async function totals(tx: PlatformTx, range: Range): Promise<PlatformTotals> {
+  checkRange(range);
+  const [row] = await tx.$queryRaw<
+    {
+      tenants: number;
+      by_plan: Record<string, number> | null;
+      by_status: Record<string, number> | null;
+      members: number;
+      projects: number;
+      deployments: number;
+      api_requests: bigint;
+    }[]
+  >(Prisma.sql`
+    SELECT
+      (SELECT count(*)::int FROM tenants) AS tenants,
+      (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, count(*)::int AS n FROM tenants GROUP BY plan) x) AS by_plan,
+      (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM tenants GROUP BY status) x) AS by_status,
+      (SELECT count(*)::int FROM memberships) AS members,
+      (SELECT count(*)::int FROM projects) AS projects,
+      (SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)}) AS deployments,
+      (SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
+        WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)}) AS api_requests`);
+  return {
+    tenants: row!.tenants,
+    tenantsByPlan: PLANS.map((plan) => ({ plan, count: Number(row!.by_plan?.[plan] ?? 0) })),
+    tenantsByStatus: STATUSES.map((status) => ({ status, count: Number(row!.by_status?.[status] ?? 0) })),
+    members: row!.members,
+    projects: row!.projects,
+    deployments: row!.deployments,
+    apiRequests: Number(row!.api_requests),
+  };
+}
+
+export interface TenantFilterInput {
+  status?: TenantStatus | null;
+  plan?: Plan | null;
+  search?: string | null;
+}
+
+export function tenantWhere(filter: TenantFilterInput | null | undefined): Prisma.TenantWhereInput {
+  const where: Prisma.TenantWhereInput = {};
+  if (!filter) return where;
+  if (filter.status) where.status = filter.status;
+  if (filter.plan) where.plan = filter.plan;
+  const search = filter.search?.trim();
+  if (search) {
+    if (search.length > 100) throw badInput("filter.search", "filter.search must be at most 100 characters");
+    where.OR = [{ name: { contains: search, mode: "insensitive" } }, { slug: { contains: search, mode: "insensitive" } }];
+  }
+  return where;
+}
+
+export interface AuditRow {
+  id: string;
+  tenantId: string;
+  action: string;
+  actorType: "USER" | "API_KEY" | "SYSTEM";
+  actorId: string | null;
+  actorLabel: string | null;
+  targetType: string | null;
+  targetId: string | null;
+  crossTenant: boolean;
+  metadata: unknown;
+  requestId: string | null;
+  ip: string | null;
+  createdAt: Date;
+}
+
+export interface AuditFilter {
+  action?: string | null;
+  actorId?: string | number | null;
+  since?: Date | null;
+}
+
+/**
+ * The platform's audit trail: every platform operation (platform_audit_log,
+ * `crossTenant: true`; `tenant` set when it named exactly one tenant) merged
+ * with every tenant's own entries (audit_log rows with cross_tenant = false;
+ * the cross_tenant copies made for access transparency are left out, their
+ * original is the platform entry). Newest first, keyset on (created_at, id).
+ */
+function auditUnion(filter: AuditFilter | null | undefined): Prisma.Sql {
+  const conditions: Prisma.Sql[] = [];
+  if (filter?.action != null) {
+    if (filter.action.length > 100) throw badInput("filter.action", "filter.action must be at most 100 characters");
+    conditions.push(Prisma.sql`e.action = ${filter.action}`);
+  }
+  if (filter?.actorId != null) {
+    const actorId = String(filter.actorId);
+    if (actorId.length > 200) throw badInput("filter.actorId", "filter.actorId must be at most 200 characters");
+    conditions.push(Prisma.sql`e.actor_id = ${actorId}`);
+  }
+  if (filter?.since != null) conditions.push(Prisma.sql`e.created_at >= ${filter.since}`);
+  const where = conditions.length ? Prisma.sql`WHERE ${Prisma.join(conditions, " AND ")}` : Prisma.empty;
+  return Prisma.sql`(
+    SELECT * FROM (
+      SELECT a.id, a.tenant_id, a.action, a.actor_type::text AS actor_type, a.actor_id, a.actor_label,
+        a.target_type, a.target_id, a.cross_tenant, a.metadata, a.request_id, a.ip, a.created_at
+      FROM audit_log a WHERE NOT a.cross_tenant
+      UNION ALL
+      SELECT pa.id, CASE WHEN cardinality(pa.tenant_ids) = 1 THEN pa.tenant_ids[1] END, pa.action,
+        pa.actor_type::text, pa.actor_id, pa.actor_label, NULL, NULL, true, pa.metadata, pa.request_id, pa.ip, pa.created_at
+      FROM platform_audit_log pa
+    ) e ${where}
+  )`;
+}
+
+export async function auditLog(
+  tx: PlatformTx,
+  page: PageRequest,
+  filter: AuditFilter | null | undefined,
+  withCount: boolean,
+): Promise<{ rows: AuditRow[]; total: number | null }> {
+  const union = auditUnion(filter);
+  const desc = page.orderBy[0]?.createdAt === "desc";
+  const cuts = page.keysets.map(
+    (k) => Prisma.sql`(u.created_at, u.id) ${Prisma.raw(k.op)} (${new Date(k.value)}::timestamptz, ${k.id}::uuid)`,
+  );
+  const dir = Prisma.raw(desc ? "DESC" : "ASC");
+  const raw = await tx.$queryRaw<Record<string, unknown>[]>(Prisma.sql`
+    SELECT u.* FROM ${union} u
+    ${cuts.length ? Prisma.sql`WHERE ${Prisma.join(cuts, " AND ")}` : Prisma.empty}
+    ORDER BY u.created_at ${dir}, u.id ${dir}
+    LIMIT ${page.take}`);
+  const rows = raw.map((r) => ({
+    id: r.id as string,
+    // No single tenant: the nil UUID, which AuditLogEntry.tenant (a directory lookup) resolves to null.
+    tenantId: (r.tenant_id as string | null) ?? NO_ROW,
+    action: r.action as string,
+    actorType: r.actor_type as AuditRow["actorType"],
+    actorId: r.actor_id as string | null,
+    actorLabel: r.actor_label as string | null,
+    targetType: r.target_type as string | null,
+    targetId: r.target_id as string | null,
+    crossTenant: r.cross_tenant as boolean,
+    metadata: r.metadata,
+    requestId: r.request_id as string | null,
+    ip: r.ip as string | null,
+    createdAt: r.created_at as Date,
+  }));
+  let total: number | null = null;
+  if (withCount) {
+    const [c] = await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM ${union} u`);
+    total = c?.n ?? 0;
+  }
+  return { rows, total };
+}

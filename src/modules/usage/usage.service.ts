@@ -1,0 +1,63 @@
+import type { Plan, QuotaResource } from "../../generated/prisma/enums.ts";
+import type { Context } from "../../tenancy/context.ts";
+import {
+  HOUR_MS,
+  MINUTE_MS,
+  countUsage,
+  limitOf,
+  quotaWindowKey,
+  rateLimitWindowKey,
+  windowStart,
+  windowUsage,
+} from "../../policy/quota.ts";
+
+export interface QuotaUsage {
+  resource: QuotaResource;
+  limit: number | null;
+  used: number;
+  remaining: number | null;
+  resetAt: Date | null;
+}
+
+export interface TenantUsage {
+  plan: Plan;
+  quotas: QuotaUsage[];
+}
+
+const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS"];
+
+/**
+ * Every quota of the current tenant: windows read from the shared store
+ * (the rate limiter's minute counter includes this very request), counts in
+ * one SQL statement.
+ */
+export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
+  const tenant = ctx.tenant!;
+  const now = Date.now();
+  const [apiRequests, deployments, workflows, counts] = await Promise.all([
+    windowUsage(ctx.deps.store, rateLimitWindowKey(tenant.id, now)),
+    windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),
+    windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "WORKFLOWS_PER_HOUR", now)),
+    ctx.tenantDb.run(async (tx) => ({
+      SEATS: await countUsage(tx, tenant.id, "SEATS"),
+      PROJECTS: await countUsage(tx, tenant.id, "PROJECTS"),
+    })),
+  ]);
+  const minuteReset = new Date(windowStart(MINUTE_MS, now) + MINUTE_MS);
+  const hourReset = new Date(windowStart(HOUR_MS, now) + HOUR_MS);
+  const used: Record<QuotaResource, [number, Date | null]> = {
+    API_REQUESTS_PER_MINUTE: [apiRequests, minuteReset],
+    DEPLOYMENTS_PER_HOUR: [deployments, hourReset],
+    WORKFLOWS_PER_HOUR: [workflows, hourReset],
+    SEATS: [counts.SEATS, null],
+    PROJECTS: [counts.PROJECTS, null],
+  };
+  return {
+    plan: tenant.plan,
+    quotas: ORDER.map((resource) => {
+      const limit = limitOf(tenant, resource);
+      const [n, resetAt] = used[resource];
+      return { resource, limit, used: n, remaining: limit === null ? null : Math.max(0, limit - n), resetAt };
+    }),
+  };
+}

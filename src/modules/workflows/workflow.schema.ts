@@ -1,0 +1,168 @@
+import { queryFromInfo } from "@pothos/plugin-prisma";
+import type { GraphQLResolveInfo } from "graphql";
+import { builder } from "../../builder.ts";
+import type { Prisma, Workflow } from "../../generated/prisma/client.ts";
+import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
+import { connectionType } from "../../schema/connection.ts";
+import { WorkflowStatusEnum } from "../../schema/enums.ts";
+import { fromGlobalId, toGlobalId, uuidOrNone } from "../../schema/ids.ts";
+import { firstPerParentSql, groupByKeys, loader } from "../../schema/loaders.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
+import { payloadType } from "../../schema/payload.ts";
+import { requireTenant, type Context } from "../../tenancy/context.ts";
+// Project must exist before Workflow.project and Project.workflows refer to it.
+import "../projects/project.schema.ts";
+import * as service from "./workflow.service.ts";
+
+export const WorkflowRef = builder.prismaNode("Workflow", {
+  id: { resolve: (w) => w.id },
+  findUnique: (id, ctx) => ({ tenantId_id: { tenantId: ctx.tenant?.id ?? uuidOrNone(""), id: uuidOrNone(id) } }),
+  nullable: true,
+  fields: (t) => ({
+    name: t.exposeString("name"),
+    status: t.expose("status", { type: WorkflowStatusEnum }),
+    config: t.expose("config", { type: "JSON", nullable: true }),
+    project: t.relation("project", { nullable: true }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    updatedAt: t.expose("updatedAt", { type: "DateTime" }),
+  }),
+});
+
+export const WorkflowConnection = connectionType(WorkflowRef, "Workflow");
+
+const WorkflowFilter = builder.inputType("WorkflowFilter", {
+  fields: (t) => ({ status: t.field({ type: WorkflowStatusEnum }) }),
+});
+
+function workflowWhere(filter: { status?: WorkflowStatus | null } | null | undefined): Prisma.WorkflowWhereInput {
+  return filter?.status ? { status: filter.status } : {};
+}
+
+const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
+  queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Workflow" });
+
+builder.queryField("workflows", (t) =>
+  t.field({
+    type: WorkflowConnection,
+    directives: { auth: { requires: "VIEWER" } },
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: WorkflowFilter }),
+    },
+    resolve: async (_root, args, ctx, info) => {
+      requireTenant(ctx);
+      // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
+      const page = pageRequest(args, DEFAULT_SORT, "Workflow");
+      const where = workflowWhere(args.filter);
+      const rows = await ctx.db.workflow.findMany({
+        ...nodeQuery(ctx, info),
+        where: page.where ? { AND: [where, page.where] } : where,
+        orderBy: page.orderBy,
+        take: page.take,
+      });
+      return toConnection(rows, page, () => ctx.db.workflow.count({ where })) as never;
+    },
+  }),
+);
+
+/** Each project's page of workflows, for every project of the request: LATERAL ids, then one query. */
+function workflowsOfProjects(ctx: Context, page: PageRequest, query: object) {
+  const signature = JSON.stringify([page.sort, page.take, page.keysets, query]);
+  return loader(ctx, `project.workflows:${signature}`, async (projectIds: readonly string[]) => {
+    const ids = await ctx.tenantDb.queryRaw<{ id: string; parentId: string }>(
+      firstPerParentSql({ table: "workflows", parentColumn: "project_id", tenantId: ctx.tenant!.id, parentIds: projectIds, page }),
+    );
+    const rows = ids.length
+      ? await ctx.db.workflow.findMany({ ...query, where: { id: { in: ids.map((r) => r.id) } }, orderBy: page.orderBy })
+      : [];
+    return groupByKeys(projectIds, rows as Workflow[], (r) => r.projectId!);
+  });
+}
+
+function workflowCountsByProject(ctx: Context) {
+  return loader(ctx, "project.workflowTotal", async (ids: readonly string[]) => {
+    const rows = await ctx.db.workflow.groupBy({
+      by: ["projectId"],
+      where: { projectId: { in: [...ids] } },
+      _count: { _all: true },
+    });
+    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
+    return ids.map((id) => counts.get(id) ?? 0);
+  });
+}
+
+builder.prismaObjectFields("Project", (t) => ({
+  workflows: t.field({
+    type: WorkflowConnection,
+    args: t.arg.connectionArgs(),
+    resolve: async (project, args, ctx, info) => {
+      const page = pageRequest(args as ConnectionArgs, DEFAULT_SORT, "Workflow");
+      const rows = await workflowsOfProjects(ctx, page, nodeQuery(ctx, info)).load(project.id);
+      return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id)) as never;
+    },
+  }),
+}));
+
+const CreateWorkflowInput = builder.inputType("CreateWorkflowInput", {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    projectId: t.id(),
+    config: t.field({ type: "JSON" }),
+  }),
+});
+const CreateWorkflowPayload = payloadType("CreateWorkflowPayload", { workflow: { type: WorkflowRef } });
+
+const UpdateWorkflowInput = builder.inputType("UpdateWorkflowInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    name: t.string(),
+    status: t.field({ type: WorkflowStatusEnum }),
+    config: t.field({ type: "JSON" }),
+  }),
+});
+const UpdateWorkflowPayload = payloadType("UpdateWorkflowPayload", { workflow: { type: WorkflowRef } });
+
+const DeleteWorkflowInput = builder.inputType("DeleteWorkflowInput", {
+  fields: (t) => ({ id: t.id({ required: true }) }),
+});
+const DeleteWorkflowPayload = payloadType<{ deletedWorkflowId: string }>("DeleteWorkflowPayload", {
+  deletedWorkflowId: { type: "ID" },
+});
+
+builder.mutationFields((t) => ({
+  createWorkflow: t.field({
+    type: CreateWorkflowPayload,
+    directives: {
+      auth: { requires: "DEVELOPER" },
+      quota: { resource: "WORKFLOWS_PER_HOUR", cost: 1 },
+      audit: { action: "workflow.create" },
+    },
+    args: { input: t.arg({ type: CreateWorkflowInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const projectId = input.projectId != null ? fromGlobalId("projectId", String(input.projectId), "Project") : null;
+      return { workflow: (await service.createWorkflow(ctx, { ...input, projectId })) as never };
+    },
+  }),
+  updateWorkflow: t.field({
+    type: UpdateWorkflowPayload,
+    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "workflow.update" } },
+    args: { input: t.arg({ type: UpdateWorkflowInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const id = fromGlobalId("id", String(input.id), "Workflow");
+      return { workflow: (await service.updateWorkflow(ctx, id, input)) as never };
+    },
+  }),
+  deleteWorkflow: t.field({
+    type: DeleteWorkflowPayload,
+    directives: { auth: { requires: "ADMIN" }, audit: { action: "workflow.delete" } },
+    args: { input: t.arg({ type: DeleteWorkflowInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireTenant(ctx);
+      const id = fromGlobalId("id", String(input.id), "Workflow");
+      await service.deleteWorkflow(ctx, id);
+      return { deletedWorkflowId: toGlobalId("Workflow", id) };
+    },
+  }),
+}));

@@ -1,0 +1,222 @@
+import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
+import type { GraphQLFieldResolver } from "graphql";
+import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
+import { forbidden, tenantRequired, unauthenticated } from "../errors.ts";
+import type { Context } from "../tenancy/context.ts";
+import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import { ROLE_RANK } from "./plans.ts";
+import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
+
+/**
+ * The one enforcement point of the policy directives (SPEC section 6).
+ *
+ * A Pothos plugin: when the schema is built it reads each field's
+ * `@auth`, `@crossTenant`, `@quota` and `@audit` (and `@auth` on the field's
+ * type) and wraps only the resolvers that carry one, so a new field is
+ * protected by declaring the directive and nothing else. Fields without
+ * directives keep their resolver untouched (no cost per request).
+ *
+ *  - @auth(requires): an actor (UNAUTHENTICATED), a tenant (TENANT_REQUIRED;
+ *    platform admins hold no tenant role: FORBIDDEN) and a role at least
+ *    `requires` (FORBIDDEN with extensions.requires). Checked before argument
+ *    mapping, so a caller without the role learns nothing from the input.
+ *  - @crossTenant: platform admins only (FORBIDDEN otherwise).
+ *  - @quota(resource, cost): window-based resources are reserved in the
+ *    shared store before the resolver runs (refunded when it fails);
+ *    count-based ones are checked inside the mutation's own transaction,
+ *    under an advisory lock, when the service writes its audit entry (or
+ *    earlier, through `checkDeclaredCountQuota`).
+ *  - @audit(action): services write the entry with `writeAudit(tx, ...)` in
+ *    the transaction of the change. The enforcer hands the action and input
+ *    to writeAudit (a mismatching action fails inside the transaction, so
+ *    nothing is committed) and refuses to report success for a mutation that
+ *    wrote no entry.
+ */
+
+export interface FieldPolicy {
+  auth?: Role;
+  crossTenant: boolean;
+  quota?: { resource: QuotaResource; cost: number };
+  audit?: string;
+}
+
+type DirectiveArgs = Record<string, unknown>;
+
+/** plugin-directives stores `{ name: args | args[] }` (unordered) or `[{ name, args }]`. */
+export function directiveList(directives: unknown): { name: string; args: DirectiveArgs }[] {
+  if (!directives) return [];
+  if (Array.isArray(directives)) {
+    return directives.map((d: { name: string; args?: DirectiveArgs }) => ({ name: d.name, args: d.args ?? {} }));
+  }
+  return Object.entries(directives as Record<string, unknown>).flatMap(([name, args]) =>
+    Array.isArray(args) ? args.map((a) => ({ name, args: (a ?? {}) as DirectiveArgs })) : [{ name, args: (args ?? {}) as DirectiveArgs }],
+  );
+}
+
+export function policyOf(fieldDirectives: unknown, typeDirectives?: unknown): FieldPolicy {
+  const policy: FieldPolicy = { crossTenant: false };
+  // The type's @auth applies to every field of the type; a field's own wins.
+  for (const d of [...directiveList(typeDirectives).filter((d) => d.name === "auth"), ...directiveList(fieldDirectives)]) {
+    switch (d.name) {
+      case "auth":
+        policy.auth = ((d.args.requires as Role | undefined) ?? "VIEWER") as Role;
+        if (!(policy.auth in ROLE_RANK)) throw new Error(`@auth: unknown role ${String(policy.auth)}`);
+        break;
+      case "crossTenant":
+        policy.crossTenant = true;
+        break;
+      case "quota":
+        policy.quota = { resource: d.args.resource as QuotaResource, cost: Number(d.args.cost ?? 1) };
+        if (!Number.isInteger(policy.quota.cost) || policy.quota.cost < 1) throw new Error("@quota: cost must be a positive integer");
+        break;
+      case "audit":
+        policy.audit = String(d.args.action);
+        if (!/^[a-z][A-Za-z]*\.[a-z][A-Za-z]*$/.test(policy.audit)) throw new Error(`@audit: action "${policy.audit}" is not <noun>.<verb>`);
+        break;
+    }
+  }
+  return policy;
+}
+
+export const isEnforced = (p: FieldPolicy) => !!(p.auth || p.crossTenant || p.quota || p.audit);
+
+/** Access checks of @auth and @crossTenant; throws the coded error. */
+export function checkAccess(ctx: Context, policy: FieldPolicy): void {
+  if (policy.crossTenant) {
+    if (!ctx.actor) throw unauthenticated("Authentication required", null);
+    if (!ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
+    return;
+  }
+  if (policy.auth || policy.quota || policy.audit) {
+    const requires = policy.auth ?? "VIEWER";
+    if (!ctx.actor) throw unauthenticated("Authentication required", null);
+    if (!ctx.tenant) {
+      if (ctx.isPlatformAdmin) {
+        throw forbidden("Platform admins hold no tenant role: tenant data is reached through platform fields", { requires });
+      }
+      throw tenantRequired();
+    }
+    if (!ctx.role || ROLE_RANK[ctx.role] < ROLE_RANK[requires]) {
+      throw forbidden(`This needs the ${requires} role`, { requires });
+    }
+  }
+}
+
+/** The mutation in progress, per request (mutation fields run one at a time). */
+export interface DirectiveScope {
+  field: string;
+  action?: string;
+  input: unknown;
+  audited: string[];
+  countQuota?: { resource: CountResource; cost: number; checked: boolean };
+  crossTenant: boolean;
+}
+
+const scopes = new WeakMap<object, DirectiveScope>();
+
+export const currentDirectiveScope = (ctx: Context): DirectiveScope | undefined => scopes.get(ctx);
+
+/**
+ * Checks the field's count-based @quota inside `tx`, once. `alreadyInserted`:
+ * the new rows are already part of the count (the check then runs after the
+ * insert, as it does from writeAudit).
+ */
+export async function checkDeclaredCountQuota(tx: ScopedTx, ctx: Context, alreadyInserted: boolean): Promise<void> {
+  const q = scopes.get(ctx)?.countQuota;
+  if (!q || q.checked || !ctx.tenant) return;
+  await checkCountQuota(tx, ctx.tenant, q.resource, q.cost, alreadyInserted);
+  q.checked = true;
+}
+
+type Resolver = GraphQLFieldResolver<unknown, Context, any>;
+
+export function enforce(resolver: Resolver, policy: FieldPolicy, field: string): Resolver {
+  if (!policy.quota && !policy.audit) {
+    return (parent, args, ctx, info) => {
+      checkAccess(ctx, policy);
+      return resolver(parent, args, ctx, info);
+    };
+  }
+  const quota = policy.quota;
+  const countQuota = quota && isCountResource(quota.resource) ? quota : undefined;
+  const windowQuota = quota && !countQuota ? quota : undefined;
+  return async (parent, args, ctx, info) => {
+    checkAccess(ctx, policy);
+    const scope: DirectiveScope = {
+      field,
+      action: policy.audit,
+      input: (args as { input?: unknown }).input ?? args,
+      audited: [],
+      countQuota: countQuota && { resource: countQuota.resource as CountResource, cost: countQuota.cost, checked: false },
+      crossTenant: policy.crossTenant,
+    };
+    const reservation = windowQuota
+      ? await reserveWindowQuota(ctx.deps.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
+      : null;
+    scopes.set(ctx, scope);
+    let result: unknown;
+    try {
+      result = await resolver(parent, args, ctx, info);
+    } catch (err) {
+      await reservation?.refund().catch(() => {});
+      throw err;
+    } finally {
+      scopes.delete(ctx);
+    }
+    // Programming errors, not caller errors: plain Errors, masked for the client.
+    if (policy.audit && !policy.crossTenant && !scope.audited.includes(policy.audit)) {
+      throw new Error(`@audit(${policy.audit}) on ${field}: the resolver wrote no audit entry`);
+    }
+    if (scope.countQuota && !scope.countQuota.checked) {
+      throw new Error(`@quota(${scope.countQuota.resource}) on ${field}: the count was never checked in the transaction`);
+    }
+    return result;
+  };
+}
+
+export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
+  override onOutputFieldConfig(fieldConfig: PothosOutputFieldConfig<Types>) {
+    const policy = this.policyFor(fieldConfig);
+    if (policy.quota && isCountResource(policy.quota.resource) && !policy.audit) {
+      // Count quotas are checked in the transaction that writes the audit entry.
+      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota(${policy.quota.resource}) needs @audit`);
+    }
+    if ((policy.quota || policy.audit) && fieldConfig.parentType !== "Mutation") {
+      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota and @audit belong on mutations`);
+    }
+    return fieldConfig;
+  }
+
+  // Wraps outside the argument mappers (global id decoding): access is
+  // decided before any input is looked at.
+  override wrapArgMappers(
+    resolver: GraphQLFieldResolver<unknown, Types["Context"], object> | undefined,
+    fieldConfig: PothosOutputFieldConfig<Types>,
+  ): GraphQLFieldResolver<unknown, Types["Context"], object> | undefined {
+    if (!resolver || (this.options as { disablePolicyEnforcer?: boolean }).disablePolicyEnforcer) return resolver;
+    const policy = this.policyFor(fieldConfig);
+    if (!isEnforced(policy)) return resolver;
+    return enforce(resolver as unknown as Resolver, policy, `${fieldConfig.parentType}.${fieldConfig.name}`) as never;
+  }
+
+  private policyFor(fieldConfig: PothosOutputFieldConfig<Types>): FieldPolicy {
+    const typeConfig = this.buildCache.getTypeConfig(fieldConfig.parentType);
+    return policyOf(fieldConfig.extensions?.directives, typeConfig.extensions?.directives);
+  }
+}
+
+declare global {
+  export namespace PothosSchemaTypes {
+    export interface Plugins<Types extends SchemaTypes> {
+      policyEnforcer: PolicyEnforcerPlugin<Types>;
+    }
+    export interface BuildSchemaOptions<Types extends SchemaTypes> {
+      /** Builds the schema without the enforcer: for measuring its cost only. */
+      disablePolicyEnforcer?: boolean;
+    }
+  }
+}
+
+SchemaBuilder.registerPlugin("policyEnforcer", PolicyEnforcerPlugin);
+
+export default "policyEnforcer" as const;

@@ -1,0 +1,52 @@
+import { GraphQLError, type ExecutionResult } from "graphql";
+import type { Plugin } from "graphql-yoga";
+
+/**
+ * Noisy neighbours: each plan caps a statement (PLAN_STATEMENT_TIMEOUT_MS,
+ * applied per transaction in src/tenancy/tenant-db.ts). PostgreSQL cancels a
+ * statement over the cap with SQLSTATE 57014; this plugin turns that one
+ * failure into a coded error, QUERY_TIMEOUT, instead of a masked
+ * INTERNAL_SERVER_ERROR, so a client can tell "your query was too heavy for
+ * your plan" from "the server broke". The message names no SQL.
+ */
+export const QUERY_TIMEOUT = "QUERY_TIMEOUT";
+
+export function isStatementTimeout(err: unknown): boolean {
+  for (let e: any = err, depth = 0; e && depth < 6; e = e.originalError ?? e.cause, depth++) {
+    if (e.code === "57014") return true;
+    const cause = e.meta?.driverAdapterError?.cause;
+    if (cause && (cause.originalCode === "57014" || cause.code === "57014")) return true;
+    if (typeof e.message === "string" && e.message.includes("canceling statement due to statement timeout")) return true;
+  }
+  return false;
+}
+
+export const queryTimeoutError = (from?: GraphQLError) =>
+  new GraphQLError("The query was cancelled: it ran longer than the tenant's plan allows", {
+    nodes: from?.nodes,
+    path: from?.path,
+    extensions: { code: QUERY_TIMEOUT },
+  });
+
+function mapErrors(result: ExecutionResult): ExecutionResult | undefined {
+  if (!result.errors?.some((e) => isStatementTimeout(e.originalError))) return undefined;
+  return {
+    ...result,
+    errors: result.errors.map((e) => (isStatementTimeout(e.originalError) ? queryTimeoutError(e) : e)),
+  };
+}
+
+/** Runs before Yoga's error masking (user plugins come first). */
+export function useQueryTimeoutErrors(): Plugin {
+  return {
+    onExecute() {
+      return {
+        onExecuteDone({ result, setResult }) {
+          if (Symbol.asyncIterator in (result as object)) return;
+          const mapped = mapErrors(result as ExecutionResult);
+          if (mapped) setResult(mapped);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import { Prisma } from "../generated/prisma/client.ts";
+import type { QuotaResource } from "../generated/prisma/enums.ts";
+import { quotaExceeded } from "../errors.ts";
+import { tenantKey, type Store } from "../infra/store.ts";
+import type { TenantInfo } from "../tenancy/directory.ts";
+import type { ScopedTx } from "../tenancy/tenant-db.ts";
+
+/**
+ * Quotas (SPEC section 6). Two kinds, with different atomicity tools:
+ *
+ *  - count-based (PROJECTS, SEATS): the rows themselves are the count. The
+ *    check runs inside the transaction that inserts, under a transaction-level
+ *    advisory lock per (tenant, resource), so concurrent inserts are
+ *    serialized: each counts what is committed plus its own row.
+ *  - window-based (DEPLOYMENTS_PER_HOUR, WORKFLOWS_PER_HOUR, and the rate
+ *    limiter's API_REQUESTS_PER_MINUTE): a fixed-window counter in the shared
+ *    store, incremented atomically before the mutation runs and refunded when
+ *    the increment overshoots or the mutation fails. A refund can make a
+ *    concurrent request fail that would have fit, never the other way round.
+ */
+
+export type CountResource = Extract<QuotaResource, "PROJECTS" | "SEATS">;
+export type WindowResource = Extract<QuotaResource, "DEPLOYMENTS_PER_HOUR" | "WORKFLOWS_PER_HOUR">;
+
+export const COUNT_RESOURCES: ReadonlySet<QuotaResource> = new Set(["PROJECTS", "SEATS"]);
+export const isCountResource = (r: QuotaResource): r is CountResource => COUNT_RESOURCES.has(r);
+
+export const HOUR_MS = 3_600_000;
+export const MINUTE_MS = 60_000;
+
+export const windowStart = (windowMs: number, now = Date.now()) => Math.floor(now / windowMs) * windowMs;
+
+/** The store key of a window-based quota for the window containing `now`. */
+export const quotaWindowKey = (tenantId: string, resource: QuotaResource, now = Date.now()) =>
+  tenantKey(tenantId, "q", resource, String(Math.floor(now / HOUR_MS)));
+
+/** The rate limiter's key (src/infra/rate-limit.ts): t:{id}:rl:<minute>. */
+export const rateLimitWindowKey = (tenantId: string, now = Date.now()) =>
+  tenantKey(tenantId, "rl", String(Math.floor(now / MINUTE_MS)));
+
+export function limitOf(tenant: TenantInfo, resource: QuotaResource): number | null {
+  const limit = tenant.limits[resource];
+  return limit === undefined ? null : limit;
+}
+
+/** What each count-based resource counts. Raw SQL: tenant_id is filtered explicitly. */
+const COUNT_SQL: Record<CountResource, (tenantId: string) => Prisma.Sql> = {
+  PROJECTS: (t) => Prisma.sql`SELECT count(*)::int AS n FROM projects WHERE tenant_id = ${t}::uuid`,
+  SEATS: (t) => Prisma.sql`SELECT count(*)::int AS n FROM memberships WHERE tenant_id = ${t}::uuid`,
+};
+
+export async function countUsage(tx: Pick<ScopedTx, "$queryRaw">, tenantId: string, resource: CountResource) {
+  const rows = await tx.$queryRaw<{ n: number }[]>(COUNT_SQL[resource](tenantId));
+  return rows[0]?.n ?? 0;
+}
+
+/** Serializes count-quota checks of one tenant and resource until the transaction ends. */
+export function lockCountQuota(tx: Pick<ScopedTx, "$executeRaw">, tenantId: string, resource: CountResource) {
+  return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:quota:${resource}`}))`;
+}
+
+/**
+ * Checks a count-based quota inside the inserting transaction.
+ * `alreadyInserted`: the transaction has already inserted the `cost` new
+ * rows (they are part of the count), so the check passes while the count
+ * stays within the limit. Otherwise the check runs before the insert.
+ */
+export async function checkCountQuota(
+  tx: Pick<ScopedTx, "$executeRaw" | "$queryRaw">,
+  tenant: TenantInfo,
+  resource: CountResource,
+  cost: number,
+  alreadyInserted: boolean,
+): Promise<void> {
+  const limit = limitOf(tenant, resource);
+  if (limit === null) return;
+  await lockCountQuota(tx, tenant.id, resource);
+  // A fresh snapshot after the lock (READ COMMITTED): it sees every row
+  // committed by whoever held the lock before.
+  const count = await countUsage(tx, tenant.id, resource);
+  const used = alreadyInserted ? count - cost : count;
+  if (used + cost > limit) throw quotaExceeded(resource, limit, Math.max(0, used), cost);
+}
+
+export interface WindowReservation {
+  /** Gives the reservation back (the mutation failed). Idempotent. */
+  refund(): Promise<void>;
+}
+
+/**
+ * Reserves `cost` of a window-based quota: one atomic increment in the shared
+ * store. Over the limit the increment is taken back and QUOTA_EXCEEDED thrown.
+ */
+export async function reserveWindowQuota(
+  store: Store,
+  tenant: TenantInfo,
+  resource: QuotaResource,
+  cost: number,
+): Promise<WindowReservation | null> {
+  const limit = limitOf(tenant, resource);
+  if (limit === null) return null;
+  const key = quotaWindowKey(tenant.id, resource);
+  const { count } = await store.hit(key, HOUR_MS, cost);
+  let refunded = false;
+  const refund = async () => {
+    if (refunded) return;
+    refunded = true;
+    await store.hit(key, HOUR_MS, -cost);
+  };
+  if (count > limit) {
+    await refund();
+    throw quotaExceeded(resource, limit, Math.max(0, count - cost), cost);
+  }
+  return { refund };
+}
+
+export async function windowUsage(store: Store, key: string): Promise<number> {
+  const value = await store.get(key);
+  const n = value === null ? 0 : Number(value);
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}

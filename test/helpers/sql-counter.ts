@@ -1,0 +1,110 @@
+import type pg from "pg";
+
+/**
+ * Records every statement the app sends to PostgreSQL.
+ *
+ * Why at the pg.Pool and not at Prisma: Prisma's `$extends` query hooks see
+ * model operations, not what reaches the wire (BEGIN, the set_config of the
+ * RLS setting, COMMIT, the extra SELECT Prisma issues per relation it loads,
+ * raw SQL). Every path of @prisma/adapter-pg, `pool.query()` included, checks
+ * a client out of the pool and calls `client.query()`, and pg-pool emits
+ * `acquire` for each checkout, so wrapping `query` on each acquired client
+ * (once per client) sees every statement of that pool and nothing else:
+ * other pools, and other test files in their own processes, are untouched.
+ *
+ * Counting is on only between `start()` and `stop()`; tests send one request
+ * at a time in that window, so everything recorded belongs to that request.
+ */
+export interface RecordedStatement {
+  pool: string;
+  sql: string;
+}
+
+export interface SqlCounter {
+  /** Starts a fresh recording. */
+  start(): void;
+  /** Stops recording and returns what was recorded since start(). */
+  stop(): RecordedStatement[];
+  /** Records what `fn` sends (start, fn, stop). */
+  record<T>(fn: () => Promise<T>): Promise<{ result: T; statements: RecordedStatement[] }>;
+  /** Stops listening to the pools. */
+  detach(): void;
+}
+
+const wrapped = new WeakSet<object>();
+
+function statementText(args: unknown[]): string {
+  const first = args[0] as string | { text?: string } | undefined;
+  const text = typeof first === "string" ? first : (first?.text ?? "<unknown>");
+  return text.replace(/\s+/g, " ").trim();
+}
+
+export function createSqlCounter(pools: Record<string, pg.Pool>): SqlCounter {
+  let recording: RecordedStatement[] | null = null;
+  const listeners: [pg.Pool, (client: pg.PoolClient) => void][] = [];
+
+  for (const [poolName, pool] of Object.entries(pools)) {
+    const onAcquire = (client: pg.PoolClient) => {
+      if (wrapped.has(client)) return;
+      wrapped.add(client);
+      const original = client.query;
+      (client as any).query = function (this: pg.PoolClient, ...args: unknown[]) {
+        for (const c of activeCounters) c.push({ pool: poolName, sql: statementText(args) });
+        return (original as any).apply(this, args);
+      };
+    };
+    pool.on("acquire", onAcquire);
+    listeners.push([pool, onAcquire]);
+  }
+
+  // A client wrapped once stays wrapped; what it records goes to every
+  // counter currently recording (normally exactly one).
+  const sink = { push: (s: RecordedStatement) => recording?.push(s) };
+
+  return {
+    start() {
+      recording = [];
+      activeCounters.add(sink);
+    },
+    stop() {
+      activeCounters.delete(sink);
+      const out = recording ?? [];
+      recording = null;
+      return out;
+    },
+    async record(fn) {
+      this.start();
+      try {
+        const result = await fn();
+        return { result, statements: this.stop() };
+      } catch (err) {
+        this.stop();
+        throw err;
+      }
+    },
+    detach() {
+      activeCounters.delete(sink);
+      for (const [pool, l] of listeners) pool.removeListener("acquire", l);
+    },
+  };
+}
+
+const activeCounters = new Set<{ push(s: RecordedStatement): void }>();
+
+/** Statements of one pool. */
+export const ofPool = (statements: RecordedStatement[], pool: string) => statements.filter((s) => s.pool === pool);
+
+/** Counts by kind, for messages and reports. */
+export function summarize(statements: RecordedStatement[]) {
+  const kind = (sql: string) => {
+    const s = sql.toUpperCase();
+    if (s === "BEGIN") return "begin";
+    if (s === "COMMIT") return "commit";
+    if (s === "ROLLBACK") return "rollback";
+    if (s.includes("SET_CONFIG(")) return "setConfig";
+    return "query";
+  };
+  const counts: Record<string, number> = { total: statements.length, begin: 0, commit: 0, rollback: 0, setConfig: 0, query: 0 };
+  for (const s of statements) counts[kind(s.sql)]!++;
+  return counts;
+}

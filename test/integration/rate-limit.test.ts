@@ -1,0 +1,155 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { consumeRequest } from "../../src/infra/rate-limit.ts";
+import { MemoryStore } from "../../src/infra/store.ts";
+import { Directory } from "../../src/tenancy/directory.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { isolatedStore } from "../helpers/isolated-store.ts";
+
+/**
+ * SPEC section 6: every tenant-scoped request counts against the tenant's
+ * API_REQUESTS_PER_MINUTE (per-tenant overrides win), atomically in the
+ * store; over it HTTP 429, Retry-After, RATE_LIMITED; other tenants are not
+ * affected; keys are `t:{<tenantId>}:...`.
+ */
+
+/** The limiter uses fixed one-minute windows: never start a burst right at a window's edge. */
+async function awayFromWindowEdge(marginMs = 4000) {
+  const intoWindow = Date.now() % 60_000;
+  if (intoWindow > 60_000 - marginMs) await new Promise((r) => setTimeout(r, 60_000 - intoWindow + 50));
+}
+
+describe("rate limit", () => {
+  let t: TestApp;
+  let directory: Directory;
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    t = await createTestApp({ store: isolatedStore() });
+    directory = new Directory(t.clients.platform, t.store);
+    for (const tn of await t.clients.platform.tenant.findMany()) ids[tn.slug] = tn.id;
+  });
+  afterAll(async () => {
+    await t?.close();
+    await t?.store.close();
+  });
+
+  async function setLimit(slug: string, limit: number | null) {
+    const tenantId = ids[slug]!;
+    await t.clients.platform.tenantLimitOverride.upsert({
+      where: { tenantId_resource: { tenantId, resource: "API_REQUESTS_PER_MINUTE" } },
+      create: { tenantId, resource: "API_REQUESTS_PER_MINUTE", limit },
+      update: { limit },
+    });
+    await directory.invalidateTenant(tenantId, slug);
+  }
+
+  it("the plan's limit is announced: globex (FREE) 100/min, acme (PRO) 1000/min", async () => {
+    await awayFromWindowEdge();
+    const g = await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("globex", "VIEWER") });
+    expect(g.headers.get("x-ratelimit-limit")).toBe("100");
+    expect(g.headers.get("x-tenant-id")).toBe(ids.globex);
+    const a = await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("acme", "VIEWER") });
+    expect(a.headers.get("x-ratelimit-limit")).toBe("1000");
+  });
+
+  it("over an override of 5/min: the 6th and later requests get 429, Retry-After, RATE_LIMITED; acme is unaffected", async () => {
+    await setLimit("globex", 5);
+    await awayFromWindowEdge();
+    const token = await t.memberToken("globex", "DEVELOPER");
+    const results = [];
+    for (let i = 0; i < 7; i++) results.push(await t.gql(`{ tenant { slug } }`, { token }));
+
+    const ok = results.slice(0, 5);
+    const limited = results.slice(5);
+    // How many were already used in this window by the test above (0 or 1).
+    const first = Number(ok[0]!.headers.get("x-ratelimit-remaining"));
+    expect(first).toBeGreaterThanOrEqual(3);
+    const remaining = results.map((r) => r.headers.get("x-ratelimit-remaining"));
+    for (const [i, r] of results.entries()) {
+      expect(r.headers.get("x-ratelimit-limit")).toBe("5");
+      const reset = Number(r.headers.get("x-ratelimit-reset"));
+      const nowS = Date.now() / 1000;
+      expect(reset).toBeGreaterThan(nowS - 1);
+      expect(reset).toBeLessThanOrEqual(nowS + 61);
+      if (i > 0) expect(Number(remaining[i])).toBeLessThanOrEqual(Number(remaining[i - 1]));
+    }
+    const succeeded = results.filter((r) => r.status === 200 && r.body.data?.tenant?.slug === "globex");
+    expect(succeeded.length).toBe(first + 1);
+    for (const r of ok.slice(0, first + 1)) expect(r.status).toBe(200);
+    for (const r of limited) {
+      expect(r.status).toBe(429);
+      expect(r.body.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+      expect(r.body.data ?? null).toBeNull();
+      const retryAfter = Number(r.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(61);
+      expect(r.headers.get("x-ratelimit-remaining")).toBe("0");
+      expect(r.headers.get("x-tenant-id")).toBe(ids.globex);
+    }
+
+    // Another tenant is not slowed down, and neither is a tenant-less call.
+    const acme = await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("acme", "VIEWER") });
+    expect(acme.status).toBe(200);
+    expect(acme.body.data.tenant.slug).toBe("acme");
+    expect(Number(acme.headers.get("x-ratelimit-remaining"))).toBeGreaterThan(990);
+    const bare = await t.gql(`{ viewer { user { email } } }`, { token: await t.token("viewer@globex.test") });
+    expect(bare.status).toBe(200);
+    expect(bare.headers.get("x-ratelimit-limit")).toBeNull();
+  });
+
+  it("concurrent requests cannot overshoot the limit", async () => {
+    await setLimit("wayne", 5);
+    await awayFromWindowEdge();
+    const token = await t.memberToken("wayne", "VIEWER");
+    const results = await Promise.all(Array.from({ length: 15 }, () => t.gql(`{ tenant { slug } }`, { token })));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(5);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(10);
+  });
+
+  it("a null override means unlimited: no rate-limit headers", async () => {
+    await setLimit("wayne", null);
+    const res = await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("wayne", "VIEWER") });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-ratelimit-limit")).toBeNull();
+  });
+
+  it.runIf(process.env.REDIS_URL)("counts in Redis under t:{<tenantId>}:...", async () => {
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("acme", "VIEWER") });
+      const keys: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, batch] = await redis.scan(cursor, "MATCH", `*t:{${ids.acme}}:rl:*`, "COUNT", 1000);
+        keys.push(...batch);
+        cursor = next;
+      } while (cursor !== "0");
+      expect(keys.length).toBeGreaterThan(0);
+      for (const key of keys) {
+        expect(key).toMatch(new RegExp(`(^|:)t:\\{${ids.acme}\\}:rl:\\d+$`));
+        expect(Number(await redis.get(key))).toBeGreaterThan(0);
+        const ttl = await redis.pttl(key);
+        expect(ttl).toBeGreaterThan(0);
+        expect(ttl).toBeLessThanOrEqual(60_000);
+      }
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe("consumeRequest (unit, in-process store)", () => {
+  it("counts per tenant and refuses over the limit with the state attached", async () => {
+    await awayFromWindowEdge();
+    const store = new MemoryStore();
+    const a = await consumeRequest(store, "tenant-a", 2);
+    expect(a).toMatchObject({ limit: 2, remaining: 1 });
+    expect((await consumeRequest(store, "tenant-a", 2)).remaining).toBe(0);
+    await expect(consumeRequest(store, "tenant-a", 2)).rejects.toMatchObject({
+      extensions: { code: "RATE_LIMITED", http: { status: 429 } },
+      rateLimit: { limit: 2, remaining: 0 },
+    });
+    expect((await consumeRequest(store, "tenant-b", 2)).remaining).toBe(1);
+  });
+});

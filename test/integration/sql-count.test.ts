@@ -1,0 +1,131 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { createSqlCounter, ofPool, summarize, type SqlCounter } from "../helpers/sql-counter.ts";
+
+/**
+ * Constant SQL per query: the dashboard query costs the same statements for
+ * 1, 20 and 100 projects, inside ONE read transaction (one BEGIN, one
+ * set_config for the RLS setting, one COMMIT). An N+1 anywhere in the
+ * selection (createdBy, latestDeployment, counts) makes the count grow with
+ * N and fails here. Counted at the pg pool: what actually reaches PostgreSQL.
+ */
+
+const DASHBOARD = `query Dashboard($n: Int!) {
+  projects(first: $n) {
+    edges { node {
+      name
+      deploymentCount
+      latestDeployment { status }
+      deployments(first: 5) { edges { node { status createdAt createdBy { email } } } }
+    } }
+  }
+}`;
+
+/**
+ * BEGIN, set_config (RLS setting + statement timeout, one statement),
+ * projects, deploymentCount (GROUP BY), latestDeployment (LATERAL ids + rows),
+ * deployments(first: 5) (LATERAL ids + rows + createdBy users), COMMIT.
+ */
+const DASHBOARD_STATEMENTS = 10;
+
+const SIZES = [1, 20, 100] as const;
+
+describe("SQL statements per request", () => {
+  let t: TestApp;
+  let counter: SqlCounter;
+  const tokens = new Map<number, string>();
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    const db = t.clients.platform;
+    for (const n of SIZES) {
+      const slug = `sql-${n}-${randomBytes(3).toString("hex")}`;
+      const tenant = await db.tenant.create({ data: { slug, name: `SQL ${n}`, plan: "ENTERPRISE" } });
+      const email = `owner@${slug}.test`;
+      const user = await db.user.create({ data: { email, authSubject: email, name: `Owner ${n}` } });
+      await db.membership.create({ data: { tenantId: tenant.id, userId: user.id, role: "OWNER" } });
+      const base = Date.now() - 10 * 24 * 3600_000;
+      const projects = Array.from({ length: n }, (_, i) => ({
+        tenantId: tenant.id,
+        name: `Project ${i}`,
+        slug: `project-${i}`,
+        createdAt: new Date(base + i * 60_000),
+      }));
+      await db.project.createMany({ data: projects });
+      const ids = await db.project.findMany({ where: { tenantId: tenant.id }, select: { id: true } });
+      await db.deployment.createMany({
+        data: ids.flatMap((p, i) =>
+          Array.from({ length: 6 }, (_, d) => ({
+            tenantId: tenant.id,
+            projectId: p.id,
+            status: (["READY", "BUILDING", "ERROR", "QUEUED", "CANCELED", "READY"] as const)[d]!,
+            createdById: user.id,
+            createdAt: new Date(base + i * 60_000 + (d + 1) * 1000),
+          })),
+        ),
+      });
+      tokens.set(n, await t.token(email, slug));
+    }
+    counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+  });
+  afterAll(async () => {
+    counter?.detach();
+    await t?.close();
+  });
+
+  async function dashboard(n: number) {
+    const token = tokens.get(n)!;
+    // Warm the directory cache (credentials, tenant, membership): a warm
+    // request reaches PostgreSQL only for its data.
+    await t.gql(DASHBOARD, { variables: { n }, token });
+    const { result, statements } = await counter.record(() => t.gql(DASHBOARD, { variables: { n }, token }));
+    expect(result.body.errors).toBeUndefined();
+    return { body: result.body, statements };
+  }
+
+  it.each(SIZES)("the dashboard query for %i projects costs a fixed number of statements", async (n) => {
+    const { body, statements } = await dashboard(n);
+    const edges = body.data.projects.edges;
+    expect(edges).toHaveLength(n);
+    for (const e of edges) {
+      expect(e.node.deploymentCount).toBe(6);
+      expect(e.node.latestDeployment.status).toBe("READY");
+      expect(e.node.deployments.edges).toHaveLength(5);
+      expect(e.node.deployments.edges[0].node.createdBy.email).toMatch(/^owner@sql-/);
+    }
+    const app = ofPool(statements, "app");
+    const summary = summarize(app);
+    if (process.env.SQL_COUNT_DUMP) console.log(n, app.map((s) => s.sql.slice(0, 160)));
+    // The exact list, so a change shows up as a readable diff.
+    expect(app.map((s) => s.sql.slice(0, 60)), JSON.stringify(summary)).toHaveLength(DASHBOARD_STATEMENTS);
+    expect(summary).toMatchObject({ begin: 1, setConfig: 1, commit: 1, rollback: 0 });
+    // The warm request needs nothing from the platform path.
+    expect(ofPool(statements, "platform")).toEqual([]);
+  });
+
+  it("is the same number of statements for 1, 20 and 100 projects", async () => {
+    const counts: number[] = [];
+    for (const n of SIZES) counts.push(ofPool((await dashboard(n)).statements, "app").length);
+    expect(counts).toEqual([DASHBOARD_STATEMENTS, DASHBOARD_STATEMENTS, DASHBOARD_STATEMENTS]);
+  });
+
+  it("runs every statement of a query request in one transaction on one connection", async () => {
+    const { statements } = await dashboard(20);
+    const app = ofPool(statements, "app").map((s) => s.sql.toUpperCase());
+    expect(app[0]).toBe("BEGIN");
+    expect(app[1]).toContain("SET_CONFIG('APP.TENANT_ID'");
+    expect(app[app.length - 1]).toBe("COMMIT");
+    expect(app.filter((s) => s === "BEGIN")).toHaveLength(1);
+  });
+
+  it("counts statements for real (the counter sees a per-row query)", async () => {
+    // One request with two roots: each root adds its own statements, so the
+    // counter is not a constant that would pass whatever the app does.
+    const token = tokens.get(1)!;
+    const { statements } = await counter.record(() =>
+      t.gql(`{ a: projects(first: 1) { edges { node { name } } } b: projects(first: 1, orderBy: { field: NAME, direction: ASC }) { edges { node { name } } } }`, { token }),
+    );
+    expect(ofPool(statements, "app")).toHaveLength(5); // BEGIN, set_config, 2 × SELECT, COMMIT
+  });
+});

@@ -1,0 +1,109 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, DEV_JWT_SECRET, loadConfig } from "../../src/config.ts";
+
+/** Issue 3 point 2: every variable validated at start-up; a bad one is named. */
+
+const SECRET = "s".repeat(32);
+
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig", () => {
+  it("has sensible defaults with an empty environment", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 4000,
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      jwtSecret: DEV_JWT_SECRET,
+      production: false,
+      graphiql: true,
+      migrateOnStart: true,
+      seedOnStart: true,
+      embeddedPgPort: 54329,
+      platformAdminSubjects: [],
+      logLevel: "info",
+    });
+  });
+
+  it("parses every variable", () => {
+    const c = loadConfig({
+      PORT: "8080",
+      DATABASE_URL: "postgresql://u:p@db:5432/app",
+      REDIS_URL: "redis://cache:6379",
+      JWT_SECRET: SECRET,
+      JWT_ISSUER: "https://issuer.test/",
+      JWT_AUDIENCE: "tenantgraph",
+      JWKS_URL: "https://issuer.test/.well-known/jwks.json",
+      BASE_DOMAIN: "Example.COM",
+      PLATFORM_ADMIN_SUBJECTS: " ops@x.test , auth0|123 ,,",
+      GRAPHIQL: "false",
+      LOG_LEVEL: "DEBUG",
+      METRICS_TOKEN: "m",
+      MIGRATE_ON_START: "0",
+      SEED_ON_START: "no",
+    });
+    expect(c).toMatchObject({
+      port: 8080,
+      databaseUrl: "postgresql://u:p@db:5432/app",
+      redisUrl: "redis://cache:6379",
+      jwtSecret: SECRET,
+      jwtIssuer: "https://issuer.test/",
+      jwtAudience: "tenantgraph",
+      jwksUrl: "https://issuer.test/.well-known/jwks.json",
+      baseDomain: "example.com",
+      platformAdminSubjects: ["ops@x.test", "auth0|123"],
+      graphiql: false,
+      logLevel: "debug",
+      metricsToken: "m",
+      migrateOnStart: false,
+      seedOnStart: false,
+    });
+  });
+
+  it("production turns GraphiQL and seeding off by default", () => {
+    const c = loadConfig({ NODE_ENV: "production", JWT_SECRET: SECRET });
+    expect(c).toMatchObject({ production: true, graphiql: false, seedOnStart: false, introspection: false });
+  });
+
+  it.each([
+    ["PORT", { PORT: "abc" }],
+    ["PORT", { PORT: "70000" }],
+    ["PORT", { PORT: "-1" }],
+    ["PORT", { PORT: "80.5" }],
+    ["LOG_LEVEL", { LOG_LEVEL: "loud" }],
+    ["DATABASE_URL", { DATABASE_URL: "not a url" }],
+    ["DATABASE_URL", { DATABASE_URL: "mysql://localhost/db" }],
+    ["REDIS_URL", { REDIS_URL: "http://localhost:6379" }],
+    ["JWKS_URL", { JWKS_URL: "ftp://x/jwks" }],
+    ["JWT_SECRET", { JWT_SECRET: "too-short" }],
+    ["JWT_SECRET", { NODE_ENV: "production" }],
+    ["BASE_DOMAIN", { BASE_DOMAIN: "bad domain!" }],
+    ["GRAPHIQL", { GRAPHIQL: "maybe" }],
+    ["MIGRATE_ON_START", { MIGRATE_ON_START: "sometimes" }],
+    ["DB_POOL_SIZE", { DB_POOL_SIZE: "0" }],
+    ["EMBEDDED_PG_PORT", { EMBEDDED_PG_PORT: "x" }],
+    ["MAX_BODY_BYTES", { MAX_BODY_BYTES: "10" }],
+  ])("a bad %s throws a ConfigError naming it (%j)", (variable, env) => {
+    const err = configError(env);
+    expect(err.variable).toBe(variable);
+    expect(err.message.startsWith(`${variable}:`)).toBe(true);
+    expect(err.message).not.toContain("\n");
+  });
+
+  it("production without JWT_SECRET is accepted when a JWKS is configured", () => {
+    const c = loadConfig({ NODE_ENV: "production", JWKS_URL: "https://idp.test/jwks" });
+    expect(c.jwksUrl).toBe("https://idp.test/jwks");
+  });
+
+  it("a bad secret's value is not echoed", () => {
+    expect(configError({ JWT_SECRET: "hunter2-secret" }).message).not.toContain("hunter2");
+  });
+});

@@ -1,0 +1,200 @@
+import { execute, parse, type GraphQLField, type GraphQLSchema } from "graphql";
+import { describe, expect, it } from "vitest";
+import { schema } from "../../src/schema/index.ts";
+import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
+import { redact, writeAudit } from "../../src/policy/audit.ts";
+import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
+import type { Context } from "../../src/tenancy/context.ts";
+import type { Role } from "../../src/generated/prisma/enums.ts";
+import { callField } from "../helpers/dummy-input.ts";
+
+/**
+ * The policy directives as data: every tenant-data root field declares who
+ * may call it, and the enforcer refuses on every declared field, checked by
+ * walking the schema rather than by listing fields by hand.
+ */
+
+const ALLOW_WITHOUT_AUTH = new Set(["node", "nodes", "viewer"]);
+
+const fieldsOf = (s: GraphQLSchema, type: "Query" | "Mutation") =>
+  Object.values((type === "Query" ? s.getQueryType() : s.getMutationType())!.getFields());
+const directivesOf = (f: GraphQLField<unknown, unknown>) => directiveList(f.extensions?.directives).map((d) => d.name);
+
+function fakeCtx(over: Partial<Context> = {}): Context {
+  return {
+    requestId: "req-1",
+    ip: null,
+    user: null,
+    apiKey: null,
+    actor: null,
+    tenant: null,
+    role: null,
+    membershipId: null,
+    isPlatformAdmin: false,
+    operation: "query",
+    loaders: new Map(),
+    deps: {} as never,
+    finish: async () => {},
+    get db(): never {
+      throw new Error("no database in unit tests");
+    },
+    get tenantDb(): never {
+      throw new Error("no database in unit tests");
+    },
+    ...over,
+  } as Context;
+}
+
+const tenant = { id: "00000000-0000-0000-0000-0000000000aa", slug: "t", name: "T", plan: "PRO", status: "ACTIVE", region: "x", createdAt: "", limits: {} } as never;
+const member = (role: Role) =>
+  fakeCtx({
+    user: { id: "u", email: "u@x", name: null, authSubject: "u", isPlatformAdmin: false },
+    actor: { type: "USER", id: "u", label: "u@x" },
+    tenant,
+    role,
+  });
+
+describe("schema walk", () => {
+  it("every tenant-data query field and every mutation carries @auth or @crossTenant", () => {
+    const missing = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation")]
+      .filter((f) => !ALLOW_WITHOUT_AUTH.has(f.name))
+      .filter((f) => !directivesOf(f).some((d) => d === "auth" || d === "crossTenant"))
+      .map((f) => f.name);
+    expect(missing).toEqual([]);
+  });
+
+  it("every mutation declares @audit, and count quotas come with it", () => {
+    for (const f of fieldsOf(schema, "Mutation")) {
+      expect(directivesOf(f), f.name).toContain("audit");
+    }
+  });
+
+  it("the printed schema shows the directives", async () => {
+    const { printSchema } = await import("../../src/schema/index.ts");
+    const sdl = printSchema();
+    expect(sdl).toMatch(/createProject\(.*@auth\(requires: DEVELOPER\) @quota\(resource: PROJECTS, cost: 1\) @audit\(action: "project\.create"\)/);
+    expect(sdl).toMatch(/type ApiKey implements Node @auth\(requires: ADMIN\)/);
+  });
+});
+
+describe("the enforcer on the built schema", () => {
+  const protectedRoots = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation")].filter(
+    (f) => !ALLOW_WITHOUT_AUTH.has(f.name),
+  );
+  const run = async (f: GraphQLField<unknown, unknown>, ctx: Context) => {
+    const kind = schema.getMutationType()!.getFields()[f.name] === f ? "mutation" : "query";
+    const { query, variables } = callField(f, kind);
+    const result = await execute({ schema, document: parse(query), contextValue: ctx, variableValues: variables });
+    return result.errors?.find((e) => e.path?.[0] === f.name);
+  };
+
+  it("refuses an anonymous caller on every protected root field", async () => {
+    for (const f of protectedRoots) {
+      expect([f.name, (await run(f, fakeCtx()))?.extensions?.code]).toEqual([f.name, "UNAUTHENTICATED"]);
+    }
+  });
+
+  it("refuses a VIEWER on every field that needs more, with the required role", async () => {
+    const above = protectedRoots.filter((f) => {
+      const p = policyOf(f.extensions?.directives);
+      return p.crossTenant || (p.auth && p.auth !== "VIEWER");
+    });
+    expect(above.length).toBeGreaterThan(10);
+    for (const f of above) {
+      const err = await run(f, member("VIEWER"));
+      const p = policyOf(f.extensions?.directives);
+      expect([f.name, err?.extensions?.code, err?.extensions?.requires]).toEqual([
+        f.name,
+        "FORBIDDEN",
+        p.crossTenant ? "PLATFORM_ADMIN" : p.auth,
+      ]);
+    }
+  });
+});
+
+describe("policyOf", () => {
+  it("reads the unordered (object) and the list form, and the type's @auth", () => {
+    expect(policyOf({ auth: { requires: "ADMIN" }, audit: { action: "x.y" } })).toEqual({ crossTenant: false, auth: "ADMIN", audit: "x.y" });
+    expect(policyOf([{ name: "quota", args: { resource: "PROJECTS" } }, { name: "crossTenant", args: {} }])).toEqual({
+      crossTenant: true,
+      quota: { resource: "PROJECTS", cost: 1 },
+    });
+    expect(policyOf({ auth: [{ requires: "DEVELOPER" }] }).auth).toBe("DEVELOPER");
+    expect(policyOf(undefined, { auth: { requires: "ADMIN" } }).auth).toBe("ADMIN");
+    expect(policyOf({ auth: { requires: "VIEWER" } }, { auth: { requires: "ADMIN" } }).auth).toBe("VIEWER");
+    expect(policyOf({ auth: {} }).auth).toBe("VIEWER");
+    expect(() => policyOf({ audit: { action: "Bad Action" } })).toThrow(/noun/);
+  });
+});
+
+describe("checkAccess", () => {
+  const auth = (requires: Role): FieldPolicy => ({ crossTenant: false, auth: requires });
+  const code = (ctx: Context, p: FieldPolicy) => {
+    try {
+      checkAccess(ctx, p);
+      return "OK";
+    } catch (e: any) {
+      return `${e.extensions.code}${e.extensions.requires ? `:${e.extensions.requires}` : ""}`;
+    }
+  };
+
+  it("orders the roles VIEWER < DEVELOPER < ADMIN < OWNER", () => {
+    const roles: Role[] = ["VIEWER", "DEVELOPER", "ADMIN", "OWNER"];
+    for (const [i, held] of roles.entries()) {
+      for (const [j, needed] of roles.entries()) {
+        expect(code(member(held), auth(needed))).toBe(i >= j ? "OK" : `FORBIDDEN:${needed}`);
+      }
+    }
+  });
+
+  it("distinguishes no credentials, no tenant, and platform admins (no tenant role)", () => {
+    expect(code(fakeCtx(), auth("VIEWER"))).toBe("UNAUTHENTICATED");
+    const user = { id: "u", email: "u@x", name: null, authSubject: "u", isPlatformAdmin: false };
+    expect(code(fakeCtx({ user, actor: { type: "USER", id: "u", label: "" } }), auth("VIEWER"))).toBe("TENANT_REQUIRED");
+    const admin = fakeCtx({ user: { ...user, isPlatformAdmin: true }, actor: { type: "USER", id: "u", label: "" }, isPlatformAdmin: true });
+    expect(code(admin, auth("VIEWER"))).toBe("FORBIDDEN:VIEWER");
+    expect(code(admin, { crossTenant: true })).toBe("OK");
+    expect(code(member("OWNER"), { crossTenant: true })).toBe("FORBIDDEN:PLATFORM_ADMIN");
+    expect(code(fakeCtx(), { crossTenant: true })).toBe("UNAUTHENTICATED");
+  });
+});
+
+describe("@audit and @quota bookkeeping", () => {
+  const policy: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create" };
+
+  it("a mutation that wrote no audit entry does not report success", async () => {
+    const resolver = enforce(async () => ({ ok: true }), policy, "Mutation.createThing");
+    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/wrote no audit entry/);
+  });
+
+  it("writeAudit refuses an action other than the declared one, inside the transaction", async () => {
+    let inserted = false;
+    const tx = { auditLogEntry: { create: async () => (inserted = true) } } as never;
+    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, { action: "thing.delete" }), policy, "Mutation.createThing");
+    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/declared @audit\(thing\.create\)/);
+    expect(inserted).toBe(false);
+  });
+
+  it("writeAudit defaults to the declared action and the input as metadata", async () => {
+    const rows: any[] = [];
+    const tx = { auditLogEntry: { create: async (a: any) => rows.push(a.data) } } as never;
+    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), policy, "Mutation.createThing");
+    await resolver({}, { input: { name: "n", password: "hunter2" } }, member("ADMIN"), {} as never);
+    expect(rows[0]).toMatchObject({ action: "thing.create", metadata: { input: { name: "n", password: "[redacted]" } }, requestId: "req-1" });
+  });
+
+  it("redacts secrets at any depth", () => {
+    expect(redact({ input: { config: { apiToken: "t", nested: [{ clientSecret: "s", ok: 1 }] }, apiKey: "k", name: "x" } })).toEqual({
+      input: { config: { apiToken: "[redacted]", nested: [{ clientSecret: "[redacted]", ok: 1 }] }, apiKey: "[redacted]", name: "x" },
+    });
+  });
+});
+
+describe("statement timeout errors", () => {
+  it("recognises PostgreSQL 57014 however Prisma wraps it", () => {
+    expect(isStatementTimeout({ code: "P2010", meta: { driverAdapterError: { cause: { originalCode: "57014" } } } })).toBe(true);
+    expect(isStatementTimeout({ originalError: { code: "57014" } })).toBe(true);
+    expect(isStatementTimeout({ code: "P2010", meta: { driverAdapterError: { cause: { originalCode: "23505" } } } })).toBe(false);
+    expect(isStatementTimeout(new Error("boom"))).toBe(false);
+  });
+});

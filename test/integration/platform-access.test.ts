@@ -90,11 +90,11 @@ describe("platform access", () => {
 
     // The same entry through the API: Platform.auditLog shows it as a cross-tenant entry.
     const log = await t.gql(
-      `{ platform { auditLog(first: 5, filter: { action: "platform.tenantUsage" }) { totalCount edges { node { action crossTenant actorLabel } } } } }`,
+      `{ platform { auditLog(first: 5, filter: { action: "platform.tenantUsage" }) { totalCount edges { node { action crossTenant actorLabel tenant { slug } } } } } }`,
       { token },
     );
     expect(log.body.errors).toBeUndefined();
-    expect(log.body.data.platform.auditLog.edges[0].node).toEqual({ action: "platform.tenantUsage", crossTenant: true, actorLabel: "ops@platform.test" });
+    expect(log.body.data.platform.auditLog.edges[0].node).toEqual({ action: "platform.tenantUsage", crossTenant: true, actorLabel: "ops@platform.test", tenant: null });
   });
 
   it("Platform.auditLog merges platform operations with every tenant's own entries, without repeating the transparency copies", async () => {
@@ -103,13 +103,13 @@ describe("platform access", () => {
     await t.gql(`mutation { changeTenantPlan(input: { tenantId: "${acme}", plan: PRO }) { tenant { plan } } }`, { token });
     const project = await t.gql(`mutation { createProject(input: { name: "Audited" }) { project { id } } }`, { token: await t.memberToken("acme", "DEVELOPER") });
     expect(project.body.errors).toBeUndefined();
-    const q = `query A($action: String) { platform { auditLog(first: 10, filter: { action: $action }) { totalCount edges { node { action crossTenant actorLabel } } } } }`;
+    const q = `query A($action: String) { platform { auditLog(first: 10, filter: { action: $action }) { totalCount edges { node { action crossTenant actorLabel tenant { slug } } } } } }`;
     const plan = await t.gql(q, { token, variables: { action: "tenant.changePlan" } });
     expect(plan.body.errors).toBeUndefined();
     // One entry, not two: the copy in acme's own log (access transparency) is not listed again.
     expect(plan.body.data.platform.auditLog).toEqual({
       totalCount: 1,
-      edges: [{ node: { action: "tenant.changePlan", crossTenant: true, actorLabel: "ops@platform.test" } }],
+      edges: [{ node: { action: "tenant.changePlan", crossTenant: true, actorLabel: "ops@platform.test", tenant: { slug: "acme" } } }],
     });
     const own = await t.gql(q, { token, variables: { action: "project.create" } });
     expect(own.body.errors).toBeUndefined();
@@ -117,6 +117,7 @@ describe("platform access", () => {
       action: "project.create",
       crossTenant: false,
       actorLabel: "developer@acme.test",
+      tenant: { slug: "acme" },
     });
   });
 

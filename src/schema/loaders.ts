@@ -38,15 +38,17 @@ export function groupByKeys<T, K>(keys: readonly K[], rows: T[], keyOf: (row: T)
 const SORT_COLUMNS: Record<SortField, string> = { createdAt: "created_at", updatedAt: "updated_at", name: "name" };
 
 /**
- * The ids of the first page of children of each of many parents, in one
+ * The first page of children of each of many parents, whole rows, in one
  * statement: a LATERAL join that walks the (tenant_id, <parent>, sort key,
  * id) index once per parent. Prisma alone would fetch every child row and
- * slice in memory. Raw SQL bypasses wall 1, so tenant_id is filtered here;
- * RLS (wall 2) applies as everywhere.
+ * slice in memory (or issue a query per parent). Raw SQL bypasses wall 1, so
+ * tenant_id is filtered here; RLS (wall 2) applies as everywhere.
  */
 export function firstPerParentSql(opts: {
   table: "deployments" | "workflows";
   parentColumn: "project_id";
+  /** The child columns to return, from alias `c`, named as the Prisma model's fields. */
+  columns: Prisma.Sql;
   tenantId: string;
   parentIds: readonly string[];
   page: PageRequest;
@@ -62,13 +64,50 @@ export function firstPerParentSql(opts: {
     (k) => Prisma.sql`AND (${col}, c.id) ${Prisma.raw(k.op)} (${value(k.value)}, ${k.id}::uuid)`,
   );
   return Prisma.sql`
-    SELECT x.id, p.id AS "parentId"
+    SELECT x.*
       FROM unnest(${[...opts.parentIds]}::uuid[]) AS p(id)
       CROSS JOIN LATERAL (
-        SELECT c.id FROM ${Prisma.raw(opts.table)} c
+        SELECT ${opts.columns} FROM ${Prisma.raw(opts.table)} c
          WHERE c.tenant_id = ${opts.tenantId}::uuid AND c.${Prisma.raw(opts.parentColumn)} = p.id
                ${opts.filter ?? Prisma.empty} ${cuts.length ? Prisma.join(cuts, " ") : Prisma.empty}
          ORDER BY ${col} ${dir}, c.id ${dir}
          LIMIT ${page.take}
       ) x`;
+}
+
+export interface ChildPageKey {
+  parentId: string;
+  /** Rows wanted for this parent (page size + 1). */
+  take: number;
+}
+
+/**
+ * A loader of per-parent child pages that share a list, sort, cuts and
+ * filter (`name` must say which) but may differ in size: one statement
+ * fetches the largest size asked for in the batch, and each caller gets its
+ * prefix. So `latestDeployment` (1 row) and `deployments(first: 5)` of the
+ * same projects cost one statement, not two.
+ */
+export function childPageLoader<T>(
+  ctx: Context,
+  name: string,
+  fetch: (parentIds: readonly string[], take: number) => Promise<T[]>,
+  parentOf: (row: T) => string | null,
+): DataLoader<ChildPageKey, T[], string> {
+  return loader<ChildPageKey, T[], string>(
+    ctx,
+    name,
+    async (keys) => {
+      let take = 0;
+      for (const k of keys) take = Math.max(take, k.take);
+      const parentIds = [...new Set(keys.map((k) => k.parentId))];
+      const groups = new Map<string, T[]>(parentIds.map((id) => [id, []]));
+      for (const row of await fetch(parentIds, take)) groups.get(parentOf(row) ?? "")?.push(row);
+      return keys.map((k) => {
+        const rows = groups.get(k.parentId)!;
+        return rows.length > k.take ? rows.slice(0, k.take) : rows;
+      });
+    },
+    { cacheKeyFn: (k) => `${k.parentId}:${k.take}` },
+  );
 }

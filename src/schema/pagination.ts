@@ -120,12 +120,12 @@ export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kin
 }
 
 export interface Connection<T> {
-  edges: { cursor: string; node: T }[];
+  edges: { readonly cursor: string; node: T }[];
   pageInfo: {
     hasNextPage: boolean;
     hasPreviousPage: boolean;
-    startCursor: string | null;
-    endCursor: string | null;
+    readonly startCursor: string | null;
+    readonly endCursor: string | null;
   };
   totalCount: () => Promise<number>;
 }
@@ -142,6 +142,21 @@ export function cursorFor(row: Row, sort: Sort, kind?: string): string {
 }
 
 /**
+ * An edge whose cursor is signed only when a client selects it: a
+ * dashboard that never asks for cursors does not pay an HMAC per row.
+ */
+class Edge<T extends Row> {
+  private signed: string | undefined;
+  constructor(
+    readonly node: T,
+    private readonly page: PageRequest,
+  ) {}
+  get cursor(): string {
+    return (this.signed ??= rowCursor(this.node, this.page.sort.field, this.page.signature));
+  }
+}
+
+/**
  * Builds the connection from rows fetched with `page` (take = size + 1).
  * The extra row tells whether more exist in the fetch direction; the other
  * direction is known to hold at least the row of the cursor that cut it
@@ -151,14 +166,18 @@ export function toConnection<T extends Row>(rows: T[], page: PageRequest, totalC
   const more = rows.length > page.size;
   const slice = rows.slice(0, page.size);
   if (page.backward) slice.reverse();
-  const edges = slice.map((node) => ({ cursor: rowCursor(node, page.sort.field, page.signature), node }));
+  const edges = slice.map((node) => new Edge(node, page));
   return {
     edges,
     pageInfo: {
       hasNextPage: page.backward ? page.hasBefore : more || page.hasBefore,
       hasPreviousPage: page.backward ? more || page.hasAfter : page.hasAfter,
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges[edges.length - 1]?.cursor ?? null,
+      get startCursor() {
+        return edges[0]?.cursor ?? null;
+      },
+      get endCursor() {
+        return edges[edges.length - 1]?.cursor ?? null;
+      },
     },
     totalCount,
   };

@@ -24,10 +24,11 @@ const DASHBOARD = `query Dashboard($n: Int!) {
 
 /**
  * BEGIN, set_config (RLS setting + statement timeout, one statement),
- * projects, deploymentCount (GROUP BY), latestDeployment (LATERAL ids + rows),
- * deployments(first: 5) (LATERAL ids + rows + createdBy users), COMMIT.
+ * projects, deploymentCount (GROUP BY), latestDeployment and deployments(first: 5)
+ * together (one LATERAL statement returning whole rows: pages that differ
+ * only in size share it), createdBy users, COMMIT.
  */
-const DASHBOARD_STATEMENTS = 10;
+const DASHBOARD_STATEMENTS = 7;
 
 const SIZES = [1, 20, 100] as const;
 
@@ -102,6 +103,43 @@ describe("SQL statements per request", () => {
     expect(summary).toMatchObject({ begin: 1, setConfig: 1, commit: 1, rollback: 0 });
     // The warm request needs nothing from the platform path.
     expect(ofPool(statements, "platform")).toEqual([]);
+  });
+
+  it("answers the same rows as a direct query (whole rows from the shared LATERAL statement)", async () => {
+    const token = tokens.get(20)!;
+    const res = await t.gql(
+      `{ projects(first: 3) { edges { node { id name
+          latestDeployment { id status createdAt updatedAt project { name } createdBy { email } }
+          deployments(first: 2) { pageInfo { hasNextPage } edges { cursor node { id status createdAt commitSha branch url project { name } } } }
+          workflows(first: 1) { totalCount edges { node { id } } }
+      } } } }`,
+      { token },
+    );
+    expect(res.body.errors).toBeUndefined();
+    const db = t.clients.platform;
+    for (const { node } of res.body.data.projects.edges) {
+      const projectId = Buffer.from(node.id, "base64").toString().split(":").pop()!;
+      const expected = await db.deployment.findMany({
+        where: { projectId },
+        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+        take: 2,
+        include: { createdBy: true },
+      });
+      const got = node.deployments.edges.map((e: any) => e.node);
+      expect(got.map((d: any) => d.createdAt)).toEqual(expected.map((d) => d.createdAt.toISOString()));
+      expect(got.map((d: any) => d.status)).toEqual(expected.map((d) => d.status));
+      expect(got.every((d: any) => d.project.name === node.name)).toBe(true);
+      expect(node.deployments.pageInfo.hasNextPage).toBe(true);
+      expect(node.deployments.edges[0].cursor).toEqual(expect.any(String));
+      expect(node.latestDeployment).toMatchObject({
+        id: got[0].id,
+        status: expected[0]!.status,
+        createdAt: expected[0]!.createdAt.toISOString(),
+        updatedAt: expected[0]!.updatedAt.toISOString(),
+        project: { name: node.name },
+        createdBy: { email: expected[0]!.createdBy!.email },
+      });
+    }
   });
 
   it("is the same number of statements for 1, 20 and 100 projects", async () => {

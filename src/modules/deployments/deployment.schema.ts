@@ -2,16 +2,16 @@ import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../builder.ts";
 import { payloadType } from "../../schema/payload.ts";
-import type { Deployment, Prisma } from "../../generated/prisma/client.ts";
+import { Prisma, type Deployment } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../schema/connection.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum } from "../../schema/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { firstPerParentSql, groupByKeys, loader } from "../../schema/loaders.ts";
+import { childPageLoader, firstPerParentSql, loader } from "../../schema/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 import { ProjectRef, sortFrom } from "../projects/project.schema.ts";
-import { UserRef } from "../users/user.schema.ts";
+import { UserRef, userLoader } from "../users/user.schema.ts";
 import * as service from "./deployment.service.ts";
 
 export const DeploymentRef = builder.prismaNode("Deployment", {
@@ -24,7 +24,13 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     url: t.exposeString("url", { nullable: true }),
     commitSha: t.exposeString("commitSha", { nullable: true }),
     branch: t.exposeString("branch", { nullable: true }),
-    createdBy: t.relation("createdBy", { nullable: true, type: UserRef } as never),
+    // Through the users loader rather than t.relation: rows loaded by raw
+    // SQL (per-project pages) carry createdById, not the relation.
+    createdBy: t.field({
+      type: UserRef,
+      nullable: true,
+      resolve: (d, _args, ctx) => (d.createdById ? userLoader(ctx).load(d.createdById) : null) as never,
+    }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),
   }),
@@ -105,33 +111,39 @@ builder.queryField("deployments", (t) =>
   }),
 );
 
+/** A deployment row as raw SQL returns it, named as the Prisma model's fields. */
+const DEPLOYMENT_COLUMNS = Prisma.raw(
+  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
+   c.commit_sha AS "commitSha", c.branch, c.created_by_id AS "createdById",
+   c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
+);
+
 /**
- * Per-project pages for every project of a request: one LATERAL statement
- * for the ids of each project's page, one Prisma query (with the GraphQL
- * selection, so createdBy etc. are loaded in bulk) for the rows.
+ * Per-project pages for every project of a request, whole rows, in one
+ * LATERAL statement. Pages that differ only in size share it (see
+ * childPageLoader): the dashboard's `latestDeployment` and
+ * `deployments(first: 5)` are one statement.
  */
-function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: DeploymentFilterInput, query: object) {
-  const signature = JSON.stringify([page.sort, page.take, page.keysets, filter, query]);
-  return loader(ctx, `project.deployments:${signature}`, async (projectIds: readonly string[]) => {
-    const ids = await ctx.tenantDb.queryRaw<{ id: string; parentId: string }>(
-      firstPerParentSql({
-        table: "deployments",
-        parentColumn: "project_id",
-        tenantId: ctx.tenant!.id,
-        parentIds: projectIds,
-        page,
-        filter: service.deploymentFilterSql(filter),
-      }),
-    );
-    const rows = ids.length
-      ? await ctx.db.deployment.findMany({
-          ...query,
-          where: { id: { in: ids.map((r) => r.id) } },
-          orderBy: page.orderBy,
-        })
-      : [];
-    return groupByKeys(projectIds, rows as Deployment[], (r) => r.projectId);
-  });
+function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: DeploymentFilterInput) {
+  const normalized = [filter.status ?? null, filter.createdAfter ?? null, filter.createdBefore ?? null];
+  const name = `project.deployments:${JSON.stringify([page.orderBy, page.keysets, normalized])}`;
+  return childPageLoader<Deployment>(
+    ctx,
+    name,
+    (projectIds, take) =>
+      ctx.tenantDb.queryRaw<Deployment>(
+        firstPerParentSql({
+          table: "deployments",
+          parentColumn: "project_id",
+          columns: DEPLOYMENT_COLUMNS,
+          tenantId: ctx.tenant!.id,
+          parentIds: projectIds,
+          page: { ...page, take },
+          filter: service.deploymentFilterSql(filter),
+        }),
+      ),
+    (d) => d.projectId,
+  );
 }
 
 function deploymentCountsByProject(ctx: Context, where: Prisma.DeploymentWhereInput) {
@@ -146,6 +158,8 @@ function deploymentCountsByProject(ctx: Context, where: Prisma.DeploymentWhereIn
   });
 }
 
+const LATEST = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
+
 builder.prismaObjectFields("Project", (t) => ({
   deployments: t.field({
     type: DeploymentConnection,
@@ -154,7 +168,7 @@ builder.prismaObjectFields("Project", (t) => ({
       filter: t.arg({ type: DeploymentFilter }),
       orderBy: t.arg({ type: DeploymentOrder }),
     },
-    resolve: async (project, args, ctx, info) => {
+    resolve: async (project, args, ctx) => {
       const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
       // projectId is implied by the parent; the rest of the filter applies.
       const filter: DeploymentFilterInput = {
@@ -162,7 +176,7 @@ builder.prismaObjectFields("Project", (t) => ({
         createdAfter: args.filter?.createdAfter ?? null,
         createdBefore: args.filter?.createdBefore ?? null,
       };
-      const rows = await deploymentsOfProjects(ctx, page, filter, nodeQuery(ctx, info)).load(project.id);
+      const rows = await deploymentsOfProjects(ctx, page, filter).load({ parentId: project.id, take: page.take });
       const where = deploymentWhere(filter);
       return toConnection(rows, page, () => deploymentCountsByProject(ctx, where).load(project.id)) as never;
     },
@@ -170,10 +184,8 @@ builder.prismaObjectFields("Project", (t) => ({
   latestDeployment: t.field({
     type: DeploymentRef,
     nullable: true,
-    resolve: async (project, _args, ctx, info) => {
-      const page = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
-      const query = queryFromInfo({ context: ctx, info, typeName: "Deployment" });
-      const rows = await deploymentsOfProjects(ctx, page, {}, query).load(project.id);
+    resolve: async (project, _args, ctx) => {
+      const rows = await deploymentsOfProjects(ctx, LATEST, {}).load({ parentId: project.id, take: 1 });
       return (rows[0] ?? null) as never;
     },
   }),

@@ -17,7 +17,7 @@ export const UserRef = builder.prismaNode("User", {
 });
 
 /** Users by id, batched, through the tenant-scoped client. */
-function userLoader(ctx: Context) {
+export function userLoader(ctx: Context) {
   return loader(ctx, "users", async (ids: readonly string[]) => {
     const rows = await ctx.db.user.findMany({ where: { id: { in: [...ids] } } });
     return byKeys(ids, rows, (r) => r.id);

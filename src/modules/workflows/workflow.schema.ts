@@ -1,12 +1,12 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../builder.ts";
-import type { Prisma, Workflow } from "../../generated/prisma/client.ts";
+import { Prisma, type Workflow } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../schema/connection.ts";
 import { WorkflowStatusEnum } from "../../schema/enums.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { firstPerParentSql, groupByKeys, loader } from "../../schema/loaders.ts";
+import { childPageLoader, firstPerParentSql, loader } from "../../schema/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
 import { payloadType } from "../../schema/payload.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
@@ -65,18 +65,30 @@ builder.queryField("workflows", (t) =>
   }),
 );
 
-/** Each project's page of workflows, for every project of the request: LATERAL ids, then one query. */
-function workflowsOfProjects(ctx: Context, page: PageRequest, query: object) {
-  const signature = JSON.stringify([page.sort, page.take, page.keysets, query]);
-  return loader(ctx, `project.workflows:${signature}`, async (projectIds: readonly string[]) => {
-    const ids = await ctx.tenantDb.queryRaw<{ id: string; parentId: string }>(
-      firstPerParentSql({ table: "workflows", parentColumn: "project_id", tenantId: ctx.tenant!.id, parentIds: projectIds, page }),
-    );
-    const rows = ids.length
-      ? await ctx.db.workflow.findMany({ ...query, where: { id: { in: ids.map((r) => r.id) } }, orderBy: page.orderBy })
-      : [];
-    return groupByKeys(projectIds, rows as Workflow[], (r) => r.projectId!);
-  });
+/** A workflow row as raw SQL returns it, named as the Prisma model's fields. */
+const WORKFLOW_COLUMNS = Prisma.raw(
+  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.name, c.status::text AS status,
+   c.config, c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
+);
+
+/** Each project's page of workflows, for every project of the request, in one LATERAL statement. */
+function workflowsOfProjects(ctx: Context, page: PageRequest) {
+  return childPageLoader<Workflow>(
+    ctx,
+    `project.workflows:${JSON.stringify([page.orderBy, page.keysets])}`,
+    (projectIds, take) =>
+      ctx.tenantDb.queryRaw<Workflow>(
+        firstPerParentSql({
+          table: "workflows",
+          parentColumn: "project_id",
+          columns: WORKFLOW_COLUMNS,
+          tenantId: ctx.tenant!.id,
+          parentIds: projectIds,
+          page: { ...page, take },
+        }),
+      ),
+    (w) => w.projectId,
+  );
 }
 
 function workflowCountsByProject(ctx: Context) {
@@ -95,9 +107,9 @@ builder.prismaObjectFields("Project", (t) => ({
   workflows: t.field({
     type: WorkflowConnection,
     args: t.arg.connectionArgs(),
-    resolve: async (project, args, ctx, info) => {
+    resolve: async (project, args, ctx) => {
       const page = pageRequest(args as ConnectionArgs, DEFAULT_SORT, "Workflow");
-      const rows = await workflowsOfProjects(ctx, page, nodeQuery(ctx, info)).load(project.id);
+      const rows = await workflowsOfProjects(ctx, page).load({ parentId: project.id, take: page.take });
       return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id)) as never;
     },
   }),

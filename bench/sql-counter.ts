@@ -35,6 +35,8 @@ const emptyCounts = (): StatementCounts => ({
 
 export function classify(sql: string): StatementKind {
   const s = sql.trimStart().slice(0, 40).toUpperCase();
+  // The server opens its read transaction with "BEGIN; SELECT set_config(...)" in one message.
+  if (/^BEGIN;\s*SELECT SET_CONFIG\(/.test(s)) return "settings";
   if (/^(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|SAVEPOINT|RELEASE|END|DEALLOCATE)\b/.test(s)) return "transaction";
   if (/^SELECT SET_CONFIG\(/.test(s) || /^SET\b/.test(s)) return "settings";
   return "data";

@@ -1,4 +1,3 @@
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { getOperationAST } from "graphql";
 import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
 import type { Config } from "./config.ts";
@@ -140,7 +139,9 @@ export function createApp(deps: AppDeps): App {
     graphqlEndpoint: "/graphql",
     landingPage: false,
     graphiql: deps.config.graphiql ? graphiqlOptions : false,
-    renderGraphiQL,
+    // The offline GraphiQL bundle weighs ~80 MB of RSS once loaded: load it
+    // on the first GraphiQL page, never when GRAPHIQL is off (production).
+    renderGraphiQL: (opts) => import("@graphql-yoga/render-graphiql").then((m) => m.renderGraphiQL(opts)),
     // Never show internals: masked errors carry only INTERNAL_SERVER_ERROR.
     maskedErrors: { isDev: false },
     logging: {

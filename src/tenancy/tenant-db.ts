@@ -1,3 +1,5 @@
+import type pg from "pg";
+import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/clients.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -6,17 +8,24 @@ import { tenantScope, type TenantScope } from "./tenant-scope.ts";
  * The one tenant-scoped database handle of a request.
  *
  * Both walls meet here: every query goes through the tenant-scope extension
- * (wall 1) and runs inside a transaction whose first statement sets the
+ * (wall 1) and runs inside a transaction that first sets the
  * transaction-local `app.tenant_id` that the RLS policies read (wall 2).
  *
  * Request-path design (docs/request-path.md): a query operation opens ONE
  * read transaction lazily, on its first database access, and every resolver
- * of the request shares it: BEGIN + one set_config + the queries + COMMIT.
- * Mutations instead run each change in its own short transaction together
- * with its audit entry (`transaction()`); their reads use one transaction per
- * statement, so a mutation never holds one pooled connection while waiting
- * for another.
+ * of the request shares it: one round-trip for BEGIN and the settings, the
+ * queries, COMMIT. The transaction is a plain pooled `pg` connection held by
+ * a request slot (src/db/clients.ts): Prisma's queries reach it through the
+ * slot's client, hand-written SQL runs on it directly, and no Prisma
+ * interactive transaction is involved.
+ *
+ * Mutations instead run each change in its own short Prisma transaction
+ * together with its audit entry (`transaction()`); their reads use one
+ * transaction per statement, so a mutation never holds one pooled
+ * connection while waiting for another.
  */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type ScopedClient = ReturnType<typeof scopedClient>;
 export type ScopedTx = Omit<ScopedClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
@@ -32,29 +41,83 @@ export interface TenantDbOptions {
   statementTimeoutMs: number;
   /** "request": one shared read transaction; "statement": one per query. */
   mode: "request" | "statement";
-  /** Upper bound of one request transaction. */
+  /** Upper bound of one transaction. */
   transactionTimeoutMs?: number;
+}
+
+/** The request transaction: a leased slot and the connection it holds. */
+interface Session {
+  slot: RequestSlot;
+  connection: pg.PoolClient;
+  scoped: ScopedClient;
 }
 
 export class TenantDb {
   readonly client: ScopedTx;
   readonly tenantId: string;
-  private readonly scoped: ScopedClient;
+  private scopedOnBase: ScopedClient | undefined;
+  private readonly slots: RequestSlots | undefined;
+  private session: Promise<Session> | undefined;
+  private closed = false;
+  // Without request slots (a PrismaClient not made by createDatabases): the
+  // request transaction is a Prisma interactive transaction.
   private tx: Promise<ScopedTx> | undefined;
   private release: (() => void) | undefined;
   private settled: Promise<unknown> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    base: PrismaClient,
+    private readonly base: PrismaClient,
     private readonly options: TenantDbOptions,
   ) {
     this.tenantId = options.tenantId;
-    this.scoped = scopedClient(base, { tenantId: options.tenantId, userId: options.userId });
     this.client = this.lazyClient();
+    this.slots = options.mode === "request" ? requestSlotsOf(base) : undefined;
   }
 
-  /** The statement that opens every tenant transaction: one round-trip. */
+  private get scope(): TenantScope {
+    return { tenantId: this.options.tenantId, userId: this.options.userId };
+  }
+
+  /** The scoped client on the shared PrismaClient (mutations, fallback). */
+  private get scoped(): ScopedClient {
+    return (this.scopedOnBase ??= scopedClient(this.base, this.scope));
+  }
+
+  /**
+   * BEGIN and the settings, one simple-protocol round-trip. The values are
+   * inlined, so they are checked first: two UUIDs and integers.
+   */
+  private openSql(): string {
+    const { tenantId, userId, statementTimeoutMs } = this.options;
+    const idleMs = this.options.transactionTimeoutMs ?? 60_000;
+    if (!UUID.test(tenantId) || (userId && !UUID.test(userId)) || ![statementTimeoutMs, idleMs].every((n) => Number.isSafeInteger(n) && n >= 0)) {
+      throw new Error("invalid tenant transaction settings");
+    }
+    return `BEGIN; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
+  }
+
+  /** The request's session, opened on first use. */
+  private open(slots: RequestSlots): Promise<Session> {
+    if (this.closed) return Promise.reject(new Error("the request's transaction has ended"));
+    this.session ??= (async () => {
+      const slot = await slots.acquire();
+      let connection: pg.PoolClient | undefined;
+      try {
+        connection = await slots.pool.connect();
+        await connection.query(this.openSql());
+      } catch (err) {
+        connection?.release(err as Error);
+        slots.release(slot);
+        throw err;
+      }
+      slot.pool.connection = connection;
+      return { slot, connection, scoped: scopedClient(slot.prisma, this.scope) };
+    })();
+    return this.session;
+  }
+
+  /** The statement that opens every Prisma transaction of this scope. */
   private applySettings(tx: ScopedTx) {
     const { tenantId, userId, statementTimeoutMs } = this.options;
     return tx.$executeRaw`SELECT set_config('app.tenant_id', ${tenantId}, true),
@@ -73,14 +136,22 @@ export class TenantDb {
     );
   }
 
-  /** Raw SQL inside the scope. Raw SQL bypasses wall 1: always filter tenant_id. */
+  /**
+   * Raw SQL inside the scope. Raw SQL bypasses wall 1: always filter
+   * tenant_id. On the request connection, columns come back as `pg` parses
+   * them (timestamptz as Date, json parsed, uuid and enums as strings).
+   */
   queryRaw<T>(sql: Prisma.Sql): Promise<T[]> {
+    if (this.slots) {
+      return this.open(this.slots).then(async (s) => (await s.connection.query(sql.text, sql.values as unknown[])).rows as T[]);
+    }
     return this.run((tx) => tx.$queryRaw<T[]>(sql));
   }
 
-  /** Runs one database call inside the request's scope. */
+  /** Runs database calls inside the request's scope. */
   run<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
     if (this.options.mode === "statement") return this.transaction(fn);
+    if (this.slots) return this.open(this.slots).then((s) => fn(s.scoped as ScopedTx));
     // One connection serves the whole request: queue the statements on it
     // rather than handing pg concurrent queries on one client.
     const result = this.queue.then(() => this.requestTx()).then(fn);
@@ -109,6 +180,22 @@ export class TenantDb {
 
   /** Ends the request transaction (read-only: commit and rollback are alike). */
   async finish(): Promise<void> {
+    this.closed = true;
+    if (this.session && this.slots) {
+      const session = await this.session.catch(() => undefined);
+      this.session = undefined;
+      if (!session) return;
+      try {
+        // COMMIT also ends an aborted transaction (as a rollback).
+        await session.connection.query("COMMIT");
+        session.connection.release();
+      } catch (err) {
+        session.connection.release(err as Error);
+      } finally {
+        this.slots.release(session.slot);
+      }
+      return;
+    }
     if (!this.tx) return;
     this.release?.();
     await this.settled;
@@ -129,7 +216,7 @@ export class TenantDb {
       });
     return new Proxy({} as ScopedTx, {
       // Pothos finds model delegates with `"project" in client` (node/nodes).
-      has: (_, key) => typeof key === "string" && key !== "then" && (key.startsWith("$") || key in this.scoped),
+      has: (_, key) => typeof key === "string" && key !== "then" && (key.startsWith("$") || key in this.base),
       get: (_, key) => {
         if (typeof key !== "string") return undefined;
         if (key === "then") return undefined;
@@ -139,8 +226,7 @@ export class TenantDb {
           delegate = new Proxy(
             {},
             {
-              get: (__, op) =>
-                typeof op === "string" ? (...args: unknown[]) => call([key, op], args) : undefined,
+              get: (__, op) => (typeof op === "string" ? (...args: unknown[]) => call([key, op], args) : undefined),
             },
           );
           cache.set(key, delegate);

@@ -105,6 +105,14 @@ export function summarize(statements: RecordedStatement[]) {
     return "query";
   };
   const counts: Record<string, number> = { total: statements.length, begin: 0, commit: 0, rollback: 0, setConfig: 0, query: 0 };
-  for (const s of statements) counts[kind(s.sql)]!++;
+  for (const s of statements) {
+    // The request transaction opens with "BEGIN; SELECT set_config(...)": one message, both.
+    if (/^BEGIN;\s*SELECT SET_CONFIG\(/i.test(s.sql)) {
+      counts.begin!++;
+      counts.setConfig!++;
+      continue;
+    }
+    counts[kind(s.sql)]!++;
+  }
   return counts;
 }

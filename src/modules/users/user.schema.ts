@@ -1,4 +1,5 @@
 import { builder } from "../../builder.ts";
+import { Prisma, type User } from "../../generated/prisma/client.ts";
 import { RoleEnum } from "../../schema/enums.ts";
 import { uuidOrNone } from "../../schema/ids.ts";
 import { byKeys, loader } from "../../schema/loaders.ts";
@@ -16,10 +17,20 @@ export const UserRef = builder.prismaNode("User", {
   }),
 });
 
-/** Users by id, batched, through the tenant-scoped client. */
+/**
+ * Users by id, batched: one statement on the request's connection. Raw SQL
+ * bypasses wall 1, so the statement applies the tenant scope of User itself
+ * (a member of the current tenant, or the caller); RLS applies as always.
+ */
 export function userLoader(ctx: Context) {
   return loader(ctx, "users", async (ids: readonly string[]) => {
-    const rows = await ctx.db.user.findMany({ where: { id: { in: [...ids] } } });
+    const tenantId = ctx.tenant!.id;
+    const rows = await ctx.tenantDb.queryRaw<User>(Prisma.sql`
+      SELECT u.id, u.email, u.name, u.auth_subject AS "authSubject", u.is_platform_admin AS "isPlatformAdmin", u.created_at AS "createdAt"
+        FROM users u
+       WHERE u.id = ANY(${[...ids]}::uuid[])
+         AND (u.id = ${ctx.user?.id ?? null}::uuid
+              OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.tenant_id = ${tenantId}::uuid))`);
     return byKeys(ids, rows, (r) => r.id);
   });
 }

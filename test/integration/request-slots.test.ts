@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_REQUEST_SLOTS, requestSlotsOf } from "../../src/db/clients.ts";
+import { Prisma } from "../../src/generated/prisma/client.ts";
+import { TenantDb } from "../../src/tenancy/tenant-db.ts";
+import { toGlobalId } from "../../src/schema/ids.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+
+/**
+ * The request transaction of a query operation is a plain connection held
+ * by a request slot (src/db/clients.ts, src/tenancy/tenant-db.ts). These
+ * tests load it the way production does: many concurrent requests of
+ * different tenants, more than there are slots, with the unique lookups
+ * that Prisma batches per client (node, nodes, relation fallbacks).
+ */
+describe("request slots", () => {
+  let t: TestApp;
+  const tenants: Record<string, { token: string; projects: string[]; deployments: string[] }> = {};
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    for (const slug of ["acme", "globex", "wayne"]) {
+      const tenant = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug } });
+      const projects = await t.clients.platform.project.findMany({ where: { tenantId: tenant.id }, select: { id: true } });
+      const deployments = await t.clients.platform.deployment.findMany({ where: { tenantId: tenant.id }, select: { id: true }, take: 5 });
+      tenants[slug] = {
+        token: await t.memberToken(slug, "VIEWER"),
+        projects: projects.map((p) => toGlobalId("Project", p.id)),
+        deployments: deployments.map((d) => toGlobalId("Deployment", d.id)),
+      };
+      expect(projects.length).toBeGreaterThan(1);
+      expect(deployments.length).toBeGreaterThan(1);
+    }
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const LOOKUPS = `query($id: ID!, $ids: [ID!]!, $d: ID!) {
+    node(id: $id) { id ... on Project { name } }
+    nodes(ids: $ids) { id }
+    deployment: node(id: $d) { id ... on Deployment { project { id } } }
+  }`;
+
+  it("concurrent requests of three tenants, 5x more than slots, each see exactly their own rows", async () => {
+    const slugs = Object.keys(tenants);
+    const n = MAX_REQUEST_SLOTS * 5;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        const slug = slugs[i % slugs.length]!;
+        const own = tenants[slug]!;
+        const other = tenants[slugs[(i + 1) % slugs.length]!]!;
+        // Own ids and another tenant's, in the same batch of lookups.
+        const ids = [own.projects[0]!, other.projects[0]!, own.projects[1]!];
+        return t
+          .gql(LOOKUPS, { token: own.token, variables: { id: own.projects[i % own.projects.length], ids, d: own.deployments[0] } })
+          .then((res) => ({ res, own, ids }));
+      }),
+    );
+    for (const { res, own, ids } of results) {
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.node?.id).toMatch(/.+/);
+      expect(own.projects).toContain(res.body.data.node.id);
+      // Own ids resolve, the other tenant's is null, in order.
+      expect(res.body.data.nodes.map((x: { id: string } | null) => x?.id ?? null)).toEqual([ids[0], null, ids[2]]);
+      expect(own.projects).toContain(res.body.data.deployment.project.id);
+    }
+  });
+
+  it("a request whose statement fails gives its slot and connection back", async () => {
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const slots = requestSlotsOf(t.clients.app)!;
+    const open = () => new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
+    // More failing requests than slots: a leak would exhaust them.
+    for (let i = 0; i < MAX_REQUEST_SLOTS * 2; i++) {
+      const db = open();
+      await expect(db.queryRaw(Prisma.sql`SELECT 1 / 0`)).rejects.toThrow(/division by zero/);
+      // The transaction is aborted: later statements of the request fail too, and nothing hangs.
+      await expect(db.client.project.count()).rejects.toThrow();
+      await db.finish();
+    }
+    // Every slot is free: as many as there are can be held at once, right away.
+    const held = await Promise.all(Array.from({ length: slots.max }, () => slots.acquire()));
+    held.forEach((s) => slots.release(s));
+    // And the connections went back to the pool clean: a new request reads normally.
+    const db = open();
+    expect(await db.client.project.count()).toBeGreaterThan(0);
+    const [{ tenant }] = await db.queryRaw<{ tenant: string }>(Prisma.sql`SELECT current_setting('app.tenant_id') AS tenant`);
+    expect(tenant).toBe(acme.id);
+    await db.finish();
+    // A finished request cannot reopen a transaction (nothing would close it).
+    await expect(db.client.project.count()).rejects.toThrow(/ended/);
+  });
+
+  it("the tenant setting does not outlive the request on its pooled connection", async () => {
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    for (let i = 0; i < MAX_REQUEST_SLOTS; i++) {
+      const db = new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
+      await db.queryRaw(Prisma.sql`SELECT 1`);
+      await db.finish();
+    }
+    // Whatever connection the pool hands out next carries no tenant.
+    const clients = await Promise.all(Array.from({ length: 3 }, () => t.clients.appPool.connect()));
+    try {
+      for (const c of clients) {
+        const { rows } = await c.query("SELECT coalesce(current_setting('app.tenant_id', true), '') AS tenant, (SELECT count(*)::int FROM projects) AS visible");
+        expect(rows[0]).toEqual({ tenant: "", visible: 0 });
+      }
+    } finally {
+      clients.forEach((c) => c.release());
+    }
+  });
+});

@@ -54,6 +54,8 @@ export function firstPerParentSql(opts: {
   page: PageRequest;
   /** Further conditions on the child rows (alias `c`), each starting with AND. */
   filter?: Prisma.Sql;
+  /** Joins to one row per child (e.g. its creator), for the columns. */
+  join?: Prisma.Sql;
 }) {
   const { page } = opts;
   const column = SORT_COLUMNS[page.sort.field];
@@ -67,7 +69,7 @@ export function firstPerParentSql(opts: {
     SELECT x.*
       FROM unnest(${[...opts.parentIds]}::uuid[]) AS p(id)
       CROSS JOIN LATERAL (
-        SELECT ${opts.columns} FROM ${Prisma.raw(opts.table)} c
+        SELECT ${opts.columns} FROM ${Prisma.raw(opts.table)} c ${opts.join ?? Prisma.empty}
          WHERE c.tenant_id = ${opts.tenantId}::uuid AND c.${Prisma.raw(opts.parentColumn)} = p.id
                ${opts.filter ?? Prisma.empty} ${cuts.length ? Prisma.join(cuts, " ") : Prisma.empty}
          ORDER BY ${col} ${dir}, c.id ${dir}

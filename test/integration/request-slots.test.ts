@@ -84,8 +84,8 @@ describe("request slots", () => {
     // And the connections went back to the pool clean: a new request reads normally.
     const db = open();
     expect(await db.client.project.count()).toBeGreaterThan(0);
-    const [{ tenant }] = await db.queryRaw<{ tenant: string }>(Prisma.sql`SELECT current_setting('app.tenant_id') AS tenant`);
-    expect(tenant).toBe(acme.id);
+    const [row] = await db.queryRaw<{ tenant: string }>(Prisma.sql`SELECT current_setting('app.tenant_id') AS tenant`);
+    expect(row?.tenant).toBe(acme.id);
     await db.finish();
     // A finished request cannot reopen a transaction (nothing would close it).
     await expect(db.client.project.count()).rejects.toThrow(/ended/);

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toGlobalId } from "../../src/schema/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { createSqlCounter, ofPool, summarize, type SqlCounter } from "../helpers/sql-counter.ts";
 
@@ -26,10 +27,11 @@ const DASHBOARD = `query Dashboard($n: Int!) {
  * Messages on the wire (round-trips): "BEGIN; SELECT set_config(...)" (RLS
  * setting + statement timeout, one simple-protocol message), projects,
  * deploymentCount (GROUP BY), latestDeployment and deployments(first: 5)
- * together (one LATERAL statement returning whole rows: pages that differ
- * only in size share it), createdBy users, COMMIT.
+ * together with their creators (one LATERAL statement returning whole rows
+ * joined to users: pages that differ only in size share it, and createdBy
+ * is then served from the users loader), COMMIT.
  */
-const DASHBOARD_STATEMENTS = 6;
+const DASHBOARD_STATEMENTS = 5;
 
 const SIZES = [1, 20, 100] as const;
 
@@ -140,6 +142,32 @@ describe("SQL statements per request", () => {
         project: { name: node.name },
         createdBy: { email: expected[0]!.createdBy!.email },
       });
+    }
+  });
+
+  it("createdBy of someone who is not a member of the tenant (any more) is null, through either path", async () => {
+    const db = t.clients.platform;
+    const project = await db.project.findFirstOrThrow({ where: { tenant: { slug: { startsWith: "sql-1-" } } } });
+    const stranger = await db.user.create({ data: { email: `stranger-${randomBytes(3).toString("hex")}@else.test`, authSubject: `stranger-${randomBytes(4).toString("hex")}` } });
+    const d = await db.deployment.create({
+      data: { tenantId: project.tenantId, projectId: project.id, createdById: stranger.id, createdAt: new Date(), status: "READY" },
+    });
+    try {
+      const token = tokens.get(1)!;
+      // Nested (the LATERAL statement's join) and top level (the users loader).
+      const res = await t.gql(
+        `{ projects(first: 1) { edges { node { latestDeployment { id createdBy { email } } deployments(first: 2) { edges { node { createdBy { email } } } } } } }
+           deployments(first: 1) { edges { node { id createdBy { email } } } } }`,
+        { token },
+      );
+      expect(res.body.errors).toBeUndefined();
+      const node = res.body.data.projects.edges[0].node;
+      expect(node.latestDeployment).toEqual({ id: toGlobalId("Deployment", d.id), createdBy: null });
+      expect(node.deployments.edges.map((e: any) => e.node.createdBy)).toEqual([null, { email: expect.stringMatching(/^owner@sql-1-/) }]);
+      expect(res.body.data.deployments.edges[0].node).toEqual({ id: toGlobalId("Deployment", d.id), createdBy: null });
+    } finally {
+      await db.deployment.delete({ where: { tenantId_id: { tenantId: d.tenantId, id: d.id } } });
+      await db.user.delete({ where: { id: stranger.id } });
     }
   });
 

@@ -111,12 +111,46 @@ builder.queryField("deployments", (t) =>
   }),
 );
 
-/** A deployment row as raw SQL returns it, named as the Prisma model's fields. */
+/**
+ * A deployment row as raw SQL returns it, named as the Prisma model's
+ * fields, with its creator's columns (`creator*`) when the creator is
+ * visible: the join applies User's tenant scope (a member of the tenant, or
+ * the caller), as the users loader does; RLS applies as always.
+ */
 const DEPLOYMENT_COLUMNS = Prisma.raw(
   `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
    c.commit_sha AS "commitSha", c.branch, c.created_by_id AS "createdById",
-   c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
+   c.created_at AS "createdAt", c.updated_at AS "updatedAt",
+   u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
+   u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`,
 );
+const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id
+  AND (u.id = ${ctx.user?.id ?? null}::uuid
+       OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.tenant_id = ${ctx.tenant!.id}::uuid))`;
+
+type DeploymentWithCreator = Deployment & {
+  creatorId: string | null;
+  creatorEmail: string;
+  creatorName: string | null;
+  creatorAuthSubject: string;
+  creatorIsPlatformAdmin: boolean;
+  creatorCreatedAt: Date;
+};
+
+/** Hands the joined creators to the users loader, so createdBy costs no statement. */
+function primeCreators(ctx: Context, rows: DeploymentWithCreator[]): Deployment[] {
+  const users = userLoader(ctx);
+  for (const r of rows) {
+    if (!r.createdById) continue;
+    users.prime(
+      r.createdById,
+      r.creatorId
+        ? { id: r.creatorId, email: r.creatorEmail, name: r.creatorName, authSubject: r.creatorAuthSubject, isPlatformAdmin: r.creatorIsPlatformAdmin, createdAt: r.creatorCreatedAt }
+        : null,
+    );
+  }
+  return rows;
+}
 
 /**
  * Per-project pages for every project of a request, whole rows, in one
@@ -130,17 +164,21 @@ function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: Deployme
   return childPageLoader<Deployment>(
     ctx,
     name,
-    (projectIds, take) =>
-      ctx.tenantDb.queryRaw<Deployment>(
-        firstPerParentSql({
-          table: "deployments",
-          parentColumn: "project_id",
-          columns: DEPLOYMENT_COLUMNS,
-          tenantId: ctx.tenant!.id,
-          parentIds: projectIds,
-          page: { ...page, take },
-          filter: service.deploymentFilterSql(filter),
-        }),
+    async (projectIds, take) =>
+      primeCreators(
+        ctx,
+        await ctx.tenantDb.queryRaw<DeploymentWithCreator>(
+          firstPerParentSql({
+            table: "deployments",
+            parentColumn: "project_id",
+            columns: DEPLOYMENT_COLUMNS,
+            join: creatorJoin(ctx),
+            tenantId: ctx.tenant!.id,
+            parentIds: projectIds,
+            page: { ...page, take },
+            filter: service.deploymentFilterSql(filter),
+          }),
+        ),
       ),
     (d) => d.projectId,
   );

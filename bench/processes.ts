@@ -36,6 +36,16 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/**
+ * The V8 flags `npm start` gives the server (package.json), so the bench
+ * measures the server as it is started in production.
+ */
+export function serverNodeFlags(): string[] {
+  const start: string = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start;
+  const words = start.split(/\s+/);
+  return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
+}
+
 export function startChild(
   name: string,
   script: string,
@@ -43,7 +53,8 @@ export function startChild(
   env: Record<string, string>,
   nodeArgs: string[] = [],
 ): Child {
-  const proc = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
+  const flags = script === "src/server.ts" ? serverNodeFlags() : [];
+  const proc = spawn(process.execPath, [...flags, ...nodeArgs, "--import", "tsx", script], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],

@@ -116,7 +116,7 @@ export const requestSlotsOf = (client: PrismaClient) => slotsOfClient.get(client
 export const MAX_REQUEST_SLOTS = 8;
 
 export function createPool(url: string, role: string | undefined, max: number): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,
@@ -125,6 +125,11 @@ export function createPool(url: string, role: string | undefined, max: number): 
     // the pool hands the connection to anyone.
     options: role ? `-c role=${role}` : undefined,
   });
+  // An idle connection the server closes (a restart, an admin, the embedded
+  // PostgreSQL stopping at shutdown) is dropped by the pool; without a
+  // listener, pg would raise it as an uncaught 'error' and kill the process.
+  pool.on("error", () => {});
+  return pool;
 }
 
 export function createDatabases(opts: {

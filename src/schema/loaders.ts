@@ -1,4 +1,5 @@
 import DataLoader from "dataloader";
+import type { GraphQLResolveInfo } from "graphql";
 import { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { PageRequest, SortField } from "./pagination.ts";
@@ -21,6 +22,28 @@ export function loader<K, V, C = K>(
     ctx.loaders.set(key, l);
   }
   return l;
+}
+
+const perSelectionMemo = new WeakMap<object, WeakMap<object, unknown>>();
+
+/**
+ * Computes something that depends only on the field's arguments once per
+ * execution, not once per parent: a nested connection under a list of 20
+ * projects resolves 20 times with the same arguments. Keyed by the
+ * execution's variable values (one object per operation executed) and the
+ * field's AST node, which together fix the arguments.
+ */
+export function perSelection<T>(info: GraphQLResolveInfo, compute: () => T): T {
+  let byNode = perSelectionMemo.get(info.variableValues);
+  if (!byNode) {
+    byNode = new WeakMap();
+    perSelectionMemo.set(info.variableValues, byNode);
+  }
+  const node = info.fieldNodes[0]!;
+  if (byNode.has(node)) return byNode.get(node) as T;
+  const value = compute();
+  byNode.set(node, value);
+  return value;
 }
 
 /** Orders `rows` by `keys`, null where missing. */

@@ -7,7 +7,7 @@ import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../schema/connection.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum } from "../../schema/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { childPageLoader, firstPerParentSql, loader } from "../../schema/loaders.ts";
+import { childPageLoader, firstPerParentSql, loader, perSelection } from "../../schema/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 import { ProjectRef, sortFrom } from "../projects/project.schema.ts";
@@ -206,24 +206,28 @@ builder.prismaObjectFields("Project", (t) => ({
       filter: t.arg({ type: DeploymentFilter }),
       orderBy: t.arg({ type: DeploymentOrder }),
     },
-    resolve: async (project, args, ctx) => {
-      const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
-      // projectId is implied by the parent; the rest of the filter applies.
-      const filter: DeploymentFilterInput = {
-        status: args.filter?.status ?? null,
-        createdAfter: args.filter?.createdAfter ?? null,
-        createdBefore: args.filter?.createdBefore ?? null,
-      };
-      const rows = await deploymentsOfProjects(ctx, page, filter).load({ parentId: project.id, take: page.take });
-      const where = deploymentWhere(filter);
-      return toConnection(rows, page, () => deploymentCountsByProject(ctx, where).load(project.id)) as never;
+    resolve: async (project, args, ctx, info) => {
+      const { page, rows, totals } = perSelection(info, () => {
+        const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
+        // projectId is implied by the parent; the rest of the filter applies.
+        const filter: DeploymentFilterInput = {
+          status: args.filter?.status ?? null,
+          createdAfter: args.filter?.createdAfter ?? null,
+          createdBefore: args.filter?.createdBefore ?? null,
+        };
+        const where = deploymentWhere(filter);
+        return { page, rows: deploymentsOfProjects(ctx, page, filter), totals: () => deploymentCountsByProject(ctx, where) };
+      });
+      const found = await rows.load({ parentId: project.id, take: page.take });
+      return toConnection(found, page, () => totals().load(project.id)) as never;
     },
   }),
   latestDeployment: t.field({
     type: DeploymentRef,
     nullable: true,
-    resolve: async (project, _args, ctx) => {
-      const rows = await deploymentsOfProjects(ctx, LATEST, {}).load({ parentId: project.id, take: 1 });
+    resolve: async (project, _args, ctx, info) => {
+      const latest = perSelection(info, () => deploymentsOfProjects(ctx, LATEST, {}));
+      const rows = await latest.load({ parentId: project.id, take: 1 });
       return (rows[0] ?? null) as never;
     },
   }),

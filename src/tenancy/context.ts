@@ -131,10 +131,18 @@ export async function buildContext(
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!match) throw unauthenticated("Malformed Authorization header");
     const token = await deps.verifyToken(match[1]!);
-    user = await directory.userBySubject(token.sub);
+    // The user and the tenant are independent lookups: one wait, not two.
+    // An unknown subject is reported before anything about the tenant.
+    const [userLookup, tenantLookup] = await Promise.allSettled([
+      directory.userBySubject(token.sub),
+      resolveTenant(directory, tenantReferences(request, token.tid, deps.baseDomain)),
+    ]);
+    if (userLookup.status === "rejected") throw userLookup.reason;
+    user = userLookup.value;
     if (!user) throw unauthenticated("Unknown subject");
     actor = { type: "USER", id: user.id, label: user.email };
-    tenant = await resolveTenant(directory, tenantReferences(request, token.tid, deps.baseDomain));
+    if (tenantLookup.status === "rejected") throw tenantLookup.reason;
+    tenant = tenantLookup.value;
     if (tenant) {
       const membership = await directory.membership(tenant.id, user.id);
       if (!membership) throw tenantAccessDenied(NO_ACCESS);

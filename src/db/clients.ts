@@ -39,11 +39,29 @@ export interface Databases {
  * own on the shared client).
  */
 export class SlotPool extends pg.Pool {
-  connection: pg.PoolClient | undefined;
+  private held: pg.PoolClient | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
 
+  get connection(): pg.PoolClient | undefined {
+    return this.held;
+  }
+
+  set connection(client: pg.PoolClient | undefined) {
+    this.held = client;
+    this.tail = Promise.resolve();
+  }
+
+  /**
+   * One statement at a time on the connection, in call order (pg would
+   * queue them too, but that is deprecated): resolvers of one request fire
+   * their loaders in the same tick.
+   */
   override query(...args: unknown[]): any {
-    if (!this.connection) return Promise.reject(new Error("request slot used without its connection"));
-    return (this.connection.query as (...a: unknown[]) => unknown)(...args);
+    const client = this.held;
+    if (!client) return Promise.reject(new Error("request slot used without its connection"));
+    const run = this.tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
   // A Prisma transaction on a slot client would need a second connection:

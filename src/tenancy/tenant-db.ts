@@ -143,7 +143,7 @@ export class TenantDb {
    */
   queryRaw<T>(sql: Prisma.Sql): Promise<T[]> {
     if (this.slots) {
-      return this.open(this.slots).then(async (s) => (await s.connection.query(sql.text, sql.values as unknown[])).rows as T[]);
+      return this.open(this.slots).then(async (s) => ((await s.slot.pool.query(sql.text, sql.values as unknown[])) as pg.QueryResult).rows as T[]);
     }
     return this.run((tx) => tx.$queryRaw<T[]>(sql));
   }
@@ -187,7 +187,8 @@ export class TenantDb {
       if (!session) return;
       try {
         // COMMIT also ends an aborted transaction (as a rollback).
-        await session.connection.query("COMMIT");
+        // Through the slot's queue: after every statement still in flight.
+        await session.slot.pool.query("COMMIT");
         session.connection.release();
       } catch (err) {
         session.connection.release(err as Error);

@@ -1,4 +1,4 @@
-import { createApp, type App } from "../../src/app.ts";
+import { createApp, type App, type AppDeps } from "../../src/app.ts";
 import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createLogger, type Logger } from "../../src/infra/logger.ts";
@@ -16,6 +16,31 @@ import { isolatedStore } from "./isolated-store.ts";
  * when REDIS_URL is set, else the in-process store.
  */
 export const TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
+
+/**
+ * The AppDeps of a test app over `clients` and `store` (the test JWT secret,
+ * a silent logger, BASE_DOMAIN localhost); `overrides` replace any of them,
+ * `overrides.config` merges into the config.
+ */
+export function testAppDeps(
+  clients: Pick<Databases, "app" | "platform">,
+  store: Store,
+  overrides: Omit<Partial<AppDeps>, "config"> & { config?: Partial<AppDeps["config"]> } = {},
+): AppDeps {
+  const { config, ...rest } = overrides;
+  return {
+    app: clients.app,
+    platform: clients.platform,
+    store,
+    directory: new Directory(clients.platform, store),
+    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
+    baseDomain: "localhost",
+    config: { graphiql: true, introspection: true, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: false, ...config },
+    logger: createLogger("silent"),
+    probes: {},
+    ...rest,
+  };
+}
 
 export interface TestApp {
   app: App;
@@ -44,29 +69,17 @@ export async function createTestApp(
   // Every test app gets a store of its own: the real Redis under a random
   // prefix (test databases reuse the demo slugs with fresh ids), or memory.
   const store = options.store ?? isolatedStore();
-  const config = {
-    graphiql: true,
-    introspection: true,
-    maxBodyBytes: 1_048_576,
-    jwtSecret: TEST_JWT_SECRET,
-    production: false,
-    metricsToken: options.metricsToken,
-  };
-  const app = createApp({
-    app: clients.app,
-    platform: clients.platform,
-    store,
-    directory: new Directory(clients.platform, store),
-    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
-    baseDomain: "localhost",
-    config,
-    logger: options.logger ?? createLogger("silent"),
-    pools: { app: clients.appPool, platform: clients.platformPool },
-    probes: {
-      postgres: async () => (await clients.appPool.query("SELECT 1")).rowCount === 1,
-      store: () => store.ping(),
-    },
-  });
+  const app = createApp(
+    testAppDeps(clients, store, {
+      config: { metricsToken: options.metricsToken },
+      logger: options.logger ?? createLogger("silent"),
+      pools: { app: clients.appPool, platform: clients.platformPool },
+      probes: {
+        postgres: async () => (await clients.appPool.query("SELECT 1")).rowCount === 1,
+        store: () => store.ping(),
+      },
+    }),
+  );
   const token = (sub: string, tenant?: string, ttl = "1h") => signDevToken({ secret: TEST_JWT_SECRET, sub, tenant, ttl });
   return {
     app,

@@ -1,10 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createApp } from "../../src/app.ts";
-import { createLogger } from "../../src/infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
-import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
-import { Directory } from "../../src/tenancy/directory.ts";
-import { TEST_JWT_SECRET, type TestApp } from "./app.ts";
+import { testAppDeps, type TestApp } from "./app.ts";
 import { createTestClients } from "./db.ts";
 
 /**
@@ -44,17 +41,7 @@ export type Gql = TestApp["gql"];
 /** A second app over the database of `t`, with its own connections and directory. */
 export function createReplica(t: TestApp, store: Store): { gql: Gql; close(): Promise<void> } {
   const clients = createTestClients(t.db.url);
-  const app = createApp({
-    app: clients.app,
-    platform: clients.platform,
-    store,
-    directory: new Directory(clients.platform, store),
-    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
-    baseDomain: "localhost",
-    config: { graphiql: false, introspection: true, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: false },
-    logger: createLogger("silent"),
-    probes: {},
-  } as never);
+  const app = createApp(testAppDeps(clients, store, { config: { graphiql: false } }));
   return {
     async gql(query, opts = {}) {
       const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };

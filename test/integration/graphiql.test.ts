@@ -3,10 +3,7 @@ import { parse, print, type OperationDefinitionNode } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, graphiqlOptions } from "../../src/graphiql.ts";
-import { createLogger } from "../../src/infra/logger.ts";
-import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
-import { Directory } from "../../src/tenancy/directory.ts";
-import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument } from "../generated/operations.ts";
 
@@ -105,17 +102,7 @@ describe("GraphiQL", () => {
   });
 
   it("is not served when GRAPHIQL is off", async () => {
-    const off = createApp({
-      app: t.clients.app,
-      platform: t.clients.platform,
-      store: t.store,
-      directory: new Directory(t.clients.platform, t.store),
-      verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
-      baseDomain: "localhost",
-      config: { graphiql: false, introspection: false, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: true },
-      logger: createLogger("silent"),
-      probes: {},
-    });
+    const off = createApp(testAppDeps(t.clients, t.store, { config: { graphiql: false, introspection: false, production: true } }));
     const res = await off.fetch("http://localhost/graphql", { headers: { accept: "text/html" } });
     const text = await res.text();
     expect(text).not.toContain("renderYogaGraphiQL");

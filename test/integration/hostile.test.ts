@@ -2,12 +2,9 @@ import { print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
 import { QUERY_LIMIT_DEFAULTS } from "../../src/infra/query-limits.ts";
-import { createLogger } from "../../src/infra/logger.ts";
 import { toGlobalId } from "../../src/schema/ids.ts";
-import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
-import { Directory } from "../../src/tenancy/directory.ts";
 import { ownerClient } from "../helpers/db.ts";
-import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import {
   DashboardDocument,
@@ -92,17 +89,7 @@ function deepQuery(levels: number): string {
 }
 
 function appWith(t: TestApp, config: { introspection: boolean; production: boolean }): App {
-  return createApp({
-    app: t.clients.app,
-    platform: t.clients.platform,
-    store: t.store,
-    directory: new Directory(t.clients.platform, t.store),
-    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
-    baseDomain: "localhost",
-    config: { graphiql: false, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, ...config },
-    logger: createLogger("silent"),
-    probes: {},
-  });
+  return createApp(testAppDeps(t.clients, t.store, { config: { graphiql: false, ...config } }));
 }
 
 describe("hostile queries", () => {

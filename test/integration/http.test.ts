@@ -3,11 +3,8 @@ import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
-import { createLogger } from "../../src/infra/logger.ts";
-import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
-import { Directory } from "../../src/tenancy/directory.ts";
 import { ownerClient } from "../helpers/db.ts";
-import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { createSqlCounter, summarize } from "../helpers/sql-counter.ts";
 
@@ -21,17 +18,7 @@ const MAX_BODY = 4096;
 
 /** The same app as createTestApp's, with our own probes and a small body limit. */
 function appWith(t: TestApp, probes: Record<string, () => Promise<boolean>>): App {
-  return createApp({
-    app: t.clients.app,
-    platform: t.clients.platform,
-    store: t.store,
-    directory: new Directory(t.clients.platform, t.store),
-    verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
-    baseDomain: "localhost",
-    config: { graphiql: true, introspection: true, maxBodyBytes: MAX_BODY, jwtSecret: TEST_JWT_SECRET, production: false },
-    logger: createLogger("silent"),
-    probes,
-  });
+  return createApp(testAppDeps(t.clients, t.store, { config: { maxBodyBytes: MAX_BODY }, probes }));
 }
 
 describe("HTTP surface", () => {

@@ -1,6 +1,7 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
+import { MAX_REQUEST_SLOTS, RequestSlots, registerRequestSlots } from "./request-slots.ts";
 
 /**
  * The database handles of one process. Neither is the table owner:
@@ -21,117 +22,6 @@ export interface Databases {
   platformPool: pg.Pool;
   close(): Promise<void>;
 }
-
-/**
- * Request slots: how a query operation's read transaction is a plain pooled
- * connection that Prisma's queries still join, without Prisma's
- * interactive-transaction machinery (about 1.5 ms of CPU a request).
- *
- * A slot is a PrismaClient whose driver adapter sits on a SlotPool: a pool
- * facade whose queries go to the one connection the slot holds for the
- * request that leased it. A request leases a slot, opens its transaction on
- * a connection of the app pool, and every Prisma query of the request goes
- * through the slot's client; hand-written SQL goes to the connection
- * directly. A slot serves one request at a time, so Prisma's own batching of
- * findUnique calls (per client) never mixes two requests' lookups. There
- * are few slots (each PrismaClient costs a few MB), and a request waits for
- * one; mutations do not use them (they run in Prisma transactions of their
- * own on the shared client).
- */
-export class SlotPool extends pg.Pool {
-  private held: pg.PoolClient | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
-
-  get connection(): pg.PoolClient | undefined {
-    return this.held;
-  }
-
-  set connection(client: pg.PoolClient | undefined) {
-    this.held = client;
-    this.tail = Promise.resolve();
-  }
-
-  /**
-   * One statement at a time on the connection, in call order (pg would
-   * queue them too, but that is deprecated): resolvers of one request fire
-   * their loaders in the same tick.
-   */
-  override query(...args: unknown[]): any {
-    const client = this.held;
-    if (!client) return Promise.reject(new Error("request slot used without its connection"));
-    const run = this.tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-
-  // A Prisma transaction on a slot client would need a second connection:
-  // refused, the request's transaction is the only one.
-  override connect(): any {
-    return Promise.reject(new Error("no transactions on a request slot"));
-  }
-}
-
-export interface RequestSlot {
-  pool: SlotPool;
-  prisma: PrismaClient;
-}
-
-export class RequestSlots {
-  private readonly idle: RequestSlot[] = [];
-  private readonly waiting: ((slot: RequestSlot) => void)[] = [];
-  private created = 0;
-  private readonly all: RequestSlot[] = [];
-
-  constructor(
-    /** The app pool the slots' connections come from. */
-    readonly pool: pg.Pool,
-    /** How many slots there can be. */
-    readonly max: number,
-    private readonly acquireTimeoutMs = 10_000,
-  ) {}
-
-  acquire(): Promise<RequestSlot> {
-    const slot = this.idle.pop();
-    if (slot) return Promise.resolve(slot);
-    if (this.created < this.max) {
-      this.created++;
-      const pool = new SlotPool({ max: 1 });
-      const created = { pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool) }) };
-      this.all.push(created);
-      return Promise.resolve(created);
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = this.waiting.indexOf(take);
-        if (i >= 0) this.waiting.splice(i, 1);
-        reject(new Error("timed out waiting for a request slot"));
-      }, this.acquireTimeoutMs);
-      const take = (s: RequestSlot) => {
-        clearTimeout(timer);
-        resolve(s);
-      };
-      this.waiting.push(take);
-    });
-  }
-
-  release(slot: RequestSlot): void {
-    slot.pool.connection = undefined;
-    const next = this.waiting.shift();
-    if (next) next(slot);
-    else this.idle.push(slot);
-  }
-
-  async close(): Promise<void> {
-    await Promise.allSettled(this.all.map((s) => s.prisma.$disconnect()));
-  }
-}
-
-/** The request slots of the app PrismaClient made by createDatabases (for TenantDb). */
-const slotsOfClient = new WeakMap<PrismaClient, RequestSlots>();
-export const requestSlotsOf = (client: PrismaClient) => slotsOfClient.get(client);
-
-/** At most this many query operations hold a database transaction at once (per process). */
-export const MAX_REQUEST_SLOTS = 8;
 
 export function createPool(url: string, role: string | undefined, max: number): pg.Pool {
   const pool = new pg.Pool({
@@ -165,7 +55,7 @@ export function createDatabases(opts: {
   const app = new PrismaClient({ adapter: new PrismaPg(appPool) });
   const platform = new PrismaClient({ adapter: new PrismaPg(platformPool) });
   const slots = new RequestSlots(appPool, Math.min(opts.poolSize, MAX_REQUEST_SLOTS));
-  slotsOfClient.set(app, slots);
+  registerRequestSlots(app, slots);
   return {
     app,
     platform,

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/clients.ts";
+import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -15,7 +15,7 @@ import { tenantScope, type TenantScope } from "./tenant-scope.ts";
  * read transaction lazily, on its first database access, and every resolver
  * of the request shares it: one round-trip for BEGIN and the settings, the
  * queries, COMMIT. The transaction is a plain pooled `pg` connection held by
- * a request slot (src/db/clients.ts): Prisma's queries reach it through the
+ * a request slot (src/db/request-slots.ts): Prisma's queries reach it through the
  * slot's client, hand-written SQL runs on it directly, and no Prisma
  * interactive transaction is involved.
  *

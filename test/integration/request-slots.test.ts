@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAX_REQUEST_SLOTS, requestSlotsOf } from "../../src/db/clients.ts";
+import { MAX_REQUEST_SLOTS, requestSlotsOf } from "../../src/db/request-slots.ts";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { toGlobalId } from "../../src/schema/ids.ts";

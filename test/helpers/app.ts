@@ -42,6 +42,13 @@ export function testAppDeps(
   };
 }
 
+/** Every tenant's id by slug (the demo tenants and any a test made). */
+export async function tenantIdsBySlug(t: Pick<TestApp, "clients">): Promise<Record<string, string>> {
+  const ids: Record<string, string> = {};
+  for (const tn of await t.clients.platform.tenant.findMany({ select: { id: true, slug: true } })) ids[tn.slug] = tn.id;
+  return ids;
+}
+
 export interface TestApp {
   app: App;
   db: TestDatabase;

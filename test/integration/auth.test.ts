@@ -8,7 +8,7 @@ import { ensurePlatformAdmins } from "../../src/db/seed.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { createTokenVerifier, hashApiKey } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
-import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { createTestApp, TEST_JWT_SECRET, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 
 /**
@@ -289,8 +289,7 @@ describe("API keys (X-API-Key)", () => {
   let globexId: string;
   beforeAll(async () => {
     t = await createTestApp({ store: isolatedStore() });
-    acmeId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id;
-    globexId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } })).id;
+    ({ acme: acmeId, globex: globexId } = (await tenantIdsBySlug(t)) as { acme: string; globex: string });
   });
   afterAll(async () => {
     await t?.close();

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consumeRequest } from "../../src/infra/rate-limit.ts";
 import { MemoryStore } from "../../src/infra/store.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 
 /**
@@ -22,12 +22,12 @@ async function awayFromWindowEdge(marginMs = 4000) {
 describe("rate limit", () => {
   let t: TestApp;
   let directory: Directory;
-  const ids: Record<string, string> = {};
+  let ids: Record<string, string> = {};
 
   beforeAll(async () => {
     t = await createTestApp({ store: isolatedStore() });
     directory = new Directory(t.clients.platform, t.store);
-    for (const tn of await t.clients.platform.tenant.findMany()) ids[tn.slug] = tn.id;
+    ids = await tenantIdsBySlug(t);
   });
   afterAll(async () => {
     await t?.close();

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hourStart, requestCounterKey, RequestCounter, REQUEST_RESOURCE } from "../../src/infra/request-counter.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 
 /**
@@ -16,8 +16,7 @@ describe("API request counting", () => {
 
   beforeAll(async () => {
     t = await createTestApp({ store: isolatedStore() });
-    acmeId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id;
-    globexId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } })).id;
+    ({ acme: acmeId, globex: globexId } = (await tenantIdsBySlug(t)) as { acme: string; globex: string });
   });
   afterAll(async () => {
     await t?.close();

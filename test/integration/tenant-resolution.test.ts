@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Directory } from "../../src/tenancy/directory.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 
 /**
@@ -12,12 +12,12 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
 describe("tenant resolution", () => {
   let t: TestApp;
   let directory: Directory;
-  const ids: Record<string, string> = {};
+  let ids: Record<string, string> = {};
 
   beforeAll(async () => {
     t = await createTestApp({ store: isolatedStore() });
     directory = new Directory(t.clients.platform, t.store);
-    for (const tn of await t.clients.platform.tenant.findMany()) ids[tn.slug] = tn.id;
+    ids = await tenantIdsBySlug(t);
   });
   afterAll(async () => {
     await t?.close();

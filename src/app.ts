@@ -1,5 +1,6 @@
 import { GraphQLError, getOperationAST, type ExecutionResult } from "graphql";
 import { useGraphQlJit } from "@envelop/graphql-jit";
+import { compileQuery, isCompiledQuery } from "graphql-jit";
 import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
 import type { Config } from "./config.ts";
 import type { Logger } from "./infra/logger.ts";
@@ -148,8 +149,14 @@ function useJit() {
   return useGraphQlJit(
     {},
     {
-      enableIf: ({ document }) => {
+      enableIf: ({ schema, document, operationName }) => {
         const n = (seen.get(document) ?? 0) + 1;
+        if (n === 2 && !isCompiledQuery(compileQuery(schema, document, operationName ?? undefined))) {
+          // Not compilable (graphql-jit would answer with its compile errors
+          // from then on): this document stays on the interpreter.
+          seen.set(document, -Infinity);
+          return false;
+        }
         seen.set(document, n);
         return n >= 2;
       },

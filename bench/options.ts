@@ -82,3 +82,16 @@ export function withDatabase(url: string, database: string): string {
   u.pathname = `/${database}`;
   return u.toString();
 }
+
+/** benchOptions(), or the refusal printed and exit code 2 (for the bench scripts' main). */
+export function benchOptionsOrExit(): BenchOptions {
+  try {
+    return benchOptions();
+  } catch (err) {
+    if (err instanceof RefusedError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
 import { runLoad } from "./load.ts";
-import { benchOptions, RefusedError } from "./options.ts";
+import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
 import { dashboardGen, signTokens } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -23,16 +23,7 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
 const log = (line: string) => process.stdout.write(`[profile] ${line}\n`);
 
 async function main() {
-  let opts;
-  try {
-    opts = benchOptions();
-  } catch (err) {
-    if (err instanceof RefusedError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const opts = benchOptionsOrExit();
   let fixture = await loadFixture(opts);
   if (!fixture) fixture = await seedBenchDatabase(opts, log);
   else log(`reusing database ${opts.database}`);

@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from "node:util";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { post, runLoad, type LoadResult, type RequestGenerator } from "./load.ts";
-import { benchOptions, RefusedError, type BenchOptions } from "./options.ts";
+import { benchOptionsOrExit, type BenchOptions } from "./options.ts";
 import { cpuMs, floorEnv, ROOT, rssMb, sampleRss, serverEnv, startChild, waitReady, type Child } from "./processes.ts";
 import {
   checksTable,
@@ -138,16 +138,7 @@ async function machine(opts: BenchOptions, fixtureUrl: string) {
 }
 
 async function main() {
-  let opts: BenchOptions;
-  try {
-    opts = benchOptions();
-  } catch (err) {
-    if (err instanceof RefusedError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const opts = benchOptionsOrExit();
   const startedAt = new Date();
   log(`runs=${opts.runs} duration=${opts.durationS}s warm-up=${opts.warmupS}s connections=${opts.connections}/${opts.lowConnections}`);
 

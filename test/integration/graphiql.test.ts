@@ -79,8 +79,8 @@ describe("GraphiQL", () => {
     expect(options.isHeadersEditorEnabled).toBe(true);
   });
 
-  it("shows the same operations codegen types (test/operations/graphiql-examples.graphql)", () => {
-    const file = readFileSync("test/operations/graphiql-examples.graphql", "utf8");
+  it("shows the same operations codegen types (src/graphiql-examples.graphql)", () => {
+    const file = readFileSync("src/graphiql-examples.graphql", "utf8");
     expect(GRAPHIQL_OPERATIONS).toBe(file);
     const typed = [DashboardDocument, DeploymentsPageDocument, CreateProjectDocument].map((d) => print(d)).join("\n\n");
     expect(print(parse(GRAPHIQL_EXAMPLES))).toBe(typed);

@@ -59,12 +59,6 @@ export class TenantDb {
   private readonly slots: RequestSlots | undefined;
   private session: Promise<Session> | undefined;
   private closed = false;
-  // Without request slots (a PrismaClient not made by createDatabases): the
-  // request transaction is a Prisma interactive transaction.
-  private tx: Promise<ScopedTx> | undefined;
-  private release: (() => void) | undefined;
-  private settled: Promise<unknown> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly base: PrismaClient,
@@ -72,6 +66,8 @@ export class TenantDb {
   ) {
     this.tenantId = options.tenantId;
     this.client = this.lazyClient();
+    // A PrismaClient not made by createDatabases has no request slots: its
+    // calls then run one transaction each, as a mutation's do.
     this.slots = options.mode === "request" ? requestSlotsOf(base) : undefined;
   }
 
@@ -150,56 +146,27 @@ export class TenantDb {
 
   /** Runs database calls inside the request's scope. */
   run<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
-    if (this.options.mode === "statement") return this.transaction(fn);
     if (this.slots) return this.open(this.slots).then((s) => fn(s.scoped as ScopedTx));
-    // One connection serves the whole request: queue the statements on it
-    // rather than handing pg concurrent queries on one client.
-    const result = this.queue.then(() => this.requestTx()).then(fn);
-    this.queue = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  private requestTx(): Promise<ScopedTx> {
-    this.tx ??= new Promise<ScopedTx>((resolveTx, rejectTx) => {
-      this.settled = this.scoped
-        .$transaction(
-          async (tx) => {
-            await this.applySettings(tx as ScopedTx);
-            resolveTx(tx as ScopedTx);
-            await new Promise<void>((resolve) => (this.release = resolve));
-          },
-          { maxWait: 5_000, timeout: this.options.transactionTimeoutMs ?? 60_000 },
-        )
-        .catch((err: unknown) => rejectTx(err));
-    });
-    return this.tx;
+    return this.transaction(fn);
   }
 
   /** Ends the request transaction (read-only: commit and rollback are alike). */
   async finish(): Promise<void> {
     this.closed = true;
-    if (this.session && this.slots) {
-      const session = await this.session.catch(() => undefined);
-      this.session = undefined;
-      if (!session) return;
-      try {
-        // COMMIT also ends an aborted transaction (as a rollback).
-        // Through the slot's queue: after every statement still in flight.
-        await session.slot.pool.query("COMMIT");
-        session.connection.release();
-      } catch (err) {
-        session.connection.release(err as Error);
-      } finally {
-        this.slots.release(session.slot);
-      }
-      return;
+    if (!this.session || !this.slots) return;
+    const session = await this.session.catch(() => undefined);
+    this.session = undefined;
+    if (!session) return;
+    try {
+      // Through the slot's queue: after every statement still in flight.
+      // COMMIT also ends an aborted transaction (as a rollback).
+      await session.slot.pool.query("COMMIT");
+      session.connection.release();
+    } catch (err) {
+      session.connection.release(err as Error);
+    } finally {
+      this.slots.release(session.slot);
     }
-    if (!this.tx) return;
-    this.release?.();
-    await this.settled;
   }
 
   /**

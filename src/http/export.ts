@@ -180,6 +180,8 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   const scoped = new TenantDb(deps.app, {
     tenantId: tenant.id,
     userId: ctx.user?.id ?? null,
+    apiKeyId: ctx.apiKey?.id ?? null,
+    tenantScope: deps.tenantScope,
     statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
     mode: "statement",
   });

@@ -42,6 +42,11 @@ export interface ContextDeps {
   directory: Directory;
   verifyToken: TokenVerifier;
   baseDomain?: string;
+  /**
+   * Test-only: false runs tenant queries without wall 1 (the Prisma tenant
+   * scope), to show row-level security holds alone. The server never sets it.
+   */
+  tenantScope?: boolean;
 }
 
 export interface Context {
@@ -216,6 +221,8 @@ export async function buildContext(
         tenantDb ??= new TenantDb(deps.app, {
           tenantId: currentTenant.id,
           userId: user?.id ?? null,
+          apiKeyId: apiKey?.id ?? null,
+          tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[currentTenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
         });

@@ -34,9 +34,22 @@ export function scopedClient(base: PrismaClient, scope: TenantScope) {
   return base.$extends(tenantScope(scope));
 }
 
+/** The client of a TenantDb: scoped by wall 1, or (tests proving wall 2 alone) the plain one. */
+function clientFor(base: PrismaClient, scope: TenantScope, withScope: boolean): ScopedClient {
+  return withScope ? scopedClient(base, scope) : (base as unknown as ScopedClient);
+}
+
 export interface TenantDbOptions {
   tenantId: string;
   userId?: string | null;
+  /** The API key the request acts as (app.api_key_id: audit entries must name it). */
+  apiKeyId?: string | null;
+  /**
+   * Wall 1, the Prisma tenant scope. Default on. Only tests turn it off, to
+   * show that row-level security (wall 2) isolates tenants on its own
+   * (test/helpers/app.ts, TEST_TENANT_WALL=rls; docs/database.md).
+   */
+  tenantScope?: boolean;
   /** 0 = no limit. */
   statementTimeoutMs: number;
   /** "request": one shared read transaction; "statement": one per query. */
@@ -77,20 +90,25 @@ export class TenantDb {
 
   /** The scoped client on the shared PrismaClient (mutations, fallback). */
   private get scoped(): ScopedClient {
-    return (this.scopedOnBase ??= scopedClient(this.base, this.scope));
+    return (this.scopedOnBase ??= clientFor(this.base, this.scope, this.options.tenantScope !== false));
   }
 
   /**
    * BEGIN and the settings, one simple-protocol round-trip. The values are
-   * inlined, so they are checked first: two UUIDs and integers.
+   * inlined, so they are checked first: UUIDs and integers.
    */
   private openSql(): string {
-    const { tenantId, userId, statementTimeoutMs } = this.options;
+    const { tenantId, userId, apiKeyId, statementTimeoutMs } = this.options;
     const idleMs = this.options.transactionTimeoutMs ?? 60_000;
-    if (!UUID.test(tenantId) || (userId && !UUID.test(userId)) || ![statementTimeoutMs, idleMs].every((n) => Number.isSafeInteger(n) && n >= 0)) {
+    if (
+      !UUID.test(tenantId) ||
+      (userId && !UUID.test(userId)) ||
+      (apiKeyId && !UUID.test(apiKeyId)) ||
+      ![statementTimeoutMs, idleMs].every((n) => Number.isSafeInteger(n) && n >= 0)
+    ) {
       throw new Error("invalid tenant transaction settings");
     }
-    return `BEGIN; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
+    return `BEGIN; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
   }
 
   /** The request's session, opened on first use. */
@@ -108,16 +126,17 @@ export class TenantDb {
         throw err;
       }
       slot.pool.connection = connection;
-      return { slot, connection, scoped: scopedClient(slot.prisma, this.scope) };
+      return { slot, connection, scoped: clientFor(slot.prisma, this.scope, this.options.tenantScope !== false) };
     })();
     return this.session;
   }
 
   /** The statement that opens every Prisma transaction of this scope. */
   private applySettings(tx: ScopedTx) {
-    const { tenantId, userId, statementTimeoutMs } = this.options;
+    const { tenantId, userId, apiKeyId, statementTimeoutMs } = this.options;
     return tx.$executeRaw`SELECT set_config('app.tenant_id', ${tenantId}, true),
       set_config('app.user_id', ${userId ?? ""}, true),
+      set_config('app.api_key_id', ${apiKeyId ?? ""}, true),
       set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`;
   }
 

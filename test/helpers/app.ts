@@ -18,6 +18,18 @@ import { isolatedStore } from "./isolated-store.ts";
 export const TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
 
 /**
+ * TEST_TENANT_WALL=rls runs every test app without wall 1, the Prisma tenant
+ * scope (ContextDeps.tenantScope = false): the isolation battery then shows
+ * that row-level security alone keeps tenants apart (`npm run test:rls-only`).
+ */
+export function tenantScopeFromEnv(): { tenantScope?: false } {
+  const wall = process.env.TEST_TENANT_WALL;
+  if (wall === undefined || wall === "" || wall === "both") return {};
+  if (wall === "rls") return { tenantScope: false };
+  throw new Error(`TEST_TENANT_WALL=${wall}: expected "rls" or "both"`);
+}
+
+/**
  * The AppDeps of a test app over `clients` and `store` (the test JWT secret,
  * a silent logger, BASE_DOMAIN localhost); `overrides` replace any of them,
  * `overrides.config` merges into the config.
@@ -38,6 +50,7 @@ export function testAppDeps(
     config: { graphiql: true, introspection: true, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: false, ...config },
     logger: createLogger("silent"),
     probes: {},
+    ...tenantScopeFromEnv(),
     ...rest,
   };
 }

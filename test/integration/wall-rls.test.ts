@@ -22,10 +22,18 @@ const sorted = (xs: string[]) => [...xs].sort();
 const ids = (rows: Array<{ id: string }>) => sorted(rows.map((r) => r.id));
 const RLS_VIOLATION = /row-level security/i;
 
-/** One transaction as tenantgraph_app with app.tenant_id = tenantId (no Prisma extension). */
-function asTenant<T>(tenantId: string, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+/**
+ * One transaction as tenantgraph_app with app.tenant_id = tenantId (no Prisma
+ * extension), and app.user_id / app.api_key_id when given.
+ */
+function asTenant<T>(
+  tenantId: string,
+  fn: (tx: Prisma.TransactionClient) => Promise<T>,
+  actor: { userId?: string; apiKeyId?: string } = {},
+): Promise<T> {
   return dbs.app.$transaction(async (tx) => {
-    await tx.$executeRaw`SELECT set_config('app.tenant_id', ${tenantId}, true)`;
+    await tx.$executeRaw`SELECT set_config('app.tenant_id', ${tenantId}, true),
+      set_config('app.user_id', ${actor.userId ?? ""}, true), set_config('app.api_key_id', ${actor.apiKeyId ?? ""}, true)`;
     return fn(tx);
   });
 }
@@ -207,7 +215,7 @@ describe("writes as tenant A leave B untouched", () => {
     const key = { tenantId_id: { tenantId: B.tenantId, id: B.projectIds[0]! } };
     await expect(asA((tx) => tx.project.update({ where: key, data: { name: "hacked" } }))).rejects.toMatchObject({ code: "P2025" });
     await expect(asA((tx) => tx.project.delete({ where: key }))).rejects.toMatchObject({ code: "P2025" });
-    await expect(asA((tx) => tx.user.update({ where: { id: B.userId }, data: { name: "hacked" } }))).rejects.toMatchObject({ code: "P2025" });
+    await expect(asA((tx) => tx.user.update({ where: { id: B.userId }, data: { name: "hacked" } }))).rejects.toThrow(/permission denied/i);
     expect(await snapshotB()).toEqual(bBefore);
   });
 
@@ -278,6 +286,123 @@ describe("writes as tenant A leave B untouched", () => {
     await expect(asA((tx) => tx.tenant.update({ where: { id: A.tenantId }, data: { name: "x" } }))).rejects.toThrow(/permission denied/i);
     await expect(asA((tx) => tx.auditLogEntry.deleteMany({}))).rejects.toThrow(/permission denied/i);
     expect(await dbs.platform.auditLogEntry.count({ where: { tenantId: A.tenantId } })).toBe(1);
+    expect(await snapshotB()).toEqual(bBefore);
+  });
+});
+
+describe("the global tables hold alone too", () => {
+  const gid = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString("base64");
+
+  it("a tenant session sees its own tenant row only", async () => {
+    const got = await asA(async (tx) => ({
+      all: (await tx.tenant.findMany()).map((t) => t.id),
+      b: await tx.tenant.findUnique({ where: { id: B.tenantId } }),
+      bySlug: await tx.tenant.findUnique({ where: { slug: B.slug } }),
+      raw: (await tx.$queryRaw<Array<{ id: string }>>`SELECT id::text FROM tenants`).map((r) => r.id),
+      viaProject: (await tx.project.findFirst({ where: { id: A.projectIds[0] }, include: { tenant: true } }))?.tenant.id,
+    }));
+    expect(got).toEqual({ all: [A.tenantId], b: null, bySlug: null, raw: [A.tenantId], viaProject: A.tenantId });
+    // without a tenant, none
+    expect(await dbs.app.tenant.count()).toBe(0);
+    // control: the platform role sees both
+    expect(await dbs.platform.tenant.count({ where: { id: { in: [A.tenantId, B.tenantId] } } })).toBe(2);
+  });
+
+  it("the app role cannot change a user's global identity, even a member's or its own", async () => {
+    const before = await dbs.platform.user.findMany({ where: { id: { in: [A.userId, shared.userId] } }, orderBy: { id: "asc" } });
+    const attempts = [
+      `UPDATE users SET is_platform_admin = true WHERE id = '${A.userId}'`,
+      `UPDATE users SET auth_subject = 'sub|stolen' WHERE id = '${shared.userId}'`,
+      `UPDATE users SET email = 'attacker@example.test' WHERE id = '${shared.userId}'`,
+      `UPDATE users SET name = 'renamed' WHERE id = '${A.userId}'`,
+      `DELETE FROM users WHERE id = '${shared.userId}'`,
+    ];
+    for (const sql of attempts) {
+      await expect(asTenant(A.tenantId, (tx) => tx.$executeRawUnsafe(sql), { userId: A.userId }), sql).rejects.toThrow(/permission denied/i);
+    }
+    await expect(asA((tx) => tx.user.update({ where: { id: shared.userId }, data: { isPlatformAdmin: true } }))).rejects.toThrow(/permission denied/i);
+    expect(await dbs.platform.user.findMany({ where: { id: { in: [A.userId, shared.userId] } }, orderBy: { id: "asc" } })).toEqual(before);
+  });
+
+  it("the app role cannot create users, so no platform admin either", async () => {
+    const id = randomUUID();
+    for (const sql of [
+      `INSERT INTO users (id, email, auth_subject, is_platform_admin) VALUES ('${id}', 'evil-${id}@example.test', 'sub|evil|${id}', true)`,
+      `INSERT INTO users (id, email, auth_subject) VALUES ('${id}', 'plain-${id}@example.test', 'sub|plain|${id}')`,
+    ]) {
+      await expect(asA((tx) => tx.$executeRawUnsafe(sql)), sql).rejects.toThrow(/permission denied/i);
+    }
+    await expect(asA((tx) => tx.user.create({ data: { id, email: `p-${id}@example.test`, authSubject: id, isPlatformAdmin: true } }))).rejects.toThrow(
+      /permission denied/i,
+    );
+    expect(await dbs.platform.user.findUnique({ where: { id } })).toBeNull();
+  });
+
+  it("audit entries carry the session's tenant and actor, and never claim cross_tenant", async () => {
+    const keyA = A.apiKeyId;
+    const entry = (over: Record<string, unknown>) => ({
+      tenantId: A.tenantId,
+      action: "test.claim",
+      actorType: "USER" as const,
+      actorId: gid("User", A.userId),
+      ...over,
+    });
+    const asUser = <T>(fn: (tx: Prisma.TransactionClient) => Promise<T>) => asTenant(A.tenantId, fn, { userId: A.userId });
+    const asKey = <T>(fn: (tx: Prisma.TransactionClient) => Promise<T>) => asTenant(A.tenantId, fn, { apiKeyId: keyA });
+    const before = await dbs.platform.auditLogEntry.count();
+    // the honest entries land
+    await asUser((tx) => tx.auditLogEntry.create({ data: entry({}) }));
+    await asKey((tx) => tx.auditLogEntry.create({ data: entry({ actorType: "API_KEY", actorId: gid("ApiKey", keyA) }) }));
+    expect(await dbs.platform.auditLogEntry.count()).toBe(before + 2);
+    // every lie is refused
+    const lies: Array<[string, () => Promise<unknown>]> = [
+      ["cross_tenant", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ crossTenant: true }) }))],
+      ["another user", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ actorId: gid("User", shared.userId) }) }))],
+      ["B's user", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ actorId: gid("User", B.userId) }) }))],
+      ["SYSTEM", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ actorType: "SYSTEM", actorId: null }) }))],
+      ["no actor id", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ actorId: null }) }))],
+      ["a key, as a user", () => asUser((tx) => tx.auditLogEntry.create({ data: entry({ actorType: "API_KEY", actorId: gid("ApiKey", keyA) }) }))],
+      ["a user, as a key", () => asKey((tx) => tx.auditLogEntry.create({ data: entry({}) }))],
+      ["B's key", () => asKey((tx) => tx.auditLogEntry.create({ data: entry({ actorType: "API_KEY", actorId: gid("ApiKey", B.apiKeyId) }) }))],
+      ["no session actor", () => asA((tx) => tx.auditLogEntry.create({ data: entry({}) }))],
+      ["raw SQL", () => asUser((tx) => tx.$executeRawUnsafe(
+        `INSERT INTO audit_log (tenant_id, action, actor_type, actor_id, cross_tenant) VALUES ('${A.tenantId}', 'x', 'USER', '${gid("User", A.userId)}', true)`))],
+    ];
+    for (const [what, attempt] of lies) await expect(attempt(), what).rejects.toThrow(RLS_VIOLATION);
+    expect(await dbs.platform.auditLogEntry.count()).toBe(before + 2);
+    // the platform role still writes cross-tenant entries
+    await dbs.platform.auditLogEntry.create({ data: entry({ crossTenant: true, actorId: gid("User", B.userId) }) });
+    expect(await dbs.platform.auditLogEntry.count({ where: { crossTenant: true, tenantId: A.tenantId } })).toBe(1);
+  });
+
+  it("no definer function answers about an e-mail across tenants; app_add_member only adds to the current tenant", async () => {
+    const bOwner = (await dbs.platform.user.findUniqueOrThrow({ where: { id: B.userId } })).email;
+    await expect(asA((tx) => tx.$queryRaw`SELECT app_user_id_by_email(${bOwner})`)).rejects.toThrow(/does not exist/);
+    // Definer functions the app role may execute: app_add_member alone.
+    const definers = await dbs.platform.$queryRaw<Array<{ name: string }>>`
+      SELECT p.proname AS name FROM pg_proc p
+       WHERE p.prosecdef AND p.pronamespace = current_schema()::regnamespace
+         AND has_function_privilege('tenantgraph_app', p.oid, 'EXECUTE') ORDER BY 1`;
+    expect(definers.map((d) => d.name)).toEqual(["app_add_member"]);
+    // Without a tenant it refuses.
+    await expect(dbs.app.$queryRaw`SELECT * FROM app_add_member(${bOwner}, ${null}, 'VIEWER'::"Role")`).rejects.toThrow(/app.tenant_id is not set/);
+    // A temporary table of the caller does not stand in for users.
+    const fresh = `fresh-${randomUUID()}@example.test`;
+    const [row] = await asA(async (tx) => {
+      await tx.$executeRawUnsafe(`CREATE TEMP TABLE users (id uuid, email text, name text, auth_subject text) ON COMMIT DROP`);
+      return tx.$queryRaw<Array<{ membership_id: string; already_member: boolean }>>`SELECT * FROM app_add_member(${fresh}, ${"Fresh"}, 'VIEWER'::"Role")`;
+    });
+    const created = await dbs.platform.user.findUniqueOrThrow({ where: { email: fresh } });
+    expect(created).toMatchObject({ authSubject: fresh, isPlatformAdmin: false, name: "Fresh" });
+    expect(await dbs.platform.membership.findUnique({ where: { tenantId_id: { tenantId: A.tenantId, id: row!.membership_id } } })).toMatchObject({
+      userId: created.id,
+      role: "VIEWER",
+    });
+    expect(row!.already_member).toBe(false);
+    // Again: the same membership, flagged.
+    const [again] = await asA((tx) => tx.$queryRaw<Array<{ membership_id: string; already_member: boolean }>>`SELECT * FROM app_add_member(${fresh}, ${null}, 'ADMIN'::"Role")`);
+    expect(again).toEqual({ membership_id: row!.membership_id, already_member: true });
+    expect(await dbs.platform.membership.count({ where: { userId: created.id } })).toBe(1);
     expect(await snapshotB()).toEqual(bBefore);
   });
 });

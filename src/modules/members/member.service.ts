@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { badInput, forbidden, notFound } from "../../errors.ts";
@@ -21,10 +20,17 @@ const requireOwnerFor = (ctx: Context, what: string) => {
   if (ctx.role !== "OWNER") throw forbidden(`Only an OWNER can ${what}`, { requires: "OWNER" });
 };
 
-/** The existing identity with this e-mail, in any tenant (a narrow definer function). */
-async function userIdByEmail(tx: ScopedTx, email: string): Promise<string | null> {
-  const rows = await tx.$queryRaw<{ id: string | null }[]>`SELECT app_user_id_by_email(${email}) AS id`;
-  return rows[0]?.id ?? null;
+/**
+ * Adds the identity with this e-mail to the current tenant, creating it when
+ * nobody has it yet, through the one definer function the app role has
+ * (app_add_member, prisma/migrations/20261201001000_wall_global_tables): the
+ * app role itself can neither write `users` nor look an e-mail up across
+ * tenants.
+ */
+async function addMember(tx: ScopedTx, email: string, name: string | null, role: Role) {
+  const rows = await tx.$queryRaw<{ membership_id: string; already_member: boolean }[]>`
+    SELECT membership_id, already_member FROM app_add_member(${email}, ${name}, ${role}::"Role")`;
+  return rows[0] ?? null;
 }
 
 function lockOwners(tx: ScopedTx, tenantId: string) {
@@ -40,18 +46,10 @@ export async function inviteMember(ctx: Context, input: { email: string; role: R
     .transaction(async (tx) => {
       // SEATS: counted and locked before the insert, in this transaction.
       await checkDeclaredCountQuota(tx, ctx, false);
-      let userId = await userIdByEmail(tx, email);
-      if (!userId) {
-        // No RETURNING: the new user is not yet visible to the app role (RLS
-        // shows members only), so the id is chosen here.
-        await tx.$executeRaw`INSERT INTO users (id, email, name, auth_subject)
-          VALUES (${randomUUID()}::uuid, ${email}, ${name}, ${email}) ON CONFLICT DO NOTHING`;
-        userId = await userIdByEmail(tx, email);
-        if (!userId) throw badInput("email", "This e-mail cannot be invited");
-      }
-      const existing = await tx.membership.findFirst({ where: { userId }, select: { id: true } });
-      if (existing) throw badInput("email", `${email} is already a member`);
-      const created = await tx.membership.create({ data: { tenantId, userId, role: input.role } });
+      const added = await addMember(tx, email, name, input.role);
+      if (!added) throw badInput("email", "This e-mail cannot be invited");
+      if (added.already_member) throw badInput("email", `${email} is already a member`);
+      const created = await tx.membership.findUniqueOrThrow({ where: { tenantId_id: { tenantId, id: added.membership_id } } });
       await writeAudit(tx, ctx, {
         targetType: "Membership",
         targetId: created.id,

@@ -511,7 +511,8 @@ describe("tenant tables and roles", () => {
       const app = own.filter((p) => p.roles.includes(APP_ROLE) || p.roles.includes("public"));
       if (app.length === 0) problems.push(`${table}: no policy for ${APP_ROLE}`);
       for (const p of app) {
-        if (!/app_current_tenant\(\)/.test(p.qual ?? "")) problems.push(`${table}: policy ${p.policyname} USING (${p.qual}) ignores the current tenant`);
+        // An INSERT policy has no USING: its WITH CHECK is checked below.
+        if (p.cmd !== "INSERT" && !/app_current_tenant\(\)/.test(p.qual ?? "")) problems.push(`${table}: policy ${p.policyname} USING (${p.qual}) ignores the current tenant`);
         if (p.cmd !== "SELECT" && p.cmd !== "DELETE" && !/app_current_tenant\(\)/.test(p.with_check ?? p.qual ?? ""))
           problems.push(`${table}: policy ${p.policyname} WITH CHECK (${p.with_check}) ignores the current tenant`);
       }
@@ -553,13 +554,13 @@ describe("tenant tables and roles", () => {
 
   describe("as the app role", () => {
     /** Runs statements in one transaction as tenantgraph_app with app.tenant_id set; rolls back. */
-    async function asApp<T extends pg.QueryResultRow>(tenantId: string, sql: string, params: unknown[] = []): Promise<T[]> {
+    async function asApp<T extends pg.QueryResultRow>(tenantId: string, sql: string, params: unknown[] = [], userId = ""): Promise<T[]> {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
         await client.query("BEGIN");
         await client.query(`SET LOCAL ROLE ${APP_ROLE}`);
-        await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+        await client.query(`SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true)`, [tenantId, userId]);
         return (await client.query<T>(sql, params)).rows;
       } finally {
         await client.query("ROLLBACK").catch(() => {});
@@ -570,12 +571,19 @@ describe("tenant tables and roles", () => {
     it("reads and appends to its tenant's audit log", async () => {
       const { A } = seeded;
       expect(await asApp(A.tenantId, `SELECT id FROM audit_log`)).toEqual([{ id: A.auditEntryId }]);
+      // As the session's user (its global id, as the server writes it).
+      const actorId = Buffer.from(`User:${A.userId}`).toString("base64");
       const inserted = await asApp<{ id: string }>(
         A.tenantId,
-        `INSERT INTO audit_log (tenant_id, action, actor_type) VALUES ($1, 'test.append', 'SYSTEM') RETURNING id`,
-        [A.tenantId],
+        `INSERT INTO audit_log (tenant_id, action, actor_type, actor_id) VALUES ($1, 'test.append', 'USER', $2) RETURNING id`,
+        [A.tenantId, actorId],
+        A.userId,
       );
       expect(inserted).toHaveLength(1);
+      // A SYSTEM entry is the platform's to write.
+      await expect(
+        asApp(A.tenantId, `INSERT INTO audit_log (tenant_id, action, actor_type) VALUES ($1, 'test.append', 'SYSTEM')`, [A.tenantId], A.userId),
+      ).rejects.toThrow(/row-level security/);
     });
 
     it("cannot UPDATE or DELETE the audit log, even its own tenant's rows", async () => {

@@ -11,13 +11,13 @@
 import { randomBytes } from "node:crypto";
 import { execute, parse, type GraphQLSchema } from "graphql";
 import pg from "pg";
-import { builder } from "../src/builder.ts";
+import { builder } from "../src/graphql/builder.ts";
 import { createDatabases } from "../src/db/clients.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import { seedDemo } from "../src/db/seed.ts";
 import { MemoryStore } from "../src/infra/store.ts";
 import { enforce } from "../src/policy/enforcer.ts";
-import { schema } from "../src/schema/index.ts";
+import { schema } from "../src/schema.ts";
 import { buildContext, type ContextDeps } from "../src/tenancy/context.ts";
 import { createTokenVerifier } from "../src/tenancy/credentials.ts";
 import { Directory } from "../src/tenancy/directory.ts";

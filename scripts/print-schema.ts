@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { printSchema } from "../src/schema/index.ts";
+import { printSchema } from "../src/schema.ts";
 
 const target = path.resolve(import.meta.dirname, "../schema.graphql");
 writeFileSync(target, printSchema());

@@ -1,7 +1,7 @@
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type pg from "pg";
 import type { Config } from "./config.ts";
-import { graphiqlOptions } from "./graphiql.ts";
+import { graphiqlOptions } from "./http/graphiql.ts";
 import { useExport } from "./http/export.ts";
 import { existingStateOf, stateOf } from "./http/request-state.ts";
 import { useBodyLimit } from "./http/use-body-limit.ts";
@@ -16,8 +16,8 @@ import { Metrics, useMetrics } from "./infra/metrics.ts";
 import { useQueryLimits } from "./infra/query-limits.ts";
 import { RequestCounter, useRequestCounting } from "./infra/request-counter.ts";
 import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
-import { setCursorSecret } from "./schema/cursor.ts";
-import { schema } from "./schema/index.ts";
+import { setCursorSecret } from "./graphql/cursor.ts";
+import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
 
 /**

@@ -4,7 +4,7 @@ import { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, notFound } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
-import { PLAN_STATEMENT_TIMEOUT_MS } from "../policy/plans.ts";
+import { PLAN_STATEMENT_TIMEOUT_MS } from "../tenancy/plans.ts";
 import { crossTenant, requirePlatformAdmin } from "../policy/platform.ts";
 import { buildContext, requireTenant, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";

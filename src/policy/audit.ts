@@ -1,7 +1,7 @@
 import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
-import { toGlobalId } from "../schema/ids.ts";
+import { encodeGlobalID } from "@pothos/plugin-relay";
 import { checkDeclaredCountQuota, currentDirectiveScope } from "./enforcer.ts";
 
 /**
@@ -36,7 +36,7 @@ export function actorFields(ctx: Context) {
   const actor = ctx.actor;
   return {
     actorType: actor?.type ?? ("SYSTEM" as const),
-    actorId: actor ? toGlobalId(actor.type === "USER" ? "User" : "ApiKey", actor.id) : null,
+    actorId: actor ? encodeGlobalID(actor.type === "USER" ? "User" : "ApiKey", actor.id) : null,
     actorLabel: actor?.label ?? null,
   };
 }
@@ -57,7 +57,7 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
       action,
       ...actorFields(ctx),
       targetType: entry.targetType ?? null,
-      targetId: entry.targetType && entry.targetId ? toGlobalId(entry.targetType, entry.targetId) : null,
+      targetId: entry.targetType && entry.targetId ? encodeGlobalID(entry.targetType, entry.targetId) : null,
       crossTenant: entry.crossTenant ?? false,
       metadata: (redact(metadata) ?? undefined) as Prisma.InputJsonValue | undefined,
       requestId: ctx.requestId,

@@ -4,7 +4,7 @@ import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import { forbidden, tenantRequired, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
-import { ROLE_RANK } from "./plans.ts";
+import { ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
 /**

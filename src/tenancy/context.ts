@@ -11,8 +11,8 @@ import {
 } from "../errors.ts";
 import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
 import type { Store } from "../infra/store.ts";
-import { PLAN_STATEMENT_TIMEOUT_MS } from "../policy/plans.ts";
-import { noteApiKeyUse } from "../modules/api-keys/last-used.ts";
+import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
+import { noteApiKeyUse } from "./last-used.ts";
 import type { TokenVerifier } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";

@@ -1,7 +1,8 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan, Role, TenantStatus, QuotaResource } from "../generated/prisma/enums.ts";
 import { tenantKey, type Store } from "../infra/store.ts";
-import { effectiveLimits } from "../policy/plans.ts";
+import { effectiveLimits } from "./plans.ts";
+import { isUuid } from "../uuid.ts";
 import { hashApiKey } from "./credentials.ts";
 
 /**
@@ -50,8 +51,6 @@ export interface ApiKeyInfo {
 }
 
 const TTL = 300;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (s: string) => UUID_RE.test(s);
 
 const keys = {
   user: (subject: string) => `u:sub:${subject}`,

@@ -3,7 +3,7 @@ import v8 from "node:v8";
 import vm from "node:vm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toGlobalId } from "../../src/schema/ids.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
 import { hashApiKey } from "../../src/tenancy/credentials.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";

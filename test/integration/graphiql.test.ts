@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { parse, print, type OperationDefinitionNode } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
-import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, graphiqlOptions } from "../../src/graphiql.ts";
+import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, graphiqlOptions } from "../../src/http/graphiql.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument } from "../generated/operations.ts";
@@ -79,8 +79,8 @@ describe("GraphiQL", () => {
     expect(options.isHeadersEditorEnabled).toBe(true);
   });
 
-  it("shows the same operations codegen types (src/graphiql-examples.graphql)", () => {
-    const file = readFileSync("src/graphiql-examples.graphql", "utf8");
+  it("shows the same operations codegen types (src/http/graphiql-examples.graphql)", () => {
+    const file = readFileSync("src/http/graphiql-examples.graphql", "utf8");
     expect(GRAPHIQL_OPERATIONS).toBe(file);
     const typed = [DashboardDocument, DeploymentsPageDocument, CreateProjectDocument].map((d) => print(d)).join("\n\n");
     expect(print(parse(GRAPHIQL_EXAMPLES))).toBe(typed);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { RedisStore, type Store } from "../../src/infra/store.ts";
-import { toGlobalId } from "../../src/schema/ids.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTokenVerifier, hashApiKey } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";

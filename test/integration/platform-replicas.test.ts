@@ -5,7 +5,7 @@ import { startChild, waitReady, type Child } from "../../bench/processes.ts";
 import { createApp } from "../../src/app.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { MemoryStore, RedisStore } from "../../src/infra/store.ts";
-import { toGlobalId } from "../../src/schema/ids.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";

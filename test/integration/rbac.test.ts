@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GraphQLField } from "graphql";
-import { schema } from "../../src/schema/index.ts";
+import { schema } from "../../src/schema.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { callField } from "../helpers/dummy-input.ts";

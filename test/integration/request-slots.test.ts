@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_REQUEST_SLOTS, requestSlotsOf } from "../../src/db/request-slots.ts";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
-import { toGlobalId } from "../../src/schema/ids.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 
 /**

@@ -1,6 +1,6 @@
 import { execute, parse, type GraphQLField, type GraphQLSchema } from "graphql";
 import { describe, expect, it } from "vitest";
-import { schema } from "../../src/schema/index.ts";
+import { schema } from "../../src/schema.ts";
 import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
 import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
@@ -70,7 +70,7 @@ describe("schema walk", () => {
   });
 
   it("the printed schema shows the directives", async () => {
-    const { printSchema } = await import("../../src/schema/index.ts");
+    const { printSchema } = await import("../../src/schema.ts");
     const sdl = printSchema();
     expect(sdl).toMatch(/createProject\(.*@auth\(requires: DEVELOPER\) @quota\(resource: PROJECTS, cost: 1\) @audit\(action: "project\.create"\)/);
     expect(sdl).toMatch(/type ApiKey implements Node @auth\(requires: ADMIN\)/);

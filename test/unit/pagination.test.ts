@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decodeCursor, encodeCursor } from "../../src/schema/cursor.ts";
-import { cursorFor, pageRequest, sortSignature, toConnection, type Sort } from "../../src/schema/pagination.ts";
+import { decodeCursor, encodeCursor } from "../../src/graphql/cursor.ts";
+import { cursorFor, pageRequest, sortSignature, toConnection, type Sort } from "../../src/graphql/pagination.ts";
 
 const ID = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 const row = (n: number) => ({ id: ID(n), createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)), name: `row ${n}` });

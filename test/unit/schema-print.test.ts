@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { buildSchema } from "graphql";
 import { describe, expect, it } from "vitest";
-import { printSchema } from "../../src/schema/index.ts";
+import { printSchema } from "../../src/schema.ts";
 
 /** schema.graphql is what `npm run schema:print` writes: this fails when it is stale. */
 describe("schema.graphql", () => {

@@ -1,10 +1,10 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
-import { builder } from "../../builder.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { RoleEnum } from "../../schema/enums.ts";
-import { fromGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../schema/pagination.ts";
-import { payloadType } from "../../schema/payload.ts";
+import { builder } from "../../graphql/builder.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { RoleEnum } from "../../graphql/enums.ts";
+import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
+import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { payloadType } from "../../graphql/payload.ts";
 import * as service from "./api-key.service.ts";
 
 // @auth on the type: `node(id)` with a key's id is ADMIN-only too.

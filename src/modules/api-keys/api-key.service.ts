@@ -4,7 +4,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { hashApiKey } from "../../tenancy/credentials.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 
 /**
  * Tenant API keys. The secret is `tgk_<prefix>_<43 chars>`: 12 hex chars of

@@ -1,12 +1,12 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
-import { builder } from "../../builder.ts";
+import { builder } from "../../graphql/builder.ts";
 import { badInput } from "../../errors.ts";
 import type { Prisma } from "../../generated/prisma/client.ts";
 import { ActorType } from "../../generated/prisma/enums.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { uuidOrNone } from "../../schema/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../schema/pagination.ts";
-import { hasRole } from "../../policy/plans.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { uuidOrNone } from "../../graphql/ids.ts";
+import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { hasRole } from "../../policy/roles.ts";
 import { requireTenant } from "../../tenancy/context.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 

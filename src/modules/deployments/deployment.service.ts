@@ -3,7 +3,7 @@ import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 
 export async function createDeployment(
   ctx: Context,

@@ -1,10 +1,10 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
-import { builder } from "../../builder.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { RoleEnum } from "../../schema/enums.ts";
-import { fromGlobalId, toGlobalId } from "../../schema/ids.ts";
-import { pageRequest, toConnection, type Sort } from "../../schema/pagination.ts";
-import { payloadType } from "../../schema/payload.ts";
+import { builder } from "../../graphql/builder.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { RoleEnum } from "../../graphql/enums.ts";
+import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
+import { pageRequest, toConnection, type Sort } from "../../graphql/pagination.ts";
+import { payloadType } from "../../graphql/payload.ts";
 import { MembershipRef } from "../users/user.schema.ts";
 import * as service from "./member.service.ts";
 

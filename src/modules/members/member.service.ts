@@ -5,7 +5,7 @@ import { writeAudit } from "../../policy/audit.ts";
 import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
 import type { Context } from "../../tenancy/context.ts";
 import type { ScopedTx } from "../../tenancy/tenant-db.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 
 /**
  * Memberships. Every change invalidates the member's cached membership in

@@ -1,8 +1,8 @@
 import type { GraphQLResolveInfo, SelectionSetNode } from "graphql";
-import { builder } from "../../builder.ts";
-import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } from "../../schema/enums.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../schema/pagination.ts";
+import { builder } from "../../graphql/builder.ts";
+import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
 import { crossTenant, requirePlatformAdmin } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";

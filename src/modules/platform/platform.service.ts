@@ -3,9 +3,9 @@ import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prism
 import { badInput } from "../../errors.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
-import { decodeCursor, encodeCursor } from "../../schema/cursor.ts";
-import { NO_ROW } from "../../schema/ids.ts";
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type PageRequest } from "../../schema/pagination.ts";
+import { decodeCursor, encodeCursor } from "../../graphql/cursor.ts";
+import { NIL_UUID } from "../../uuid.ts";
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type PageRequest } from "../../graphql/pagination.ts";
 
 /**
  * Cross-tenant analytics: each answer is ONE aggregate statement over all
@@ -318,7 +318,7 @@ export async function auditLog(
   const rows = raw.map((r) => ({
     id: r.id as string,
     // No single tenant: the nil UUID, which AuditLogEntry.tenant (a directory lookup) resolves to null.
-    tenantId: (r.tenant_id as string | null) ?? NO_ROW,
+    tenantId: (r.tenant_id as string | null) ?? NIL_UUID,
     action: r.action as string,
     actorType: r.actor_type as AuditRow["actorType"],
     actorId: r.actor_id as string | null,

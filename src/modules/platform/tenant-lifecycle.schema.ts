@@ -1,7 +1,7 @@
-import { builder } from "../../builder.ts";
-import { payloadType } from "../../schema/payload.ts";
-import { PlanEnum, QuotaResourceEnum } from "../../schema/enums.ts";
-import { fromGlobalId, toGlobalId } from "../../schema/ids.ts";
+import { builder } from "../../graphql/builder.ts";
+import { payloadType } from "../../graphql/payload.ts";
+import { PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
+import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
 import { operationMetadata } from "./platform.schema.ts";

@@ -3,7 +3,7 @@ import type { Plan, QuotaResource, TenantStatus } from "../../generated/prisma/e
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
 
 /**

@@ -1,13 +1,13 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
-import { builder } from "../../builder.ts";
+import { builder } from "../../graphql/builder.ts";
 import { badInput } from "../../errors.ts";
-import { payloadType } from "../../schema/payload.ts";
+import { payloadType } from "../../graphql/payload.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
-import { OrderDirectionEnum } from "../../schema/enums.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { fromGlobalId, toGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { loader } from "../../schema/loaders.ts";
-import { pageRequest, toConnection, type Sort } from "../../schema/pagination.ts";
+import { OrderDirectionEnum } from "../../graphql/enums.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
+import { loader } from "../../graphql/loaders.ts";
+import { pageRequest, toConnection, type Sort } from "../../graphql/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 import * as service from "./project.service.ts";
 

@@ -2,7 +2,7 @@ import { Prisma } from "../../generated/prisma/client.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 
 /** Unique-key conflicts are the caller's problem, not a 500. */
 export function conflictToInput(err: unknown, field: string, message: string): never {

@@ -1,6 +1,6 @@
-import { builder } from "../../builder.ts";
-import { PlanEnum, TenantStatusEnum } from "../../schema/enums.ts";
-import { uuidOrNone } from "../../schema/ids.ts";
+import { builder } from "../../graphql/builder.ts";
+import { PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
+import { uuidOrNone } from "../../graphql/ids.ts";
 import { requireTenant } from "../../tenancy/context.ts";
 
 export const TenantRef = builder.prismaNode("Tenant", {

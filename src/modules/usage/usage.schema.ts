@@ -1,5 +1,5 @@
-import { builder } from "../../builder.ts";
-import { PlanEnum, QuotaResourceEnum } from "../../schema/enums.ts";
+import { builder } from "../../graphql/builder.ts";
+import { PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
 import { tenantUsage, type QuotaUsage, type TenantUsage } from "./usage.service.ts";
 
 const QuotaUsageRef = builder.objectRef<QuotaUsage>("QuotaUsage").implement({

@@ -1,8 +1,8 @@
-import { builder } from "../../builder.ts";
+import { builder } from "../../graphql/builder.ts";
 import { Prisma, type User } from "../../generated/prisma/client.ts";
-import { RoleEnum } from "../../schema/enums.ts";
-import { uuidOrNone } from "../../schema/ids.ts";
-import { byKeys, loader } from "../../schema/loaders.ts";
+import { RoleEnum } from "../../graphql/enums.ts";
+import { uuidOrNone } from "../../graphql/ids.ts";
+import { byKeys, loader } from "../../graphql/loaders.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 

@@ -1,6 +1,6 @@
-import { builder } from "../../builder.ts";
+import { builder } from "../../graphql/builder.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { RoleEnum } from "../../schema/enums.ts";
+import { RoleEnum } from "../../graphql/enums.ts";
 import { unauthenticated } from "../../errors.ts";
 import type { TenantInfo, UserInfo } from "../../tenancy/directory.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";

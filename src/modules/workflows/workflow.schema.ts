@@ -1,14 +1,14 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
-import { builder } from "../../builder.ts";
+import { builder } from "../../graphql/builder.ts";
 import { Prisma, type Workflow } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
-import { connectionType } from "../../schema/connection.ts";
-import { WorkflowStatusEnum } from "../../schema/enums.ts";
-import { fromGlobalId, toGlobalId, uuidOrNone } from "../../schema/ids.ts";
-import { childPageLoader, firstPerParentSql, loader } from "../../schema/loaders.ts";
-import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../schema/pagination.ts";
-import { payloadType } from "../../schema/payload.ts";
+import { connectionType } from "../../graphql/connection.ts";
+import { WorkflowStatusEnum } from "../../graphql/enums.ts";
+import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
+import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
+import { payloadType } from "../../graphql/payload.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 // Project must exist before Workflow.project and Project.workflows refer to it.
 import "../projects/project.schema.ts";

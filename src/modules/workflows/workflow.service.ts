@@ -3,7 +3,7 @@ import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
-import * as v from "../../schema/validate.ts";
+import * as v from "../../graphql/validate.ts";
 
 /** Largest accepted workflow config, serialized as JSON. */
 export const MAX_CONFIG_BYTES = 64 * 1024;

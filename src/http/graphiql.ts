@@ -6,7 +6,7 @@ import type { GraphiQLOptions } from "graphql-yoga";
  * paginated list and a mutation, with a headers template for the demo
  * tenant (the token is printed by `npm start` and `npm run token`).
  *
- * The operations live in src/graphiql-examples.graphql, which codegen also
+ * The operations live in src/http/graphiql-examples.graphql, which codegen also
  * reads (typed documents DashboardDocument, ... that the tests send): one
  * text, so the examples cannot drift from what is tested.
  */

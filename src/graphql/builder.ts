@@ -2,18 +2,17 @@ import SchemaBuilder from "@pothos/core";
 import DirectivesPlugin from "@pothos/plugin-directives";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
-import PolicyEnforcerPlugin from "./policy/enforcer.ts";
-import type PrismaTypes from "./generated/pothos-types.ts";
-import { getDatamodel } from "./generated/pothos-types.ts";
-import type { QuotaResource, Role } from "./generated/prisma/enums.ts";
-import type { Context } from "./tenancy/context.ts";
-import { isUuid } from "./tenancy/directory.ts";
-import { badInput } from "./errors.ts";
-import { NO_ROW } from "./schema/ids.ts";
+import PolicyEnforcerPlugin from "../policy/enforcer.ts";
+import type PrismaTypes from "../generated/pothos-types.ts";
+import { getDatamodel } from "../generated/pothos-types.ts";
+import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
+import type { Context } from "../tenancy/context.ts";
+import { isUuid, NIL_UUID } from "../uuid.ts";
+import { badInput } from "../errors.ts";
 
 /**
  * The one SchemaBuilder. It defines no types: those live in
- * src/modules/<domain>/<domain>.schema.ts, imported by src/schema/index.ts.
+ * src/modules/<domain>/<domain>.schema.ts, imported by src/schema.ts.
  */
 export type PolicyDirectives = {
   auth: { locations: "OBJECT" | "FIELD_DEFINITION"; args: { requires: Role } };
@@ -36,7 +35,7 @@ function decodeGlobalID(globalID: string): { typename: string; id: string } {
   const decoded = Buffer.from(globalID, "base64").toString("utf8");
   const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
   if (!match || !isUuid(match[2]!)) throw invalid();
-  if (!NODE_TYPES.has(match[1]!)) return { typename: "Tenant", id: NO_ROW };
+  if (!NODE_TYPES.has(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
   return { typename: match[1]!, id: match[2]! };
 }
 

@@ -1,8 +1,9 @@
+import { encodeGlobalID } from "@pothos/plugin-relay";
 import { badInput, notFound } from "../errors.ts";
-import { isUuid } from "../tenancy/directory.ts";
+import { isUuid, NIL_UUID } from "../uuid.ts";
 
-/** Relay global ids: base64url("<Type>:<uuid>"), the encoding Pothos uses. */
-export const toGlobalId = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString("base64");
+/** Relay global ids: base64("<Type>:<uuid>"), Pothos's own encoding. */
+export const toGlobalId = encodeGlobalID;
 
 export function fromGlobalId(field: string, globalId: string, expectedType: string): string {
   let decoded: string;
@@ -20,6 +21,5 @@ export function fromGlobalId(field: string, globalId: string, expectedType: stri
   return id;
 }
 
-/** The nil UUID: a where that matches nothing, for ids that cannot exist. */
-export const NO_ROW = "00000000-0000-0000-0000-000000000000";
-export const uuidOrNone = (id: string) => (isUuid(id) ? id : NO_ROW);
+/** The id itself when it is a UUID, else the nil UUID (a where that matches nothing). */
+export const uuidOrNone = (id: string) => (isUuid(id) ? id : NIL_UUID);

@@ -1,4 +1,4 @@
-import type { Plan, QuotaResource, Role } from "../generated/prisma/enums.ts";
+import type { Plan, QuotaResource } from "../generated/prisma/enums.ts";
 
 /** SPEC section 6: default limits per plan (null = unlimited). */
 export const PLAN_LIMITS: Record<Plan, Record<QuotaResource, number | null>> = {
@@ -16,11 +16,7 @@ export const PLAN_LIMITS: Record<Plan, Record<QuotaResource, number | null>> = {
 /** Per-plan statement_timeout in ms (0 = none), so one tenant cannot hold the pool. */
 export const PLAN_STATEMENT_TIMEOUT_MS: Record<Plan, number> = { FREE: 5_000, PRO: 30_000, ENTERPRISE: 0 };
 
-export const ROLE_RANK: Record<Role, number> = { VIEWER: 0, DEVELOPER: 1, ADMIN: 2, OWNER: 3 };
-
-export const hasRole = (held: Role | null | undefined, required: Role) =>
-  held != null && ROLE_RANK[held] >= ROLE_RANK[required];
-
+/** A tenant's limits: its plan's, replaced per resource by its overrides. */
 export function effectiveLimits(
   plan: Plan,
   overrides: { resource: QuotaResource; limit: number | null }[],

@@ -9,21 +9,21 @@ import {
   GraphQLString,
   lexicographicSortSchema,
 } from "graphql";
-import { builder } from "../builder.ts";
-import "./scalars.ts";
-import "./enums.ts";
-import "../modules/tenants/tenant.schema.ts";
-import "../modules/users/user.schema.ts";
-import "../modules/users/viewer.schema.ts";
-import "../modules/projects/project.schema.ts";
-import "../modules/deployments/deployment.schema.ts";
-import "../modules/workflows/workflow.schema.ts";
-import "../modules/audit/audit.schema.ts";
-import "../modules/platform/platform.schema.ts";
-import "../modules/platform/tenant-lifecycle.schema.ts";
-import "../modules/members/member.schema.ts";
-import "../modules/api-keys/api-key.schema.ts";
-import "../modules/usage/usage.schema.ts";
+import { builder } from "./graphql/builder.ts";
+import "./graphql/scalars.ts";
+import "./graphql/enums.ts";
+import "./modules/tenants/tenant.schema.ts";
+import "./modules/users/user.schema.ts";
+import "./modules/users/viewer.schema.ts";
+import "./modules/projects/project.schema.ts";
+import "./modules/deployments/deployment.schema.ts";
+import "./modules/workflows/workflow.schema.ts";
+import "./modules/audit/audit.schema.ts";
+import "./modules/platform/platform.schema.ts";
+import "./modules/platform/tenant-lifecycle.schema.ts";
+import "./modules/members/member.schema.ts";
+import "./modules/api-keys/api-key.schema.ts";
+import "./modules/usage/usage.schema.ts";
 
 builder.queryType({});
 builder.mutationType({});

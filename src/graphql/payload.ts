@@ -1,4 +1,4 @@
-import { builder } from "../builder.ts";
+import { builder } from "./builder.ts";
 
 /** A mutation payload `{ <field>: <Type> }` (plus any further fields). */
 export function payloadType<Shape extends Record<string, unknown>>(

@@ -1,4 +1,4 @@
-import type { PrismaClient } from "../../generated/prisma/client.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
 
 /**
  * `ApiKey.lastUsedAt` without a write per request: each process writes a

@@ -1,5 +1,5 @@
 import { badInput } from "../errors.ts";
-import { isUuid } from "../tenancy/directory.ts";
+import { isUuid } from "../uuid.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
 
 /**

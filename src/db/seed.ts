@@ -84,7 +84,8 @@ export async function seedDemo(db: PrismaClient): Promise<{ created: boolean }> 
       await tx.auditLogEntry.create({
         data: { tenantId: tenant.id, action: "tenant.seed", actorType: "SYSTEM", actorLabel: "seed" },
       });
-    });
+      // Many small inserts: on a busy machine they outlast Prisma's default 5 s.
+    }, { maxWait: 10_000, timeout: 120_000 });
   }
   return { created };
 }

@@ -29,7 +29,7 @@ export interface BenchOptions {
   jwtSecret: string;
 }
 
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
+export function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
   const raw = env[name]?.trim();
   if (!raw) return fallback;
   const n = Number(raw);

@@ -59,6 +59,15 @@ export interface Summary {
   harnessErrors: number;
 }
 
+/** Kinds found while the load runs (the others are found by the checks at the end). */
+const ONLINE = new Set(["stale", "bad-failure", "hang", "cut", "cut-by-sigterm", "not-sent", "wrong-refusal", "replica-exited"]);
+
+/** The fault that began last before `at` (s since the start of the load), to read a violation by. */
+function lastFault(faults: FaultRecord[], at: number): { afterFault?: string } {
+  const f = faults.filter((x) => x.startedS <= at).at(-1);
+  return f ? { afterFault: `${f.kind}${f.kind === "replica-restart" ? ` ${f.stop?.replica ?? ""}` : ""} at ${f.startedS.toFixed(1)} s` } : {};
+}
+
 export function summarize(input: {
   opts: ChaosOptions;
   stats: Stats;
@@ -77,7 +86,7 @@ export function summarize(input: {
   for (const v of stats.violations) {
     byKind[v.kind] = (byKind[v.kind] ?? 0) + 1;
     const list = (examples[v.kind] ??= []);
-    if (list.length < 10) list.push(v);
+    if (list.length < 10) list.push(ONLINE.has(v.kind) ? { ...v, detail: { ...v.detail, ...lastFault(faults, v.at) } } : v);
   }
   const faultKinds: Record<string, number> = {};
   for (const f of faults) faultKinds[f.kind] = (faultKinds[f.kind] ?? 0) + 1;

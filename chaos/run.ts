@@ -142,10 +142,11 @@ async function main() {
     log(`replicas ready (${ROOT})`);
 
     const stats = newStats();
-    const t0 = performance.now();
-    const workload = new Workload({ tenants, replicas, stats, timeoutMs: opts.timeoutMs, jwtSecret: opts.jwtSecret, seed: opts.seed, t0 });
+    // Times of violations and faults count from the start of the load (negative: during the setup).
+    const clock = { t0: performance.now() };
+    const workload = new Workload({ tenants, replicas, stats, timeoutMs: opts.timeoutMs, jwtSecret: opts.jwtSecret, seed: opts.seed, clock });
     const violate = (kind: string, detail: Record<string, unknown>) =>
-      stats.violations.push({ kind, at: Math.round((performance.now() - t0) / 100) / 10, detail });
+      stats.violations.push({ kind, at: Math.round((performance.now() - clock.t0) / 100) / 10, detail });
 
     // Victims for the revocation checks: per tenant an API key and two invited members.
     const setupRng = new Rng(opts.seed).fork(0x5e7);
@@ -177,6 +178,7 @@ async function main() {
     const plan = planFaults(opts.seed, opts.durationS, opts.faults, opts.faultGapS, opts.downS);
     log(`load for ${opts.durationS} s; ${plan.length} faults planned`);
     const start = performance.now();
+    clock.t0 = start;
     const end = start + opts.durationS * 1000;
     const faults: FaultRecord[] = [];
     const faultLoop = (async () => {

@@ -147,8 +147,8 @@ export interface WorkloadDeps {
   timeoutMs: number;
   jwtSecret: string;
   seed: number;
-  /** performance.now() of the start of the run, for violation times. */
-  t0: number;
+  /** performance.now() of the start of the load, for violation times (set when the load starts). */
+  clock: { t0: number };
 }
 
 /** What the operation expects of this caller: a refusal is wrong only when `mayRefuse` is false. */
@@ -193,7 +193,7 @@ export class Workload {
   }
 
   private violation(kind: string, detail: Record<string, unknown>) {
-    this.d.stats.violations.push({ kind, at: Math.round((performance.now() - this.d.t0) / 100) / 10, detail });
+    this.d.stats.violations.push({ kind, at: Math.round((performance.now() - this.d.clock.t0) / 100) / 10, detail });
   }
 
   private judge(op: string, caller: Caller, a: Answer, c: Classified, expect: Expect, requestId: string, cutByKill: boolean) {

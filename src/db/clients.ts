@@ -37,6 +37,11 @@ export function createPool(url: string, role: string | undefined, max: number): 
   // PostgreSQL stopping at shutdown) is dropped by the pool; without a
   // listener, pg would raise it as an uncaught 'error' and kill the process.
   pool.on("error", () => {});
+  // The same for a connection checked out (a request transaction, a Prisma
+  // transaction): the pool's listener covers idle clients only. The holder's
+  // query fails on its own, and the holder releases the client with the
+  // error, so the pool discards it.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 

@@ -88,7 +88,19 @@ export class OwnRedis {
     mkdirSync(this.dir, { recursive: true });
   }
 
+  /** Started again when it exits at once (its port still held, e.g. by a snapshot child of the killed one). */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce();
+      } catch (err) {
+        if (attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--logfile", path.join(this.dir, "redis.log")];
     if (userInfo().uid === 0) args.push("--protected-mode", "no");
     const proc = spawn("redis-server", args, { stdio: "ignore" });

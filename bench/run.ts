@@ -28,7 +28,7 @@ import {
   TENANT_USAGE_QUERIES,
   type Tokens,
 } from "./scenarios.ts";
-import { ADMIN_SUBJECT, clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
+import { clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
 import { SqlCounter } from "./sql-counter.ts";
 
 /**

@@ -33,8 +33,6 @@ export interface Config {
   migrateOnStart: boolean;
   seedOnStart: boolean;
   maxBodyBytes: number;
-  /** Seconds an API key's old secret stays valid after rotation, by default. */
-  apiKeyGraceMinutes: number;
 }
 
 export const DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef";
@@ -138,6 +136,5 @@ export function loadConfig(env: Env = process.env): Config {
     migrateOnStart: bool(env, "MIGRATE_ON_START", true),
     seedOnStart: bool(env, "SEED_ON_START", !production),
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
-    apiKeyGraceMinutes: int(env, "API_KEY_GRACE_MINUTES", 60, 0, 60 * 24 * 30),
   };
 }

@@ -5,7 +5,7 @@ import { createDatabases } from "./db/clients.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./db/embedded.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { DEMO_PLATFORM_ADMIN, DEMO_ROLES, DEMO_TENANTS, demoEmail, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
-import { createLogger, type Logger } from "./infra/logger.ts";
+import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
@@ -99,7 +99,7 @@ async function main() {
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   logger.info({ port, ms: Date.now() - started }, "ready");
-  if (!config.production) await printWelcome(config, port, seeded || !!embedded, logger);
+  if (!config.production) await printWelcome(config, port, seeded || !!embedded);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -120,7 +120,7 @@ async function main() {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
 
-async function printWelcome(config: Config, port: number, demo: boolean, logger: Logger) {
+async function printWelcome(config: Config, port: number, demo: boolean) {
   const url = `http://localhost:${port}/graphql`;
   const lines = [``, `  GraphiQL: ${url}`];
   if (demo && config.jwtSecret === DEV_JWT_SECRET) {
@@ -138,7 +138,6 @@ async function printWelcome(config: Config, port: number, demo: boolean, logger:
   lines.push(``);
   // The banner is for a person at a terminal, not for the JSON log stream.
   process.stdout.write(lines.join("\n") + "\n");
-  void logger;
 }
 
 main().catch((err) => {

@@ -52,12 +52,6 @@ export function byKeys<T, K>(keys: readonly K[], rows: T[], keyOf: (row: T) => K
   return keys.map((k) => map.get(k) ?? null);
 }
 
-export function groupByKeys<T, K>(keys: readonly K[], rows: T[], keyOf: (row: T) => K): T[][] {
-  const map = new Map<K, T[]>(keys.map((k) => [k, []]));
-  for (const r of rows) map.get(keyOf(r))?.push(r);
-  return keys.map((k) => map.get(k)!);
-}
-
 const SORT_COLUMNS: Record<SortField, string> = { createdAt: "created_at", updatedAt: "updated_at", name: "name" };
 
 /**

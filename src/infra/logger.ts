@@ -19,7 +19,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 export interface RequestLogInfo {
   requestId: string;
   tenantId?: string;
-  operationName?: string;
 }
 
 /**
@@ -52,7 +51,7 @@ export function useRequestLogging(logger: Logger, infoOf: (request: Request) => 
       const line = {
         requestId: info?.requestId,
         tenantId: info?.tenantId ?? null,
-        operationName: operations.get(request) ?? info?.operationName ?? null,
+        operationName: operations.get(request) ?? null,
         method: request.method,
         path: start.path,
         status,

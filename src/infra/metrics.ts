@@ -109,11 +109,6 @@ export class Metrics {
     if (code === "QUOTA_EXCEEDED") this.quotaRejected.inc({ tenant: t });
   }
 
-  /** For callers that refuse over quota outside a GraphQL result (results are counted by the plugin). */
-  recordQuotaRejection(tenantId: string) {
-    this.quotaRejected.inc({ tenant: tenantId });
-  }
-
   cacheHit(name: string, tenant?: string) {
     this.cacheHits.inc({ cache: name, tenant: tenant ?? NO_TENANT });
   }

@@ -8,29 +8,10 @@ import { ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
 /**
- * The one enforcement point of the policy directives (SPEC section 6).
- *
- * A Pothos plugin: when the schema is built it reads each field's
- * `@auth`, `@crossTenant`, `@quota` and `@audit` (and `@auth` on the field's
- * type) and wraps only the resolvers that carry one, so a new field is
- * protected by declaring the directive and nothing else. Fields without
- * directives keep their resolver untouched (no cost per request).
- *
- *  - @auth(requires): an actor (UNAUTHENTICATED), a tenant (TENANT_REQUIRED;
- *    platform admins hold no tenant role: FORBIDDEN) and a role at least
- *    `requires` (FORBIDDEN with extensions.requires). Checked before argument
- *    mapping, so a caller without the role learns nothing from the input.
- *  - @crossTenant: platform admins only (FORBIDDEN otherwise).
- *  - @quota(resource, cost): window-based resources are reserved in the
- *    shared store before the resolver runs (refunded when it fails);
- *    count-based ones are checked inside the mutation's own transaction,
- *    under an advisory lock, when the service writes its audit entry (or
- *    earlier, through `checkDeclaredCountQuota`).
- *  - @audit(action): services write the entry with `writeAudit(tx, ...)` in
- *    the transaction of the change. The enforcer hands the action and input
- *    to writeAudit (a mismatching action fails inside the transaction, so
- *    nothing is committed) and refuses to report success for a mutation that
- *    wrote no entry.
+ * The one enforcement point of @auth, @crossTenant, @quota and @audit
+ * (docs/policy.md): a Pothos plugin that reads the directives when the
+ * schema is built and wraps only the resolvers that carry one. Access is
+ * decided before the arguments are decoded.
  */
 
 export interface FieldPolicy {

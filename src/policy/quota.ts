@@ -20,7 +20,6 @@ import type { ScopedTx } from "../tenancy/tenant-db.ts";
  */
 
 export type CountResource = Extract<QuotaResource, "PROJECTS" | "SEATS">;
-export type WindowResource = Extract<QuotaResource, "DEPLOYMENTS_PER_HOUR" | "WORKFLOWS_PER_HOUR">;
 
 export const COUNT_RESOURCES: ReadonlySet<QuotaResource> = new Set(["PROJECTS", "SEATS"]);
 export const isCountResource = (r: QuotaResource): r is CountResource => COUNT_RESOURCES.has(r);

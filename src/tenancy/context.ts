@@ -26,7 +26,6 @@ export interface RequestState {
   requestId: string;
   tenantId?: string;
   rateLimit?: RateLimitState;
-  operationName?: string;
 }
 
 export interface Actor {

@@ -1,6 +1,5 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RequestCounter } from "../../src/infra/request-counter.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { createSqlCounter, ofPool, summarize } from "../helpers/sql-counter.ts";

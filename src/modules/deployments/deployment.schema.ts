@@ -10,7 +10,7 @@ import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { childPageLoader, firstPerParentSql, loader, perSelection } from "../../graphql/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
-import { ProjectRef, sortFrom } from "../projects/project.schema.ts";
+import { sortFrom } from "../projects/project.schema.ts";
 import { UserRef, userLoader } from "../users/user.schema.ts";
 import * as service from "./deployment.service.ts";
 
@@ -280,5 +280,3 @@ builder.mutationField("updateDeploymentStatus", (t) =>
     },
   }),
 );
-
-export { ProjectRef };

@@ -196,8 +196,3 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
   await ctx.deps.directory.invalidateApiKeyHashes(...hashes);
   return { purgedTenantId: tenantId, slug };
 }
-
-export function assertPlan(plan: string): Plan {
-  if (!["FREE", "PRO", "ENTERPRISE"].includes(plan)) throw badInput("plan", "Unknown plan");
-  return plan as Plan;
-}

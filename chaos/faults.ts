@@ -22,6 +22,8 @@ export interface FaultRecord extends PlannedFault {
   startedS: number;
   /** From the start of the fault until every replica answers /readyz 200 again. */
   recoveredMs: number | undefined;
+  /** Redis or PostgreSQL down: from the kill until each replica's /readyz said 503 (undefined: not while it was down). */
+  detectedMs?: (number | undefined)[];
   stop?: StopFigures;
   error?: string;
 }
@@ -67,6 +69,25 @@ export interface FaultDeps {
   log: (line: string) => void;
 }
 
+/** Polls each replica's /readyz until it answers 503 or `until` resolves; ms from `t0`, per replica. */
+function watchReadiness(replicas: Replica[], t0: number, until: Promise<unknown>): Promise<(number | undefined)[]> {
+  let done = false;
+  void until.finally(() => (done = true));
+  return Promise.all(
+    replicas.map(async (r) => {
+      while (!done) {
+        const status = await fetch(`${r.url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then(
+          (res) => res.status,
+          () => 0,
+        );
+        if (status === 503) return Math.round(performance.now() - t0);
+        await sleep(100);
+      }
+      return undefined;
+    }),
+  );
+}
+
 export async function inject(f: PlannedFault, d: FaultDeps, startedS: number): Promise<FaultRecord> {
   const t0 = performance.now();
   const rec: FaultRecord = { ...f, startedS, recoveredMs: undefined };
@@ -74,11 +95,17 @@ export async function inject(f: PlannedFault, d: FaultDeps, startedS: number): P
   try {
     if (f.kind === "redis-restart") {
       await d.redis.kill();
-      await sleep(f.downMs);
+      const down = sleep(f.downMs);
+      const detected = watchReadiness(d.replicas, performance.now(), down);
+      await down;
+      rec.detectedMs = await detected;
       await d.redis.start();
     } else if (f.kind === "pg-restart" || f.kind === "pg-crash") {
       await d.pg.stop(f.kind === "pg-restart" ? "fast" : "immediate");
-      await sleep(f.downMs);
+      const down = sleep(f.downMs);
+      const detected = watchReadiness(d.replicas, performance.now(), down);
+      await down;
+      rec.detectedMs = await detected;
       await d.pg.start();
     } else {
       const replica = d.replicas[f.replica]!;
@@ -91,6 +118,7 @@ export async function inject(f: PlannedFault, d: FaultDeps, startedS: number): P
     d.log(`  fault failed: ${rec.error}`);
   }
   if (await allReady(d.replicas)) rec.recoveredMs = Math.round(performance.now() - t0);
+  if (rec.detectedMs) d.log(`  /readyz 503 after: ${rec.detectedMs.map((ms) => (ms === undefined ? "never" : `${ms} ms`)).join(", ")}`);
   d.log(`  recovered: ${rec.recoveredMs === undefined ? "NOT within 60 s" : `${rec.recoveredMs} ms after the fault began`}`);
   return rec;
 }

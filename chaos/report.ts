@@ -168,13 +168,14 @@ export function markdown(s: Summary): string {
     ``,
     `## Faults`,
     ``,
-    row(["at (s)", "kind", "down (ms)", "recovered after (ms)", "SIGTERM: in flight / exit / ms"]),
-    row(Array(5).fill("---")),
+    row(["at (s)", "kind", "down (ms)", "/readyz 503 after (ms)", "recovered after (ms)", "SIGTERM: in flight / exit / ms"]),
+    row(Array(6).fill("---")),
     ...s.faults.list.map((f) =>
       row([
         f.startedS.toFixed(1),
         f.kind + (f.kind === "replica-restart" ? ` (${f.stop?.replica ?? f.replica})` : ""),
         f.kind === "replica-restart" ? "" : f.downMs,
+        f.detectedMs ? f.detectedMs.map((ms) => ms ?? "never").join(", ") : "",
         f.recoveredMs ?? "not recovered",
         f.stop ? `${f.stop.inFlightAtSignal} / ${f.stop.exitCode ?? f.stop.signal}${f.stop.forced ? " (SIGKILL)" : ""} / ${f.stop.exitMs}` : (f.error ?? ""),
       ]),

@@ -86,7 +86,7 @@ async function checkLedger(db: pg.Client, records: MutationRecord[], violate: Vi
   for (const m of records) {
     const byRow = m.op === "createProject" || m.op === "createDeployment";
     const owner = byRow ? stored.get(`${m.op}:${m.name}`) : audited.get(m.requestId);
-    const detail = { op: m.op, requestId: m.requestId, name: m.name, caller: m.caller, verdict: m.verdict, codes: m.codes };
+    const detail = { op: m.op, requestId: m.requestId, name: m.name, caller: m.caller, verdict: m.verdict, codes: m.codes, error: m.error };
     if (byRow && (owner !== undefined) !== audited.has(m.requestId)) {
       violate("audit-mismatch", { ...detail, rowStored: owner !== undefined, auditStored: audited.has(m.requestId) });
     }

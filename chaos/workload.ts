@@ -74,6 +74,8 @@ export interface MutationRecord {
   caller: string;
   /** The caller was revoked (acknowledged) before this was sent: must not be stored. */
   byRevoked: boolean;
+  /** Path and message of the first error of the answer, if any. */
+  error?: string;
 }
 
 export interface Violation {
@@ -242,7 +244,9 @@ export class Workload {
 
   private record(r: Omit<MutationRecord, "verdict" | "codes" | "cutByKill" | "requestId">, sent: Awaited<ReturnType<Workload["send"]>>) {
     if (!sent) return;
-    this.d.stats.mutations.push({ ...r, requestId: sent.requestId, verdict: sent.c.verdict, codes: sent.c.codes, cutByKill: sent.cutByKill });
+    const first = sent.answer.json?.errors?.[0];
+    const error = first ? `${(first.path ?? []).join(".")}: ${String(first.message).slice(0, 120)}` : undefined;
+    this.d.stats.mutations.push({ ...r, requestId: sent.requestId, verdict: sent.c.verdict, codes: sent.c.codes, cutByKill: sent.cutByKill, error });
   }
 
   // ---- callers ---------------------------------------------------------------

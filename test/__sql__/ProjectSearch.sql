@@ -1,0 +1,5 @@
+-- ProjectSearch (test/operations/projects.graphql): 4 statements
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true)
+app: SELECT "public"."projects"."tenant_id", "public"."projects"."id", "public"."projects"."name", "public"."projects"."slug", "public"."projects"."description", "public"."projects"."created_at", "public"."projects"."updated_at" FROM "public"."projects" WHERE (("public"."projects"."name" ILIKE ('%' || $1 || '%') OR "public"."projects"."slug" ILIKE ('%' || $2 || '%')) AND "public"."projects"."tenant_id" = $3) ORDER BY "public"."projects"."created_at" DESC, "public"."projects"."id" DESC LIMIT $4 OFFSET $5
+app: SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."projects"."tenant_id", "public"."projects"."id" FROM "public"."projects" WHERE (("public"."projects"."name" ILIKE ('%' || $1 || '%') OR "public"."projects"."slug" ILIKE ('%' || $2 || '%')) AND "public"."projects"."tenant_id" = $3) OFFSET $4) AS "sub"
+app: COMMIT

@@ -1,0 +1,1 @@
+-- TenantSlug (test/operations/tenant-slug.graphql): 0 statements

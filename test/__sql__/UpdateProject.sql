@@ -1,0 +1,7 @@
+-- UpdateProject (test/operations/projects.graphql): 6 statements
+app: BEGIN
+app: SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', $3, true), set_config('statement_timeout', $4, true)
+app: UPDATE "public"."projects" SET "description" = $1, "updated_at" = $2 WHERE ("public"."projects"."id" = $3 AND "public"."projects"."tenant_id" = $4)
+app: INSERT INTO "public"."audit_log" ("tenant_id","action","actor_type","actor_id","actor_label","target_type","target_id","cross_tenant","metadata","request_id","ip","created_at") VALUES ($1,$2,CAST($3::text AS "public"."ActorType"),$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING "public"."audit_log"."tenant_id", "public"."audit_log"."id"
+app: SELECT "public"."projects"."tenant_id", "public"."projects"."id", "public"."projects"."name", "public"."projects"."slug", "public"."projects"."description", "public"."projects"."created_at", "public"."projects"."updated_at" FROM "public"."projects" WHERE (("public"."projects"."tenant_id" = $1 AND "public"."projects"."id" = $2) AND "public"."projects"."tenant_id" = $3) LIMIT $4 OFFSET $5
+app: COMMIT

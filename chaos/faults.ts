@@ -33,13 +33,26 @@ export function planFaults(seed: number, durationS: number, kinds: FaultKind[], 
   const plan: PlannedFault[] = [];
   if (!kinds.length) return plan;
   let t = 0;
+  // Kinds in shuffled rounds (each round every kind once), so a run has about as many of each.
+  let round: FaultKind[] = [];
   for (;;) {
     t += rng.between(gapS[0], gapS[1]);
     // Leave the last seconds fault-free, so the run ends on a healed system.
     if (t > durationS - 5) break;
-    plan.push({ atS: Math.round(t * 10) / 10, kind: rng.pick(kinds), downMs: Math.round(rng.between(downS[0], downS[1]) * 1000), replica: rng.int(2) });
+    if (!round.length) round = shuffle(rng, kinds);
+    const kind = round.pop()!;
+    plan.push({ atS: Math.round(t * 10) / 10, kind, downMs: Math.round(rng.between(downS[0], downS[1]) * 1000), replica: rng.int(2) });
   }
   return plan;
+}
+
+function shuffle<T>(rng: Rng, items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -62,6 +62,8 @@ describe("chaos fault plan", () => {
     expect(planFaults(8, 600, ["redis-restart", "pg-restart", "replica-restart"], [15, 45], [1, 6])).not.toEqual(a);
     expect(a.length).toBeGreaterThan(10);
     expect(a.every((f) => f.atS <= 595 && f.downMs >= 1000 && f.downMs <= 6000)).toBe(true);
-    expect(new Set(a.map((f) => f.kind)).size).toBe(3);
+    const count = (k: string) => a.filter((f) => f.kind === k).length;
+    // Shuffled rounds: every kind as often as the others, give or take one.
+    for (const k of ["redis-restart", "pg-restart", "replica-restart"]) expect(Math.abs(count(k) - a.length / 3)).toBeLessThanOrEqual(1);
   });
 });

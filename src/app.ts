@@ -1,13 +1,18 @@
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type pg from "pg";
 import type { Config } from "./config.ts";
+import { corsPolicy } from "./http/cors.ts";
 import { graphiqlOptions } from "./http/graphiql.ts";
 import { useExport } from "./http/export.ts";
 import { existingStateOf, stateOf } from "./http/request-state.ts";
 import { useBodyLimit } from "./http/use-body-limit.ts";
+import { useClientAddress } from "./http/use-client-address.ts";
+import { useCsrfPrevention } from "./http/use-csrf-prevention.ts";
 import { useHealthChecks } from "./http/use-health-checks.ts";
+import { useInputGuard } from "./http/use-input-guard.ts";
 import { useJit } from "./http/use-jit.ts";
 import { useJitErrorLocations } from "./http/use-jit-error-locations.ts";
+import { useJsonBody } from "./http/use-json-body.ts";
 import { useRequestTransaction } from "./http/use-request-transaction.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
 import type { Logger } from "./infra/logger.ts";
@@ -27,7 +32,7 @@ import { buildContext, type Context, type ContextDeps } from "./tenancy/context.
  * (src/http/use-*.ts and the infra/policy plugins); this is only the factory.
  */
 export interface AppDeps extends ContextDeps {
-  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> & Partial<Pick<Config, "metricsToken">>;
+  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> & Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
   metrics?: Metrics;
   /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
@@ -62,17 +67,23 @@ export function createApp(deps: AppDeps): App {
       error: (...a) => logger.error(a.map(String).join(" ")),
     },
     batching: { limit: 5 },
+    // No file uploads: multipart bodies are not GraphQL requests here.
+    multipart: false,
+    cors: corsPolicy(config.corsOrigins ?? []),
     context: (initial) => {
       const state = stateOf(initial.request);
-      const forwarded = initial.request.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-      return buildContext(deps, initial.request, state, { ip: forwarded || null }, initial);
+      return buildContext(deps, initial.request, state, { ip: state.ip ?? null }, initial);
     },
     plugins: [
       useJit(),
       useJitErrorLocations(),
       useResponseHeaders(),
+      useClientAddress({ trustProxy: config.trustProxy }),
       useHealthChecks({ probes: deps.probes }),
       useBodyLimit({ maxBodyBytes: config.maxBodyBytes }),
+      useCsrfPrevention(),
+      useJsonBody(),
+      useInputGuard(),
       useRequestTransaction(),
       useQueryTimeoutErrors(),
       useQueryLimits({ introspection: config.introspection, blockFieldSuggestions: config.production }),

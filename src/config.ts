@@ -4,6 +4,8 @@
  * bad value stops the process with one line naming the variable.
  */
 
+import { isIPv4, isIPv6 } from "node:net";
+
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 export interface Config {
@@ -33,7 +35,21 @@ export interface Config {
   migrateOnStart: boolean;
   seedOnStart: boolean;
   maxBodyBytes: number;
+  /** Which proxies' X-Forwarded-For to believe (TRUST_PROXY); default: none, the socket address is the client. */
+  trustProxy: TrustProxy;
+  /** Origins allowed to call cross-origin (CORS_ORIGINS); empty: none. `*` allows any origin without credentials. */
+  corsOrigins: string[];
 }
+
+/**
+ * TRUST_PROXY: `off` (the default), a hop count (that many proxies in front,
+ * each appending to X-Forwarded-For), or the proxies' addresses and CIDR
+ * ranges (any hop from one of them is believed, walking from the socket).
+ */
+export type TrustProxy =
+  | { kind: "off" }
+  | { kind: "hops"; hops: number }
+  | { kind: "addresses"; ranges: { address: string; prefix: number; family: "ipv4" | "ipv6" }[] };
 
 export const DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef";
 
@@ -81,6 +97,47 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
     throw new ConfigError(name, `expected a ${protocols.join(" or ")} URL, got ${parsed.protocol}`);
   }
   return raw;
+}
+
+function trustProxy(env: Env): TrustProxy {
+  const raw = str(env, "TRUST_PROXY");
+  if (raw === undefined || ["off", "false", "0", "no"].includes(raw.toLowerCase())) return { kind: "off" };
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 32) throw new ConfigError("TRUST_PROXY", `a hop count of at most 32, got ${hops}`);
+    return { kind: "hops", hops };
+  }
+  const ranges = raw.split(",").map((entry) => {
+    const text = entry.trim();
+    const [address = "", prefixText] = text.split("/");
+    const family = isIPv4(address) ? "ipv4" : isIPv6(address) ? "ipv6" : null;
+    if (!family) throw new ConfigError("TRUST_PROXY", `expected off, a hop count or IP addresses/CIDRs, got "${text}"`);
+    const max = family === "ipv4" ? 32 : 128;
+    const prefix = prefixText === undefined ? max : /^\d+$/.test(prefixText) ? Number(prefixText) : NaN;
+    if (!(prefix >= 0 && prefix <= max)) throw new ConfigError("TRUST_PROXY", `bad prefix length in "${text}"`);
+    return { address, prefix, family } as const;
+  });
+  return { kind: "addresses", ranges };
+}
+
+function corsOrigins(env: Env): string[] {
+  const raw = str(env, "CORS_ORIGINS");
+  if (raw === undefined) return [];
+  return raw.split(",").map((entry) => {
+    const text = entry.trim();
+    if (text === "*") return text;
+    let origin: string;
+    try {
+      origin = new URL(text).origin;
+    } catch {
+      throw new ConfigError("CORS_ORIGINS", `not an origin: "${text}"`);
+    }
+    // An origin is scheme://host[:port] exactly, as browsers send it.
+    if (origin === "null" || origin !== text.replace(/\/$/, "").toLowerCase()) {
+      throw new ConfigError("CORS_ORIGINS", `expected scheme://host[:port], got "${text}"`);
+    }
+    return origin;
+  });
 }
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -136,5 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
     migrateOnStart: bool(env, "MIGRATE_ON_START", true),
     seedOnStart: bool(env, "SEED_ON_START", !production),
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+    trustProxy: trustProxy(env),
+    corsOrigins: corsOrigins(env),
   };
 }

@@ -15,7 +15,8 @@ export type ErrorCode =
   | "BAD_USER_INPUT"
   | "QUOTA_EXCEEDED"
   | "RATE_LIMITED"
-  | "QUERY_TOO_COMPLEX";
+  | "QUERY_TOO_COMPLEX"
+  | "BAD_REQUEST";
 
 export class AppError extends GraphQLError {
   constructor(
@@ -67,3 +68,6 @@ export const rateLimited = (limit: number, resetAt: number, retryAfter: number) 
   );
 
 export const queryTooComplex = (message: string) => new AppError("QUERY_TOO_COMPLEX", message);
+
+/** A request that is not a GraphQL request at all (malformed body): an HTTP status of its own, never an echo of the body. */
+export const badRequest = (message: string, status = 400) => new AppError("BAD_REQUEST", message, {}, { status });

@@ -203,8 +203,8 @@ export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
         return endResponse(new Response(null, { status: 405, headers: { allow: "GET" } }));
       }
       try {
-        const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-        const ctx = await buildContext(deps, request, opts.stateOf(request), { ip: forwarded || null });
+        const state = opts.stateOf(request);
+        const ctx = await buildContext(deps, request, state, { ip: state.ip ?? null });
         const { tenant, run } = await authorize(ctx, deps, url);
         const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);
         endResponse(

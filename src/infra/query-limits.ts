@@ -1,12 +1,11 @@
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
 import {
   NoSchemaIntrospectionCustomRule,
-  type ASTVisitor,
   type GraphQLError,
   type ValidationContext,
 } from "graphql";
 import type { Plugin, YogaInitialContext } from "graphql-yoga";
-import { badInput, queryTooComplex } from "../errors.ts";
+import { queryTooComplex } from "../errors.ts";
 
 /**
  * useQueryLimits: the limits a hostile document meets before anything runs —
@@ -15,10 +14,8 @@ import { badInput, queryTooComplex } from "../errors.ts";
  * Also where introspection and "Did you mean ...?" suggestions are switched
  * off, since both help an attacker map the schema. Batching is limited by
  * Yoga itself (`batching.limit` in src/app.ts).
- *
- * It also refuses strings holding U+0000 (in variables or in the document) as
- * BAD_USER_INPUT: PostgreSQL text cannot store NUL, so such a string would
- * otherwise reach the database and come back as an internal error.
+ * Values (variables and literals: depth, size, NUL, unpaired surrogates)
+ * are src/http/use-input-guard.ts's.
  */
 export interface QueryLimitsOptions {
   /** Deepest selection set, counted from the operation. @default 12 */
@@ -65,35 +62,6 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-const NUL = "\u0000";
-
-/** The path of the first string holding NUL inside a variables value, or null. */
-function nulPath(value: unknown, path: string): string | null {
-  if (typeof value === "string") return value.includes(NUL) ? path : null;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = nulPath(value[i], `${path}[${i}]`);
-      if (found) return found;
-    }
-  } else if (value && typeof value === "object") {
-    for (const [key, v] of Object.entries(value)) {
-      const found = nulPath(v, `${path}.${key}`);
-      if (found) return found;
-    }
-  }
-  return null;
-}
-
-const nulMessage = (where: string) => `${where} contains a NUL character (U+0000), which is not allowed`;
-
-function NoNulStringsRule(context: ValidationContext): ASTVisitor {
-  return {
-    StringValue(node) {
-      if (node.value.includes(NUL)) context.reportError(badInput("query", nulMessage("A string in the query")));
-    },
-  };
-}
-
 export function useQueryLimits(options: QueryLimitsOptions = {}): Plugin {
   const limits = { ...QUERY_LIMIT_DEFAULTS, ...options };
   const callbacks = { onReject: [reject], propagateOnRejection: false };
@@ -110,12 +78,7 @@ export function useQueryLimits(options: QueryLimitsOptions = {}): Plugin {
     onPluginInit({ addPlugin }) {
       addPlugin(armor);
     },
-    onParams({ params, setResult }) {
-      const found = nulPath(params?.variables, "$variables");
-      if (found) setResult({ errors: [badInput(found.slice(1), nulMessage(found.slice(1)))] });
-    },
     onValidate({ addValidationRule }) {
-      addValidationRule(NoNulStringsRule);
       if (!introspection) addValidationRule(NoSchemaIntrospectionCustomRule);
     },
   };

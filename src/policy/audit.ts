@@ -1,3 +1,4 @@
+import type { GraphQLResolveInfo } from "graphql";
 import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
@@ -21,6 +22,23 @@ export function redact(value: unknown): unknown {
     );
   }
   return value;
+}
+
+/**
+ * What a platform entry records about the operation: its name, the field,
+ * the field's effective arguments and the variables sent (SPEC section 6).
+ * `args` are the resolver's arguments, already coerced, so they are the same
+ * whether the client wrote them inline or passed them as variables (the
+ * variables alone are `{}` for an inline call). Redacted when written, like
+ * every metadata.
+ */
+export function operationMetadata(info: GraphQLResolveInfo, args: unknown) {
+  return {
+    operationName: info.operation.name?.value ?? null,
+    field: `${info.parentType.name}.${info.fieldName}`,
+    args,
+    variables: info.variableValues,
+  };
 }
 
 export interface AuditInput {
@@ -50,7 +68,9 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
     throw new Error(`${scope.field} is declared @audit(${scope.action}) but wrote "${action}"`);
   }
   await checkDeclaredCountQuota(tx, ctx, true);
-  const metadata = entry.metadata === undefined && scope ? { input: scope.input } : entry.metadata;
+  // The mutation's effective input (coerced arguments: inline or variables
+  // alike) is always part of the entry, beside what the service adds.
+  const metadata = scope ? { ...(entry.metadata as object | undefined), input: scope.input } : entry.metadata;
   await tx.auditLogEntry.create({
     data: {
       tenantId: tenantId ?? ctx.tenant!.id,

@@ -26,6 +26,8 @@ export interface RequestState {
   requestId: string;
   tenantId?: string;
   rateLimit?: RateLimitState;
+  /** The client's address (src/http/use-client-address.ts); null when unknown. */
+  ip?: string | null;
 }
 
 export interface Actor {

@@ -306,7 +306,7 @@ describe("hostile queries", () => {
       const inVariable = await post(t.app, request(print(ProjectSearchDocument), { search: "web\u0000" }), auth);
       expect(inVariable.json.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "variables.search" });
       const inDocument = await post(t.app, request(`{ projects(filter: { search: "web\\u0000" }) { totalCount } }`), auth);
-      expect(inDocument.json.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+      expect(inDocument.json.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "projects.filter.search" });
       expect(inDocument.json.data ?? undefined).toBeUndefined();
       expectNoLeak(inDocument, foreign);
     });
@@ -323,6 +323,128 @@ describe("hostile queries", () => {
       expect(res.json.errors).toBeUndefined();
       expect((res.json.data as ProjectSearchQuery).projects.totalCount).toBe(4);
     });
+  });
+
+  describe("hostile values (issue 12): refused before anything walks them", () => {
+    const createWorkflow = `mutation($c: JSON) { createWorkflow(input: { name: "deep", config: $c }) { workflow { id } } }`;
+    const nested = (levels: number) => "[".repeat(levels) + "]".repeat(levels);
+    let developer: Record<string, string>;
+    beforeAll(async () => {
+      developer = { authorization: `Bearer ${await t.memberToken("acme", "DEVELOPER")}` };
+    });
+    const workflows = () => t.clients.platform.workflow.count();
+    const projects = () => t.clients.platform.project.count();
+
+    function expectRefused(res: Raw, code: string, field?: string) {
+      expect(res.status, res.text.slice(0, 300)).toBeGreaterThanOrEqual(400);
+      expect(res.status).toBeLessThan(500);
+      expect(res.json.data ?? undefined).toBeUndefined();
+      expect(res.json.errors?.[0]?.extensions?.code, res.text.slice(0, 300)).toBe(code);
+      if (field) expect(res.json.errors[0].extensions.field).toBe(field);
+      expectNoLeak(res, foreign);
+    }
+
+    it("a JSON variable nested 4,000 deep (8 KB, unauthenticated) is 400 BAD_USER_INPUT naming the variable", async () => {
+      const body = `{"query":${JSON.stringify(createWorkflow)},"variables":{"c":${nested(4000)}}}`;
+      expect(body.length).toBeLessThan(8 * 1024 + 200);
+      const res = await post(t.app, body);
+      expectRefused(res, "BAD_USER_INPUT", "variables.c");
+      expect(res.json.errors[0].message).toMatch(/nested deeper than 32 levels/);
+    });
+
+    it("the same as a member: refused before execution, nothing stored", async () => {
+      const before = await workflows();
+      const deepObject = `${'{"a":'.repeat(4000)}1${"}".repeat(4000)}`;
+      for (const value of [nested(4000), deepObject]) {
+        const res = await post(t.app, `{"query":${JSON.stringify(createWorkflow)},"variables":{"c":${value}}}`, developer);
+        expectRefused(res, "BAD_USER_INPUT", "variables.c");
+      }
+      expect(await workflows()).toBe(before);
+    });
+
+    it("a config nested exactly 32 deep is stored; 33 deep is refused", async () => {
+      const ok = await post(t.app, request(createWorkflow, { c: { a: JSON.parse(nested(31)) } }), developer);
+      expect(ok.json.errors, ok.text.slice(0, 300)).toBeUndefined();
+      const row = await t.clients.platform.workflow.findFirstOrThrow({ where: { id: Buffer.from(ok.json.data.createWorkflow.workflow.id, "base64").toString().split(":")[1]! } });
+      expect(row.config).toEqual({ a: JSON.parse(nested(31)) });
+      const over = await post(t.app, request(createWorkflow, { c: { a: JSON.parse(nested(32)) } }), developer);
+      expectRefused(over, "BAD_USER_INPUT", "variables.c");
+    });
+
+    it("variables holding more than 10,000 values are 400 BAD_USER_INPUT", async () => {
+      const res = await post(t.app, request(createWorkflow, { c: Array.from({ length: 10_001 }, () => 0) }), developer);
+      expectRefused(res, "BAD_USER_INPUT", "variables");
+      expect(res.json.errors[0].message).toMatch(/more than 10000 values/);
+    });
+
+    it("a literal nested 2,400 deep in the document is refused before parsing (400 QUERY_TOO_COMPLEX)", async () => {
+      const res = await post(t.app, request(`mutation { createWorkflow(input: { name: "x", config: ${nested(2400)} }) { workflow { id } } }`));
+      expectRefused(res, "QUERY_TOO_COMPLEX");
+      expect(res.json.errors[0].message).toMatch(/Nesting limit of 64 exceeded/);
+      const brackets = await post(t.app, request(`query($c: JSON = ${nested(2400)}) { __typename }`));
+      expectRefused(brackets, "QUERY_TOO_COMPLEX");
+    });
+
+    it("a literal nested 33 deep is BAD_USER_INPUT with its argument path; brackets inside strings and comments do not count", async () => {
+      const before = await workflows();
+      const res = await post(t.app, request(`mutation { createWorkflow(input: { name: "x", config: { steps: ${nested(31)} } }) { workflow { id } } }`), developer);
+      expect(res.json.errors?.[0]?.extensions, res.text.slice(0, 300)).toMatchObject({ code: "BAD_USER_INPUT", field: "createWorkflow.input" });
+      expect(await workflows()).toBe(before);
+      const text = `mutation { createWorkflow(input: { name: ${JSON.stringify("[".repeat(100))}, config: { note: """${"{".repeat(100)}""" } }) { workflow { id } } } # ${"(".repeat(100)}`;
+      const ok = await post(t.app, request(text), developer);
+      expect(ok.json.errors, ok.text.slice(0, 300)).toBeUndefined();
+    });
+
+    const strings: [string, () => string, Record<string, unknown> | undefined, string][] = [
+      ["NUL in a project name (variable)", () => `mutation($n: String!) { createProject(input: { name: $n }) { project { id } } }`, { n: "web\u0000app" }, "variables.n"],
+      ["NUL in a project name (inline)", () => `mutation { createProject(input: { name: "web\\u0000app" }) { project { id } } }`, undefined, "createProject.input.name"],
+      ["a lone high surrogate in a name (variable)", () => `mutation($n: String!) { createProject(input: { name: $n }) { project { id } } }`, { n: "web\ud800app" }, "variables.n"],
+      ["a lone low surrogate in a name (variable)", () => `mutation($n: String!) { createProject(input: { name: $n }) { project { id } } }`, { n: "\udc00" }, "variables.n"],
+      ["a lone surrogate escaped in the document", () => `mutation { createProject(input: { name: "web\\ud800app" }) { project { id } } }`, undefined, "query"],
+      ["a raw lone surrogate in the document", () => `mutation { createProject(input: { name: "web\ud800app" }) { project { id } } }`, undefined, "query"],
+      ["a lone surrogate in a workflow config value", () => createWorkflow, { c: { steps: ["ok", "bad\ud83d"] } }, "variables.c.steps[1]"],
+      ["NUL in a workflow config key", () => createWorkflow, { c: { "env\u0000": "x" } }, 'variables.c["env\\u0000"]'],
+      ["a lone surrogate in a workflow config key", () => createWorkflow, { c: { ["k\udfff"]: 1 } }, 'variables.c["k\\udfff"]'],
+      ["NUL in an inline workflow config", () => `mutation { createWorkflow(input: { name: "x", config: { env: ["a", "b\\u0000"] } }) { workflow { id } } }`, undefined, "createWorkflow.input.config.env[1]"],
+    ];
+
+    it.each(strings)("%s is BAD_USER_INPUT naming the field, and nothing is stored", async (_label, query, variables, field) => {
+      const [w, p] = [await workflows(), await projects()];
+      const res = await post(t.app, request(query(), variables), developer);
+      expect(res.status).toBeLessThan(500);
+      expect(res.json.errors?.[0]?.extensions, res.text.slice(0, 300)).toMatchObject({ code: "BAD_USER_INPUT", field });
+      expect(res.json.data ?? undefined).toBeUndefined();
+      expect([await workflows(), await projects()]).toEqual([w, p]);
+      expectNoLeak(res, foreign);
+    });
+
+    it("well-formed text outside the BMP (a surrogate pair) is ordinary input", async () => {
+      const name = `Rocket \u{1F680} ${Date.now()}`;
+      const res = await post(t.app, request(`mutation($n: String!) { createProject(input: { name: $n }) { project { name } } }`, { n: name }), developer);
+      expect(res.json.errors, res.text.slice(0, 300)).toBeUndefined();
+      expect(res.json.data.createProject.project.name).toBe(name);
+      const inline = await post(t.app, request(`mutation { createWorkflow(input: { name: "\\ud83d\\ude80 \\u{1F680}", config: { e: "\\ud83d\\ude80" } }) { workflow { name } } }`), developer);
+      expect(inline.json.errors, inline.text.slice(0, 300)).toBeUndefined();
+      expect(inline.json.data.createWorkflow.workflow.name).toBe("\u{1F680} \u{1F680}");
+    });
+
+    for (const mode of ["development", "production"] as const) {
+      it(`a malformed JSON body is 400 BAD_REQUEST and never echoed (${mode})`, async () => {
+        const app = mode === "production" ? appWith(t, { introspection: false, production: true }) : t.app;
+        const secret = "sk_live_hunter2_do_not_echo";
+        const res = await post(app, `{"query": "{ tenant { slug } }", "variables": {"apiKey": "${secret}"`, auth);
+        expect(res.status).toBe(400);
+        expect(res.json.errors[0].extensions).toEqual({ code: "BAD_REQUEST" });
+        expect(res.text).not.toContain(secret);
+        expect(res.text).not.toContain("tenant { slug }");
+        expect(res.text).not.toMatch(/originalError|SyntaxError|position/);
+        const get = await app.fetch(`http://localhost/graphql?query=${encodeURIComponent("{ __typename }")}&variables=${encodeURIComponent(`{"k": "${secret}"`)}`, { headers: auth });
+        const getText = await get.text();
+        expect(get.status).toBe(400);
+        expect(JSON.parse(getText).errors[0].extensions.code).toBe("BAD_REQUEST");
+        expect(getText).not.toContain(secret);
+      });
+    }
   });
 
   describe("error responses leak nothing", () => {

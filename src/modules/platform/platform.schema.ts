@@ -3,6 +3,7 @@ import { builder } from "../../graphql/builder.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { operationMetadata } from "../../policy/audit.ts";
 import { crossTenant, requirePlatformAdmin } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
@@ -13,7 +14,7 @@ import * as service from "./platform.service.ts";
  * `Query.platform`: the operators' cross-tenant view. Only platform admins
  * get a Platform (anyone else: FORBIDDEN and `platform: null`); every field
  * below runs on the platform client inside crossTenant(), which writes the
- * audit entry (actor, operation name, variables, tenants touched,
+ * audit entry (actor, operation name, arguments, tenants touched,
  * crossTenant) in the same transaction as the read, before anything is
  * returned: if the entry cannot be written, the field fails and, the fields
  * being non-null, `platform` is null.
@@ -89,16 +90,6 @@ const TenantUsageOrder = builder.inputType("TenantUsageOrder", {
     direction: t.field({ type: OrderDirectionEnum, required: true }),
   }),
 });
-
-/** What the audit entry records about the GraphQL operation. */
-export function operationMetadata(info: GraphQLResolveInfo, args?: unknown) {
-  return {
-    operationName: info.operation.name?.value ?? null,
-    field: `${info.parentType.name}.${info.fieldName}`,
-    args,
-    variables: info.variableValues,
-  };
-}
 
 /** Whether the field's selection asks for `name` (directly or through fragments). */
 function selects(info: GraphQLResolveInfo, name: string): boolean {

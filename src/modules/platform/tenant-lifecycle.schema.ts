@@ -4,7 +4,7 @@ import { PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
-import { operationMetadata } from "./platform.schema.ts";
+import { operationMetadata } from "../../policy/audit.ts";
 import * as service from "./tenant-lifecycle.service.ts";
 
 /**
@@ -77,7 +77,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.provision" } },
     args: { input: t.arg({ type: ProvisionTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => {
-      const { tenant, owner } = await service.provisionTenant(ctx, input, operationMetadata(info));
+      const { tenant, owner } = await service.provisionTenant(ctx, input, operationMetadata(info, { input }));
       return { tenant: tenant as never, owner: owner as never };
     },
   }),
@@ -86,7 +86,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.suspend" } },
     args: { input: t.arg({ type: SuspendTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.suspendTenant(ctx, tenantIdOf(input), input.reason, operationMetadata(info))) as never,
+      tenant: (await service.suspendTenant(ctx, tenantIdOf(input), input.reason, operationMetadata(info, { input }))) as never,
     }),
   }),
   reactivateTenant: t.field({
@@ -94,7 +94,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.reactivate" } },
     args: { input: t.arg({ type: ReactivateTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.reactivateTenant(ctx, tenantIdOf(input), operationMetadata(info))) as never,
+      tenant: (await service.reactivateTenant(ctx, tenantIdOf(input), operationMetadata(info, { input }))) as never,
     }),
   }),
   changeTenantPlan: t.field({
@@ -102,7 +102,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.changePlan" } },
     args: { input: t.arg({ type: ChangeTenantPlanInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.changeTenantPlan(ctx, tenantIdOf(input), input.plan, operationMetadata(info))) as never,
+      tenant: (await service.changeTenantPlan(ctx, tenantIdOf(input), input.plan, operationMetadata(info, { input }))) as never,
     }),
   }),
   setTenantLimits: t.field({
@@ -110,7 +110,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.setLimits" } },
     args: { input: t.arg({ type: SetTenantLimitsInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info))) as never,
+      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info, { input }))) as never,
     }),
   }),
   scheduleTenantDeletion: t.field({
@@ -118,7 +118,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.scheduleDeletion" } },
     args: { input: t.arg({ type: ScheduleTenantDeletionInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info))) as never,
+      tenant: (await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info, { input }))) as never,
     }),
   }),
   purgeTenant: t.field({
@@ -126,7 +126,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.purge" } },
     args: { input: t.arg({ type: PurgeTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => {
-      const { purgedTenantId } = await service.purgeTenant(ctx, tenantIdOf(input), operationMetadata(info));
+      const { purgedTenantId } = await service.purgeTenant(ctx, tenantIdOf(input), operationMetadata(info, { input }));
       return { purgedTenantId: toGlobalId("Tenant", purgedTenantId) };
     },
   }),

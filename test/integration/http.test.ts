@@ -101,16 +101,118 @@ describe("HTTP surface", () => {
     });
   });
 
-  it("answers malformed JSON with HTTP 400", async () => {
+  it("answers malformed JSON with HTTP 400 BAD_REQUEST, echoing none of it", async () => {
     const res = await t.app.fetch("http://localhost/graphql", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: `{"query": "{ __typename }"`,
+      body: `{"query": "{ __typename }", "password": "pw-in-a-broken-body"`,
     });
     expect(res.status).toBe(400);
-    const body = await res.json();
-    expect(body.errors?.[0]?.message).toBeTruthy();
+    const text = await res.text();
+    expect(JSON.parse(text).errors).toEqual([{ message: "The POST body is not valid JSON", extensions: { code: "BAD_REQUEST" } }]);
+    expect(text).not.toContain("pw-in-a-broken-body");
+    expect(text).not.toContain("__typename");
     expect(res.headers.get("x-request-id")).toBeTruthy();
+  });
+
+  describe("CORS (CORS_ORIGINS)", () => {
+    const allowed = "https://app.example.com";
+    const evil = "https://evil.example";
+    let cors: App;
+    beforeAll(() => {
+      cors = createApp(testAppDeps(t.clients, t.store, { config: { corsOrigins: [allowed, "http://localhost:5173"] } }));
+    });
+    const preflight = (app: App, origin: string) =>
+      app.fetch("http://localhost/graphql", {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type, authorization" },
+      });
+
+    it("a preflight from an allowed origin is answered for that origin, with credentials", async () => {
+      const res = await preflight(cors, allowed);
+      expect(res.status).toBe(204);
+      expect(res.headers.get("access-control-allow-origin")).toBe(allowed);
+      expect(res.headers.get("access-control-allow-credentials")).toBe("true");
+      expect(res.headers.get("access-control-allow-headers")).toMatch(/authorization/);
+      expect(res.headers.get("access-control-allow-methods")).toMatch(/POST/);
+      expect(res.headers.get("vary")).toMatch(/Origin/);
+    });
+
+    it("a preflight from another origin gets no CORS headers at all", async () => {
+      const res = await preflight(cors, evil);
+      expect(res.headers.get("access-control-allow-origin")).toBeNull();
+      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+      expect(res.headers.get("access-control-allow-headers")).toBeNull();
+    });
+
+    it("by default (no CORS_ORIGINS) no origin is allowed, with or without credentials", async () => {
+      for (const origin of [allowed, evil]) {
+        const res = await preflight(t.app, origin);
+        expect(res.headers.get("access-control-allow-origin")).toBeNull();
+        expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+      }
+    });
+
+    it("an actual request from an allowed origin may read the response and its headers; another origin may not", async () => {
+      const send = (origin: string) =>
+        cors.fetch("http://localhost/graphql", {
+          method: "POST",
+          headers: { origin, "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query: "{ tenant { slug } }" }),
+        });
+      const ok = await send(allowed);
+      expect(ok.headers.get("access-control-allow-origin")).toBe(allowed);
+      expect(ok.headers.get("access-control-expose-headers")).toMatch(/X-Request-ID/);
+      const other = await send(evil);
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    });
+
+    it("CORS_ORIGINS=* allows any origin, never with credentials", async () => {
+      const any = createApp(testAppDeps(t.clients, t.store, { config: { corsOrigins: ["*"] } }));
+      const res = await preflight(any, evil);
+      expect(res.headers.get("access-control-allow-origin")).toBe(evil);
+      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+    });
+  });
+
+  describe("CSRF prevention", () => {
+    const mutation = `mutation { createProject(input: { name: "csrf-probe" }) { project { id } } }`;
+    const created = () => t.clients.platform.project.count({ where: { name: "csrf-probe" } });
+    const refusedAs = async (res: Response, status: number) => {
+      expect(res.status).toBe(status);
+      expect((await res.json()).errors[0].extensions.code).toBe("BAD_REQUEST");
+    };
+
+    it("a text/plain POST is refused (415 BAD_REQUEST), even one that is valid JSON", async () => {
+      const res = await t.app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "text/plain" },
+        body: JSON.stringify({ query: mutation }),
+      });
+      await refusedAs(res, 415);
+    });
+
+    it("a form POST and a multipart POST are refused, and the mutation does not run", async () => {
+      const form = await t.app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ query: mutation }).toString(),
+      });
+      await refusedAs(form, 415);
+      const data = new FormData();
+      data.set("operations", JSON.stringify({ query: mutation }));
+      const multipart = await t.app.fetch("http://localhost/graphql", { method: "POST", body: data });
+      await refusedAs(multipart, 415);
+      expect(await created()).toBe(0);
+    });
+
+    it("a GET without a header a browser would have to preflight is refused; with Authorization it runs", async () => {
+      const url = `http://localhost/graphql?query=${encodeURIComponent("{ tenant { slug } }")}`;
+      await refusedAs(await t.app.fetch(url), 403);
+      const ok = await t.app.fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      expect(ok.status).toBe(200);
+      expect((await ok.json()).data).toEqual({ tenant: { slug: "acme" } });
+    });
   });
 
   describe("bodies over maxBodyBytes", () => {

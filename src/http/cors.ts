@@ -11,7 +11,7 @@ const EXPOSED_HEADERS = ["X-Request-ID", "X-Tenant-ID", "X-RateLimit-Limit", "X-
  * Yoga's `cors` option from CORS_ORIGINS. Yoga's default reflects any Origin
  * with `Access-Control-Allow-Credentials: true`; here an origin is answered
  * only when it is on the list (then with credentials), `*` allows any origin
- * without credentials, and anything else gets no CORS headers at all, so the
+ * without credentials (whatwg-node reflects the origin rather than `*`), and anything else gets no CORS headers at all, so the
  * browser keeps the response from the page (an empty list: same-origin only).
  */
 export function corsPolicy(origins: readonly string[]): (request: Request) => CorsOptions {
@@ -20,7 +20,8 @@ export function corsPolicy(origins: readonly string[]): (request: Request) => Co
   const common = { methods: ["GET", "POST", "OPTIONS"], allowedHeaders: ALLOWED_HEADERS, exposedHeaders: EXPOSED_HEADERS, maxAge: 600 };
   return (request) => {
     const origin = request.headers.get("origin");
-    if (origin && allowed.has(origin)) return { ...common, origin: [origin], credentials: true };
+    // The whole list: whatwg-node then answers with the request's origin and `Vary: Origin`.
+    if (origin && allowed.has(origin)) return { ...common, origin: [...allowed], credentials: true };
     if (anyOrigin) return { ...common, origin: "*", credentials: false };
     return false;
   };

@@ -33,7 +33,7 @@ export interface InputGuardOptions {
   maxDocumentNesting?: number;
 }
 
-export const INPUT_GUARD_DEFAULTS = { maxVariableDepth: 32, maxVariableValues: 10_000, maxDocumentNesting: 64 } as const;
+const INPUT_GUARD_DEFAULTS = { maxVariableDepth: 32, maxVariableValues: 10_000, maxDocumentNesting: 64 } as const;
 
 const NUL = "\u0000";
 const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
@@ -69,7 +69,7 @@ const pathOf = (v: Visit) => {
 };
 
 /** Checks a parsed JSON value without recursion; the first problem as an error, or null. */
-export function checkValue(root: unknown, name: string, limits: { maxDepth: number; maxValues: number }): AppError | null {
+function checkValue(root: unknown, name: string, limits: { maxDepth: number; maxValues: number }): AppError | null {
   const stack: Visit[] = [{ value: root, depth: 0, parent: null, segment: name }];
   let count = 0;
   while (stack.length > 0) {
@@ -115,7 +115,7 @@ const isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
  * surrogate (`"\ud800"`, which graphql's parser would refuse as a syntax
  * error). Malformed strings are left to the parser.
  */
-export function scanDocument(q: string, maxNesting: number): "too-deep" | "bad-escape" | null {
+function scanDocument(q: string, maxNesting: number): "too-deep" | "bad-escape" | null {
   let depth = 0;
   for (let i = 0; i < q.length; i++) {
     const ch = q[i]!;

@@ -4,6 +4,7 @@ import { schema } from "../../src/schema.ts";
 import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
 import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
+import { isCountResource } from "../../src/policy/quota.ts";
 import type { Context } from "../../src/tenancy/context.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { callField } from "../helpers/dummy-input.ts";
@@ -64,9 +65,17 @@ describe("schema walk", () => {
   });
 
   it("every mutation declares @audit, and count quotas come with it", () => {
+    const counted: string[] = [];
     for (const f of fieldsOf(schema, "Mutation")) {
       expect(directivesOf(f), f.name).toContain("audit");
+      const policy = policyOf(f.extensions?.directives);
+      if (policy.quota && isCountResource(policy.quota.resource)) {
+        counted.push(f.name);
+        expect(policy.audit, f.name).toBeDefined();
+      }
     }
+    // Not vacuous: the count-quota mutations are there.
+    expect(counted.sort()).toEqual(["createProject", "inviteMember"]);
   });
 
   it("the printed schema shows the directives", async () => {
@@ -181,6 +190,26 @@ describe("@audit and @quota bookkeeping", () => {
     const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), policy, "Mutation.createThing");
     await resolver({}, { input: { name: "n", password: "hunter2" } }, member("ADMIN"), {} as never);
     expect(rows[0]).toMatchObject({ action: "thing.create", metadata: { input: { name: "n", password: "[redacted]" } }, requestId: "req-1" });
+  });
+
+  it("a count quota is checked in the mutation's transaction, under its lock: over the limit QUOTA_EXCEEDED and no audit entry", async () => {
+    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create", quota: { resource: "PROJECTS", cost: 1 } };
+    const limited = member("ADMIN");
+    limited.tenant = { ...(tenant as object), limits: { PROJECTS: 3 } } as never;
+    const run = async (countAfterInsert: number) => {
+      const calls: string[] = [];
+      const tx = {
+        $executeRaw: async () => void calls.push("lock"),
+        $queryRaw: async () => (calls.push("count"), [{ n: countAfterInsert }]),
+        auditLogEntry: { create: async () => void calls.push("audit") },
+      } as never;
+      const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
+      const outcome = await Promise.resolve(resolver({}, { input: {} }, limited, {} as never)).then(() => null, (e: { extensions?: { code?: string } }) => e.extensions?.code);
+      return { outcome, calls };
+    };
+    // The new row is already counted: 3 rows = within a limit of 3, 4 = over.
+    expect(await run(3)).toEqual({ outcome: null, calls: ["lock", "count", "audit"] });
+    expect(await run(4)).toEqual({ outcome: "QUOTA_EXCEEDED", calls: ["lock", "count"] });
   });
 
   it("redacts secrets at any depth", () => {

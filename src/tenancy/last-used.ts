@@ -11,12 +11,20 @@ const MAX_TRACKED = 50_000;
 
 const lastFlush = new Map<string, number>();
 
-export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantId: string }, now = Date.now()): void {
+/**
+ * Notes one use of `key` at `now`. Returns the write when one was started
+ * (the request does not wait for it; a test can), undefined when the key's
+ * timestamp was written less than a minute before `now`.
+ */
+export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantId: string }, now = Date.now()): Promise<void> | undefined {
   const last = lastFlush.get(key.id);
-  if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return;
+  if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return undefined;
   if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
   lastFlush.set(key.id, now);
-  platform.apiKey
+  return platform.apiKey
     .updateMany({ where: { tenantId: key.tenantId, id: key.id }, data: { lastUsedAt: new Date(now) } })
-    .catch(() => lastFlush.delete(key.id));
+    .then(
+      () => undefined,
+      () => void lastFlush.delete(key.id),
+    );
 }

@@ -7,7 +7,20 @@ import { createTemplateDatabase, dropDatabase } from "./db.ts";
  * embedded one in .data-test on port 54339), migrate a template database, and
  * hand both to the test workers through `provide` (see test/helpers/db.ts).
  */
-export default async function setup(project: TestProject) {
+interface SharedDatabase {
+  serverUrl: string;
+  template: string;
+  embedded?: EmbeddedDatabase;
+}
+
+/**
+ * Every vitest project (vitest.config.ts) runs this setup, in the one main
+ * process: the first starts the database and makes the template, the others
+ * share it, the last to finish drops it.
+ */
+const shared = globalThis as { __tenantgraphTestDb?: Promise<SharedDatabase>; __tenantgraphTestDbUsers?: number };
+
+async function startDatabase(): Promise<SharedDatabase> {
   let embedded: EmbeddedDatabase | undefined;
   let serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
@@ -18,17 +31,25 @@ export default async function setup(project: TestProject) {
     });
     serverUrl = embedded.url;
   }
-  let template: string;
   try {
-    template = await createTemplateDatabase(serverUrl);
+    return { serverUrl, template: await createTemplateDatabase(serverUrl), embedded };
   } catch (err) {
     await embedded?.stop();
     throw err;
   }
+}
+
+export default async function setup(project: TestProject) {
+  shared.__tenantgraphTestDb ??= startDatabase();
+  shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 0) + 1;
+  const { serverUrl, template, embedded } = await shared.__tenantgraphTestDb;
   project.provide("testDbServerUrl", serverUrl);
   project.provide("testDbTemplate", template);
 
   return async () => {
+    shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 1) - 1;
+    if (shared.__tenantgraphTestDbUsers > 0) return;
+    shared.__tenantgraphTestDb = undefined;
     await dropDatabase(serverUrl, template).catch((err: unknown) => {
       console.error(`could not drop template database ${template}:`, err);
     });

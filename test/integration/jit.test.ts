@@ -1,12 +1,43 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 
 /**
  * A document's first execution runs on Yoga's interpreter, the next ones on
- * graphql-jit's compiled function (src/app.ts). The answers must not differ:
- * data, nulls, errors with their codes and paths, abstract types, variables.
+ * graphql-jit's compiled function (src/http/use-jit.ts). The answers must not
+ * differ: data, nulls, errors with their codes and paths, abstract types,
+ * variables. The plugin is given a cache that records each compiled document
+ * and counts the calls of its compiled function, so each case also proves
+ * which execution ran compiled.
  */
+const jit = vi.hoisted(() => ({ compiled: new Map<string, number>() }));
+
+vi.mock("@envelop/graphql-jit", async (importOriginal) => {
+  const original = await importOriginal<typeof import("@envelop/graphql-jit")>();
+  type Entry = { query: (...args: unknown[]) => unknown };
+  const entries = new Map<string, Entry>();
+  const cache = {
+    get: (source: string) => entries.get(source),
+    set(source: string, entry: Entry) {
+      const query = entry.query;
+      jit.compiled.set(source, 0);
+      // The same entry object is what the plugin runs from then on.
+      entry.query = (...args: unknown[]) => {
+        jit.compiled.set(source, (jit.compiled.get(source) ?? 0) + 1);
+        return query(...args);
+      };
+      entries.set(source, entry);
+    },
+  };
+  return {
+    ...original,
+    useGraphQlJit: (compilerOptions?: object, pluginOptions: object = {}) =>
+      original.useGraphQlJit(compilerOptions, { ...pluginOptions, cache: cache as never }),
+  };
+});
+
+/** Compiled executions of `query` so far (undefined: never compiled). */
+const compiledRuns = (query: string) => [...jit.compiled].find(([source]) => source.replace(/\s+/g, "") === query.replace(/\s+/g, ""))?.[1];
 describe("compiled execution answers as the interpreter does", () => {
   let t: TestApp;
   let viewer: string;
@@ -56,7 +87,7 @@ describe("compiled execution answers as the interpreter does", () => {
     ],
     [
       "the ADMIN's audit log and usage",
-      `{ usage { resource limit used remaining } auditLog(first: 2) { edges { node { action actorType tenant { slug } } } } }`,
+      `{ usage { plan quotas { resource limit } } auditLog(first: 2) { edges { node { action actorType tenant { slug } } } } }`,
       () => ({}),
       () => admin,
     ],
@@ -64,8 +95,13 @@ describe("compiled execution answers as the interpreter does", () => {
 
   it.each(cases)("%s", async (_name, query, variables, token) => {
     const first = await t.gql(query, { token: token(), variables: variables() });
+    // A document that fails validation never executes: it would prove nothing.
+    expect(first.body.errors?.map((e: { extensions?: { code?: string } }) => e.extensions?.code) ?? []).not.toContain("GRAPHQL_VALIDATION_FAILED");
+    expect(compiledRuns(query), "the first execution is interpreted").toBeUndefined();
     const second = await t.gql(query, { token: token(), variables: variables() });
+    expect(compiledRuns(query), "the second execution runs compiled").toBe(1);
     const third = await t.gql(query, { token: token(), variables: variables() });
+    expect(compiledRuns(query)).toBe(2);
     expect(first.status).toBe(second.status);
     expect(second.body).toEqual(first.body);
     expect(third.body).toEqual(first.body);

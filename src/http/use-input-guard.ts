@@ -20,7 +20,8 @@ import { AppError } from "../errors.ts";
  *    raw or escaped, is BAD_USER_INPUT on `query`;
  *  - literals in the parsed document, while validating: a string holding
  *    U+0000, or a list/object literal nested deeper than `maxVariableDepth`,
- *    is BAD_USER_INPUT with the argument's path (`createProject.input.name`).
+ *    is BAD_USER_INPUT (HTTP 400) with the argument's path
+ *    (`createProject.input.name`).
  *
  * The offending value itself is never echoed.
  */
@@ -45,7 +46,10 @@ function badString(s: string): string | null {
   return null;
 }
 
-const refuse = (field: string, message: string) => new AppError("BAD_USER_INPUT", `${field} ${message}`, { field }, { status: 400 });
+// A 400 wherever it is found: before parsing, or while validating the parsed
+// document (where GraphQL over HTTP would answer 200 under application/json).
+const refuse = (field: string, message: string) =>
+  new AppError("BAD_USER_INPUT", `${field} ${message}`, { field }, { status: 400, spec: false });
 
 /** A path segment for an object key: `.name` when it is a plain name, else a quoted, escaped, shortened key. */
 function keySegment(key: string): string {

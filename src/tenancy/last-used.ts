@@ -10,13 +10,22 @@ export const LAST_USED_FLUSH_MS = 60_000;
 const MAX_TRACKED = 50_000;
 
 const lastFlush = new Map<string, number>();
+/** Writes not yet answered: a graceful shutdown waits for them (flushApiKeyUse). */
+const inFlight = new Set<Promise<unknown>>();
 
 export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantId: string }, now = Date.now()): void {
   const last = lastFlush.get(key.id);
   if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return;
   if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
   lastFlush.set(key.id, now);
-  platform.apiKey
+  const write = platform.apiKey
     .updateMany({ where: { tenantId: key.tenantId, id: key.id }, data: { lastUsedAt: new Date(now) } })
-    .catch(() => lastFlush.delete(key.id));
+    .catch(() => lastFlush.delete(key.id))
+    .finally(() => inFlight.delete(write));
+  inFlight.add(write);
+}
+
+/** Waits for every last-used write already started (before the pools close). */
+export async function flushApiKeyUse(): Promise<void> {
+  while (inFlight.size) await Promise.allSettled([...inFlight]);
 }

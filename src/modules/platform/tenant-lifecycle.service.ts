@@ -1,6 +1,7 @@
 import { badInput, notFound } from "../../errors.ts";
 import type { Plan, QuotaResource, TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
+import { isStoreUnavailable } from "../../infra/store.ts";
 import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
@@ -9,9 +10,10 @@ import { conflictToInput } from "../projects/project.service.ts";
 /**
  * The tenant lifecycle, for platform admins. Every change runs on the
  * platform path inside crossTenant() (audit entry first, in the same
- * transaction; the tenant's own admins see it too) and then invalidates the
- * tenant's directory entry in the shared store, so every replica sees the
- * new status, plan or limits on its next request.
+ * transaction; the tenant's own admins see it too). Every replica sees the
+ * new status, plan or limits on its next request, because PostgreSQL
+ * confirms them on each request (docs/revocation.md); the change also
+ * invalidates the tenant's directory entry in the shared store.
  */
 
 const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
@@ -191,7 +193,11 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
     await tx.tenant.delete({ where: { id: tenantId } });
     return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
   });
-  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`);
+  // The purge has committed: with the store down its keys are left to expire
+  // (every one has a TTL), rather than answering an error for a done purge.
+  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
+    if (!isStoreUnavailable(err)) throw err;
+  });
   await ctx.deps.directory.invalidateTenant(tenantId, slug);
   await ctx.deps.directory.invalidateApiKeyHashes(...hashes);
   return { purgedTenantId: tenantId, slug };

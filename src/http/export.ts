@@ -205,6 +205,9 @@ export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
       try {
         const state = opts.stateOf(request);
         const ctx = await buildContext(deps, request, state, { ip: state.ip ?? null });
+        // A write (the audit entry) and short transactions: confirmed like a mutation.
+        ctx.operation = "mutation";
+        await ctx.authorize();
         const { tenant, run } = await authorize(ctx, deps, url);
         const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);
         endResponse(

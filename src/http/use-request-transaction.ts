@@ -2,13 +2,24 @@ import { getOperationAST } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import type { Context } from "../tenancy/context.ts";
 
-/** Records the operation type on the context and ends the request's read transaction when execution is done. */
+/**
+ * Records the operation type on the context; before anything is resolved,
+ * has PostgreSQL confirm the caller's authorization facts
+ * (src/tenancy/authorize.ts: for a query, in the message that opens its
+ * transaction); ends the request's read transaction when execution is done.
+ */
 export function useRequestTransaction(): Plugin<Context> {
   return {
-    onExecute({ args }) {
+    async onExecute({ args }) {
       const ctx = args.contextValue as Context;
       const op = getOperationAST(args.document, args.operationName ?? undefined);
       ctx.operation = op?.operation ?? "query";
+      try {
+        await ctx.authorize();
+      } catch (err) {
+        await ctx.finish();
+        throw err;
+      }
       return {
         async onExecuteDone() {
           await ctx.finish();

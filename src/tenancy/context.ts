@@ -13,13 +13,18 @@ import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
 import type { Store } from "../infra/store.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
-import type { TokenVerifier } from "./credentials.ts";
+import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
+import { hashApiKey, type TokenVerifier } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 
 /**
  * The per-request context: who is calling (user or API key), for which
  * tenant, with which role, and the request's tenant-scoped database handle.
+ *
+ * buildContext resolves the caller through the directory cache; those
+ * answers are candidates until `authorize()` (called before execution, see
+ * src/tenancy/authorize.ts) has replaced them with PostgreSQL's.
  */
 
 export interface RequestState {
@@ -68,6 +73,12 @@ export interface Context {
   /** Per-request memo (DataLoaders), keyed by name. */
   loaders: Map<string, unknown>;
   deps: ContextDeps;
+  /**
+   * Confirms the caller's authorization facts with PostgreSQL and replaces
+   * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
+   * known, before anything is resolved.
+   */
+  authorize(): Promise<void>;
   /** Ends the request's read transaction, if one was opened. */
   finish(): Promise<void>;
 }
@@ -94,9 +105,6 @@ function tenantReferences(request: Request, tid: string | undefined, baseDomain?
   );
 }
 
-/** One answer for "no such tenant" and "not yours", so neither reveals which tenants exist. */
-const NO_ACCESS = "Unknown tenant or not a member";
-
 async function resolveTenant(directory: Directory, refs: string[]): Promise<TenantInfo | null> {
   if (refs.length === 0) return null;
   const tenants = await Promise.all(refs.map((r) => directory.tenant(r)));
@@ -109,9 +117,24 @@ async function resolveTenant(directory: Directory, refs: string[]): Promise<Tena
   throw tenantAccessDenied(NO_ACCESS);
 }
 
-function checkActive(tenant: TenantInfo) {
-  if (tenant.status !== "ACTIVE") throw tenantSuspended(tenant.status);
+/**
+ * The tenant, if active. A cached answer that would refuse is read again
+ * from PostgreSQL first: the cache never refuses on its own either (a
+ * reactivation whose invalidation was lost still holds at once).
+ */
+async function activeTenant(directory: Directory, tenant: TenantInfo): Promise<TenantInfo> {
+  if (tenant.status === "ACTIVE") return tenant;
+  const fresh = await directory.tenant(tenant.id, { fresh: true });
+  if (!fresh) throw tenantAccessDenied(NO_ACCESS);
+  if (fresh.status !== "ACTIVE") throw tenantSuspended(fresh.status);
+  return fresh;
 }
+
+const keyRefused = (key: ApiKeyInfo | null, now: number) =>
+  !key ||
+  !!key.revokedAt ||
+  (key.expiresAt !== null && Date.parse(key.expiresAt) <= now) ||
+  (key.graceUntil !== null && Date.parse(key.graceUntil) <= now);
 
 export async function buildContext(
   deps: ContextDeps,
@@ -128,6 +151,7 @@ export async function buildContext(
   let role: Role | null = null;
   let membershipId: string | null = null;
   let actor: Actor | null = null;
+  let apiKeyHash: string | null = null;
 
   const authorization = request.headers.get("authorization");
   const keySecret = request.headers.get("x-api-key");
@@ -152,27 +176,24 @@ export async function buildContext(
     if (tenant) {
       const membership = await directory.membership(tenant.id, user.id);
       if (!membership) throw tenantAccessDenied(NO_ACCESS);
-      checkActive(tenant);
+      tenant = await activeTenant(directory, tenant);
       role = membership.role;
       membershipId = membership.id;
     }
   } else if (keySecret) {
-    apiKey = await directory.apiKey(keySecret.trim());
-    const now = Date.now();
-    if (
-      !apiKey ||
-      apiKey.revokedAt ||
-      (apiKey.expiresAt && Date.parse(apiKey.expiresAt) <= now) ||
-      (apiKey.graceUntil && Date.parse(apiKey.graceUntil) <= now)
-    ) {
-      throw unauthenticated("Invalid, expired or revoked API key");
-    }
+    apiKeyHash = hashApiKey(keySecret.trim());
+    apiKey = await directory.apiKeyByHash(apiKeyHash);
+    // A known key the cache would refuse is read again (an unknown hash is
+    // not: misses are cached briefly against floods of made-up keys).
+    if (apiKey && keyRefused(apiKey, Date.now())) apiKey = await directory.apiKeyByHash(apiKeyHash, { fresh: true });
+    if (keyRefused(apiKey, Date.now())) throw unauthenticated(KEY_REFUSED);
+    apiKey = apiKey!;
     actor = { type: "API_KEY", id: apiKey.id, label: `key:${apiKey.prefix}` };
     tenant = await directory.tenant(apiKey.tenantId);
-    if (!tenant) throw unauthenticated("Invalid, expired or revoked API key");
+    if (!tenant) throw unauthenticated(KEY_REFUSED);
     const others = await resolveTenant(directory, tenantReferences(request, undefined, deps.baseDomain));
     if (others && others.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
-    checkActive(tenant);
+    tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
     noteApiKeyUse(deps.platform, apiKey);
   }
@@ -202,6 +223,12 @@ export async function buildContext(
     operation: "query" as Context["operation"],
     loaders: new Map<string, unknown>(),
     deps,
+    authorize: () =>
+      confirmAuthorization(ctx, {
+        apiKeyHash,
+        rateLimit: () => state.rateLimit,
+        setRateLimit: (s) => (state.rateLimit = s),
+      }),
     finish: async () => {
       await tenantDb?.finish();
     },
@@ -226,6 +253,7 @@ export async function buildContext(
           tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[currentTenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
+          authorization: { apiKeyHash },
         });
         return tenantDb;
       },

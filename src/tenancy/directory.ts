@@ -9,9 +9,22 @@ import { hashApiKey } from "./credentials.ts";
  * Who is who, before a tenant is known: users by subject, tenants by id or
  * slug, memberships, API keys. Reads go to the platform role (the tenant is
  * not yet known, so RLS has nothing to filter by) and are cached in the
- * store; every write that changes an answer calls the matching invalidate*,
- * so a role change or a revocation holds on the very next request, on every
- * replica sharing the store.
+ * store.
+ *
+ * The cache proposes; PostgreSQL decides (docs/revocation.md). What the
+ * directory answers is only a candidate: before any resolver runs, the
+ * request's own transaction reads the authorization facts from PostgreSQL
+ * (`app_request_facts`, src/tenancy/authorize.ts) and they replace the
+ * cached ones. So an entry that is stale (an invalidation lost with a Redis
+ * restart or failover, a slow reader re-caching what it read before a
+ * change) can never grant anything. The invalidate* calls after each write
+ * keep the cache close to the truth; they are best effort and never fail
+ * the write that committed.
+ *
+ * The store is optional to correctness, so it is never waited on for long:
+ * a read that takes more than STORE_BUDGET_MS, or fails, is answered from
+ * PostgreSQL, and the store is then skipped for STORE_BACKOFF_MS, so with
+ * Redis down no request waits on it (docs/revocation.md, "Redis down").
  */
 
 export interface UserInfo {
@@ -51,6 +64,11 @@ export interface ApiKeyInfo {
 }
 
 const TTL = 300;
+/** How long a cache read or invalidation may wait for the store. */
+export const STORE_BUDGET_MS = 500;
+/** After a store failure or timeout, the directory goes straight to PostgreSQL this long. */
+export const STORE_BACKOFF_MS = 1_000;
+const UNAVAILABLE = Symbol("store unavailable");
 
 const keys = {
   user: (subject: string) => `u:sub:${subject}`,
@@ -68,14 +86,48 @@ export class Directory {
 
   /** Cache observer (src/infra/metrics.ts): the key and whether it was a hit. */
   onCacheLookup?: (key: string, hit: boolean) => void;
-  private async cached<T>(key: string, load: () => Promise<T | null>): Promise<T | null> {
-    const hit = await this.store.get(key);
-    this.onCacheLookup?.(key, hit !== null);
-    if (hit !== null) return hit === "" ? null : (JSON.parse(hit) as T);
+  /** Until when (ms epoch) the store is skipped after a failure. */
+  private storeDownUntil = 0;
+
+  /** Whether the store was found failing or slow within the last STORE_BACKOFF_MS. */
+  get storeAvailable(): boolean {
+    return Date.now() >= this.storeDownUntil;
+  }
+
+  /** `op` on the store within STORE_BUDGET_MS, or UNAVAILABLE (and the store is skipped for a while). */
+  private async withStore<T>(op: () => Promise<T>): Promise<T | typeof UNAVAILABLE> {
+    if (!this.storeAvailable) return UNAVAILABLE;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<typeof UNAVAILABLE>((resolve) => (timer = setTimeout(resolve, STORE_BUDGET_MS, UNAVAILABLE)));
+    try {
+      // A late rejection of op() is handled by the race, so it is never unhandled.
+      const result = await Promise.race([op(), timeout]);
+      if (result === UNAVAILABLE) this.storeDownUntil = Date.now() + STORE_BACKOFF_MS;
+      return result;
+    } catch {
+      this.storeDownUntil = Date.now() + STORE_BACKOFF_MS;
+      return UNAVAILABLE;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `fresh`: skip the cached answer (it was about to refuse: PostgreSQL confirms first). */
+  private async cached<T>(key: string, load: () => Promise<T | null>, fresh = false): Promise<T | null> {
+    const hit = fresh ? null : await this.withStore(() => this.store.get(key));
+    const found = hit !== UNAVAILABLE && hit !== null;
+    this.onCacheLookup?.(key, found);
+    if (found) return hit === "" ? null : (JSON.parse(hit) as T);
     const value = await load();
-    // Misses are cached briefly, so a flood of unknown ids cannot hammer PostgreSQL.
-    await this.store.set(key, value === null ? "" : JSON.stringify(value), value === null ? 5 : TTL);
+    // Misses are cached briefly, so a flood of unknown ids cannot hammer
+    // PostgreSQL. Not waited for: the answer is already known.
+    if (hit !== UNAVAILABLE) void this.withStore(() => this.store.set(key, value === null ? "" : JSON.stringify(value), value === null ? 5 : TTL));
     return value;
+  }
+
+  /** Best effort: never throws, never waits longer than the budget. */
+  private async evict(...keys: string[]): Promise<void> {
+    if (keys.length) await this.withStore(() => this.store.del(...keys));
   }
 
   userBySubject(subject: string): Promise<UserInfo | null> {
@@ -88,7 +140,7 @@ export class Directory {
   }
 
   /** A tenant by id or slug. */
-  async tenant(idOrSlug: string): Promise<TenantInfo | null> {
+  async tenant(idOrSlug: string, opts: { fresh?: boolean } = {}): Promise<TenantInfo | null> {
     const ref = idOrSlug.trim().toLowerCase();
     let id: string | null = ref;
     if (!isUuid(ref)) {
@@ -112,7 +164,7 @@ export class Directory {
         createdAt: t.createdAt.toISOString(),
         limits: effectiveLimits(t.plan, t.limitOverrides),
       };
-    });
+    }, opts.fresh);
   }
 
   membership(tenantId: string, userId: string): Promise<MembershipInfo | null> {
@@ -124,8 +176,11 @@ export class Directory {
     );
   }
 
-  apiKey(secret: string): Promise<ApiKeyInfo | null> {
-    const hash = hashApiKey(secret);
+  apiKey(secret: string, opts: { fresh?: boolean } = {}): Promise<ApiKeyInfo | null> {
+    return this.apiKeyByHash(hashApiKey(secret), opts);
+  }
+
+  apiKeyByHash(hash: string, opts: { fresh?: boolean } = {}): Promise<ApiKeyInfo | null> {
     return this.cached(keys.apiKey(hash), async () => {
       const k = await this.db.apiKey.findFirst({
         where: { OR: [{ secretHash: hash }, { previousSecretHash: hash }] },
@@ -142,19 +197,25 @@ export class Directory {
         revokedAt: k.revokedAt?.toISOString() ?? null,
         graceUntil: isPrevious ? (k.previousExpiresAt?.toISOString() ?? new Date(0).toISOString()) : null,
       };
-    });
+    }, opts.fresh);
+  }
+
+  /** The platform-admin flag of a user, from PostgreSQL (null: no such user). */
+  async platformAdminFlag(userId: string): Promise<boolean | null> {
+    const u = await this.db.user.findUnique({ where: { id: userId }, select: { isPlatformAdmin: true } });
+    return u ? u.isPlatformAdmin : null;
   }
 
   invalidateUser(subject: string) {
-    return this.store.del(keys.user(subject));
+    return this.evict(keys.user(subject));
   }
   invalidateTenant(tenantId: string, slug?: string) {
-    return this.store.del(keys.tenant(tenantId), ...(slug ? [keys.slug(slug)] : []));
+    return this.evict(keys.tenant(tenantId), ...(slug ? [keys.slug(slug)] : []));
   }
   invalidateMembership(tenantId: string, userId: string) {
-    return this.store.del(keys.membership(tenantId, userId));
+    return this.evict(keys.membership(tenantId, userId));
   }
   invalidateApiKeyHashes(...hashes: (string | null | undefined)[]) {
-    return this.store.del(...hashes.filter((h): h is string => !!h).map(keys.apiKey));
+    return this.evict(...hashes.filter((h): h is string => !!h).map(keys.apiKey));
   }
 }

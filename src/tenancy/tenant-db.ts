@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
@@ -23,9 +24,29 @@ import { tenantScope, type TenantScope } from "./tenant-scope.ts";
  * together with its audit entry (`transaction()`); their reads use one
  * transaction per statement, so a mutation never holds one pooled
  * connection while waiting for another.
+ *
+ * Authorization facts (docs/revocation.md): with `authorization` set, the
+ * message that opens the request transaction also runs
+ * `app_request_facts(...)`, so PostgreSQL reports the caller's membership,
+ * role, key validity, tenant status, plan, limits and platform-admin flag
+ * in the same round-trip (`authorize()`). In statement mode `authorize()`
+ * sends one message of its own: BEGIN, the settings, the facts, COMMIT.
  */
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** What PostgreSQL says about the caller, in the request's transaction (see the migration of app_request_facts). */
+export interface RequestFacts {
+  /** The tenant named by app.tenant_id; null: it does not exist (any more). */
+  tenant: { status: TenantStatus; plan: Plan; overrides: Partial<Record<QuotaResource, number | null>> } | null;
+  /** app.user_id's membership in it; null: none. */
+  member: { id: string; role: Role } | null;
+  /** users.is_platform_admin of app.user_id; null: no such user. */
+  admin: boolean | null;
+  /** The role of the API key when its secret is valid now; null otherwise. */
+  key: Role | null;
+}
 
 export type ScopedClient = ReturnType<typeof scopedClient>;
 export type ScopedTx = Omit<ScopedClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
@@ -56,6 +77,8 @@ export interface TenantDbOptions {
   mode: "request" | "statement";
   /** Upper bound of one transaction. */
   transactionTimeoutMs?: number;
+  /** Read the authorization facts in the opening message (`authorize()`); the API key's secret hash, if any. */
+  authorization?: { apiKeyHash: string | null };
 }
 
 /** The request transaction: a leased slot and the connection it holds. */
@@ -63,6 +86,14 @@ interface Session {
   slot: RequestSlot;
   connection: pg.PoolClient;
   scoped: ScopedClient;
+  facts?: RequestFacts;
+}
+
+/** The facts row of the last result of the opening message. */
+function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
+  const facts = results[results.length - 1]?.rows[0]?.facts as RequestFacts | undefined;
+  if (!facts) throw new Error("app_request_facts returned nothing");
+  return facts;
 }
 
 export class TenantDb {
@@ -70,13 +101,15 @@ export class TenantDb {
   readonly tenantId: string;
   private scopedOnBase: ScopedClient | undefined;
   private readonly slots: RequestSlots | undefined;
+  private readonly options: TenantDbOptions;
   private session: Promise<Session> | undefined;
   private closed = false;
 
   constructor(
     private readonly base: PrismaClient,
-    private readonly options: TenantDbOptions,
+    options: TenantDbOptions,
   ) {
+    this.options = { ...options };
     this.tenantId = options.tenantId;
     this.client = this.lazyClient();
     // A PrismaClient not made by createDatabases has no request slots: its
@@ -111,24 +144,81 @@ export class TenantDb {
     return `BEGIN; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
   }
 
+  /**
+   * The facts statement, sent after the settings (a statement of its own, so
+   * it runs after set_config whatever the planner does). Inlined values:
+   * checked to be a UUID and a SHA-256 hex digest.
+   */
+  private factsSql(): string | undefined {
+    const auth = this.options.authorization;
+    if (!auth) return undefined;
+    const { apiKeyId } = this.options;
+    const { apiKeyHash } = auth;
+    if ((apiKeyId && !UUID.test(apiKeyId)) || (apiKeyHash && !SHA256_HEX.test(apiKeyHash))) {
+      throw new Error("invalid authorization parameters");
+    }
+    const literal = (v: string | null | undefined) => (v ? `'${v}'` : "NULL");
+    return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts`;
+  }
+
   /** The request's session, opened on first use. */
   private open(slots: RequestSlots): Promise<Session> {
     if (this.closed) return Promise.reject(new Error("the request's transaction has ended"));
     this.session ??= (async () => {
       const slot = await slots.acquire();
       let connection: pg.PoolClient | undefined;
+      let facts: RequestFacts | undefined;
       try {
+        const factsSql = this.factsSql();
         connection = await slots.pool.connect();
-        await connection.query(this.openSql());
+        const results = (await connection.query(factsSql ? `${this.openSql()}; ${factsSql}` : this.openSql())) as unknown as pg.QueryResult[];
+        if (factsSql) facts = factsOf(results);
       } catch (err) {
         connection?.release(err as Error);
         slots.release(slot);
         throw err;
       }
       slot.pool.connection = connection;
-      return { slot, connection, scoped: clientFor(slot.prisma, this.scope, this.options.tenantScope !== false) };
+      return { slot, connection, scoped: clientFor(slot.prisma, this.scope, this.options.tenantScope !== false), facts };
     })();
     return this.session;
+  }
+
+  /**
+   * The authorization facts, from PostgreSQL. Request mode: read by the
+   * message that opens the request transaction (no round-trip of its own).
+   * Statement mode: one message, BEGIN + settings + facts + COMMIT.
+   */
+  async authorize(): Promise<RequestFacts> {
+    const factsSql = this.factsSql();
+    if (!factsSql) throw new Error("TenantDb without authorization parameters");
+    if (this.slots) return (await this.open(this.slots)).facts!;
+    const pool = requestSlotsOf(this.base)?.pool;
+    if (!pool) {
+      // A PrismaClient not made by createDatabases: a Prisma transaction.
+      return this.transaction(async (tx) => factsOf([{ rows: await tx.$queryRawUnsafe<{ facts: RequestFacts }[]>(factsSql) }]));
+    }
+    const connection = await pool.connect();
+    try {
+      const results = (await connection.query(`${this.openSql()}; ${factsSql}; COMMIT`)) as unknown as pg.QueryResult[];
+      connection.release();
+      return factsOf(results.slice(0, -1));
+    } catch (err) {
+      // A failed statement leaves the rest of the message unrun (and the
+      // transaction open): the connection is discarded, not reused.
+      connection.release(err as Error);
+      throw err;
+    }
+  }
+
+  /** Changes the statement timeout (the plan the request started with was stale). */
+  async setStatementTimeout(ms: number): Promise<void> {
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new Error("invalid statement timeout");
+    this.options.statementTimeoutMs = ms;
+    if (this.session && this.slots) {
+      const { slot } = await this.session;
+      await slot.pool.query(`SELECT set_config('statement_timeout', '${ms}', true)`);
+    }
   }
 
   /** The statement that opens every Prisma transaction of this scope. */

@@ -1,0 +1,123 @@
+import type { QuotaResource } from "../generated/prisma/enums.ts";
+import { rateLimited, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
+import type { RateLimitState } from "../infra/rate-limit.ts";
+import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
+import type { Context } from "./context.ts";
+import type { TenantInfo } from "./directory.ts";
+import type { RequestFacts } from "./tenant-db.ts";
+
+/**
+ * PostgreSQL decides (docs/revocation.md).
+ *
+ * `buildContext` resolves the caller from the directory cache (Redis): a
+ * candidate, good enough to pick the tenant, refuse early and count the
+ * rate limit. Before the first resolver runs, `confirmAuthorization` reads
+ * the authorization facts from PostgreSQL and they replace the candidate:
+ *
+ *  - with a tenant: `app_request_facts` in the message that opens the
+ *    request's transaction (query operations: no round-trip of its own;
+ *    mutations and /export: one message, BEGIN + settings + facts + COMMIT);
+ *  - without a tenant (platform admins, tenant-less users): the user's
+ *    platform-admin flag, one primary-key read on the platform path.
+ *
+ * A membership, key, tenant or user that PostgreSQL no longer grants is
+ * refused with the error buildContext would have given; a role, plan,
+ * limit or flag that changed is replaced by PostgreSQL's value (in either
+ * direction: a promotion also holds at once); every disagreement evicts the
+ * stale cache entries (best effort, not waited for).
+ */
+
+/** One answer for "no such tenant" and "not yours", so neither reveals which tenants exist. */
+export const NO_ACCESS = "Unknown tenant or not a member";
+export const KEY_REFUSED = "Invalid, expired or revoked API key";
+
+export interface AuthorizationInput {
+  /** The SHA-256 of the API key secret of the request, if any. */
+  apiKeyHash: string | null;
+  /** The request's rate-limit state (its limit is re-checked when the limit changed). */
+  rateLimit: () => RateLimitState | undefined;
+  setRateLimit: (state: RateLimitState) => void;
+}
+
+const sameLimits = (a: TenantInfo["limits"], b: TenantInfo["limits"]) =>
+  (Object.keys(b) as QuotaResource[]).every((r) => a[r] === b[r]) && Object.keys(a).length === Object.keys(b).length;
+
+export async function confirmAuthorization(ctx: Context, input: AuthorizationInput): Promise<void> {
+  const { directory } = ctx.deps;
+  const user = ctx.user;
+  if (!ctx.tenant) {
+    if (!user) return;
+    const admin = await directory.platformAdminFlag(user.id);
+    if (admin === null) {
+      void directory.invalidateUser(user.authSubject);
+      throw unauthenticated("Unknown subject");
+    }
+    if (admin !== ctx.isPlatformAdmin) {
+      void directory.invalidateUser(user.authSubject);
+      ctx.isPlatformAdmin = admin;
+      ctx.user = { ...user, isPlatformAdmin: admin };
+    }
+    return;
+  }
+
+  const cached = ctx.tenant;
+  const facts: RequestFacts = await ctx.tenantDb.authorize();
+  if (!facts.tenant) {
+    void directory.invalidateTenant(cached.id, cached.slug);
+    throw ctx.apiKey ? unauthenticated(KEY_REFUSED) : tenantAccessDenied(NO_ACCESS);
+  }
+
+  if (ctx.apiKey) {
+    if (facts.key !== ctx.apiKey.role) void directory.invalidateApiKeyHashes(input.apiKeyHash);
+    if (!facts.key) throw unauthenticated(KEY_REFUSED);
+    ctx.apiKey = { ...ctx.apiKey, role: facts.key };
+    ctx.role = facts.key;
+  } else if (user) {
+    if (!facts.member || facts.member.id !== ctx.membershipId || facts.member.role !== ctx.role) {
+      void directory.invalidateMembership(cached.id, user.id);
+    }
+    if (!facts.member) throw tenantAccessDenied(NO_ACCESS);
+    ctx.role = facts.member.role;
+    ctx.membershipId = facts.member.id;
+    const admin = facts.admin === true;
+    if (admin !== ctx.isPlatformAdmin) {
+      void directory.invalidateUser(user.authSubject);
+      ctx.isPlatformAdmin = admin;
+      ctx.user = { ...user, isPlatformAdmin: admin };
+    }
+  }
+
+  const { status, plan, overrides } = facts.tenant;
+  const limits = effectiveLimits(
+    plan,
+    Object.entries(overrides).map(([resource, limit]) => ({ resource: resource as QuotaResource, limit: limit ?? null })),
+  );
+  if (status !== cached.status || plan !== cached.plan || !sameLimits(limits, cached.limits)) {
+    void directory.invalidateTenant(cached.id);
+    ctx.tenant = { ...cached, status, plan, limits };
+  }
+  if (status !== "ACTIVE") throw tenantSuspended(status);
+  if (plan !== cached.plan) await ctx.tenantDb.setStatementTimeout(PLAN_STATEMENT_TIMEOUT_MS[plan]);
+  recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE);
+}
+
+/**
+ * The rate limit was counted against the cached limit: when PostgreSQL's
+ * differs, the request is counted again against the true one. An allowed
+ * request's count is exact (limit - remaining); after an unlimited window
+ * the count is not known, and the new limit applies from the next request.
+ */
+function recheckRateLimit(input: AuthorizationInput, before: number | null, now: number | null) {
+  const state = input.rateLimit();
+  if (before === now || !state || state.limit < 0) return;
+  const used = state.limit - state.remaining;
+  if (now === null) {
+    input.setRateLimit({ limit: -1, remaining: -1, reset: state.reset });
+    return;
+  }
+  const updated = { limit: now, remaining: Math.max(0, now - used), reset: state.reset };
+  input.setRateLimit(updated);
+  if (used > now) {
+    throw Object.assign(rateLimited(now, state.reset, Math.max(1, state.reset - Math.floor(Date.now() / 1000))), { rateLimit: updated });
+  }
+}

@@ -13,8 +13,8 @@ import { tenantScope, type TenantScope } from "./tenant-scope.ts";
  * transaction-local `app.tenant_id` that the RLS policies read (wall 2).
  *
  * Request-path design (docs/request-path.md): a query operation opens ONE
- * read transaction lazily, on its first database access, and every resolver
- * of the request shares it: one round-trip for BEGIN and the settings, the
+ * read transaction (before execution, through `authorize()`; else on its
+ * first database access), and every resolver of the request shares it: one round-trip for BEGIN and the settings, the
  * queries, COMMIT. The transaction is a plain pooled `pg` connection held by
  * a request slot (src/db/request-slots.ts): Prisma's queries reach it through the
  * slot's client, hand-written SQL runs on it directly, and no Prisma

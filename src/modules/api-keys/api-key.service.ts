@@ -10,9 +10,10 @@ import * as v from "../../graphql/validate.ts";
  * Tenant API keys. The secret is `tgk_<prefix>_<43 chars>`: 12 hex chars of
  * visible prefix (shown in lists and audit labels) and 32 random bytes,
  * base64url. Only its SHA-256 is stored; the secret is returned once.
- * Rotation keeps the old secret valid for a grace period; revocation and
- * rotation delete the directory's cache entries of the affected hashes, so
- * every replica refuses a revoked secret on its next request.
+ * Rotation keeps the old secret valid for a grace period. Every replica
+ * refuses a revoked secret on its next request: PostgreSQL confirms the key
+ * on each request (docs/revocation.md); revocation and rotation also delete
+ * the directory's cache entries of the affected hashes.
  */
 
 export const API_KEY_ROLES: readonly Role[] = ["VIEWER", "DEVELOPER", "ADMIN"];

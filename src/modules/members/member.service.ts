@@ -8,9 +8,10 @@ import type { ScopedTx } from "../../tenancy/tenant-db.ts";
 import * as v from "../../graphql/validate.ts";
 
 /**
- * Memberships. Every change invalidates the member's cached membership in
- * the shared store (src/tenancy/directory.ts), so it holds on the member's
- * very next request on every replica, although their JWT is still valid.
+ * Memberships. A change holds on the member's very next request on every
+ * replica, although their JWT is still valid: PostgreSQL confirms each
+ * request's membership and role (docs/revocation.md); the invalidation of
+ * the cached membership (src/tenancy/directory.ts) keeps the cache close.
  * OWNER is special: only an OWNER grants or revokes it, and the last OWNER
  * can be neither demoted nor removed (checked under a per-tenant lock, so two
  * owners demoting each other at once cannot leave none).

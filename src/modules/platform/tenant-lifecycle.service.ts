@@ -9,9 +9,10 @@ import { conflictToInput } from "../projects/project.service.ts";
 /**
  * The tenant lifecycle, for platform admins. Every change runs on the
  * platform path inside crossTenant() (audit entry first, in the same
- * transaction; the tenant's own admins see it too) and then invalidates the
- * tenant's directory entry in the shared store, so every replica sees the
- * new status, plan or limits on its next request.
+ * transaction; the tenant's own admins see it too). Every replica sees the
+ * new status, plan or limits on its next request, because PostgreSQL
+ * confirms them on each request (docs/revocation.md); the change also
+ * invalidates the tenant's directory entry in the shared store.
  */
 
 const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;

@@ -161,7 +161,16 @@ function errorResponse(err: unknown, logger?: Logger): Response {
   return new Response(JSON.stringify({ errors: [body] }), { status, headers: { "content-type": "application/json" } });
 }
 
-/** Checks who may export which tenant, writes the audit entry, and picks the database path. */
+const notOwner = () => forbidden("Only the tenant's OWNER can export its data", { requires: "OWNER" });
+const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
+
+/**
+ * Checks who may export which tenant, writes the audit entry, and picks the
+ * database path. An export can outlast many requests, so the right to it is
+ * confirmed in PostgreSQL again before every batch (docs/revocation.md): a
+ * caller demoted, removed or suspended mid-stream gets a cut-off export (no
+ * ExportComplete line).
+ */
 async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
   const slug = url.searchParams.get("tenant");
   if (slug !== null) {
@@ -170,10 +179,17 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     if (!tenant) throw notFound("Tenant");
     // Audited before any row is read; the tenant sees the entry in its own log.
     await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
-    return { tenant, run: (sql) => deps.platform.$queryRaw(sql) };
+    const userId = ctx.user!.id;
+    return {
+      tenant,
+      run: async (sql) => {
+        if ((await deps.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
+        return deps.platform.$queryRaw(sql);
+      },
+    };
   }
   const tenant = requireTenant(ctx);
-  if (ctx.role !== "OWNER") throw forbidden("Only the tenant's OWNER can export its data", { requires: "OWNER" });
+  if (ctx.role !== "OWNER") throw notOwner();
   await ctx.tenantDb.transaction((tx) =>
     writeAudit(tx, ctx, { action: "tenant.export", targetType: "Tenant", targetId: tenant.id }),
   );
@@ -184,8 +200,16 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     tenantScope: deps.tenantScope,
     statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
     mode: "statement",
+    authorization: { apiKeyId: null, apiKeyHash: null },
   });
-  return { tenant, run: (sql) => scoped.queryRaw(sql) };
+  return {
+    tenant,
+    run: async (sql) => {
+      const facts = await scoped.authorize();
+      if (facts.tenant?.status !== "ACTIVE" || facts.member?.role !== "OWNER") throw notOwner();
+      return scoped.queryRaw(sql);
+    },
+  };
 }
 
 export interface ExportOptions {

@@ -249,6 +249,42 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     expect((await res.json()).errors[0].extensions).toMatchObject({ code: "FORBIDDEN", requires: "OWNER" });
   });
 
+  it("/export: a right revoked while the export streams cuts it off (no ExportComplete line)", async () => {
+    const second = await newMember("acme", "OWNER");
+    const email = `ops-${randomBytes(4).toString("hex")}@platform.test`;
+    const ops = await t.clients.platform.user.create({ data: { email, authSubject: email, isPlatformAdmin: true } });
+    /** Reads the first chunk, runs `revoke`, reads the rest: the text and whether the stream failed. */
+    const readAcross = async (res: Response, revoke: () => Promise<unknown>) => {
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = decoder.decode((await reader.read()).value);
+      await revoke();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return { text, failed: false };
+          text += decoder.decode(value);
+        }
+      } catch {
+        return { text, failed: true };
+      }
+    };
+    const complete = await readAcross(await exportAs(second.token), async () => {});
+    expect(complete).toMatchObject({ failed: false, text: expect.stringContaining(`"type":"ExportComplete"`) });
+
+    const demoted = await readAcross(await exportAs(second.token), () =>
+      t.clients.platform.membership.update({ where: { tenantId_userId: { tenantId: ids.acme!, userId: second.userId } }, data: { role: "ADMIN" } }),
+    );
+    expect(demoted.text).toContain(`"type":"Tenant"`);
+    expect(demoted).toMatchObject({ failed: true, text: expect.not.stringContaining("ExportComplete") });
+
+    const unflagged = await readAcross(await exportAs(await t.token(email), "?tenant=acme"), () =>
+      t.clients.platform.user.update({ where: { id: ops.id }, data: { isPlatformAdmin: false } }),
+    );
+    expect(unflagged).toMatchObject({ failed: true, text: expect.not.stringContaining("ExportComplete") });
+  });
+
   it("a suspension (and a deletion schedule) holds for members and keys though Redis came back with the tenant ACTIVE", async () => {
     const admin = await t.adminToken();
     const secret = `tgk_${randomBytes(6).toString("hex")}_${randomBytes(32).toString("base64url")}`;

@@ -200,7 +200,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     tenantScope: deps.tenantScope,
     statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
     mode: "statement",
-    authorization: { apiKeyId: null, apiKeyHash: null },
+    authorization: { apiKeyHash: null },
   });
   return {
     tenant,

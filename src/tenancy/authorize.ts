@@ -1,10 +1,9 @@
-import type { QuotaResource } from "../generated/prisma/enums.ts";
+import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import { rateLimited, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
 import type { RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
-import type { Context } from "./context.ts";
-import type { TenantInfo } from "./directory.ts";
-import type { RequestFacts } from "./tenant-db.ts";
+import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
+import type { RequestFacts, TenantDb } from "./tenant-db.ts";
 
 /**
  * PostgreSQL decides (docs/revocation.md).
@@ -31,6 +30,18 @@ import type { RequestFacts } from "./tenant-db.ts";
 export const NO_ACCESS = "Unknown tenant or not a member";
 export const KEY_REFUSED = "Invalid, expired or revoked API key";
 
+/** What confirmAuthorization reads and corrects: the request context (src/tenancy/context.ts). */
+export interface AuthorizedCaller {
+  user: UserInfo | null;
+  apiKey: ApiKeyInfo | null;
+  tenant: TenantInfo | null;
+  role: Role | null;
+  membershipId: string | null;
+  isPlatformAdmin: boolean;
+  readonly tenantDb: TenantDb;
+  deps: { directory: Directory };
+}
+
 export interface AuthorizationInput {
   /** The SHA-256 of the API key secret of the request, if any. */
   apiKeyHash: string | null;
@@ -42,7 +53,7 @@ export interface AuthorizationInput {
 const sameLimits = (a: TenantInfo["limits"], b: TenantInfo["limits"]) =>
   (Object.keys(b) as QuotaResource[]).every((r) => a[r] === b[r]) && Object.keys(a).length === Object.keys(b).length;
 
-export async function confirmAuthorization(ctx: Context, input: AuthorizationInput): Promise<void> {
+export async function confirmAuthorization(ctx: AuthorizedCaller, input: AuthorizationInput): Promise<void> {
   const { directory } = ctx.deps;
   const user = ctx.user;
   if (!ctx.tenant) {

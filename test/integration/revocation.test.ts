@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisStore, type Store } from "../../src/infra/store.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
-import { toGlobalId } from "../../src/schema/ids.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
 import { hashApiKey } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";

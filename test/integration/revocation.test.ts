@@ -84,6 +84,15 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     await t.clients.platform.membership.create({ data: { tenantId: ids[slug]!, userId: user.id, role } });
     return { email, userId: user.id, token: await t.token(email, slug) };
   };
+  /** updateMemberRole through the API, as `token`. */
+  const changeRole = async (token: string, email: string, role: Role) => {
+    const m = await membership("acme", email);
+    const res = await t.gql(`mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { membership { role } } }`, {
+      token,
+      variables: { i: { membershipId: toGlobalId("Membership", m.id), role } },
+    });
+    expect(res.body.data.updateMemberRole.membership.role).toBe(role);
+  };
   const exportAs = (token: string, query = "") =>
     t.app.fetch(`http://localhost/export${query}`, { headers: { authorization: `Bearer ${token}` } });
 
@@ -208,14 +217,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const admin = await newMember("acme", "ADMIN");
     const owner = await t.memberToken("acme", "OWNER");
     expect((await t.gql(`{ apiKeys(first: 1) { totalCount } }`, { token: admin.token })).body.errors).toBeUndefined();
-    const m = await membership("acme", admin.email);
-    await invalidationLostToRestart(async () => {
-      const res = await t.gql(`mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { membership { role } } }`, {
-        token: owner,
-        variables: { i: { membershipId: toGlobalId("Membership", m.id), role: "VIEWER" } },
-      });
-      expect(res.body.data.updateMemberRole.membership.role).toBe("VIEWER");
-    });
+    await invalidationLostToRestart(() => changeRole(owner, admin.email, "VIEWER"));
     expect(JSON.parse((await redis.client.get(`t:{${ids.acme}}:m:${admin.userId}`))!)).toMatchObject({ role: "ADMIN" });
 
     const read = await t.gql(`{ apiKeys(first: 1) { totalCount } }`, { token: admin.token });
@@ -235,14 +237,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const first = await exportAs(second.token);
     expect(first.status).toBe(200);
     await first.body?.cancel();
-    const m = await membership("acme", second.email);
-    await invalidationLostToRestart(async () => {
-      const res = await t.gql(`mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { membership { role } } }`, {
-        token: owner,
-        variables: { i: { membershipId: toGlobalId("Membership", m.id), role: "ADMIN" } },
-      });
-      expect(res.body.data.updateMemberRole.membership.role).toBe("ADMIN");
-    });
+    await invalidationLostToRestart(() => changeRole(owner, second.email, "ADMIN"));
     expect(JSON.parse((await redis.client.get(`t:{${ids.acme}}:m:${second.userId}`))!)).toMatchObject({ role: "OWNER" });
     const res = await exportAs(second.token);
     expect(res.status).toBe(403);

@@ -1,4 +1,5 @@
--- CreateDeployment (test/operations/deployments.graphql): 11 statements
+-- CreateDeployment (test/operations/deployments.graphql): 12 statements
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts; COMMIT
 app: BEGIN
 app: SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', $3, true), set_config('statement_timeout', $4, true)
 app: SELECT "public"."projects"."tenant_id", "public"."projects"."id" FROM "public"."projects" WHERE ("public"."projects"."id" = $1 AND "public"."projects"."tenant_id" = $2) LIMIT $3 OFFSET $4

@@ -1,5 +1,5 @@
 -- Dashboard (src/http/graphiql-examples.graphql): 6 statements
-app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true)
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts
 app: SELECT "public"."projects"."tenant_id", "public"."projects"."id", "public"."projects"."name", "public"."projects"."slug", "public"."projects"."description", "public"."projects"."created_at", "public"."projects"."updated_at" FROM "public"."projects" WHERE "public"."projects"."tenant_id" = $1 ORDER BY "public"."projects"."created_at" DESC, "public"."projects"."id" DESC LIMIT $2 OFFSET $3
 app: SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."projects"."tenant_id", "public"."projects"."id" FROM "public"."projects" WHERE "public"."projects"."tenant_id" = $1 OFFSET $2) AS "sub"
 app: SELECT project_id AS "projectId", count(*)::int AS n FROM deployments WHERE tenant_id = $1::uuid AND project_id = ANY($2::uuid[]) GROUP BY project_id

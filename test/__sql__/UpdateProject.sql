@@ -1,4 +1,5 @@
--- UpdateProject (test/operations/projects.graphql): 6 statements
+-- UpdateProject (test/operations/projects.graphql): 7 statements
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts; COMMIT
 app: BEGIN
 app: SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', $3, true), set_config('statement_timeout', $4, true)
 app: UPDATE "public"."projects" SET "description" = $1, "updated_at" = $2 WHERE ("public"."projects"."id" = $3 AND "public"."projects"."tenant_id" = $4)

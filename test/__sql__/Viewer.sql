@@ -1,2 +1,4 @@
--- Viewer (test/operations/viewer.graphql): 1 statements
+-- Viewer (test/operations/viewer.graphql): 3 statements
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts
 platform: SELECT "public"."memberships"."tenant_id", "public"."memberships"."id", "public"."memberships"."user_id", "public"."memberships"."role"::text, "public"."memberships"."created_at", "public"."memberships"."updated_at" FROM "public"."memberships" LEFT JOIN "public"."tenants" AS "j0" ON ("j0"."id") = ("public"."memberships"."tenant_id") WHERE ("public"."memberships"."user_id" = $1 AND ("j0"."status" <> CAST($2::text AS "public"."TenantStatus") AND ("j0"."id" IS NOT NULL))) ORDER BY "public"."memberships"."created_at" ASC OFFSET $3
+app: COMMIT

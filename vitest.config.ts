@@ -9,6 +9,7 @@ const SLOW = [
   "test/integration/multi-process.test.ts",
   "test/integration/statement-timeout.test.ts",
   "test/integration/export.test.ts",
+  "test/integration/revocation.test.ts",
 ];
 
 export default defineConfig({

@@ -2,7 +2,7 @@ import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type pg from "pg";
 import type { Config } from "./config.ts";
 import { corsPolicy } from "./http/cors.ts";
-import { graphiqlOptions } from "./http/graphiql.ts";
+import { graphiqlOptionsFor } from "./http/graphiql.ts";
 import { useExport } from "./http/export.ts";
 import { existingStateOf, stateOf } from "./http/request-state.ts";
 import { useBodyLimit } from "./http/use-body-limit.ts";
@@ -19,6 +19,7 @@ import type { Logger } from "./infra/logger.ts";
 import { useRequestLogging } from "./infra/logger.ts";
 import { Metrics, useMetrics } from "./infra/metrics.ts";
 import { useQueryLimits } from "./infra/query-limits.ts";
+import { maskError } from "./infra/unavailable.ts";
 import { RequestCounter, useRequestCounting } from "./infra/request-counter.ts";
 import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
 import { setCursorSecret } from "./graphql/cursor.ts";
@@ -42,6 +43,10 @@ export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** Readiness probes, by dependency name. */
   probes: Record<string, () => Promise<boolean>>;
+  /** True once a shutdown has begun: /readyz answers 503 from then on (src/server.ts). */
+  draining?: () => boolean;
+  /** Signs a demo token (acme OWNER) for GraphiQL's header template; only outside production with the demo tenants seeded. */
+  demoToken?: () => Promise<string>;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -54,12 +59,12 @@ export function createApp(deps: AppDeps): App {
     schema,
     graphqlEndpoint: "/graphql",
     landingPage: false,
-    graphiql: config.graphiql ? graphiqlOptions : false,
+    graphiql: config.graphiql ? graphiqlOptionsFor(deps.demoToken) : false,
     // The offline GraphiQL bundle weighs ~80 MB of RSS once loaded: load it
     // on the first GraphiQL page, never when GRAPHIQL is off (production).
     renderGraphiQL: (opts) => import("@graphql-yoga/render-graphiql").then((m) => m.renderGraphiQL(opts)),
     // Never show internals: masked errors carry only INTERNAL_SERVER_ERROR.
-    maskedErrors: { isDev: false },
+    maskedErrors: { isDev: false, maskError },
     logging: {
       debug: (...a) => logger.debug(a.map(String).join(" ")),
       info: (...a) => logger.info(a.map(String).join(" ")),
@@ -79,7 +84,7 @@ export function createApp(deps: AppDeps): App {
       useJitErrorLocations(),
       useResponseHeaders(),
       useClientAddress({ trustProxy: config.trustProxy }),
-      useHealthChecks({ probes: deps.probes }),
+      useHealthChecks({ probes: deps.probes, draining: deps.draining }),
       useBodyLimit({ maxBodyBytes: config.maxBodyBytes }),
       useCsrfPrevention(),
       useJsonBody(),

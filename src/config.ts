@@ -39,6 +39,8 @@ export interface Config {
   trustProxy: TrustProxy;
   /** Origins allowed to call cross-origin (CORS_ORIGINS); empty: none. `*` allows any origin without credentials. */
   corsOrigins: string[];
+  /** How long in-flight requests may finish after SIGTERM/SIGINT (SPEC section 10). */
+  shutdownDrainMs: number;
 }
 
 /**
@@ -195,5 +197,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
     trustProxy: trustProxy(env),
     corsOrigins: corsOrigins(env),
+    shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 10_000, 0, 10 * 60_000),
   };
 }

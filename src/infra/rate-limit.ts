@@ -1,28 +1,67 @@
 import { rateLimited } from "../errors.ts";
-import { tenantKey, type Store } from "./store.ts";
+import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
 
 export interface RateLimitState {
   limit: number;
   remaining: number;
   /** Unix seconds. */
   reset: number;
+  /** "local": counted by this process alone, the shared store being unavailable. */
+  scope?: "shared" | "local";
 }
 
 const WINDOW_MS = 60_000;
+
+/**
+ * The degraded mode of the limiter (docs/degraded-modes.md): while the shared
+ * store cannot answer, each process counts the same one-minute windows in
+ * memory, one entry per tenant (the current window only, so memory stays
+ * bounded by the number of tenants). The limit then holds per process: with
+ * N replicas a tenant may get up to N times its limit until Redis is back.
+ */
+export class LocalWindows {
+  private readonly windows = new Map<string, { window: number; count: number }>();
+
+  hit(tenantId: string, window: number): number {
+    const entry = this.windows.get(tenantId);
+    if (entry && entry.window === window) return ++entry.count;
+    this.windows.set(tenantId, { window, count: 1 });
+    return 1;
+  }
+}
+
+const local = new LocalWindows();
 
 /**
  * API_REQUESTS_PER_MINUTE: a fixed one-minute window per tenant, counted
  * atomically in the shared store, so the limit holds across replicas. Each
  * tenant has its own key: one tenant at its limit costs the others nothing.
  */
-export async function consumeRequest(store: Store, tenantId: string, limit: number | null): Promise<RateLimitState> {
-  const window = Math.floor(Date.now() / WINDOW_MS);
-  const { count, resetAt } = await store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS);
-  const reset = Math.ceil(resetAt / 1000);
-  if (limit === null) return { limit: -1, remaining: -1, reset };
-  const state = { limit, remaining: Math.max(0, limit - count), reset };
+export async function consumeRequest(
+  store: Store,
+  tenantId: string,
+  limit: number | null,
+  now: () => number = Date.now,
+  fallback: LocalWindows = local,
+): Promise<RateLimitState> {
+  const window = Math.floor(now() / WINDOW_MS);
+  let count: number;
+  let reset: number;
+  let scope: RateLimitState["scope"] = "shared";
+  try {
+    const hit = await store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS);
+    count = hit.count;
+    reset = Math.ceil(hit.resetAt / 1000);
+  } catch (err) {
+    if (!isStoreUnavailable(err)) throw err;
+    count = fallback.hit(tenantId, window);
+    reset = ((window + 1) * WINDOW_MS) / 1000;
+    scope = "local";
+  }
+  if (limit === null) return { limit: -1, remaining: -1, reset, scope };
+  const state = { limit, remaining: Math.max(0, limit - count), reset, scope };
   if (count > limit) {
-    throw Object.assign(rateLimited(limit, reset, Math.max(1, reset - Math.floor(Date.now() / 1000))), {
+    throw Object.assign(rateLimited(limit, reset, Math.max(1, reset - Math.floor(now() / 1000))), {
       rateLimit: state,
     });
   }

@@ -1,7 +1,7 @@
 import type { Plugin } from "graphql-yoga";
 import { Prisma, type PrismaClient } from "../generated/prisma/client.ts";
 import type { Logger } from "./logger.ts";
-import { tenantKey, type Store } from "./store.ts";
+import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
 
 /**
  * API requests per tenant per hour (`Platform.tenantUsage.apiRequests`).
@@ -20,6 +20,14 @@ import { tenantKey, type Store } from "./store.ts";
  * current and previous hour from the store. With Redis nothing is lost on a
  * crash (the totals stay in Redis); with the in-process store the counts die
  * with the process, so at most one flush interval is lost.
+ *
+ * Store unavailable (docs/degraded-modes.md): a count that cannot reach the
+ * store is buffered in the process, per tenant-hour, and added to the store
+ * at the next flush that finds it again; the request is never failed for it.
+ * If the store is still down at shutdown, the buffered counts are added to
+ * `usage_counters` directly (a later flush of the store's total keeps the
+ * greater of the two: an hour can be under-counted by the smaller, never
+ * counted twice).
  *
  * Storage: `usage_counters` rows with resource API_REQUESTS_PER_MINUTE (the
  * request resource of the QuotaResource enum; adding a new value would also
@@ -54,6 +62,8 @@ export class RequestCounter {
   private readonly now: () => number;
   /** `<tenantId>|<hourStartMs>` seen since the last flush. */
   private dirty = new Set<string>();
+  /** Counts the store could not take, by `<tenantId>|<hourStartMs>`. */
+  private buffered = new Map<string, number>();
   private swept = false;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<number> | undefined;
@@ -69,19 +79,61 @@ export class RequestCounter {
   /** Counts one request of `tenantId` (by = more than one, for tests and batches). */
   async record(tenantId: string, by = 1): Promise<void> {
     const hour = hourStart(this.now());
-    this.dirty.add(`${tenantId}|${hour}`);
-    await this.store.hit(requestCounterKey(tenantId, hour), RETAIN_MS, by);
+    const entry = `${tenantId}|${hour}`;
+    this.dirty.add(entry);
+    try {
+      await this.store.hit(requestCounterKey(tenantId, hour), RETAIN_MS, by);
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      this.buffered.set(entry, (this.buffered.get(entry) ?? 0) + by);
+    }
+  }
+
+  /** Counts held in the process because the store was unavailable. */
+  get bufferedCount(): number {
+    let n = 0;
+    for (const v of this.buffered.values()) n += v;
+    return n;
+  }
+
+  /** Hands buffered counts to the store; false when it is still unavailable. */
+  private async replay(): Promise<boolean> {
+    for (const [entry, by] of [...this.buffered]) {
+      const [tenantId, hour] = entry.split("|") as [string, string];
+      try {
+        await this.store.hit(requestCounterKey(tenantId, Number(hour)), RETAIN_MS, by);
+      } catch (err) {
+        if (isStoreUnavailable(err)) return false;
+        throw err;
+      }
+      // Counts recorded meanwhile stay for the next replay.
+      const left = (this.buffered.get(entry) ?? 0) - by;
+      if (left > 0) this.buffered.set(entry, left);
+      else this.buffered.delete(entry);
+    }
+    return true;
   }
 
   /** Writes the totals of the pending tenant-hours; returns the rows written. */
-  flush(): Promise<number> {
+  flush(final = false): Promise<number> {
     // One flush at a time per process; a caller arriving during one waits for it and starts its own.
-    const run = (this.flushing ?? Promise.resolve(0)).catch(() => 0).then(() => this.flushOnce());
+    const run = (this.flushing ?? Promise.resolve(0)).catch(() => 0).then(() => this.flushOnce(final));
     this.flushing = run;
     return run;
   }
 
-  private async flushOnce(): Promise<number> {
+  private async flushOnce(final: boolean): Promise<number> {
+    if (!(await this.replay())) {
+      if (!final) return 0;
+      // Shutting down with the store unavailable: the buffer would die with the process.
+      const rows = [...this.buffered].map(([entry, count]) => {
+        const [tenantId, hour] = entry.split("|") as [string, string];
+        return { tenantId, hour: Number(hour), count };
+      });
+      this.buffered.clear();
+      if (rows.length) await this.write(rows, "add");
+      return rows.length;
+    }
     const pending = this.dirty;
     this.dirty = new Set();
     try {
@@ -122,8 +174,12 @@ export class RequestCounter {
     return rows;
   }
 
-  /** One statement for the whole batch; tenants purged meanwhile are skipped by the join. */
-  private async write(rows: { tenantId: string; hour: number; count: number }[]) {
+  /**
+   * One statement for the whole batch; tenants purged meanwhile are skipped by the join.
+   * "total": the counts are the store's running totals (idempotent); "add": increments.
+   */
+  private async write(rows: { tenantId: string; hour: number; count: number }[], mode: "total" | "add" = "total") {
+    const merge = mode === "total" ? Prisma.sql`GREATEST(usage_counters.count, EXCLUDED.count)` : Prisma.sql`usage_counters.count + EXCLUDED.count`;
     const ids = rows.map((r) => r.tenantId);
     const windows = rows.map((r) => new Date(r.hour).toISOString());
     const counts = rows.map((r) => r.count);
@@ -133,14 +189,17 @@ export class RequestCounter {
       FROM unnest(${ids}::uuid[], ${windows}::timestamptz[], ${counts}::int[]) AS x(tenant_id, window_start, count)
       JOIN tenants t ON t.id = x.tenant_id
       ON CONFLICT (tenant_id, resource, window_start)
-      DO UPDATE SET count = GREATEST(usage_counters.count, EXCLUDED.count)`);
+      DO UPDATE SET count = ${merge}`);
   }
 
   /** Flushes every `intervalMs` until stop(). */
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.flush().catch((err: unknown) => this.logger?.warn({ err }, "request counter flush failed"));
+      this.flush().catch((err: unknown) => {
+        // The store logs its own unavailability once; no line every interval.
+        if (!isStoreUnavailable(err)) this.logger?.warn({ err }, "request counter flush failed");
+      });
     }, this.intervalMs);
     this.timer.unref();
   }
@@ -149,7 +208,7 @@ export class RequestCounter {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.flush();
+    await this.flush(true);
   }
 }
 

@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import type { Logger } from "./logger.ts";
 
 /**
  * The shared key-value store: Redis when REDIS_URL is set, else an in-process
@@ -18,6 +19,22 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The store cannot answer (Redis down, restarting or too slow). Every
+ * RedisStore failure is this error, so callers choose their degraded mode
+ * (docs/degraded-modes.md) without knowing ioredis' messages, and whatever
+ * does not catch it is answered as SERVICE_UNAVAILABLE (503 + Retry-After),
+ * never as a masked 500.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(readonly reason: string) {
+    super(`The shared store is unavailable (${reason})`);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+export const isStoreUnavailable = (err: unknown): err is StoreUnavailableError => err instanceof StoreUnavailableError;
+
 export const tenantKey = (tenantId: string, ...parts: string[]) => `t:{${tenantId}}:${parts.join(":")}`;
 
 // INCRBY and PEXPIRE in one atomic step, so that replicas sharing one Redis
@@ -31,46 +48,139 @@ if ttl < 0 then
 end
 return {c, ttl}`;
 
+export interface RedisStoreOptions {
+  /** One line per change of state (unavailable / available again). */
+  logger?: Pick<Logger, "warn" | "info">;
+  /** A command without an answer after this long fails. @default 1000 */
+  commandTimeoutMs?: number;
+  /** After a timed-out command, commands fail at once for this long instead of each waiting. @default 1000 */
+  suspendMs?: number;
+}
+
+/**
+ * Redis with bounded waits. A request never waits on Redis for more than
+ * `commandTimeoutMs`:
+ *  - commands time out (`commandTimeout`);
+ *  - once connected, commands sent while the connection is down fail at once
+ *    instead of queueing (the offline queue only serves the first connect,
+ *    bounded by the same timeout and `maxRetriesPerRequest`);
+ *  - after a timeout (Redis reachable but not answering) every command fails
+ *    at once for `suspendMs`, so a request making several calls does not pay
+ *    the timeout for each;
+ *  - reconnection is retried every second at most, forever: recovery needs
+ *    no restart.
+ * Connection errors go to one log line per state change (never to ioredis'
+ * "Unhandled error event").
+ */
 export class RedisStore implements Store {
   readonly kind = "redis" as const;
   readonly redis: Redis;
+  private readonly logger?: RedisStoreOptions["logger"];
+  private readonly suspendMs: number;
+  /** "connecting" until the first connection: start-up reports that failure itself. */
+  private state: "connecting" | "up" | "down" = "connecting";
+  private suspendedUntil = 0;
+  /** Why the store last failed (start-up names it when Redis cannot be reached). */
+  lastError = "";
 
-  constructor(url: string) {
-    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableAutoPipelining: true, lazyConnect: false });
+  constructor(url: string, opts: RedisStoreOptions = {}) {
+    this.logger = opts.logger;
+    this.suspendMs = opts.suspendMs ?? 1000;
+    this.redis = new Redis(url, {
+      commandTimeout: opts.commandTimeoutMs ?? 1000,
+      connectTimeout: 2000,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => Math.min(100 * times, 1000),
+      enableAutoPipelining: true,
+      lazyConnect: false,
+    });
     this.redis.defineCommand("tgHit", { numberOfKeys: 1, lua: HIT_SCRIPT });
+    this.redis.on("ready", () => {
+      // From now on a command sent while disconnected fails at once.
+      this.redis.options.enableOfflineQueue = false;
+      this.suspendedUntil = 0;
+      this.setAvailable(true, "connected");
+    });
+    this.redis.on("error", (err: Error) => this.setAvailable(false, err.message));
+    this.redis.on("close", () => this.setAvailable(false, "connection closed"));
+  }
+
+  private closed = false;
+
+  private setAvailable(up: boolean, reason: string) {
+    if (!up) this.lastError = reason;
+    const next = up ? "up" : this.state === "connecting" ? "connecting" : "down";
+    if (next === this.state || this.closed) return;
+    const was = this.state;
+    this.state = next;
+    if (next === "down") this.logger?.warn({ dependency: "redis", reason }, "redis unavailable: degraded mode (docs/degraded-modes.md)");
+    else if (was === "down") this.logger?.info({ dependency: "redis" }, "redis available again");
+  }
+
+  /** Waits for the first connection (start-up); false when none within `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.status === "ready") return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.redis.off("ready", onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.redis.on("ready", onReady);
+    });
+  }
+
+  /** Runs one command; every failure becomes StoreUnavailableError. */
+  private async run<T>(command: () => Promise<T>): Promise<T> {
+    if (Date.now() < this.suspendedUntil) throw new StoreUnavailableError("not answering");
+    try {
+      return await command();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/timed out/i.test(message)) {
+        this.suspendedUntil = Date.now() + this.suspendMs;
+        this.setAvailable(false, message);
+      }
+      throw new StoreUnavailableError(this.redis.status === "ready" ? message : "not connected");
+    }
   }
 
   get(key: string) {
-    return this.redis.get(key);
+    return this.run(() => this.redis.get(key));
   }
   async set(key: string, value: string, ttlSeconds: number) {
-    await this.redis.set(key, value, "EX", ttlSeconds);
+    await this.run(() => this.redis.set(key, value, "EX", ttlSeconds));
   }
   async del(...keys: string[]) {
-    if (keys.length) await this.redis.del(...keys);
+    if (keys.length) await this.run(() => this.redis.del(...keys));
   }
   async hit(key: string, windowMs: number, by = 1) {
-    const [count, ttl] = (await (this.redis as any).tgHit(key, windowMs, by)) as [number, number];
+    const [count, ttl] = await this.run(() => (this.redis as any).tgHit(key, windowMs, by) as Promise<[number, number]>);
     return { count, resetAt: Date.now() + ttl };
   }
   async deletePattern(pattern: string) {
     let cursor = "0";
     let deleted = 0;
     do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", pattern, "COUNT", 500);
+      const [next, keys] = await this.run(() => this.redis.scan(cursor, "MATCH", pattern, "COUNT", 500));
       cursor = next;
-      if (keys.length) deleted += await this.redis.unlink(...keys);
+      if (keys.length) deleted += await this.run(() => this.redis.unlink(...keys));
     } while (cursor !== "0");
     return deleted;
   }
   async ping() {
     try {
-      return (await this.redis.ping()) === "PONG";
+      const ok = (await this.run(() => this.redis.ping())) === "PONG";
+      if (ok && this.redis.status === "ready") this.setAvailable(true, "answering");
+      return ok;
     } catch {
       return false;
     }
   }
   async close() {
+    this.closed = true;
     this.redis.disconnect();
   }
 }

@@ -1,7 +1,7 @@
 import { Prisma } from "../generated/prisma/client.ts";
 import type { QuotaResource } from "../generated/prisma/enums.ts";
-import { quotaExceeded } from "../errors.ts";
-import { tenantKey, type Store } from "../infra/store.ts";
+import { quotaExceeded, serviceUnavailable } from "../errors.ts";
+import { isStoreUnavailable, tenantKey, type Store } from "../infra/store.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 
@@ -17,6 +17,10 @@ import type { ScopedTx } from "../tenancy/tenant-db.ts";
  *    store, incremented atomically before the mutation runs and refunded when
  *    the increment overshoots or the mutation fails. A refund can make a
  *    concurrent request fail that would have fit, never the other way round.
+ *    While the store cannot answer, these fail closed: SERVICE_UNAVAILABLE
+ *    (503 + Retry-After) for the mutations they guard, nothing else
+ *    (docs/degraded-modes.md). A refund that cannot reach the store leaves
+ *    the window over-counted, never under.
  */
 
 export type CountResource = Extract<QuotaResource, "PROJECTS" | "SEATS">;
@@ -99,12 +103,21 @@ export async function reserveWindowQuota(
   const limit = limitOf(tenant, resource);
   if (limit === null) return null;
   const key = quotaWindowKey(tenant.id, resource);
-  const { count } = await store.hit(key, HOUR_MS, cost);
+  let count: number;
+  try {
+    ({ count } = await store.hit(key, HOUR_MS, cost));
+  } catch (err) {
+    // Nobody can tell how much of the window is used: refuse rather than guess.
+    if (isStoreUnavailable(err)) throw serviceUnavailable("redis");
+    throw err;
+  }
   let refunded = false;
   const refund = async () => {
     if (refunded) return;
     refunded = true;
-    await store.hit(key, HOUR_MS, -cost);
+    await store.hit(key, HOUR_MS, -cost).catch((err: unknown) => {
+      if (!isStoreUnavailable(err)) throw err;
+    });
   };
   if (count > limit) {
     await refund();

@@ -10,6 +10,8 @@ export const LAST_USED_FLUSH_MS = 60_000;
 const MAX_TRACKED = 50_000;
 
 const lastFlush = new Map<string, number>();
+/** Writes not yet answered: a graceful shutdown waits for them (flushApiKeyUse). */
+const inFlight = new Set<Promise<unknown>>();
 
 /**
  * Notes one use of `key` at `now`. Returns the write when one was started
@@ -21,10 +23,18 @@ export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantI
   if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return undefined;
   if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
   lastFlush.set(key.id, now);
-  return platform.apiKey
+  const write: Promise<void> = platform.apiKey
     .updateMany({ where: { tenantId: key.tenantId, id: key.id }, data: { lastUsedAt: new Date(now) } })
     .then(
       () => undefined,
       () => void lastFlush.delete(key.id),
-    );
+    )
+    .finally(() => inFlight.delete(write));
+  inFlight.add(write);
+  return write;
+}
+
+/** Waits for every last-used write already started (before the pools close). */
+export async function flushApiKeyUse(): Promise<void> {
+  while (inFlight.size) await Promise.allSettled([...inFlight]);
 }

@@ -1,6 +1,7 @@
 import { badInput, notFound } from "../../errors.ts";
 import type { Plan, QuotaResource, TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
+import { isStoreUnavailable } from "../../infra/store.ts";
 import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
@@ -191,7 +192,11 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
     await tx.tenant.delete({ where: { id: tenantId } });
     return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
   });
-  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`);
+  // The purge has committed: with the store down its keys are left to expire
+  // (every one has a TTL), rather than answering an error for a done purge.
+  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
+    if (!isStoreUnavailable(err)) throw err;
+  });
   await ctx.deps.directory.invalidateTenant(tenantId, slug);
   await ctx.deps.directory.invalidateApiKeyHashes(...hashes);
   return { purgedTenantId: tenantId, slug };

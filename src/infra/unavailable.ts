@@ -1,0 +1,69 @@
+import { GraphQLError } from "graphql";
+import { maskError as yogaMaskError } from "graphql-yoga";
+import { AppError, serviceUnavailable } from "../errors.ts";
+import { isStoreUnavailable } from "./store.ts";
+
+/**
+ * A dependency that is down is not a bug: an operation that failed because
+ * Redis or PostgreSQL could not answer is SERVICE_UNAVAILABLE (HTTP 503 with
+ * Retry-After, SPEC section 10), so a client knows to retry, instead of a
+ * masked INTERNAL_SERVER_ERROR. Everything else is masked as before.
+ */
+
+/** PostgreSQL SQLSTATEs and socket codes meaning "the server is not there right now". */
+const PG_UNAVAILABLE_CODES = new Set([
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now (starting up, shutting down)
+  "08000", // connection_exception
+  "08001",
+  "08003",
+  "08006",
+  "P1001", // Prisma: can't reach database server
+  "P1017", // Prisma: server closed the connection
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+const PG_UNAVAILABLE_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|Can't reach database server|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command|Client has encountered a connection error/i;
+
+/** Walks an error's causes (GraphQL originalError, Prisma/pg `cause`, driver adapter details). */
+function* chain(error: unknown): Generator<any> {
+  const seen = new Set<unknown>();
+  const queue: unknown[] = [error];
+  while (queue.length) {
+    const e = queue.shift();
+    if (!e || typeof e !== "object" || seen.has(e)) continue;
+    seen.add(e);
+    yield e;
+    const o = e as Record<string, unknown>;
+    queue.push(o.originalError, o.cause, (o.meta as Record<string, unknown> | undefined)?.driverAdapterError);
+  }
+}
+
+/** The dependency an error says is unavailable ("redis", "postgres"), or null. */
+export function unavailableDependency(error: unknown): string | null {
+  for (const e of chain(error)) {
+    // A deliberate answer (possibly about a dependency already) stays as it is.
+    if (e instanceof AppError) return null;
+    if (isStoreUnavailable(e)) return "redis";
+    const code = typeof e.code === "string" ? e.code : typeof e.originalCode === "string" ? e.originalCode : undefined;
+    if (code && PG_UNAVAILABLE_CODES.has(code)) return "postgres";
+    if (typeof e.message === "string" && PG_UNAVAILABLE_MESSAGE.test(e.message)) return "postgres";
+  }
+  return null;
+}
+
+/** Yoga's maskError, with unavailable dependencies answered as SERVICE_UNAVAILABLE. */
+export function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  const dependency = unavailableDependency(error);
+  if (dependency) {
+    const unavailable = serviceUnavailable(dependency);
+    if (!(error instanceof GraphQLError) || !error.path) return unavailable;
+    // A resolver's error keeps its field path and location: the rest of the data stays readable.
+    return new GraphQLError(unavailable.message, { nodes: error.nodes, path: error.path, extensions: unavailable.extensions });
+  }
+  return yogaMaskError(error, message, isDev);
+}

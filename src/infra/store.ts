@@ -101,14 +101,16 @@ export class RedisStore implements Store {
       this.suspendedUntil = 0;
       this.setAvailable(true, "connected");
     });
-    this.redis.on("error", (err: Error) => this.setAvailable(false, err.message));
+    this.redis.on("error", (err: Error) => {
+      this.lastError = err.message;
+      this.setAvailable(false, err.message);
+    });
     this.redis.on("close", () => this.setAvailable(false, "connection closed"));
   }
 
   private closed = false;
 
   private setAvailable(up: boolean, reason: string) {
-    if (!up) this.lastError = reason;
     const next = up ? "up" : this.state === "connecting" ? "connecting" : "down";
     if (next === this.state || this.closed) return;
     const was = this.state;

@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import { parse, print, type OperationDefinitionNode } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
-import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, graphiqlOptions } from "../../src/http/graphiql.ts";
+import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, GRAPHIQL_TOKEN_PLACEHOLDER, graphiqlOptions } from "../../src/http/graphiql.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
+import { embeddedGraphiqlOptions } from "../helpers/graphiql-page.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument } from "../generated/operations.ts";
 
@@ -13,24 +14,9 @@ import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument } fro
  * and a headers template for the demo tenant; and the examples run.
  */
 
-/** The options object renderGraphiQL embeds: `renderYogaGraphiQL(root, {...})`. */
 function embeddedOptions(html: string): Record<string, any> {
-  const start = html.indexOf("renderYogaGraphiQL(");
-  expect(start).toBeGreaterThan(0);
-  const open = html.indexOf("{", html.indexOf(",", start));
-  // JSON.stringify output: find the matching brace, skipping string contents.
-  let depth = 0;
-  let inString = false;
-  for (let i = open; i < html.length; i++) {
-    const c = html[i];
-    if (inString) {
-      if (c === "\\") i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') inString = true;
-    else if (c === "{") depth++;
-    else if (c === "}" && --depth === 0) return JSON.parse(html.slice(open, i + 1));
-  }
-  throw new Error("no options object in the GraphiQL page");
+  expect(html).toContain("renderYogaGraphiQL(");
+  return embeddedGraphiqlOptions(html);
 }
 
 const operationNames = (source: string) =>
@@ -99,6 +85,50 @@ describe("GraphiQL", () => {
       expect(body.errors, `${operationName}: ${JSON.stringify(body.errors)}`).toBeUndefined();
       expect(body.data).toBeTruthy();
     }
+  });
+
+  it("without the demo tenants the Authorization template is a placeholder, persisted headers allowed", () => {
+    const options = embeddedOptions(html);
+    expect(JSON.parse(options.headers).Authorization).toBe(`Bearer ${GRAPHIQL_TOKEN_PLACEHOLDER}`);
+    expect(options.shouldPersistHeaders).toBe(true);
+  });
+
+  it("with a demo token signer, each page holds a fresh working token: the first operation runs as is", async () => {
+    let signed = 0;
+    const demo = createApp(
+      testAppDeps(t.clients, t.store, {
+        demoToken: async () => {
+          signed++;
+          return t.memberToken("acme", "OWNER");
+        },
+      }),
+    );
+    const page = await demo.fetch("http://localhost/graphql", { headers: { accept: "text/html" } });
+    const options = embeddedOptions(await page.text());
+    expect(signed).toBe(1);
+    // Not persisted: a reload never keeps an old (expired) token over the fresh one.
+    expect(options.shouldPersistHeaders).toBe(false);
+    const headers = JSON.parse(options.headers) as Record<string, string>;
+    expect(headers.Authorization).not.toContain(GRAPHIQL_TOKEN_PLACEHOLDER);
+    // What GraphiQL sends on play: the editor's headers, the default document, its first operation.
+    const first = operationNames(options.defaultQuery)[0];
+    expect(first).toBe("Dashboard");
+    const res = await demo.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ query: options.defaultQuery, operationName: first }),
+    });
+    const body = await res.json();
+    expect(body.errors).toBeUndefined();
+    expect(body.data.tenant.slug).toBe("acme");
+    expect(body.data.projects.totalCount).toBeGreaterThan(0);
+    // And the schema fetch GraphiQL starts with is accepted with the same headers (docs, autocompletion).
+    const introspection = await demo.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ query: "{ __schema { queryType { name } } }" }),
+    });
+    expect((await introspection.json()).data.__schema.queryType.name).toBe("Query");
   });
 
   it("is not served when GRAPHIQL is off", async () => {

@@ -208,7 +208,7 @@ async function printWelcome(config: Config, port: number, demo: boolean) {
     }
     const admin = await signDevToken({ secret: config.jwtSecret, sub: DEMO_PLATFORM_ADMIN.subject, ttl: "24h", issuer: config.jwtIssuer, audience: config.jwtAudience });
     lines.push(`  platform admin    ${admin}`);
-    lines.push(``, `  First query: { viewer { user { email } tenant { slug plan } role } projects(first: 5) { totalCount edges { node { name deploymentCount } } } }`);
+    lines.push(``, `  First query: open GraphiQL, press play and pick Dashboard (README, "The first five minutes").`);
   }
   lines.push(``);
   // The banner is for a person at a terminal, not for the JSON log stream.

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { parse, print, type OperationDefinitionNode } from "graphql";
+import { Kind, parse, print, type OperationDefinitionNode } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, GRAPHIQL_TOKEN_PLACEHOLDER, graphiqlOptions } from "../../src/http/graphiql.ts";
@@ -129,6 +129,15 @@ describe("GraphiQL", () => {
       body: JSON.stringify({ query: "{ __schema { queryType { name } } }" }),
     });
     expect((await introspection.json()).data.__schema.queryType.name).toBe("Query");
+  });
+
+  it("the README's first query is GraphiQL's first operation (what play runs)", () => {
+    const readme = readFileSync("README.md", "utf8");
+    const section = readme.slice(readme.indexOf("### The first five minutes"));
+    const block = /```graphql\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toBeDefined();
+    const dashboard = parse(GRAPHIQL_OPERATIONS).definitions[0]!;
+    expect(print(parse(block!))).toBe(print({ kind: Kind.DOCUMENT, definitions: [dashboard] }));
   });
 
   it("is not served when GRAPHIQL is off", async () => {

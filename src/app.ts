@@ -63,7 +63,8 @@ export function createApp(deps: AppDeps): App {
     // The offline GraphiQL bundle weighs ~80 MB of RSS once loaded: load it
     // on the first GraphiQL page, never when GRAPHIQL is off (production).
     renderGraphiQL: (opts) => import("@graphql-yoga/render-graphiql").then((m) => m.renderGraphiQL(opts)),
-    // Never show internals: masked errors carry only INTERNAL_SERVER_ERROR.
+    // Never show internals: masked errors carry only INTERNAL_SERVER_ERROR,
+    // except a dependency that is down: SERVICE_UNAVAILABLE, 503 + Retry-After.
     maskedErrors: { isDev: false, maskError },
     logging: {
       debug: (...a) => logger.debug(a.map(String).join(" ")),

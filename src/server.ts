@@ -218,7 +218,7 @@ async function printWelcome(config: Config, port: number, demo: boolean) {
 main().catch(async (err: unknown) => {
   // One plain line, never a stack trace (LOG_LEVEL=debug shows it).
   const plain = err instanceof StartupError || err instanceof Error && err.name === "EmbeddedStartError";
-  const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  const message = (err instanceof Error ? err.message : String(err)).split("\n").find((l) => l.trim()) ?? String(err);
   console.error(plain ? message : `tenantgraph could not start: ${message}`);
   if (!plain && /^(debug|trace)$/i.test(process.env.LOG_LEVEL ?? "")) console.error(err);
   await startupCleanup?.().catch(() => {});

@@ -11,7 +11,7 @@ import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
 import { flushApiKeyUse } from "./tenancy/last-used.ts";
-import { checkPostgres, checkRedis, StartupError } from "./startup.ts";
+import { checkPostgres, checkRedis, StartupError } from "./infra/startup.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { signDevToken } from "./tenancy/tokens.ts";
@@ -25,7 +25,7 @@ import { signDevToken } from "./tenancy/tokens.ts";
  *
  * A dependency that cannot be used at start-up (embedded PostgreSQL
  * directory or port, DATABASE_URL, REDIS_URL) stops the process with one
- * plain sentence naming it and the remedy (src/startup.ts, src/db/embedded.ts).
+ * plain sentence naming it and the remedy (src/infra/startup.ts, src/db/embedded.ts).
  */
 
 /** What a signal during start-up must still stop (the embedded PostgreSQL). */

@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { RedisStore } from "./infra/store.ts";
+import type { RedisStore } from "./store.ts";
 
 /**
  * Start-up checks with plain answers: when a dependency cannot be used,

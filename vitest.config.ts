@@ -10,6 +10,8 @@ const SLOW = [
   "test/integration/statement-timeout.test.ts",
   "test/integration/export.test.ts",
   "test/integration/revocation.test.ts",
+  "test/integration/shutdown.test.ts",
+  "test/integration/startup.test.ts",
 ];
 
 export default defineConfig({

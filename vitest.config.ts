@@ -12,6 +12,7 @@ const SLOW = [
   "test/integration/revocation.test.ts",
   "test/integration/shutdown.test.ts",
   "test/integration/startup.test.ts",
+  "test/integration/redis-outage.test.ts",
 ];
 
 export default defineConfig({

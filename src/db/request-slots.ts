@@ -44,11 +44,40 @@ export class SlotPool extends pg.Pool {
     return run;
   }
 
-  // A Prisma transaction on a slot client would need a second connection:
-  // refused, the request's transaction is the only one.
+  /**
+   * Prisma runs a batch of unique lookups it cannot merge into one query
+   * (several User nodes: the tenant scope adds an OR to each) as a batch
+   * transaction, which asks the pool for a connection. There is no second
+   * connection: the request's transaction is already open on the held one,
+   * so the batch runs there, as a savepoint (BEGIN, COMMIT and ROLLBACK
+   * become SAVEPOINT, RELEASE and ROLLBACK TO; an isolation level stays the
+   * request transaction's).
+   */
   override connect(): any {
-    return Promise.reject(new Error("no transactions on a request slot"));
+    if (!this.held) return Promise.reject(new Error("request slot used without its connection"));
+    const name = `prisma_batch_${++this.batches}`;
+    const statement = (text: string) => {
+      const verb = text.trim().toUpperCase();
+      if (verb === "BEGIN") return `SAVEPOINT ${name}`;
+      if (verb === "COMMIT") return `RELEASE SAVEPOINT ${name}`;
+      if (verb === "ROLLBACK") return `ROLLBACK TO SAVEPOINT ${name}`;
+      if (verb.startsWith("SET TRANSACTION")) return "SELECT 1";
+      return text;
+    };
+    const nested = {
+      query: (config: unknown, ...rest: unknown[]) =>
+        typeof config === "string"
+          ? this.query(statement(config), ...rest)
+          : config && typeof config === "object" && typeof (config as { text?: unknown }).text === "string"
+            ? this.query({ ...(config as object), text: statement((config as { text: string }).text) }, ...rest)
+            : this.query(config, ...rest),
+      on: () => nested,
+      removeListener: () => nested,
+      release: () => {},
+    };
+    return Promise.resolve(nested);
   }
+  private batches = 0;
 }
 
 export interface RequestSlot {

@@ -66,6 +66,19 @@ describe("request slots", () => {
     }
   });
 
+  it("lookups Prisma cannot merge (several User nodes) run inside the request's transaction", async () => {
+    // Found by the isolation model: nodes(ids: [User, User]) was a 500
+    // ("no transactions on a request slot"), Prisma running the batch as a
+    // transaction of its own.
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const members = await t.clients.platform.membership.findMany({ where: { tenantId: acme.id }, include: { user: true }, orderBy: { id: "asc" } });
+    const outsider = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "owner@globex.test" } });
+    const ids = [...members.map((m) => toGlobalId("User", m.userId)), toGlobalId("User", outsider.id)];
+    const res = await t.gql(`query($ids: [ID!]!) { nodes(ids: $ids) { id ... on User { email } } }`, { token: tenants.acme!.token, variables: { ids } });
+    expect(res.body.errors).toBeUndefined();
+    expect(res.body.data.nodes).toEqual([...members.map((m) => ({ id: toGlobalId("User", m.userId), email: m.user.email })), null]);
+  });
+
   it("a request whose statement fails gives its slot and connection back", async () => {
     const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
     const slots = requestSlotsOf(t.clients.app)!;

@@ -522,6 +522,13 @@ abstract class Mutation extends Op {
     if (ok && foreign) real.stats.violations.push(`${this.label}: ${actor.name} was acknowledged on another tenant's row`);
     return !ok;
   }
+  /** `mutation { <field>(input: $i) { <selection> } }`, answer checked: the payload when acknowledged, else null. */
+  async send(model: Model, real: Real, actor: Actor, input: Obj, selection: string, foreign: boolean): Promise<Obj | null> {
+    const field = this.label;
+    const r = await gql(real, actor, `mutation($i: ${field[0]!.toUpperCase()}${field.slice(1)}Input!) { ${field}(input: $i) { ${selection} } }`, { i: input });
+    await checkAnswer(real, model, actor, field, r.data);
+    return this.refused(real, actor, r, field, foreign) ? null : (r.data![field] as Obj);
+  }
 }
 
 class CreateProject extends Mutation {
@@ -530,11 +537,7 @@ class CreateProject extends Mutation {
     super(actorN);
   }
   async exec(model: Model, real: Real, actor: Actor) {
-    const r = await gql(real, actor, `mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id name slug } } }`, {
-      i: { name: `${this.name} ${randomUUID().slice(0, 8)}` },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    const p = r.data?.createProject?.project;
+    const p = (await this.send(model, real, actor, { name: `${this.name} ${randomUUID().slice(0, 8)}` }, "project { id name slug }", false))?.project;
     if (!p) return;
     model.tenants[actor.tenant]!.projects.set(parseGid(p.id)!.id, { name: p.name, slug: p.slug });
     model.owner.set(p.id, actor.tenant);
@@ -548,13 +551,9 @@ class UpdateProject extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const id = pickId(model, actor, "Project", this.target);
-    const r = await gql(real, actor, `mutation($i: UpdateProjectInput!) { updateProject(input: $i) { project { id name slug } } }`, {
-      i: { id, name: `${this.name} ${randomUUID().slice(0, 4)}` },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "updateProject", this.target.foreign)) return;
-    const p = r.data!.updateProject.project;
-    model.tenants[actor.tenant]!.projects.set(parseGid(p.id)!.id, { name: p.name, slug: p.slug });
+    const input = { id, name: `${this.name} ${randomUUID().slice(0, 4)}` };
+    const p = (await this.send(model, real, actor, input, "project { id name slug }", this.target.foreign))?.project;
+    if (p) model.tenants[actor.tenant]!.projects.set(parseGid(p.id)!.id, { name: p.name, slug: p.slug });
   }
 }
 
@@ -565,9 +564,7 @@ class DeleteProject extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const id = pickId(model, actor, "Project", this.target);
-    const r = await gql(real, actor, `mutation($i: DeleteProjectInput!) { deleteProject(input: $i) { deletedProjectId } }`, { i: { id } });
-    if (this.refused(real, actor, r, "deleteProject", this.target.foreign)) return;
-    await checkAnswer(real, model, actor, this.label, r.data);
+    if (!(await this.send(model, real, actor, { id }, "deletedProjectId", this.target.foreign))) return;
     const t = model.tenants[actor.tenant]!;
     const pid = parseGid(id)!.id;
     t.projects.delete(pid);
@@ -583,12 +580,8 @@ class CreateDeployment extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const projectId = pickId(model, actor, "Project", this.target);
-    const r = await gql(real, actor, `mutation($i: CreateDeploymentInput!) { createDeployment(input: $i) { deployment { ${DEPLOYMENT} } } }`, {
-      i: { projectId, branch: "model" },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "createDeployment", this.target.foreign)) return;
-    const d = r.data!.createDeployment.deployment;
+    const d = (await this.send(model, real, actor, { projectId, branch: "model" }, `deployment { ${DEPLOYMENT} }`, this.target.foreign))?.deployment;
+    if (!d) return;
     model.tenants[actor.tenant]!.deployments.set(parseGid(d.id)!.id, { projectId: parseGid(projectId)!.id, status: d.status });
     model.owner.set(d.id, actor.tenant);
   }
@@ -601,13 +594,8 @@ class UpdateDeploymentStatus extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const id = pickId(model, actor, "Deployment", this.target);
-    const r = await gql(real, actor, `mutation($i: UpdateDeploymentStatusInput!) { updateDeploymentStatus(input: $i) { deployment { ${DEPLOYMENT} } } }`, {
-      i: { id, status: this.status },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "updateDeploymentStatus", this.target.foreign)) return;
-    const d = r.data!.updateDeploymentStatus.deployment;
-    const row = model.tenants[actor.tenant]!.deployments.get(parseGid(d.id)!.id);
+    const d = (await this.send(model, real, actor, { id, status: this.status }, `deployment { ${DEPLOYMENT} }`, this.target.foreign))?.deployment;
+    const row = d && model.tenants[actor.tenant]!.deployments.get(parseGid(d.id)!.id);
     if (row) row.status = d.status;
   }
 }
@@ -619,12 +607,9 @@ class CreateWorkflow extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const projectId = this.target ? pickId(model, actor, "Project", this.target) : null;
-    const r = await gql(real, actor, `mutation($i: CreateWorkflowInput!) { createWorkflow(input: $i) { workflow { id status project { id } } } }`, {
-      i: { name: "model wf", projectId, config: { steps: ["x"] } },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "createWorkflow", !!this.target?.foreign)) return;
-    const w = r.data!.createWorkflow.workflow;
+    const input = { name: "model wf", projectId, config: { steps: ["x"] } };
+    const w = (await this.send(model, real, actor, input, "workflow { id status project { id } }", !!this.target?.foreign))?.workflow;
+    if (!w) return;
     model.tenants[actor.tenant]!.workflows.set(parseGid(w.id)!.id, { projectId: projectId ? parseGid(projectId)!.id : null, status: w.status });
     model.owner.set(w.id, actor.tenant);
   }
@@ -637,13 +622,8 @@ class UpdateWorkflow extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const id = pickId(model, actor, "Workflow", this.target);
-    const r = await gql(real, actor, `mutation($i: UpdateWorkflowInput!) { updateWorkflow(input: $i) { workflow { id status project { id } } } }`, {
-      i: { id, status: this.status },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "updateWorkflow", this.target.foreign)) return;
-    const w = r.data!.updateWorkflow.workflow;
-    const row = model.tenants[actor.tenant]!.workflows.get(parseGid(w.id)!.id);
+    const w = (await this.send(model, real, actor, { id, status: this.status }, "workflow { id status project { id } }", this.target.foreign))?.workflow;
+    const row = w && model.tenants[actor.tenant]!.workflows.get(parseGid(w.id)!.id);
     if (row) row.status = w.status;
   }
 }
@@ -655,9 +635,7 @@ class DeleteWorkflow extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     const id = pickId(model, actor, "Workflow", this.target);
-    const r = await gql(real, actor, `mutation($i: DeleteWorkflowInput!) { deleteWorkflow(input: $i) { deletedWorkflowId } }`, { i: { id } });
-    if (this.refused(real, actor, r, "deleteWorkflow", this.target.foreign)) return;
-    model.tenants[actor.tenant]!.workflows.delete(parseGid(id)!.id);
+    if (await this.send(model, real, actor, { id }, "deletedWorkflowId", this.target.foreign)) model.tenants[actor.tenant]!.workflows.delete(parseGid(id)!.id);
   }
 }
 
@@ -683,23 +661,22 @@ class InviteMember extends Mutation {
   }
 }
 
+/** Own targets spare the callers' memberships and keys (the run keeps its callers); foreign ones may hit anyone. */
+function spared(real: Real, target: Pick, id: string): boolean {
+  return !target.foreign && real.env.actors.some((a) => a.protectedId === parseGid(id)!.id);
+}
+
 class UpdateMemberRole extends Mutation {
   label = "updateMemberRole";
   constructor(actorN: number, readonly target: Pick, readonly role: Role) {
     super(actorN);
   }
   async exec(model: Model, real: Real, actor: Actor) {
-    // Own targets spare the callers' memberships (the run keeps its callers); foreign ones may hit anyone.
-    const spare = new Set(real.env.actors.map((a) => a.protectedId));
     const id = pickId(model, actor, "Membership", this.target);
-    if (!this.target.foreign && spare.has(parseGid(id)!.id)) return;
-    const r = await gql(real, actor, `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { membership { id role user { id } } } }`, {
-      i: { membershipId: id, role: this.role },
-    });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    if (this.refused(real, actor, r, "updateMemberRole", this.target.foreign)) return;
-    const row = model.tenants[actor.tenant]!.memberships.get(parseGid(id)!.id);
-    if (row) row.role = r.data!.updateMemberRole.membership.role;
+    if (spared(real, this.target, id)) return;
+    const m = (await this.send(model, real, actor, { membershipId: id, role: this.role }, "membership { id role user { id } }", this.target.foreign))?.membership;
+    const row = m && model.tenants[actor.tenant]!.memberships.get(parseGid(id)!.id);
+    if (row) row.role = m.role;
   }
 }
 
@@ -709,12 +686,11 @@ class RemoveMember extends Mutation {
     super(actorN);
   }
   async exec(model: Model, real: Real, actor: Actor) {
-    const spare = new Set(real.env.actors.map((a) => a.protectedId));
     const id = pickId(model, actor, "Membership", this.target);
-    if (!this.target.foreign && spare.has(parseGid(id)!.id)) return;
-    const r = await gql(real, actor, `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { removedMembershipId } }`, { i: { membershipId: id } });
-    if (this.refused(real, actor, r, "removeMember", this.target.foreign)) return;
-    model.tenants[actor.tenant]!.memberships.delete(parseGid(id)!.id);
+    if (spared(real, this.target, id)) return;
+    if (await this.send(model, real, actor, { membershipId: id }, "removedMembershipId", this.target.foreign)) {
+      model.tenants[actor.tenant]!.memberships.delete(parseGid(id)!.id);
+    }
   }
 }
 
@@ -726,23 +702,16 @@ class ApiKeyOp extends Mutation {
   }
   async exec(model: Model, real: Real, actor: Actor) {
     if (this.kind === "create") {
-      const r = await gql(real, actor, `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } } }`, { i: { name: "model key", role: "VIEWER" } });
-      await checkAnswer(real, model, actor, this.label, r.data);
-      const k = r.data?.createApiKey?.apiKey;
+      const k = (await this.send(model, real, actor, { name: "model key", role: "VIEWER" }, "apiKey { id }", false))?.apiKey;
       if (k) {
         model.tenants[actor.tenant]!.apiKeys.add(parseGid(k.id)!.id);
         model.owner.set(k.id, actor.tenant);
       }
       return;
     }
-    const spare = new Set(real.env.actors.map((a) => a.protectedId));
     const id = pickId(model, actor, "ApiKey", this.target);
-    if (!this.target.foreign && spare.has(parseGid(id)!.id)) return;
-    const field = this.kind === "revoke" ? "revokeApiKey" : "rotateApiKey";
-    const input = this.kind === "revoke" ? "RevokeApiKeyInput" : "RotateApiKeyInput";
-    const r = await gql(real, actor, `mutation($i: ${input}!) { ${field}(input: $i) { apiKey { id revokedAt } } }`, { i: { id } });
-    await checkAnswer(real, model, actor, this.label, r.data);
-    this.refused(real, actor, r, field, this.target.foreign);
+    if (spared(real, this.target, id)) return;
+    await this.send(model, real, actor, { id }, "apiKey { id revokedAt }", this.target.foreign);
   }
 }
 

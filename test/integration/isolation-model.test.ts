@@ -13,8 +13,8 @@ import { createModelEnv, runIsolationModel, type ModelEnv, type Wall } from "../
 const OPS = Number(process.env.MODEL_OPS ?? 300);
 const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined;
 if (!Number.isSafeInteger(OPS) || OPS < 1) throw new Error(`MODEL_OPS=${process.env.MODEL_OPS}: a positive integer`);
-// Generous: about 20 ms an operation on a loaded 2-core machine, plus setup.
-const TIMEOUT = 120_000 + OPS * 60;
+// Generous: up to 400 ms an operation on a loaded 2-core machine, plus setup.
+const TIMEOUT = 120_000 + OPS * 400;
 
 const envs: ModelEnv[] = [];
 afterAll(async () => {

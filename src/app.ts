@@ -25,6 +25,7 @@ import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
 import { setCursorSecret } from "./graphql/cursor.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
+import { LiveHub } from "./live/hub.ts";
 
 /**
  * createApp(deps): the Yoga server and its plugins, with no knowledge of how
@@ -54,6 +55,8 @@ export type App = YogaServerInstance<Record<string, unknown>, Context>;
 export function createApp(deps: AppDeps): App {
   setCursorSecret(deps.config.jwtSecret);
   const { config, logger } = deps;
+  // Without a hub from the caller (tests, scripts): an in-process one.
+  deps.live ??= new LiveHub({ platform: deps.platform, logger });
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   return createYoga<Record<string, unknown>, Context>({
     schema,

@@ -17,7 +17,8 @@ export type ErrorCode =
   | "RATE_LIMITED"
   | "QUERY_TOO_COMPLEX"
   | "BAD_REQUEST"
-  | "SERVICE_UNAVAILABLE";
+  | "SERVICE_UNAVAILABLE"
+  | "SLOW_CONSUMER";
 
 export class AppError extends GraphQLError {
   constructor(

@@ -24,9 +24,11 @@ import "./modules/platform/tenant-lifecycle.schema.ts";
 import "./modules/members/member.schema.ts";
 import "./modules/api-keys/api-key.schema.ts";
 import "./modules/usage/usage.schema.ts";
+import "./modules/live/live.schema.ts";
 
 builder.queryType({});
 builder.mutationType({});
+builder.subscriptionType({});
 
 /** The policy directives of SPEC section 6, declared so the schema shows them. */
 function policyDirectives(schema: GraphQLSchema): GraphQLDirective[] {

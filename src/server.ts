@@ -14,6 +14,8 @@ import { flushApiKeyUse } from "./tenancy/last-used.ts";
 import { checkPostgres, checkRedis, StartupError } from "./infra/startup.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
+import { LiveHub } from "./modules/live/hub.ts";
+import { attachWebSocket } from "./http/websocket.ts";
 import { signDevToken } from "./tenancy/tokens.ts";
 
 /**
@@ -113,6 +115,8 @@ async function main() {
   const demo = !config.production && !config.jwksUrl && (seeded || (await demoTenantsPresent(db.platform)));
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
+  // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
+  const live = new LiveHub({ redisUrl: config.redisUrl, platform: db.platform, logger });
   const { createApp } = await appModule;
   let draining = false;
   const app = createApp({
@@ -122,6 +126,7 @@ async function main() {
     platform: db.platform,
     store,
     directory: new Directory(db.platform, store),
+    live,
     verifyToken: createTokenVerifier(config),
     baseDomain: config.baseDomain,
     config,
@@ -143,6 +148,8 @@ async function main() {
     if (draining) res.setHeader("connection", "close");
     void app(req, res);
   });
+  // GraphQL over WebSocket on the same port and path (src/http/websocket.ts).
+  const websocket = attachWebSocket(server, app, { logger });
   // From here on a signal drains (also during the few steps left before listening).
   shutdown = async (signal: string) => {
     if (draining) return;
@@ -150,6 +157,10 @@ async function main() {
     const t0 = Date.now();
     logger.info({ signal, inFlight: inFlight.size, drainMs: config.shutdownDrainMs }, "shutting down: draining in-flight requests");
     for (const res of inFlight) if (!res.headersSent) res.setHeader("connection", "close");
+    // Open streams end first (a SERVICE_UNAVAILABLE event with a reconnect
+    // hint, then WebSocket close 1012): they would hold the server open.
+    await live.close().catch((err: unknown) => logger.warn({ err }, "closing live streams failed"));
+    await websocket.close().catch((err: unknown) => logger.warn({ err }, "closing websockets failed"));
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     // A connection that turns idle during the drain (its response sent) is closed too.

@@ -1,4 +1,5 @@
 import { useGraphQlJit } from "@envelop/graphql-jit";
+import { getOperationAST } from "graphql";
 import { compileQuery, isCompiledQuery } from "graphql-jit";
 import type { Plugin } from "@envelop/core";
 
@@ -18,6 +19,9 @@ export function useJit(): Plugin {
     {},
     {
       enableIf: ({ schema, document, operationName }) => {
+        // Subscriptions stay on the interpreter: each event is one execution
+        // with its own scope (src/live/hub.ts).
+        if (getOperationAST(document, operationName ?? undefined)?.operation === "subscription") return false;
         const n = (seen.get(document) ?? 0) + 1;
         if (n === 2 && !isCompiledQuery(compileQuery(schema, document, operationName ?? undefined))) {
           // Not compilable (graphql-jit would answer with its compile errors

@@ -4,6 +4,7 @@ import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { encodeGlobalID } from "@pothos/plugin-relay";
 import { checkDeclaredCountQuota, currentDirectiveScope } from "./enforcer.ts";
+import { publishAfterCommit } from "../live/events.ts";
 
 /**
  * Audit entries. A mutation writes its entry with the same transaction handle
@@ -71,9 +72,10 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
   // The mutation's effective input (coerced arguments: inline or variables
   // alike) is always part of the entry, beside what the service adds.
   const metadata = scope ? { ...(entry.metadata as object | undefined), input: scope.input } : entry.metadata;
-  await tx.auditLogEntry.create({
+  const entryTenant = tenantId ?? ctx.tenant!.id;
+  const created = await tx.auditLogEntry.create({
     data: {
-      tenantId: tenantId ?? ctx.tenant!.id,
+      tenantId: entryTenant,
       action,
       ...actorFields(ctx),
       targetType: entry.targetType ?? null,
@@ -85,5 +87,6 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
     },
     select: { id: true },
   });
+  publishAfterCommit(tx, entryTenant, { type: "AuditLogEntry", id: created.id });
   scope?.audited.push(action);
 }

@@ -180,6 +180,21 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     return enforce(resolver as unknown as Resolver, policy, `${fieldConfig.parentType}.${fieldConfig.name}`) as never;
   }
 
+  // A subscription's access is checked when the stream opens (and its
+  // resolver, wrapped above, checks it again for every event).
+  override wrapSubscribe(
+    subscribe: GraphQLFieldResolver<unknown, Types["Context"], object> | undefined,
+    fieldConfig: PothosOutputFieldConfig<Types>,
+  ): GraphQLFieldResolver<unknown, Types["Context"], object> | undefined {
+    if (!subscribe || (this.options as { disablePolicyEnforcer?: boolean }).disablePolicyEnforcer) return subscribe;
+    const policy = this.policyFor(fieldConfig);
+    if (!isEnforced(policy)) return subscribe;
+    return (parent, args, ctx, info) => {
+      checkAccess(ctx as unknown as Context, policy);
+      return subscribe(parent, args, ctx, info);
+    };
+  }
+
   private policyFor(fieldConfig: PothosOutputFieldConfig<Types>): FieldPolicy {
     const typeConfig = this.buildCache.getTypeConfig(fieldConfig.parentType);
     return policyOf(fieldConfig.extensions?.directives, typeConfig.extensions?.directives);

@@ -3,6 +3,7 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
+import { publishAfterCommit, withOutbox } from "../live/events.ts";
 
 /**
  * The one cross-tenant database path. Only platform admins get it, and only
@@ -37,14 +38,17 @@ export async function crossTenant<T>(
   fn: (tx: PlatformTx) => Promise<T>,
 ): Promise<T> {
   requirePlatformAdmin(ctx);
-  return ctx.deps.platform.$transaction(
-    async (tx) => {
-      if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
-      const result = await fn(tx as PlatformTx);
-      if (op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op, op.touched(result));
-      return result;
-    },
-    { maxWait: 5_000, timeout: 60_000 },
+  return withOutbox(ctx.deps.live, (track) =>
+    ctx.deps.platform.$transaction(
+      async (tx) => {
+        track(tx);
+        if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
+        const result = await fn(tx as PlatformTx);
+        if (op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op, op.touched(result));
+        return result;
+      },
+      { maxWait: 5_000, timeout: 60_000 },
+    ),
   );
 }
 
@@ -69,9 +73,10 @@ export async function writeCrossTenantAudit(
   });
   // Access transparency: a tenant touched by name sees the entry too.
   if (op.tenantIds?.length === 1) {
-    await tx.auditLogEntry.create({
+    const tenantId = op.tenantIds[0]!;
+    const entry = await tx.auditLogEntry.create({
       data: {
-        tenantId: op.tenantIds[0]!,
+        tenantId,
         action: op.action,
         ...actor,
         crossTenant: true,
@@ -81,5 +86,9 @@ export async function writeCrossTenantAudit(
       },
       select: { id: true },
     });
+    publishAfterCommit(tx, tenantId, { type: "AuditLogEntry", id: entry.id });
+    // A platform operation on one tenant (suspension, plan, limits, purge,
+    // ...): open streams of the tenant re-check their access.
+    publishAfterCommit(tx, tenantId, { type: "access" });
   }
 }

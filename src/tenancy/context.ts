@@ -17,6 +17,7 @@ import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type TokenVerifier } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
+import type { LiveUpdates } from "../infra/live-events.ts";
 
 /**
  * The per-request context: who is calling (user or API key), for which
@@ -53,6 +54,8 @@ export interface ContextDeps {
    * scope), to show row-level security holds alone. The server never sets it.
    */
   tenantScope?: boolean;
+  /** Live updates: publishes committed changes, serves subscriptions (src/live/hub.ts). */
+  live?: LiveUpdates;
 }
 
 export interface Context {
@@ -65,6 +68,8 @@ export interface Context {
   role: Role | null;
   membershipId: string | null;
   isPlatformAdmin: boolean;
+  /** When the credentials stop being valid by themselves (token exp, key expiry or grace end), ms epoch; null = never. */
+  credentialsExpireAt: number | null;
   /** Set when execution starts; mutations write in short transactions of their own. */
   operation: "query" | "mutation" | "subscription";
   /** The tenant-scoped handle; throws TENANT_REQUIRED when there is no tenant. */
@@ -152,6 +157,7 @@ export async function buildContext(
   let membershipId: string | null = null;
   let actor: Actor | null = null;
   let apiKeyHash: string | null = null;
+  let credentialsExpireAt: number | null = null;
 
   const authorization = request.headers.get("authorization");
   const keySecret = request.headers.get("x-api-key");
@@ -161,6 +167,7 @@ export async function buildContext(
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!match) throw unauthenticated("Malformed Authorization header");
     const token = await deps.verifyToken(match[1]!);
+    credentialsExpireAt = token.expiresAt ?? null;
     // The user and the tenant are independent lookups: one wait, not two.
     // An unknown subject is reported before anything about the tenant.
     const [userLookup, tenantLookup] = await Promise.allSettled([
@@ -189,6 +196,8 @@ export async function buildContext(
     if (keyRefused(apiKey, Date.now())) throw unauthenticated(KEY_REFUSED);
     apiKey = apiKey!;
     actor = { type: "API_KEY", id: apiKey.id, label: `key:${apiKey.prefix}` };
+    const ends = [apiKey.expiresAt, apiKey.graceUntil].filter((d): d is string => !!d).map((d) => Date.parse(d));
+    credentialsExpireAt = ends.length ? Math.min(...ends) : null;
     tenant = await directory.tenant(apiKey.tenantId);
     if (!tenant) throw unauthenticated(KEY_REFUSED);
     const others = await resolveTenant(directory, tenantReferences(request, undefined, deps.baseDomain));
@@ -208,8 +217,6 @@ export async function buildContext(
     }
   }
 
-  let tenantDb: TenantDb | undefined;
-  const currentTenant = tenant;
   const fields = {
     requestId: state.requestId,
     ip: opts.ip,
@@ -220,8 +227,8 @@ export async function buildContext(
     role,
     membershipId,
     isPlatformAdmin: !!user?.isPlatformAdmin,
+    credentialsExpireAt,
     operation: "query" as Context["operation"],
-    loaders: new Map<string, unknown>(),
     deps,
     authorize: () =>
       confirmAuthorization(ctx, {
@@ -229,31 +236,51 @@ export async function buildContext(
         rateLimit: () => state.rateLimit,
         setRateLimit: (s) => (state.rateLimit = s),
       }),
-    finish: async () => {
-      await tenantDb?.finish();
-    },
   };
-  // Yoga merges the context with Object.assign, which would call enumerable
-  // getters at build time (throwing TENANT_REQUIRED for tenant-less calls and
-  // fixing the transaction mode before the operation is known). So the lazy
-  // handles are non-enumerable, and are defined on Yoga's own context object
-  // (`target`) when given, which is the object the resolvers receive.
   const ctx = (target ?? {}) as Context;
   Object.assign(ctx, fields);
+  apiKeyHashes.set(ctx, apiKeyHash);
+  renewScope(ctx);
+  return ctx;
+}
+
+/**
+ * (Re)creates the request's memo (loaders) and its lazy tenant-scoped
+ * handle. A request gets them once; a subscription renews them for every
+ * event, so each event is read in a transaction of its own with nothing
+ * remembered from the one before.
+ *
+ * Yoga merges the context with Object.assign, which would call enumerable
+ * getters at build time (throwing TENANT_REQUIRED for tenant-less calls and
+ * fixing the transaction mode before the operation is known). So the lazy
+ * handles are non-enumerable, and are defined on Yoga's own context object
+ * when given, which is the object the resolvers receive.
+ */
+/** The secret hash of a request's API key (its authorization facts are read by it), per context. */
+const apiKeyHashes = new WeakMap<Context, string | null>();
+
+export function renewScope(ctx: Context): void {
+  let tenantDb: TenantDb | undefined;
+  ctx.loaders = new Map<string, unknown>();
+  ctx.finish = async () => {
+    await tenantDb?.finish();
+  };
   Object.defineProperties(ctx, {
     tenantDb: {
       enumerable: false,
       configurable: true,
       get(this: Context) {
-        if (!currentTenant) throw tenantRequired();
-        tenantDb ??= new TenantDb(deps.app, {
-          tenantId: currentTenant.id,
-          userId: user?.id ?? null,
-          apiKeyId: apiKey?.id ?? null,
-          tenantScope: deps.tenantScope,
-          statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[currentTenant.plan],
+        const tenant = this.tenant;
+        if (!tenant) throw tenantRequired();
+        tenantDb ??= new TenantDb(this.deps.app, {
+          tenantId: tenant.id,
+          userId: this.user?.id ?? null,
+          apiKeyId: this.apiKey?.id ?? null,
+          tenantScope: this.deps.tenantScope,
+          statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
-          authorization: { apiKeyHash },
+          authorization: { apiKeyHash: apiKeyHashes.get(this) ?? null },
+          publisher: this.deps.live,
         });
         return tenantDb;
       },
@@ -262,11 +289,39 @@ export async function buildContext(
       enumerable: false,
       configurable: true,
       get(this: Context) {
-        return this.tenantDb.client;
+        return this.operation === "subscription" ? eventClient(this) : this.tenantDb.client;
       },
     },
   });
-  return ctx;
+}
+
+const eventClients = new WeakMap<Context, ScopedTx>();
+
+/**
+ * A subscription's `db`: one handle for the stream's whole life that sends
+ * every call to the current event's transaction (Pothos keeps the handle it
+ * first saw for as long as the context lives).
+ */
+function eventClient(ctx: Context): ScopedTx {
+  let client = eventClients.get(ctx);
+  if (client) return client;
+  const current = () => ctx.tenantDb.client as unknown as Record<string, any>;
+  const delegates = new Map<string, unknown>();
+  client = new Proxy({} as ScopedTx, {
+    has: (_, key) => key in current(),
+    get: (_, key) => {
+      if (typeof key !== "string" || key === "then") return undefined;
+      if (key.startsWith("$")) return (...args: unknown[]) => current()[key](...args);
+      let delegate = delegates.get(key);
+      if (!delegate) {
+        delegate = new Proxy({}, { get: (__, op) => (typeof op === "string" ? (...args: unknown[]) => current()[key][op](...args) : undefined) });
+        delegates.set(key, delegate);
+      }
+      return delegate;
+    },
+  });
+  eventClients.set(ctx, client);
+  return client;
 }
 
 export function requireTenant(ctx: Context): TenantInfo {

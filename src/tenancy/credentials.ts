@@ -19,6 +19,8 @@ const VERIFIED_TTL_MS = 60_000;
 export interface VerifiedToken {
   sub: string;
   tid?: string;
+  /** The token's `exp`, ms since epoch (an open subscription ends then). */
+  expiresAt?: number;
 }
 
 export function createTokenVerifier(config: Pick<Config, "jwtSecret" | "jwtIssuer" | "jwtAudience" | "jwksUrl">) {
@@ -58,7 +60,7 @@ export function createTokenVerifier(config: Pick<Config, "jwtSecret" | "jwtIssue
     if (typeof payload.sub !== "string" || payload.sub === "") throw unauthenticated("Token has no subject");
     const tid = payload.tid;
     if (tid !== undefined && typeof tid !== "string") throw unauthenticated("Invalid tid claim");
-    const result: VerifiedToken = { sub: payload.sub, tid };
+    const result: VerifiedToken = { sub: payload.sub, tid, expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : undefined };
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
     // exp is required, so it is a number here; the cache never outlives it.
     verified.set(token, { token: result, until: Math.min(now + VERIFIED_TTL_MS, (payload.exp ?? 0) * 1000) });

@@ -4,6 +4,7 @@ import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/reque
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
+import { withOutbox, type LivePublisher } from "../live/events.ts";
 
 /**
  * The one tenant-scoped database handle of a request.
@@ -79,6 +80,8 @@ export interface TenantDbOptions {
   transactionTimeoutMs?: number;
   /** Read the authorization facts in the opening message (`authorize()`); the API key's secret hash, if any. */
   authorization?: { apiKeyHash: string | null };
+  /** Receives the live changes a transaction registered, once it has committed. */
+  publisher?: LivePublisher;
 }
 
 /** The request transaction: a leased slot and the connection it holds. */
@@ -230,14 +233,20 @@ export class TenantDb {
       set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`;
   }
 
-  /** Runs `fn` in its own transaction (a mutation and its audit entry). */
+  /**
+   * Runs `fn` in its own transaction (a mutation and its audit entry); the
+   * live changes it registers (`publishAfterCommit`) go out after COMMIT.
+   */
   transaction<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
-    return this.scoped.$transaction(
-      async (tx) => {
-        await this.applySettings(tx as ScopedTx);
-        return fn(tx as ScopedTx);
-      },
-      { maxWait: 5_000, timeout: this.options.transactionTimeoutMs ?? 60_000 },
+    return withOutbox(this.options.publisher, (track) =>
+      this.scoped.$transaction(
+        async (tx) => {
+          track(tx);
+          await this.applySettings(tx as ScopedTx);
+          return fn(tx as ScopedTx);
+        },
+        { maxWait: 5_000, timeout: this.options.transactionTimeoutMs ?? 60_000 },
+      ),
     );
   }
 

@@ -53,7 +53,7 @@ export function dummyValue(type: GraphQLInputType): unknown {
 }
 
 /** `query|mutation($a: T!) { field(a: $a) { __typename } }` and its variables. */
-export function callField(field: GraphQLField<unknown, unknown>, kind: "query" | "mutation") {
+export function callField(field: GraphQLField<unknown, unknown>, kind: "query" | "mutation" | "subscription") {
   const args = field.args.filter((a) => isNonNullType(a.type));
   const vars = args.map((a) => `$${a.name}: ${a.type.toString()}`).join(", ");
   const call = args.map((a) => `${a.name}: $${a.name}`).join(", ");

@@ -1,4 +1,4 @@
-import { execute, parse, type GraphQLField, type GraphQLSchema } from "graphql";
+import { execute, parse, subscribe, type ExecutionResult, type GraphQLField, type GraphQLSchema } from "graphql";
 import { describe, expect, it } from "vitest";
 import { schema } from "../../src/schema.ts";
 import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
@@ -17,8 +17,8 @@ import { callField } from "../helpers/dummy-input.ts";
 
 const ALLOW_WITHOUT_AUTH = new Set(["node", "nodes", "viewer"]);
 
-const fieldsOf = (s: GraphQLSchema, type: "Query" | "Mutation") =>
-  Object.values((type === "Query" ? s.getQueryType() : s.getMutationType())!.getFields());
+const fieldsOf = (s: GraphQLSchema, type: "Query" | "Mutation" | "Subscription") =>
+  Object.values((type === "Query" ? s.getQueryType() : type === "Mutation" ? s.getMutationType() : s.getSubscriptionType())!.getFields());
 const directivesOf = (f: GraphQLField<unknown, unknown>) => directiveList(f.extensions?.directives).map((d) => d.name);
 
 function fakeCtx(over: Partial<Context> = {}): Context {
@@ -56,8 +56,9 @@ const member = (role: Role) =>
   });
 
 describe("schema walk", () => {
-  it("every tenant-data query field and every mutation carries @auth or @crossTenant", () => {
-    const missing = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation")]
+  it("every tenant-data query field, every mutation and every subscription carries @auth or @crossTenant", () => {
+    expect(fieldsOf(schema, "Subscription").map((f) => f.name).sort()).toEqual(["auditLogAppended", "deploymentUpdated", "workflowUpdated"]);
+    const missing = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation"), ...fieldsOf(schema, "Subscription")]
       .filter((f) => !ALLOW_WITHOUT_AUTH.has(f.name))
       .filter((f) => !directivesOf(f).some((d) => d === "auth" || d === "crossTenant"))
       .map((f) => f.name);
@@ -83,17 +84,22 @@ describe("schema walk", () => {
     const sdl = printSchema();
     expect(sdl).toMatch(/createProject\(.*@auth\(requires: DEVELOPER\) @quota\(resource: PROJECTS, cost: 1\) @audit\(action: "project\.create"\)/);
     expect(sdl).toMatch(/type ApiKey implements Node @auth\(requires: ADMIN\)/);
+    expect(sdl).toMatch(/auditLogAppended: AuditLogEntry! @auth\(requires: ADMIN\)/);
+    expect(sdl).toMatch(/deploymentUpdated\(projectId: ID\): Deployment! @auth\(requires: VIEWER\)/);
   });
 });
 
 describe("the enforcer on the built schema", () => {
-  const protectedRoots = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation")].filter(
+  const protectedRoots = [...fieldsOf(schema, "Query"), ...fieldsOf(schema, "Mutation"), ...fieldsOf(schema, "Subscription")].filter(
     (f) => !ALLOW_WITHOUT_AUTH.has(f.name),
   );
   const run = async (f: GraphQLField<unknown, unknown>, ctx: Context) => {
-    const kind = schema.getMutationType()!.getFields()[f.name] === f ? "mutation" : "query";
+    const kind =
+      schema.getMutationType()!.getFields()[f.name] === f ? "mutation" : schema.getSubscriptionType()!.getFields()[f.name] === f ? "subscription" : "query";
     const { query, variables } = callField(f, kind);
-    const result = await execute({ schema, document: parse(query), contextValue: ctx, variableValues: variables });
+    const args = { schema, document: parse(query), contextValue: ctx, variableValues: variables };
+    // A subscription is refused when it is opened: subscribe() answers with the error instead of a stream.
+    const result = (kind === "subscription" ? await subscribe(args) : await execute(args)) as ExecutionResult;
     return result.errors?.find((e) => e.path?.[0] === f.name);
   };
 

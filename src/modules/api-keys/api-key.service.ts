@@ -5,6 +5,7 @@ import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { hashApiKey } from "../../tenancy/credentials.ts";
 import * as v from "../../graphql/validate.ts";
+import { publishAfterCommit } from "../../live/events.ts";
 
 /**
  * Tenant API keys. The secret is `tgk_<prefix>_<43 chars>`: 12 hex chars of
@@ -59,6 +60,7 @@ export async function rotateApiKey(ctx: Context, id: string, input: { gracePerio
       },
     });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input, gracePeriodMinutes: grace } });
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "access" });
     return { apiKey: row, secret, stale: [current.secretHash, current.previousSecretHash] };
   });
   await ctx.deps.directory.invalidateApiKeyHashes(...result.stale);
@@ -73,6 +75,8 @@ export async function revokeApiKey(ctx: Context, id: string, input: unknown) {
       ? current
       : await tx.apiKey.update({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } }, data: { revokedAt: new Date() } });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input } });
+    // Streams opened with this key end (UNAUTHENTICATED) on every replica.
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "access" });
     return row;
   });
   await ctx.deps.directory.invalidateApiKeyHashes(apiKey.secretHash, apiKey.previousSecretHash);

@@ -4,6 +4,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
+import { publishAfterCommit } from "../../live/events.ts";
 
 export async function createDeployment(
   ctx: Context,
@@ -30,6 +31,7 @@ export async function createDeployment(
       targetId: deployment.id,
       metadata: { input },
     });
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "Deployment", id: deployment.id, projectId });
     return deployment;
   });
 }
@@ -80,6 +82,8 @@ export async function updateDeploymentStatus(
       targetId: id,
       metadata: { input },
     });
-    return tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+    const deployment = await tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "Deployment", id, projectId: deployment.projectId });
+    return deployment;
   });
 }

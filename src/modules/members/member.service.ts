@@ -6,6 +6,7 @@ import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
 import type { Context } from "../../tenancy/context.ts";
 import type { ScopedTx } from "../../tenancy/tenant-db.ts";
 import * as v from "../../graphql/validate.ts";
+import { publishAfterCommit } from "../../live/events.ts";
 
 /**
  * Memberships. A change holds on the member's very next request on every
@@ -92,6 +93,8 @@ export async function updateMemberRole(ctx: Context, membershipId: string, role:
       targetId: membershipId,
       metadata: { input, previousRole: current.role },
     });
+    // The member's open streams re-check their role (closed below a field's @auth).
+    publishAfterCommit(tx, tenantId, { type: "access" });
     return row;
   });
   await ctx.deps.directory.invalidateMembership(tenantId, updated.userId);
@@ -115,6 +118,7 @@ export async function removeMember(ctx: Context, membershipId: string, input: un
       targetId: membershipId,
       metadata: { input, userId: current.userId, role: current.role },
     });
+    publishAfterCommit(tx, tenantId, { type: "access" });
     return current;
   });
   await ctx.deps.directory.invalidateMembership(tenantId, removed.userId);

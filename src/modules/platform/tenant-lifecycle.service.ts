@@ -1,5 +1,5 @@
 import { badInput, notFound } from "../../errors.ts";
-import type { Plan, QuotaResource, TenantStatus } from "../../generated/prisma/enums.ts";
+import { QuotaResource, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
@@ -17,7 +17,7 @@ import { conflictToInput } from "../projects/project.service.ts";
  */
 
 const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
-const QUOTA_RESOURCES: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS"];
+const QUOTA_RESOURCES: QuotaResource[] = Object.values(QuotaResource);
 
 export interface LimitInput {
   resource: QuotaResource;

@@ -24,7 +24,7 @@ export interface TenantUsage {
   quotas: QuotaUsage[];
 }
 
-const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS"];
+const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS", "SUBSCRIPTIONS"];
 
 /**
  * Every quota of the current tenant: windows read from the shared store
@@ -34,10 +34,12 @@ const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR
 export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
   const tenant = ctx.tenant!;
   const now = Date.now();
-  const [apiRequests, deployments, workflows, counts] = await Promise.all([
+  const [apiRequests, deployments, workflows, streams, counts] = await Promise.all([
     windowUsage(ctx.deps.store, rateLimitWindowKey(tenant.id, now)),
     windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),
     windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "WORKFLOWS_PER_HOUR", now)),
+    // Open subscription streams of the tenant, on every replica.
+    ctx.deps.live?.count(tenant.id) ?? 0,
     ctx.tenantDb.run(async (tx) => ({
       SEATS: await countUsage(tx, tenant.id, "SEATS"),
       PROJECTS: await countUsage(tx, tenant.id, "PROJECTS"),
@@ -51,6 +53,7 @@ export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
     WORKFLOWS_PER_HOUR: [workflows, hourReset],
     SEATS: [counts.SEATS, null],
     PROJECTS: [counts.PROJECTS, null],
+    SUBSCRIPTIONS: [streams, null],
   };
   return {
     plan: tenant.plan,

@@ -4,6 +4,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
+import { publishAfterCommit } from "../../live/events.ts";
 
 /** Largest accepted workflow config, serialized as JSON. */
 export const MAX_CONFIG_BYTES = 64 * 1024;
@@ -41,6 +42,7 @@ export async function createWorkflow(
       targetId: workflow.id,
       metadata: { name, projectId: input.projectId ?? null },
     });
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "Workflow", id: workflow.id, projectId: workflow.projectId });
     return workflow;
   });
 }
@@ -65,7 +67,9 @@ export async function updateWorkflow(
       // The config itself can be large: the audit entry names what changed.
       metadata: { changed: Object.keys(data), name: data.name, status: data.status },
     });
-    return tx.workflow.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+    const workflow = await tx.workflow.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+    publishAfterCommit(tx, ctx.tenant!.id, { type: "Workflow", id, projectId: workflow.projectId });
+    return workflow;
   });
 }
 

@@ -1,0 +1,406 @@
+import { randomUUID } from "node:crypto";
+import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
+import { Redis } from "ioredis";
+import { AppError, quotaExceeded } from "../errors.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
+import type { Role } from "../generated/prisma/enums.ts";
+import type { Logger } from "../infra/logger.ts";
+import { limitOf } from "../policy/quota.ts";
+import { renewScope, type Context } from "../tenancy/context.ts";
+import { accessFactsSql, factsFrom, verdict, type Principal } from "./access.ts";
+import { liveTopic, type LiveChange, type LiveEvent, type LiveNodeType, type LivePublisher } from "./events.ts";
+import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
+
+/**
+ * The live-updates hub of one process (docs/live-updates.md).
+ *
+ * Committed changes are published on their tenant's topic, through Redis
+ * pub/sub (`@graphql-yoga/redis-event-target`) so every replica hears them,
+ * or an in-process EventTarget without REDIS_URL. A replica listens to a
+ * tenant's topic only while it holds a stream of that tenant. Each stream
+ * turns an event into the node by re-reading it through the subscriber's own
+ * tenant-scoped handle, in a read transaction of its own that first re-reads
+ * the subscriber's authorization from PostgreSQL; a stream whose access has
+ * ended is closed with the coded error. `access` events (member removed or
+ * downgraded, key revoked, tenant suspended), a Redis reconnect and a
+ * periodic sweep re-check every open stream of the tenant, so a stream is
+ * closed even when it receives no event.
+ */
+
+export interface LiveHubOptions {
+  /** Redis for pub/sub and the stream slots; in-process (one replica) without it. */
+  redisUrl?: string;
+  /** Reads the access facts of all open streams of a tenant (re-checks). */
+  platform: PrismaClient;
+  logger: Logger;
+  /** Events waiting for a stream's consumer before it counts as slow and is closed. */
+  bufferSize?: number;
+  /** Period of the re-check of every open stream (a safety net behind `access` events). */
+  recheckIntervalMs?: number;
+  /** Lease of a stream's slot in the shared count; renewed at a third of it. */
+  leaseMs?: number;
+  /** How long a closed stream's consumer gets to take its last event before the connection is cut. */
+  abortAfterMs?: number;
+}
+
+/** How a stream of one subscription field finds its nodes. */
+export interface StreamSpec {
+  type: LiveNodeType;
+  /** Only nodes of this project (an uuid), when set. */
+  projectId: string | null;
+  /** The field's @auth role. */
+  requires: Role;
+  /** Re-reads the node of an event through `ctx.db`; null when the subscriber cannot see it (or it is filtered out). */
+  load(ctx: Context, event: LiveEvent): Promise<object | null>;
+}
+
+/** The last value of a stream: the field resolver throws its error (a coded `next` event), then the stream completes. */
+export class StreamEnd {
+  constructor(readonly error: AppError) {}
+}
+
+type Transport = { res?: { destroy(): void }; socket?: { terminate(): void } };
+
+const serviceUnavailable = (message: string, extra: Record<string, unknown> = {}) =>
+  new AppError("SERVICE_UNAVAILABLE", message, extra);
+
+export const shutdownError = () => serviceUnavailable("The server is restarting: reconnect", { reconnect: true, retryAfter: 1 });
+export const slowConsumerError = () =>
+  new AppError("SLOW_CONSUMER", "The client did not keep up with its events: reconnect", { reconnect: true });
+
+class LiveStream implements AsyncIterableIterator<unknown> {
+  readonly id = randomUUID();
+  readonly tenantId: string;
+  readonly principal: Principal;
+  private queue: LiveEvent[] = [];
+  private ending: AppError | null = null;
+  private closed = false;
+  private done = false;
+  private wake: (() => void) | null = null;
+  private expiry: NodeJS.Timeout | undefined;
+  private abortTimer: NodeJS.Timeout | undefined;
+  readonly finished: Promise<void>;
+  private finish!: () => void;
+
+  constructor(
+    private readonly hub: LiveHub,
+    private readonly ctx: Context,
+    private readonly spec: StreamSpec,
+    private readonly transport: Transport,
+  ) {
+    this.tenantId = ctx.tenant!.id;
+    this.principal = {
+      userId: ctx.apiKey ? null : (ctx.user?.id ?? null),
+      apiKeyId: ctx.apiKey?.id ?? null,
+      requires: spec.requires,
+      notAfter: ctx.credentialsExpireAt,
+    };
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+    if (this.principal.notAfter !== null) {
+      const ms = Math.max(0, Math.min(this.principal.notAfter - Date.now(), 2 ** 31 - 1));
+      this.expiry = setTimeout(() => this.hub.recheckTenant(this.tenantId), ms + 1);
+      this.expiry.unref();
+    }
+  }
+
+  wants(event: LiveEvent): boolean {
+    if (event.type !== this.spec.type || this.closed) return false;
+    if (!this.spec.projectId || !("projectId" in event) || !event.projectId) return true;
+    return event.projectId === this.spec.projectId;
+  }
+
+  push(event: LiveEvent) {
+    if (this.closed) return;
+    if (this.queue.length >= this.hub.bufferSize) {
+      this.close(slowConsumerError());
+      return;
+    }
+    this.queue.push(event);
+    this.signal();
+  }
+
+  /** The verdict of a re-check: the stream goes on with the current role, or ends with the error. */
+  apply(result: { role: Role } | { error: AppError }) {
+    if ("error" in result) this.close(result.error);
+    else this.ctx.role = result.role;
+  }
+
+  /**
+   * Ends the stream: with an error, the consumer gets it as its last event
+   * (and the connection is cut if it does not take it in time); without,
+   * it just completes.
+   */
+  close(error: AppError | null) {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending = error;
+    this.queue = [];
+    clearTimeout(this.expiry);
+    this.hub.unregister(this);
+    if (error) {
+      this.abortTimer = setTimeout(() => this.abort(), this.hub.abortAfterMs);
+      this.abortTimer.unref();
+    }
+    this.signal();
+  }
+
+  /** Cuts the connection of a consumer that does not take its last event. */
+  abort() {
+    if (this.done) return;
+    this.transport.res?.destroy();
+    this.transport.socket?.terminate();
+    this.end();
+  }
+
+  private end() {
+    this.done = true;
+    clearTimeout(this.abortTimer);
+    this.finish();
+  }
+
+  private signal() {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  async next(): Promise<IteratorResult<unknown>> {
+    for (;;) {
+      if (this.done) return { done: true, value: undefined };
+      if (this.closed) {
+        const error = this.ending;
+        this.ending = null;
+        if (error) return { done: false, value: new StreamEnd(error) };
+        this.end();
+        return { done: true, value: undefined };
+      }
+      const event = this.queue.shift();
+      if (!event) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      const node = await this.load(event);
+      if (node) return { done: false, value: node };
+    }
+  }
+
+  /**
+   * The node of one event, in a fresh request scope (loaders and a read
+   * transaction of its own, ended after the event's result is produced by
+   * the subscription hooks in src/app.ts, or here when nothing is sent).
+   */
+  private async load(event: LiveEvent): Promise<object | null> {
+    const ctx = this.ctx;
+    renewScope(ctx);
+    let node: object | null = null;
+    try {
+      const facts = factsFrom(await ctx.tenantDb.queryRaw(accessFactsSql(this.tenantId, [this.principal])));
+      const result = verdict(this.principal, facts);
+      this.apply(result);
+      if ("error" in result) return null;
+      node = await this.spec.load(ctx, event);
+      return node;
+    } catch (err) {
+      this.hub.logger.warn({ err, tenantId: this.tenantId }, "live event could not be loaded");
+      this.close(serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 }));
+      return null;
+    } finally {
+      if (!node) await ctx.finish().catch(() => {});
+    }
+  }
+
+  async return(): Promise<IteratorResult<unknown>> {
+    this.close(null);
+    this.end();
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+interface TenantStreams {
+  streams: Set<LiveStream>;
+  listener: (e: Event) => void;
+  checking: boolean;
+  again: boolean;
+}
+
+type Target = {
+  addEventListener(type: string, listener: (e: Event) => void): void;
+  removeEventListener(type: string, listener: (e: Event) => void): void;
+  dispatchEvent(e: Event): boolean;
+};
+
+export class LiveHub implements LivePublisher {
+  readonly logger: Logger;
+  readonly bufferSize: number;
+  readonly abortAfterMs: number;
+  private readonly target: Target;
+  private readonly slots: StreamSlots;
+  private readonly tenants = new Map<string, TenantStreams>();
+  private readonly redis: Redis[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+
+  constructor(private readonly options: LiveHubOptions) {
+    this.logger = options.logger;
+    this.bufferSize = options.bufferSize ?? 100;
+    this.abortAfterMs = options.abortAfterMs ?? 2_000;
+    const leaseMs = options.leaseMs ?? 30_000;
+    if (options.redisUrl) {
+      const publishClient = new Redis(options.redisUrl, { maxRetriesPerRequest: 2 });
+      const subscribeClient = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+      this.redis.push(publishClient, subscribeClient);
+      for (const r of this.redis) r.on("error", (err) => this.logger.warn({ err }, "live updates: Redis error"));
+      // Messages published while the subscriber was disconnected are lost:
+      // re-check every stream once it is back (it re-subscribes by itself).
+      let connectedOnce = false;
+      subscribeClient.on("ready", () => {
+        if (connectedOnce) this.recheckAll();
+        connectedOnce = true;
+      });
+      this.target = createRedisEventTarget({ publishClient, subscribeClient }) as unknown as Target;
+      this.slots = new RedisStreamSlots(publishClient, leaseMs);
+    } else {
+      this.target = new EventTarget();
+      this.slots = new MemoryStreamSlots(leaseMs);
+    }
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(leaseMs / 3, () => {
+      this.slots.renew(this.streams().map((s) => ({ tenantId: s.tenantId, streamId: s.id }))).catch((err) =>
+        this.logger.warn({ err }, "live updates: stream leases not renewed"),
+      );
+    });
+    every(options.recheckIntervalMs ?? 30_000, () => this.recheckAll());
+  }
+
+  private streams(): LiveStream[] {
+    return [...this.tenants.values()].flatMap((t) => [...t.streams]);
+  }
+
+  /** Open streams of this process (all tenants). */
+  get size(): number {
+    let n = 0;
+    for (const t of this.tenants.values()) n += t.streams.size;
+    return n;
+  }
+
+  /** Open streams of a tenant, on every replica. */
+  count(tenantId: string): Promise<number> {
+    return this.slots.count(tenantId);
+  }
+
+  publish(tenantId: string, changes: LiveChange[]): void {
+    const at = Date.now();
+    for (const change of changes) {
+      const detail: LiveEvent = { ...change, at };
+      this.target.dispatchEvent(new CustomEvent(liveTopic(tenantId), { detail }));
+    }
+  }
+
+  /**
+   * Opens a stream for the subscriber of `ctx` (its tenant, role and
+   * credentials are already checked by the field's @auth): takes a slot of
+   * the tenant's SUBSCRIPTIONS limit (QUOTA_EXCEEDED when none is free) and
+   * starts listening to the tenant's topic.
+   */
+  async open(ctx: Context, spec: StreamSpec, transport: Transport = {}): Promise<AsyncIterableIterator<unknown>> {
+    if (this.stopping) throw shutdownError();
+    const tenant = ctx.tenant!;
+    const stream = new LiveStream(this, ctx, spec, transport);
+    const limit = limitOf(tenant, "SUBSCRIPTIONS");
+    const slot = await this.slots.acquire(tenant.id, stream.id, limit);
+    if (!slot.ok) throw quotaExceeded("SUBSCRIPTIONS", limit!, slot.used, 1);
+    let entry = this.tenants.get(tenant.id);
+    if (!entry) {
+      const created: TenantStreams = {
+        streams: new Set(),
+        checking: false,
+        again: false,
+        listener: (e) => this.dispatch(tenant.id, created, (e as CustomEvent<LiveEvent>).detail),
+      };
+      entry = created;
+      this.tenants.set(tenant.id, entry);
+      this.target.addEventListener(liveTopic(tenant.id), entry.listener);
+    }
+    entry.streams.add(stream);
+    return stream;
+  }
+
+  private dispatch(tenantId: string, entry: TenantStreams, event: LiveEvent | null) {
+    if (!event || typeof event !== "object") return;
+    if (event.type === "access") {
+      void this.recheckTenant(tenantId);
+      return;
+    }
+    for (const stream of entry.streams) if (stream.wants(event)) stream.push(event);
+  }
+
+  unregister(stream: LiveStream) {
+    const entry = this.tenants.get(stream.tenantId);
+    if (entry?.streams.delete(stream) && entry.streams.size === 0 && !entry.checking) {
+      this.tenants.delete(stream.tenantId);
+      this.target.removeEventListener(liveTopic(stream.tenantId), entry.listener);
+    }
+    this.slots.release(stream.tenantId, stream.id).catch((err) => this.logger.warn({ err }, "live updates: stream slot not released"));
+  }
+
+  /** Re-reads the access facts of every open stream of the tenant (one statement) and closes those whose access ended. */
+  async recheckTenant(tenantId: string): Promise<void> {
+    const entry = this.tenants.get(tenantId);
+    if (!entry) return;
+    if (entry.checking) {
+      entry.again = true;
+      return;
+    }
+    entry.checking = true;
+    try {
+      do {
+        entry.again = false;
+        const streams = [...entry.streams];
+        if (!streams.length) break;
+        const rows = await this.options.platform.$queryRaw<{ status: string; roles: unknown; keys: unknown }[]>(
+          accessFactsSql(tenantId, streams.map((s) => s.principal)),
+        );
+        const facts = factsFrom(rows);
+        const now = Date.now();
+        for (const s of streams) s.apply(verdict(s.principal, facts, now));
+      } while (entry.again);
+    } catch (err) {
+      // PostgreSQL unreachable: no stream can load an event either (each
+      // event re-checks first); the next sweep tries again.
+      this.logger.warn({ err, tenantId }, "live updates: access re-check failed");
+    } finally {
+      entry.checking = false;
+      if (entry.streams.size === 0 && this.tenants.get(tenantId) === entry) {
+        this.tenants.delete(tenantId);
+        this.target.removeEventListener(liveTopic(tenantId), entry.listener);
+      }
+    }
+  }
+
+  recheckAll(): void {
+    for (const tenantId of [...this.tenants.keys()]) void this.recheckTenant(tenantId);
+  }
+
+  /**
+   * Graceful shutdown: refuses new streams, ends every open one with
+   * SERVICE_UNAVAILABLE `{ reconnect: true }`, gives the consumers up to
+   * `abortAfterMs` to take that last event (then cuts them), frees the slots
+   * and closes the Redis connections.
+   */
+  async close(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    const streams = this.streams();
+    for (const s of streams) s.close(shutdownError());
+    await Promise.all(streams.map((s) => s.finished));
+    for (const r of this.redis) r.disconnect();
+  }
+}

@@ -1,0 +1,100 @@
+import type { GraphQLResolveInfo } from "graphql";
+import { builder } from "../../graphql/builder.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import { StreamEnd, type StreamSpec } from "../../live/hub.ts";
+import { policyOf } from "../../policy/enforcer.ts";
+import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
+import type { Context } from "../../tenancy/context.ts";
+import { AuditLogEntryRef } from "../audit/audit.schema.ts";
+import { DeploymentRef } from "../deployments/deployment.schema.ts";
+import { WorkflowRef } from "../workflows/workflow.schema.ts";
+
+/**
+ * Subscriptions (SPEC section 10), served over SSE and graphql-ws
+ * (docs/live-updates.md). Each event is the node re-read through the
+ * subscriber's tenant-scoped handle; the field's @auth is checked when the
+ * stream opens and again, against PostgreSQL, for every event and whenever
+ * the tenant's access facts change.
+ */
+/** The @auth role of the subscription field being resolved. */
+function requiredRole(info: GraphQLResolveInfo): Role {
+  const field = info.parentType.getFields()[info.fieldName];
+  return policyOf(field?.extensions?.directives).auth ?? "VIEWER";
+}
+
+/** A project filter argument: a well-formed id of another type or tenant matches nothing. */
+function projectFilter(projectId: string | null | undefined): string | null {
+  if (projectId == null) return null;
+  try {
+    return fromGlobalId("projectId", projectId, "Project");
+  } catch (err) {
+    if ((err as { code?: string }).code === "BAD_USER_INPUT") throw err;
+    return uuidOrNone("");
+  }
+}
+
+function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "requires">) {
+  const live = ctx.deps.live;
+  if (!live) throw new Error("live updates are not configured");
+  const transport = ctx as unknown as { res?: { destroy(): void }; socket?: { terminate(): void } };
+  return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });
+}
+
+/** The node of an event, or the error that ends the stream (a coded `next`, then `complete`). */
+const emit = (payload: unknown): never => {
+  if (payload instanceof StreamEnd) throw payload.error;
+  return payload as never;
+};
+
+builder.subscriptionField("deploymentUpdated", (t) =>
+  t.field({
+    type: DeploymentRef,
+    description: "New deployments and status changes of the caller's tenant, optionally of one project.",
+    args: { projectId: t.arg.id() },
+    directives: { auth: { requires: "VIEWER" } },
+    subscribe: (_root, args, ctx, info) => {
+      const projectId = projectFilter(args.projectId as string | null | undefined);
+      return open(ctx, info, {
+        type: "Deployment",
+        projectId,
+        load: (c, event) =>
+          c.db.deployment.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : ""), ...(projectId ? { projectId } : {}) } }),
+      });
+    },
+    resolve: (payload) => emit(payload),
+  }),
+);
+
+builder.subscriptionField("workflowUpdated", (t) =>
+  t.field({
+    type: WorkflowRef,
+    description: "New workflows and changes to workflows of the caller's tenant, optionally of one project.",
+    args: { projectId: t.arg.id() },
+    directives: { auth: { requires: "VIEWER" } },
+    subscribe: (_root, args, ctx, info) => {
+      const projectId = projectFilter(args.projectId as string | null | undefined);
+      return open(ctx, info, {
+        type: "Workflow",
+        projectId,
+        load: (c, event) =>
+          c.db.workflow.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : ""), ...(projectId ? { projectId } : {}) } }),
+      });
+    },
+    resolve: (payload) => emit(payload),
+  }),
+);
+
+builder.subscriptionField("auditLogAppended", (t) =>
+  t.field({
+    type: AuditLogEntryRef,
+    description: "Entries appended to the tenant's audit log (ADMIN).",
+    directives: { auth: { requires: "ADMIN" } },
+    subscribe: (_root, _args, ctx, info) =>
+      open(ctx, info, {
+        type: "AuditLogEntry",
+        projectId: null,
+        load: (c, event) => c.db.auditLogEntry.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : "") } }),
+      }),
+    resolve: (payload) => emit(payload),
+  }),
+);

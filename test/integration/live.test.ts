@@ -1,0 +1,287 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.ts";
+import { LiveHub } from "../../src/live/hub.ts";
+import { createLogger } from "../../src/infra/logger.ts";
+import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
+import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
+
+/**
+ * Subscriptions in one process (SPEC section 10): events after commit,
+ * re-read with the subscriber's own authorization, never another tenant's,
+ * streams closed with a coded error when access ends, the SUBSCRIPTIONS
+ * quota, slow consumers and shutdown. Across processes and over WebSocket:
+ * live-replicas.test.ts.
+ */
+
+const DEPLOYMENTS = `subscription($projectId: ID) { deploymentUpdated(projectId: $projectId) { id status project { id name } createdBy { email } } }`;
+const WORKFLOWS = `subscription { workflowUpdated { id name status } }`;
+const AUDIT = `subscription { auditLogAppended { id action targetType targetId actorLabel } }`;
+
+let t: TestApp;
+let ids: Record<string, string>;
+const open: LiveSubscription[] = [];
+
+beforeAll(async () => {
+  t = await createTestApp(process.env.LIVE_DEBUG ? { logger: createLogger("debug") } : {});
+  ids = await tenantIdsBySlug(t);
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of open) s.close();
+  await t?.close();
+});
+
+async function subscribe(query: string, token: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}) {
+  const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query, variables }, { authorization: `Bearer ${token}`, ...headers });
+  open.push(s);
+  return s;
+}
+
+async function projectsOf(slug: string): Promise<{ id: string; name: string }[]> {
+  const r = await t.gql(`{ projects(first: 5) { edges { node { id name } } } }`, { token: await t.memberToken(slug, "VIEWER") });
+  return r.body.data.projects.edges.map((e: any) => e.node);
+}
+
+async function createDeployment(slug: string, projectId: string): Promise<string> {
+  const r = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "main" }) { deployment { id } } }`, {
+    token: await t.memberToken(slug, "DEVELOPER"),
+    variables: { p: projectId },
+  });
+  expect(r.body.errors).toBeUndefined();
+  return r.body.data.createDeployment.deployment.id;
+}
+
+async function memberId(slug: string, email: string): Promise<string> {
+  const r = await t.gql(`{ members(first: 50) { edges { node { id user { email } } } } }`, { token: await t.memberToken(slug, "OWNER") });
+  return r.body.data.members.edges.find((e: any) => e.node.user.email === email).node.id;
+}
+
+/** A stream's end: a `next` carrying the coded error, then `complete`. */
+async function expectClosedWith(s: LiveSubscription, code: string) {
+  const m = await s.next();
+  expect([m.kind, m.payload?.errors?.[0]?.extensions?.code]).toEqual(["next", code]);
+  expect(m.payload.errors[0].extensions.http).toBeUndefined();
+  expect((await s.next()).kind).toBe("complete");
+  return m.payload.errors[0];
+}
+
+describe("deploymentUpdated over SSE", () => {
+  it("delivers new deployments and status changes as a query would return them", async () => {
+    const [project] = await projectsOf("acme");
+    const s = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"));
+    expect(s.status).toBe(200);
+    const id = await createDeployment("acme", project!.id);
+    const created = await s.nextData();
+    expect(created.deploymentUpdated).toEqual({ id, status: "QUEUED", project: project, createdBy: { email: "developer@acme.test" } });
+    const r = await t.gql(`mutation($id: ID!) { updateDeploymentStatus(input: { id: $id, status: READY }) { deployment { id } } }`, {
+      token: await t.memberToken("acme", "DEVELOPER"),
+      variables: { id },
+    });
+    expect(r.body.errors).toBeUndefined();
+    expect((await s.nextData()).deploymentUpdated).toMatchObject({ id, status: "READY" });
+    s.close();
+  });
+
+  it("never delivers another tenant's event", async () => {
+    const [acmeProject] = await projectsOf("acme");
+    const [globexProject] = await projectsOf("globex");
+    const globex = await subscribe(DEPLOYMENTS, await t.memberToken("globex", "VIEWER"));
+    const acme = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"));
+    const acmeDeployment = await createDeployment("acme", acmeProject!.id);
+    expect((await acme.nextData()).deploymentUpdated.id).toBe(acmeDeployment);
+    const globexDeployment = await createDeployment("globex", globexProject!.id);
+    // globex's first event is its own deployment: acme's was never sent to it.
+    expect((await globex.nextData()).deploymentUpdated.id).toBe(globexDeployment);
+    expect(globex.seen).toHaveLength(1);
+    globex.close();
+    acme.close();
+  });
+
+  it("filters by project; a project id of another tenant matches nothing", async () => {
+    const [p1, p2] = await projectsOf("acme");
+    const [globexProject] = await projectsOf("globex");
+    const s = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"), { projectId: p2!.id });
+    const foreign = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"), { projectId: globexProject!.id });
+    await createDeployment("acme", p1!.id);
+    const wanted = await createDeployment("acme", p2!.id);
+    expect((await s.nextData()).deploymentUpdated).toMatchObject({ id: wanted, project: { id: p2!.id } });
+    expect(s.seen).toHaveLength(1);
+    s.close();
+    const bad = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"), { projectId: "%%%" });
+    const m = await bad.next();
+    expect(m.payload?.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "projectId" });
+    expect(foreign.seen).toHaveLength(0);
+    foreign.close();
+  });
+
+  it("refuses without credentials, and a workflow stream gets workflows only", async () => {
+    const anonymous = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: DEPLOYMENTS }, { "x-tenant-id": "acme" });
+    const m = await anonymous.next();
+    expect(JSON.stringify(m.payload)).toContain("UNAUTHENTICATED");
+    const w = await subscribe(WORKFLOWS, await t.memberToken("acme", "VIEWER"));
+    const [project] = await projectsOf("acme");
+    await createDeployment("acme", project!.id);
+    const r = await t.gql(`mutation { createWorkflow(input: { name: "live-wf" }) { workflow { id } } }`, { token: await t.memberToken("acme", "DEVELOPER") });
+    expect((await w.nextData()).workflowUpdated).toEqual({ id: r.body.data.createWorkflow.workflow.id, name: "live-wf", status: "ACTIVE" });
+    w.close();
+  });
+});
+
+describe("auditLogAppended", () => {
+  it("is for ADMIN: a VIEWER is refused with FORBIDDEN", async () => {
+    const s = await subscribe(AUDIT, await t.memberToken("acme", "VIEWER"));
+    const m = await s.next();
+    expect(m.payload.errors[0].extensions).toMatchObject({ code: "FORBIDDEN", requires: "ADMIN" });
+  });
+
+  it("delivers each entry after its change commits", async () => {
+    const s = await subscribe(AUDIT, await t.memberToken("wayne", "ADMIN"));
+    const [project] = await projectsOf("wayne");
+    const id = await createDeployment("wayne", project!.id);
+    const entry = (await s.nextData()).auditLogAppended;
+    expect(entry).toMatchObject({ action: "deployment.create", targetType: "Deployment", actorLabel: "developer@wayne.test" });
+    expect(Buffer.from(entry.targetId, "base64").toString()).toBe(Buffer.from(id, "base64").toString());
+    // A failed mutation commits nothing and publishes nothing.
+    const failed = await t.gql(`mutation { createDeployment(input: { projectId: "${Buffer.from("Project:00000000-0000-0000-0000-000000000001").toString("base64")}" }) { deployment { id } } }`, {
+      token: await t.memberToken("wayne", "DEVELOPER"),
+    });
+    expect(failed.body.errors?.[0]?.extensions.code).toBe("NOT_FOUND");
+    await t.gql(`mutation { createWorkflow(input: { name: "after-failure" }) { workflow { id } } }`, { token: await t.memberToken("wayne", "DEVELOPER") });
+    expect((await s.nextData()).auditLogAppended.action).toBe("workflow.create");
+    s.close();
+  });
+});
+
+describe("authorization stays live", () => {
+  it("a downgrade below ADMIN closes the stream with FORBIDDEN", async () => {
+    const email = "admin@wayne.test";
+    const s = await subscribe(AUDIT, await t.token(email, "wayne"));
+    await s.next(200).catch(() => undefined); // nothing yet
+    const r = await t.gql(`mutation($m: ID!) { updateMemberRole(input: { membershipId: $m, role: VIEWER }) { membership { role } } }`, {
+      token: await t.memberToken("wayne", "OWNER"),
+      variables: { m: await memberId("wayne", email) },
+    });
+    expect(r.body.errors).toBeUndefined();
+    const err = await expectClosedWith(s, "FORBIDDEN");
+    expect(err.extensions.requires).toBe("ADMIN");
+    // The VIEWER's deployment stream is not affected by the downgrade.
+    const v = await subscribe(DEPLOYMENTS, await t.token(email, "wayne"));
+    const [project] = await projectsOf("wayne");
+    const id = await createDeployment("wayne", project!.id);
+    expect((await v.nextData()).deploymentUpdated.id).toBe(id);
+    v.close();
+  });
+
+  it("a removed member's streams end with TENANT_ACCESS_DENIED", async () => {
+    const email = "developer@globex.test";
+    const s = await subscribe(DEPLOYMENTS, await t.token(email, "globex"));
+    const r = await t.gql(`mutation($m: ID!) { removeMember(input: { membershipId: $m }) { removedMembershipId } }`, {
+      token: await t.memberToken("globex", "OWNER"),
+      variables: { m: await memberId("globex", email) },
+    });
+    expect(r.body.errors).toBeUndefined();
+    await expectClosedWith(s, "TENANT_ACCESS_DENIED");
+  });
+
+  it("a revoked key's streams end with UNAUTHENTICATED", async () => {
+    const admin = await t.memberToken("wayne", "OWNER");
+    const k = await t.gql(`mutation { createApiKey(input: { name: "live", role: ADMIN }) { apiKey { id } secret } }`, { token: admin });
+    expect(k.body.errors).toBeUndefined();
+    const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: AUDIT }, { "x-api-key": k.body.data.createApiKey.secret });
+    open.push(s);
+    const r = await t.gql(`mutation($id: ID!) { revokeApiKey(input: { id: $id }) { apiKey { revokedAt } } }`, { token: admin, variables: { id: k.body.data.createApiKey.apiKey.id } });
+    expect(r.body.errors).toBeUndefined();
+    // The revocation's own audit entry may come first; then the stream ends.
+    let m = await s.next();
+    if (m.kind === "next" && !m.payload.errors) m = await s.next();
+    expect(m.payload?.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("a suspended tenant's streams end with TENANT_SUSPENDED", async () => {
+    const s = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"));
+    const r = await t.gql(`mutation($id: ID!) { suspendTenant(input: { tenantId: $id, reason: "live test" }) { tenant { status } } }`, {
+      token: await t.adminToken(),
+      variables: { id: Buffer.from(`Tenant:${ids.acme}`).toString("base64") },
+    });
+    expect(r.body.errors).toBeUndefined();
+    await expectClosedWith(s, "TENANT_SUSPENDED");
+    await t.gql(`mutation($id: ID!) { reactivateTenant(input: { tenantId: $id }) { tenant { status } } }`, {
+      token: await t.adminToken(),
+      variables: { id: Buffer.from(`Tenant:${ids.acme}`).toString("base64") },
+    });
+  });
+});
+
+describe("limits", () => {
+  it("SUBSCRIPTIONS caps concurrent streams per tenant (QUOTA_EXCEEDED), overridable, counted in usage", async () => {
+    const tenantId = Buffer.from(`Tenant:${ids.wayne}`).toString("base64");
+    const set = await t.gql(`mutation($id: ID!) { setTenantLimits(input: { tenantId: $id, limits: [{ resource: SUBSCRIPTIONS, limit: 2 }] }) { tenant { id } } }`, {
+      token: await t.adminToken(),
+      variables: { id: tenantId },
+    });
+    expect(set.body.errors).toBeUndefined();
+    const token = await t.memberToken("wayne", "VIEWER");
+    const a = await subscribe(DEPLOYMENTS, token);
+    const b = await subscribe(DEPLOYMENTS, token);
+    const usage = await t.gql(`{ usage { quotas { resource limit used } } }`, { token: await t.memberToken("wayne", "OWNER") });
+    expect(usage.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS")).toEqual({ resource: "SUBSCRIPTIONS", limit: 2, used: 2 });
+    const c = await subscribe(DEPLOYMENTS, token);
+    const m = await c.next();
+    expect(m.payload.errors[0].extensions).toMatchObject({ code: "QUOTA_EXCEEDED", resource: "SUBSCRIPTIONS", limit: 2, used: 2, requested: 1 });
+    a.close();
+    // The slot is free once the stream has ended.
+    await expect.poll(async () => {
+      const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken("wayne", "OWNER") });
+      return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
+    }, { timeout: 10_000 }).toBe(1);
+    const d = await subscribe(DEPLOYMENTS, token);
+    const [project] = await projectsOf("wayne");
+    const id = await createDeployment("wayne", project!.id);
+    expect((await d.nextData()).deploymentUpdated.id).toBe(id);
+    b.close();
+    d.close();
+    await t.gql(`mutation($id: ID!) { setTenantLimits(input: { tenantId: $id, limits: [{ resource: SUBSCRIPTIONS, limit: 1000 }] }) { tenant { id } } }`, {
+      token: await t.adminToken(),
+      variables: { id: tenantId },
+    });
+  });
+});
+
+describe("a hub of its own", () => {
+  it("a consumer that does not read is disconnected (SLOW_CONSUMER), and shutdown ends streams with a reconnect hint", async () => {
+    const live = new LiveHub({ platform: t.clients.platform, logger: createLogger("silent"), bufferSize: 2, abortAfterMs: 500 });
+    const app = createApp(testAppDeps(t.clients, t.store, { live }));
+    const token = await t.memberToken("wayne", "VIEWER");
+    const fetchApp = (url: string, init: RequestInit) => app.fetch(url, init);
+    const [project] = await projectsOf("wayne");
+    // This consumer never reads its response body.
+    const slow = await app.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { accept: "text/event-stream", "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: DEPLOYMENTS }),
+    });
+    expect(slow.status).toBe(200);
+    const steady = await sseSubscribe(fetchApp, "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${token}` });
+    open.push(steady);
+    expect(live.size).toBe(2);
+    const dev = await t.memberToken("wayne", "DEVELOPER");
+    for (let i = 0; i < 6; i++) {
+      const r = await app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${dev}` },
+        body: JSON.stringify({ query: `mutation($p: ID!) { createDeployment(input: { projectId: $p }) { deployment { id } } }`, variables: { p: project!.id } }),
+      });
+      expect(res(await r.json())).toBeUndefined();
+      await steady.nextData();
+    }
+    // The slow stream was dropped; the steady one goes on.
+    await expect.poll(() => live.size, { timeout: 10_000 }).toBe(1);
+    await live.close();
+    const last = await steady.next();
+    expect(last.payload.errors[0].extensions).toMatchObject({ code: "SERVICE_UNAVAILABLE", reconnect: true });
+    expect((await steady.next()).kind).toBe("complete");
+    await slow.body?.cancel().catch(() => {});
+  });
+});
+
+const res = (body: any) => body.errors;

@@ -26,6 +26,9 @@ export interface BenchOptions {
   countRequests: number;
   /** Only these scenarios (comma-separated ids), for quick trials. */
   only: string[] | undefined;
+  /** Open subscription streams of the live scenario, and its mutations per second. */
+  liveStreams?: number;
+  liveMutationsPerS?: number;
   jwtSecret: string;
 }
 
@@ -71,6 +74,8 @@ export function benchOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions
     workflowsPerTenant: int(env, "BENCH_WORKFLOWS", 10),
     noisyLimitPerMinute: int(env, "BENCH_NOISY_LIMIT", 100),
     countRequests: int(env, "BENCH_COUNT_REQUESTS", 40),
+    liveStreams: int(env, "BENCH_LIVE_STREAMS", 1000),
+    liveMutationsPerS: int(env, "BENCH_LIVE_MUTATIONS", 10),
     only: env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean),
     jwtSecret: "bench-secret-0123456789abcdef0123456789abcdef",
   };

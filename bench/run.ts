@@ -28,6 +28,7 @@ import {
   TENANT_USAGE_QUERIES,
   type Tokens,
 } from "./scenarios.ts";
+import { startLiveLoad, type LiveFigures } from "./live.ts";
 import { clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
 import { SqlCounter } from "./sql-counter.ts";
 
@@ -53,6 +54,8 @@ interface Scenario extends ScenarioSpec {
   noise?: { gen: RequestGenerator; rate: number; connections: number };
   countAs?: string;
   note?: string;
+  /** Open subscription streams and a writer alongside the measured load (live updates). */
+  live?: { streams: number; mutationsPerS: number };
 }
 
 async function start(name: string, script: string, port: number, env: Record<string, string>, nodeArgs: string[] = []) {
@@ -204,10 +207,21 @@ async function main() {
 
   const noiseRate = Math.round((10 * opts.noisyLimitPerMinute) / 60);
   const C = opts.connections;
+  const live = { streams: opts.liveStreams ?? 1000, mutationsPerS: opts.liveMutationsPerS ?? 10 };
   const L = opts.lowConnections;
   let scenarios: Scenario[] = [
     { id: "floor-32", title: `floor: dashboard`, target: "floor", connections: C, gen: dash },
     { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32" },
+    {
+      id: "live-32",
+      title: `dashboard, ${live.streams} subscription streams open, ${live.mutationsPerS} mutations/s`,
+      target: "server",
+      connections: C,
+      gen: dash,
+      floor: "floor-32",
+      countAs: "dashboard-32",
+      live,
+    },
     {
       id: "noisy-32",
       title: `dashboard, 99 others + noisy tenant at ${noiseRate * 60}/min (limit ${opts.noisyLimitPerMinute})`,
@@ -298,6 +312,7 @@ async function main() {
     ]),
   );
 
+  const liveRuns: (LiveFigures & { rssPeakMb: number; dashboardP95: number })[] = [];
   for (let run = 1; run <= opts.runs; run++) {
     for (const s of scenarios) {
       if (!s.gen) continue;
@@ -305,13 +320,20 @@ async function main() {
       const noise = s.noise
         ? runLoad({ url, connections: s.noise.connections, durationS: opts.warmupS + opts.durationS + 1, gen: s.noise.gen, overallRate: s.noise.rate })
         : undefined;
+      const live = s.live ? await startLiveLoad(url, regular, s.live) : undefined;
       if (opts.warmupS > 0) await runLoad({ url, connections: s.connections, durationS: opts.warmupS, gen: s.gen });
       await drain(url, s.gen);
+      live?.measure();
       const rss = sampleRss(pidOf(s.target));
       const cpu0 = cpuMs(pidOf(s.target)) ?? NaN;
       const result: LoadResult = await runLoad({ url, connections: s.connections, durationS: opts.durationS, gen: s.gen });
       const cpuMsPerRequest = result.requests ? ((cpuMs(pidOf(s.target)) ?? NaN) - cpu0) / result.requests : NaN;
       const rssPeakMb = rss.stop();
+      if (live) {
+        const figures = await live.stop();
+        liveRuns.push({ ...figures, rssPeakMb, dashboardP95: result.p95 });
+        log(`run ${run}/${opts.runs} ${s.id}: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms`);
+      }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest });
       if (noise) r.noise!.push(await noise);
@@ -341,6 +363,21 @@ async function main() {
       }
     : undefined;
   const checks = checkTargets(rows, noisyDeltaPct);
+  const liveSummary = liveRuns.length
+    ? {
+        streams: liveRuns[0]!.streams,
+        tenants: liveRuns[0]!.tenants,
+        mutationsPerS: live.mutationsPerS,
+        delivered: median(liveRuns.map((r) => r.delivered)),
+        expected: median(liveRuns.map((r) => r.expected)),
+        p50: median(liveRuns.map((r) => r.p50)),
+        p95: median(liveRuns.map((r) => r.p95)),
+        p99: median(liveRuns.map((r) => r.p99)),
+        rssPeakMb: median(liveRuns.map((r) => r.rssPeakMb)),
+        // The dashboard's p95 with the streams open against the dashboard run just before it.
+        dashboardP95DeltaPct: dash32?.runs.length ? median(liveRuns.map((r, i) => (dash32.runs[i] ? (r.dashboardP95 / dash32.runs[i]!.p95 - 1) * 100 : NaN))) : null,
+      }
+    : undefined;
   const hostInfo = await host;
 
   const stamp = startedAt.toISOString().slice(0, 19).replace(/:/g, "-");
@@ -362,6 +399,9 @@ async function main() {
     noiseSummary
       ? `- noisy tenant: sent ${noiseSummary.rps.toFixed(1)} req/s (10x its ${opts.noisyLimitPerMinute}/min), ${noiseSummary.served200} served (its limit: full dashboards, ${((100 * noiseSummary.served200) / median(noisy!.runs.map((r) => r.requests))).toFixed(0)}% on top of the others' requests) and ${noiseSummary.rejected429} rejected with 429 per run (median); the others' p95 moved by ${noisyDeltaPct?.toFixed(1)}% against the dashboard run just before. Under a closed-loop load that saturates the server, any admitted extra work shows up in p95.`
       : `- noisy tenant: not run.`,
+    liveSummary
+      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms; server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%). Medians over runs.`
+      : `- live updates: not run.`,
     ``,
     checksTable(checks),
     ``,
@@ -379,7 +419,7 @@ async function main() {
   await mkdir(dir, { recursive: true });
   await writeFile(
     path.join(dir, `${stamp}.json`),
-    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
+    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, live: liveSummary, liveRuns, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
   );
   await writeFile(path.join(dir, `${stamp}.md`), md);
   process.stdout.write(`\n${md}\n`);

@@ -145,7 +145,7 @@ export async function seedBenchDatabase(opts: BenchOptions, log: (line: string) 
     await db.query(
       `INSERT INTO tenant_limit_overrides (tenant_id, resource, "limit")
        SELECT t.id, r::"QuotaResource", $2::int
-         FROM tenants t CROSS JOIN unnest(ARRAY['API_REQUESTS_PER_MINUTE', 'DEPLOYMENTS_PER_HOUR', 'WORKFLOWS_PER_HOUR']) AS r
+         FROM tenants t CROSS JOIN unnest(ARRAY['API_REQUESTS_PER_MINUTE', 'DEPLOYMENTS_PER_HOUR', 'WORKFLOWS_PER_HOUR', 'SUBSCRIPTIONS']) AS r
         WHERE t.slug <> $1
        UNION ALL
        SELECT t.id, 'API_REQUESTS_PER_MINUTE', $3::int FROM tenants t WHERE t.slug = $1`,

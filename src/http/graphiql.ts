@@ -36,6 +36,9 @@ export const graphiqlOptions: GraphiQLOptions = {
   // every new tab starts from this template.
   headers: headersTemplate(GRAPHIQL_TOKEN_PLACEHOLDER),
   isHeadersEditorEnabled: true,
+  // Subscriptions from GraphiQL go over GraphQL over SSE, through the same
+  // context builder and headers as its queries.
+  subscriptionsProtocol: "SSE",
   shouldPersistHeaders: true,
 };
 

@@ -66,7 +66,7 @@ type Fetch = (url: string, init: RequestInit) => Promise<Response> | Response;
 export async function sseSubscribe(
   fetchFn: Fetch,
   url: string,
-  body: { query: string; variables?: Record<string, unknown> },
+  body: { query: string; variables?: Record<string, unknown>; operationName?: string },
   headers: Record<string, string>,
 ): Promise<LiveSubscription> {
   const inbox = new Inbox();

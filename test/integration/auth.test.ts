@@ -134,8 +134,10 @@ describe("createTokenVerifier", () => {
 
   it("accepts a good token and returns sub and tid", async () => {
     const verify = createTokenVerifier(base);
-    const token = await hs256({ sub: "a@b.test", tid: "acme", exp: now() + 60 });
-    expect(await verify(token)).toEqual({ sub: "a@b.test", tid: "acme" });
+    const exp = now() + 60;
+    const token = await hs256({ sub: "a@b.test", tid: "acme", exp });
+    // expiresAt: when an open subscription of this token must end.
+    expect(await verify(token)).toEqual({ sub: "a@b.test", tid: "acme", expiresAt: exp * 1000 });
   });
 
   it("refuses a non-string tid", async () => {
@@ -212,7 +214,7 @@ describe("createTokenVerifier", () => {
 
     it("verifies an RS256 token signed with a key of the JWKS", async () => {
       const verify = createTokenVerifier({ ...base, jwksUrl });
-      expect(await verify(await rsToken(signingKey, "rs-1"))).toEqual({ sub: "idp|user-1", tid: "acme" });
+      expect(await verify(await rsToken(signingKey, "rs-1"))).toMatchObject({ sub: "idp|user-1", tid: "acme", expiresAt: expect.any(Number) });
       expect(jwksHits).toBeGreaterThan(0);
     });
 

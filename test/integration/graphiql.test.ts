@@ -6,7 +6,8 @@ import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, GRAPHIQL_TOKEN_PLACEHOLDER, gra
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { embeddedGraphiqlOptions } from "../helpers/graphiql-page.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
-import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument } from "../generated/operations.ts";
+import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument, DeploymentUpdatesDocument } from "../generated/operations.ts";
+import { sseSubscribe } from "../helpers/live-client.ts";
 
 /**
  * GraphiQL (issue 4, point 7): served offline, opening with the example
@@ -46,10 +47,11 @@ describe("GraphiQL", () => {
     expect(Math.max(...inline)).toBeGreaterThan(100_000);
   });
 
-  it("opens with the example document: the dashboard query, a paginated list and a mutation", () => {
+  it("opens with the example document: the dashboard query, a paginated list, a mutation and a subscription", () => {
     const options = embeddedOptions(html);
     expect(options.defaultQuery).toBe(GRAPHIQL_EXAMPLES);
-    expect(operationNames(options.defaultQuery)).toEqual(["Dashboard", "DeploymentsPage", "CreateProject"]);
+    expect(operationNames(options.defaultQuery)).toEqual(["Dashboard", "DeploymentsPage", "CreateProject", "DeploymentUpdates"]);
+    expect(options.subscriptionsProtocol).toBe("SSE");
     expect(options.defaultQuery).toMatch(/projects\(first: \$first\)[\s\S]*deployments\(first: 5\)/);
     expect(options.defaultQuery).toMatch(/pageInfo[\s\S]*endCursor/);
     expect(options.defaultQuery).toMatch(/^mutation CreateProject/m);
@@ -68,7 +70,7 @@ describe("GraphiQL", () => {
   it("shows the same operations codegen types (src/http/graphiql-examples.graphql)", () => {
     const file = readFileSync("src/http/graphiql-examples.graphql", "utf8");
     expect(GRAPHIQL_OPERATIONS).toBe(file);
-    const typed = [DashboardDocument, DeploymentsPageDocument, CreateProjectDocument].map((d) => print(d)).join("\n\n");
+    const typed = [DashboardDocument, DeploymentsPageDocument, CreateProjectDocument, DeploymentUpdatesDocument].map((d) => print(d)).join("\n\n");
     expect(print(parse(GRAPHIQL_EXAMPLES))).toBe(typed);
   });
 
@@ -138,6 +140,20 @@ describe("GraphiQL", () => {
     expect(block).toBeDefined();
     const dashboard = parse(GRAPHIQL_OPERATIONS).definitions[0]!;
     expect(print(parse(block!))).toBe(print({ kind: Kind.DOCUMENT, definitions: [dashboard] }));
+  it("the subscription example runs over SSE as GraphiQL sends it", async () => {
+    const token = await t.token("viewer@acme.test");
+    const headers = { authorization: `Bearer ${token}`, "x-tenant-id": "acme" };
+    const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: GRAPHIQL_EXAMPLES, operationName: "DeploymentUpdates" }, headers);
+    const projects = await t.gql(`{ projects(first: 1) { edges { node { id name } } } }`, { token, headers: { "x-tenant-id": "acme" } });
+    const project = projects.body.data.projects.edges[0].node;
+    const created = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p }) { deployment { id } } }`, {
+      token: await t.token("developer@acme.test"),
+      headers: { "x-tenant-id": "acme" },
+      variables: { p: project.id },
+    });
+    const event = await s.nextData();
+    expect(event.deploymentUpdated).toMatchObject({ id: created.body.data.createDeployment.deployment.id, status: "QUEUED", project: { name: project.name } });
+    s.close();
   });
 
   it("is not served when GRAPHIQL is off", async () => {

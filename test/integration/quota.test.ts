@@ -144,7 +144,9 @@ describe("quotas", () => {
     expect(first.body.errors).toBeUndefined();
     const byResource = Object.fromEntries(first.body.data.usage.quotas.map((u: any) => [u.resource, u]));
     expect(first.body.data.usage.plan).toBe("FREE");
-    expect(Object.keys(byResource).sort()).toEqual(["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "PROJECTS", "SEATS", "WORKFLOWS_PER_HOUR"]);
+    expect(Object.keys(byResource).sort()).toEqual(["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "PROJECTS", "SEATS", "SUBSCRIPTIONS", "WORKFLOWS_PER_HOUR"]);
+    // Concurrent subscription streams (none open here): FREE allows 10.
+    expect(byResource.SUBSCRIPTIONS).toMatchObject({ limit: 10, used: 0, remaining: 10, resetAt: null });
     expect(byResource.PROJECTS).toMatchObject({ limit: null, used: 5, remaining: null, resetAt: null });
     expect(byResource.SEATS).toMatchObject({ limit: 5, used: 5, remaining: 0, resetAt: null });
     expect(byResource.DEPLOYMENTS_PER_HOUR).toMatchObject({ limit: 3, used: 3, remaining: 0 });

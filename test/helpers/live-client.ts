@@ -134,6 +134,8 @@ export function wsClient(url: string, connectionParams: Record<string, string>):
     connectionParams,
     retryAttempts: 0,
     lazy: false,
+    // Reported through `closed` (and each subscription's sink), not the console.
+    onNonLazyError: () => {},
     on: { closed: (e) => onClosed({ code: (e as CloseEvent).code, reason: String((e as CloseEvent).reason) }) },
   });
   return { client, closed };

@@ -22,7 +22,7 @@ let ids: Record<string, string>;
 const open: LiveSubscription[] = [];
 
 beforeAll(async () => {
-  t = await createTestApp(process.env.LIVE_DEBUG ? { logger: createLogger("debug") } : {});
+  t = await createTestApp();
   ids = await tenantIdsBySlug(t);
 }, 120_000);
 

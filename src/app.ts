@@ -25,7 +25,7 @@ import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
 import { setCursorSecret } from "./graphql/cursor.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
-import { LiveHub } from "./live/hub.ts";
+import { LiveHub } from "./modules/live/hub.ts";
 
 /**
  * createApp(deps): the Yoga server and its plugins, with no knowledge of how

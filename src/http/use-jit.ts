@@ -20,7 +20,7 @@ export function useJit(): Plugin {
     {
       enableIf: ({ schema, document, operationName }) => {
         // Subscriptions stay on the interpreter: each event is one execution
-        // with its own scope (src/live/hub.ts).
+        // with its own scope (src/modules/live/hub.ts).
         if (getOperationAST(document, operationName ?? undefined)?.operation === "subscription") return false;
         const n = (seen.get(document) ?? 0) + 1;
         if (n === 2 && !isCompiledQuery(compileQuery(schema, document, operationName ?? undefined))) {

@@ -4,7 +4,7 @@ import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { encodeGlobalID } from "@pothos/plugin-relay";
 import { checkDeclaredCountQuota, currentDirectiveScope } from "./enforcer.ts";
-import { publishAfterCommit } from "../live/events.ts";
+import { publishAfterCommit } from "../infra/live-events.ts";
 
 /**
  * Audit entries. A mutation writes its entry with the same transaction handle

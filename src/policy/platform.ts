@@ -3,7 +3,7 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
-import { publishAfterCommit, withOutbox } from "../live/events.ts";
+import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
  * The one cross-tenant database path. Only platform admins get it, and only

@@ -54,7 +54,7 @@ export interface ContextDeps {
    * scope), to show row-level security holds alone. The server never sets it.
    */
   tenantScope?: boolean;
-  /** Live updates: publishes committed changes, serves subscriptions (src/live/hub.ts). */
+  /** Live updates: publishes committed changes, serves subscriptions (src/modules/live/hub.ts). */
   live?: LiveUpdates;
 }
 

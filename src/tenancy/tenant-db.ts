@@ -4,7 +4,7 @@ import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/reque
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
-import { withOutbox, type LivePublisher } from "../live/events.ts";
+import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
 
 /**
  * The one tenant-scoped database handle of a request.

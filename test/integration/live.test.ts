@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
-import { LiveHub } from "../../src/live/hub.ts";
+import { LiveHub } from "../../src/modules/live/hub.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";

@@ -5,7 +5,7 @@ import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { hashApiKey } from "../../tenancy/credentials.ts";
 import * as v from "../../graphql/validate.ts";
-import { publishAfterCommit } from "../../live/events.ts";
+import { publishAfterCommit } from "../../infra/live-events.ts";
 
 /**
  * Tenant API keys. The secret is `tgk_<prefix>_<43 chars>`: 12 hex chars of

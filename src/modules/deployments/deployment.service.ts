@@ -4,7 +4,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
-import { publishAfterCommit } from "../../live/events.ts";
+import { publishAfterCommit } from "../../infra/live-events.ts";
 
 export async function createDeployment(
   ctx: Context,

@@ -1,7 +1,7 @@
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { StreamEnd, type StreamSpec } from "../../live/hub.ts";
+import { LiveHub, StreamEnd, type StreamSpec } from "./hub.ts";
 import { policyOf } from "../../policy/enforcer.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import type { Context } from "../../tenancy/context.ts";
@@ -35,7 +35,7 @@ function projectFilter(projectId: string | null | undefined): string | null {
 
 function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "requires">) {
   const live = ctx.deps.live;
-  if (!live) throw new Error("live updates are not configured");
+  if (!(live instanceof LiveHub)) throw new Error("live updates are not configured");
   const transport = ctx as unknown as { res?: { destroy(): void }; socket?: { terminate(): void } };
   return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });
 }

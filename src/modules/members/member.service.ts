@@ -6,7 +6,7 @@ import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
 import type { Context } from "../../tenancy/context.ts";
 import type { ScopedTx } from "../../tenancy/tenant-db.ts";
 import * as v from "../../graphql/validate.ts";
-import { publishAfterCommit } from "../../live/events.ts";
+import { publishAfterCommit } from "../../infra/live-events.ts";
 
 /**
  * Memberships. A change holds on the member's very next request on every

@@ -1,7 +1,7 @@
-import { Prisma } from "../generated/prisma/client.ts";
-import type { Role } from "../generated/prisma/enums.ts";
-import { AppError, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
-import { ROLE_RANK } from "../policy/roles.ts";
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import { AppError, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
+import { ROLE_RANK } from "../../policy/roles.ts";
 
 /**
  * Whether an open stream may go on: the facts its authorization rests on,

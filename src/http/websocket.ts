@@ -1,9 +1,8 @@
 import type { IncomingMessage, Server } from "node:http";
-import { GraphQLError, type ExecutionArgs } from "graphql";
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import { CloseCode } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { App } from "../app.ts";
 import type { Logger } from "../infra/logger.ts";
 
 /**
@@ -61,11 +60,23 @@ const closeReason = (err: unknown) => {
   return Buffer.from(`${code}: ${message}`).subarray(0, 123).toString();
 };
 
-export function attachWebSocket(server: Server, app: App, options: WebSocketOptions) {
+/** The part of the Yoga app the WebSocket server uses: its envelop (src/app.ts). */
+interface EnvelopedApp {
+  getEnveloped(initial: Record<string, unknown>): {
+    schema: GraphQLSchema;
+    execute: (args: ExecutionArgs) => unknown;
+    subscribe: (args: ExecutionArgs) => unknown;
+    parse: (source: string) => DocumentNode;
+    validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
+    contextFactory: () => unknown;
+  };
+}
+
+export function attachWebSocket(server: Server, app: EnvelopedApp, options: WebSocketOptions) {
   const wss = new WebSocketServer({ server, path: "/graphql" });
   const contextFor = async (extra: Extra, params: Record<string, unknown> | undefined, payload?: unknown) => {
     const request = requestFor(extra.request, params);
-    const enveloped = app.getEnveloped({ request, params: payload as never, socket: extra.socket, req: extra.request } as never);
+    const enveloped = app.getEnveloped({ request, params: payload, socket: extra.socket, req: extra.request });
     return { enveloped, contextValue: await enveloped.contextFactory() };
   };
 

@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
-import { AppError, quotaExceeded } from "../errors.ts";
-import type { PrismaClient } from "../generated/prisma/client.ts";
-import type { Role } from "../generated/prisma/enums.ts";
-import type { Logger } from "../infra/logger.ts";
-import { limitOf } from "../policy/quota.ts";
-import { renewScope, type Context } from "../tenancy/context.ts";
+import { AppError, quotaExceeded } from "../../errors.ts";
+import type { PrismaClient } from "../../generated/prisma/client.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import type { Logger } from "../../infra/logger.ts";
+import { limitOf } from "../../policy/quota.ts";
+import { renewScope, type Context } from "../../tenancy/context.ts";
 import { accessFactsSql, factsFrom, verdict, type Principal } from "./access.ts";
-import { liveTopic, type LiveChange, type LiveEvent, type LiveNodeType, type LivePublisher } from "./events.ts";
+import { liveTopic, type LiveChange, type LiveEvent, type LiveNodeType, type LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 
 /**
@@ -233,7 +233,7 @@ type Target = {
   dispatchEvent(e: Event): boolean;
 };
 
-export class LiveHub implements LivePublisher {
+export class LiveHub implements LiveUpdates {
   readonly logger: Logger;
   readonly bufferSize: number;
   readonly abortAfterMs: number;

@@ -24,6 +24,12 @@ export interface LivePublisher {
   publish(tenantId: string, changes: LiveChange[]): void;
 }
 
+/** What the request path needs of the live-updates hub (src/modules/live/hub.ts). */
+export interface LiveUpdates extends LivePublisher {
+  /** Open subscription streams of a tenant, on every replica. */
+  count(tenantId: string): Promise<number>;
+}
+
 /**
  * The outbox of a transaction: changes registered while it runs, published
  * only once it has committed (and dropped when it rolls back), so no

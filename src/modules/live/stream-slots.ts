@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { tenantKey } from "../infra/store.ts";
+import { tenantKey } from "../../infra/store.ts";
 
 /**
  * Concurrent streams per tenant, counted across replicas (QuotaResource

@@ -41,6 +41,10 @@ function operations(): Operation[] {
     for (const def of doc.definitions) {
       if (def.kind !== Kind.OPERATION_DEFINITION) continue;
       const op = def as OperationDefinitionNode;
+      // A subscription sends no SQL when it opens, and a POST cannot carry
+      // its events (docs/live-updates.md: each event is an access check and
+      // the node, in one read transaction).
+      if (op.operation === "subscription") continue;
       out.push({ name: op.name!.value, source, document: [op, ...fragments].map((d) => print(d)).join("\n\n") });
     }
   }

@@ -140,6 +140,8 @@ describe("GraphiQL", () => {
     expect(block).toBeDefined();
     const dashboard = parse(GRAPHIQL_OPERATIONS).definitions[0]!;
     expect(print(parse(block!))).toBe(print({ kind: Kind.DOCUMENT, definitions: [dashboard] }));
+  });
+
   it("the subscription example runs over SSE as GraphiQL sends it", async () => {
     const token = await t.token("viewer@acme.test");
     const headers = { authorization: `Bearer ${token}`, "x-tenant-id": "acme" };

@@ -207,7 +207,7 @@ describe("@audit and @quota bookkeeping", () => {
       const tx = {
         $executeRaw: async () => void calls.push("lock"),
         $queryRaw: async () => (calls.push("count"), [{ n: countAfterInsert }]),
-        auditLogEntry: { create: async () => void calls.push("audit") },
+        auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) },
       } as never;
       const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
       const outcome = await Promise.resolve(resolver({}, { input: {} }, limited, {} as never)).then(() => null, (e: { extensions?: { code?: string } }) => e.extensions?.code);

@@ -110,4 +110,26 @@ describe("compiled execution answers as the interpreter does", () => {
     expect(JSON.stringify(second.body.data)).toBe(JSON.stringify(first.body.data));
     expect(JSON.stringify(second.body.errors)).toBe(JSON.stringify(first.body.errors));
   });
+  it("each operation of a multi-operation document answers itself (such documents stay on the interpreter)", async () => {
+    const doc = `query A { tenant { slug } } query B { projects(first: 1) { totalCount } }`;
+    const send = (operationName: string) =>
+      t.app
+        .fetch("http://localhost/graphql", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${viewer}` },
+          body: JSON.stringify({ query: doc, operationName }),
+        })
+        .then((r) => r.json() as Promise<{ data?: Record<string, unknown> }>);
+    for (let i = 0; i < 3; i++) expect(Object.keys((await send("A")).data ?? {})).toEqual(["tenant"]);
+    expect(Object.keys((await send("B")).data ?? {})).toEqual(["projects"]);
+  });
+
+  it("a non-null variable with a default may be omitted, compiled or not", async () => {
+    const q = `query($n: Int! = 2) { projects(first: $n) { edges { node { id } } } }`;
+    for (let i = 0; i < 3; i++) {
+      const res = await t.gql(q, { token: viewer });
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.projects.edges).toHaveLength(2);
+    }
+  });
 });

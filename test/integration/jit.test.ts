@@ -112,14 +112,14 @@ describe("compiled execution answers as the interpreter does", () => {
   });
   it("each operation of a multi-operation document answers itself (such documents stay on the interpreter)", async () => {
     const doc = `query A { tenant { slug } } query B { projects(first: 1) { totalCount } }`;
-    const send = (operationName: string) =>
-      t.app
-        .fetch("http://localhost/graphql", {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${viewer}` },
-          body: JSON.stringify({ query: doc, operationName }),
-        })
-        .then((r) => r.json() as Promise<{ data?: Record<string, unknown> }>);
+    const send = async (operationName: string) => {
+      const res = await t.app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${viewer}` },
+        body: JSON.stringify({ query: doc, operationName }),
+      });
+      return (await res.json()) as { data?: Record<string, unknown> };
+    };
     for (let i = 0; i < 3; i++) expect(Object.keys((await send("A")).data ?? {})).toEqual(["tenant"]);
     expect(Object.keys((await send("B")).data ?? {})).toEqual(["projects"]);
   });

@@ -20,7 +20,7 @@ import pg from "pg";
  * lets PostgreSQL build the JSON in the shape the GraphQL query returns.
  *
  * Env: DATABASE_URL (owner URL of the bench database), PORT, JWT_SECRET,
- * DB_POOL_SIZE (default 20, as the server's).
+ * DB_POOL_SIZE (default 20; the server's tier pools: 2 + 8 + 16).
  */
 
 const databaseUrl = process.env.DATABASE_URL;

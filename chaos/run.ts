@@ -135,8 +135,8 @@ async function main() {
     const fixture = await seedBenchDatabase(bench, log);
     const tenants = await loadTenants(fixture.url, opts);
 
-    // The bench's server environment (production, no migration or seed at start), two replicas' worth of pool.
-    const env = { ...serverEnv(bench, fixture.url), DB_POOL_SIZE: "10", SHUTDOWN_DRAIN_MS: String(opts.drainMs) };
+    // The bench's server environment (production, no migration or seed at start); the default tier pools (32 connections a replica).
+    const env = { ...serverEnv(bench, fixture.url), SHUTDOWN_DRAIN_MS: String(opts.drainMs) };
     for (const [i, port] of opts.replicaPorts.entries()) replicas.push(new Replica(`replica-${"ab"[i]}`, port, env, workDir));
     await Promise.all(replicas.map((r) => r.start()));
     log(`replicas ready (${ROOT})`);

@@ -37,7 +37,7 @@ const url = new URL(server);
 url.pathname = `/${name}`;
 try {
   await runMigrations(url.toString());
-  const dbs = createDatabases({ ownerUrl: url.toString(), poolSize: 5 });
+  const dbs = createDatabases({ ownerUrl: url.toString(), pools: { FREE: 5, PRO: 5, ENTERPRISE: 5 } });
   await seedDemo(dbs.platform);
   const store = new MemoryStore();
   const secret = "overhead-secret-0123456789abcdef0123456789";

@@ -11,7 +11,7 @@ const embedded = config.databaseUrl
   : await startEmbeddedPostgres({ dataDir: config.embeddedPgDataDir, port: config.embeddedPgPort });
 const url = config.databaseUrl ?? embedded!.url;
 await runMigrations(url);
-const db = createDatabases({ ownerUrl: url, platformUrl: config.platformDatabaseUrl, poolSize: 2 });
+const db = createDatabases({ ownerUrl: url, platformUrl: config.platformDatabaseUrl, pools: { FREE: 1, PRO: 1, ENTERPRISE: 1, platform: 2, live: 1 } });
 try {
   const { created } = await seedDemo(db.platform);
   await ensurePlatformAdmins(db.platform, config.platformAdminSubjects);

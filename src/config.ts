@@ -6,6 +6,22 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 
+/** Connections per process: one pool per plan, and the platform and live pools (src/db/clients.ts). */
+export interface PoolSizes {
+  FREE: number;
+  PRO: number;
+  ENTERPRISE: number;
+  platform: number;
+  live: number;
+}
+
+/**
+ * 2 + 8 + 16 + 4 + 2 = 32 connections per process at most, so two replicas
+ * stay well under PostgreSQL's default max_connections (100), with room for
+ * migrations, an admin and a test run (docs/performance.md, "Tier pools").
+ */
+export const DEFAULT_POOL_SIZES: PoolSizes = { FREE: 2, PRO: 8, ENTERPRISE: 16, platform: 4, live: 2 };
+
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 export interface Config {
@@ -18,7 +34,8 @@ export interface Config {
   appDatabaseUrl: string | undefined;
   /** Optional separate login for the platform (cross-tenant) role. */
   platformDatabaseUrl: string | undefined;
-  dbPoolSize: number;
+  /** PostgreSQL connections per process: per plan (POOL_SIZE_FREE, _PRO, _ENTERPRISE), platform and live (POOL_SIZE_PLATFORM, _LIVE). */
+  poolSizes: PoolSizes;
   embeddedPgPort: number;
   embeddedPgDataDir: string;
   redisUrl: string | undefined;
@@ -142,6 +159,21 @@ function corsOrigins(env: Env): string[] {
   });
 }
 
+function poolSizes(env: Env): PoolSizes {
+  // The one pool of the first round, divided by plan since: a value would be ignored without notice.
+  if (str(env, "DB_POOL_SIZE") !== undefined) {
+    throw new ConfigError("DB_POOL_SIZE", "replaced by POOL_SIZE_FREE, POOL_SIZE_PRO, POOL_SIZE_ENTERPRISE (connections per plan) and POOL_SIZE_PLATFORM");
+  }
+  const d = DEFAULT_POOL_SIZES;
+  return {
+    FREE: int(env, "POOL_SIZE_FREE", d.FREE, 1, 500),
+    PRO: int(env, "POOL_SIZE_PRO", d.PRO, 1, 500),
+    ENTERPRISE: int(env, "POOL_SIZE_ENTERPRISE", d.ENTERPRISE, 1, 500),
+    platform: int(env, "POOL_SIZE_PLATFORM", d.platform, 1, 500),
+    live: int(env, "POOL_SIZE_LIVE", d.live, 1, 500),
+  };
+}
+
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadConfig(env: Env = process.env): Config {
@@ -175,7 +207,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: url(env, "DATABASE_URL", pg),
     appDatabaseUrl: url(env, "APP_DATABASE_URL", pg),
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),
-    dbPoolSize: int(env, "DB_POOL_SIZE", 20, 1, 500),
+    poolSizes: poolSizes(env),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     embeddedPgDataDir: str(env, "EMBEDDED_PG_DATA_DIR") ?? ".data",
     redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),

@@ -1,25 +1,46 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
-import { MAX_REQUEST_SLOTS, RequestSlots, registerRequestSlots } from "./request-slots.ts";
+import type { Plan } from "../generated/prisma/enums.ts";
+import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config.ts";
+import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 
 /**
- * The database handles of one process. Neither is the table owner:
- *   - `app` runs as tenantgraph_app: row-level security shows it one tenant;
- *     only the tenant-scoped wrappers in src/tenancy use it.
+ * The database handles of one process. None is the table owner:
+ *   - the tier clients run as tenantgraph_app: row-level security shows them
+ *     one tenant; only the tenant-scoped wrappers in src/tenancy use them.
+ *     One pool per plan (POOL_SIZE_FREE, _PRO, _ENTERPRISE), so one tier's
+ *     slow queries hold only that tier's connections (docs/request-path.md,
+ *     "Tier pools");
+ *   - `live` runs as tenantgraph_app too, on a small pool of its own: the
+ *     reads that turn live events into nodes (src/modules/live), so event
+ *     delivery never waits for a request's connection nor takes one;
  *   - `platform` runs as tenantgraph_platform: the explicit cross-tenant
- *     path (platform operations, credential resolution).
+ *     path (platform operations, @crossTenant, the directory's credential
+ *     and tenant resolution), on its own small pool.
  * Each connects with its own URL when one is given (managed databases), else
  * with the migrator's URL and `SET ROLE` at connection start.
  */
 export const APP_ROLE = "tenantgraph_app";
 export const PLATFORM_ROLE = "tenantgraph_platform";
 
+export const PLANS: readonly Plan[] = ["FREE", "PRO", "ENTERPRISE"];
+
 export interface Databases {
+  /**
+   * The request path's handle. TenantDb serves a tenant from its plan's tier
+   * (`tierClient(app, plan)`); `app` itself is the PRO tier's client.
+   */
   app: PrismaClient;
   platform: PrismaClient;
-  appPool: pg.Pool;
+  /** Reads of live events (src/modules/live), on the live pool. */
+  live: PrismaClient;
+  /** The tier pools, by plan. */
+  appPools: Record<Plan, pg.Pool>;
   platformPool: pg.Pool;
+  livePool: pg.Pool;
+  /** Every pool, by a name for metrics (app_free, app_pro, app_enterprise, live, platform). */
+  pools: Record<string, pg.Pool>;
   close(): Promise<void>;
 }
 
@@ -45,30 +66,58 @@ export function createPool(url: string, role: string | undefined, max: number): 
   return pool;
 }
 
+/** The PrismaClients of the tiers, by the `app` client they belong to. */
+const tiersOf = new WeakMap<PrismaClient, Record<Plan, PrismaClient>>();
+
+/** The client of `plan`'s tier pool; `app` itself when it has no tiers (a client not made by createDatabases). */
+export function tierClient(app: PrismaClient, plan: Plan): PrismaClient {
+  return tiersOf.get(app)?.[plan] ?? app;
+}
+
+/**
+ * A client on `pool` whose request slots (src/db/request-slots.ts) take
+ * their connections from it: as many slots as the pool has connections, so
+ * a query operation waits only when its pool is full.
+ */
+function clientWithSlots(pool: pg.Pool, size: number) {
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const slots = new RequestSlots(pool, size);
+  registerRequestSlots(prisma, slots);
+  return { prisma, slots };
+}
+
 export function createDatabases(opts: {
   ownerUrl: string;
   appUrl?: string;
   platformUrl?: string;
-  poolSize: number;
+  pools?: Partial<PoolSizes>;
 }): Databases {
-  const appPool = createPool(opts.appUrl ?? opts.ownerUrl, opts.appUrl ? undefined : APP_ROLE, opts.poolSize);
-  const platformPool = createPool(
-    opts.platformUrl ?? opts.ownerUrl,
-    opts.platformUrl ? undefined : PLATFORM_ROLE,
-    Math.max(2, Math.ceil(opts.poolSize / 4)),
-  );
-  const app = new PrismaClient({ adapter: new PrismaPg(appPool) });
+  const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
+  const appUrl = opts.appUrl ?? opts.ownerUrl;
+  const appRole = opts.appUrl ? undefined : APP_ROLE;
+  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan])])) as Record<Plan, pg.Pool>;
+  const tiers = Object.fromEntries(PLANS.map((plan) => [plan, clientWithSlots(appPools[plan], sizes[plan])])) as Record<
+    Plan,
+    ReturnType<typeof clientWithSlots>
+  >;
+  const livePool = createPool(appUrl, appRole, sizes.live);
+  const live = clientWithSlots(livePool, sizes.live);
+  const platformPool = createPool(opts.platformUrl ?? opts.ownerUrl, opts.platformUrl ? undefined : PLATFORM_ROLE, sizes.platform);
   const platform = new PrismaClient({ adapter: new PrismaPg(platformPool) });
-  const slots = new RequestSlots(appPool, Math.min(opts.poolSize, MAX_REQUEST_SLOTS));
-  registerRequestSlots(app, slots);
+  const app = tiers.PRO.prisma;
+  tiersOf.set(app, { FREE: tiers.FREE.prisma, PRO: tiers.PRO.prisma, ENTERPRISE: tiers.ENTERPRISE.prisma });
+  const all = [...PLANS.map((p) => tiers[p]), live];
   return {
     app,
     platform,
-    appPool,
+    live: live.prisma,
+    appPools,
     platformPool,
+    livePool,
+    pools: { app_free: appPools.FREE, app_pro: appPools.PRO, app_enterprise: appPools.ENTERPRISE, live: livePool, platform: platformPool },
     async close() {
-      await Promise.allSettled([app.$disconnect(), platform.$disconnect(), slots.close()]);
-      await Promise.allSettled([appPool.end(), platformPool.end()]);
+      await Promise.allSettled([platform.$disconnect(), ...all.flatMap((t) => [t.prisma.$disconnect(), t.slots.close()])]);
+      await Promise.allSettled([...PLANS.map((p) => appPools[p].end()), livePool.end(), platformPool.end()]);
     },
   };
 }

@@ -13,10 +13,11 @@ import { PrismaClient } from "../generated/prisma/client.ts";
  * a connection of the app pool, and every Prisma query of the request goes
  * through the slot's client; hand-written SQL goes through the slot's
  * queue to the same connection. A slot serves one request at a time, so Prisma's own batching of
- * findUnique calls (per client) never mixes two requests' lookups. There
- * are few slots (each PrismaClient costs a few MB), and a request waits for
- * one; mutations do not use them (they run in Prisma transactions of their
- * own on the shared client).
+ * findUnique calls (per client) never mixes two requests' lookups. A pool
+ * has as many slots as connections (src/db/clients.ts: one pool per plan),
+ * created on first need (each PrismaClient costs ~2.5 MB), so a request
+ * waits for a slot only when its pool is full; mutations do not use them
+ * (they run in Prisma transactions of their own on their tier's client).
  */
 export class SlotPool extends pg.Pool {
   private held: pg.PoolClient | undefined;
@@ -139,6 +140,3 @@ export class RequestSlots {
 const slotsOfClient = new WeakMap<PrismaClient, RequestSlots>();
 export const requestSlotsOf = (client: PrismaClient) => slotsOfClient.get(client);
 export const registerRequestSlots = (client: PrismaClient, slots: RequestSlots) => void slotsOfClient.set(client, slots);
-
-/** At most this many query operations hold a database transaction at once (per process). */
-export const MAX_REQUEST_SLOTS = 8;

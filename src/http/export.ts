@@ -195,6 +195,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   );
   const scoped = new TenantDb(deps.app, {
     tenantId: tenant.id,
+    plan: tenant.plan,
     userId: ctx.user?.id ?? null,
     apiKeyId: ctx.apiKey?.id ?? null,
     tenantScope: deps.tenantScope,

@@ -56,6 +56,8 @@ export interface ContextDeps {
   tenantScope?: boolean;
   /** Live updates: publishes committed changes, serves subscriptions (src/modules/live/hub.ts). */
   live?: LiveUpdates;
+  /** The client of the live pool, for the reads of subscription events (src/db/clients.ts); the app client without it. */
+  liveDb?: PrismaClient;
 }
 
 export interface Context {
@@ -272,8 +274,12 @@ export function renewScope(ctx: Context): void {
       get(this: Context) {
         const tenant = this.tenant;
         if (!tenant) throw tenantRequired();
-        tenantDb ??= new TenantDb(this.deps.app, {
+        // A subscription's reads (nested fields of an event's node) run on the
+        // live pool, never on the request tiers (docs/live-updates.md).
+        const subscription = this.operation === "subscription";
+        tenantDb ??= new TenantDb(subscription ? (this.deps.liveDb ?? this.deps.app) : this.deps.app, {
           tenantId: tenant.id,
+          plan: subscription ? undefined : tenant.plan,
           userId: this.user?.id ?? null,
           apiKeyId: this.apiKey?.id ?? null,
           tenantScope: this.deps.tenantScope,

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
+import { tierClient } from "../db/clients.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -63,6 +64,13 @@ function clientFor(base: PrismaClient, scope: TenantScope, withScope: boolean): 
 
 export interface TenantDbOptions {
   tenantId: string;
+  /**
+   * The tenant's plan: its operations run on that plan's tier pool
+   * (src/db/clients.ts). Without it, on the client given. A plan that
+   * changes during a request (authorize() reads the true one) applies from
+   * the next request.
+   */
+  plan?: Plan;
   userId?: string | null;
   /** The API key the request acts as (app.api_key_id: audit entries must name it). */
   apiKeyId?: string | null;
@@ -105,19 +113,18 @@ export class TenantDb {
   private scopedOnBase: ScopedClient | undefined;
   private readonly slots: RequestSlots | undefined;
   private readonly options: TenantDbOptions;
+  private readonly base: PrismaClient;
   private session: Promise<Session> | undefined;
   private closed = false;
 
-  constructor(
-    private readonly base: PrismaClient,
-    options: TenantDbOptions,
-  ) {
+  constructor(base: PrismaClient, options: TenantDbOptions) {
+    this.base = options.plan ? tierClient(base, options.plan) : base;
     this.options = { ...options };
     this.tenantId = options.tenantId;
     this.client = this.lazyClient();
     // A PrismaClient not made by createDatabases has no request slots: its
     // calls then run one transaction each, as a mutation's do.
-    this.slots = options.mode === "request" ? requestSlotsOf(base) : undefined;
+    this.slots = options.mode === "request" ? requestSlotsOf(this.base) : undefined;
   }
 
   private get scope(): TenantScope {

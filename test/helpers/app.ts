@@ -6,7 +6,8 @@ import type { Store } from "../../src/infra/store.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
-import type { Databases } from "../../src/db/clients.ts";
+import { createDatabases, type Databases } from "../../src/db/clients.ts";
+import type { PoolSizes } from "../../src/config.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "./db.ts";
 import { isolatedStore } from "./isolated-store.ts";
 
@@ -35,7 +36,7 @@ export function tenantScopeFromEnv(): { tenantScope?: false } {
  * `overrides.config` merges into the config.
  */
 export function testAppDeps(
-  clients: Pick<Databases, "app" | "platform">,
+  clients: Pick<Databases, "app" | "platform"> & Partial<Pick<Databases, "live">>,
   store: Store,
   overrides: Omit<Partial<AppDeps>, "config"> & { config?: Partial<AppDeps["config"]> } = {},
 ): AppDeps {
@@ -43,6 +44,7 @@ export function testAppDeps(
   return {
     app: clients.app,
     platform: clients.platform,
+    liveDb: clients.live,
     store,
     directory: new Directory(clients.platform, store),
     verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
@@ -81,10 +83,10 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes> } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
-  const clients = createTestClients(db.url);
+  const clients = options.pools ? createDatabases({ ownerUrl: db.url, pools: options.pools }) : createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
   // Every test app gets a store of its own: the real Redis under a random
   // prefix (test databases reuse the demo slugs with fresh ids), or memory.
@@ -93,9 +95,9 @@ export async function createTestApp(
     testAppDeps(clients, store, {
       config: { metricsToken: options.metricsToken },
       logger: options.logger ?? createLogger("silent"),
-      pools: { app: clients.appPool, platform: clients.platformPool },
+      pools: clients.pools,
       probes: {
-        postgres: async () => (await clients.appPool.query("SELECT 1")).rowCount === 1,
+        postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
         store: () => store.ping(),
       },
     }),

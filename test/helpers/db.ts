@@ -142,9 +142,12 @@ export async function createEmptyDatabase(): Promise<TestDatabase> {
   return handle(serverUrl, name);
 }
 
-/** The server's `app` (tenantgraph_app) and `platform` (tenantgraph_platform) clients. */
+/**
+ * The server's clients: the tier clients and `live` (tenantgraph_app) and
+ * `platform` (tenantgraph_platform); `poolSize` connections per plan.
+ */
 export function createTestClients(url: string, poolSize = 5): Databases {
-  return createDatabases({ ownerUrl: url, poolSize });
+  return createDatabases({ ownerUrl: url, pools: { FREE: poolSize, PRO: poolSize, ENTERPRISE: poolSize, platform: Math.max(2, Math.ceil(poolSize / 2)), live: 2 } });
 }
 
 /** A plain Prisma client over the owner (superuser) URL: RLS does not apply. */

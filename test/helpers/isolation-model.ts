@@ -119,7 +119,7 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
   const db = await createTestDatabase();
   // "scope" and "none": the tenant pool logs in as the owner (a superuser), so
   // RLS does not apply; "rls": as tenantgraph_app.
-  const clients = createDatabases({ ownerUrl: db.url, appUrl: wall === "rls" ? undefined : db.url, poolSize: 5 });
+  const clients = createDatabases({ ownerUrl: db.url, appUrl: wall === "rls" ? undefined : db.url, pools: { FREE: 5, PRO: 5, ENTERPRISE: 5 } });
   await seedDemo(clients.platform);
   const tenants = await clients.platform.tenant.findMany({ where: { slug: { in: DEMO_TENANTS.map((t) => t.slug) } }, orderBy: { slug: "asc" } });
   // No quota or rate limit interferes with thousands of operations.

@@ -39,11 +39,12 @@ function statementText(args: unknown[]): string {
   return text.replace(/\s+/g, " ").trim();
 }
 
-export function createSqlCounter(pools: Record<string, pg.Pool>): SqlCounter {
+/** `pools`: by the name statements are recorded under (several pools may share one: the tier pools as "app"). */
+export function createSqlCounter(pools: Record<string, pg.Pool | pg.Pool[]>): SqlCounter {
   let recording: RecordedStatement[] | null = null;
   const listeners: [pg.Pool, (client: pg.PoolClient) => void][] = [];
 
-  for (const [poolName, pool] of Object.entries(pools)) {
+  for (const [poolName, pool] of Object.entries(pools).flatMap(([name, p]) => (Array.isArray(p) ? p : [p]).map((one) => [name, one] as const))) {
     const onAcquire = (client: pg.PoolClient) => {
       if (wrapped.has(client)) return;
       wrapped.add(client);

@@ -352,7 +352,7 @@ describe("HTTP surface", () => {
         const token = await broken.memberToken("acme", "VIEWER");
         // Warm the directory, so the failure happens in the resolver's query.
         expect((await broken.gql(`{ tenant { slug } }`, { token })).body.data.tenant.slug).toBe("acme");
-        await broken.clients.appPool.end();
+        await Promise.all(Object.values(broken.clients.appPools).map((p) => p.end()));
         const res = await broken.gql(`{ projects(first: 1) { totalCount } }`, { token });
         expect(res.body.errors?.[0]?.extensions).toEqual({ code: "INTERNAL_SERVER_ERROR" });
         const text = JSON.stringify(res.body).toLowerCase();
@@ -369,7 +369,7 @@ describe("HTTP surface", () => {
 
   describe("SQL per request", () => {
     it("{ tenant { slug } } once the directory cache is warm: only the authorization facts, in the message that opens the transaction", async () => {
-      const counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+      const counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
       try {
         const token = await t.token("owner@wayne.test", "wayne");
         await t.store.deletePattern("*");

@@ -119,7 +119,7 @@ describe("metrics and request logs", () => {
     expect(text).toMatch(/tenantgraph_cache_hits_total\{cache="info",tenant="[0-9a-f-]{36}"\} \d+/);
     expect(text).toMatch(/^process_cpu_user_seconds_total \d/m);
     expect(text).toMatch(/^nodejs_heap_size_used_bytes \d/m);
-    expect(text).toMatch(/tenantgraph_db_pool_connections\{pool="app",state="total"\} \d+/);
+    expect(text).toMatch(/tenantgraph_db_pool_connections\{pool="app_pro",state="total"\} \d+/);
     expect(text).toMatch(/tenantgraph_db_pool_connections\{pool="platform",state="waiting"\} \d+/);
   });
 

@@ -178,7 +178,7 @@ describe("platform analytics", () => {
   });
 
   it("each analytics query is one aggregate statement plus the audit entry (no per-tenant queries)", async () => {
-    const counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+    const counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
     try {
       const report: Record<string, Record<string, number>> = {};
       for (const [name, query] of [

@@ -70,7 +70,7 @@ describe("lifecycle changes reach every replica on the next request", () => {
         SEED_ON_START: "false",
         LOG_LEVEL: "warn",
         NODE_ENV: "test",
-        DB_POOL_SIZE: "4",
+        POOL_SIZE_PRO: "4",
       });
       await waitReady(child);
       callB = async (query, token) => {

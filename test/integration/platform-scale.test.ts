@@ -64,7 +64,7 @@ describe("tenantUsage over 100 tenants x 20 projects x 50 deployments", () => {
 
   it("matches the raw aggregate, in a constant number of statements; timings printed", async () => {
     const token = await t.adminToken();
-    const counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+    const counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
     let statements = 0;
     const gqlMs: number[] = [];
     let data: any;

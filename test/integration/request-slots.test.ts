@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAX_REQUEST_SLOTS, requestSlotsOf } from "../../src/db/request-slots.ts";
+import { requestSlotsOf } from "../../src/db/request-slots.ts";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
@@ -43,7 +43,7 @@ describe("request slots", () => {
 
   it("concurrent requests of three tenants, 5x more than slots, each see exactly their own rows", async () => {
     const slugs = Object.keys(tenants);
-    const n = MAX_REQUEST_SLOTS * 5;
+    const n = requestSlotsOf(t.clients.app)!.max * 5;
     const results = await Promise.all(
       Array.from({ length: n }, (_, i) => {
         const slug = slugs[i % slugs.length]!;
@@ -84,7 +84,7 @@ describe("request slots", () => {
     const slots = requestSlotsOf(t.clients.app)!;
     const open = () => new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
     // More failing requests than slots: a leak would exhaust them.
-    for (let i = 0; i < MAX_REQUEST_SLOTS * 2; i++) {
+    for (let i = 0; i < slots.max * 2; i++) {
       const db = open();
       await expect(db.queryRaw(Prisma.sql`SELECT 1 / 0`)).rejects.toThrow(/division by zero/);
       // The transaction is aborted: later statements of the request fail too, and nothing hangs.
@@ -106,13 +106,13 @@ describe("request slots", () => {
 
   it("the tenant setting does not outlive the request on its pooled connection", async () => {
     const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
-    for (let i = 0; i < MAX_REQUEST_SLOTS; i++) {
+    for (let i = 0; i < requestSlotsOf(t.clients.app)!.max; i++) {
       const db = new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
       await db.queryRaw(Prisma.sql`SELECT 1`);
       await db.finish();
     }
     // Whatever connection the pool hands out next carries no tenant.
-    const clients = await Promise.all(Array.from({ length: 3 }, () => t.clients.appPool.connect()));
+    const clients = await Promise.all(Array.from({ length: 3 }, () => t.clients.appPools.PRO.connect()));
     try {
       for (const c of clients) {
         const { rows } = await c.query("SELECT coalesce(current_setting('app.tenant_id', true), '') AS tenant, (SELECT count(*)::int FROM projects) AS visible");

@@ -85,7 +85,7 @@ describe("SQL statements per request", () => {
       });
       tokens.set(n, await t.token(email, slug));
     }
-    counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
   });
   afterAll(async () => {
     counter?.detach();

@@ -83,7 +83,7 @@ describe("SQL golden files (test/__sql__/)", () => {
       // A fresh name each time: the slug derived from it must be unused.
       CreateProject: () => ({ name: `Golden project ${++created}` }),
     });
-    counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
   });
   afterAll(async () => {
     counter?.detach();

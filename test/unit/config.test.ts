@@ -88,7 +88,8 @@ describe("loadConfig", () => {
     ["BASE_DOMAIN", { BASE_DOMAIN: "bad domain!" }],
     ["GRAPHIQL", { GRAPHIQL: "maybe" }],
     ["MIGRATE_ON_START", { MIGRATE_ON_START: "sometimes" }],
-    ["DB_POOL_SIZE", { DB_POOL_SIZE: "0" }],
+    ["POOL_SIZE_FREE", { POOL_SIZE_FREE: "0" }],
+    ["DB_POOL_SIZE", { DB_POOL_SIZE: "20" }],
     ["EMBEDDED_PG_PORT", { EMBEDDED_PG_PORT: "x" }],
     ["MAX_BODY_BYTES", { MAX_BODY_BYTES: "10" }],
   ])("a bad %s throws a ConfigError naming it (%j)", (variable, env) => {

@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): App {
   setCursorSecret(deps.config.jwtSecret);
   const { config, logger } = deps;
   // Without a hub from the caller (tests, scripts): an in-process one.
-  deps.live ??= new LiveHub({ platform: deps.platform, logger });
+  deps.live ??= new LiveHub({ platform: deps.platform, events: deps.liveDb ?? deps.app, logger });
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   return createYoga<Record<string, unknown>, Context>({
     schema,

@@ -102,7 +102,7 @@ async function main() {
     ownerUrl,
     appUrl: config.appDatabaseUrl,
     platformUrl: config.platformDatabaseUrl,
-    poolSize: config.dbPoolSize,
+    pools: config.poolSizes,
   });
 
   let seeded = false;
@@ -116,14 +116,15 @@ async function main() {
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
   // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
-  const live = new LiveHub({ redisUrl: config.redisUrl, platform: db.platform, logger });
+  const live = new LiveHub({ redisUrl: config.redisUrl, platform: db.platform, events: db.live, logger });
   const { createApp } = await appModule;
   let draining = false;
   const app = createApp({
     requestCounter,
-    pools: { app: db.appPool, platform: db.platformPool },
+    pools: db.pools,
     app: db.app,
     platform: db.platform,
+    liveDb: db.live,
     store,
     directory: new Directory(db.platform, store),
     live,
@@ -132,7 +133,7 @@ async function main() {
     config,
     logger,
     probes: {
-      postgres: async () => (await db.appPool.query("SELECT 1")).rowCount === 1,
+      postgres: async () => (await db.appPools.PRO.query("SELECT 1")).rowCount === 1,
       ...(config.redisUrl ? { redis: () => store.ping() } : {}),
     },
     draining: () => draining,

@@ -249,7 +249,7 @@ describe("limits", () => {
 
 describe("a hub of its own", () => {
   it("a consumer that does not read is disconnected (SLOW_CONSUMER), and shutdown ends streams with a reconnect hint", async () => {
-    const live = new LiveHub({ platform: t.clients.platform, logger: createLogger("silent"), bufferSize: 2, abortAfterMs: 500 });
+    const live = new LiveHub({ platform: t.clients.platform, events: t.clients.live, logger: createLogger("silent"), bufferSize: 2, abortAfterMs: 500 });
     const app = createApp(testAppDeps(t.clients, t.store, { live }));
     const token = await t.memberToken("wayne", "VIEWER");
     const fetchApp = (url: string, init: RequestInit) => app.fetch(url, init);

@@ -7,7 +7,8 @@ import type { Role } from "../../generated/prisma/enums.ts";
 import type { Logger } from "../../infra/logger.ts";
 import { limitOf } from "../../policy/quota.ts";
 import { renewScope, type Context } from "../../tenancy/context.ts";
-import { accessFactsSql, factsFrom, verdict, type Principal } from "./access.ts";
+import { TenantDb } from "../../tenancy/tenant-db.ts";
+import { accessFactsSql, factsFrom, verdict, type AccessFacts, type Principal } from "./access.ts";
 import { liveTopic, type LiveChange, type LiveEvent, type LiveNodeType, type LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 
@@ -17,11 +18,15 @@ import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-
  * Committed changes are published on their tenant's topic, through Redis
  * pub/sub (`@graphql-yoga/redis-event-target`) so every replica hears them,
  * or an in-process EventTarget without REDIS_URL. A replica listens to a
- * tenant's topic only while it holds a stream of that tenant. Each stream
- * turns an event into the node by re-reading it through the subscriber's own
- * tenant-scoped handle, in a read transaction of its own that first re-reads
- * the subscriber's authorization from PostgreSQL; a stream whose access has
- * ended is closed with the coded error. `access` events (member removed or
+ * tenant's topic only while it holds a stream of that tenant. The events of
+ * a tenant are read once for all its streams: one read transaction on the
+ * live pool (off the request tiers) that re-reads the access facts of every
+ * subscriber (one statement) and the events' nodes through the
+ * tenant-scoped handle (one statement per node type); then each stream's
+ * authorization is decided on its own facts, a stream whose access has
+ * ended is closed with the coded error, and the others get the node. Events
+ * that arrive while a read is running are read together by the next one.
+ * `access` events (member removed or
  * downgraded, key revoked, tenant suspended), a Redis reconnect and a
  * periodic sweep re-check every open stream of the tenant, so a stream is
  * closed even when it receives no event.
@@ -32,6 +37,8 @@ export interface LiveHubOptions {
   redisUrl?: string;
   /** Reads the access facts of all open streams of a tenant (re-checks). */
   platform: PrismaClient;
+  /** Reads the events' nodes and their subscribers' access (tenantgraph_app, the live pool: src/db/clients.ts). */
+  events: PrismaClient;
   logger: Logger;
   /** Events waiting for a stream's consumer before it counts as slow and is closed. */
   bufferSize?: number;
@@ -50,8 +57,6 @@ export interface StreamSpec {
   projectId: string | null;
   /** The field's @auth role. */
   requires: Role;
-  /** Re-reads the node of an event through `ctx.db`; null when the subscriber cannot see it (or it is filtered out). */
-  load(ctx: Context, event: LiveEvent): Promise<object | null>;
 }
 
 /** The last value of a stream: the field resolver throws its error (a coded `next` event), then the stream completes. */
@@ -72,7 +77,7 @@ class LiveStream implements AsyncIterableIterator<unknown> {
   readonly id = randomUUID();
   readonly tenantId: string;
   readonly principal: Principal;
-  private queue: LiveEvent[] = [];
+  private queue: object[] = [];
   private ending: AppError | null = null;
   private closed = false;
   private done = false;
@@ -103,19 +108,26 @@ class LiveStream implements AsyncIterableIterator<unknown> {
     }
   }
 
+  /** Whether the event may concern this stream (its node is read before it is delivered). */
   wants(event: LiveEvent): boolean {
     if (event.type !== this.spec.type || this.closed) return false;
     if (!this.spec.projectId || !("projectId" in event) || !event.projectId) return true;
     return event.projectId === this.spec.projectId;
   }
 
-  push(event: LiveEvent) {
+  /** Whether the node, as read, is one this stream delivers (its project filter, on the node's current project). */
+  accepts(node: { projectId?: unknown }): boolean {
+    return !this.closed && (!this.spec.projectId || node.projectId === this.spec.projectId);
+  }
+
+  /** A node for the consumer: its own copy (resolvers of several streams read it). */
+  push(node: object) {
     if (this.closed) return;
     if (this.queue.length >= this.hub.bufferSize) {
       this.close(slowConsumerError());
       return;
     }
-    this.queue.push(event);
+    this.queue.push({ ...node });
     this.signal();
   }
 
@@ -174,38 +186,16 @@ class LiveStream implements AsyncIterableIterator<unknown> {
         this.end();
         return { done: true, value: undefined };
       }
-      const event = this.queue.shift();
-      if (!event) {
+      const node = this.queue.shift();
+      if (!node) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      const node = await this.load(event);
-      if (node) return { done: false, value: node };
-    }
-  }
-
-  /**
-   * The node of one event, in a fresh request scope (loaders and a read
-   * transaction of its own, ended after the event's result is produced by
-   * the subscription hooks in src/app.ts, or here when nothing is sent).
-   */
-  private async load(event: LiveEvent): Promise<object | null> {
-    const ctx = this.ctx;
-    renewScope(ctx);
-    let node: object | null = null;
-    try {
-      const facts = factsFrom(await ctx.tenantDb.queryRaw(accessFactsSql(this.tenantId, [this.principal])));
-      const result = verdict(this.principal, facts);
-      this.apply(result);
-      if ("error" in result) return null;
-      node = await this.spec.load(ctx, event);
-      return node;
-    } catch (err) {
-      this.hub.logger.warn({ err, tenantId: this.tenantId }, "live event could not be loaded");
-      this.close(serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 }));
-      return null;
-    } finally {
-      if (!node) await ctx.finish().catch(() => {});
+      // A fresh request scope for the event's result (loaders, and a read
+      // transaction on the live pool if a nested field needs one), ended
+      // once the result is produced (src/http/use-request-transaction.ts).
+      renewScope(this.ctx);
+      return { done: false, value: node };
     }
   }
 
@@ -225,7 +215,25 @@ interface TenantStreams {
   listener: (e: Event) => void;
   checking: boolean;
   again: boolean;
+  /** Events waiting for the tenant's next read, with the streams open when each arrived that may want it. */
+  pending: { event: LiveEvent; streams: LiveStream[] }[];
+  /** A read of events is running. */
+  delivering: boolean;
 }
+
+/** The model of each node type, as the scoped client names it. */
+const MODEL: Record<LiveNodeType, "deployment" | "workflow" | "auditLogEntry"> = {
+  Deployment: "deployment",
+  Workflow: "workflow",
+  AuditLogEntry: "auditLogEntry",
+};
+
+/** Relations read with the node (their fields resolve without a read of their own). */
+const INCLUDE: Partial<Record<LiveNodeType, object>> = { Deployment: { project: true }, Workflow: { project: true } };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const unavailable = () => serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 });
 
 type Target = {
   addEventListener(type: string, listener: (e: Event) => void): void;
@@ -323,6 +331,8 @@ export class LiveHub implements LiveUpdates {
         streams: new Set(),
         checking: false,
         again: false,
+        pending: [],
+        delivering: false,
         listener: (e) => this.dispatch(tenant.id, created, (e as CustomEvent<LiveEvent>).detail),
       };
       entry = created;
@@ -339,15 +349,84 @@ export class LiveHub implements LiveUpdates {
       void this.recheckTenant(tenantId);
       return;
     }
-    for (const stream of entry.streams) if (stream.wants(event)) stream.push(event);
+    const streams = [...entry.streams].filter((s) => s.wants(event));
+    if (!streams.length) return;
+    entry.pending.push({ event, streams });
+    if (!entry.delivering) void this.deliver(tenantId, entry);
+  }
+
+  /**
+   * Reads the tenant's pending events, all of them in one transaction, and
+   * hands each node to the streams it is for, until none are pending.
+   */
+  private async deliver(tenantId: string, entry: TenantStreams): Promise<void> {
+    entry.delivering = true;
+    try {
+      while (entry.pending.length) {
+        const batch = entry.pending.splice(0);
+        const streams = [...new Set(batch.flatMap((b) => b.streams))];
+        let read: { facts: AccessFacts; nodes: Map<string, { projectId?: unknown }> };
+        try {
+          read = await this.read(tenantId, streams, batch.map((b) => b.event));
+        } catch (err) {
+          this.logger.warn({ err, tenantId }, "live events could not be loaded");
+          for (const s of streams) s.close(unavailable());
+          continue;
+        }
+        // Each subscriber's own authorization, from the facts of this read.
+        const now = Date.now();
+        for (const s of streams) s.apply(verdict(s.principal, read.facts, now));
+        for (const { event, streams: recipients } of batch) {
+          const node = "id" in event ? read.nodes.get(`${event.type}:${event.id}`) : undefined;
+          if (!node) continue;
+          for (const s of recipients) if (s.accepts(node)) s.push(node);
+        }
+      }
+    } finally {
+      entry.delivering = false;
+      this.forgetIfIdle(tenantId, entry);
+    }
+  }
+
+  /**
+   * One read transaction on the live pool, in the tenant's scope (both
+   * walls): the access facts of every subscriber, then the nodes by type.
+   * Nothing is read for a tenant that is not active (every stream ends).
+   */
+  private async read(tenantId: string, streams: LiveStream[], events: LiveEvent[]) {
+    const db = new TenantDb(this.options.events, { tenantId, statementTimeoutMs: 5_000, mode: "request" });
+    try {
+      const facts = factsFrom(await db.queryRaw(accessFactsSql(tenantId, streams.map((s) => s.principal))));
+      const nodes = new Map<string, { projectId?: unknown }>();
+      if (facts.status !== "ACTIVE") return { facts, nodes };
+      const byType = new Map<LiveNodeType, Set<string>>();
+      for (const e of events) {
+        if (!("id" in e) || typeof e.id !== "string" || !UUID.test(e.id)) continue;
+        const ids = byType.get(e.type) ?? new Set<string>();
+        ids.add(e.id);
+        byType.set(e.type, ids);
+      }
+      for (const [type, ids] of byType) {
+        const delegate = (db.client as unknown as Record<string, { findMany(args: object): Promise<{ id: string; projectId?: unknown }[]> }>)[MODEL[type]]!;
+        const rows = await delegate.findMany({ where: { id: { in: [...ids] } }, ...(INCLUDE[type] ? { include: INCLUDE[type] } : {}) });
+        for (const row of rows) nodes.set(`${type}:${row.id}`, row);
+      }
+      return { facts, nodes };
+    } finally {
+      await db.finish();
+    }
+  }
+
+  private forgetIfIdle(tenantId: string, entry: TenantStreams) {
+    if (entry.streams.size === 0 && !entry.checking && !entry.delivering && this.tenants.get(tenantId) === entry) {
+      this.tenants.delete(tenantId);
+      this.target.removeEventListener(liveTopic(tenantId), entry.listener);
+    }
   }
 
   unregister(stream: LiveStream) {
     const entry = this.tenants.get(stream.tenantId);
-    if (entry?.streams.delete(stream) && entry.streams.size === 0 && !entry.checking) {
-      this.tenants.delete(stream.tenantId);
-      this.target.removeEventListener(liveTopic(stream.tenantId), entry.listener);
-    }
+    if (entry?.streams.delete(stream)) this.forgetIfIdle(stream.tenantId, entry);
     this.slots.release(stream.tenantId, stream.id).catch((err) => this.logger.warn({ err }, "live updates: stream slot not released"));
   }
 
@@ -378,10 +457,7 @@ export class LiveHub implements LiveUpdates {
       this.logger.warn({ err, tenantId }, "live updates: access re-check failed");
     } finally {
       entry.checking = false;
-      if (entry.streams.size === 0 && this.tenants.get(tenantId) === entry) {
-        this.tenants.delete(tenantId);
-        this.target.removeEventListener(liveTopic(tenantId), entry.listener);
-      }
+      this.forgetIfIdle(tenantId, entry);
     }
   }
 

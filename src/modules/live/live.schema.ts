@@ -57,8 +57,6 @@ builder.subscriptionField("deploymentUpdated", (t) =>
       return open(ctx, info, {
         type: "Deployment",
         projectId,
-        load: (c, event) =>
-          c.db.deployment.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : ""), ...(projectId ? { projectId } : {}) } }),
       });
     },
     resolve: (payload) => emit(payload),
@@ -76,8 +74,6 @@ builder.subscriptionField("workflowUpdated", (t) =>
       return open(ctx, info, {
         type: "Workflow",
         projectId,
-        load: (c, event) =>
-          c.db.workflow.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : ""), ...(projectId ? { projectId } : {}) } }),
       });
     },
     resolve: (payload) => emit(payload),
@@ -93,7 +89,6 @@ builder.subscriptionField("auditLogAppended", (t) =>
       open(ctx, info, {
         type: "AuditLogEntry",
         projectId: null,
-        load: (c, event) => c.db.auditLogEntry.findFirst({ where: { id: uuidOrNone("id" in event ? event.id : "") } }),
       }),
     resolve: (payload) => emit(payload),
   }),

@@ -285,7 +285,8 @@ export function renewScope(ctx: Context): void {
           tenantScope: this.deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
-          authorization: { apiKeyHash: apiKeyHashes.get(this) ?? null },
+          // A subscription's access is re-read for every event by the hub (for all its streams at once).
+          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null },
           publisher: this.deps.live,
         });
         return tenantDb;

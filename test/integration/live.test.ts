@@ -4,6 +4,7 @@ import { LiveHub } from "../../src/modules/live/hub.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
+import { createSqlCounter } from "../helpers/sql-counter.ts";
 
 /**
  * Subscriptions in one process (SPEC section 10): events after commit,
@@ -124,6 +125,38 @@ describe("deploymentUpdated over SSE", () => {
     const r = await t.gql(`mutation { createWorkflow(input: { name: "live-wf" }) { workflow { id } } }`, { token: await t.memberToken("acme", "DEVELOPER") });
     expect((await w.nextData()).workflowUpdated).toEqual({ id: r.body.data.createWorkflow.workflow.id, name: "live-wf", status: "ACTIVE" });
     w.close();
+  });
+});
+
+describe("delivery reads", () => {
+  /** What the live pool and the request pools receive while `streams` subscribers of acme get one new deployment. */
+  async function deliveryStatements(streams: number) {
+    const [project] = await projectsOf("acme");
+    const subs = await Promise.all(Array.from({ length: streams }, async () => subscribe(LIGHT, await t.memberToken("acme", "VIEWER"))));
+    const counter = createSqlCounter({ live: t.clients.livePool, app: Object.values(t.clients.appPools) });
+    counter.start();
+    let id: string;
+    try {
+      id = await createDeployment("acme", project!.id);
+      for (const s of subs) expect((await s.nextData()).deploymentUpdated).toEqual({ id, status: "QUEUED", project });
+    } finally {
+      var statements = counter.stop();
+      counter.detach();
+      for (const s of subs) s.close();
+    }
+    return { live: statements.filter((s) => s.pool === "live").map((s) => s.sql), app: statements.filter((s) => s.pool === "app").length };
+  }
+  const LIGHT = `subscription { deploymentUpdated { id status project { id name } } }`;
+
+  it("an event is read once for all of a tenant's streams, on the live pool, the node's project with it", async () => {
+    const one = await deliveryStatements(1);
+    const five = await deliveryStatements(5);
+    // The same statements for 5 subscribers as for 1: the access facts of all of them, the node, its project.
+    expect(five.live).toEqual(one.live);
+    expect(five.live.filter((sql) => sql.includes("FROM tenants t WHERE t.id"))).toHaveLength(1);
+    expect(five.live.filter((sql) => /FROM "public"\."deployments"/.test(sql))).toHaveLength(1);
+    // Deliveries take nothing from the request pools: only the mutation's statements are there.
+    expect(five.app).toBe(one.app);
   });
 });
 

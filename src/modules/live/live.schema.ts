@@ -1,3 +1,4 @@
+import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
@@ -40,9 +41,18 @@ function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "re
   return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });
 }
 
-/** The node of an event, or the error that ends the stream (a coded `next`, then `complete`). */
-const emit = (payload: unknown): never => {
+/**
+ * The node of an event, or the error that ends the stream (a coded `next`,
+ * then `complete`). The node was read once for every stream of its tenant
+ * with its to-one relations (src/modules/live/hub.ts); planning the
+ * subscriber's selection here (Pothos's queryFromInfo, which reads nothing)
+ * records that plan for this result, so a relation already on the node
+ * (`project`) resolves from it instead of a read per subscriber. A field the
+ * node does not carry still loads on its own (Pothos checks each).
+ */
+const emit = (payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: string): never => {
   if (payload instanceof StreamEnd) throw payload.error;
+  queryFromInfo({ context: ctx, info, typeName });
   return payload as never;
 };
 
@@ -59,7 +69,7 @@ builder.subscriptionField("deploymentUpdated", (t) =>
         projectId,
       });
     },
-    resolve: (payload) => emit(payload),
+    resolve: (payload, _args, ctx, info) => emit(payload, ctx, info, "Deployment"),
   }),
 );
 
@@ -76,7 +86,7 @@ builder.subscriptionField("workflowUpdated", (t) =>
         projectId,
       });
     },
-    resolve: (payload) => emit(payload),
+    resolve: (payload, _args, ctx, info) => emit(payload, ctx, info, "Workflow"),
   }),
 );
 
@@ -90,6 +100,6 @@ builder.subscriptionField("auditLogAppended", (t) =>
         type: "AuditLogEntry",
         projectId: null,
       }),
-    resolve: (payload) => emit(payload),
+    resolve: (payload, _args, ctx, info) => emit(payload, ctx, info, "AuditLogEntry"),
   }),
 );

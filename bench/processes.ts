@@ -54,7 +54,10 @@ export function startChild(
   nodeArgs: string[] = [],
 ): Child {
   const flags = script === "src/server.ts" ? serverNodeFlags() : [];
-  const proc = spawn(process.execPath, [...flags, ...nodeArgs, "--import", "tsx", script], {
+  // BENCH_SERVER=dist: the server compiled by `npm run build`, run without a loader (as `npm run start:prod`).
+  const compiled = script === "src/server.ts" && process.env.BENCH_SERVER === "dist";
+  const args = compiled ? [...flags, ...nodeArgs, "dist/server.js"] : [...flags, ...nodeArgs, "--import", "tsx", script];
+  const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],

@@ -5,6 +5,7 @@ import { createLogger } from "../../src/infra/logger.ts";
 import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 import { createSqlCounter } from "../helpers/sql-counter.ts";
+import { readEvents } from "../../src/modules/live/event-read.ts";
 
 /**
  * Subscriptions in one process (SPEC section 10): events after commit,
@@ -148,15 +149,36 @@ describe("delivery reads", () => {
   }
   const LIGHT = `subscription { deploymentUpdated { id status project { id name } } }`;
 
-  it("an event is read once for all of a tenant's streams, on the live pool, the node's project with it", async () => {
+  it("an event is read once for all of a tenant's streams, in one message on the live pool, the node's project with it", async () => {
+    const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
     const one = await deliveryStatements(1);
     const five = await deliveryStatements(5);
-    // The same statements for 5 subscribers as for 1: the access facts of all of them, the node, its project.
-    expect(five.live).toEqual(one.live);
-    expect(five.live.filter((sql) => sql.includes("FROM tenants t WHERE t.id"))).toHaveLength(1);
-    expect(five.live.filter((sql) => /FROM "public"\."deployments"/.test(sql))).toHaveLength(1);
+    // One message for 5 subscribers as for 1: the access facts of all of them, the node, its project.
+    expect(five.live.map((sql) => sql.replace(uuid, "<uuid>"))).toEqual(one.live.map((sql) => sql.replace(uuid, "<uuid>")));
+    expect(five.live).toHaveLength(1);
+    expect(five.live[0]).toMatch(/^BEGIN READ ONLY;.*FROM tenants t WHERE t\.id.*FROM deployments WHERE.*FROM projects WHERE.*COMMIT$/);
     // Deliveries take nothing from the request pools: only the mutation's statements are there.
     expect(five.app).toBe(one.app);
+  });
+
+  it("the shared read returns each node as Prisma does (the rows a query resolves), with its project, in its tenant only", async () => {
+    const acme = ids.acme!;
+    const deployment = await t.clients.platform.deployment.findFirstOrThrow({ where: { tenantId: acme }, include: { project: true } });
+    const workflow = await t.clients.platform.workflow.findFirstOrThrow({ where: { tenantId: acme }, include: { project: true } });
+    const entry = await t.clients.platform.auditLogEntry.findFirstOrThrow({ where: { tenantId: acme } });
+    const foreign = await t.clients.platform.deployment.findFirstOrThrow({ where: { tenantId: ids.globex! } });
+    const read = await readEvents(t.clients.livePool, acme, [], new Map([
+      ["Deployment", new Set([deployment.id, foreign.id])],
+      ["Workflow", new Set([workflow.id])],
+      ["AuditLogEntry", new Set([entry.id])],
+    ]));
+    expect(read.facts.status).toBe("ACTIVE");
+    expect(read.nodes.get(`Deployment:${deployment.id}`)).toEqual(deployment);
+    expect(read.nodes.get(`Workflow:${workflow.id}`)).toEqual(workflow);
+    expect(read.nodes.get(`AuditLogEntry:${entry.id}`)).toEqual(entry);
+    // Another tenant's deployment, named in acme's read, is not returned.
+    expect(read.nodes.has(`Deployment:${foreign.id}`)).toBe(false);
+    expect(read.nodes.size).toBe(3);
   });
 });
 

@@ -7,8 +7,10 @@ import type { Role } from "../../generated/prisma/enums.ts";
 import type { Logger } from "../../infra/logger.ts";
 import { limitOf } from "../../policy/quota.ts";
 import { renewScope, type Context } from "../../tenancy/context.ts";
-import { TenantDb } from "../../tenancy/tenant-db.ts";
-import { accessFactsSql, factsFrom, verdict, type AccessFacts, type Principal } from "./access.ts";
+import { requestSlotsOf } from "../../db/request-slots.ts";
+import type pg from "pg";
+import { accessFactsSql, factsFrom, verdict, type Principal } from "./access.ts";
+import { readEvents, type EventRead } from "./event-read.ts";
 import { liveTopic, type LiveChange, type LiveEvent, type LiveNodeType, type LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 
@@ -37,7 +39,7 @@ export interface LiveHubOptions {
   redisUrl?: string;
   /** Reads the access facts of all open streams of a tenant (re-checks). */
   platform: PrismaClient;
-  /** Reads the events' nodes and their subscribers' access (tenantgraph_app, the live pool: src/db/clients.ts). */
+  /** The client of the live pool (tenantgraph_app, src/db/clients.ts): its pool reads the events' nodes and their subscribers' access. */
   events: PrismaClient;
   logger: Logger;
   /** Events waiting for a stream's consumer before it counts as slow and is closed. */
@@ -221,16 +223,6 @@ interface TenantStreams {
   delivering: boolean;
 }
 
-/** The model of each node type, as the scoped client names it. */
-const MODEL: Record<LiveNodeType, "deployment" | "workflow" | "auditLogEntry"> = {
-  Deployment: "deployment",
-  Workflow: "workflow",
-  AuditLogEntry: "auditLogEntry",
-};
-
-/** Relations read with the node (their fields resolve without a read of their own). */
-const INCLUDE: Partial<Record<LiveNodeType, object>> = { Deployment: { project: true }, Workflow: { project: true } };
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const unavailable = () => serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 });
@@ -251,11 +243,15 @@ export class LiveHub implements LiveUpdates {
   private readonly redis: Redis[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  private readonly eventPool: pg.Pool;
 
   constructor(private readonly options: LiveHubOptions) {
     this.logger = options.logger;
     this.bufferSize = options.bufferSize ?? 100;
     this.abortAfterMs = options.abortAfterMs ?? 2_000;
+    const eventPool = requestSlotsOf(options.events)?.pool;
+    if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
+    this.eventPool = eventPool;
     const leaseMs = options.leaseMs ?? 30_000;
     if (options.redisUrl) {
       const publishClient = new Redis(options.redisUrl, { maxRetriesPerRequest: 2 });
@@ -365,7 +361,7 @@ export class LiveHub implements LiveUpdates {
       while (entry.pending.length) {
         const batch = entry.pending.splice(0);
         const streams = [...new Set(batch.flatMap((b) => b.streams))];
-        let read: { facts: AccessFacts; nodes: Map<string, { projectId?: unknown }> };
+        let read: EventRead;
         try {
           read = await this.read(tenantId, streams, batch.map((b) => b.event));
         } catch (err) {
@@ -389,32 +385,19 @@ export class LiveHub implements LiveUpdates {
   }
 
   /**
-   * One read transaction on the live pool, in the tenant's scope (both
-   * walls): the access facts of every subscriber, then the nodes by type.
-   * Nothing is read for a tenant that is not active (every stream ends).
+   * The tenant's pending events in one read on the live pool (one
+   * round-trip, src/modules/live/event-read.ts): the access facts of every
+   * subscriber and the nodes by type, with their projects.
    */
-  private async read(tenantId: string, streams: LiveStream[], events: LiveEvent[]) {
-    const db = new TenantDb(this.options.events, { tenantId, statementTimeoutMs: 5_000, mode: "request" });
-    try {
-      const facts = factsFrom(await db.queryRaw(accessFactsSql(tenantId, streams.map((s) => s.principal))));
-      const nodes = new Map<string, { projectId?: unknown }>();
-      if (facts.status !== "ACTIVE") return { facts, nodes };
-      const byType = new Map<LiveNodeType, Set<string>>();
-      for (const e of events) {
-        if (!("id" in e) || typeof e.id !== "string" || !UUID.test(e.id)) continue;
-        const ids = byType.get(e.type) ?? new Set<string>();
-        ids.add(e.id);
-        byType.set(e.type, ids);
-      }
-      for (const [type, ids] of byType) {
-        const delegate = (db.client as unknown as Record<string, { findMany(args: object): Promise<{ id: string; projectId?: unknown }[]> }>)[MODEL[type]]!;
-        const rows = await delegate.findMany({ where: { id: { in: [...ids] } }, ...(INCLUDE[type] ? { include: INCLUDE[type] } : {}) });
-        for (const row of rows) nodes.set(`${type}:${row.id}`, row);
-      }
-      return { facts, nodes };
-    } finally {
-      await db.finish();
+  private read(tenantId: string, streams: LiveStream[], events: LiveEvent[]) {
+    const ids = new Map<LiveNodeType, Set<string>>();
+    for (const e of events) {
+      if (!("id" in e) || typeof e.id !== "string" || !UUID.test(e.id)) continue;
+      const set = ids.get(e.type) ?? new Set<string>();
+      set.add(e.id);
+      ids.set(e.type, set);
     }
+    return readEvents(this.eventPool, tenantId, streams.map((s) => s.principal), ids);
   }
 
   private forgetIfIdle(tenantId: string, entry: TenantStreams) {

@@ -1,0 +1,98 @@
+import type pg from "pg";
+import type { LiveNodeType } from "../../infra/live-events.ts";
+import { factsFrom, type AccessFacts, type Principal } from "./access.ts";
+
+/**
+ * The read of a tenant's pending live events (docs/live-updates.md): ONE
+ * simple-protocol message, so one round-trip and no connection held while
+ * the process is busy elsewhere. A read-only transaction of its own in the
+ * tenant's scope: BEGIN, the RLS setting (wall 2), the access facts of every
+ * subscriber, the nodes of each type and the projects they name, COMMIT.
+ * Raw SQL passes by wall 1 (the Prisma scope), so every statement filters
+ * tenant_id itself, as the per-parent loaders do. Every inlined value is a
+ * checked UUID. The rows have the shape Prisma returns for these models
+ * (camelCase fields, Dates, enums as strings, JSON parsed): the GraphQL
+ * types resolve them like a query's (event-read.test.ts compares them).
+ */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const NODE_SQL: Record<LiveNodeType, { table: string; columns: string }> = {
+  Deployment: {
+    table: "deployments",
+    columns: `tenant_id AS "tenantId", id, project_id AS "projectId", status::text AS status, url, commit_sha AS "commitSha", branch,
+      created_by_id AS "createdById", created_at AS "createdAt", updated_at AS "updatedAt"`,
+  },
+  Workflow: {
+    table: "workflows",
+    columns: `tenant_id AS "tenantId", id, project_id AS "projectId", name, status::text AS status, config, created_at AS "createdAt", updated_at AS "updatedAt"`,
+  },
+  AuditLogEntry: {
+    table: "audit_log",
+    columns: `tenant_id AS "tenantId", id, action, actor_type::text AS "actorType", actor_id AS "actorId", actor_label AS "actorLabel",
+      target_type AS "targetType", target_id AS "targetId", cross_tenant AS "crossTenant", metadata, request_id AS "requestId", ip,
+      created_at AS "createdAt"`,
+  },
+};
+const TYPES = Object.keys(NODE_SQL) as LiveNodeType[];
+const PROJECT_COLUMNS = `tenant_id AS "tenantId", id, name, slug, description, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** Node types whose rows carry their project (read with them, so `project { ... }` costs no read per subscriber). */
+const WITH_PROJECT: LiveNodeType[] = ["Deployment", "Workflow"];
+
+const uuids = (ids: Iterable<string>) => `'{${[...ids].join(",")}}'::uuid[]`;
+
+export interface EventRead {
+  facts: AccessFacts;
+  /** By `${type}:${id}`; nodes of deployments and workflows carry `project`. */
+  nodes: Map<string, { projectId?: unknown } & Record<string, unknown>>;
+}
+
+export function eventReadSql(tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>): string {
+  const all = [tenantId, ...principals.flatMap((p) => [p.userId, p.apiKeyId]), ...[...ids.values()].flatMap((s) => [...s])];
+  if (!all.every((v) => v === null || UUID.test(v))) throw new Error("invalid live event read parameters");
+  const t = `'${tenantId}'::uuid`;
+  const userIds = new Set(principals.map((p) => p.userId).filter((v): v is string => !!v));
+  const keyIds = new Set(principals.map((p) => p.apiKeyId).filter((v): v is string => !!v));
+  const nodeIds = (type: LiveNodeType) => uuids(ids.get(type) ?? []);
+  return [
+    "BEGIN READ ONLY",
+    `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '5000', true)`,
+    // The statement of accessFactsSql (src/modules/live/access.ts), inlined.
+    `SELECT t.status::text AS status,
+      COALESCE((SELECT json_object_agg(m.user_id, m.role) FROM memberships m WHERE m.tenant_id = t.id AND m.user_id = ANY(${uuids(userIds)})), '{}'::json) AS roles,
+      COALESCE((SELECT json_object_agg(k.id, json_build_object('role', k.role, 'revoked', k.revoked_at IS NOT NULL, 'expiresAt', k.expires_at))
+                  FROM api_keys k WHERE k.tenant_id = t.id AND k.id = ANY(${uuids(keyIds)})), '{}'::json) AS keys
+      FROM tenants t WHERE t.id = ${t}`,
+    ...TYPES.map((type) => `SELECT ${NODE_SQL[type].columns} FROM ${NODE_SQL[type].table} WHERE tenant_id = ${t} AND id = ANY(${nodeIds(type)})`),
+    `SELECT ${PROJECT_COLUMNS} FROM projects WHERE tenant_id = ${t} AND id IN (${WITH_PROJECT.map(
+      (type) => `SELECT project_id FROM ${NODE_SQL[type].table} WHERE tenant_id = ${t} AND id = ANY(${nodeIds(type)})`,
+    ).join(" UNION ")})`,
+    "COMMIT",
+  ].join(";\n");
+}
+
+/** Runs the read on a connection of `pool` (one round-trip). */
+export async function readEvents(pool: pg.Pool, tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>): Promise<EventRead> {
+  const sql = eventReadSql(tenantId, principals, ids);
+  const connection = await pool.connect();
+  let results: pg.QueryResult[];
+  try {
+    results = (await connection.query(sql)) as unknown as pg.QueryResult[];
+    connection.release();
+  } catch (err) {
+    // A failed statement leaves the rest of the message unrun and the transaction open: discard the connection.
+    connection.release(err as Error);
+    throw err;
+  }
+  const facts = factsFrom(results[2]!.rows);
+  const projects = new Map(results[2 + TYPES.length + 1]!.rows.map((p) => [p.id as string, p]));
+  const nodes: EventRead["nodes"] = new Map();
+  TYPES.forEach((type, i) => {
+    for (const row of results[3 + i]!.rows) {
+      if (WITH_PROJECT.includes(type)) row.project = row.projectId ? (projects.get(row.projectId) ?? null) : null;
+      nodes.set(`${type}:${row.id}`, row);
+    }
+  });
+  return { facts, nodes };
+}

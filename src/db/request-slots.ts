@@ -7,42 +7,43 @@ import { PrismaClient } from "../generated/prisma/client.ts";
  * connection that Prisma's queries still join, without Prisma's
  * interactive-transaction machinery (about 1.5 ms of CPU a request).
  *
+ * A request holds a connection of its tier's pool for its whole database
+ * phase (its transaction), and a RequestConnection queues its statements.
  * A slot is a PrismaClient whose driver adapter sits on a SlotPool: a pool
- * facade whose queries go to the one connection the slot holds for the
- * request that leased it. A request leases a slot, opens its transaction on
- * a connection of the app pool, and every Prisma query of the request goes
- * through the slot's client; hand-written SQL goes through the slot's
- * queue to the same connection. A slot serves one request at a time, so Prisma's own batching of
- * findUnique calls (per client) never mixes two requests' lookups. A pool
- * has as many slots as connections (src/db/clients.ts: one pool per plan),
- * created on first need (each PrismaClient costs ~2.5 MB), so a request
- * waits for a slot only when its pool is full; mutations do not use them
- * (they run in Prisma transactions of their own on their tier's client).
+ * facade whose queries go to the RequestConnection it is lent to. A request
+ * borrows a slot only while it has Prisma calls in flight (the calls of one
+ * tick share the borrowed slot, so Prisma's batching of findUnique calls
+ * still merges them), and gives it back when the last one settles; a slot
+ * is lent to one request at a time, so Prisma's batching (per client) never
+ * mixes two requests' lookups. Hand-written SQL goes to the connection's
+ * queue directly. So the number of slots follows the Prisma calls in flight,
+ * not the connections held (each PrismaClient costs ~5 MB of RSS); a pool
+ * can lend as many slots as it has connections, made on first need.
+ * Mutations do not use slots (they run in Prisma transactions of their own
+ * on their tier's client).
  */
-export class SlotPool extends pg.Pool {
-  private held: pg.PoolClient | undefined;
+
+/** The statements of one request's connection, one at a time in call order (pg would queue them too, but that is deprecated). */
+export class RequestConnection {
   private tail: Promise<unknown> = Promise.resolve();
+  constructor(readonly client: pg.PoolClient) {}
 
-  get connection(): pg.PoolClient | undefined {
-    return this.held;
-  }
-
-  set connection(client: pg.PoolClient | undefined) {
-    this.held = client;
-    this.tail = Promise.resolve();
-  }
-
-  /**
-   * One statement at a time on the connection, in call order (pg would
-   * queue them too, but that is deprecated): resolvers of one request fire
-   * their loaders in the same tick.
-   */
-  override query(...args: unknown[]): any {
-    const client = this.held;
-    if (!client) return Promise.reject(new Error("request slot used without its connection"));
+  query(...args: unknown[]): Promise<any> {
+    const client = this.client;
     const run = this.tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
     this.tail = run.catch(() => undefined);
     return run;
+  }
+}
+
+export class SlotPool extends pg.Pool {
+  /** The request connection the slot is lent to, if any. */
+  connection: RequestConnection | undefined;
+
+  override query(...args: unknown[]): any {
+    const connection = this.connection;
+    if (!connection) return Promise.reject(new Error("request slot used without its connection"));
+    return connection.query(...args);
   }
 
   /**
@@ -55,7 +56,7 @@ export class SlotPool extends pg.Pool {
    * request transaction's).
    */
   override connect(): any {
-    if (!this.held) return Promise.reject(new Error("request slot used without its connection"));
+    if (!this.connection) return Promise.reject(new Error("request slot used without its connection"));
     const name = `prisma_batch_${++this.batches}`;
     const statement = (text: string) => {
       const verb = text.trim().toUpperCase();
@@ -99,6 +100,11 @@ export class RequestSlots {
     readonly max: number,
     private readonly acquireTimeoutMs = 10_000,
   ) {}
+
+  /** Slots made so far (each a PrismaClient). */
+  get made(): number {
+    return this.created;
+  }
 
   acquire(): Promise<RequestSlot> {
     const slot = this.idle.pop();

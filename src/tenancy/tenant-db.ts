@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
-import { requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
+import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
@@ -17,10 +17,11 @@ import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
  * Request-path design (docs/request-path.md): a query operation opens ONE
  * read transaction (before execution, through `authorize()`; else on its
  * first database access), and every resolver of the request shares it: one round-trip for BEGIN and the settings, the
- * queries, COMMIT. The transaction is a plain pooled `pg` connection held by
- * a request slot (src/db/request-slots.ts): Prisma's queries reach it through the
- * slot's client, hand-written SQL runs on it directly, and no Prisma
- * interactive transaction is involved.
+ * queries, COMMIT. The transaction is a plain pooled `pg` connection of the
+ * tenant's tier pool: hand-written SQL runs on it directly, Prisma's queries
+ * reach it through a request slot borrowed while they are in flight
+ * (src/db/request-slots.ts), and no Prisma interactive transaction is
+ * involved.
  *
  * Mutations instead run each change in its own short Prisma transaction
  * together with its audit entry (`transaction()`); their reads use one
@@ -92,12 +93,15 @@ export interface TenantDbOptions {
   publisher?: LivePublisher;
 }
 
-/** The request transaction: a leased slot and the connection it holds. */
+/** The request transaction: its connection, and the slot its Prisma calls in flight borrowed. */
 interface Session {
-  slot: RequestSlot;
-  connection: pg.PoolClient;
-  scoped: ScopedClient;
+  connection: RequestConnection;
   facts?: RequestFacts;
+  /** The borrowed slot and its scoped client, shared by the calls in flight; undefined when none is. */
+  lease?: { ready: Promise<{ slot: RequestSlot; scoped: ScopedClient }>; calls: number };
+  /** Settles when no Prisma call is in flight. */
+  idle: Promise<void>;
+  settleIdle?: () => void;
 }
 
 /** The facts row of the last result of the opening message. */
@@ -175,7 +179,6 @@ export class TenantDb {
   private open(slots: RequestSlots): Promise<Session> {
     if (this.closed) return Promise.reject(new Error("the request's transaction has ended"));
     this.session ??= (async () => {
-      const slot = await slots.acquire();
       let connection: pg.PoolClient | undefined;
       let facts: RequestFacts | undefined;
       try {
@@ -185,13 +188,45 @@ export class TenantDb {
         if (factsSql) facts = factsOf(results);
       } catch (err) {
         connection?.release(err as Error);
-        slots.release(slot);
         throw err;
       }
-      slot.pool.connection = connection;
-      return { slot, connection, scoped: clientFor(slot.prisma, this.scope, this.options.tenantScope !== false), facts };
+      return { connection: new RequestConnection(connection), facts, idle: Promise.resolve() };
     })();
     return this.session;
+  }
+
+  /**
+   * Runs a Prisma call of the request on a borrowed slot: the calls in
+   * flight together (those of one tick, which Prisma batches) share one;
+   * the last to settle gives it back.
+   */
+  private async withSlot<T>(slots: RequestSlots, session: Session, fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
+    let lease = session.lease;
+    if (!lease) {
+      session.idle = new Promise<void>((resolve) => (session.settleIdle = resolve));
+      const ready = slots.acquire().then((slot) => {
+        slot.pool.connection = session.connection;
+        return { slot, scoped: clientFor(slot.prisma, this.scope, this.options.tenantScope !== false) };
+      });
+      lease = session.lease = { ready, calls: 0 };
+    }
+    const current = lease;
+    current.calls++;
+    try {
+      const { scoped } = await current.ready;
+      return await fn(scoped as ScopedTx);
+    } finally {
+      if (--current.calls === 0) {
+        session.lease = undefined;
+        const settle = session.settleIdle;
+        session.settleIdle = undefined;
+        await current.ready.then(
+          ({ slot }) => slots.release(slot),
+          () => {},
+        );
+        settle?.();
+      }
+    }
   }
 
   /**
@@ -226,8 +261,8 @@ export class TenantDb {
     if (!Number.isSafeInteger(ms) || ms < 0) throw new Error("invalid statement timeout");
     this.options.statementTimeoutMs = ms;
     if (this.session && this.slots) {
-      const { slot } = await this.session;
-      await slot.pool.query(`SELECT set_config('statement_timeout', '${ms}', true)`);
+      const { connection } = await this.session;
+      await connection.query(`SELECT set_config('statement_timeout', '${ms}', true)`);
     }
   }
 
@@ -264,14 +299,15 @@ export class TenantDb {
    */
   queryRaw<T>(sql: Prisma.Sql): Promise<T[]> {
     if (this.slots) {
-      return this.open(this.slots).then(async (s) => ((await s.slot.pool.query(sql.text, sql.values as unknown[])) as pg.QueryResult).rows as T[]);
+      return this.open(this.slots).then(async (s) => ((await s.connection.query(sql.text, sql.values as unknown[])) as pg.QueryResult).rows as T[]);
     }
     return this.run((tx) => tx.$queryRaw<T[]>(sql));
   }
 
   /** Runs database calls inside the request's scope. */
   run<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
-    if (this.slots) return this.open(this.slots).then((s) => fn(s.scoped as ScopedTx));
+    const slots = this.slots;
+    if (slots) return this.open(slots).then((s) => this.withSlot(slots, s, fn));
     return this.transaction(fn);
   }
 
@@ -283,14 +319,15 @@ export class TenantDb {
     this.session = undefined;
     if (!session) return;
     try {
-      // Through the slot's queue: after every statement still in flight.
-      // COMMIT also ends an aborted transaction (as a rollback).
-      await session.slot.pool.query("COMMIT");
-      session.connection.release();
+      // After every Prisma call in flight has settled (a late one must not
+      // reach the connection once it is back in the pool), and through the
+      // connection's queue: after every statement sent. COMMIT also ends an
+      // aborted transaction (as a rollback).
+      await session.idle;
+      await session.connection.query("COMMIT");
+      session.connection.client.release();
     } catch (err) {
-      session.connection.release(err as Error);
-    } finally {
-      this.slots.release(session.slot);
+      session.connection.client.release(err as Error);
     }
   }
 

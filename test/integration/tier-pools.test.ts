@@ -98,6 +98,25 @@ describe("tier pools", () => {
     }
   });
 
+  it("a request borrows a request slot only while its Prisma calls are in flight: 12 open transactions, one slot", async () => {
+    const pool = t.clients.appPools.ENTERPRISE;
+    const slots = requestSlotsOf(tierClient(t.clients.app, "ENTERPRISE"))!;
+    const before = slots.made;
+    const dbs = Array.from({ length: POOLS.ENTERPRISE }, () => new TenantDb(t.clients.app, { tenantId: ids.wayne!, plan: "ENTERPRISE", statementTimeoutMs: 0, mode: "request" }));
+    try {
+      // One after another: each opens its transaction, makes a Prisma call (and a batched pair) and keeps the connection.
+      for (const db of dbs) {
+        expect(await db.client.project.count()).toBeGreaterThan(0);
+        const [a, b] = await Promise.all([db.client.project.findFirst(), db.client.deployment.findFirst()]);
+        expect([a?.tenantId, b?.tenantId]).toEqual([ids.wayne, ids.wayne]);
+      }
+      expect(pool.totalCount - pool.idleCount).toBe(POOLS.ENTERPRISE);
+      expect(slots.made - before).toBeLessThanOrEqual(1);
+    } finally {
+      await Promise.all(dbs.map((db) => db.finish()));
+    }
+  });
+
   it("a tier serves as many concurrent operations as its pool has connections (12 > the 8 request slots of before)", async () => {
     await owner.query("SELECT pg_advisory_lock($1::bigint)", [LOCK]);
     let released = false;

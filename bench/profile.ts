@@ -4,7 +4,8 @@ import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
 import { runLoad } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
-import { dashboardGen, signTokens } from "./scenarios.ts";
+import { dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
+import { startLiveLoad } from "./live.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
 /**
@@ -18,6 +19,10 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * profile is written at exit) and summarises only the measured window:
  * self time by package and function, inclusive time by function. The
  * .cpuprofile opens in Chrome DevTools or speedscope for a flame graph.
+ *
+ * BENCH_PROFILE=live profiles the live-updates load alone instead (the
+ * bench's live scenario without the dashboard: BENCH_LIVE_STREAMS streams,
+ * BENCH_LIVE_MUTATIONS createDeployment/s) and reports CPU per delivery.
  */
 
 const log = (line: string) => process.stdout.write(`[profile] ${line}\n`);
@@ -42,6 +47,30 @@ async function main() {
     const warmupS = Math.max(5, opts.warmupS);
     log(`warming up ${warmupS} s`);
     await runLoad({ url, connections: opts.connections, durationS: warmupS, gen });
+    if (process.env.BENCH_PROFILE === "live") {
+      const live = await startLiveLoad(url, withoutTenant(tokens, fixture.noisy.slug), { streams: opts.liveStreams ?? 1000, mutationsPerS: opts.liveMutationsPerS ?? 10 });
+      await new Promise((r) => setTimeout(r, warmupS * 1000));
+      const skip = Date.now() - spawnedAt;
+      const c0 = cpuMs(server.proc.pid!) ?? NaN;
+      live.measure();
+      await new Promise((r) => setTimeout(r, opts.durationS * 1000));
+      const cpu = (cpuMs(server.proc.pid!) ?? NaN) - c0;
+      const f = await live.stop();
+      await server.stop();
+      const pid = server.proc.pid!;
+      const file = (await readdir(dir)).filter((x) => x.includes(`.${pid}.0.`) && x.endsWith(".cpuprofile")).sort().pop();
+      if (!file) throw new Error(`no .cpuprofile of pid ${pid} in ${dir}`);
+      const summary = summarizeProfile(JSON.parse(await readFile(path.join(dir, file), "utf8")), 30, skip);
+      const text = [
+        `live load alone for ${opts.durationS} s: ${f.streams} streams over ${f.tenants} tenants, ${f.mutations} mutations, ${f.delivered} deliveries (${f.expected} expected); commit->delivery p50 ${f.p50.toFixed(1)} ms, p95 ${f.p95.toFixed(1)} ms; server CPU ${cpu.toFixed(0)} ms = ${(cpu / opts.durationS / 10).toFixed(1)}% of a core`,
+        `profile: bench/results/profiles/${file} (first ${(skip / 1000).toFixed(1)} s skipped: start-up, streams opening and warm-up)`,
+        ``,
+        formatSummary(summary),
+      ].join("\n");
+      await writeFile(path.join(dir, file.replace(/\.cpuprofile$/, ".txt")), text + "\n");
+      process.stdout.write(`\n${text}\n`);
+      return;
+    }
     const skipMs = Date.now() - spawnedAt;
     const cpu0 = cpuMs(server.proc.pid!) ?? NaN;
     const result = await runLoad({ url, connections: opts.connections, durationS: opts.durationS, gen });

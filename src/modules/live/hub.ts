@@ -22,9 +22,9 @@ import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-
  * or an in-process EventTarget without REDIS_URL. A replica listens to a
  * tenant's topic only while it holds a stream of that tenant. The events of
  * a tenant are read once for all its streams: one read transaction on the
- * live pool (off the request tiers) that re-reads the access facts of every
- * subscriber (one statement) and the events' nodes through the
- * tenant-scoped handle (one statement per node type); then each stream's
+ * live pool (off the request tiers), sent as one message, that re-reads the
+ * access facts of every subscriber and the events' nodes in the tenant's
+ * scope (src/modules/live/event-read.ts); then each stream's
  * authorization is decided on its own facts, a stream whose access has
  * ended is closed with the coded error, and the others get the node. Events
  * that arrive while a read is running are read together by the next one.
@@ -352,7 +352,7 @@ export class LiveHub implements LiveUpdates {
   }
 
   /**
-   * Reads the tenant's pending events, all of them in one transaction, and
+   * Reads the tenant's pending events, all of them in one read, and
    * hands each node to the streams it is for, until none are pending.
    */
   private async deliver(tenantId: string, entry: TenantStreams): Promise<void> {

@@ -15,6 +15,7 @@ import { useJitErrorLocations } from "./http/use-jit-error-locations.ts";
 import { useJsonBody } from "./http/use-json-body.ts";
 import { useRequestTransaction } from "./http/use-request-transaction.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
+import { useTenantResponseCache } from "./http/use-response-cache.ts";
 import type { Logger } from "./infra/logger.ts";
 import { useRequestLogging } from "./infra/logger.ts";
 import { Metrics, useMetrics } from "./infra/metrics.ts";
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps): App {
   // Without a hub from the caller (tests, scripts): an in-process one.
   deps.live ??= new LiveHub({ platform: deps.platform, events: deps.liveDb ?? deps.app, logger });
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
+  const metrics = deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory });
   return createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: "/graphql",
@@ -94,9 +96,11 @@ export function createApp(deps: AppDeps): App {
       useJsonBody(),
       useInputGuard(),
       useRequestTransaction(),
+      // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
+      useTenantResponseCache({ store: deps.store, metrics, logger, schema, options: deps.responseCache }),
       useQueryTimeoutErrors(),
       useQueryLimits({ introspection: config.introspection, blockFieldSuggestions: config.production }),
-      useMetrics(deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory }), { token: config.metricsToken, tenantOf }),
+      useMetrics(metrics, { token: config.metricsToken, tenantOf }),
       useRequestLogging(logger, existingStateOf),
       useRequestCounting(deps.requestCounter ?? new RequestCounter({ db: deps.platform, store: deps.store, logger }), tenantOf, logger),
       useExport(deps, { stateOf, logger }),

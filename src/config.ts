@@ -58,6 +58,8 @@ export interface Config {
   corsOrigins: string[];
   /** How long in-flight requests may finish after SIGTERM/SIGINT (SPEC section 10). */
   shutdownDrainMs: number;
+  /** Response cache TTL per plan, seconds; 0 = until invalidated (CACHE_TTL_FREE/PRO/ENTERPRISE, SPEC section 10). */
+  cacheTtlSeconds: { FREE: number; PRO: number; ENTERPRISE: number };
 }
 
 /**
@@ -230,5 +232,10 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: trustProxy(env),
     corsOrigins: corsOrigins(env),
     shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 10_000, 0, 10 * 60_000),
+    cacheTtlSeconds: {
+      FREE: int(env, "CACHE_TTL_FREE", 300, 0, 30 * 86_400),
+      PRO: int(env, "CACHE_TTL_PRO", 3600, 0, 30 * 86_400),
+      ENTERPRISE: int(env, "CACHE_TTL_ENTERPRISE", 0, 0, 30 * 86_400),
+    },
   };
 }

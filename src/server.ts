@@ -128,6 +128,7 @@ async function main() {
     store,
     directory: new Directory(db.platform, store),
     live,
+    responseCache: { ttlSeconds: config.cacheTtlSeconds },
     verifyToken: createTokenVerifier(config),
     baseDomain: config.baseDomain,
     config,

@@ -38,6 +38,8 @@ export interface AuthorizedCaller {
   role: Role | null;
   membershipId: string | null;
   isPlatformAdmin: boolean;
+  /** The tenant's response-cache generation and TTL override, as PostgreSQL read them with the facts (null: not read). */
+  cacheFacts?: RequestFacts["cache"] | null;
   readonly tenantDb: TenantDb;
   deps: { directory: Directory };
 }
@@ -110,6 +112,8 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
   if (status !== "ACTIVE") throw tenantSuspended(status);
   if (plan !== cached.plan) await ctx.tenantDb.setStatementTimeout(PLAN_STATEMENT_TIMEOUT_MS[plan]);
   recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE);
+  // Only once every check above has passed: the response cache is addressed by it.
+  ctx.cacheFacts = facts.cache ?? null;
 }
 
 /**

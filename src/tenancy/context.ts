@@ -10,6 +10,7 @@ import {
   AppError,
 } from "../errors.ts";
 import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
+import type { ResponseCacheOptions } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
@@ -58,6 +59,8 @@ export interface ContextDeps {
   live?: LiveUpdates;
   /** The client of the live pool, for the reads of subscription events (src/db/clients.ts); the app client without it. */
   liveDb?: PrismaClient;
+  /** The response cache is on: query transactions also read the tenant's cache generation (docs/response-cache.md). */
+  responseCache?: ResponseCacheOptions;
 }
 
 export interface Context {
@@ -70,6 +73,12 @@ export interface Context {
   role: Role | null;
   membershipId: string | null;
   isPlatformAdmin: boolean;
+  /**
+   * The tenant's response-cache generation and TTL override, read by
+   * PostgreSQL with the authorization facts; null until then, or when the
+   * cache is off (src/http/use-response-cache.ts).
+   */
+  cacheFacts: { generation: string; ttl: number | null } | null;
   /** When the credentials stop being valid by themselves (token exp, key expiry or grace end), ms epoch; null = never. */
   credentialsExpireAt: number | null;
   /** Set when execution starts; mutations write in short transactions of their own. */
@@ -229,6 +238,7 @@ export async function buildContext(
     role,
     membershipId,
     isPlatformAdmin: !!user?.isPlatformAdmin,
+    cacheFacts: null,
     credentialsExpireAt,
     operation: "query" as Context["operation"],
     deps,
@@ -286,7 +296,7 @@ export function renewScope(ctx: Context): void {
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
-          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null },
+          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!this.deps.responseCache && this.operation === "query" },
           publisher: this.deps.live,
         });
         return tenantDb;

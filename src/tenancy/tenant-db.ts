@@ -49,6 +49,12 @@ export interface RequestFacts {
   admin: boolean | null;
   /** The role of the API key when its secret is valid now; null otherwise. */
   key: Role | null;
+  /**
+   * The tenant's response-cache generation and TTL override (app_request_cache,
+   * read beside the facts when the request may use the response cache;
+   * docs/response-cache.md).
+   */
+  cache?: { generation: string; ttl: number | null };
 }
 
 export type ScopedClient = ReturnType<typeof scopedClient>;
@@ -87,8 +93,12 @@ export interface TenantDbOptions {
   mode: "request" | "statement";
   /** Upper bound of one transaction. */
   transactionTimeoutMs?: number;
-  /** Read the authorization facts in the opening message (`authorize()`); the API key's secret hash, if any. */
-  authorization?: { apiKeyHash: string | null };
+  /**
+   * Read the authorization facts in the opening message (`authorize()`); the
+   * API key's secret hash, if any; `cache`: also the response cache's
+   * generation (same statement, no round-trip of its own).
+   */
+  authorization?: { apiKeyHash: string | null; cache?: boolean };
   /** Receives the live changes a transaction registered, once it has committed. */
   publisher?: LivePublisher;
 }
@@ -106,8 +116,10 @@ interface Session {
 
 /** The facts row of the last result of the opening message. */
 function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
-  const facts = results[results.length - 1]?.rows[0]?.facts as RequestFacts | undefined;
+  const row = results[results.length - 1]?.rows[0];
+  const facts = row?.facts as RequestFacts | undefined;
   if (!facts) throw new Error("app_request_facts returned nothing");
+  if (row.cache) facts.cache = row.cache;
   return facts;
 }
 
@@ -172,7 +184,8 @@ export class TenantDb {
       throw new Error("invalid authorization parameters");
     }
     const literal = (v: string | null | undefined) => (v ? `'${v}'` : "NULL");
-    return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts`;
+    const cache = auth.cache ? ", app_request_cache() AS cache" : "";
+    return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}`;
   }
 
   /** The request's session, opened on first use. */

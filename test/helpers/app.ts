@@ -2,6 +2,7 @@ import { createApp, type App, type AppDeps } from "../../src/app.ts";
 import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createLogger, type Logger } from "../../src/infra/logger.ts";
+import type { ResponseCacheOptions } from "../../src/infra/response-cache.ts";
 import type { Store } from "../../src/infra/store.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
@@ -83,7 +84,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes> } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients = options.pools ? createDatabases({ ownerUrl: db.url, pools: options.pools }) : createTestClients(db.url);
@@ -96,6 +97,7 @@ export async function createTestApp(
       config: { metricsToken: options.metricsToken },
       logger: options.logger ?? createLogger("silent"),
       pools: clients.pools,
+      ...(options.responseCache ? { responseCache: options.responseCache } : {}),
       probes: {
         postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
         store: () => store.ping(),

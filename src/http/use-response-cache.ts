@@ -1,0 +1,141 @@
+import { useResponseCache } from "@envelop/response-cache";
+import { isObjectType, type GraphQLSchema } from "graphql";
+import type { Plugin } from "graphql-yoga";
+import type { Logger } from "../infra/logger.ts";
+import type { Metrics } from "../infra/metrics.ts";
+import {
+  countLookup,
+  MAX_TTL_SECONDS,
+  RequestResponseCache,
+  responseCacheKey,
+  type CacheOutcome,
+  type ResponseCacheOptions,
+} from "../infra/response-cache.ts";
+import type { Store } from "../infra/store.ts";
+import { policyOf } from "../policy/enforcer.ts";
+import type { Context } from "../tenancy/context.ts";
+
+/**
+ * The tenant-aware response cache (issue 14, docs/response-cache.md):
+ * @envelop/response-cache with our own key, session, TTL and storage.
+ *
+ * It runs after `useRequestTransaction`, i.e. after the request's
+ * authorization facts were read by PostgreSQL (membership, role, key,
+ * suspension; the rate limit was counted while building the context), so a
+ * cached answer is only ever served to a caller PostgreSQL has just
+ * admitted. The same message read the tenant's cache generation
+ * (`ctx.cacheFacts`), which is part of the key: any committed change of the
+ * tenant moved it, so nothing cached before the change is addressed after.
+ *
+ * Used only for query operations with a tenant, not for mutations,
+ * subscriptions or requests with `Cache-Control: no-cache`/`no-store`;
+ * responses with errors are not stored, nor operations selecting a field
+ * with a TTL of 0: @crossTenant fields (their audit entry must be written
+ * each time), `Query.usage` (counts in Redis), `Viewer.memberships` (spans
+ * tenants), introspection.
+ *
+ * Every response of /graphql carries `X-Cache: HIT | MISS | BYPASS`.
+ */
+
+export interface ResponseCacheDeps {
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  schema: GraphQLSchema;
+  /** Undefined: the cache is off (every response BYPASS). */
+  options?: ResponseCacheOptions;
+}
+
+/** Fields whose answer depends on who asks, not only on the role: the caller joins the key. */
+const CALLER_FIELDS = /\bviewer\b/;
+
+const noCache = (request: Request) => /\bno-(cache|store)\b/i.test(request.headers.get("cache-control") ?? "");
+
+/** Schema coordinates never cached: every @crossTenant field, and the fields named above. */
+function uncachedCoordinates(schema: GraphQLSchema): Record<string, number> {
+  const ttl: Record<string, number> = { "Query.usage": 0, "Viewer.memberships": 0, "Query.__type": 0 };
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!isObjectType(type) || type.name.startsWith("__")) continue;
+    for (const field of Object.values(type.getFields())) {
+      if (policyOf(field.extensions?.directives, type.extensions?.directives).crossTenant) ttl[`${type.name}.${field.name}`] = 0;
+    }
+  }
+  return ttl;
+}
+
+/** JSON with sorted keys (the variables' order must not split entries). */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    return `{${Object.keys(obj)
+      .sort()
+      .filter((k) => obj[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson(obj[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+const requestOf = (ctx: Context) => (ctx as unknown as { request?: Request }).request;
+
+export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context> {
+  const outcomes = new WeakMap<Request, CacheOutcome[]>();
+  const note = (ctx: Context, outcome: CacheOutcome) => {
+    const request = requestOf(ctx);
+    if (request) outcomes.set(request, [...(outcomes.get(request) ?? []), outcome]);
+    const tenantId = ctx.tenant?.id;
+    if (!tenantId || outcome === "BYPASS") return;
+    if (outcome === "HIT") deps.metrics.cacheHit("response", tenantId);
+    else deps.metrics.cacheMiss("response", tenantId);
+    countLookup(deps.store, tenantId, outcome === "HIT");
+  };
+  const options = deps.options;
+  const maxTtl = options?.maxTtlSeconds ?? MAX_TTL_SECONDS;
+
+  return {
+    onPluginInit({ addPlugin }) {
+      if (!options) return;
+      addPlugin(
+        // The envelop plugin is typed over the context alone; Yoga's adds the request.
+        useResponseCache<Context>({
+          enabled: (ctx) => {
+            const request = requestOf(ctx);
+            const on = ctx.operation === "query" && !!ctx.tenant && !!ctx.cacheFacts && !!request && !noCache(request);
+            if (!on) note(ctx, "BYPASS");
+            return on;
+          },
+          // The role, the kind of caller and the generation: what every answer depends on.
+          session: (ctx) => `${ctx.role ?? ""}|${ctx.apiKey ? "key" : "user"}|${ctx.cacheFacts?.generation ?? ""}`,
+          buildResponseCacheKey: ({ documentString, variableValues, operationName, sessionId, context }) => {
+            const ctx = context as Context;
+            const caller = CALLER_FIELDS.test(documentString) ? (ctx.apiKey ? `key:${ctx.apiKey.id}` : `user:${ctx.user?.id ?? ""}`) : "";
+            return responseCacheKey(ctx.tenant!.id, [documentString, operationName ?? "", stableJson(variableValues ?? {}), sessionId ?? "", caller]);
+          },
+          cache: (ctx) => new RequestResponseCache(deps.store, (outcome) => note(ctx as Context, outcome), maxTtl),
+          ttl: Infinity,
+          ttlPerSchemaCoordinate: uncachedCoordinates(deps.schema),
+          onTtl: ({ ttl, context }) => {
+            if (ttl === 0) return 0;
+            const plan = context.tenant?.plan;
+            if (!plan) return 0;
+            const seconds = context.cacheFacts?.ttl ?? options.ttlSeconds[plan];
+            return seconds === 0 ? Math.min(ttl, maxTtl * 1000) : Math.min(ttl, seconds * 1000);
+          },
+          // The generation does it (docs/response-cache.md); no entity bookkeeping, no id fields added.
+          invalidateViaMutation: false,
+          idFields: [],
+          shouldCacheResult: ({ result }) => !result.errors?.length,
+          includeExtensionMetadata: false,
+        }) as Plugin<Context>,
+      );
+    },
+    onResponse({ request, response }) {
+      if (!new URL(request.url).pathname.endsWith("/graphql")) return;
+      const seen = outcomes.get(request) ?? [];
+      // A batch: HIT when every operation was one, MISS when any was.
+      const outcome: CacheOutcome = seen.length > 0 && seen.every((o) => o === "HIT") ? "HIT" : seen.includes("MISS") ? "MISS" : "BYPASS";
+      response.headers.set("X-Cache", outcome);
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import { createHash } from "node:crypto";
+import type { Cache } from "@envelop/response-cache";
+import type { ExecutionResult } from "graphql";
+import type { Plan } from "../generated/prisma/enums.ts";
+import type { Logger } from "./logger.ts";
+import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
+
+/**
+ * The response cache's storage (docs/response-cache.md): query results of a
+ * tenant under `t:{<tenantId>}:rc:<sha256>` in the shared store, behind the
+ * `Cache` interface of @envelop/response-cache. The plugin decides what to
+ * cache and for how long (src/http/use-response-cache.ts); this file keeps the
+ * entries, the per-tenant hit/miss counts and the tenant-wide clear.
+ *
+ * Invalidation is not the plugin's (it invalidates by the entities a
+ * mutation returns, in the process that ran it): the key holds the tenant's
+ * generation, which PostgreSQL bumps in the transaction of every change
+ * (migration 20261202001000_response_cache). `invalidate` is therefore a
+ * no-op, and an entry of an older generation is never read again.
+ */
+
+export interface ResponseCacheOptions {
+  /** TTL per plan, seconds (CACHE_TTL_FREE/PRO/ENTERPRISE); 0 = until invalidated. */
+  ttlSeconds: Record<Plan, number>;
+  /** Entries "until invalidated" still leave the store after this long (old generations are never read). @default 86400 */
+  maxTtlSeconds?: number;
+}
+
+export const DEFAULT_CACHE_TTL_SECONDS: Record<Plan, number> = { FREE: 300, PRO: 3600, ENTERPRISE: 0 };
+export const MAX_TTL_SECONDS = 86_400;
+
+/** HIT: served from the cache; MISS: executed and (if cacheable) stored; BYPASS: the cache was not used. */
+export type CacheOutcome = "HIT" | "MISS" | "BYPASS";
+
+/** The pattern of every cached response of a tenant (not its hit/miss counts). */
+export const responseCachePattern = (tenantId: string) => tenantKey(tenantId, "rc", "*");
+
+/** The key of one response: the tenant's namespace, then a digest of everything the answer depends on. */
+export function responseCacheKey(tenantId: string, parts: readonly string[]): string {
+  const digest = createHash("sha256");
+  for (const p of parts) digest.update(p).update("\u0000");
+  return tenantKey(tenantId, "rc", digest.digest("hex"));
+}
+
+const DAY_MS = 86_400_000;
+/** Counts kept per UTC day, for two days. */
+const statsKey = (tenantId: string, kind: "h" | "m", day: number) => tenantKey(tenantId, "rcs", String(day), kind);
+
+/** Counts one lookup of a tenant's cache (fire-and-forget; a store that cannot answer loses the count). */
+export function countLookup(store: Store, tenantId: string, hit: boolean, now = Date.now()): void {
+  store.hit(statsKey(tenantId, hit ? "h" : "m", Math.floor(now / DAY_MS)), 2 * DAY_MS).catch(() => undefined);
+}
+
+/**
+ * The tenant's hit rate over the current and the previous UTC day (hits /
+ * (hits + misses)); null when it had no cacheable reads then, or the store
+ * cannot answer.
+ */
+export async function cacheHitRate(store: Store, tenantId: string, now = Date.now()): Promise<number | null> {
+  const today = Math.floor(now / DAY_MS);
+  try {
+    const counts = await Promise.all(
+      [today - 1, today].flatMap((d) => [store.get(statsKey(tenantId, "h", d)), store.get(statsKey(tenantId, "m", d))]),
+    );
+    const [h1, m1, h2, m2] = counts.map((c) => Number(c ?? 0));
+    const hits = h1! + h2!;
+    const reads = hits + m1! + m2!;
+    return reads === 0 ? null : hits / reads;
+  } catch (err) {
+    if (isStoreUnavailable(err)) return null;
+    throw err;
+  }
+}
+
+/** Deletes every cached response of a tenant (the generation bump has already made them unreachable). */
+export async function clearResponseCache(store: Store, tenantId: string, logger?: Pick<Logger, "warn">): Promise<number> {
+  try {
+    return await store.deletePattern(responseCachePattern(tenantId));
+  } catch (err) {
+    if (!isStoreUnavailable(err)) throw err;
+    // Unreachable anyway (the generation changed); their TTL removes them.
+    logger?.warn({ tenantId }, "response cache: entries not deleted, the store is unavailable");
+    return 0;
+  }
+}
+
+/** Cache writes not yet answered by the store. */
+const pendingWrites = new Set<Promise<void>>();
+
+/** Waits for every cache write already started (tests: the next read of the same query is then a HIT). */
+export async function settleResponseCacheWrites(): Promise<void> {
+  while (pendingWrites.size) await Promise.allSettled([...pendingWrites]);
+}
+
+/** What one request's cache saw, for X-Cache and the counters. */
+export interface LookupObserver {
+  (outcome: CacheOutcome): void;
+}
+
+/**
+ * The `Cache` of one request (the plugin asks for it per context): reads and
+ * writes the shared store, reports HIT / MISS, and BYPASS when the store
+ * cannot answer, in which case nothing is written either. Never serves from
+ * process memory (a memory store is only used when REDIS_URL is unset, one
+ * process).
+ */
+export class RequestResponseCache implements Cache {
+  private bypassed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly observe: LookupObserver,
+    private readonly maxTtlSeconds = MAX_TTL_SECONDS,
+  ) {}
+
+  async get(key: string): Promise<ExecutionResult | null> {
+    let raw: string | null;
+    try {
+      raw = await this.store.get(key);
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      this.bypassed = true;
+      this.observe("BYPASS");
+      return null;
+    }
+    const cached = raw === null ? null : parseEntry(raw);
+    this.observe(cached ? "HIT" : "MISS");
+    return cached;
+  }
+
+  set(key: string, result: ExecutionResult, _entities: unknown, ttlMs: number): void {
+    if (this.bypassed || !(ttlMs > 0)) return;
+    const seconds = Number.isFinite(ttlMs) ? Math.max(1, Math.min(this.maxTtlSeconds, Math.ceil(ttlMs / 1000))) : this.maxTtlSeconds;
+    // Not waited for: the response does not depend on it.
+    const write: Promise<void> = this.store
+      .set(key, JSON.stringify({ data: result.data }), seconds)
+      .catch(() => undefined)
+      .finally(() => pendingWrites.delete(write));
+    pendingWrites.add(write);
+  }
+
+  /** Nothing to do: the tenant's generation changes with every committed change (see above). */
+  invalidate(): void {}
+}
+
+function parseEntry(raw: string): ExecutionResult | null {
+  try {
+    const value = JSON.parse(raw) as { data?: unknown };
+    return value && typeof value === "object" && value.data && typeof value.data === "object" ? { data: value.data as Record<string, unknown> } : null;
+  } catch {
+    return null;
+  }
+}

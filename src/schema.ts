@@ -25,6 +25,7 @@ import "./modules/members/member.schema.ts";
 import "./modules/api-keys/api-key.schema.ts";
 import "./modules/usage/usage.schema.ts";
 import "./modules/live/live.schema.ts";
+import "./modules/cache/cache.schema.ts";
 
 builder.queryType({});
 builder.mutationType({});

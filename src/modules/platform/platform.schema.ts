@@ -45,7 +45,7 @@ const TenantStatusCountRef = builder.objectRef<{ status: string; count: number }
   }),
 });
 
-const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
+export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
   description: "One tenant's usage. deployments and apiRequests count activity within from/to; the others are current counts.",
   fields: (t) => ({
     // A plain row from the platform path: never re-read through the tenant-scoped client.

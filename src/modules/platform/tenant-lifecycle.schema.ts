@@ -52,6 +52,9 @@ const SetTenantLimitsInput = builder.inputType("SetTenantLimitsInput", {
   fields: (t) => ({
     tenantId: t.id({ required: true }),
     limits: t.field({ type: [TenantLimitInput], required: true }),
+    cacheTtlSeconds: t.int({
+      description: "Response cache TTL of the tenant in seconds (0 = until invalidated); null = the plan's (CACHE_TTL_<PLAN>); omitted = unchanged.",
+    }),
   }),
 });
 const ScheduleTenantDeletionInput = builder.inputType("ScheduleTenantDeletionInput", {
@@ -110,7 +113,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.setLimits" } },
     args: { input: t.arg({ type: SetTenantLimitsInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info, { input }))) as never,
+      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info, { input }), input.cacheTtlSeconds)) as never,
     }),
   }),
   scheduleTenantDeletion: t.field({

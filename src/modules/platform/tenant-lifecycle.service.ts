@@ -16,6 +16,8 @@ import { conflictToInput } from "../projects/project.service.ts";
  * invalidates the tenant's directory entry in the shared store.
  */
 
+/** The longest cache TTL an override may set (30 days, as CACHE_TTL_<PLAN>). */
+const MAX_CACHE_TTL_SECONDS = 30 * 86_400;
 const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const QUOTA_RESOURCES: QuotaResource[] = Object.values(QuotaResource);
 
@@ -151,10 +153,21 @@ export function changeTenantPlan(ctx: Context, tenantId: string, plan: Plan, met
   );
 }
 
-export function setTenantLimits(ctx: Context, tenantId: string, limits: LimitInput[], metadata: unknown) {
+/** cacheTtlSeconds: undefined = unchanged, null = the plan's TTL again (docs/response-cache.md). */
+export function setTenantLimits(ctx: Context, tenantId: string, limits: LimitInput[], metadata: unknown, cacheTtlSeconds?: number | null) {
   const checked = checkLimits("limits", limits);
+  if (cacheTtlSeconds != null && (!Number.isInteger(cacheTtlSeconds) || cacheTtlSeconds < 0 || cacheTtlSeconds > MAX_CACHE_TTL_SECONDS)) {
+    throw badInput("cacheTtlSeconds", `cacheTtlSeconds must be an integer from 0 to ${MAX_CACHE_TTL_SECONDS}, or null for the plan's`);
+  }
   return changeTenant(ctx, "tenant.setLimits", tenantId, metadata, async (tx, t) => {
     await upsertLimits(tx, t.id, checked);
+    if (cacheTtlSeconds !== undefined) {
+      await tx.tenantCacheGeneration.upsert({
+        where: { tenantId: t.id },
+        create: { tenantId: t.id, ttlSeconds: cacheTtlSeconds },
+        update: { ttlSeconds: cacheTtlSeconds },
+      });
+    }
     // updated_at records the change on the tenant itself.
     await tx.tenant.update({ where: { id: t.id }, data: { updatedAt: new Date() } });
   });

@@ -10,6 +10,32 @@ import autocannon from "autocannon";
 export interface GeneratedRequest {
   body: string;
   token: string;
+  /**
+   * May use the response cache. Every other request is sent with
+   * `Cache-Control: no-cache` (X-Cache: BYPASS), so the scenarios measured
+   * before the cache existed keep measuring the same work.
+   */
+  cache?: boolean;
+}
+
+/** The request headers of a generated request. */
+export const requestHeaders = (req: GeneratedRequest): Record<string, string> => ({
+  "content-type": "application/json",
+  authorization: `Bearer ${req.token}`,
+  ...(req.cache ? {} : { "cache-control": "no-cache" }),
+});
+
+/** What the response cache answered (X-Cache), with the latencies of hits and misses. */
+export interface CacheFigures {
+  hit: number;
+  miss: number;
+  bypass: number;
+  /** hit / (hit + miss); null when no cacheable reads. */
+  hitRate: number | null;
+  hitP50: number;
+  hitP95: number;
+  missP50: number;
+  missP95: number;
 }
 
 export type RequestGenerator = (i: number) => GeneratedRequest;
@@ -36,6 +62,8 @@ export interface LoadResult {
   /** 2xx responses whose body carries GraphQL errors. */
   gqlErrors: number;
   statusCodes: Record<string, number>;
+  /** Present when some response carried X-Cache HIT or MISS. */
+  cache?: CacheFigures;
 }
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
@@ -48,6 +76,11 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let counter = 0;
   let gqlErrors = 0;
   const latencies: number[] = [];
+  // onResponse (with the headers) runs synchronously just before the
+  // 'response' event of the same response (autocannon's httpClient): the
+  // X-Cache it saw is paired with that response's latency.
+  let lastCache: string | undefined;
+  const byCache: Record<"HIT" | "MISS" | "BYPASS", number[]> = { HIT: [], MISS: [], BYPASS: [] };
   const instance = autocannon({
     url: opts.url,
     connections: opts.connections,
@@ -59,23 +92,26 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
         method: "POST",
         path: "/graphql",
         setupRequest: (req: Record<string, unknown>) => {
-          const { body, token } = opts.gen(counter++);
+          const generated = opts.gen(counter++);
           return {
             ...req,
             method: "POST",
             path: "/graphql",
-            headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-            body,
+            headers: requestHeaders(generated),
+            body: generated.body,
           };
         },
-        onResponse: (status: number, body: string) => {
+        onResponse: (status: number, body: string, _context: unknown, headers?: Record<string, string>) => {
           if (status >= 200 && status < 300 && body.includes('"errors"')) gqlErrors++;
+          lastCache = headers?.["x-cache"] ?? headers?.["X-Cache"];
         },
       },
     ],
   });
   instance.on("response", (_client: unknown, _status: number, _bytes: number, ms: number) => {
     latencies.push(ms);
+    if (lastCache === "HIT" || lastCache === "MISS" || lastCache === "BYPASS") byCache[lastCache].push(ms);
+    lastCache = undefined;
   });
   return new Promise((resolve, reject) => {
     instance.on("done", (result: autocannon.Result) => {
@@ -93,19 +129,31 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
         non2xx: result.non2xx,
         gqlErrors,
         statusCodes: codes,
+        cache: cacheFigures(byCache),
       });
     });
     instance.on("error", reject);
   });
 }
 
+function cacheFigures(byCache: Record<"HIT" | "MISS" | "BYPASS", number[]>): CacheFigures | undefined {
+  const [hits, misses] = [byCache.HIT, byCache.MISS].map((l) => Float64Array.from(l).sort());
+  if (!hits!.length && !misses!.length) return undefined;
+  return {
+    hit: hits!.length,
+    miss: misses!.length,
+    bypass: byCache.BYPASS.length,
+    hitRate: hits!.length / (hits!.length + misses!.length),
+    hitP50: percentile(hits!, 50),
+    hitP95: percentile(hits!, 95),
+    missP50: percentile(misses!, 50),
+    missP95: percentile(misses!, 95),
+  };
+}
+
 /** One request outside the load: for checks, cursors and statement counts. */
 export async function post(url: string, req: GeneratedRequest): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${url}/graphql`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${req.token}` },
-    body: req.body,
-  });
+  const res = await fetch(`${url}/graphql`, { method: "POST", headers: requestHeaders(req), body: req.body });
   const text = await res.text();
   let json: unknown;
   try {

@@ -23,6 +23,7 @@ import {
   mutationMixGen,
   paginationGen,
   platformGen,
+  readMostlyGen,
   signTokens,
   withoutTenant,
   TENANT_USAGE_QUERIES,
@@ -237,6 +238,14 @@ async function main() {
     { id: "pagination-32", title: "deployments(first: 50), page 1 + page 2", target: "server", connections: C, gen: paginationGen(regular, cursors) },
     { id: "mutation-mix-32", title: "90% dashboard + 10% createDeployment", target: "server", connections: C, gen: mutationMixGen(regular) },
     {
+      id: "read-mostly-32",
+      title: "read-mostly: 95% dashboard (response cache on) + 5% createDeployment",
+      target: "server",
+      connections: C,
+      gen: readMostlyGen(regular),
+      floor: "floor-32",
+    },
+    {
       id: "usage-32",
       title: "platform.tenantUsage (100 tenants)",
       target: "server",
@@ -399,6 +408,7 @@ async function main() {
     noiseSummary
       ? `- noisy tenant: sent ${noiseSummary.rps.toFixed(1)} req/s (10x its ${opts.noisyLimitPerMinute}/min), ${noiseSummary.served200} served (its limit: full dashboards, ${((100 * noiseSummary.served200) / median(noisy!.runs.map((r) => r.requests))).toFixed(0)}% on top of the others' requests) and ${noiseSummary.rejected429} rejected with 429 per run (median); the others' p95 moved by ${noisyDeltaPct?.toFixed(1)}% against the dashboard run just before. Under a closed-loop load that saturates the server, any admitted extra work shows up in p95.`
       : `- noisy tenant: not run.`,
+    readMostlyLine(results.get("read-mostly-32"), dash32),
     liveSummary
       ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms; server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%). Medians over runs.`
       : `- live updates: not run.`,
@@ -424,6 +434,15 @@ async function main() {
   await writeFile(path.join(dir, `${stamp}.md`), md);
   process.stdout.write(`\n${md}\n`);
   log(`written bench/results/${stamp}.json and .md in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
+}
+
+/** The response cache's figures of the read-mostly scenario (issue 14), medians over runs. */
+function readMostlyLine(r: ScenarioResult | undefined, dash32: ScenarioResult | undefined): string {
+  const runs = (r?.runs ?? []).filter((x) => x.cache);
+  if (!runs.length) return `- read-mostly: not run.`;
+  const m = (f: (c: NonNullable<LoadResult["cache"]>) => number | null) => median(runs.map((x) => f(x.cache!) ?? NaN));
+  const dash = dash32?.runs.length ? `; the uncached dashboard (Cache-Control: no-cache) in the same run: p50 ${median(dash32.runs.map((x) => x.p50)).toFixed(1)} ms, p95 ${median(dash32.runs.map((x) => x.p95)).toFixed(1)} ms` : "";
+  return `- read-mostly (response cache): hit rate ${(100 * m((c) => c.hitRate)).toFixed(1)}% of cacheable reads (${m((c) => c.hit).toFixed(0)} HIT / ${m((c) => c.miss).toFixed(0)} MISS per run); hits p50 ${m((c) => c.hitP50).toFixed(1)} ms, p95 ${m((c) => c.hitP95).toFixed(1)} ms; misses p50 ${m((c) => c.missP50).toFixed(1)} ms, p95 ${m((c) => c.missP95).toFixed(1)} ms${dash}. Every other scenario sends Cache-Control: no-cache (BYPASS).`;
 }
 
 process.on("SIGINT", () => {

@@ -119,6 +119,29 @@ export function mutationMixGen(tokens: Tokens): RequestGenerator {
   };
 }
 
+/**
+ * Read-mostly (issue 14): 19 dashboards that may use the response cache,
+ * then one createDeployment by a DEVELOPER (5%), rotating over the tenants
+ * and their members (every role reads, so each change of a tenant costs a
+ * miss per role).
+ */
+export function readMostlyGen(tokens: Tokens): RequestGenerator {
+  const table = tokens.members;
+  const dash = body(dashboardQuery());
+  let n = 0;
+  return (i) => {
+    if (i % 20 !== 19) return { body: dash, token: pick(table, i).token, cache: true };
+    const d = pick(tokens.developers, n++);
+    const projectId = d.tenant.projectIds[n % d.tenant.projectIds.length]!;
+    return {
+      token: d.token,
+      body: body(CREATE_DEPLOYMENT_MUTATION, {
+        input: { projectId: toGlobalId("Project", projectId), branch: "bench", commitSha: `cache${i}` },
+      }),
+    };
+  };
+}
+
 export function platformGen(tokens: Tokens, query: string): RequestGenerator {
   const b = body(query);
   return () => ({ body: b, token: tokens.admin });

@@ -119,6 +119,15 @@ export function mutationMixGen(tokens: Tokens): RequestGenerator {
   };
 }
 
+/** The dashboard, allowed to use the response cache; i -> tenant i % n, member (i / n) % members. */
+export function cachedDashboardGen(tokens: Tokens): RequestGenerator {
+  const b = body(dashboardQuery());
+  return (i) => ({ body: b, token: pick(tokens.members, i).token, cache: true });
+}
+
+/** Requests of cachedDashboardGen that visit every (tenant, member) once. */
+export const memberCount = (tokens: Tokens) => tokens.members.reduce((n, row) => n + row.length, 0);
+
 /**
  * Read-mostly (issue 14): 19 dashboards that may use the response cache,
  * then one createDeployment by a DEVELOPER (5%), rotating over the tenants
@@ -126,11 +135,10 @@ export function mutationMixGen(tokens: Tokens): RequestGenerator {
  * miss per role).
  */
 export function readMostlyGen(tokens: Tokens): RequestGenerator {
-  const table = tokens.members;
-  const dash = body(dashboardQuery());
+  const dash = cachedDashboardGen(tokens);
   let n = 0;
   return (i) => {
-    if (i % 20 !== 19) return { body: dash, token: pick(table, i).token, cache: true };
+    if (i % 20 !== 19) return dash(i);
     const d = pick(tokens.developers, n++);
     const projectId = d.tenant.projectIds[n % d.tenant.projectIds.length]!;
     return {

@@ -199,6 +199,14 @@ describe("response cache", () => {
       await query(t.db.url, sql);
       await expectFresh(`a change of ${table}`, q, owner);
     }
+    // Once per transaction and tenant: a bump rolled back with its savepoint does not hide the next change.
+    await warm(q, owner);
+    await query(
+      t.db.url,
+      `BEGIN; SAVEPOINT s; UPDATE projects SET name = name || '!' WHERE tenant_id = '${acme}'; ROLLBACK TO SAVEPOINT s;
+       UPDATE projects SET name = name || '?' WHERE tenant_id = '${acme}'; COMMIT`,
+    );
+    expect((await expectFresh("a change after a rolled-back savepoint", q, owner)).data.projects.edges[0].node.name).toMatch(/\?$/);
     // A change of another tenant leaves acme's entries addressed.
     await warm(q, owner);
     await query(t.db.url, `UPDATE projects SET name = name || '.' WHERE tenant_id = '${ids.globex}'`);

@@ -66,6 +66,7 @@ CREATE FUNCTION app_cache_changed() RETURNS trigger
   AS $$
   DECLARE
     ids uuid[];
+    done text := coalesce(current_setting('app.cache_bumped', true), '');
   BEGIN
     IF TG_ARGV[0] = 'tenant_id' THEN
       IF TG_OP = 'INSERT' THEN ids := ARRAY(SELECT tenant_id FROM new_rows);
@@ -79,8 +80,14 @@ CREATE FUNCTION app_cache_changed() RETURNS trigger
     ELSE
       ids := ARRAY(SELECT m.tenant_id FROM "memberships" m WHERE m.user_id IN (SELECT id FROM new_rows));
     END IF;
+    -- A tenant this transaction has bumped already keeps its new generation:
+    -- no one has seen it (it commits with every change of the transaction).
+    -- The list is transaction-local, and a savepoint rolled back takes its
+    -- entries with it, as it takes the bump.
+    ids := ARRAY(SELECT DISTINCT x FROM unnest(ids) AS u(x) WHERE x IS NOT NULL AND position(x::text IN done) = 0);
     IF cardinality(ids) > 0 THEN
       PERFORM app_bump_cache_generations(ids);
+      PERFORM set_config('app.cache_bumped', done || array_to_string(ids, ',') || ',', true);
     END IF;
     RETURN NULL;
   END

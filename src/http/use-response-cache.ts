@@ -32,7 +32,8 @@ import type { Context } from "../tenancy/context.ts";
  * responses with errors are not stored, nor operations selecting a field
  * with a TTL of 0: @crossTenant fields (their audit entry must be written
  * each time), `Query.usage` (counts in Redis), `Viewer.memberships` (spans
- * tenants), introspection.
+ * tenants), `ApiKey.lastUsedAt` (written on a key's first use each
+ * minute without moving the generation), introspection.
  *
  * Every response of /graphql carries `X-Cache: HIT | MISS | BYPASS`.
  */
@@ -53,7 +54,7 @@ const noCache = (request: Request) => /\bno-(cache|store)\b/i.test(request.heade
 
 /** Schema coordinates never cached: every @crossTenant field, and the fields named above. */
 function uncachedCoordinates(schema: GraphQLSchema): Record<string, number> {
-  const ttl: Record<string, number> = { "Query.usage": 0, "Viewer.memberships": 0, "Query.__type": 0 };
+  const ttl: Record<string, number> = { "Query.usage": 0, "Viewer.memberships": 0, "ApiKey.lastUsedAt": 0, "Query.__type": 0 };
   for (const type of Object.values(schema.getTypeMap())) {
     if (!isObjectType(type) || type.name.startsWith("__")) continue;
     for (const field of Object.values(type.getFields())) {

@@ -37,6 +37,7 @@ const SPEC_MUTATIONS: Record<string, Needed> = {
   setTenantLimits: "PLATFORM",
   scheduleTenantDeletion: "PLATFORM",
   purgeTenant: "PLATFORM",
+  clearTenantCache: "PLATFORM",
 };
 const SPEC_RESTRICTED_QUERIES: Record<string, Needed> = {
   apiKeys: "ADMIN",

@@ -207,6 +207,12 @@ describe("response cache", () => {
        UPDATE projects SET name = name || '?' WHERE tenant_id = '${acme}'; COMMIT`,
     );
     expect((await expectFresh("a change after a rolled-back savepoint", q, owner)).data.projects.edges[0].node.name).toMatch(/\?$/);
+    // A key's lastUsedAt (written on its first use each minute) moves nothing, and is never cached.
+    await warm(q, owner);
+    await query(t.db.url, `UPDATE api_keys SET last_used_at = now() WHERE tenant_id = '${acme}'`);
+    expect(xcache(await read(q, owner))).toBe("HIT");
+    const lastUsed = `{ apiKeys(first: 5) { edges { node { lastUsedAt } } } }`;
+    expect([xcache(await read(lastUsed, owner)), xcache(await read(lastUsed, owner))]).toEqual(["MISS", "MISS"]);
     // A change of another tenant leaves acme's entries addressed.
     await warm(q, owner);
     await query(t.db.url, `UPDATE projects SET name = name || '.' WHERE tenant_id = '${ids.globex}'`);

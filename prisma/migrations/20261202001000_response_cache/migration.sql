@@ -60,7 +60,9 @@ GRANT EXECUTE ON FUNCTION app_bump_cache_generations(uuid[]) TO tenantgraph_app,
 
 -- The statement-level trigger function. TG_ARGV[0] says which column names
 -- the tenant: 'tenant_id' (tenant tables), 'id' (tenants), 'user' (users:
--- every tenant the changed users are members of).
+-- every tenant the changed users are members of). TG_ARGV[1], if any, is a
+-- column whose change alone bumps nothing (api_keys.last_used_at: written on
+-- a key's first use each minute; the field is never cached instead).
 CREATE FUNCTION app_cache_changed() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
@@ -71,6 +73,9 @@ CREATE FUNCTION app_cache_changed() RETURNS trigger
     IF TG_ARGV[0] = 'tenant_id' THEN
       IF TG_OP = 'INSERT' THEN ids := ARRAY(SELECT tenant_id FROM new_rows);
       ELSIF TG_OP = 'DELETE' THEN ids := ARRAY(SELECT tenant_id FROM old_rows);
+      ELSIF TG_NARGS > 1 THEN
+        ids := ARRAY(SELECT n.tenant_id FROM new_rows n JOIN old_rows o ON o.tenant_id = n.tenant_id AND o.id = n.id
+                     WHERE to_jsonb(n) - TG_ARGV[1] IS DISTINCT FROM to_jsonb(o) - TG_ARGV[1]);
       ELSE ids := ARRAY(SELECT tenant_id FROM new_rows UNION SELECT tenant_id FROM old_rows);
       END IF;
     ELSIF TG_ARGV[0] = 'id' THEN
@@ -95,14 +100,15 @@ CREATE FUNCTION app_cache_changed() RETURNS trigger
 
 -- Attaches the triggers to a table (a later migration adding a tenant table
 -- calls it too; tenant-tables.test.ts checks that every tenant table has them).
-CREATE FUNCTION app_track_cache(p_table regclass, p_column text) RETURNS void
+CREATE FUNCTION app_track_cache(p_table regclass, p_column text, p_ignored_on_update text DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
   BEGIN
     EXECUTE format('CREATE TRIGGER cache_generation_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
                       FOR EACH STATEMENT EXECUTE FUNCTION app_cache_changed(%L)', p_table, p_column);
     EXECUTE format('CREATE TRIGGER cache_generation_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-                      FOR EACH STATEMENT EXECUTE FUNCTION app_cache_changed(%L)', p_table, p_column);
+                      FOR EACH STATEMENT EXECUTE FUNCTION app_cache_changed(%s)', p_table,
+                   concat_ws(', ', quote_literal(p_column), quote_literal(p_ignored_on_update)));
     IF p_column = 'tenant_id' THEN
       EXECUTE format('CREATE TRIGGER cache_generation_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
                         FOR EACH STATEMENT EXECUTE FUNCTION app_cache_changed(%L)', p_table, p_column);
@@ -114,8 +120,9 @@ CREATE FUNCTION app_track_cache(p_table regclass, p_column text) RETURNS void
 -- seconds; the fields that read them, Query.usage and the platform's
 -- statistics, are never cached) and this table itself.
 SELECT app_track_cache(t::regclass, 'tenant_id')
-FROM unnest(ARRAY['memberships', 'projects', 'deployments', 'workflows', 'api_keys', 'audit_log',
+FROM unnest(ARRAY['memberships', 'projects', 'deployments', 'workflows', 'audit_log',
                   'tenant_limit_overrides']) AS t;
+SELECT app_track_cache('api_keys'::regclass, 'tenant_id', 'last_used_at');
 -- Status, plan, name of the tenant (a deleted tenant's row goes with it).
 SELECT app_track_cache('tenants'::regclass, 'id');
 -- Names, e-mails and the platform-admin flag of members (insert: no member yet; delete: memberships cascade).

@@ -116,13 +116,17 @@ CREATE FUNCTION app_track_cache(p_table regclass, p_column text, p_ignored_on_up
   END
   $$;
 
--- Every tenant table but usage_counters (request counts flushed every few
--- seconds; the fields that read them, Query.usage and the platform's
--- statistics, are never cached) and this table itself.
-SELECT app_track_cache(t::regclass, 'tenant_id')
-FROM unnest(ARRAY['memberships', 'projects', 'deployments', 'workflows', 'audit_log',
-                  'tenant_limit_overrides']) AS t;
-SELECT app_track_cache('api_keys'::regclass, 'tenant_id', 'last_used_at');
+-- Every tenant table (every table of this schema with a tenant_id column,
+-- whichever migration made it) but usage_counters (request counts flushed
+-- every few seconds; the fields that read them, Query.usage and the
+-- platform's statistics, are never cached) and this table itself; api_keys
+-- without its last_used_at writes.
+SELECT app_track_cache(c.oid::regclass, 'tenant_id', CASE c.relname WHEN 'api_keys' THEN 'last_used_at' END)
+FROM pg_class c
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+  AND c.relname NOT IN ('usage_counters', 'tenant_cache_generations')
+ORDER BY c.relname;
 -- Status, plan, name of the tenant (a deleted tenant's row goes with it).
 SELECT app_track_cache('tenants'::regclass, 'id');
 -- Names, e-mails and the platform-admin flag of members (insert: no member yet; delete: memberships cascade).

@@ -123,7 +123,7 @@ export class RequestResponseCache implements Cache {
       this.observe("BYPASS");
       return null;
     }
-    const cached = raw === null ? null : parseEntry(raw);
+    const cached = raw === null ? null : entryOf(raw);
     this.observe(cached ? "HIT" : "MISS");
     return cached;
   }
@@ -143,11 +143,21 @@ export class RequestResponseCache implements Cache {
   invalidate(): void {}
 }
 
-function parseEntry(raw: string): ExecutionResult | null {
-  try {
-    const value = JSON.parse(raw) as { data?: unknown };
-    return value && typeof value === "object" && value.data && typeof value.data === "object" ? { data: value.data as Record<string, unknown> } : null;
-  } catch {
-    return null;
-  }
+/**
+ * A stored entry as a result: the stored text is exactly the response body
+ * Yoga would write for `{ data }`, so the result carries it as its
+ * `stringify` (Yoga's serializer uses a result's own, as for graphql-jit's)
+ * and `data` is only parsed if something reads it. A result that gained
+ * errors or extensions on the way is serialized as usual.
+ */
+function entryOf(raw: string): ExecutionResult | null {
+  if (!raw.startsWith('{"data":{') || !raw.endsWith("}")) return null;
+  let data: Record<string, unknown> | undefined;
+  const result = {
+    get data() {
+      return (data ??= (JSON.parse(raw) as { data: Record<string, unknown> }).data);
+    },
+    stringify: (r: ExecutionResult) => (r === result || (!r.errors && !r.extensions) ? raw : JSON.stringify(r)),
+  };
+  return result;
 }

@@ -95,6 +95,14 @@ describe("response cache", () => {
     const bypass = await read(PROJECTS, owner, { "cache-control": "no-cache" });
     expect(xcache(bypass)).toBe("BYPASS");
     expect(bypass.body).toEqual(first.body);
+    // A batch of hits: each answer written from its stored text.
+    const batch = await t.app.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${owner}` },
+      body: JSON.stringify([{ query: PROJECTS }, { query: PROJECTS }]),
+    });
+    expect(xcache(batch)).toBe("HIT");
+    expect(await batch.json()).toEqual([first.body, first.body]);
     const m = await t.gql(`mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id } } }`, { token: owner, variables: { i: { name: "Bypassed" } } });
     expect(xcache(m)).toBe("BYPASS");
     // The variables are part of the key, in any key order.

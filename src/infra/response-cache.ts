@@ -131,9 +131,12 @@ export class RequestResponseCache implements Cache {
   set(key: string, result: ExecutionResult, _entities: unknown, ttlMs: number): void {
     if (this.bypassed || !(ttlMs > 0)) return;
     const seconds = Number.isFinite(ttlMs) ? Math.max(1, Math.min(this.maxTtlSeconds, Math.ceil(ttlMs / 1000))) : this.maxTtlSeconds;
+    const text = JSON.stringify({ data: result.data });
+    // The response is this very text: serialized once, for the store and the client.
+    if (!result.errors && !result.extensions) useAsBody(result, text);
     // Not waited for: the response does not depend on it.
     const write: Promise<void> = this.store
-      .set(key, JSON.stringify({ data: result.data }), seconds)
+      .set(key, text, seconds)
       .catch(() => undefined)
       .finally(() => pendingWrites.delete(write));
     pendingWrites.add(write);
@@ -141,6 +144,16 @@ export class RequestResponseCache implements Cache {
 
   /** Nothing to do: the tenant's generation changes with every committed change (see above). */
   invalidate(): void {}
+}
+
+/** Makes `text` the serialization of `result` (Yoga uses a result's own `stringify`), unless it gains errors or extensions. */
+function useAsBody(result: ExecutionResult, text: string): void {
+  Object.defineProperty(result, "stringify", {
+    value: (r: ExecutionResult) => (r === result && !r.errors && !r.extensions ? text : JSON.stringify(r)),
+    enumerable: false,
+    configurable: true,
+    writable: true,
+  });
 }
 
 /**

@@ -26,7 +26,24 @@ import { PrismaClient } from "../generated/prisma/client.ts";
 /** The statements of one request's connection, one at a time in call order (pg would queue them too, but that is deprecated). */
 export class RequestConnection {
   private tail: Promise<unknown> = Promise.resolve();
+  private batchTail: Promise<void> = Promise.resolve();
   constructor(readonly client: pg.PoolClient) {}
+
+  /**
+   * Waits for the connection's previous batch transaction (a savepoint) to
+   * end, and resolves with the function that ends this one. Two batches
+   * interleaved on one connection would nest their savepoints, and the
+   * outer one's RELEASE destroys the inner one ("savepoint ... does not
+   * exist"), so they take turns; plain statements do not wait.
+   */
+  async exclusiveBatch(): Promise<() => void> {
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    const previous = this.batchTail;
+    this.batchTail = previous.then(() => ended);
+    await previous;
+    return end;
+  }
 
   query(...args: unknown[]): Promise<any> {
     const client = this.client;
@@ -55,8 +72,10 @@ export class SlotPool extends pg.Pool {
    * become SAVEPOINT, RELEASE and ROLLBACK TO; an isolation level stays the
    * request transaction's).
    */
-  override connect(): any {
-    if (!this.connection) return Promise.reject(new Error("request slot used without its connection"));
+  override async connect(): Promise<any> {
+    const connection = this.connection;
+    if (!connection) throw new Error("request slot used without its connection");
+    const endBatch = await connection.exclusiveBatch();
     const name = `prisma_batch_${++this.batches}`;
     const statement = (text: string) => {
       const verb = text.trim().toUpperCase();
@@ -69,15 +88,15 @@ export class SlotPool extends pg.Pool {
     const nested = {
       query: (config: unknown, ...rest: unknown[]) =>
         typeof config === "string"
-          ? this.query(statement(config), ...rest)
+          ? connection.query(statement(config), ...rest)
           : config && typeof config === "object" && typeof (config as { text?: unknown }).text === "string"
-            ? this.query({ ...(config as object), text: statement((config as { text: string }).text) }, ...rest)
-            : this.query(config, ...rest),
+            ? connection.query({ ...(config as object), text: statement((config as { text: string }).text) }, ...rest)
+            : connection.query(config, ...rest),
       on: () => nested,
       removeListener: () => nested,
-      release: () => {},
+      release: endBatch,
     };
-    return Promise.resolve(nested);
+    return nested;
   }
   private batches = 0;
 }

@@ -79,6 +79,32 @@ describe("request slots", () => {
     expect(res.body.data.nodes).toEqual([...members.map((m) => ({ id: toGlobalId("User", m.userId), email: m.user.email })), null]);
   });
 
+  it("two unmergeable batches of one request (Users and Tenants in one nodes list) take turns on its connection", async () => {
+    // Found by the isolation model (seed 882063227): Prisma ran the User
+    // lookups and the Tenant lookups as two batch transactions of one
+    // request, interleaved on its connection; their savepoints nested and
+    // the first RELEASE destroyed the second ("savepoint prisma_batch_3
+    // does not exist"), a 500.
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const members = await t.clients.platform.membership.findMany({ where: { tenantId: acme.id }, orderBy: { id: "asc" }, take: 2 });
+    expect(members).toHaveLength(2);
+    const [u1, u2] = members.map((m) => toGlobalId("User", m.userId));
+    const own = toGlobalId("Tenant", acme.id);
+    const globex = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } });
+    const outsider = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "owner@globex.test" } });
+    const foreignUser = toGlobalId("User", outsider.id);
+    const foreign = toGlobalId("Tenant", globex.id);
+    for (const ids of [
+      [u1!, own, u2!, own, own],
+      [foreignUser, foreign, u1!, own, own],
+      [u1!, foreign, foreignUser, own, own],
+      [foreignUser, own, u2!, foreign, foreign],
+    ]) {
+      const res = await t.gql(`query($ids: [ID!]!) { nodes(ids: $ids) { __typename id ... on User { email } ... on Tenant { slug } } }`, { token: tenants.acme!.token, variables: { ids } });
+      expect(res.body.errors).toBeUndefined();
+    }
+  });
+
   it("a request whose statement fails gives its slot and connection back", async () => {
     const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
     const slots = requestSlotsOf(t.clients.app)!;

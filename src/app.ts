@@ -95,7 +95,7 @@ export function createApp(deps: AppDeps): App {
       useCsrfPrevention(),
       useJsonBody(),
       useInputGuard(),
-      useRequestTransaction(),
+      useRequestTransaction({ idempotencySecret: config.jwtSecret }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
       useTenantResponseCache({ store: deps.store, metrics, logger, schema, options: deps.responseCache }),
       useQueryTimeoutErrors(),

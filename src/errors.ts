@@ -18,7 +18,9 @@ export type ErrorCode =
   | "QUERY_TOO_COMPLEX"
   | "BAD_REQUEST"
   | "SERVICE_UNAVAILABLE"
-  | "SLOW_CONSUMER";
+  | "SLOW_CONSUMER"
+  | "IDEMPOTENCY_KEY_REUSED"
+  | "IDEMPOTENCY_KEY_IN_USE";
 
 export class AppError extends GraphQLError {
   constructor(
@@ -86,3 +88,28 @@ export const serviceUnavailable = (dependency: string, retryAfter = SERVICE_UNAV
     { dependency, retryAfter },
     { status: 503, headers: { "Retry-After": String(retryAfter) } },
   );
+
+/** The header of idempotent mutations (docs/idempotency.md). */
+export const IDEMPOTENCY_HEADER = "Idempotency-Key";
+
+/** An Idempotency-Key sent again with a different request: 422, never run. */
+export const idempotencyKeyReused = () =>
+  new AppError(
+    "IDEMPOTENCY_KEY_REUSED",
+    `This ${IDEMPOTENCY_HEADER} was already used with a different request; send a new key for a new request`,
+    { header: IDEMPOTENCY_HEADER, field: IDEMPOTENCY_HEADER },
+    { status: 422 },
+  );
+
+/** The first request with this Idempotency-Key is still running: 409, retry later. */
+export const idempotencyKeyInUse = (retryAfter = 1) =>
+  new AppError(
+    "IDEMPOTENCY_KEY_IN_USE",
+    `A request with this ${IDEMPOTENCY_HEADER} is still in progress; retry later`,
+    { header: IDEMPOTENCY_HEADER, retryAfter },
+    { status: 409, headers: { "Retry-After": String(retryAfter) } },
+  );
+
+/** A malformed or misplaced Idempotency-Key header: 400, naming the header. */
+export const badIdempotencyKey = (message: string) =>
+  new AppError("BAD_REQUEST", message, { header: IDEMPOTENCY_HEADER, field: IDEMPOTENCY_HEADER }, { status: 400 });

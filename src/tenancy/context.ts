@@ -81,7 +81,7 @@ export interface Context {
   cacheFacts: { generation: string; ttl: number | null } | null;
   /** When the credentials stop being valid by themselves (token exp, key expiry or grace end), ms epoch; null = never. */
   credentialsExpireAt: number | null;
-  /** Set when execution starts; mutations write in short transactions of their own. */
+  /** Set when execution starts; a mutation runs in one transaction committed once its answer is resolved. */
   operation: "query" | "mutation" | "subscription";
   /** The tenant-scoped handle; throws TENANT_REQUIRED when there is no tenant. */
   readonly db: ScopedTx;
@@ -95,7 +95,7 @@ export interface Context {
    * known, before anything is resolved.
    */
   authorize(): Promise<void>;
-  /** Ends the request's read transaction, if one was opened. */
+  /** Ends the request's transaction, if one was opened; for a mutation, commits it and throws when that failed. */
   finish(): Promise<void>;
 }
 
@@ -294,7 +294,7 @@ export function renewScope(ctx: Context): void {
           apiKeyId: this.apiKey?.id ?? null,
           tenantScope: this.deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
-          mode: this.operation === "mutation" ? "statement" : "request",
+          mode: this.operation === "mutation" ? "mutation" : "request",
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
           authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!this.deps.responseCache && this.operation === "query" },
           publisher: this.deps.live,

@@ -5,7 +5,7 @@ import { tierClient } from "../db/clients.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
-import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
+import { withOutbox, type LiveChange, type LivePublisher } from "../infra/live-events.ts";
 
 /**
  * The one tenant-scoped database handle of a request.
@@ -23,10 +23,13 @@ import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
  * (src/db/request-slots.ts), and no Prisma interactive transaction is
  * involved.
  *
- * Mutations instead run each change in its own short Prisma transaction
- * together with its audit entry (`transaction()`); their reads use one
- * transaction per statement, so a mutation never holds one pooled
- * connection while waiting for another.
+ * A mutation operation ("mutation" mode) holds one transaction as well, on
+ * one connection: each change runs with its audit entry as a savepoint of it
+ * (`transaction()`), the payload is read in it, and it commits once the
+ * whole answer is resolved (`finish()`, which reports a failed COMMIT), so
+ * no answer needs the database after the COMMIT (docs/idempotency.md). One
+ * connection only: a mutation never holds one pooled connection while
+ * waiting for another.
  *
  * Authorization facts (docs/revocation.md): with `authorization` set, the
  * message that opens the request transaction also runs
@@ -90,7 +93,7 @@ export interface TenantDbOptions {
   /** 0 = no limit. */
   statementTimeoutMs: number;
   /** "request": one shared read transaction; "statement": one per query. */
-  mode: "request" | "statement";
+  mode: "request" | "mutation" | "statement";
   /** Upper bound of one transaction. */
   transactionTimeoutMs?: number;
   /**
@@ -114,6 +117,13 @@ interface Session {
   settleIdle?: () => void;
 }
 
+/** A mutation's COMMIT ended as a rollback: a statement of the transaction had failed. */
+export class TransactionRolledBack extends Error {
+  constructor() {
+    super("the request's transaction was rolled back: a statement of it failed");
+  }
+}
+
 /** The facts row of the last result of the opening message. */
 function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
   const row = results[results.length - 1]?.rows[0];
@@ -132,6 +142,10 @@ export class TenantDb {
   private readonly base: PrismaClient;
   private session: Promise<Session> | undefined;
   private closed = false;
+  /** Mutation mode: the savepoint transactions run one at a time (their savepoints must nest, never interleave). */
+  private changes: Promise<unknown> = Promise.resolve();
+  /** Mutation mode: live changes and hooks waiting for the COMMIT. */
+  private readonly committed: { live: [string, LiveChange[]][]; hooks: (() => Promise<unknown>)[] } = { live: [], hooks: [] };
 
   constructor(base: PrismaClient, options: TenantDbOptions) {
     this.base = options.plan ? tierClient(base, options.plan) : base;
@@ -140,7 +154,7 @@ export class TenantDb {
     this.client = this.lazyClient();
     // A PrismaClient not made by createDatabases has no request slots: its
     // calls then run one transaction each, as a mutation's do.
-    this.slots = options.mode === "request" ? requestSlotsOf(this.base) : undefined;
+    this.slots = options.mode !== "statement" ? requestSlotsOf(this.base) : undefined;
   }
 
   private get scope(): TenantScope {
@@ -293,6 +307,30 @@ export class TenantDb {
    * live changes it registers (`publishAfterCommit`) go out after COMMIT.
    */
   transaction<T>(fn: (tx: ScopedTx) => Promise<T>): Promise<T> {
+    const slots = this.slots;
+    if (this.options.mode === "mutation" && slots) {
+      // A savepoint of the mutation's transaction (the slot's pool turns
+      // Prisma's BEGIN/COMMIT/ROLLBACK into SAVEPOINT/RELEASE/ROLLBACK TO):
+      // an error undoes this change alone; the COMMIT comes in finish().
+      const deferred: LivePublisher = { publish: (tenantId, changes) => void this.committed.live.push([tenantId, changes]) };
+      const run = this.changes.then(() =>
+        withOutbox(deferred, (track) =>
+          this.open(slots).then((s) =>
+            this.withSlot(slots, s, (scoped) =>
+              (scoped as unknown as ScopedClient).$transaction(
+                async (tx) => {
+                  track(tx);
+                  return fn(tx as ScopedTx);
+                },
+                { maxWait: 5_000, timeout: this.options.transactionTimeoutMs ?? 60_000 },
+              ),
+            ),
+          ),
+        ),
+      );
+      this.changes = run.catch(() => undefined);
+      return run;
+    }
     return withOutbox(this.options.publisher, (track) =>
       this.scoped.$transaction(
         async (tx) => {
@@ -324,24 +362,58 @@ export class TenantDb {
     return this.transaction(fn);
   }
 
-  /** Ends the request transaction (read-only: commit and rollback are alike). */
+  /**
+   * Runs `hook` once the changes are committed: at once outside mutation
+   * mode (each change committed on its own), after the COMMIT of finish()
+   * in it (never, if the COMMIT fails). For what must follow a commit, such
+   * as evicting a cache entry the change made stale.
+   */
+  async afterCommit(hook: () => Promise<unknown>): Promise<void> {
+    if (this.options.mode === "mutation" && this.slots && !this.closed) this.committed.hooks.push(hook);
+    else await hook();
+  }
+
+  /**
+   * Ends the request transaction. A read transaction: commit and rollback
+   * are alike, and a failure is of no consequence. A mutation: COMMIT, and
+   * throws when it failed (the connection broke: whether it committed is
+   * unknown) or ended as a rollback (a statement of it had failed:
+   * `TransactionRolledBack`); once committed, publishes the live changes and
+   * runs the afterCommit hooks (their failures are theirs).
+   */
   async finish(): Promise<void> {
     this.closed = true;
     if (!this.session || !this.slots) return;
     const session = await this.session.catch(() => undefined);
     this.session = undefined;
     if (!session) return;
+    const mutation = this.options.mode === "mutation";
+    let failure: unknown;
     try {
+      await this.changes;
       // After every Prisma call in flight has settled (a late one must not
       // reach the connection once it is back in the pool), and through the
       // connection's queue: after every statement sent. COMMIT also ends an
       // aborted transaction (as a rollback).
       await session.idle;
-      await session.connection.query("COMMIT");
+      const result = (await session.connection.query("COMMIT")) as pg.QueryResult;
+      if (mutation && result.command === "ROLLBACK") failure = new TransactionRolledBack();
       session.connection.client.release();
     } catch (err) {
+      failure = err;
       session.connection.client.release(err as Error);
     }
+    if (!mutation) return;
+    const { live, hooks } = this.committed;
+    this.committed.live = [];
+    this.committed.hooks = [];
+    if (failure) throw failure;
+    if (this.options.publisher) {
+      const byTenant = new Map<string, LiveChange[]>();
+      for (const [tenantId, changes] of live) byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), ...changes]);
+      for (const [tenantId, changes] of byTenant) this.options.publisher.publish(tenantId, changes);
+    }
+    await Promise.allSettled(hooks.map((h) => h()));
   }
 
   /**

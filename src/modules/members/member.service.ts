@@ -65,11 +65,13 @@ export async function inviteMember(ctx: Context, input: { email: string; role: R
       }
       throw err;
     });
-  await Promise.all([
-    ctx.deps.directory.invalidateMembership(tenantId, membership.userId),
-    // A lookup of the new subject may have cached "unknown" moments ago.
-    ctx.deps.directory.invalidateUser(email),
-  ]);
+  await ctx.tenantDb.afterCommit(() =>
+    Promise.all([
+      ctx.deps.directory.invalidateMembership(tenantId, membership.userId),
+      // A lookup of the new subject may have cached "unknown" moments ago.
+      ctx.deps.directory.invalidateUser(email),
+    ]),
+  );
   return membership;
 }
 
@@ -97,7 +99,7 @@ export async function updateMemberRole(ctx: Context, membershipId: string, role:
     publishAfterCommit(tx, tenantId, { type: "access" });
     return row;
   });
-  await ctx.deps.directory.invalidateMembership(tenantId, updated.userId);
+  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateMembership(tenantId, updated.userId));
   return updated;
 }
 
@@ -121,6 +123,6 @@ export async function removeMember(ctx: Context, membershipId: string, input: un
     publishAfterCommit(tx, tenantId, { type: "access" });
     return current;
   });
-  await ctx.deps.directory.invalidateMembership(tenantId, removed.userId);
+  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateMembership(tenantId, removed.userId));
   return removed;
 }

@@ -19,15 +19,21 @@ import { PrismaClient } from "../generated/prisma/client.ts";
  * queue directly. So the number of slots follows the Prisma calls in flight,
  * not the connections held (each PrismaClient costs ~5 MB of RSS); a pool
  * can lend as many slots as it has connections, made on first need.
- * Mutations do not use slots (they run in Prisma transactions of their own
- * on their tier's client).
+ * A mutation's changes are Prisma interactive transactions on a borrowed
+ * slot, run as savepoints of its transaction (`connect()` below).
  */
 
 /** The statements of one request's connection, one at a time in call order (pg would queue them too, but that is deprecated). */
 export class RequestConnection {
   private tail: Promise<unknown> = Promise.resolve();
   private batchTail: Promise<void> = Promise.resolve();
+  private savepoints = 0;
   constructor(readonly client: pg.PoolClient) {}
+
+  /** A savepoint name unique in this request (they count from 1 in each). */
+  nextSavepoint(): string {
+    return `prisma_batch_${++this.savepoints}`;
+  }
 
   /**
    * Waits for the connection's previous batch transaction (a savepoint) to
@@ -66,7 +72,8 @@ export class SlotPool extends pg.Pool {
   /**
    * Prisma runs a batch of unique lookups it cannot merge into one query
    * (several User nodes: the tenant scope adds an OR to each) as a batch
-   * transaction, which asks the pool for a connection. There is no second
+   * transaction, and a mutation's change as an interactive transaction;
+   * both ask the pool for a connection. There is no second
    * connection: the request's transaction is already open on the held one,
    * so the batch runs there, as a savepoint (BEGIN, COMMIT and ROLLBACK
    * become SAVEPOINT, RELEASE and ROLLBACK TO; an isolation level stays the
@@ -76,7 +83,7 @@ export class SlotPool extends pg.Pool {
     const connection = this.connection;
     if (!connection) throw new Error("request slot used without its connection");
     const endBatch = await connection.exclusiveBatch();
-    const name = `prisma_batch_${++this.batches}`;
+    const name = connection.nextSavepoint();
     const statement = (text: string) => {
       const verb = text.trim().toUpperCase();
       if (verb === "BEGIN") return `SAVEPOINT ${name}`;
@@ -98,7 +105,6 @@ export class SlotPool extends pg.Pool {
     };
     return nested;
   }
-  private batches = 0;
 }
 
 export interface RequestSlot {

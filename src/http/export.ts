@@ -227,13 +227,16 @@ export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
       if (request.method !== "GET") {
         return endResponse(new Response(null, { status: 405, headers: { allow: "GET" } }));
       }
+      let ctx: Context | undefined;
       try {
         const state = opts.stateOf(request);
-        const ctx = await buildContext(deps, request, state, { ip: state.ip ?? null });
+        ctx = await buildContext(deps, request, state, { ip: state.ip ?? null });
         // A write (the audit entry) and short transactions: confirmed like a mutation.
         ctx.operation = "mutation";
         await ctx.authorize();
         const { tenant, run } = await authorize(ctx, deps, url);
+        // The audit entry is committed before any row is streamed.
+        await ctx.finish();
         const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);
         endResponse(
           new Response(stream, {
@@ -246,6 +249,7 @@ export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
           }),
         );
       } catch (err) {
+        await ctx?.finish().catch(() => undefined);
         endResponse(errorResponse(err, opts.logger));
       }
     },

@@ -1,13 +1,10 @@
--- CreateDeployment (test/operations/deployments.graphql): 12 statements
-app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts; COMMIT
-app: BEGIN
-app: SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', $3, true), set_config('statement_timeout', $4, true)
+-- CreateDeployment (test/operations/deployments.graphql): 9 statements
+app: BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.user_id', '<uuid>', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '30000', true), set_config('idle_in_transaction_session_timeout', '60000', true); SELECT app_request_facts(NULL, NULL) AS facts
+app: SAVEPOINT prisma_batch_1
 app: SELECT "public"."projects"."tenant_id", "public"."projects"."id" FROM "public"."projects" WHERE ("public"."projects"."id" = $1 AND "public"."projects"."tenant_id" = $2) LIMIT $3 OFFSET $4
 app: INSERT INTO "public"."deployments" ("tenant_id","project_id","status","commit_sha","branch","created_by_id","created_at","updated_at") VALUES ($1,$2,CAST($3::text AS "public"."DeploymentStatus"),$4,$5,$6,$7,$8) RETURNING "public"."deployments"."tenant_id", "public"."deployments"."id", "public"."deployments"."project_id", "public"."deployments"."status"::text, "public"."deployments"."url", "public"."deployments"."commit_sha", "public"."deployments"."branch", "public"."deployments"."created_by_id", "public"."deployments"."created_at", "public"."deployments"."updated_at"
 app: INSERT INTO "public"."audit_log" ("tenant_id","action","actor_type","actor_id","actor_label","target_type","target_id","cross_tenant","metadata","request_id","ip","created_at") VALUES ($1,$2,CAST($3::text AS "public"."ActorType"),$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING "public"."audit_log"."tenant_id", "public"."audit_log"."id"
-app: COMMIT
-app: BEGIN
-app: SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', $3, true), set_config('statement_timeout', $4, true)
+app: RELEASE SAVEPOINT prisma_batch_1
 app: SELECT "public"."deployments"."tenant_id", "public"."deployments"."id", "public"."deployments"."project_id", "public"."deployments"."status"::text, "public"."deployments"."url", "public"."deployments"."commit_sha", "public"."deployments"."branch", "public"."deployments"."created_by_id", "public"."deployments"."created_at", "public"."deployments"."updated_at" FROM "public"."deployments" WHERE (("public"."deployments"."tenant_id" = $1 AND "public"."deployments"."id" = $2) AND "public"."deployments"."tenant_id" = $3) LIMIT $4 OFFSET $5
 app: SELECT "public"."projects"."tenant_id", "public"."projects"."id", "public"."projects"."name", "public"."projects"."slug", "public"."projects"."description", "public"."projects"."created_at", "public"."projects"."updated_at" FROM "public"."projects" WHERE ("public"."projects"."tenant_id" = $1 AND "public"."projects"."id" = $2) OFFSET $3
 app: COMMIT

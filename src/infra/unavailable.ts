@@ -27,7 +27,7 @@ const PG_UNAVAILABLE_CODES = new Set([
 ]);
 
 const PG_UNAVAILABLE_MESSAGE =
-  /Connection terminated|timeout exceeded when trying to connect|timed out waiting for a request slot|Can't reach database server|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command|Client has encountered a connection error/i;
+  /Connection terminated|timeout exceeded when trying to connect|timed out waiting for a request slot|is not currently accepting connections|Can't reach database server|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command|Client has encountered a connection error/i;
 
 /** Walks an error's causes (GraphQL originalError, Prisma/pg `cause`, driver adapter details). */
 function* chain(error: unknown): Generator<any> {

@@ -50,12 +50,12 @@ export function useRequestTransaction(options: { idempotencySecret: string }): P
       let claim: IdempotencyClaim | undefined;
       try {
         const key = ctx.operation === "mutation" ? idempotencyKeyOf(request) : null;
-        if (key !== null && keyTaken.has(request)) {
-          throw badIdempotencyKey(`${IDEMPOTENCY_HEADER} covers one operation: send batched mutations one per request`);
+        if (key !== null) {
+          if (keyTaken.has(request)) throw badIdempotencyKey(`${IDEMPOTENCY_HEADER} covers one operation: send batched mutations one per request`);
+          keyTaken.add(request);
         }
         await ctx.authorize();
         if (key !== null) {
-          keyTaken.add(request);
           const outcome = await idempotency.claim(ctx, key, requestHash(args.document, args.operationName, args.variableValues));
           if ("replay" in outcome) {
             // Nothing was written: ending the transaction is a formality.

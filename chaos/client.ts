@@ -97,6 +97,9 @@ export const REFUSAL_CODES = new Set([
   "RATE_LIMITED",
   "QUERY_TOO_COMPLEX",
   "FEATURE_NOT_AVAILABLE",
+  // Idempotency keys (docs/idempotency.md): 409 (retried with the same key) and 422.
+  "IDEMPOTENCY_KEY_IN_USE",
+  "IDEMPOTENCY_KEY_REUSED",
 ]);
 /** Codes of "try again later": HTTP 503 (or 429 for RATE_LIMITED) with Retry-After. */
 export const RETRY_CODES = new Set(["SERVICE_UNAVAILABLE", "TENANT_MOVING"]);

@@ -14,6 +14,7 @@ const KINDS: [string, string][] = [
   ["lost", "acknowledged mutations missing from the database"],
   ["stored-refused", "mutations stored although the answer refused them"],
   ["stored-unacknowledged", "mutations stored without an answer, not cut by a SIGTERM"],
+  ["duplicate", "mutations stored more than once (attempts with one Idempotency-Key)"],
   ["leak", "answers carrying another tenant's row (or a write stored in another tenant)"],
   ["stale", "revoked callers served after their revocation was acknowledged"],
   ["final-state", "membership or key left in another state than the acknowledged one"],
@@ -53,6 +54,7 @@ export interface Summary {
   ledger: VerifyResult["ledger"];
   ownership: VerifyResult["ownership"];
   revocations: { acknowledged: Record<string, number>; probesAfterAck: number };
+  retries: Stats["retries"];
   violations: { byKind: Record<string, number>; examples: Record<string, Violation[]> };
   unhandledErrorLines: number;
   replicaStarts: number[];
@@ -139,6 +141,7 @@ export function summarize(input: {
     ledger: result.ledger,
     ownership: result.ownership,
     revocations: { acknowledged: stats.revocationsAcknowledged, probesAfterAck: stats.staleProbes },
+    retries: stats.retries,
     violations: { byKind, examples },
     unhandledErrorLines: input.unhandledErrorLines,
     replicaStarts: input.replicaStarts,
@@ -190,7 +193,9 @@ export function markdown(s: Summary): string {
     row(["---", "---"]),
     ...KINDS.map(([k, what]) => row([what, s.violations.byKind[k] ?? 0])),
     ``,
-    `Ledger: ${s.ledger.mutations} mutations, ${s.ledger.acknowledged} acknowledged, ${s.ledger.lost} lost; ` +
+    `Ledger: ${s.ledger.mutations} mutations (each with an Idempotency-Key), ${s.ledger.acknowledged} acknowledged ` +
+      `(${s.ledger.acknowledgedOnReplay} of them only by a replay of the stored answer), ${s.ledger.lost} lost; ` +
+      `${s.retries.mutationsRetried} sent again after a 503 or a connection error (${s.retries.extraAttempts} extra attempts); ` +
       `${s.ledger.storedUnacknowledgedCutByKill} stored with the answer cut by a SIGTERM (allowed), ${s.ledger.unacknowledgedNotStored} unanswered and not stored. ` +
       `Ownership: ${s.ownership.rowsChecked} (row, tenant) pairs checked, ${s.ownership.leaked} foreign, ${s.ownership.unverified} not found in the database. ` +
       `Revocations acknowledged: ${Object.entries(s.revocations.acknowledged).map(([k, v]) => `${v} ${k}`).join(", ") || "none"}; ` +

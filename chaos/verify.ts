@@ -16,6 +16,8 @@ import { gid } from "./workload.ts";
 export interface LedgerFigures {
   mutations: number;
   acknowledged: number;
+  /** Acknowledged only by a replay of the stored answer (an earlier attempt's answer was lost or refused with 503). */
+  acknowledgedOnReplay: number;
   lost: number;
   storedRefused: number;
   storedUnacknowledgedCutByKill: number;
@@ -70,12 +72,13 @@ async function checkLedger(db: pg.Client, records: MutationRecord[], violate: Vi
     stored.set(`createDeployment:${r.branch}`, r.tenant_id);
   }
   const audited = new Map<string, string>();
-  for (const r of (await db.query(`SELECT request_id, tenant_id::text FROM audit_log WHERE request_id = ANY($1)`, [records.map((m) => m.requestId)])).rows) {
+  for (const r of (await db.query(`SELECT request_id, tenant_id::text FROM audit_log WHERE request_id = ANY($1)`, [records.flatMap((m) => m.requestIds)])).rows) {
     audited.set(r.request_id, r.tenant_id);
   }
   const f: LedgerFigures = {
     mutations: records.length,
     acknowledged: 0,
+    acknowledgedOnReplay: 0,
     lost: 0,
     storedRefused: 0,
     storedUnacknowledgedCutByKill: 0,
@@ -85,11 +88,15 @@ async function checkLedger(db: pg.Client, records: MutationRecord[], violate: Vi
   };
   for (const m of records) {
     const byRow = m.op === "createProject" || m.op === "createDeployment";
-    const owner = byRow ? stored.get(`${m.op}:${m.name}`) : audited.get(m.requestId);
-    const detail = { op: m.op, requestId: m.requestId, name: m.name, caller: m.caller, verdict: m.verdict, codes: m.codes, error: m.error };
-    if (byRow && (owner !== undefined) !== audited.has(m.requestId)) {
-      violate("audit-mismatch", { ...detail, rowStored: owner !== undefined, auditStored: audited.has(m.requestId) });
+    // The audit entry carries the request id of the attempt that committed.
+    const auditedIn = m.requestIds.filter((id) => audited.has(id));
+    const owner = byRow ? stored.get(`${m.op}:${m.name}`) : audited.get(auditedIn[0] ?? "");
+    const detail = { op: m.op, requestId: m.requestId, attempts: m.requestIds, name: m.name, caller: m.caller, verdict: m.verdict, codes: m.codes, error: m.error };
+    if (byRow && (owner !== undefined) !== auditedIn.length > 0) {
+      violate("audit-mismatch", { ...detail, rowStored: owner !== undefined, auditStored: auditedIn.length > 0 });
     }
+    // Idempotency: one mutation, however many attempts, is stored at most once.
+    if (auditedIn.length > 1) violate("duplicate", { ...detail, auditedIn });
     if (owner !== undefined && owner !== m.tenantId) {
       f.wrongTenant++;
       violate("leak", { ...detail, note: "stored in another tenant", storedIn: owner, expected: m.tenantId });
@@ -97,6 +104,7 @@ async function checkLedger(db: pg.Client, records: MutationRecord[], violate: Vi
     const isStored = owner !== undefined;
     if (m.verdict === "ok") {
       f.acknowledged++;
+      if (m.ackedOnReplay) f.acknowledgedOnReplay++;
       if (!isStored) {
         f.lost++;
         violate("lost", detail);

@@ -62,7 +62,13 @@ export interface TenantModel {
 }
 
 export interface MutationRecord {
+  /** The request id of the deciding attempt (the acknowledged one, else the last). */
   requestId: string;
+  /** Every attempt's request id (a retry is a new request with the same Idempotency-Key). */
+  requestIds: string[];
+  attempts: number;
+  /** Acknowledged only by a replay of the stored answer (Idempotency-Replayed: true). */
+  ackedOnReplay: boolean;
   op: string;
   tenantId: string;
   /** The unique name the stored row carries (project name, deployment branch, invited e-mail, key name). */
@@ -99,6 +105,8 @@ export interface Stats {
   cutInFlightBySigterm: number;
   staleProbes: number;
   revocationsAcknowledged: Record<string, number>;
+  /** Mutations sent again with their Idempotency-Key after a 503, a connection error or a timeout. */
+  retries: { mutationsRetried: number; extraAttempts: number; replays: number };
 }
 
 export function newStats(): Stats {
@@ -115,6 +123,7 @@ export function newStats(): Stats {
     cutInFlightBySigterm: 0,
     staleProbes: 0,
     revocationsAcknowledged: {},
+    retries: { mutationsRetried: 0, extraAttempts: 0, replays: 0 },
   };
 }
 
@@ -138,6 +147,49 @@ const Q = {
   createKey: `mutation ChaosCreateKey($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id name role } secret } }`,
   revokeKey: `mutation ChaosRevokeKey($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { apiKey { id revokedAt } } }`,
 };
+
+/** One request and its judgement. */
+export interface Sent {
+  answer: Answer;
+  c: Classified;
+  requestId: string;
+  cutByKill: boolean;
+}
+
+/** A mutation's attempts, folded: the deciding attempt's answer and verdict. */
+export interface Attempted extends Sent {
+  requestIds: string[];
+  ackedOnReplay: boolean;
+}
+
+/** Attempts per mutation: the first and up to 4 retries (about 10 s of waiting, a PostgreSQL restart's worth). */
+export const MUTATION_ATTEMPTS = 5;
+
+/** Worth sending again with the same Idempotency-Key: a 503, no answer (cut, refused, timeout), or the key still in use. */
+export function retryable(s: Sent): boolean {
+  const v = s.c.verdict;
+  return v === "unavailable" || v === "cut" || v === "not-sent" || s.answer.transport === "timeout" || s.c.codes.includes("IDEMPOTENCY_KEY_IN_USE");
+}
+
+/**
+ * The attempts of one mutation as the ledger sees them: acknowledged when
+ * any attempt was (that attempt decides); otherwise an attempt that was cut
+ * or got a bad answer decides (the server may have stored it without a
+ * proper answer: "stored-unacknowledged" if so), else the last one
+ * (refused or 503: "stored-refused" if it was stored).
+ */
+export function foldAttempts(attempts: Sent[]): Attempted | undefined {
+  if (!attempts.length) return undefined;
+  const ok = attempts.find((a) => a.c.verdict === "ok");
+  const unanswered = [...attempts].reverse().find((a) => a.c.verdict === "cut" || a.c.verdict === "bad");
+  const decides = ok ?? unanswered ?? attempts[attempts.length - 1]!;
+  return {
+    ...decides,
+    cutByKill: !ok && attempts.some((a) => a.cutByKill),
+    requestIds: attempts.map((a) => a.requestId),
+    ackedOnReplay: !!ok && ok.answer.headers["idempotency-replayed"] === "true",
+  };
+}
 
 export const gid = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString("base64");
 const rawId = (globalId: string) => Buffer.from(globalId, "base64").toString("utf8").split(":")[1]!;
@@ -175,13 +227,22 @@ export class Workload {
     return live.length ? rng.pick(live) : undefined;
   }
 
-  async send(rng: Rng, client: number, op: string, caller: Caller, query: string, variables: Record<string, unknown> | undefined, expect: Expect) {
+  async send(
+    rng: Rng,
+    client: number,
+    op: string,
+    caller: Caller,
+    query: string,
+    variables: Record<string, unknown> | undefined,
+    expect: Expect,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<Sent | undefined> {
     const s = this.d.stats;
     const replica = this.route(rng);
     if (!replica) return undefined;
     const requestId = this.nextId(client);
     const body = JSON.stringify(variables ? { query, variables } : { query });
-    const answer = await post(replica, body, { ...caller.headers, "x-request-id": requestId }, this.d.timeoutMs);
+    const answer = await post(replica, body, { ...caller.headers, ...extraHeaders, "x-request-id": requestId }, this.d.timeoutMs);
     const c = classify(answer);
     const latency = answer.doneAt - answer.sentAt;
     s.ops[op] = (s.ops[op] ?? 0) + 1;
@@ -192,6 +253,37 @@ export class Workload {
     const cutByKill = (c.verdict === "cut" || answer.transport === "timeout") && answer.generation < replica.generation;
     this.judge(op, caller, answer, c, expect, requestId, cutByKill);
     return { answer, c, requestId, cutByKill };
+  }
+
+  /**
+   * A mutation as a careful client sends it: with an Idempotency-Key, and
+   * sent again with the same key (a new request id) after a 503, a
+   * connection error, a timeout or IDEMPOTENCY_KEY_IN_USE, up to
+   * MUTATION_ATTEMPTS attempts, waiting Retry-After (or 1 s) between them.
+   * Every attempt is judged on its own (stale, bad failure, ...); the
+   * ledger counts the mutation acknowledged when any attempt was.
+   */
+  async sendMutation(rng: Rng, client: number, op: string, caller: Caller, query: string, variables: Record<string, unknown>, expect: Expect): Promise<Attempted | undefined> {
+    const key = `chaos-${this.d.seed}-${client}-i${++this.seq}`;
+    const attempts: Sent[] = [];
+    for (let i = 0; i < MUTATION_ATTEMPTS; i++) {
+      if (i > 0) {
+        const last = attempts[attempts.length - 1]!;
+        const after = Number(last.answer.headers["retry-after"]);
+        await new Promise((r) => setTimeout(r, Number.isFinite(after) && after > 0 ? Math.min(after, 5) * 1000 : 1000));
+      }
+      const sent = await this.send(rng, client, op, caller, query, variables, expect, { "idempotency-key": key });
+      if (!sent) break;
+      attempts.push(sent);
+      if (!retryable(sent)) break;
+    }
+    const folded = foldAttempts(attempts);
+    if (folded && attempts.length > 1) {
+      this.d.stats.retries.mutationsRetried++;
+      this.d.stats.retries.extraAttempts += attempts.length - 1;
+    }
+    if (folded?.ackedOnReplay) this.d.stats.retries.replays++;
+    return folded;
   }
 
   private violation(kind: string, detail: Record<string, unknown>) {
@@ -242,11 +334,21 @@ export class Workload {
     if (!by.has(tenantId)) by.set(tenantId, requestId);
   }
 
-  private record(r: Omit<MutationRecord, "verdict" | "codes" | "cutByKill" | "requestId">, sent: Awaited<ReturnType<Workload["send"]>>) {
+  private record(r: Omit<MutationRecord, "verdict" | "codes" | "cutByKill" | "requestId" | "requestIds" | "attempts" | "ackedOnReplay">, sent: Attempted | undefined) {
     if (!sent) return;
     const first = sent.answer.json?.errors?.[0];
     const error = first ? `${(first.path ?? []).join(".")}: ${String(first.message).slice(0, 120)}` : undefined;
-    this.d.stats.mutations.push({ ...r, requestId: sent.requestId, verdict: sent.c.verdict, codes: sent.c.codes, cutByKill: sent.cutByKill, error });
+    this.d.stats.mutations.push({
+      ...r,
+      requestId: sent.requestId,
+      requestIds: sent.requestIds,
+      attempts: sent.requestIds.length,
+      ackedOnReplay: sent.ackedOnReplay,
+      verdict: sent.c.verdict,
+      codes: sent.c.codes,
+      cutByKill: sent.cutByKill,
+      error,
+    });
   }
 
   // ---- callers ---------------------------------------------------------------
@@ -319,11 +421,11 @@ export class Workload {
   private async createSomething(rng: Rng, client: number, t: TenantModel, caller: Caller, expect: Expect, byRevoked: boolean) {
     const name = `chaos-${this.d.seed}-${client}-m${++this.seq}`;
     if (rng.chance(0.3)) {
-      const sent = await this.send(rng, client, byRevoked ? "probe:createProject" : "write:createProject", caller, Q.createProject, { input: { name } }, expect);
+      const sent = await this.sendMutation(rng, client, byRevoked ? "probe:createProject" : "write:createProject", caller, Q.createProject, { input: { name } }, expect);
       this.record({ op: "createProject", tenantId: t.id, name, caller: caller.label, byRevoked }, sent);
     } else {
       const projectId = gid("Project", rng.pick(t.projectIds));
-      const sent = await this.send(rng, client, byRevoked ? "probe:createDeployment" : "write:createDeployment", caller, Q.createDeployment, { input: { projectId, branch: name, commitSha: "c0ffee" } }, expect);
+      const sent = await this.sendMutation(rng, client, byRevoked ? "probe:createDeployment" : "write:createDeployment", caller, Q.createDeployment, { input: { projectId, branch: name, commitSha: "c0ffee" } }, expect);
       this.record({ op: "createDeployment", tenantId: t.id, name, caller: caller.label, byRevoked }, sent);
     }
   }
@@ -384,7 +486,7 @@ export class Workload {
     const email = `chaos-${this.d.seed}-${client}-u${++this.seq}@${t.slug}.test`;
     const placeholder: Caller = { label: email, tenant: t, kind: "member", role: "DEVELOPER", headers: {}, stable: false, state: "busy", email };
     t.transients.push(placeholder);
-    const sent = await this.send(rng, client, "churn:inviteMember", t.owner, Q.invite, { input: { email, role: "DEVELOPER" } }, { mayRefuse: false });
+    const sent = await this.sendMutation(rng, client, "churn:inviteMember", t.owner, Q.invite, { input: { email, role: "DEVELOPER" } }, { mayRefuse: false });
     this.record({ op: "inviteMember", tenantId: t.id, name: email, caller: t.owner.label, byRevoked: false }, sent);
     const membership = sent?.answer.json?.data?.inviteMember?.membership;
     if (sent?.c.verdict === "ok" && membership?.id) {
@@ -400,7 +502,7 @@ export class Workload {
     const name = `chaos-${this.d.seed}-${client}-k${++this.seq}`;
     const placeholder: Caller = { label: `key ${name}`, tenant: t, kind: "key", role: "DEVELOPER", headers: {}, stable: false, state: "busy" };
     t.keys.push(placeholder);
-    const sent = await this.send(rng, client, "churn:createApiKey", t.owner, Q.createKey, { input: { name, role: "DEVELOPER" } }, { mayRefuse: true });
+    const sent = await this.sendMutation(rng, client, "churn:createApiKey", t.owner, Q.createKey, { input: { name, role: "DEVELOPER" } }, { mayRefuse: true });
     this.record({ op: "createApiKey", tenantId: t.id, name, caller: t.owner.label, byRevoked: false }, sent);
     const data = sent?.answer.json?.data?.createApiKey;
     if (sent?.c.verdict === "ok" && data?.secret) {
@@ -417,7 +519,7 @@ export class Workload {
   private async downgrade(rng: Rng, client: number, victim: Caller) {
     const t = victim.tenant;
     this.take(victim);
-    const sent = await this.send(rng, client, "churn:updateMemberRole", t.owner, Q.updateRole, { input: { membershipId: gid("Membership", victim.membershipId!), role: "VIEWER" } }, { mayRefuse: false });
+    const sent = await this.sendMutation(rng, client, "churn:updateMemberRole", t.owner, Q.updateRole, { input: { membershipId: gid("Membership", victim.membershipId!), role: "VIEWER" } }, { mayRefuse: false });
     this.record({ op: "updateMemberRole", tenantId: t.id, name: victim.email, caller: t.owner.label, byRevoked: false }, sent);
     this.settle(victim, sent?.c.verdict, "downgraded", sent?.requestId, sent?.answer.doneAt);
   }
@@ -425,7 +527,7 @@ export class Workload {
   private async remove(rng: Rng, client: number, victim: Caller) {
     const t = victim.tenant;
     this.take(victim);
-    const sent = await this.send(rng, client, "churn:removeMember", t.owner, Q.remove, { input: { membershipId: gid("Membership", victim.membershipId!) } }, { mayRefuse: false });
+    const sent = await this.sendMutation(rng, client, "churn:removeMember", t.owner, Q.remove, { input: { membershipId: gid("Membership", victim.membershipId!) } }, { mayRefuse: false });
     this.record({ op: "removeMember", tenantId: t.id, name: victim.email, caller: t.owner.label, byRevoked: false }, sent);
     this.settle(victim, sent?.c.verdict, "removed", sent?.requestId, sent?.answer.doneAt);
   }
@@ -433,7 +535,7 @@ export class Workload {
   private async revokeKey(rng: Rng, client: number, victim: Caller) {
     const t = victim.tenant;
     this.take(victim);
-    const sent = await this.send(rng, client, "churn:revokeApiKey", t.owner, Q.revokeKey, { input: { id: gid("ApiKey", victim.apiKeyId!) } }, { mayRefuse: false });
+    const sent = await this.sendMutation(rng, client, "churn:revokeApiKey", t.owner, Q.revokeKey, { input: { id: gid("ApiKey", victim.apiKeyId!) } }, { mayRefuse: false });
     this.record({ op: "revokeApiKey", tenantId: t.id, name: victim.label.slice(4), caller: t.owner.label, byRevoked: false }, sent);
     this.settle(victim, sent?.c.verdict, "revoked", sent?.requestId, sent?.answer.doneAt);
   }

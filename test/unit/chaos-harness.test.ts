@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { classify, rowsIn, type Answer } from "../../chaos/client.ts";
 import { planFaults } from "../../chaos/faults.ts";
+import { foldAttempts, retryable, type Sent } from "../../chaos/workload.ts";
 
 /**
  * The chaos run's judge (chaos/client.ts) and fault plan (chaos/faults.ts):
@@ -42,6 +43,42 @@ describe("chaos classify", () => {
     expect(classify(answer(200, { data: { a: 1 } })).verdict).toBe("ok");
     expect(classify(answer(0, undefined, {}, "reset")).verdict).toBe("cut");
     expect(classify(answer(0, undefined, {}, "refused")).verdict).toBe("not-sent");
+  });
+});
+
+describe("chaos mutation attempts (one Idempotency-Key, retried)", () => {
+  const sent = (a: Answer, requestId: string, cutByKill = false): Sent => ({ answer: a, c: classify(a), requestId, cutByKill });
+  const unavailable = answer(503, err("SERVICE_UNAVAILABLE"), { "retry-after": "2" });
+  const ok = answer(200, { data: { createProject: { project: { id: "x" } } } });
+  const replayed = answer(200, { data: { createProject: { project: { id: "x" } } } }, { "idempotency-replayed": "true" });
+
+  it("retries a 503, a cut, a refused connection, a timeout and IDEMPOTENCY_KEY_IN_USE; not a success, a refusal or a 500", () => {
+    expect(retryable(sent(unavailable, "a"))).toBe(true);
+    expect(retryable(sent(answer(0, undefined, {}, "reset"), "a"))).toBe(true);
+    expect(retryable(sent(answer(0, undefined, {}, "refused"), "a"))).toBe(true);
+    expect(retryable(sent(answer(0, undefined, {}, "timeout"), "a"))).toBe(true);
+    expect(retryable(sent(answer(409, err("IDEMPOTENCY_KEY_IN_USE"), { "retry-after": "1" }), "a"))).toBe(true);
+    expect(retryable(sent(ok, "a"))).toBe(false);
+    expect(retryable(sent(answer(200, err("FORBIDDEN")), "a"))).toBe(false);
+    expect(retryable(sent(answer(500, err("INTERNAL_SERVER_ERROR")), "a"))).toBe(false);
+  });
+
+  it("acknowledged when any attempt is, and says whether only a replay acknowledged it", () => {
+    const f = foldAttempts([sent(unavailable, "a"), sent(replayed, "b")])!;
+    expect(f).toMatchObject({ requestId: "b", requestIds: ["a", "b"], ackedOnReplay: true, cutByKill: false });
+    expect(f.c.verdict).toBe("ok");
+    expect(foldAttempts([sent(ok, "a")])!.ackedOnReplay).toBe(false);
+  });
+
+  it("never acknowledged: a cut or bad attempt decides (stored-unacknowledged if stored), else the last refusal or 503 (stored-refused)", () => {
+    const cut = foldAttempts([sent(answer(0, undefined, {}, "reset"), "a"), sent(unavailable, "b")])!;
+    expect(cut.c.verdict).toBe("cut");
+    expect(cut.cutByKill).toBe(false);
+    expect(foldAttempts([sent(answer(0, undefined, {}, "reset"), "a", true), sent(unavailable, "b")])!.cutByKill).toBe(true);
+    const refused = foldAttempts([sent(unavailable, "a"), sent(unavailable, "b")])!;
+    expect(refused).toMatchObject({ requestId: "b", ackedOnReplay: false });
+    expect(refused.c.verdict).toBe("unavailable");
+    expect(foldAttempts([])).toBeUndefined();
   });
 });
 

@@ -161,7 +161,7 @@ async function main() {
     for (const res of inFlight) if (!res.headersSent) res.setHeader("connection", "close");
     // Open streams end first (a SERVICE_UNAVAILABLE event with a reconnect
     // hint, then WebSocket close 1012): they would hold the server open.
-    await live.close().catch((err: unknown) => logger.warn({ err }, "closing live streams failed"));
+    await live.closeStreams().catch((err: unknown) => logger.warn({ err }, "closing live streams failed"));
     await websocket.close().catch((err: unknown) => logger.warn({ err }, "closing websockets failed"));
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -179,6 +179,8 @@ async function main() {
     // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
     await flushApiKeyUse();
+    // Publishing lasted the drain (mutations committed in it are announced).
+    await live.close().catch((err: unknown) => logger.warn({ err }, "closing live updates failed"));
     await db.close();
     await store.close();
     await embedded?.stop();

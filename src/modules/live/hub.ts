@@ -244,6 +244,7 @@ export class LiveHub implements LiveUpdates {
   private readonly timers: NodeJS.Timeout[] = [];
   private stopping = false;
   private readonly eventPool: pg.Pool;
+  private disconnected = false;
 
   constructor(private readonly options: LiveHubOptions) {
     this.logger = options.logger;
@@ -301,6 +302,8 @@ export class LiveHub implements LiveUpdates {
   }
 
   publish(tenantId: string, changes: LiveChange[]): void {
+    // After close() the publish connection is gone (its rejection would be unhandled).
+    if (this.disconnected) return;
     const at = Date.now();
     for (const change of changes) {
       const detail: LiveEvent = { ...change, at };
@@ -454,12 +457,22 @@ export class LiveHub implements LiveUpdates {
    * `abortAfterMs` to take that last event (then cuts them), frees the slots
    * and closes the Redis connections.
    */
-  async close(): Promise<void> {
+  /**
+   * Ends every open stream (a shutdown: they would hold the server open);
+   * publishing goes on until close(), so a mutation that commits while the
+   * server drains still tells the other replicas' subscribers.
+   */
+  async closeStreams(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     const streams = this.streams();
     for (const s of streams) s.close(shutdownError());
     await Promise.all(streams.map((s) => s.finished));
+  }
+
+  async close(): Promise<void> {
+    await this.closeStreams();
+    this.disconnected = true;
     for (const r of this.redis) r.disconnect();
   }
 }

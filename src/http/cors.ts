@@ -4,8 +4,8 @@ type CorsOptions =
   | false;
 
 /** Headers a browser client may send, and those it may read from our responses. */
-const ALLOWED_HEADERS = ["content-type", "accept", "authorization", "x-api-key", "x-tenant-id", "x-request-id", "cache-control"];
-const EXPOSED_HEADERS = ["X-Request-ID", "X-Tenant-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Cache"];
+const ALLOWED_HEADERS = ["content-type", "accept", "authorization", "x-api-key", "x-tenant-id", "x-request-id", "cache-control", "idempotency-key"];
+const EXPOSED_HEADERS = ["X-Request-ID", "X-Tenant-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Cache", "Idempotency-Replayed"];
 
 /**
  * Yoga's `cors` option from CORS_ORIGINS. Yoga's default reflects any Origin

@@ -134,6 +134,7 @@ describe("HTTP surface", () => {
       expect(res.headers.get("access-control-allow-origin")).toBe(allowed);
       expect(res.headers.get("access-control-allow-credentials")).toBe("true");
       expect(res.headers.get("access-control-allow-headers")).toMatch(/authorization/);
+      expect(res.headers.get("access-control-allow-headers")).toMatch(/idempotency-key/);
       expect(res.headers.get("access-control-allow-methods")).toMatch(/POST/);
       expect(res.headers.get("vary")).toMatch(/Origin/);
     });
@@ -163,6 +164,7 @@ describe("HTTP surface", () => {
       const ok = await send(allowed);
       expect(ok.headers.get("access-control-allow-origin")).toBe(allowed);
       expect(ok.headers.get("access-control-expose-headers")).toMatch(/X-Request-ID/);
+      expect(ok.headers.get("access-control-expose-headers")).toMatch(/Idempotency-Replayed/);
       const other = await send(evil);
       expect(other.headers.get("access-control-allow-origin")).toBeNull();
     });

@@ -189,6 +189,29 @@ describe("Idempotency-Key on mutations", () => {
     }
   });
 
+  it("the mutation's connection killed before its COMMIT: 503 SERVICE_UNAVAILABLE with no data, nothing stored, and the retry with the same key runs once", async () => {
+    const key = unique("killed");
+    const name = unique("idem");
+    const res = await withProjectsLocked(async (waitForBlocked) => {
+      const pending = send("acme", "DEVELOPER", key, CREATE_PROJECT, { input: { name } });
+      await waitForBlocked(1);
+      await su.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO "public"."projects"%'`,
+      );
+      return pending;
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBeTruthy();
+    expect(res.body.data ?? null).toBeNull();
+    expect(res.body.errors?.map((e: any) => e.extensions?.code)).toContain("SERVICE_UNAVAILABLE");
+    expect(await projectsNamed(name)).toEqual([]);
+    expect((await su.query(`SELECT count(*)::int AS n FROM idempotency_keys WHERE key = $1`, [key])).rows[0].n).toBe(0);
+    const retry = await send("acme", "DEVELOPER", key, CREATE_PROJECT, { input: { name } });
+    expect(retry.body.errors).toBeUndefined();
+    expect(retry.headers.get("idempotency-replayed")).toBeNull();
+    expect(await projectsNamed(name)).toEqual([ids.acme]);
+  });
+
   it("a refusal is stored and replayed like a success (the request was handled); a createApiKey answer is stored encrypted", async () => {
     const key = unique("refusal");
     const missing = { input: { projectId: toGlobalId("Project", "00000000-0000-4000-8000-000000000000"), branch: "x" } };

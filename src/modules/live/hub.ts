@@ -266,7 +266,18 @@ export class LiveHub implements LiveUpdates {
         if (connectedOnce) this.recheckAll();
         connectedOnce = true;
       });
-      this.target = createRedisEventTarget({ publishClient, subscribeClient }) as unknown as Target;
+      // The event target neither waits for nor handles its PUBLISH: with
+      // Redis down (or the connection closed) that rejection would be
+      // unhandled and end the process. A lost event is logged; the streams
+      // re-check themselves (on reconnect and every recheckIntervalMs).
+      const publisher = {
+        publish: (channel: string, message: string) =>
+          publishClient.publish(channel, message).catch((err: unknown) => {
+            this.logger.warn({ err }, "live updates: event not published");
+            return 0;
+          }),
+      } as unknown as Redis;
+      this.target = createRedisEventTarget({ publishClient: publisher, subscribeClient }) as unknown as Target;
       this.slots = new RedisStreamSlots(publishClient, leaseMs);
     } else {
       this.target = new EventTarget();

@@ -30,3 +30,8 @@ CREATE POLICY tenant_isolation ON "idempotency_keys" TO tenantgraph_app
   USING (tenant_id = app_current_tenant())
   WITH CHECK (tenant_id = app_current_tenant());
 CREATE POLICY platform_access ON "idempotency_keys" TO tenantgraph_platform USING (true) WITH CHECK (true);
+
+-- The response cache's generation triggers, as on every tenant table
+-- (migration 20261202001000_response_cache): a keyed mutation changes its
+-- tenant's data in the same transaction anyway.
+SELECT app_track_cache('idempotency_keys'::regclass, 'tenant_id');

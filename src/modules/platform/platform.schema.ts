@@ -26,7 +26,7 @@ interface PlatformRoot {
 
 export const PlatformRef = builder.objectRef<PlatformRoot>("Platform");
 
-const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
+export const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
   fields: (t) => ({
     status: t.field({ type: DeploymentStatusEnum, resolve: (c) => c.status as never }),
     count: t.exposeInt("count"),

@@ -60,6 +60,8 @@ export interface Config {
   shutdownDrainMs: number;
   /** Response cache TTL per plan, seconds; 0 = until invalidated (CACHE_TTL_FREE/PRO/ENTERPRISE, SPEC section 10). */
   cacheTtlSeconds: { FREE: number; PRO: number; ENTERPRISE: number };
+  /** How often tenant storage is measured in the background (STORAGE_REFRESH_SECONDS; docs/tenant-config.md). */
+  storageRefreshMs: number;
 }
 
 /**
@@ -237,5 +239,6 @@ export function loadConfig(env: Env = process.env): Config {
       PRO: int(env, "CACHE_TTL_PRO", 3600, 0, 30 * 86_400),
       ENTERPRISE: int(env, "CACHE_TTL_ENTERPRISE", 0, 0, 30 * 86_400),
     },
+    storageRefreshMs: int(env, "STORAGE_REFRESH_SECONDS", 300, 10, 86_400) * 1000,
   };
 }

@@ -56,6 +56,10 @@ export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("
     deploymentsByStatus: t.field({ type: [StatusCountRef], resolve: (s) => s.deploymentsByStatus }),
     workflows: t.exposeInt("workflows"),
     apiRequests: t.exposeInt("apiRequests"),
+    storageBytes: t.float({
+      description: "Bytes of the tenant's rows (pg_column_size), as last measured in the background (every few minutes).",
+      resolve: (s) => s.tenant.storageBytes ?? 0,
+    }),
   }),
 });
 const TenantUsageStatsConnection = connectionType(TenantUsageStatsRef, "TenantUsageStats");

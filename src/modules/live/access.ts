@@ -1,6 +1,8 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { AppError, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
+import { AppError, featureNotAvailable, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
+import type { Plan } from "../../generated/prisma/enums.ts";
+import { effectiveFeatures } from "../../tenancy/features.ts";
 import { ROLE_RANK } from "../../policy/roles.ts";
 
 /**
@@ -21,6 +23,9 @@ export interface Principal {
 
 export interface AccessFacts {
   status: string | null;
+  /** The tenant's plan and feature override (API keys need api_access; docs/tenant-config.md). */
+  plan?: string | null;
+  features?: unknown;
   roles: Record<string, Role>;
   keys: Record<string, { role: Role; revoked: boolean; expiresAt: string | null }>;
 }
@@ -29,7 +34,7 @@ export interface AccessFacts {
 export function accessFactsSql(tenantId: string, principals: Principal[]): Prisma.Sql {
   const userIds = [...new Set(principals.map((p) => p.userId).filter((id): id is string => !!id))];
   const keyIds = [...new Set(principals.map((p) => p.apiKeyId).filter((id): id is string => !!id))];
-  return Prisma.sql`SELECT t.status::text AS status,
+  return Prisma.sql`SELECT t.status::text AS status, t.plan::text AS plan, t.feature_overrides AS features,
       COALESCE((SELECT json_object_agg(m.user_id, m.role) FROM memberships m
                  WHERE m.tenant_id = t.id AND m.user_id = ANY(${userIds}::uuid[])), '{}'::json) AS roles,
       COALESCE((SELECT json_object_agg(k.id, json_build_object('role', k.role, 'revoked', k.revoked_at IS NOT NULL, 'expiresAt', k.expires_at))
@@ -37,11 +42,12 @@ export function accessFactsSql(tenantId: string, principals: Principal[]): Prism
     FROM tenants t WHERE t.id = ${tenantId}::uuid`;
 }
 
-export function factsFrom(rows: { status: string; roles: unknown; keys: unknown }[]): AccessFacts {
+export function factsFrom(rows: { status: string; plan?: string; features?: unknown; roles: unknown; keys: unknown }[]): AccessFacts {
   const row = rows[0];
   if (!row) return { status: null, roles: {}, keys: {} };
   const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : (v ?? {}));
-  return { status: row.status, roles: parse(row.roles), keys: parse(row.keys) };
+  const features = typeof row.features === "string" ? JSON.parse(row.features) : row.features;
+  return { status: row.status, plan: row.plan ?? null, features: features ?? null, roles: parse(row.roles), keys: parse(row.keys) };
 }
 
 /** The principal's current role, or the coded error that ends its stream. */
@@ -54,6 +60,9 @@ export function verdict(p: Principal, facts: AccessFacts, now = Date.now()): { r
     const key = facts.keys[p.apiKeyId];
     if (!key || key.revoked || (key.expiresAt && Date.parse(key.expiresAt) <= now)) {
       return { error: unauthenticated("Invalid, expired or revoked API key", null) };
+    }
+    if (facts.plan && !effectiveFeatures(facts.plan as Plan, facts.features).includes("api_access")) {
+      return { error: featureNotAvailable("api_access", facts.plan) };
     }
     role = key.role;
   } else if (p.userId) {

@@ -256,6 +256,19 @@ describe("tenant identity providers", () => {
     for (const i of [0, 1]) expect((await gqlOn(i, WHO, { token })).status).toBe(401);
   });
 
+  it("the tenant role may change its own tenant's provider columns only", async () => {
+    const asTenant = (tenant: string, sql: string) =>
+      t.clients.app.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`SELECT set_config('app.tenant_id', '${tenant}', true)`);
+        return tx.$executeRawUnsafe(sql);
+      });
+    await expect(asTenant(ids.wayne!, `UPDATE tenants SET plan = 'ENTERPRISE' WHERE id = '${ids.wayne}'`)).rejects.toThrow(/permission denied/);
+    await expect(asTenant(ids.wayne!, `UPDATE tenants SET feature_overrides = '[]' WHERE id = '${ids.wayne}'`)).rejects.toThrow(/permission denied/);
+    // Another tenant's row is invisible: nothing updated.
+    expect(await asTenant(ids.wayne!, `UPDATE tenants SET idp_audience = 'x' WHERE id = '${ids.acme}'`)).toBe(0);
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.acme } })).idpAudience).toBeNull();
+  });
+
   it("bad input names the field; an issuer is one tenant's only", async () => {
     const owner = await t.memberToken("wayne", "OWNER");
     const send = (input: Record<string, unknown>) =>

@@ -17,7 +17,7 @@ const opts = benchOptionsOrExit();
 opts.database = process.env.BENCH_DATABASE?.trim() || "tenantgraph_storage_cost";
 const fixture = await seedBenchDatabase(opts, (line) => console.log(line));
 const url = withDatabase(opts.databaseUrl, opts.database);
-const db = createDatabases({ ownerUrl: url, poolSize: 2 });
+const db = createDatabases({ ownerUrl: url });
 try {
   const rows = await db.platform.$queryRaw<{ n: number }[]>`SELECT (SELECT count(*) FROM deployments) + (SELECT count(*) FROM projects) + (SELECT count(*) FROM workflows) + (SELECT count(*) FROM audit_log) + (SELECT count(*) FROM memberships)::int AS n`;
   console.log(`seeded tenants ${fixture.tenants.length}, tenant rows ${Number(rows[0]?.n)}`);

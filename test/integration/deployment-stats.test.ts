@@ -25,7 +25,7 @@ describe("deploymentStats", () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    counter = createSqlCounter({ app: t.clients.appPool, platform: t.clients.platformPool });
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
     adminAcme = await t.memberToken("acme", "ADMIN");
     const p = t.clients.platform;
     for (const slug of ["acme", "globex"]) {

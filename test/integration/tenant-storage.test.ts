@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Prisma } from "../../src/generated/prisma/client.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { Metrics } from "../../src/infra/metrics.ts";
 import { createLogger } from "../../src/infra/logger.ts";
@@ -85,6 +86,18 @@ describe("tenant storage", () => {
     const platform = await t.gql(`{ platform { tenantUsage(first: 10) { edges { node { tenant { slug } storageBytes } } } } }`, { token: await t.adminToken() });
     const acmeStats = platform.body.data.platform.tenantUsage.edges.find((e: any) => e.node.tenant.slug === "acme");
     expect(acmeStats.node.storageBytes).toBe(after);
+  });
+
+  it("a measurement bumps no response-cache generation; a feature change does", async () => {
+    const generation = async () =>
+      (await t.clients.platform.$queryRawUnsafe<{ g: string | null }[]>(`SELECT generation::text AS g FROM tenant_cache_generations WHERE tenant_id = $1::uuid`, ids.acme))[0]?.g ?? null;
+    const before = await generation();
+    const r = await refreshStorage(t.clients.platform, { minAgeMs: 0 });
+    expect(r.measured).toBe(true);
+    expect(await generation()).toBe(before);
+    await t.clients.platform.tenant.update({ where: { id: ids.acme }, data: { featureOverrides: ["api_access"] } });
+    expect(await generation()).not.toBe(before);
+    await t.clients.platform.tenant.update({ where: { id: ids.acme }, data: { featureOverrides: Prisma.DbNull } });
   });
 
   it("runs at most once per interval across replicas", async () => {

@@ -97,3 +97,31 @@ CREATE OR REPLACE FUNCTION app_request_facts(p_key_id uuid, p_key_hash text) RET
                OR (k.previous_secret_hash = p_key_hash AND k.previous_expires_at > statement_timestamp())))
     )
   $$;
+
+-- The response cache's generation (20261202001000_response_cache) is bumped
+-- by any change of a tenant's row; the background storage measurement
+-- (storage_bytes, storage_measured_at, rewritten for every tenant every few
+-- minutes) is not a change any cached answer shows (`usage` and the
+-- platform's statistics are never cached), so it bumps nothing: the update
+-- trigger of `tenants` compares the rows without those two columns.
+CREATE FUNCTION app_cache_changed_tenants() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+  DECLARE
+    ids uuid[];
+    done text := coalesce(current_setting('app.cache_bumped', true), '');
+  BEGIN
+    ids := ARRAY(
+      SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+      WHERE to_jsonb(n) - 'storage_bytes' - 'storage_measured_at' IS DISTINCT FROM to_jsonb(o) - 'storage_bytes' - 'storage_measured_at'
+        AND position(n.id::text IN done) = 0);
+    IF cardinality(ids) > 0 THEN
+      PERFORM app_bump_cache_generations(ids);
+      PERFORM set_config('app.cache_bumped', done || array_to_string(ids, ',') || ',', true);
+    END IF;
+    RETURN NULL;
+  END
+  $$;
+DROP TRIGGER cache_generation_update ON "tenants";
+CREATE TRIGGER cache_generation_update AFTER UPDATE ON "tenants" REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION app_cache_changed_tenants();

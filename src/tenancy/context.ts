@@ -84,6 +84,13 @@ export interface Context {
   cacheFacts: { generation: string; ttl: number | null } | null;
   /** When the credentials stop being valid by themselves (token exp, key expiry or grace end), ms epoch; null = never. */
   credentialsExpireAt: number | null;
+  /**
+   * What the credentials and host rest on beyond the membership or key
+   * (docs/tenant-config.md): the tenant's own identity provider that
+   * verified the token, the custom domain that named the tenant. Open
+   * streams re-check them with their access (src/modules/live/access.ts).
+   */
+  binding: { idpIssuer: string | null; domain: string | null };
   /** Set when execution starts; mutations write in short transactions of their own. */
   operation: "query" | "mutation" | "subscription";
   /** The tenant-scoped handle; throws TENANT_REQUIRED when there is no tenant. */
@@ -312,6 +319,7 @@ export async function buildContext(
     isPlatformAdmin: !!user?.isPlatformAdmin && !idp,
     cacheFacts: null,
     credentialsExpireAt,
+    binding: { idpIssuer: idp?.issuer ?? null, domain },
     operation: "query" as Context["operation"],
     deps,
     authorize: () =>

@@ -8,6 +8,7 @@ import { TenantIdentityProviders } from "../../src/tenancy/tenant-idp.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { createTestClients } from "../helpers/db.ts";
 import { sharedStores } from "../helpers/replica.ts";
+import { sseSubscribe } from "../helpers/live-client.ts";
 import type { Store } from "../../src/infra/store.ts";
 
 /**
@@ -228,6 +229,38 @@ describe("tenant identity providers", () => {
     expect(wayne.fetches).toBe(before + 1);
     // The old kid is no longer published: refused.
     expect((await gqlOn(0, WHO, { token: oldToken })).status).toBe(401);
+  });
+
+  it("an open stream of a provider's token ends when sso is withdrawn or the provider replaced", async () => {
+    const wayne = providers.get("wayne")!;
+    const token = await sign(wayne, "viewer@wayne.test", { aud: "tenantgraph" });
+    const tenantId = toGlobalId("Tenant", ids.wayne!);
+    const stream = () =>
+      sseSubscribe((url, init) => apps[0]!.app.fetch(url, init), "http://localhost/graphql", { query: `subscription { deploymentUpdated { id } }` }, {
+        authorization: `Bearer ${token}`,
+      });
+    const endOf = async (s: Awaited<ReturnType<typeof stream>>) => {
+      const m = await s.next();
+      s.close();
+      return m.payload?.errors?.[0]?.extensions;
+    };
+    const first = await stream();
+    expect(first.status).toBe(200);
+    await gqlOn(0, SET_FEATURES, { token: admin, variables: { input: { tenantId, features: ["api_access"] } } });
+    expect(await endOf(first)).toMatchObject({ code: "FEATURE_NOT_AVAILABLE", feature: "sso" });
+    await gqlOn(0, SET_FEATURES, { token: admin, variables: { input: { tenantId, features: null } } });
+
+    const second = await stream();
+    expect(second.status).toBe(200);
+    const moved = await gqlOn(0, SET_IDP, { token: admin, variables: { input: { tenantId, issuer: `${issuerOf("wayne")}/v2`, jwksUrl: jwksOf("wayne") } } });
+    expect(moved.body.errors).toBeUndefined();
+    expect(await endOf(second)).toMatchObject({ code: "UNAUTHENTICATED" });
+    const back = await gqlOn(0, SET_IDP, {
+      token: admin,
+      variables: { input: { tenantId, issuer: issuerOf("wayne"), jwksUrl: jwksOf("wayne"), audience: "tenantgraph" } },
+    });
+    expect(back.body.errors).toBeUndefined();
+    expect((await gqlOn(0, WHO, { token })).body.errors).toBeUndefined();
   });
 
   it("changes hold on the next request of every replica, PostgreSQL deciding over the cache", async () => {

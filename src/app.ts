@@ -37,7 +37,7 @@ import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
  */
 export interface AppDeps extends ContextDeps {
   config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &
-    Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer">>;
+    Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
   metrics?: Metrics;
   /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
@@ -60,7 +60,11 @@ export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   // Without a hub from the caller (tests, scripts): an in-process one.
   deps.live ??= new LiveHub({ platform: deps.platform, events: deps.liveDb ?? deps.app, logger });
-  deps.tenantIdps ??= new TenantIdentityProviders(deps.directory, { globalIssuer: config.jwtIssuer, allowHttp: !config.production });
+  deps.tenantIdps ??= new TenantIdentityProviders(deps.directory, {
+    globalIssuer: config.jwtIssuer,
+    globalJwksUrl: config.jwksUrl,
+    allowHttp: !config.production,
+  });
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   const metrics = deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory });
   return createYoga<Record<string, unknown>, Context>({

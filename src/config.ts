@@ -188,6 +188,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (production && !jwtSecret && !str(env, "JWKS_URL")) {
     throw new ConfigError("JWT_SECRET", "required when NODE_ENV=production");
   }
+  // Without an issuer, a tenant could register the issuer the global
+  // tokens carry (docs/tenant-config.md).
+  if (str(env, "JWKS_URL") && !str(env, "JWT_ISSUER")) {
+    throw new ConfigError("JWT_ISSUER", "required when JWKS_URL is set");
+  }
   if (jwtSecret && jwtSecret.length < 32) {
     throw new ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 needs 256 bits)");
   }

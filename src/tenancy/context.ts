@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { Role } from "../generated/prisma/enums.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import {
@@ -15,9 +15,9 @@ import type { Store } from "../infra/store.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
-import { hashApiKey, type TokenVerifier } from "./credentials.ts";
+import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
-import { TenantIdentityProviders } from "./tenant-idp.ts";
+import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
 
@@ -195,6 +195,33 @@ async function requestTenant(
   return { tenant, domain: tenant && tenant.id === refs.domainTenantId ? refs.domain : null };
 }
 
+/**
+ * The first login of a provider subject the platform does not know yet:
+ * a user whose auth_subject is `<issuer>#<sub>` (an e-mail of its own under
+ * .invalid, the token's `email` claim as its name) becomes a VIEWER of the
+ * provider's tenant, within its SEATS, under the lock inviteMember takes.
+ * A subject known already is never given a membership here: one removed by
+ * an ADMIN stays removed. Null: no seat left, or `sso` withdrawn.
+ */
+async function provisionProviderUser(deps: ContextDeps, own: TenantIdpToken, tenant: TenantInfo): Promise<UserInfo | null> {
+  if (!tenant.features.includes("sso")) return null;
+  const email = `${createHash("sha256").update(own.subject, "utf8").digest("hex").slice(0, 32)}@sso.invalid`;
+  const select = { id: true, email: true, name: true, authSubject: true, isPlatformAdmin: true } as const;
+  const user = await deps.platform.$transaction(async (tx) => {
+    // The lock and count of SEATS (src/policy/quota.ts, lockCountQuota/countUsage).
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenant.id}:quota:SEATS`}))`;
+    const existing = await tx.user.findUnique({ where: { authSubject: own.subject }, select });
+    if (existing) return existing;
+    const seats = tenant.limits.SEATS;
+    if (seats !== null && (await tx.membership.count({ where: { tenantId: tenant.id } })) >= seats) return null;
+    const created = await tx.user.create({ data: { email, name: own.email ?? own.token.sub.slice(0, 200), authSubject: own.subject }, select });
+    await tx.membership.create({ data: { tenantId: tenant.id, userId: created.id, role: "VIEWER" } });
+    return created;
+  });
+  if (user) await Promise.all([deps.directory.invalidateUser(own.subject), deps.directory.invalidateMembership(tenant.id, user.id)]);
+  return user;
+}
+
 const idpsOf = new WeakMap<Directory, TenantIdentityProviders>();
 /** The deps' tenant identity providers (one per directory when the app made none). */
 function tenantIdps(deps: ContextDeps): TenantIdentityProviders {
@@ -250,30 +277,51 @@ export async function buildContext(
   if (authorization) {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!match) throw unauthenticated("Malformed Authorization header");
-    // A tenant's own identity provider first (its token is bound to that
-    // tenant), else the global keys.
-    const own = await tenantIdps(deps).verify(match[1]!);
-    const token = own?.token ?? (await deps.verifyToken(match[1]!));
-    idp = own?.idp ?? null;
+    // The global keys first: a token they verify is a global token, whatever
+    // its issuer. Only a token they refuse may be a tenant provider's.
+    let own: TenantIdpToken | null = null;
+    let token: VerifiedToken;
+    try {
+      token = await deps.verifyToken(match[1]!);
+    } catch (err) {
+      own = await tenantIdps(deps).verify(match[1]!);
+      if (!own) throw err;
+      token = own.token;
+    }
     credentialsExpireAt = token.expiresAt ?? null;
-    // The user and the tenant are independent lookups: one wait, not two.
-    // An unknown subject is reported before anything about the tenant.
-    const [userLookup, tenantLookup] = await Promise.allSettled([
-      directory.userBySubject(token.sub),
-      requestTenant(deps, request, token.tid, own?.tenantId),
-    ]);
-    if (userLookup.status === "rejected") throw userLookup.reason;
-    user = userLookup.value;
-    if (!user) throw unauthenticated("Unknown subject");
-    actor = { type: "USER", id: user.id, label: user.email };
-    if (tenantLookup.status === "rejected") throw tenantLookup.reason;
-    ({ tenant, domain } = tenantLookup.value);
-    if (tenant) {
-      const membership = await directory.membership(tenant.id, user.id);
-      if (!membership) throw tenantAccessDenied(NO_ACCESS);
+    if (own) {
+      // A provider's subject is namespaced by its issuer and acts in that
+      // tenant only. Unknown subject and non-member are one answer.
+      idp = own.idp;
+      ({ tenant, domain } = await requestTenant(deps, request, token.tid, own.tenantId));
+      if (!tenant || tenant.id !== own.tenantId) throw tenantAccessDenied(NO_ACCESS);
       tenant = await activeTenant(directory, tenant);
+      user = (await directory.userBySubject(own.subject)) ?? (await provisionProviderUser(deps, own, tenant));
+      const membership = user && (await directory.membership(tenant.id, user.id));
+      if (!user || !membership) throw tenantAccessDenied(NO_ACCESS);
+      actor = { type: "USER", id: user.id, label: user.email };
       role = membership.role;
       membershipId = membership.id;
+    } else {
+      // The user and the tenant are independent lookups: one wait, not two.
+      // An unknown subject is reported before anything about the tenant.
+      const [userLookup, tenantLookup] = await Promise.allSettled([
+        directory.userBySubject(token.sub),
+        requestTenant(deps, request, token.tid, undefined),
+      ]);
+      if (userLookup.status === "rejected") throw userLookup.reason;
+      user = userLookup.value;
+      if (!user) throw unauthenticated("Unknown subject");
+      actor = { type: "USER", id: user.id, label: user.email };
+      if (tenantLookup.status === "rejected") throw tenantLookup.reason;
+      ({ tenant, domain } = tenantLookup.value);
+      if (tenant) {
+        const membership = await directory.membership(tenant.id, user.id);
+        if (!membership) throw tenantAccessDenied(NO_ACCESS);
+        tenant = await activeTenant(directory, tenant);
+        role = membership.role;
+        membershipId = membership.id;
+      }
     }
   } else if (keySecret) {
     apiKeyHash = hashApiKey(keySecret.trim());

@@ -210,6 +210,12 @@ export class Directory {
     });
   }
 
+  /** Every registered provider issuer, from PostgreSQL (src/tenancy/tenant-idp.ts keeps them in process). */
+  async registeredIssuers(): Promise<string[]> {
+    const rows = await this.db.tenant.findMany({ where: { idpIssuer: { not: null } }, select: { idpIssuer: true } });
+    return rows.map((r) => r.idpIssuer!);
+  }
+
   membership(tenantId: string, userId: string): Promise<MembershipInfo | null> {
     return this.cached(keys.membership(tenantId, userId), () =>
       this.db.membership.findUnique({

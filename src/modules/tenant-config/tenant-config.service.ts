@@ -3,6 +3,7 @@ import { badInput, featureNotAvailable, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { effectiveFeatures, FEATURES, isFeature, type Feature } from "../../tenancy/features.ts";
+import { jwksUrlRefusal } from "../../tenancy/tenant-idp.ts";
 import { changeTenant } from "../platform/tenant-lifecycle.service.ts";
 
 /**
@@ -90,31 +91,30 @@ export interface IdentityProviderInput {
   audience?: string | null;
 }
 
-/** The provider to store; null removes it. Both issuer and jwksUrl, or neither. */
+/**
+ * The provider to store; null removes it. Issuer, jwksUrl and audience, or
+ * neither issuer nor jwksUrl. The issuer is never the server's own
+ * (JWT_ISSUER) and has no `#` (it namespaces the provider's subjects); the
+ * key set is https, on no literal private address, never JWKS_URL
+ * (jwksUrlRefusal, src/tenancy/tenant-idp.ts).
+ */
 export function checkIdentityProvider(
   input: IdentityProviderInput,
-  opts: { allowHttp: boolean; globalIssuer?: string },
-): { issuer: string; jwksUrl: string; audience: string | null } | null {
+  opts: { allowHttp: boolean; globalIssuer?: string; globalJwksUrl?: string },
+): { issuer: string; jwksUrl: string; audience: string } | null {
   const issuer = input.issuer?.trim() || null;
   const jwksUrl = input.jwksUrl?.trim() || null;
   if (issuer === null && jwksUrl === null) return null;
   if (issuer === null) throw badInput("issuer", "issuer is required with jwksUrl (both null removes the provider)");
   if (jwksUrl === null) throw badInput("jwksUrl", "jwksUrl is required with issuer (both null removes the provider)");
-  if (issuer.length > 500 || /\s/.test(issuer)) throw badInput("issuer", "issuer must be at most 500 characters, without spaces");
+  if (issuer.length > 500 || /[\s#]/.test(issuer)) throw badInput("issuer", "issuer must be at most 500 characters, without spaces or '#'");
   if (opts.globalIssuer && issuer === opts.globalIssuer) throw badInput("issuer", "issuer is the server's own issuer (JWT_ISSUER)");
-  let url: URL;
-  try {
-    url = new URL(jwksUrl);
-  } catch {
-    throw badInput("jwksUrl", "jwksUrl must be an absolute https URL");
-  }
-  if (jwksUrl.length > 2000 || !(url.protocol === "https:" || (opts.allowHttp && url.protocol === "http:"))) {
-    throw badInput("jwksUrl", opts.allowHttp ? "jwksUrl must be an absolute http(s) URL" : "jwksUrl must be an absolute https URL");
-  }
-  if (url.username || url.password) throw badInput("jwksUrl", "jwksUrl must not carry credentials");
+  const refused = jwksUrlRefusal(jwksUrl, opts);
+  if (refused) throw badInput("jwksUrl", refused);
   const audience = input.audience?.trim() || null;
-  if (audience !== null && audience.length > 500) throw badInput("audience", "audience must be at most 500 characters");
-  return { issuer, jwksUrl: url.toString(), audience };
+  if (audience === null) throw badInput("audience", "audience is required: the provider's tokens must name this API");
+  if (audience.length > 500) throw badInput("audience", "audience must be at most 500 characters");
+  return { issuer, jwksUrl: new URL(jwksUrl).toString(), audience };
 }
 
 /**
@@ -124,7 +124,11 @@ export function checkIdentityProvider(
  */
 export async function setTenantIdentityProvider(ctx: Context, tenantId: string, input: IdentityProviderInput, metadata: unknown) {
   const idps = ctx.deps.tenantIdps;
-  const idp = checkIdentityProvider(input, { allowHttp: idps?.allowsHttp ?? false, globalIssuer: idps?.globalIssuer });
+  const idp = checkIdentityProvider(input, {
+    allowHttp: idps?.allowsHttp ?? false,
+    globalIssuer: idps?.globalIssuer,
+    globalJwksUrl: idps?.globalJwksUrl,
+  });
   const data = { idpIssuer: idp?.issuer ?? null, idpJwksUrl: idp?.jwksUrl ?? null, idpAudience: idp?.audience ?? null };
   let previous: string | null = null;
   let tenant: Tenant;
@@ -153,6 +157,7 @@ export async function setTenantIdentityProvider(ctx: Context, tenantId: string, 
     }).catch(taken("issuer", "This issuer is registered by another tenant"));
   }
   await ctx.deps.directory.invalidateIssuer(previous, data.idpIssuer);
+  idps?.forgetIssuers();
   await ctx.deps.directory.invalidateTenant(tenant.id);
   return tenant;
 }

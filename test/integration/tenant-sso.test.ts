@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { Prisma } from "../../src/generated/prisma/client.ts";
 import { createServer, type Server } from "node:http";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -5,7 +7,10 @@ import { createApp, type App } from "../../src/app.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { TenantIdentityProviders } from "../../src/tenancy/tenant-idp.ts";
-import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
+import { createTestApp, testAppDeps, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
+import { checkIdentityProvider } from "../../src/modules/tenant-config/tenant-config.service.ts";
+import { ConfigError, loadConfig } from "../../src/config.ts";
 import { createTestClients } from "../helpers/db.ts";
 import { sharedStores } from "../helpers/replica.ts";
 import { sseSubscribe } from "../helpers/live-client.ts";
@@ -24,9 +29,11 @@ interface Provider {
   alg: "RS256" | "ES256";
   keys: { kid: string; privateKey: CryptoKey; jwk: JWK }[];
   fetches: number;
+  broken?: boolean;
 }
 
 const WHO = `{ viewer { user { email } role tenant { slug } } }`;
+const WHO_ALL = `{ viewer { user { email } role tenant { slug } memberships { role } } }`;
 const SET_IDP = `mutation($input: SetTenantIdentityProviderInput!) { setTenantIdentityProvider(input: $input) { tenant { slug } } }`;
 const SET_FEATURES = `mutation($input: SetTenantFeaturesInput!) { setTenantFeatures(input: $input) { tenant { features } } }`;
 
@@ -87,6 +94,10 @@ describe("tenant identity providers", () => {
         return;
       }
       p.fetches++;
+      if (p.broken) {
+        res.writeHead(500).end();
+        return;
+      }
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: p.keys.map((k) => k.jwk) }));
     });
     await new Promise<void>((resolve) => jwksServer.listen(0, "127.0.0.1", resolve));
@@ -94,6 +105,8 @@ describe("tenant identity providers", () => {
     await provider("wayne", "RS256");
     await provider("acme", "ES256");
     await provider("rogue", "RS256");
+    await provider("platform", "RS256");
+    await provider("broken", "ES256");
 
     stores = sharedStores(2);
     t = await createTestApp({ store: stores[0] });
@@ -130,37 +143,60 @@ describe("tenant identity providers", () => {
 
     const pro = await gqlOn(0, SET_IDP, {
       token: await t.memberToken("acme", "OWNER"),
-      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("acme"), jwksUrl: jwksOf("acme") } },
+      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("acme"), jwksUrl: jwksOf("acme"), audience: "tenantgraph" } },
     });
     expect(pro.body.errors?.[0]?.extensions).toMatchObject({ code: "FEATURE_NOT_AVAILABLE", feature: "sso", plan: "PRO" });
     // A foreign tenant id is NOT_FOUND for an OWNER.
     const foreign = await gqlOn(0, SET_IDP, {
       token: await t.memberToken("wayne", "OWNER"),
-      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("x"), jwksUrl: jwksOf("x") } },
+      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("x"), jwksUrl: jwksOf("x"), audience: "tenantgraph" } },
     });
     expect(codeOf(foreign)).toBe("NOT_FOUND");
     expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.acme } })).idpIssuer).toBeNull();
   });
 
-  it("a token of the tenant's provider acts in that tenant, as the member its subject names, on either replica", async () => {
-    const token = await sign(providers.get("wayne")!, "developer@wayne.test", { aud: "tenantgraph" });
-    for (const i of [0, 1]) {
-      const r = await gqlOn(i, WHO, { token });
-      expect(r.body.errors).toBeUndefined();
-      expect(r.body.data.viewer).toEqual({ user: { email: "developer@wayne.test" }, role: "DEVELOPER", tenant: { slug: "wayne" } });
-    }
-    // The audience is checked.
-    expect((await gqlOn(0, WHO, { token: await sign(providers.get("wayne")!, "developer@wayne.test", { aud: "other" }) })).status).toBe(401);
+  it("finding 1: a provider subject is namespaced by its issuer: first login makes a VIEWER of that tenant only, on either replica", async () => {
+    const wayne = providers.get("wayne")!;
+    const token = await sign(wayne, "developer@wayne.test", { aud: "tenantgraph" });
+    const first = await gqlOn(0, WHO_ALL, { token });
+    expect(first.body.errors).toBeUndefined();
+    // Not the platform's developer@wayne.test: a user of its own, VIEWER of wayne only.
+    expect(first.body.data.viewer).toMatchObject({ role: "VIEWER", tenant: { slug: "wayne" }, memberships: [{ role: "VIEWER" }] });
+    expect(first.body.data.viewer.user.email).not.toBe("developer@wayne.test");
+    const made = await t.clients.platform.user.findUniqueOrThrow({ where: { authSubject: `${issuerOf("wayne")}#developer@wayne.test` }, include: { memberships: true } });
+    expect(made.memberships.map((m) => [m.tenantId, m.role])).toEqual([[ids.wayne, "VIEWER"]]);
+    // An ADMIN's promotion holds on either replica; no second user is made.
+    await t.clients.platform.membership.updateMany({ where: { id: made.memberships[0]!.id }, data: { role: "DEVELOPER" } });
+    for (const i of [0, 1]) expect((await gqlOn(i, WHO, { token })).body.data.viewer.role).toBe("DEVELOPER");
+    expect(await t.clients.platform.user.count({ where: { authSubject: { startsWith: `${issuerOf("wayne")}#` } } })).toBe(1);
+    // finding 5: the audience is checked and required.
+    expect((await gqlOn(0, WHO, { token: await sign(wayne, "developer@wayne.test", { aud: "other" }) })).status).toBe(401);
+    expect((await gqlOn(0, WHO, { token: await sign(wayne, "developer@wayne.test") })).status).toBe(401);
     // The global secret keeps working for the same tenant.
     expect((await gqlOn(0, WHO, { token: await t.memberToken("wayne", "VIEWER") })).body.data.viewer.role).toBe("VIEWER");
   });
 
+  it("finding 1: naming another tenant's user as subject never acts as that user, nor shows their memberships", async () => {
+    const wayne = providers.get("wayne")!;
+    // The victim (owner@acme.test, OWNER of acme) is invited to wayne as ADMIN.
+    const victim = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "owner@acme.test" } });
+    await t.clients.platform.membership.create({ data: { tenantId: ids.wayne!, userId: victim.id, role: "ADMIN" } });
+    const token = await sign(wayne, victim.authSubject, { aud: "tenantgraph" });
+    const r = await gqlOn(0, WHO_ALL, { token });
+    expect(r.body.errors).toBeUndefined();
+    expect(r.body.data.viewer.user.email).not.toBe("owner@acme.test");
+    expect(r.body.data.viewer).toMatchObject({ role: "VIEWER", tenant: { slug: "wayne" }, memberships: [{ role: "VIEWER" }] });
+    // Removed by an ADMIN, it stays removed: the same answer as any non-member.
+    const mine = await t.clients.platform.user.findUniqueOrThrow({ where: { authSubject: `${issuerOf("wayne")}#${victim.authSubject}` } });
+    await t.clients.platform.membership.deleteMany({ where: { userId: mine.id } });
+    const gone = await gqlOn(1, WHO, { token });
+    expect([gone.status, gone.body.errors?.[0]?.extensions?.code, gone.body.errors?.[0]?.message]).toEqual([403, "TENANT_ACCESS_DENIED", "Unknown tenant or not a member"]);
+    expect(await t.clients.platform.membership.count({ where: { userId: mine.id } })).toBe(0);
+  });
+
   it("it can never act in another tenant: tid, X-Tenant-ID or subdomain naming another tenant is a conflict", async () => {
     const wayne = providers.get("wayne")!;
-    // owner@acme.test is made a member of wayne too, so only the binding refuses.
-    const user = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "owner@acme.test" } });
-    await t.clients.platform.membership.create({ data: { tenantId: ids.wayne!, userId: user.id, role: "VIEWER" } });
-    const token = await sign(wayne, "owner@acme.test", { aud: "tenantgraph" });
+    const token = await sign(wayne, "viewer@wayne.test", { aud: "tenantgraph" });
     expect((await gqlOn(0, WHO, { token })).body.data.viewer.tenant.slug).toBe("wayne");
     const conflicting: Record<string, string>[] = [{ "x-tenant-id": "acme" }, { "x-tenant-id": ids.acme! }, { host: "acme.localhost" }];
     for (const headers of conflicting) {
@@ -168,7 +204,7 @@ describe("tenant identity providers", () => {
       expect([r.status, codeOf(r)]).toEqual([403, "TENANT_ACCESS_DENIED"]);
       expect(r.body.data ?? null).toBeNull();
     }
-    const withTid = await gqlOn(0, WHO, { token: await sign(wayne, "owner@acme.test", { aud: "tenantgraph", tid: "acme" }) });
+    const withTid = await gqlOn(0, WHO, { token: await sign(wayne, "viewer@wayne.test", { aud: "tenantgraph", tid: "acme" }) });
     expect(codeOf(withTid)).toBe("TENANT_ACCESS_DENIED");
   });
 
@@ -180,26 +216,27 @@ describe("tenant identity providers", () => {
     ).toBeUndefined();
     const set = await gqlOn(0, SET_IDP, {
       token: admin,
-      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("acme"), jwksUrl: jwksOf("acme") } },
+      variables: { input: { tenantId: toGlobalId("Tenant", ids.acme!), issuer: issuerOf("acme"), jwksUrl: jwksOf("acme"), audience: "acme-api" } },
     });
     expect(set.body.errors).toBeUndefined();
     expect(await t.clients.platform.platformAuditEntry.count({ where: { action: "tenant.setIdentityProvider", tenantIds: { has: ids.acme! } } })).toBe(1);
 
     const acmeP = providers.get("acme")!;
-    // acme's provider vouches for a wayne member, claiming wayne's issuer: the signature is not wayne's.
-    const forged = await sign(acmeP, "owner@wayne.test", { iss: issuerOf("wayne"), aud: "tenantgraph" });
+    // acme's provider vouches for a wayne subject, claiming wayne's issuer: the signature is not wayne's.
+    const forged = await sign(acmeP, "viewer@wayne.test", { iss: issuerOf("wayne"), aud: "tenantgraph" });
     const r1 = await gqlOn(0, WHO, { token: forged });
     expect([r1.status, codeOf(r1)]).toEqual([401, "UNAUTHENTICATED"]);
-    // With its own issuer it names acme, where that subject is no member; naming wayne is a conflict.
-    const own = await sign(acmeP, "owner@wayne.test");
-    expect(codeOf(await gqlOn(0, WHO, { token: own }))).toBe("TENANT_ACCESS_DENIED");
+    // With its own issuer it is acme's own user; naming wayne is a conflict.
+    const own = await sign(acmeP, "owner@wayne.test", { aud: "acme-api" });
+    expect((await gqlOn(0, WHO, { token: own })).body.data.viewer).toMatchObject({ role: "VIEWER", tenant: { slug: "acme" } });
     expect(codeOf(await gqlOn(0, WHO, { token: own, headers: { "x-tenant-id": "wayne" } }))).toBe("TENANT_ACCESS_DENIED");
     // A key nobody registered, claiming acme's issuer.
-    const rogue = await sign(providers.get("rogue")!, "owner@acme.test", { iss: issuerOf("acme") });
+    const rogue = await sign(providers.get("rogue")!, "owner@acme.test", { iss: issuerOf("acme"), aud: "acme-api" });
     expect((await gqlOn(0, WHO, { token: rogue })).status).toBe(401);
-    // acme's own members are served through acme's provider (ES256).
-    const ok = await gqlOn(1, WHO, { token: await sign(acmeP, "admin@acme.test") });
-    expect(ok.body.data?.viewer).toMatchObject({ role: "ADMIN", tenant: { slug: "acme" } });
+    // acme's provider (ES256). (Replica 1 loaded the registered issuers before acme's
+    // was registered: it learns of it within issuersRefreshMs, see finding 4.)
+    const ok = await gqlOn(0, WHO, { token: await sign(acmeP, "admin@acme.test", { aud: "acme-api" }) });
+    expect(ok.body.data?.viewer).toMatchObject({ role: "VIEWER", tenant: { slug: "acme" } });
   });
 
   it("never platform powers: a platform admin's subject through a tenant provider is FORBIDDEN on platform fields", async () => {
@@ -299,19 +336,25 @@ describe("tenant identity providers", () => {
     await expect(asTenant(ids.wayne!, `UPDATE tenants SET feature_overrides = '[]' WHERE id = '${ids.wayne}'`)).rejects.toThrow(/permission denied/);
     // Another tenant's row is invisible: nothing updated.
     expect(await asTenant(ids.wayne!, `UPDATE tenants SET idp_audience = 'x' WHERE id = '${ids.acme}'`)).toBe(0);
-    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.acme } })).idpAudience).toBeNull();
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.acme } })).idpAudience).toBe("acme-api");
   });
 
   it("bad input names the field; an issuer is one tenant's only", async () => {
     const owner = await t.memberToken("wayne", "OWNER");
     const send = (input: Record<string, unknown>) =>
       gqlOn(0, SET_IDP, { token: owner, variables: { input: { tenantId: toGlobalId("Tenant", ids.wayne!), ...input } } });
+    const aud = { audience: "tenantgraph" };
     const cases: [Record<string, unknown>, string][] = [
-      [{ issuer: issuerOf("wayne"), jwksUrl: "ftp://example.com/jwks" }, "jwksUrl"],
-      [{ issuer: issuerOf("wayne"), jwksUrl: "not a url" }, "jwksUrl"],
-      [{ issuer: issuerOf("wayne") }, "jwksUrl"],
-      [{ jwksUrl: jwksOf("wayne") }, "issuer"],
-      [{ issuer: issuerOf("acme"), jwksUrl: jwksOf("wayne") }, "issuer"],
+      [{ issuer: issuerOf("wayne"), jwksUrl: "ftp://example.com/jwks", ...aud }, "jwksUrl"],
+      [{ issuer: issuerOf("wayne"), jwksUrl: "not a url", ...aud }, "jwksUrl"],
+      [{ issuer: issuerOf("wayne"), ...aud }, "jwksUrl"],
+      [{ jwksUrl: jwksOf("wayne"), ...aud }, "issuer"],
+      [{ issuer: issuerOf("acme"), jwksUrl: jwksOf("wayne"), ...aud }, "issuer"],
+      // finding 1: `#` would let one issuer's subjects collide with another's.
+      [{ issuer: `${issuerOf("wayne")}#x`, jwksUrl: jwksOf("wayne"), ...aud }, "issuer"],
+      // finding 5: the audience is required.
+      [{ issuer: issuerOf("wayne"), jwksUrl: jwksOf("wayne") }, "audience"],
+      [{ issuer: issuerOf("wayne"), jwksUrl: jwksOf("wayne"), audience: "  " }, "audience"],
     ];
     for (const [input, field] of cases) {
       const r = await send(input);
@@ -319,5 +362,130 @@ describe("tenant identity providers", () => {
       expect(JSON.stringify(r.body)).not.toMatch(/duplicate|constraint|SELECT|UPDATE/i);
     }
     expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.wayne } })).idpIssuer).toBeNull();
+  });
+
+  it("finding 3: in production a jwksUrl is https on no literal loopback, private or link-local address, and never JWKS_URL", () => {
+    const prod = { allowHttp: false, globalIssuer: "https://auth.platform.test/", globalJwksUrl: "https://auth.platform.test/jwks.json" };
+    const refused: [Record<string, string>, string][] = [
+      [{ jwksUrl: "http://idp.example.com/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://127.0.0.1/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://localhost:8443/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://10.1.2.3/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://172.20.0.1/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://192.168.1.1/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://169.254.169.254/latest/meta-data" }, "jwksUrl"],
+      [{ jwksUrl: "https://[::1]/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://[fd00::1]/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://[::ffff:127.0.0.1]/jwks" }, "jwksUrl"],
+      [{ jwksUrl: "https://0.0.0.0/jwks" }, "jwksUrl"],
+      // finding 2: the global key set and issuer cannot be registered.
+      [{ jwksUrl: "https://auth.platform.test/jwks.json" }, "jwksUrl"],
+      [{ issuer: "https://auth.platform.test/", jwksUrl: "https://idp.example.com/jwks" }, "issuer"],
+    ];
+    for (const [input, field] of refused) {
+      let err: any;
+      try {
+        checkIdentityProvider({ issuer: "https://idp.example.com/", audience: "api", ...input }, prod);
+      } catch (e) {
+        err = e;
+      }
+      expect([input, err?.extensions]).toEqual([input, expect.objectContaining({ code: "BAD_USER_INPUT", field })]);
+    }
+    expect(checkIdentityProvider({ issuer: "https://idp.example.com/", jwksUrl: "https://idp.example.com/jwks", audience: "api" }, prod)).toEqual({
+      issuer: "https://idp.example.com/",
+      jwksUrl: "https://idp.example.com/jwks",
+      audience: "api",
+    });
+  });
+
+  it("finding 2: JWT_ISSUER is required with JWKS_URL; a token the global keys verify is global even if a tenant registered its issuer", async () => {
+    expect(() => loadConfig({ JWKS_URL: "https://auth.platform.test/jwks.json" })).toThrow(ConfigError);
+    expect(() => loadConfig({ JWKS_URL: "https://auth.platform.test/jwks.json" })).toThrow(/JWT_ISSUER/);
+    expect(() => loadConfig({ JWKS_URL: "https://auth.platform.test/jwks.json", JWT_ISSUER: "https://auth.platform.test/" })).not.toThrow();
+
+    // A server whose global tokens come from the "platform" JWKS (no JWT_ISSUER, as
+    // before the fix); globex registers that issuer with a copy of its keys.
+    const platformP = providers.get("platform")!;
+    await t.clients.platform.tenant.update({
+      where: { id: ids.globex },
+      data: { idpIssuer: issuerOf("platform"), idpJwksUrl: `${jwksOf("platform")}?copy`, idpAudience: "tenantgraph", featureOverrides: ["api_access", "sso"] },
+    });
+    const clients = createTestClients(t.db.url);
+    try {
+      const directory = new Directory(clients.platform, stores[0]!);
+      const app = createApp(
+        testAppDeps(clients, stores[0]!, {
+          directory,
+          verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: jwksOf("platform") }),
+          tenantIdps: new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true }),
+        }),
+      );
+      const token = await sign(platformP, "owner@wayne.test", { aud: "tenantgraph" });
+      const res = await app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-tenant-id": "wayne" },
+        body: JSON.stringify({ query: WHO }),
+      });
+      const body = (await res.json()) as { data?: any; errors?: any[] };
+      expect(body.errors).toBeUndefined();
+      expect(body.data.viewer).toEqual({ user: { email: "owner@wayne.test" }, role: "OWNER", tenant: { slug: "wayne" } });
+    } finally {
+      await t.clients.platform.tenant.update({ where: { id: ids.globex }, data: { idpIssuer: null, idpJwksUrl: null, idpAudience: null, featureOverrides: Prisma.DbNull } });
+      await clients.close();
+    }
+  });
+
+  it("finding 3: a failed JWKS fetch is not retried before the cooldown ends", async () => {
+    const broken = providers.get("broken")!;
+    broken.broken = true;
+    await t.clients.platform.tenant.update({
+      where: { id: ids.globex },
+      data: { idpIssuer: issuerOf("broken"), idpJwksUrl: jwksOf("broken"), idpAudience: "tenantgraph" },
+    });
+    try {
+      let now = 1_000_000;
+      const idps = new TenantIdentityProviders(new Directory(t.clients.platform, stores[0]!), { cooldownMs: 0, allowHttp: true, now: () => now });
+      const token = await sign(broken, "someone", { aud: "tenantgraph" });
+      const before = broken.fetches;
+      for (let i = 0; i < 5; i++) expect(await idps.verify(token)).toBeNull();
+      expect(broken.fetches).toBe(before + 1);
+      now += 29_000;
+      expect(await idps.verify(token)).toBeNull();
+      expect(broken.fetches).toBe(before + 1);
+      // After the cooldown one fetch again; the provider has recovered.
+      broken.broken = false;
+      now += 2_000;
+      expect((await idps.verify(token))?.subject).toBe(`${issuerOf("broken")}#someone`);
+      expect(broken.fetches).toBe(before + 2);
+    } finally {
+      await t.clients.platform.tenant.update({ where: { id: ids.globex }, data: { idpIssuer: null, idpJwksUrl: null, idpAudience: null } });
+    }
+  });
+
+  it("finding 4: made-up issuers cost no query: the registered issuers are kept in process", async () => {
+    class Counting extends Directory {
+      byIssuer = 0;
+      loads = 0;
+      override tenantIdpByIssuer(issuer: string) {
+        this.byIssuer++;
+        return super.tenantIdpByIssuer(issuer);
+      }
+      override registeredIssuers() {
+        this.loads++;
+        return super.registeredIssuers();
+      }
+    }
+    const directory = new Counting(t.clients.platform, stores[0]!);
+    let now = 1_000_000;
+    const idps = new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true, now: () => now });
+    const rogue = providers.get("rogue")!;
+    for (let i = 0; i < 50; i++) expect(await idps.verify(await sign(rogue, "x", { iss: `https://made-up.test/${randomUUID()}`, aud: "a" }))).toBeNull();
+    expect([directory.byIssuer, directory.loads]).toEqual([0, 1]);
+    // A registered issuer is still served; the set is reloaded only after its refresh interval.
+    const ok = await idps.verify(await sign(providers.get("acme")!, "x", { aud: "acme-api" }));
+    expect(ok?.tenantId).toBe(ids.acme);
+    now += 6_000;
+    expect(await idps.verify(await sign(rogue, "x", { iss: "https://made-up.test/again", aud: "a" }))).toBeNull();
+    expect([directory.byIssuer, directory.loads]).toEqual([1, 2]);
   });
 });

@@ -87,7 +87,7 @@ describe("tenant identity providers", () => {
 
   beforeAll(async () => {
     jwksServer = createServer((req, res) => {
-      const name = /^\/([a-z]+)\/jwks\.json$/.exec(req.url ?? "")?.[1];
+      const name = /^\/([a-z]+)\/jwks\.json(?:\?copy)?$/.exec(req.url ?? "")?.[1];
       const p = name ? providers.get(name) : undefined;
       if (!p) {
         res.writeHead(404).end();

@@ -42,7 +42,7 @@ const SetTenantIdentityProviderInput = builder.inputType("SetTenantIdentityProvi
     tenantId: t.id({ required: true }),
     issuer: t.string({ description: "The `iss` of the provider's tokens (unique across tenants); null with jwksUrl null removes the provider." }),
     jwksUrl: t.string({ description: "Where the provider publishes its keys (https)." }),
-    audience: t.string({ description: "The `aud` tokens must carry; null: not checked." }),
+    audience: t.string({ description: "The `aud` the provider's tokens must carry (required with issuer and jwksUrl)." }),
   }),
 });
 const SetTenantDomainInput = builder.inputType("SetTenantDomainInput", {

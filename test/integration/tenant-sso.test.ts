@@ -107,6 +107,7 @@ describe("tenant identity providers", () => {
     await provider("rogue", "RS256");
     await provider("platform", "RS256");
     await provider("broken", "ES256");
+    await provider("globex", "RS256");
 
     stores = sharedStores(2);
     t = await createTestApp({ store: stores[0] });
@@ -487,5 +488,24 @@ describe("tenant identity providers", () => {
     now += 6_000;
     expect(await idps.verify(await sign(rogue, "x", { iss: "https://made-up.test/again", aud: "a" }))).toBeNull();
     expect([directory.byIssuer, directory.loads]).toEqual([1, 2]);
+  });
+
+  it("finding 1: first logins are bounded by SEATS; no seat left is the same answer as a non-member", async () => {
+    // globex is FREE (5 seats): sso by override and a provider, set by a platform admin.
+    const tenantId = toGlobalId("Tenant", ids.globex!);
+    expect((await gqlOn(0, SET_FEATURES, { token: admin, variables: { input: { tenantId, features: ["api_access", "sso"] } } })).body.errors).toBeUndefined();
+    const set = await gqlOn(0, SET_IDP, { token: admin, variables: { input: { tenantId, issuer: issuerOf("globex"), jwksUrl: jwksOf("globex"), audience: "globex-api" } } });
+    expect(set.body.errors).toBeUndefined();
+    const globex = providers.get("globex")!;
+    const free = 5 - (await t.clients.platform.membership.count({ where: { tenantId: ids.globex } }));
+    expect(free).toBeGreaterThan(0);
+    for (let i = 0; i < free; i++) {
+      const r = await gqlOn(0, WHO, { token: await sign(globex, `person-${i}`, { aud: "globex-api" }) });
+      expect(r.body.data?.viewer).toMatchObject({ role: "VIEWER", tenant: { slug: "globex" } });
+    }
+    const full = await gqlOn(0, WHO, { token: await sign(globex, "one-too-many", { aud: "globex-api" }) });
+    expect([full.status, codeOf(full), full.body.errors?.[0]?.message]).toEqual([403, "TENANT_ACCESS_DENIED", "Unknown tenant or not a member"]);
+    expect(await t.clients.platform.user.count({ where: { authSubject: `${issuerOf("globex")}#one-too-many` } })).toBe(0);
+    expect(await t.clients.platform.membership.count({ where: { tenantId: ids.globex } })).toBe(5);
   });
 });

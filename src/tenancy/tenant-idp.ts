@@ -210,6 +210,8 @@ export class TenantIdentityProviders {
       return null;
     }
     if (typeof payload.sub !== "string" || payload.sub === "") throw unauthenticated("Token has no subject");
+    // It becomes part of a stored auth_subject (`<issuer>#<sub>`).
+    if (payload.sub.length > 500) throw unauthenticated("Token subject is too long");
     const tid = payload.tid;
     if (tid !== undefined && typeof tid !== "string") throw unauthenticated("Invalid tid claim");
     return {

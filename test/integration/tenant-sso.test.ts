@@ -193,6 +193,8 @@ describe("tenant identity providers", () => {
     const gone = await gqlOn(1, WHO, { token });
     expect([gone.status, gone.body.errors?.[0]?.extensions?.code, gone.body.errors?.[0]?.message]).toEqual([403, "TENANT_ACCESS_DENIED", "Unknown tenant or not a member"]);
     expect(await t.clients.platform.membership.count({ where: { userId: mine.id } })).toBe(0);
+    // A subject too long to store is refused.
+    expect((await gqlOn(0, WHO, { token: await sign(wayne, "x".repeat(501), { aud: "tenantgraph" }) })).status).toBe(401);
   });
 
   it("it can never act in another tenant: tid, X-Tenant-ID or subdomain naming another tenant is a conflict", async () => {

@@ -49,6 +49,8 @@ async function loadTenants(url: string, opts: ChaosOptions): Promise<TenantModel
        ON CONFLICT (tenant_id, resource) DO UPDATE SET "limit" = EXCLUDED."limit"`,
       [noisy],
     );
+    // API keys need the api_access feature: the FREE tenants of the seed get it too.
+    await db.query(`UPDATE tenants SET feature_overrides = '["api_access"]'::jsonb WHERE plan = 'FREE' AND slug <> $1`, [noisy]);
     const out: TenantModel[] = [];
     for (const t of tenants) {
       const model = {

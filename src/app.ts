@@ -27,6 +27,7 @@ import { setCursorSecret } from "./graphql/cursor.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
 import { LiveHub } from "./modules/live/hub.ts";
+import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
 
 /**
  * createApp(deps): the Yoga server and its plugins, with no knowledge of how
@@ -35,7 +36,8 @@ import { LiveHub } from "./modules/live/hub.ts";
  * (src/http/use-*.ts and the infra/policy plugins); this is only the factory.
  */
 export interface AppDeps extends ContextDeps {
-  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> & Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins">>;
+  config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &
+    Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
   metrics?: Metrics;
   /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
@@ -58,6 +60,11 @@ export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   // Without a hub from the caller (tests, scripts): an in-process one.
   deps.live ??= new LiveHub({ platform: deps.platform, events: deps.liveDb ?? deps.app, logger });
+  deps.tenantIdps ??= new TenantIdentityProviders(deps.directory, {
+    globalIssuer: config.jwtIssuer,
+    globalJwksUrl: config.jwksUrl,
+    allowHttp: !config.production,
+  });
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   const metrics = deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory });
   return createYoga<Record<string, unknown>, Context>({

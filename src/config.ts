@@ -60,6 +60,8 @@ export interface Config {
   shutdownDrainMs: number;
   /** Response cache TTL per plan, seconds; 0 = until invalidated (CACHE_TTL_FREE/PRO/ENTERPRISE, SPEC section 10). */
   cacheTtlSeconds: { FREE: number; PRO: number; ENTERPRISE: number };
+  /** How often tenant storage is measured in the background (STORAGE_REFRESH_SECONDS; docs/tenant-config.md). */
+  storageRefreshMs: number;
 }
 
 /**
@@ -186,6 +188,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (production && !jwtSecret && !str(env, "JWKS_URL")) {
     throw new ConfigError("JWT_SECRET", "required when NODE_ENV=production");
   }
+  // Without an issuer, a tenant could register the issuer the global
+  // tokens carry (docs/tenant-config.md).
+  if (str(env, "JWKS_URL") && !str(env, "JWT_ISSUER")) {
+    throw new ConfigError("JWT_ISSUER", "required when JWKS_URL is set");
+  }
   if (jwtSecret && jwtSecret.length < 32) {
     throw new ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 needs 256 bits)");
   }
@@ -237,5 +244,6 @@ export function loadConfig(env: Env = process.env): Config {
       PRO: int(env, "CACHE_TTL_PRO", 3600, 0, 30 * 86_400),
       ENTERPRISE: int(env, "CACHE_TTL_ENTERPRISE", 0, 0, 30 * 86_400),
     },
+    storageRefreshMs: int(env, "STORAGE_REFRESH_SECONDS", 300, 10, 86_400) * 1000,
   };
 }

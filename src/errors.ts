@@ -20,7 +20,8 @@ export type ErrorCode =
   | "SERVICE_UNAVAILABLE"
   | "SLOW_CONSUMER"
   | "IDEMPOTENCY_KEY_REUSED"
-  | "IDEMPOTENCY_KEY_IN_USE";
+  | "IDEMPOTENCY_KEY_IN_USE"
+  | "FEATURE_NOT_AVAILABLE";
 
 export class AppError extends GraphQLError {
   constructor(
@@ -63,6 +64,19 @@ export const badInput = (field: string, message: string) =>
 
 export const quotaExceeded = (resource: string, limit: number, used: number, requested: number) =>
   new AppError("QUOTA_EXCEEDED", `Quota ${resource} exceeded`, { resource, limit, used, requested });
+
+/**
+ * The tenant's plan (or its override) lacks the feature (SPEC section 10).
+ * `status`: 403 when the request as a whole is refused (an API key without
+ * api_access); none for a single field.
+ */
+export const featureNotAvailable = (feature: string, plan: string, status?: number) =>
+  new AppError(
+    "FEATURE_NOT_AVAILABLE",
+    `This needs the ${feature} feature, which the tenant's plan does not include`,
+    { feature, plan },
+    status ? { status } : undefined,
+  );
 
 export const rateLimited = (limit: number, resetAt: number, retryAfter: number) =>
   new AppError(

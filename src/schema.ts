@@ -26,12 +26,14 @@ import "./modules/api-keys/api-key.schema.ts";
 import "./modules/usage/usage.schema.ts";
 import "./modules/live/live.schema.ts";
 import "./modules/cache/cache.schema.ts";
+import "./modules/tenant-config/tenant-config.schema.ts";
+import "./modules/stats/deployment-stats.schema.ts";
 
 builder.queryType({});
 builder.mutationType({});
 builder.subscriptionType({});
 
-/** The policy directives of SPEC section 6, declared so the schema shows them. */
+/** The policy directives of SPEC sections 6 and 10, declared so the schema shows them. */
 function policyDirectives(schema: GraphQLSchema): GraphQLDirective[] {
   const role = schema.getType("Role") as GraphQLEnumType;
   const resource = schema.getType("QuotaResource") as GraphQLEnumType;
@@ -55,6 +57,12 @@ function policyDirectives(schema: GraphQLSchema): GraphQLDirective[] {
       name: "crossTenant",
       description: "Platform admins only; runs on the audited cross-tenant path.",
       locations: [DirectiveLocation.FIELD_DEFINITION],
+    }),
+    new GraphQLDirective({
+      name: "feature",
+      description: "The plan feature the tenant needs (docs/tenant-config.md); without it: FEATURE_NOT_AVAILABLE.",
+      locations: [DirectiveLocation.FIELD_DEFINITION, DirectiveLocation.OBJECT],
+      args: { name: { type: new GraphQLNonNull(GraphQLString) } },
     }),
     new GraphQLDirective({
       name: "audit",

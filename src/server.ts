@@ -118,15 +118,26 @@ async function main() {
   // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
   const live = new LiveHub({ redisUrl: config.redisUrl, platform: db.platform, events: db.live, logger });
   const { createApp } = await appModule;
+  const [{ Metrics }, { StorageRefresher }] = await Promise.all([import("./infra/metrics.ts"), import("./modules/storage/storage.service.ts")]);
+  const directory = new Directory(db.platform, store);
+  const metrics = new Metrics({ pools: db.pools, directory });
+  // Tenant storage, measured in the background (docs/tenant-config.md).
+  const storage = new StorageRefresher({
+    platform: db.platform,
+    intervalMs: config.storageRefreshMs,
+    logger,
+    onValues: (tenants) => metrics.setTenantStorage(tenants),
+  });
   let draining = false;
   const app = createApp({
     requestCounter,
+    metrics,
     pools: db.pools,
     app: db.app,
     platform: db.platform,
     liveDb: db.live,
     store,
-    directory: new Directory(db.platform, store),
+    directory,
     live,
     responseCache: { ttlSeconds: config.cacheTtlSeconds },
     verifyToken: createTokenVerifier(config),
@@ -176,6 +187,7 @@ async function main() {
       server.closeAllConnections();
       await closed;
     }
+    await storage.stop();
     // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
     await flushApiKeyUse();
@@ -188,6 +200,7 @@ async function main() {
     process.exit(0);
   };
   requestCounter.start();
+  storage.start();
   server.keepAliveTimeout = 65_000;
   // A signal that came meanwhile has begun the shutdown: never listen then.
   if (draining) return;

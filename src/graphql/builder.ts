@@ -19,6 +19,7 @@ export type PolicyDirectives = {
   quota: { locations: "FIELD_DEFINITION"; args: { resource: QuotaResource; cost?: number } };
   crossTenant: { locations: "FIELD_DEFINITION"; args: Record<string, never> };
   audit: { locations: "FIELD_DEFINITION"; args: { action: string } };
+  feature: { locations: "OBJECT" | "FIELD_DEFINITION"; args: { name: string } };
 };
 
 /** Types reachable through `node(id)`; a well-formed id of any other type finds nothing. */

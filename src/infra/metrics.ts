@@ -30,6 +30,7 @@ export class Metrics {
   private readonly quotaRejected: Counter<"tenant">;
   private readonly cacheHits: Counter<"cache" | "tenant">;
   private readonly cacheMisses: Counter<"cache" | "tenant">;
+  private readonly tenantStorage: Gauge<"tenant">;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -76,6 +77,12 @@ export class Metrics {
       labelNames: ["cache", "tenant"],
       registers,
     });
+    this.tenantStorage = new Gauge({
+      name: "tenantgraph_tenant_storage_bytes",
+      help: "Bytes of each tenant's rows (pg_column_size), as last measured in the background",
+      labelNames: ["tenant"],
+      registers,
+    });
     const pools = Object.entries(opts.pools ?? {}).filter((e): e is [string, pg.Pool] => !!e[1]);
     if (pools.length) {
       new Gauge({
@@ -107,6 +114,12 @@ export class Metrics {
     this.errors.inc({ tenant: t, code });
     if (code === "RATE_LIMITED") this.rateLimited.inc({ tenant: t });
     if (code === "QUOTA_EXCEEDED") this.quotaRejected.inc({ tenant: t });
+  }
+
+  /** The storage refresher's values (src/modules/storage/): every tenant's series replaced. */
+  setTenantStorage(tenants: { id: string; bytes: number }[]) {
+    this.tenantStorage.reset();
+    for (const t of tenants) this.tenantStorage.set({ tenant: t.id }, t.bytes);
   }
 
   cacheHit(name: string, tenant?: string) {

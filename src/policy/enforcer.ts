@@ -1,17 +1,21 @@
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
 import type { GraphQLFieldResolver } from "graphql";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
-import { forbidden, tenantRequired, unauthenticated } from "../errors.ts";
+import { featureNotAvailable, forbidden, quotaExceeded, tenantRequired, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
 /**
- * The one enforcement point of @auth, @crossTenant, @quota and @audit
- * (docs/policy.md): a Pothos plugin that reads the directives when the
- * schema is built and wraps only the resolvers that carry one. Access is
+ * The one enforcement point of @auth, @crossTenant, @quota, @audit and
+ * @feature (docs/policy.md): a Pothos plugin that reads the directives when
+ * the schema is built and wraps only the resolvers that carry one. Access is
  * decided before the arguments are decoded.
+ *
+ * @crossTenant together with @auth (setTenantIdentityProvider): a caller
+ * acting in a tenant needs that role there (and the field's @feature); a
+ * platform admin without a tenant takes the cross-tenant path.
  */
 
 export interface FieldPolicy {
@@ -19,6 +23,8 @@ export interface FieldPolicy {
   crossTenant: boolean;
   quota?: { resource: QuotaResource; cost: number };
   audit?: string;
+  /** The plan feature the tenant needs (@feature, on the field or its type). */
+  feature?: string;
 }
 
 type DirectiveArgs = Record<string, unknown>;
@@ -36,8 +42,8 @@ export function directiveList(directives: unknown): { name: string; args: Direct
 
 export function policyOf(fieldDirectives: unknown, typeDirectives?: unknown): FieldPolicy {
   const policy: FieldPolicy = { crossTenant: false };
-  // The type's @auth applies to every field of the type; a field's own wins.
-  for (const d of [...directiveList(typeDirectives).filter((d) => d.name === "auth"), ...directiveList(fieldDirectives)]) {
+  // The type's @auth and @feature apply to every field of the type; a field's own win.
+  for (const d of [...directiveList(typeDirectives).filter((d) => d.name === "auth" || d.name === "feature"), ...directiveList(fieldDirectives)]) {
     switch (d.name) {
       case "auth":
         policy.auth = ((d.args.requires as Role | undefined) ?? "VIEWER") as Role;
@@ -50,6 +56,10 @@ export function policyOf(fieldDirectives: unknown, typeDirectives?: unknown): Fi
         policy.quota = { resource: d.args.resource as QuotaResource, cost: Number(d.args.cost ?? 1) };
         if (!Number.isInteger(policy.quota.cost) || policy.quota.cost < 1) throw new Error("@quota: cost must be a positive integer");
         break;
+      case "feature":
+        policy.feature = String(d.args.name);
+        if (!/^[a-z][a-z_]*$/.test(policy.feature)) throw new Error(`@feature: "${policy.feature}" is not a feature name`);
+        break;
       case "audit":
         policy.audit = String(d.args.action);
         if (!/^[a-z][A-Za-z]*\.[a-z][A-Za-z]*$/.test(policy.audit)) throw new Error(`@audit: action "${policy.audit}" is not <noun>.<verb>`);
@@ -59,16 +69,19 @@ export function policyOf(fieldDirectives: unknown, typeDirectives?: unknown): Fi
   return policy;
 }
 
-export const isEnforced = (p: FieldPolicy) => !!(p.auth || p.crossTenant || p.quota || p.audit);
+export const isEnforced = (p: FieldPolicy) => !!(p.auth || p.crossTenant || p.quota || p.audit || p.feature);
 
-/** Access checks of @auth and @crossTenant; throws the coded error. */
+/** Whether this call takes the cross-tenant path (see @crossTenant with @auth above). */
+const crossTenantCall = (ctx: Context, policy: FieldPolicy) => policy.crossTenant && !(policy.auth && ctx.tenant);
+
+/** Access checks of @auth, @crossTenant and @feature; throws the coded error. */
 export function checkAccess(ctx: Context, policy: FieldPolicy): void {
-  if (policy.crossTenant) {
+  if (crossTenantCall(ctx, policy)) {
     if (!ctx.actor) throw unauthenticated("Authentication required", null);
     if (!ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
     return;
   }
-  if (policy.auth || policy.quota || policy.audit) {
+  if (policy.auth || policy.quota || policy.audit || policy.feature) {
     const requires = policy.auth ?? "VIEWER";
     if (!ctx.actor) throw unauthenticated("Authentication required", null);
     if (!ctx.tenant) {
@@ -80,7 +93,28 @@ export function checkAccess(ctx: Context, policy: FieldPolicy): void {
     if (!ctx.role || ROLE_RANK[ctx.role] < ROLE_RANK[requires]) {
       throw forbidden(`This needs the ${requires} role`, { requires });
     }
+    // Features as PostgreSQL reported them for this request (authorize.ts).
+    if (policy.feature && !(ctx.tenant.features ?? []).includes(policy.feature as never)) {
+      throw featureNotAvailable(policy.feature, ctx.tenant.plan);
+    }
   }
+}
+
+/** Mutations that only take data away stay open past the storage limit (docs/tenant-config.md). */
+const SHRINKING = /\.(delete|remove|revoke)$/;
+
+/**
+ * STORAGE_BYTES: past the limit, a tenant mutation that can add data is
+ * refused. The usage is the background measurement PostgreSQL reported for
+ * this request (src/modules/storage/), so it lags by at most one refresh.
+ */
+function checkStorage(ctx: Context, policy: FieldPolicy): void {
+  const tenant = ctx.tenant;
+  if (!tenant || !policy.audit || SHRINKING.test(policy.audit)) return;
+  const limit = tenant.limits.STORAGE_BYTES;
+  if (limit === null || limit === undefined) return;
+  const used = tenant.storageBytes ?? 0;
+  if (used + 1 > limit) throw quotaExceeded("STORAGE_BYTES", limit, used, 1);
 }
 
 /** The mutation in progress, per request (mutation fields run one at a time). */
@@ -123,13 +157,15 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
   const windowQuota = quota && !countQuota ? quota : undefined;
   return async (parent, args, ctx, info) => {
     checkAccess(ctx, policy);
+    const crossTenant = crossTenantCall(ctx, policy);
+    if (!crossTenant) checkStorage(ctx, policy);
     const scope: DirectiveScope = {
       field,
       action: policy.audit,
       input: (args as { input?: unknown }).input ?? args,
       audited: [],
       countQuota: countQuota && { resource: countQuota.resource as CountResource, cost: countQuota.cost, checked: false },
-      crossTenant: policy.crossTenant,
+      crossTenant,
     };
     const reservation = windowQuota
       ? await reserveWindowQuota(ctx.deps.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
@@ -145,7 +181,7 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
       scopes.delete(ctx);
     }
     // Programming errors, not caller errors: plain Errors, masked for the client.
-    if (policy.audit && !policy.crossTenant && !scope.audited.includes(policy.audit)) {
+    if (policy.audit && !crossTenant && !scope.audited.includes(policy.audit)) {
       throw new Error(`@audit(${policy.audit}) on ${field}: the resolver wrote no audit entry`);
     }
     if (scope.countQuota && !scope.countQuota.checked) {

@@ -1,8 +1,9 @@
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
-import { rateLimited, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
+import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
+import { effectiveFeatures, sameFeatures } from "./features.ts";
 import type { RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
-import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
+import type { ApiKeyInfo, Directory, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import type { RequestFacts, TenantDb } from "./tenant-db.ts";
 
 /**
@@ -50,7 +51,14 @@ export interface AuthorizationInput {
   /** The request's rate-limit state (its limit is re-checked when the limit changed). */
   rateLimit: () => RateLimitState | undefined;
   setRateLimit: (state: RateLimitState) => void;
+  /** The tenant's own identity provider that verified the bearer token, if one did (docs/tenant-config.md). */
+  idp?: TenantIdp | null;
+  /** The custom domain (Host) the tenant was resolved from, if it was. */
+  domain?: string | null;
 }
+
+const sameIdp = (a: TenantIdp | null | undefined, b: TenantIdp | null | undefined) =>
+  !!a && !!b && a.issuer === b.issuer && a.jwksUrl === b.jwksUrl && (a.audience ?? null) === (b.audience ?? null);
 
 const sameLimits = (a: TenantInfo["limits"], b: TenantInfo["limits"]) =>
   (Object.keys(b) as QuotaResource[]).every((r) => a[r] === b[r]) && Object.keys(a).length === Object.keys(b).length;
@@ -92,7 +100,9 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
     if (!facts.member) throw tenantAccessDenied(NO_ACCESS);
     ctx.role = facts.member.role;
     ctx.membershipId = facts.member.id;
-    const admin = facts.admin === true;
+    // A token of a tenant's own identity provider never carries platform
+    // powers: that provider speaks for its tenant only.
+    const admin = facts.admin === true && !input.idp;
     if (admin !== ctx.isPlatformAdmin) {
       void directory.invalidateUser(user.authSubject);
       ctx.isPlatformAdmin = admin;
@@ -105,11 +115,36 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
     plan,
     Object.entries(overrides).map(([resource, limit]) => ({ resource: resource as QuotaResource, limit: limit ?? null })),
   );
-  if (status !== cached.status || plan !== cached.plan || !sameLimits(limits, cached.limits)) {
+  const features = effectiveFeatures(plan, facts.tenant.features);
+  const domain = facts.tenant.domain ?? null;
+  const idp = facts.tenant.idp ?? null;
+  const storageBytes = Number(facts.tenant.storageBytes ?? 0);
+  if (
+    status !== cached.status ||
+    plan !== cached.plan ||
+    !sameLimits(limits, cached.limits) ||
+    !sameFeatures(features, cached.features ?? []) ||
+    domain !== (cached.domain ?? null) ||
+    !(idp === null ? !cached.idp : sameIdp(idp, cached.idp))
+  ) {
     void directory.invalidateTenant(cached.id);
-    ctx.tenant = { ...cached, status, plan, limits };
+  }
+  ctx.tenant = { ...cached, status, plan, limits, features, domain, idp, storageBytes };
+  // The tenant was named by a custom domain or by its own identity
+  // provider's token: PostgreSQL confirms both still hold (a removed or
+  // moved domain, a replaced provider is refused on the next request).
+  if (input.domain && input.domain !== domain) {
+    void directory.invalidateDomain(input.domain);
+    throw tenantAccessDenied(NO_ACCESS);
+  }
+  if (input.idp && !sameIdp(input.idp, idp)) {
+    void directory.invalidateIssuer(input.idp.issuer);
+    throw unauthenticated("Invalid or expired token");
   }
   if (status !== "ACTIVE") throw tenantSuspended(status);
+  if (ctx.apiKey && !features.includes("api_access")) throw featureNotAvailable("api_access", plan, 403);
+  if (input.idp && !features.includes("sso")) throw featureNotAvailable("sso", plan, 403);
+  if (input.domain && !features.includes("custom_domain")) throw featureNotAvailable("custom_domain", plan, 403);
   if (plan !== cached.plan) await ctx.tenantDb.setStatementTimeout(PLAN_STATEMENT_TIMEOUT_MS[plan]);
   recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE);
   // Only once every check above has passed: the response cache is addressed by it.

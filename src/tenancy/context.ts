@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { Role } from "../generated/prisma/enums.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import {
@@ -15,8 +15,9 @@ import type { Store } from "../infra/store.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
-import { hashApiKey, type TokenVerifier } from "./credentials.ts";
-import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
+import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credentials.ts";
+import type { ApiKeyInfo, Directory, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
+import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
 
@@ -49,6 +50,8 @@ export interface ContextDeps {
   store: Store;
   directory: Directory;
   verifyToken: TokenVerifier;
+  /** Tenants' own identity providers (src/tenancy/tenant-idp.ts); one over `directory` when omitted. */
+  tenantIdps?: TenantIdentityProviders;
   baseDomain?: string;
   /**
    * Test-only: false runs tenant queries without wall 1 (the Prisma tenant
@@ -81,6 +84,13 @@ export interface Context {
   cacheFacts: { generation: string; ttl: number | null } | null;
   /** When the credentials stop being valid by themselves (token exp, key expiry or grace end), ms epoch; null = never. */
   credentialsExpireAt: number | null;
+  /**
+   * What the credentials and host rest on beyond the membership or key
+   * (docs/tenant-config.md): the tenant's own identity provider that
+   * verified the token, the custom domain that named the tenant. Open
+   * streams re-check them with their access (src/modules/live/access.ts).
+   */
+  binding: { idpIssuer: string | null; domain: string | null };
   /** Set when execution starts; a mutation runs in one transaction committed once its answer is resolved. */
   operation: "query" | "mutation" | "subscription";
   /** The tenant-scoped handle; throws TENANT_REQUIRED when there is no tenant. */
@@ -106,19 +116,59 @@ export function requestIdFrom(request: Request): string {
   return incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
 }
 
-function subdomainTenant(host: string | null, baseDomain?: string): string | undefined {
-  if (!host || !baseDomain) return undefined;
-  const hostname = host.replace(/:\d+$/, "").toLowerCase();
+/** The host name of the request (lower case, no port); null when none. */
+function hostnameOf(request: Request): string | null {
+  const host = request.headers.get("host");
+  if (!host) return null;
+  const name = host.trim().toLowerCase().replace(/:\d+$/, "").replace(/\.$/, "");
+  return name || null;
+}
+
+function subdomainTenant(hostname: string | null, baseDomain?: string): string | undefined {
+  if (!hostname || !baseDomain) return undefined;
   if (!hostname.endsWith(`.${baseDomain}`)) return undefined;
   const sub = hostname.slice(0, -baseDomain.length - 1);
   return sub && !sub.includes(".") ? sub : undefined;
 }
 
-/** Collects the tenant references of a request, in SPEC order. */
-function tenantReferences(request: Request, tid: string | undefined, baseDomain?: string) {
-  return [tid, request.headers.get("x-tenant-id")?.trim() || undefined, subdomainTenant(request.headers.get("host"), baseDomain)].filter(
-    (r): r is string => !!r,
-  );
+/** Custom domains are looked up only for hosts outside BASE_DOMAIN that look like domain names. */
+const DOMAIN_RE = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+function customDomainCandidate(hostname: string | null, baseDomain?: string): string | null {
+  if (!hostname || !DOMAIN_RE.test(hostname)) return null;
+  if (baseDomain && (hostname === baseDomain || hostname.endsWith(`.${baseDomain}`))) return null;
+  return hostname;
+}
+
+interface TenantReferences {
+  refs: string[];
+  /** The custom domain that named a tenant, if any. */
+  domain: string | null;
+  domainTenantId: string | null;
+}
+
+/**
+ * The tenant references of a request, in SPEC order: the `tid` claim, the
+ * tenant whose own identity provider issued the token, `X-Tenant-ID`, the
+ * tenant whose custom domain the `Host` is, the subdomain of `Host` under
+ * BASE_DOMAIN.
+ */
+async function tenantReferences(
+  deps: ContextDeps,
+  request: Request,
+  tid: string | undefined,
+  issuerTenantId: string | undefined,
+): Promise<TenantReferences> {
+  const hostname = hostnameOf(request);
+  const domain = customDomainCandidate(hostname, deps.baseDomain);
+  const domainTenantId = domain ? await deps.directory.tenantIdByDomain(domain) : null;
+  const refs = [
+    tid,
+    issuerTenantId,
+    request.headers.get("x-tenant-id")?.trim() || undefined,
+    domainTenantId ?? undefined,
+    subdomainTenant(hostname, deps.baseDomain),
+  ].filter((r): r is string => !!r);
+  return { refs, domain: domainTenantId ? domain : null, domainTenantId };
 }
 
 async function resolveTenant(directory: Directory, refs: string[]): Promise<TenantInfo | null> {
@@ -131,6 +181,54 @@ async function resolveTenant(directory: Directory, refs: string[]): Promise<Tena
   const distinct = new Set(refs.map((r) => r.trim().toLowerCase()));
   if (distinct.size > 1) throw tenantAccessDenied("Conflicting tenant in token, X-Tenant-ID and host");
   throw tenantAccessDenied(NO_ACCESS);
+}
+
+/** The tenant a request names, and the custom domain when that named it. */
+async function requestTenant(
+  deps: ContextDeps,
+  request: Request,
+  tid: string | undefined,
+  issuerTenantId: string | undefined,
+): Promise<{ tenant: TenantInfo | null; domain: string | null }> {
+  const refs = await tenantReferences(deps, request, tid, issuerTenantId);
+  const tenant = await resolveTenant(deps.directory, refs.refs);
+  return { tenant, domain: tenant && tenant.id === refs.domainTenantId ? refs.domain : null };
+}
+
+/**
+ * The first login of a provider subject the platform does not know yet:
+ * a user whose auth_subject is `<issuer>#<sub>` (an e-mail of its own under
+ * .invalid, the token's `email` claim as its name) becomes a VIEWER of the
+ * provider's tenant, within its SEATS, under the lock inviteMember takes.
+ * A subject known already is never given a membership here: one removed by
+ * an ADMIN stays removed. Null: no seat left, or `sso` withdrawn.
+ */
+async function provisionProviderUser(deps: ContextDeps, own: TenantIdpToken, tenant: TenantInfo): Promise<UserInfo | null> {
+  if (!tenant.features.includes("sso")) return null;
+  const email = `${createHash("sha256").update(own.subject, "utf8").digest("hex").slice(0, 32)}@sso.invalid`;
+  const select = { id: true, email: true, name: true, authSubject: true, isPlatformAdmin: true } as const;
+  const user = await deps.platform.$transaction(async (tx) => {
+    // The lock and count of SEATS (src/policy/quota.ts, lockCountQuota/countUsage).
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenant.id}:quota:SEATS`}))`;
+    const existing = await tx.user.findUnique({ where: { authSubject: own.subject }, select });
+    if (existing) return existing;
+    const seats = tenant.limits.SEATS;
+    if (seats !== null && (await tx.membership.count({ where: { tenantId: tenant.id } })) >= seats) return null;
+    const created = await tx.user.create({ data: { email, name: own.email ?? own.token.sub.slice(0, 200), authSubject: own.subject }, select });
+    await tx.membership.create({ data: { tenantId: tenant.id, userId: created.id, role: "VIEWER" } });
+    return created;
+  });
+  if (user) await Promise.all([deps.directory.invalidateUser(own.subject), deps.directory.invalidateMembership(tenant.id, user.id)]);
+  return user;
+}
+
+const idpsOf = new WeakMap<Directory, TenantIdentityProviders>();
+/** The deps' tenant identity providers (one per directory when the app made none). */
+function tenantIdps(deps: ContextDeps): TenantIdentityProviders {
+  if (deps.tenantIdps) return deps.tenantIdps;
+  let idps = idpsOf.get(deps.directory);
+  if (!idps) idpsOf.set(deps.directory, (idps = new TenantIdentityProviders(deps.directory)));
+  return idps;
 }
 
 /**
@@ -169,6 +267,8 @@ export async function buildContext(
   let actor: Actor | null = null;
   let apiKeyHash: string | null = null;
   let credentialsExpireAt: number | null = null;
+  let idp: TenantIdp | null = null;
+  let domain: string | null = null;
 
   const authorization = request.headers.get("authorization");
   const keySecret = request.headers.get("x-api-key");
@@ -177,26 +277,51 @@ export async function buildContext(
   if (authorization) {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!match) throw unauthenticated("Malformed Authorization header");
-    const token = await deps.verifyToken(match[1]!);
+    // The global keys first: a token they verify is a global token, whatever
+    // its issuer. Only a token they refuse may be a tenant provider's.
+    let own: TenantIdpToken | null = null;
+    let token: VerifiedToken;
+    try {
+      token = await deps.verifyToken(match[1]!);
+    } catch (err) {
+      own = await tenantIdps(deps).verify(match[1]!);
+      if (!own) throw err;
+      token = own.token;
+    }
     credentialsExpireAt = token.expiresAt ?? null;
-    // The user and the tenant are independent lookups: one wait, not two.
-    // An unknown subject is reported before anything about the tenant.
-    const [userLookup, tenantLookup] = await Promise.allSettled([
-      directory.userBySubject(token.sub),
-      resolveTenant(directory, tenantReferences(request, token.tid, deps.baseDomain)),
-    ]);
-    if (userLookup.status === "rejected") throw userLookup.reason;
-    user = userLookup.value;
-    if (!user) throw unauthenticated("Unknown subject");
-    actor = { type: "USER", id: user.id, label: user.email };
-    if (tenantLookup.status === "rejected") throw tenantLookup.reason;
-    tenant = tenantLookup.value;
-    if (tenant) {
-      const membership = await directory.membership(tenant.id, user.id);
-      if (!membership) throw tenantAccessDenied(NO_ACCESS);
+    if (own) {
+      // A provider's subject is namespaced by its issuer and acts in that
+      // tenant only. Unknown subject and non-member are one answer.
+      idp = own.idp;
+      ({ tenant, domain } = await requestTenant(deps, request, token.tid, own.tenantId));
+      if (!tenant || tenant.id !== own.tenantId) throw tenantAccessDenied(NO_ACCESS);
       tenant = await activeTenant(directory, tenant);
+      user = (await directory.userBySubject(own.subject)) ?? (await provisionProviderUser(deps, own, tenant));
+      const membership = user && (await directory.membership(tenant.id, user.id));
+      if (!user || !membership) throw tenantAccessDenied(NO_ACCESS);
+      actor = { type: "USER", id: user.id, label: user.email };
       role = membership.role;
       membershipId = membership.id;
+    } else {
+      // The user and the tenant are independent lookups: one wait, not two.
+      // An unknown subject is reported before anything about the tenant.
+      const [userLookup, tenantLookup] = await Promise.allSettled([
+        directory.userBySubject(token.sub),
+        requestTenant(deps, request, token.tid, undefined),
+      ]);
+      if (userLookup.status === "rejected") throw userLookup.reason;
+      user = userLookup.value;
+      if (!user) throw unauthenticated("Unknown subject");
+      actor = { type: "USER", id: user.id, label: user.email };
+      if (tenantLookup.status === "rejected") throw tenantLookup.reason;
+      ({ tenant, domain } = tenantLookup.value);
+      if (tenant) {
+        const membership = await directory.membership(tenant.id, user.id);
+        if (!membership) throw tenantAccessDenied(NO_ACCESS);
+        tenant = await activeTenant(directory, tenant);
+        role = membership.role;
+        membershipId = membership.id;
+      }
     }
   } else if (keySecret) {
     apiKeyHash = hashApiKey(keySecret.trim());
@@ -211,8 +336,9 @@ export async function buildContext(
     credentialsExpireAt = ends.length ? Math.min(...ends) : null;
     tenant = await directory.tenant(apiKey.tenantId);
     if (!tenant) throw unauthenticated(KEY_REFUSED);
-    const others = await resolveTenant(directory, tenantReferences(request, undefined, deps.baseDomain));
-    if (others && others.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
+    const others = await requestTenant(deps, request, undefined, undefined);
+    if (others.tenant && others.tenant.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
+    domain = others.domain;
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
     noteApiKeyUse(deps.platform, apiKey);
@@ -237,9 +363,11 @@ export async function buildContext(
     tenant,
     role,
     membershipId,
-    isPlatformAdmin: !!user?.isPlatformAdmin,
+    // A tenant's own identity provider speaks for that tenant only.
+    isPlatformAdmin: !!user?.isPlatformAdmin && !idp,
     cacheFacts: null,
     credentialsExpireAt,
+    binding: { idpIssuer: idp?.issuer ?? null, domain },
     operation: "query" as Context["operation"],
     deps,
     authorize: () =>
@@ -247,6 +375,8 @@ export async function buildContext(
         apiKeyHash,
         rateLimit: () => state.rateLimit,
         setRateLimit: (s) => (state.rateLimit = s),
+        idp,
+        domain,
       }),
   };
   const ctx = (target ?? {}) as Context;

@@ -2,7 +2,9 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan, Role, TenantStatus, QuotaResource } from "../generated/prisma/enums.ts";
 import { tenantKey, type Store } from "../infra/store.ts";
 import { effectiveLimits } from "./plans.ts";
+import { effectiveFeatures, type Feature } from "./features.ts";
 import { isUuid } from "../uuid.ts";
+import { createHash } from "node:crypto";
 import { hashApiKey } from "./credentials.ts";
 
 /**
@@ -44,6 +46,21 @@ export interface TenantInfo {
   region: string;
   createdAt: string;
   limits: Record<QuotaResource, number | null>;
+  /** Its plan's features, or its override (docs/tenant-config.md). */
+  features: Feature[];
+  /** Its custom domain; null: none. */
+  domain: string | null;
+  /** Its own identity provider; null: none. */
+  idp: TenantIdp | null;
+  /** Bytes of its rows, as last measured in the background. */
+  storageBytes: number;
+}
+
+/** A tenant's own identity provider (setTenantIdentityProvider). */
+export interface TenantIdp {
+  issuer: string;
+  jwksUrl: string;
+  audience: string | null;
 }
 
 export interface MembershipInfo {
@@ -76,6 +93,8 @@ const keys = {
   tenant: (id: string) => tenantKey(id, "info"),
   membership: (tenantId: string, userId: string) => tenantKey(tenantId, "m", userId),
   apiKey: (hash: string) => `ak:${hash}`,
+  domain: (domain: string) => `tdomain:${domain}`,
+  issuer: (issuer: string) => `tiss:${createHash("sha256").update(issuer, "utf8").digest("hex")}`,
 };
 
 export class Directory {
@@ -163,8 +182,38 @@ export class Directory {
         region: t.region,
         createdAt: t.createdAt.toISOString(),
         limits: effectiveLimits(t.plan, t.limitOverrides),
+        features: effectiveFeatures(t.plan, t.featureOverrides),
+        domain: t.domain,
+        idp: t.idpIssuer && t.idpJwksUrl ? { issuer: t.idpIssuer, jwksUrl: t.idpJwksUrl, audience: t.idpAudience } : null,
+        storageBytes: t.storageBytes,
       };
     }, opts.fresh);
+  }
+
+  /** The id of the tenant whose custom domain this is (lower-case host name, no port). */
+  tenantIdByDomain(domain: string): Promise<string | null> {
+    return this.cached(keys.domain(domain), async () => {
+      const t = await this.db.tenant.findUnique({ where: { domain }, select: { id: true } });
+      return t?.id ?? null;
+    });
+  }
+
+  /** The tenant whose own identity provider has this issuer, with that provider. */
+  tenantIdpByIssuer(issuer: string): Promise<{ tenantId: string; idp: TenantIdp } | null> {
+    return this.cached(keys.issuer(issuer), async () => {
+      const t = await this.db.tenant.findUnique({
+        where: { idpIssuer: issuer },
+        select: { id: true, idpIssuer: true, idpJwksUrl: true, idpAudience: true },
+      });
+      if (!t?.idpIssuer || !t.idpJwksUrl) return null;
+      return { tenantId: t.id, idp: { issuer: t.idpIssuer, jwksUrl: t.idpJwksUrl, audience: t.idpAudience } };
+    });
+  }
+
+  /** Every registered provider issuer, from PostgreSQL (src/tenancy/tenant-idp.ts keeps them in process). */
+  async registeredIssuers(): Promise<string[]> {
+    const rows = await this.db.tenant.findMany({ where: { idpIssuer: { not: null } }, select: { idpIssuer: true } });
+    return rows.map((r) => r.idpIssuer!);
   }
 
   membership(tenantId: string, userId: string): Promise<MembershipInfo | null> {
@@ -211,6 +260,12 @@ export class Directory {
   }
   invalidateTenant(tenantId: string, slug?: string) {
     return this.evict(keys.tenant(tenantId), ...(slug ? [keys.slug(slug)] : []));
+  }
+  invalidateDomain(...domains: (string | null | undefined)[]) {
+    return this.evict(...domains.filter((d): d is string => !!d).map(keys.domain));
+  }
+  invalidateIssuer(...issuers: (string | null | undefined)[]) {
+    return this.evict(...issuers.filter((i): i is string => !!i).map(keys.issuer));
   }
   invalidateMembership(tenantId: string, userId: string) {
     return this.evict(keys.membership(tenantId, userId));

@@ -45,7 +45,16 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** What PostgreSQL says about the caller, in the request's transaction (see the migration of app_request_facts). */
 export interface RequestFacts {
   /** The tenant named by app.tenant_id; null: it does not exist (any more). */
-  tenant: { status: TenantStatus; plan: Plan; overrides: Partial<Record<QuotaResource, number | null>> } | null;
+  tenant: {
+    status: TenantStatus;
+    plan: Plan;
+    overrides: Partial<Record<QuotaResource, number | null>>;
+    /** The feature override (a JSON array); null: the plan's. */
+    features: unknown;
+    domain: string | null;
+    idp: { issuer: string; jwksUrl: string; audience: string | null } | null;
+    storageBytes: number;
+  } | null;
   /** app.user_id's membership in it; null: none. */
   member: { id: string; role: Role } | null;
   /** users.is_platform_admin of app.user_id; null: no such user. */

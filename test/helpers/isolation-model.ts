@@ -126,6 +126,8 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
   await clients.platform.tenantLimitOverride.createMany({
     data: tenants.flatMap((t) => ALL_LIMITS.map((resource) => ({ tenantId: t.id, resource, limit: null }))),
   });
+  // API keys of every tenant (globex is FREE: its plan has no api_access).
+  await clients.platform.tenant.updateMany({ data: { featureOverrides: ["api_access"] } });
   const store = isolatedStore();
   const logger = createLogger(process.env.MODEL_DEBUG ? "error" : "silent");
   const app = createApp(testAppDeps(clients, store, { tenantScope: wall === "scope", logger }));

@@ -393,6 +393,8 @@ describe("API keys (X-API-Key)", () => {
   });
 
   it("a key of globex reaches globex only", async () => {
+    // globex is FREE: API keys need the api_access feature (docs/tenant-config.md).
+    await t.clients.platform.tenant.update({ where: { id: globexId }, data: { featureOverrides: ["api_access"] } });
     const { secret } = await insertKey({ tenantId: globexId, role: "VIEWER" });
     expect((await withKey(secret, `{ tenant { slug } }`)).body.data?.tenant?.slug).toBe("globex");
     expect((await withKey(secret, `{ tenant { slug } }`, { "x-tenant-id": "acme" })).body.errors?.[0]?.extensions?.code).toBe(

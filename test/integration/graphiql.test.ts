@@ -6,7 +6,16 @@ import { GRAPHIQL_EXAMPLES, GRAPHIQL_OPERATIONS, GRAPHIQL_TOKEN_PLACEHOLDER, gra
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { embeddedGraphiqlOptions } from "../helpers/graphiql-page.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
-import { CreateProjectDocument, DashboardDocument, DeploymentsPageDocument, DeploymentUpdatesDocument } from "../generated/operations.ts";
+import {
+  ConfigureTenantDocument,
+  CreateProjectDocument,
+  DashboardDocument,
+  DeploymentsPageDocument,
+  DeploymentStatsDocument,
+  DeploymentUpdatesDocument,
+  SetTenantIdentityProviderDocument,
+  TenantConfigDocument,
+} from "../generated/operations.ts";
 import { sseSubscribe } from "../helpers/live-client.ts";
 
 /**
@@ -50,7 +59,16 @@ describe("GraphiQL", () => {
   it("opens with the example document: the dashboard query, a paginated list, a mutation and a subscription", () => {
     const options = embeddedOptions(html);
     expect(options.defaultQuery).toBe(GRAPHIQL_EXAMPLES);
-    expect(operationNames(options.defaultQuery)).toEqual(["Dashboard", "DeploymentsPage", "CreateProject", "DeploymentUpdates"]);
+    expect(operationNames(options.defaultQuery)).toEqual([
+      "Dashboard",
+      "DeploymentsPage",
+      "CreateProject",
+      "DeploymentUpdates",
+      "TenantConfig",
+      "DeploymentStats",
+      "SetTenantIdentityProvider",
+      "ConfigureTenant",
+    ]);
     expect(options.subscriptionsProtocol).toBe("SSE");
     expect(options.defaultQuery).toMatch(/projects\(first: \$first\)[\s\S]*deployments\(first: 5\)/);
     expect(options.defaultQuery).toMatch(/pageInfo[\s\S]*endCursor/);
@@ -70,7 +88,18 @@ describe("GraphiQL", () => {
   it("shows the same operations codegen types (src/http/graphiql-examples.graphql)", () => {
     const file = readFileSync("src/http/graphiql-examples.graphql", "utf8");
     expect(GRAPHIQL_OPERATIONS).toBe(file);
-    const typed = [DashboardDocument, DeploymentsPageDocument, CreateProjectDocument, DeploymentUpdatesDocument].map((d) => print(d)).join("\n\n");
+    const typed = [
+      DashboardDocument,
+      DeploymentsPageDocument,
+      CreateProjectDocument,
+      DeploymentUpdatesDocument,
+      TenantConfigDocument,
+      DeploymentStatsDocument,
+      SetTenantIdentityProviderDocument,
+      ConfigureTenantDocument,
+    ]
+      .map((d) => print(d))
+      .join("\n\n");
     expect(print(parse(GRAPHIQL_EXAMPLES))).toBe(typed);
   });
 
@@ -87,6 +116,28 @@ describe("GraphiQL", () => {
       expect(body.errors, `${operationName}: ${JSON.stringify(body.errors)}`).toBeUndefined();
       expect(body.data).toBeTruthy();
     }
+  });
+
+  it("the per-tenant configuration examples run for the callers their comments name", async () => {
+    const run = async (operationName: string, token: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) => {
+      const res = await t.app.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
+        body: JSON.stringify({ query: GRAPHIQL_EXAMPLES, operationName, variables }),
+      });
+      const body = await res.json();
+      expect(body.errors, `${operationName}: ${JSON.stringify(body.errors)}`).toBeUndefined();
+      return body.data;
+    };
+    const owner = await t.token("owner@acme.test");
+    expect((await run("TenantConfig", owner, {}, { "x-tenant-id": "acme" })).tenant.features).toEqual(["api_access", "advanced_analytics"]);
+    expect((await run("DeploymentStats", owner, {}, { "x-tenant-id": "acme" })).deploymentStats.length).toBeGreaterThan(0);
+    const wayne = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "wayne" } })).id;
+    const tenantId = Buffer.from(`Tenant:${wayne}`).toString("base64");
+    const set = await run("SetTenantIdentityProvider", await t.token("owner@wayne.test"), { tenantId }, { "x-tenant-id": "wayne" });
+    expect(set.setTenantIdentityProvider.tenant.slug).toBe("wayne");
+    const configured = await run("ConfigureTenant", await t.adminToken(), { tenantId, features: null, domain: "api.wayne.example" });
+    expect(configured.setTenantDomain.tenant.domain).toBe("api.wayne.example");
   });
 
   it("without the demo tenants the Authorization template is a placeholder, persisted headers allowed", () => {

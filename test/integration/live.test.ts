@@ -252,6 +252,25 @@ describe("authorization stays live", () => {
     expect(m.payload?.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
   });
 
+  it("a key's streams end with FEATURE_NOT_AVAILABLE when the tenant loses api_access", async () => {
+    const admin = await t.memberToken("wayne", "OWNER");
+    const k = await t.gql(`mutation { createApiKey(input: { name: "live features", role: ADMIN }) { apiKey { id } secret } }`, { token: admin });
+    expect(k.body.errors).toBeUndefined();
+    const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: DEPLOYMENTS }, { "x-api-key": k.body.data.createApiKey.secret });
+    open.push(s);
+    const tenantId = Buffer.from(`Tenant:${ids.wayne}`).toString("base64");
+    const platformAdmin = await t.adminToken();
+    const set = (features: string[] | null) =>
+      t.gql(`mutation($input: SetTenantFeaturesInput!) { setTenantFeatures(input: $input) { tenant { features } } }`, {
+        token: platformAdmin,
+        variables: { input: { tenantId, features } },
+      });
+    expect((await set(["sso"])).body.errors).toBeUndefined();
+    const error = await expectClosedWith(s, "FEATURE_NOT_AVAILABLE");
+    expect(error.extensions).toMatchObject({ feature: "api_access", plan: "ENTERPRISE" });
+    expect((await set(null)).body.errors).toBeUndefined();
+  });
+
   it("a suspended tenant's streams end with TENANT_SUSPENDED", async () => {
     const s = await subscribe(DEPLOYMENTS, await t.memberToken("acme", "VIEWER"));
     const r = await t.gql(`mutation($id: ID!) { suspendTenant(input: { tenantId: $id, reason: "live test" }) { tenant { status } } }`, {

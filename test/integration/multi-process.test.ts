@@ -170,4 +170,36 @@ describe.runIf(process.env.REDIS_URL)("two server processes sharing one Redis", 
       expect((await query(server, `{ tenant { slug } }`, t)).body.errors?.[0]?.extensions?.code).toBe("TENANT_SUSPENDED");
     }
   });
+  it("a feature change made through one process applies on the other's very next request (issue 18)", async () => {
+    const { newSecret } = await import("../../src/modules/api-keys/api-key.service.ts");
+    const { secret, prefix, secretHash } = newSecret();
+    await clients.platform.apiKey.create({ data: { tenantId: ids.acme!, name: "two processes", role: "VIEWER", prefix, secretHash } });
+    const withKey = (server: ServerProcess) =>
+      fetch(`${server.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": secret },
+        body: JSON.stringify({ query: `{ tenant { slug features } }` }),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { data?: any; errors?: any[] } }));
+    // Warm both processes and the shared cache with PRO's features.
+    for (const server of [A, B]) expect((await withKey(server)).body.data?.tenant?.features).toEqual(["api_access", "advanced_analytics"]);
+    const admin = await token("admin@globex.test");
+    const tenantId = Buffer.from(`Tenant:${ids.acme}`).toString("base64");
+    const setFeatures = (features: string[] | null) =>
+      query(A, `mutation { setTenantFeatures(input: { tenantId: "${tenantId}", features: ${features ? JSON.stringify(features) : "null"} }) { tenant { features } } }`, admin);
+    expect((await setFeatures(["advanced_analytics"])).body.errors).toBeUndefined();
+    const refused = await withKey(B);
+    expect([refused.status, refused.body.errors?.[0]?.extensions?.code, refused.body.errors?.[0]?.extensions?.feature]).toEqual([
+      403,
+      "FEATURE_NOT_AVAILABLE",
+      "api_access",
+    ]);
+    expect((await setFeatures(null)).body.errors).toBeUndefined();
+    expect((await withKey(B)).body.data?.tenant?.slug).toBe("acme");
+    // A plan change through A: FREE has no api_access.
+    const plan = (p: string) => query(A, `mutation { changeTenantPlan(input: { tenantId: "${tenantId}", plan: ${p} }) { tenant { plan } } }`, admin);
+    expect((await plan("FREE")).body.errors).toBeUndefined();
+    expect((await withKey(B)).body.errors?.[0]?.extensions).toMatchObject({ code: "FEATURE_NOT_AVAILABLE", plan: "FREE" });
+    expect((await plan("PRO")).body.errors).toBeUndefined();
+    expect((await withKey(B)).body.errors).toBeUndefined();
+  });
 });

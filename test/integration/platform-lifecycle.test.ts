@@ -64,7 +64,8 @@ describe("tenant lifecycle", () => {
 
   it("suspendTenant: members and API keys get TENANT_SUSPENDED on the next request, on the other replica too; reactivate restores", async () => {
     const secret = `tg_${randomBytes(24).toString("hex")}`;
-    const globex = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } });
+    // globex is FREE: its keys need the api_access feature (docs/tenant-config.md).
+    const globex = await t.clients.platform.tenant.update({ where: { slug: "globex" }, data: { featureOverrides: ["api_access"] } });
     await t.clients.platform.apiKey.create({
       data: { tenantId: globex.id, name: "k", role: "VIEWER", prefix: secret.slice(0, 10), secretHash: hashApiKey(secret) },
     });

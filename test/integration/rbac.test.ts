@@ -14,7 +14,8 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
  * the schema must appear in the table.
  */
 
-type Needed = Role | "PLATFORM";
+/** OWNER_OR_PLATFORM: an OWNER acting in its tenant, or a platform admin (setTenantIdentityProvider). */
+type Needed = Role | "PLATFORM" | "OWNER_OR_PLATFORM";
 const SPEC_MUTATIONS: Record<string, Needed> = {
   createProject: "DEVELOPER",
   updateProject: "DEVELOPER",
@@ -38,6 +39,9 @@ const SPEC_MUTATIONS: Record<string, Needed> = {
   scheduleTenantDeletion: "PLATFORM",
   purgeTenant: "PLATFORM",
   clearTenantCache: "PLATFORM",
+  setTenantFeatures: "PLATFORM",
+  setTenantDomain: "PLATFORM",
+  setTenantIdentityProvider: "OWNER_OR_PLATFORM",
 };
 const SPEC_RESTRICTED_QUERIES: Record<string, Needed> = {
   apiKeys: "ADMIN",
@@ -111,9 +115,13 @@ describe("role matrix", () => {
         const res = await t.gql(query, { variables, headers: await caller.headers() });
         const error = res.body.errors?.find((e: any) => e.path?.[0] === field.name) ?? res.body.errors?.[0];
         const code = error?.extensions?.code as string | undefined;
+        const tenantRole = needed === "OWNER_OR_PLATFORM" ? "OWNER" : needed;
         const allowed =
-          needed === "PLATFORM" ? caller.platformAdmin : !caller.platformAdmin && caller.role !== null && RANK[caller.role] >= RANK[needed];
-        const requires = needed === "PLATFORM" ? "PLATFORM_ADMIN" : needed;
+          needed === "PLATFORM"
+            ? caller.platformAdmin
+            : (needed === "OWNER_OR_PLATFORM" && caller.platformAdmin) ||
+              (!caller.platformAdmin && caller.role !== null && RANK[caller.role] >= RANK[tenantRole as Role]);
+        const requires = needed === "PLATFORM" ? "PLATFORM_ADMIN" : tenantRole;
         if (allowed && code && AUTH_CODES.includes(code)) {
           failures.push(`${field.name} × ${caller.label}: expected allowed, got ${code} (${error.message})`);
         }

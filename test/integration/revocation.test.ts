@@ -283,6 +283,8 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
   it("a suspension (and a deletion schedule) holds for members and keys though Redis came back with the tenant ACTIVE", async () => {
     const admin = await t.adminToken();
     const secret = `tgk_${randomBytes(6).toString("hex")}_${randomBytes(32).toString("base64url")}`;
+    // globex is FREE: its keys need the api_access feature (docs/tenant-config.md).
+    await t.clients.platform.tenant.update({ where: { id: ids.globex! }, data: { featureOverrides: ["api_access"] } });
     await t.clients.platform.apiKey.create({
       data: { tenantId: ids.globex!, name: "k", role: "VIEWER", prefix: secret.slice(0, 16), secretHash: hashApiKey(secret) },
     });

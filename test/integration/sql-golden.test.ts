@@ -66,6 +66,8 @@ describe("SQL golden files (test/__sql__/)", () => {
   let created = 0;
   /** Variables per operation; a function when each request needs fresh values. */
   const variables: Record<string, Record<string, unknown> | (() => Record<string, unknown>)> = {};
+  /** Callers other than acme's OWNER: the per-tenant configuration examples (wayne has sso; platform mutations). */
+  const tokens: Record<string, string> = {};
 
   beforeAll(async () => {
     t = await createTestApp();
@@ -83,6 +85,13 @@ describe("SQL golden files (test/__sql__/)", () => {
       // A fresh name each time: the slug derived from it must be unused.
       CreateProject: () => ({ name: `Golden project ${++created}` }),
     });
+    const wayne = toGlobalId("Tenant", (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "wayne" } })).id);
+    Object.assign(variables, {
+      SetTenantIdentityProvider: { tenantId: wayne },
+      ConfigureTenant: { tenantId: wayne, features: null, domain: "api.wayne.example" },
+    });
+    tokens.SetTenantIdentityProvider = await t.memberToken("wayne", "OWNER");
+    tokens.ConfigureTenant = await t.adminToken();
     counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
   });
   afterAll(async () => {
@@ -92,13 +101,28 @@ describe("SQL golden files (test/__sql__/)", () => {
 
   it("covers every operation of the documents", () => {
     expect(operations().map((o) => o.name).sort()).toEqual(
-      ["CreateDeployment", "CreateProject", "Dashboard", "DeploymentsPage", "Node", "Nodes", "ProjectSearch", "TenantSlug", "UpdateProject", "Viewer"],
+      [
+        "ConfigureTenant",
+        "CreateDeployment",
+        "CreateProject",
+        "Dashboard",
+        "DeploymentStats",
+        "DeploymentsPage",
+        "Node",
+        "Nodes",
+        "ProjectSearch",
+        "SetTenantIdentityProvider",
+        "TenantConfig",
+        "TenantSlug",
+        "UpdateProject",
+        "Viewer",
+      ],
     );
   });
 
   it.each(operations().map((o) => [o.name, o] as const))("%s", async (name, op) => {
     const vars = variables[name] ?? {};
-    const send = () => t.gql(op.document, { token, variables: typeof vars === "function" ? vars() : vars });
+    const send = () => t.gql(op.document, { token: tokens[name] ?? token, variables: typeof vars === "function" ? vars() : vars });
     // The first request fills the directory cache (credentials, tenant,
     // membership); the recorded one reaches PostgreSQL only for its data.
     expect((await send()).body.errors).toBeUndefined();

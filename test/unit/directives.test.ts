@@ -121,7 +121,8 @@ describe("the enforcer on the built schema", () => {
       expect([f.name, err?.extensions?.code, err?.extensions?.requires]).toEqual([
         f.name,
         "FORBIDDEN",
-        p.crossTenant ? "PLATFORM_ADMIN" : p.auth,
+        // @crossTenant with @auth: a caller in a tenant needs the role.
+        p.crossTenant && !p.auth ? "PLATFORM_ADMIN" : p.auth,
       ]);
     }
   });
@@ -139,6 +140,9 @@ describe("policyOf", () => {
     expect(policyOf({ auth: { requires: "VIEWER" } }, { auth: { requires: "ADMIN" } }).auth).toBe("VIEWER");
     expect(policyOf({ auth: {} }).auth).toBe("VIEWER");
     expect(() => policyOf({ audit: { action: "Bad Action" } })).toThrow(/noun/);
+    expect(policyOf({ feature: { name: "sso" } }).feature).toBe("sso");
+    expect(policyOf(undefined, { feature: { name: "advanced_analytics" } }).feature).toBe("advanced_analytics");
+    expect(() => policyOf({ feature: { name: "Not A Feature" } })).toThrow(/feature/);
   });
 });
 

@@ -66,7 +66,7 @@ const RevokeApiKeyPayload = payloadType("RevokeApiKeyPayload", { apiKey: { type:
 builder.mutationFields((t) => ({
   createApiKey: t.field({
     type: CreateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.create" } },
+    directives: { auth: { requires: "ADMIN" }, feature: { name: "api_access" }, audit: { action: "apiKey.create" } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { apiKey, secret } = await service.createApiKey(ctx, input);
@@ -75,7 +75,7 @@ builder.mutationFields((t) => ({
   }),
   rotateApiKey: t.field({
     type: RotateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.rotate" } },
+    directives: { auth: { requires: "ADMIN" }, feature: { name: "api_access" }, audit: { action: "apiKey.rotate" } },
     args: { input: t.arg({ type: RotateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");

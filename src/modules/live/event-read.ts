@@ -21,7 +21,7 @@ const NODE_SQL: Record<LiveNodeType, { table: string; columns: string }> = {
   Deployment: {
     table: "deployments",
     columns: `tenant_id AS "tenantId", id, project_id AS "projectId", status::text AS status, url, commit_sha AS "commitSha", branch,
-      created_by_id AS "createdById", created_at AS "createdAt", updated_at AS "updatedAt"`,
+      created_by_id AS "createdById", queued_at AS "queuedAt", ready_at AS "readyAt", created_at AS "createdAt", updated_at AS "updatedAt"`,
   },
   Workflow: {
     table: "workflows",
@@ -59,7 +59,7 @@ export function eventReadSql(tenantId: string, principals: Principal[], ids: Map
     "BEGIN READ ONLY",
     `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '5000', true)`,
     // The statement of accessFactsSql (src/modules/live/access.ts), inlined.
-    `SELECT t.status::text AS status,
+    `SELECT t.status::text AS status, t.plan::text AS plan, t.feature_overrides AS features, t.idp_issuer AS "idpIssuer", t.domain,
       COALESCE((SELECT json_object_agg(m.user_id, m.role) FROM memberships m WHERE m.tenant_id = t.id AND m.user_id = ANY(${uuids(userIds)})), '{}'::json) AS roles,
       COALESCE((SELECT json_object_agg(k.id, json_build_object('role', k.role, 'revoked', k.revoked_at IS NOT NULL, 'expiresAt', k.expires_at))
                   FROM api_keys k WHERE k.tenant_id = t.id AND k.id = ANY(${uuids(keyIds)})), '{}'::json) AS keys

@@ -101,6 +101,8 @@ class LiveStream implements AsyncIterableIterator<unknown> {
       apiKeyId: ctx.apiKey?.id ?? null,
       requires: spec.requires,
       notAfter: ctx.credentialsExpireAt,
+      idpIssuer: ctx.binding?.idpIssuer ?? null,
+      domain: ctx.binding?.domain ?? null,
     };
     this.finished = new Promise((resolve) => (this.finish = resolve));
     if (this.principal.notAfter !== null) {

@@ -26,7 +26,7 @@ interface PlatformRoot {
 
 export const PlatformRef = builder.objectRef<PlatformRoot>("Platform");
 
-const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
+export const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
   fields: (t) => ({
     status: t.field({ type: DeploymentStatusEnum, resolve: (c) => c.status as never }),
     count: t.exposeInt("count"),
@@ -56,6 +56,10 @@ export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("
     deploymentsByStatus: t.field({ type: [StatusCountRef], resolve: (s) => s.deploymentsByStatus }),
     workflows: t.exposeInt("workflows"),
     apiRequests: t.exposeInt("apiRequests"),
+    storageBytes: t.float({
+      description: "Bytes of the tenant's rows (pg_column_size), as last measured in the background (every few minutes).",
+      resolve: (s) => s.tenant.storageBytes ?? 0,
+    }),
   }),
 });
 const TenantUsageStatsConnection = connectionType(TenantUsageStatsRef, "TenantUsageStats");

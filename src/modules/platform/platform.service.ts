@@ -42,6 +42,10 @@ export interface TenantRow {
   status: TenantStatus;
   region: string;
   createdAt: Date;
+  /** Per-tenant configuration (docs/tenant-config.md), so Tenant.features/domain answer right. */
+  featureOverrides?: unknown;
+  domain?: string | null;
+  storageBytes?: number;
 }
 
 export interface TenantUsageStats {
@@ -81,6 +85,9 @@ interface UsageRow {
   status: TenantStatus;
   region: string;
   created_at: Date;
+  feature_overrides: unknown;
+  domain: string | null;
+  storage_bytes: number;
   members: number;
   projects: number;
   deployments: number;
@@ -137,7 +144,7 @@ export async function tenantUsage(
     r AS (SELECT tenant_id, sum(count)::bigint AS n FROM usage_counters
           WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", args)} GROUP BY tenant_id),
     s AS (
-      SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at,
+      SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes,
         coalesce(m.n, 0) AS members, coalesce(p.n, 0) AS projects, coalesce(d.n, 0) AS deployments,
         d.by_status, coalesce(w.n, 0) AS workflows, coalesce(r.n, 0)::bigint AS api_requests
       FROM tenants t
@@ -154,7 +161,18 @@ export async function tenantUsage(
   const more = rows.length > size;
   const edges = rows.slice(0, size).map((r) => {
     const node: TenantUsageStats = {
-      tenant: { id: r.id, slug: r.slug, name: r.name, plan: r.plan, status: r.status, region: r.region, createdAt: r.created_at },
+      tenant: {
+        id: r.id,
+        slug: r.slug,
+        name: r.name,
+        plan: r.plan,
+        status: r.status,
+        region: r.region,
+        createdAt: r.created_at,
+        featureOverrides: r.feature_overrides,
+        domain: r.domain,
+        storageBytes: Number(r.storage_bytes),
+      },
       members: r.members,
       projects: r.projects,
       deployments: r.deployments,

@@ -114,8 +114,8 @@ async function existingTenant(ctx: Context, tenantId: string) {
   return tenant;
 }
 
-/** One audited change of one tenant, then the directory invalidation. */
-async function changeTenant(
+/** One audited change of one tenant, then the directory invalidation (also used by src/modules/tenant-config/). */
+export async function changeTenant(
   ctx: Context,
   action: string,
   tenantId: string,

@@ -16,6 +16,10 @@ const TenantUsageRef = builder.objectRef<TenantUsage>("TenantUsage").implement({
   fields: (t) => ({
     plan: t.field({ type: PlanEnum, resolve: (u) => u.plan }),
     quotas: t.field({ type: [QuotaUsageRef], resolve: (u) => u.quotas }),
+    storageBytes: t.exposeFloat("storageBytes", {
+      description: "Bytes of the tenant's rows (pg_column_size), measured in the background every few minutes.",
+    }),
+    storageLimitBytes: t.exposeFloat("storageLimitBytes", { nullable: true, description: "The STORAGE_BYTES limit; null = unlimited." }),
   }),
 });
 

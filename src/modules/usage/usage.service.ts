@@ -22,9 +22,13 @@ export interface QuotaUsage {
 export interface TenantUsage {
   plan: Plan;
   quotas: QuotaUsage[];
+  /** Bytes of the tenant's rows as last measured (src/modules/storage/). */
+  storageBytes: number;
+  /** STORAGE_BYTES limit; null = unlimited. */
+  storageLimitBytes: number | null;
 }
 
-const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS", "SUBSCRIPTIONS"];
+const ORDER = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS", "SUBSCRIPTIONS"] as const satisfies readonly QuotaResource[];
 
 /**
  * Every quota of the current tenant: windows read from the shared store
@@ -47,7 +51,9 @@ export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
   ]);
   const minuteReset = new Date(windowStart(MINUTE_MS, now) + MINUTE_MS);
   const hourReset = new Date(windowStart(HOUR_MS, now) + HOUR_MS);
-  const used: Record<QuotaResource, [number, Date | null]> = {
+  // STORAGE_BYTES is reported by storageBytes/storageLimitBytes (bytes
+  // outgrow QuotaUsage's Int).
+  const used: Record<(typeof ORDER)[number], [number, Date | null]> = {
     API_REQUESTS_PER_MINUTE: [apiRequests, minuteReset],
     DEPLOYMENTS_PER_HOUR: [deployments, hourReset],
     WORKFLOWS_PER_HOUR: [workflows, hourReset],
@@ -57,6 +63,8 @@ export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
   };
   return {
     plan: tenant.plan,
+    storageBytes: tenant.storageBytes ?? 0,
+    storageLimitBytes: limitOf(tenant, "STORAGE_BYTES"),
     quotas: ORDER.map((resource) => {
       const limit = limitOf(tenant, resource);
       const [n, resetAt] = used[resource];

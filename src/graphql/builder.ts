@@ -3,6 +3,7 @@ import DirectivesPlugin from "@pothos/plugin-directives";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import PolicyEnforcerPlugin from "../policy/enforcer.ts";
+import "../policy/auth-field.ts";
 import type PrismaTypes from "../generated/pothos-types.ts";
 import { getDatamodel } from "../generated/pothos-types.ts";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";

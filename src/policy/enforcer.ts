@@ -1,10 +1,9 @@
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
 import type { GraphQLFieldResolver } from "graphql";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
-import { forbidden, tenantRequired, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
-import { ROLE_RANK } from "./roles.ts";
+import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
 /**
@@ -63,24 +62,8 @@ export const isEnforced = (p: FieldPolicy) => !!(p.auth || p.crossTenant || p.qu
 
 /** Access checks of @auth and @crossTenant; throws the coded error. */
 export function checkAccess(ctx: Context, policy: FieldPolicy): void {
-  if (policy.crossTenant) {
-    if (!ctx.actor) throw unauthenticated("Authentication required", null);
-    if (!ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
-    return;
-  }
-  if (policy.auth || policy.quota || policy.audit) {
-    const requires = policy.auth ?? "VIEWER";
-    if (!ctx.actor) throw unauthenticated("Authentication required", null);
-    if (!ctx.tenant) {
-      if (ctx.isPlatformAdmin) {
-        throw forbidden("Platform admins hold no tenant role: tenant data is reached through platform fields", { requires });
-      }
-      throw tenantRequired();
-    }
-    if (!ctx.role || ROLE_RANK[ctx.role] < ROLE_RANK[requires]) {
-      throw forbidden(`This needs the ${requires} role`, { requires });
-    }
-  }
+  if (policy.crossTenant) return requirePlatformAdmin(ctx);
+  if (policy.auth || policy.quota || policy.audit) assertTenantRole(ctx, policy.auth ?? "VIEWER");
 }
 
 /** The mutation in progress, per request (mutation fields run one at a time). */

@@ -1,8 +1,8 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
-import { forbidden, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
+import { requirePlatformAdmin } from "./roles.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
@@ -24,12 +24,6 @@ export interface CrossTenantOperation<T = unknown> {
    * cannot be written the transaction fails and nothing is returned.
    */
   touched?: (result: T) => string[];
-}
-
-/** API keys belong to a tenant and are never platform admins: FORBIDDEN, like any non-admin. */
-export function requirePlatformAdmin(ctx: Context) {
-  if (!ctx.actor) throw unauthenticated("Authentication required", null);
-  if (!ctx.user || !ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
 }
 
 export async function crossTenant<T>(

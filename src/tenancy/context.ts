@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import type { Role } from "../generated/prisma/enums.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import {
-  forbidden,
   tenantAccessDenied,
   tenantRequired,
   tenantSuspended,
@@ -98,6 +97,19 @@ export interface Context {
   /** Ends the request's read transaction, if one was opened. */
   finish(): Promise<void>;
 }
+
+/**
+ * What the enforcer has established before a field behind `@auth` resolves
+ * (src/policy/auth-field.ts gives such resolvers this type).
+ */
+export interface TenantGate {
+  readonly actor: Actor;
+  readonly tenant: TenantInfo;
+  readonly role: Role;
+}
+
+/** The context of a field behind `@auth`, and of the services it calls. */
+export type TenantContext = Context & TenantGate;
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -339,13 +351,4 @@ function eventClient(ctx: Context): ScopedTx {
   });
   eventClients.set(ctx, client);
   return client;
-}
-
-export function requireTenant(ctx: Context): TenantInfo {
-  if (!ctx.tenant) {
-    if (!ctx.actor) throw new AppError("UNAUTHENTICATED", "Authentication required");
-    if (ctx.isPlatformAdmin && !ctx.role) throw forbidden("Platform admins reach tenant data through platform fields only");
-    throw tenantRequired();
-  }
-  return ctx.tenant;
 }

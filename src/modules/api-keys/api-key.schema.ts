@@ -27,10 +27,9 @@ export const ApiKeyRef = builder.prismaNode("ApiKey", {
 export const ApiKeyConnection = connectionType(ApiKeyRef, "ApiKey");
 
 builder.queryField("apiKeys", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: ApiKeyConnection,
     description: "The tenant's API keys, newest first.",
-    directives: { auth: { requires: "ADMIN" } },
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(args, DEFAULT_SORT, "ApiKey");
@@ -64,18 +63,18 @@ const RotateApiKeyPayload = payloadType("RotateApiKeyPayload", { apiKey: { type:
 const RevokeApiKeyPayload = payloadType("RevokeApiKeyPayload", { apiKey: { type: ApiKeyRef } });
 
 builder.mutationFields((t) => ({
-  createApiKey: t.field({
+  createApiKey: t.auth("ADMIN").field({
     type: CreateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.create" } },
+    directives: { audit: { action: "apiKey.create" } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { apiKey, secret } = await service.createApiKey(ctx, input);
       return { apiKey: apiKey as never, secret };
     },
   }),
-  rotateApiKey: t.field({
+  rotateApiKey: t.auth("ADMIN").field({
     type: RotateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.rotate" } },
+    directives: { audit: { action: "apiKey.rotate" } },
     args: { input: t.arg({ type: RotateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");
@@ -83,9 +82,9 @@ builder.mutationFields((t) => ({
       return { apiKey: apiKey as never, secret };
     },
   }),
-  revokeApiKey: t.field({
+  revokeApiKey: t.auth("ADMIN").field({
     type: RevokeApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.revoke" } },
+    directives: { audit: { action: "apiKey.revoke" } },
     args: { input: t.arg({ type: RevokeApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");

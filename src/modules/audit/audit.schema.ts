@@ -7,7 +7,6 @@ import { connectionType } from "../../graphql/connection.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
 import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
 import { hasRole } from "../../policy/roles.ts";
-import { requireTenant } from "../../tenancy/context.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 
 export const ActorTypeEnum = builder.enumType(ActorType, { name: "ActorType" });
@@ -90,15 +89,13 @@ export function auditLogWhere(filter: AuditLogFilterInput | null | undefined): P
 }
 
 builder.queryField("auditLog", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: AuditLogEntryConnection,
-    directives: { auth: { requires: "ADMIN" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: AuditLogFilter }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
       const page = pageRequest(args, DEFAULT_SORT, "AuditLogEntry");
       const where = auditLogWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "AuditLogEntry" });

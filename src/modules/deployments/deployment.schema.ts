@@ -9,7 +9,7 @@ import { DeploymentStatusEnum, OrderDirectionEnum } from "../../graphql/enums.ts
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { perSelection } from "../../graphql/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
-import { requireTenant, type Context } from "../../tenancy/context.ts";
+import type { Context } from "../../tenancy/context.ts";
 import { sortFrom } from "../projects/project.schema.ts";
 import { userLoader } from "../users/user.loaders.ts";
 import { UserRef } from "../users/user.schema.ts";
@@ -90,16 +90,14 @@ const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
   queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Deployment" });
 
 builder.queryField("deployments", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: DeploymentConnection,
-    directives: { auth: { requires: "VIEWER" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: DeploymentFilter }),
       orderBy: t.arg({ type: DeploymentOrder }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
       const page = pageRequest(args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
       return deploymentPage(ctx, page, where, nodeQuery(ctx, info)) as never;
@@ -154,16 +152,14 @@ const CreateDeploymentInput = builder.inputType("CreateDeploymentInput", {
 const CreateDeploymentPayload = payloadType("CreateDeploymentPayload", { deployment: { type: DeploymentRef } });
 
 builder.mutationField("createDeployment", (t) =>
-  t.field({
+  t.auth("DEVELOPER").field({
     type: CreateDeploymentPayload,
     directives: {
-      auth: { requires: "DEVELOPER" },
       quota: { resource: "DEPLOYMENTS_PER_HOUR", cost: 1 },
       audit: { action: "deployment.create" },
     },
     args: { input: t.arg({ type: CreateDeploymentInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const projectId = fromGlobalId("projectId", String(input.projectId), "Project");
       return { deployment: (await service.createDeployment(ctx, projectId, input)) as never };
     },
@@ -180,12 +176,11 @@ const UpdateDeploymentStatusInput = builder.inputType("UpdateDeploymentStatusInp
 const UpdateDeploymentStatusPayload = payloadType("UpdateDeploymentStatusPayload", { deployment: { type: DeploymentRef } });
 
 builder.mutationField("updateDeploymentStatus", (t) =>
-  t.field({
+  t.auth("DEVELOPER").field({
     type: UpdateDeploymentStatusPayload,
-    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "deployment.updateStatus" } },
+    directives: { audit: { action: "deployment.updateStatus" } },
     args: { input: t.arg({ type: UpdateDeploymentStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Deployment");
       return { deployment: (await service.updateDeploymentStatus(ctx, id, input)) as never };
     },

@@ -9,7 +9,7 @@ import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
-import { requireTenant, type Context } from "../../tenancy/context.ts";
+import type { Context } from "../../tenancy/context.ts";
 // Project must exist before Workflow.project and Project.workflows refer to it.
 import "../projects/project.schema.ts";
 import * as service from "./workflow.service.ts";
@@ -42,15 +42,13 @@ const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
   queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Workflow" });
 
 builder.queryField("workflows", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: WorkflowConnection,
-    directives: { auth: { requires: "VIEWER" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: WorkflowFilter }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
       // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
       const page = pageRequest(args, DEFAULT_SORT, "Workflow");
       const where = workflowWhere(args.filter);
@@ -142,36 +140,32 @@ const DeleteWorkflowPayload = payloadType<{ deletedWorkflowId: string }>("Delete
 });
 
 builder.mutationFields((t) => ({
-  createWorkflow: t.field({
+  createWorkflow: t.auth("DEVELOPER").field({
     type: CreateWorkflowPayload,
     directives: {
-      auth: { requires: "DEVELOPER" },
       quota: { resource: "WORKFLOWS_PER_HOUR", cost: 1 },
       audit: { action: "workflow.create" },
     },
     args: { input: t.arg({ type: CreateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const projectId = input.projectId != null ? fromGlobalId("projectId", String(input.projectId), "Project") : null;
       return { workflow: (await service.createWorkflow(ctx, { ...input, projectId })) as never };
     },
   }),
-  updateWorkflow: t.field({
+  updateWorkflow: t.auth("DEVELOPER").field({
     type: UpdateWorkflowPayload,
-    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "workflow.update" } },
+    directives: { audit: { action: "workflow.update" } },
     args: { input: t.arg({ type: UpdateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Workflow");
       return { workflow: (await service.updateWorkflow(ctx, id, input)) as never };
     },
   }),
-  deleteWorkflow: t.field({
+  deleteWorkflow: t.auth("ADMIN").field({
     type: DeleteWorkflowPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "workflow.delete" } },
+    directives: { audit: { action: "workflow.delete" } },
     args: { input: t.arg({ type: DeleteWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Workflow");
       await service.deleteWorkflow(ctx, id);
       return { deletedWorkflowId: toGlobalId("Workflow", id) };

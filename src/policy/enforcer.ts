@@ -81,9 +81,10 @@ const scopes = new WeakMap<object, DirectiveScope>();
 export const currentDirectiveScope = (ctx: Context): DirectiveScope | undefined => scopes.get(ctx);
 
 /**
- * Checks the field's count-based @quota inside `tx`, once. `alreadyInserted`:
- * the new rows are already part of the count (the check then runs after the
- * insert, as it does from writeAudit).
+ * Checks the field's count-based @quota inside `tx`, once: the service of a
+ * mutation declared `@quota(<count resource>)` calls it in the transaction
+ * that inserts (the enforcer fails the mutation if it never did).
+ * `alreadyInserted`: the new rows are already part of the count.
  */
 export async function checkDeclaredCountQuota(tx: ScopedTx, ctx: Context, alreadyInserted: boolean): Promise<void> {
   const q = scopes.get(ctx)?.countQuota;
@@ -141,10 +142,6 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
 export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
   override onOutputFieldConfig(fieldConfig: PothosOutputFieldConfig<Types>) {
     const policy = this.policyFor(fieldConfig);
-    if (policy.quota && isCountResource(policy.quota.resource) && !policy.audit) {
-      // Count quotas are checked in the transaction that writes the audit entry.
-      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota(${policy.quota.resource}) needs @audit`);
-    }
     if ((policy.quota || policy.audit) && fieldConfig.parentType !== "Mutation") {
       throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota and @audit belong on mutations`);
     }

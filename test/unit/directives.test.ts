@@ -1,7 +1,7 @@
 import { execute, parse, subscribe, type ExecutionResult, type GraphQLField, type GraphQLSchema } from "graphql";
 import { describe, expect, it } from "vitest";
 import { schema } from "../../src/schema.ts";
-import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
+import { checkAccess, checkDeclaredCountQuota, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
 import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
 import { isCountResource } from "../../src/policy/quota.ts";
@@ -65,14 +65,13 @@ describe("schema walk", () => {
     expect(missing).toEqual([]);
   });
 
-  it("every mutation declares @audit, and count quotas come with it", () => {
+  it("every mutation declares @audit; the count-quota mutations are known", () => {
     const counted: string[] = [];
     for (const f of fieldsOf(schema, "Mutation")) {
       expect(directivesOf(f), f.name).toContain("audit");
       const policy = policyOf(f.extensions?.directives);
       if (policy.quota && isCountResource(policy.quota.resource)) {
         counted.push(f.name);
-        expect(policy.audit, f.name).toBeDefined();
       }
     }
     // Not vacuous: the count-quota mutations are there.
@@ -209,13 +208,29 @@ describe("@audit and @quota bookkeeping", () => {
         $queryRaw: async () => (calls.push("count"), [{ n: countAfterInsert }]),
         auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) },
       } as never;
-      const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
+      const resolver = enforce(
+        async (_p, _a, ctx: Context) => {
+          await checkDeclaredCountQuota(tx, ctx, true);
+          await writeAudit(tx, ctx, {});
+        },
+        counted,
+        "Mutation.createThing",
+      );
       const outcome = await Promise.resolve(resolver({}, { input: {} }, limited, {} as never)).then(() => null, (e: { extensions?: { code?: string } }) => e.extensions?.code);
       return { outcome, calls };
     };
     // The new row is already counted: 3 rows = within a limit of 3, 4 = over.
     expect(await run(3)).toEqual({ outcome: null, calls: ["lock", "count", "audit"] });
     expect(await run(4)).toEqual({ outcome: "QUOTA_EXCEEDED", calls: ["lock", "count"] });
+  });
+
+  it("a count-quota mutation whose resolver never checked the count does not report success, and writeAudit does not check it for it", async () => {
+    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create", quota: { resource: "PROJECTS", cost: 1 } };
+    const calls: string[] = [];
+    const tx = { auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) } } as never;
+    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
+    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/@quota\(PROJECTS\) on Mutation.createThing: the count was never checked/);
+    expect(calls).toEqual(["audit"]);
   });
 
   it("redacts secrets at any depth", () => {

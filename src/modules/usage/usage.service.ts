@@ -1,5 +1,5 @@
 import type { Plan, QuotaResource } from "../../generated/prisma/enums.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import {
   HOUR_MS,
   MINUTE_MS,
@@ -31,8 +31,8 @@ const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR
  * (the rate limiter's minute counter includes this very request), counts in
  * one SQL statement.
  */
-export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
-  const tenant = ctx.tenant!;
+export async function tenantUsage(ctx: TenantContext): Promise<TenantUsage> {
+  const tenant = ctx.tenant;
   const now = Date.now();
   const [apiRequests, deployments, workflows, streams, counts] = await Promise.all([
     windowUsage(ctx.deps.store, rateLimitWindowKey(tenant.id, now)),

@@ -174,7 +174,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   const slug = url.searchParams.get("tenant");
   if (slug !== null) {
     requirePlatformAdmin(ctx);
-    const tenant = await deps.directory.tenant(slug);
+    const tenant = await ctx.directory.tenant(slug);
     if (!tenant) throw notFound("Tenant");
     // Audited before any row is read; the tenant sees the entry in its own log.
     await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
@@ -182,7 +182,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     return {
       tenant,
       run: async (sql) => {
-        if ((await deps.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
+        if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
         return deps.platform.$queryRaw(sql);
       },
     };

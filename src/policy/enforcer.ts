@@ -116,7 +116,7 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
       crossTenant: policy.crossTenant,
     };
     const reservation = windowQuota
-      ? await reserveWindowQuota(ctx.deps.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
+      ? await reserveWindowQuota(ctx.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
       : null;
     scopes.set(ctx, scope);
     let result: unknown;

@@ -3,6 +3,7 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
 import { requirePlatformAdmin } from "./roles.ts";
+import { platformClientOf } from "../tenancy/platform-client.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
@@ -32,8 +33,8 @@ export async function crossTenant<T>(
   fn: (tx: PlatformTx) => Promise<T>,
 ): Promise<T> {
   requirePlatformAdmin(ctx);
-  return withOutbox(ctx.deps.live, (track) =>
-    ctx.deps.platform.$transaction(
+  return withOutbox(ctx.live, (track) =>
+    platformClientOf(ctx).$transaction(
       async (tx) => {
         track(tx);
         if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);

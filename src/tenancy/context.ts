@@ -15,7 +15,8 @@ import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type TokenVerifier } from "./credentials.ts";
-import type { ApiKeyInfo, Directory, TenantInfo, UserInfo } from "./directory.ts";
+import type { ApiKeyInfo, Directory, DirectoryView, TenantInfo, UserInfo } from "./directory.ts";
+import { bindPlatformClient } from "./platform-client.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
 
@@ -87,7 +88,12 @@ export interface Context {
   readonly tenantDb: TenantDb;
   /** Per-request memo (DataLoaders), keyed by name. */
   loaders: Map<string, unknown>;
-  deps: ContextDeps;
+  /** Named reads and cache invalidations of the directory; never its client. */
+  readonly directory: DirectoryView;
+  /** The shared store (quota windows, rate limits): no database in it. */
+  readonly store: Store;
+  /** Live updates: publishes committed changes, serves subscriptions. */
+  readonly live?: LiveUpdates;
   /**
    * Confirms the caller's authorization facts with PostgreSQL and replaces
    * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
@@ -253,7 +259,9 @@ export async function buildContext(
     cacheFacts: null,
     credentialsExpireAt,
     operation: "query" as Context["operation"],
-    deps,
+    directory: deps.directory.view(),
+    store: deps.store,
+    live: deps.live,
     authorize: () =>
       confirmAuthorization(ctx, {
         apiKeyHash,
@@ -264,6 +272,8 @@ export async function buildContext(
   const ctx = (target ?? {}) as Context;
   Object.assign(ctx, fields);
   apiKeyHashes.set(ctx, apiKeyHash);
+  depsOf.set(ctx, deps);
+  bindPlatformClient(ctx, deps.platform);
   renewScope(ctx);
   return ctx;
 }
@@ -282,8 +292,11 @@ export async function buildContext(
  */
 /** The secret hash of a request's API key (its authorization facts are read by it), per context. */
 const apiKeyHashes = new WeakMap<Context, string | null>();
+/** The app's dependencies, per context: kept off the object the resolvers see. */
+const depsOf = new WeakMap<Context, ContextDeps>();
 
 export function renewScope(ctx: Context): void {
+  const deps = depsOf.get(ctx)!;
   let tenantDb: TenantDb | undefined;
   ctx.loaders = new Map<string, unknown>();
   ctx.finish = async () => {
@@ -299,17 +312,17 @@ export function renewScope(ctx: Context): void {
         // A subscription's reads (nested fields of an event's node) run on the
         // live pool, never on the request tiers (docs/live-updates.md).
         const subscription = this.operation === "subscription";
-        tenantDb ??= new TenantDb(subscription ? (this.deps.liveDb ?? this.deps.app) : this.deps.app, {
+        tenantDb ??= new TenantDb(subscription ? (deps.liveDb ?? deps.app) : deps.app, {
           tenantId: tenant.id,
           plan: subscription ? undefined : tenant.plan,
           userId: this.user?.id ?? null,
           apiKeyId: this.apiKey?.id ?? null,
-          tenantScope: this.deps.tenantScope,
+          tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "statement" : "request",
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
-          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!this.deps.responseCache && this.operation === "query" },
-          publisher: this.deps.live,
+          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
+          publisher: deps.live,
         });
         return tenantDb;
       },

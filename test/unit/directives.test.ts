@@ -34,7 +34,8 @@ function fakeCtx(over: Partial<Context> = {}): Context {
     isPlatformAdmin: false,
     operation: "query",
     loaders: new Map(),
-    deps: {} as never,
+    directory: {} as never,
+    store: {} as never,
     finish: async () => {},
     get db(): never {
       throw new Error("no database in unit tests");

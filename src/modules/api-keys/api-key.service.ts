@@ -63,7 +63,7 @@ export async function rotateApiKey(ctx: TenantContext, id: string, input: { grac
     publishAfterCommit(tx, ctx.tenant.id, { type: "access" });
     return { apiKey: row, secret, stale: [current.secretHash, current.previousSecretHash] };
   });
-  await ctx.deps.directory.invalidateApiKeyHashes(...result.stale);
+  await ctx.directory.invalidateApiKeyHashes(...result.stale);
   return { apiKey: result.apiKey, secret: result.secret };
 }
 
@@ -79,6 +79,6 @@ export async function revokeApiKey(ctx: TenantContext, id: string, input: unknow
     publishAfterCommit(tx, ctx.tenant.id, { type: "access" });
     return row;
   });
-  await ctx.deps.directory.invalidateApiKeyHashes(apiKey.secretHash, apiKey.previousSecretHash);
+  await ctx.directory.invalidateApiKeyHashes(apiKey.secretHash, apiKey.previousSecretHash);
   return apiKey;
 }

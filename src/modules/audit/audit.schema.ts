@@ -43,7 +43,7 @@ export const AuditLogEntryRef = builder.prismaNode("AuditLogEntry", {
       // No `select`: the entry's scalars are always loaded, and a select
       // would make plugin-prisma reload the parent through findUnique, which
       // is tenant-scoped and so fails for the cross-tenant Platform.auditLog.
-      resolve: async (e, _args, ctx) => (e.tenantId ? await ctx.deps.directory.tenant(e.tenantId) : null) as never,
+      resolve: async (e, _args, ctx) => (e.tenantId ? await ctx.directory.tenant(e.tenantId) : null) as never,
     }),
     metadata: t.expose("metadata", { type: "JSON", nullable: true }),
     requestId: t.exposeString("requestId", { nullable: true }),

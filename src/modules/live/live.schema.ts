@@ -35,7 +35,7 @@ function projectFilter(projectId: string | null | undefined): string | null {
 }
 
 function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "requires">) {
-  const live = ctx.deps.live;
+  const live = ctx.live;
   if (!(live instanceof LiveHub)) throw new Error("live updates are not configured");
   const transport = ctx as unknown as { res?: { destroy(): void }; socket?: { terminate(): void } };
   return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });

@@ -65,9 +65,9 @@ export async function inviteMember(ctx: TenantContext, input: { email: string; r
       throw err;
     });
   await Promise.all([
-    ctx.deps.directory.invalidateMembership(tenantId, membership.userId),
+    ctx.directory.invalidateMembership(tenantId, membership.userId),
     // A lookup of the new subject may have cached "unknown" moments ago.
-    ctx.deps.directory.invalidateUser(email),
+    ctx.directory.invalidateUser(email),
   ]);
   return membership;
 }
@@ -96,7 +96,7 @@ export async function updateMemberRole(ctx: TenantContext, membershipId: string,
     publishAfterCommit(tx, tenantId, { type: "access" });
     return row;
   });
-  await ctx.deps.directory.invalidateMembership(tenantId, updated.userId);
+  await ctx.directory.invalidateMembership(tenantId, updated.userId);
   return updated;
 }
 
@@ -120,6 +120,6 @@ export async function removeMember(ctx: TenantContext, membershipId: string, inp
     publishAfterCommit(tx, tenantId, { type: "access" });
     return current;
   });
-  await ctx.deps.directory.invalidateMembership(tenantId, removed.userId);
+  await ctx.directory.invalidateMembership(tenantId, removed.userId);
   return removed;
 }

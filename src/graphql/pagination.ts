@@ -182,3 +182,25 @@ export function toConnection<T extends Row>(rows: T[], page: PageRequest, totalC
     totalCount,
   };
 }
+
+/** The two calls of a Prisma model delegate (of the tenant-scoped client) that a page needs. */
+export interface PagedModel<T, Where> {
+  findMany(args: { where: Where | Record<string, unknown>; orderBy: PageRequest["orderBy"]; take: number }): Promise<T[]>;
+  count(args?: { where: Where }): Promise<number>;
+}
+
+/**
+ * One keyset page of a model: the rows of `where` cut by the page's cursors,
+ * in the page's order, and the total of `where` on demand. `query` is the
+ * Pothos selection of the nodes (queryFromInfo), spread into findMany.
+ */
+export async function findPage<T extends Row, Where extends object>(
+  model: PagedModel<T, Where>,
+  page: PageRequest,
+  where: Where | undefined,
+  query: object = {},
+): Promise<Connection<T>> {
+  const cut = where ? (page.where ? { AND: [where, page.where] } : where) : (page.where ?? {});
+  const rows = await model.findMany({ ...query, where: cut, orderBy: page.orderBy, take: page.take });
+  return toConnection(rows, page, () => (where ? model.count({ where }) : model.count()));
+}

@@ -3,8 +3,9 @@ import { builder } from "../../graphql/builder.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
+import { apiKeyPage } from "./api-key.loaders.ts";
 import * as service from "./api-key.service.ts";
 
 // @auth on the type: `node(id)` with a key's id is ADMIN-only too.
@@ -34,8 +35,7 @@ builder.queryField("apiKeys", (t) =>
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(args, DEFAULT_SORT, "ApiKey");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "ApiKey" });
-      const rows = await ctx.db.apiKey.findMany({ ...query, where: page.where ?? {}, orderBy: page.orderBy, take: page.take });
-      return toConnection(rows, page, () => ctx.db.apiKey.count()) as never;
+      return apiKeyPage(ctx, page, query) as never;
     },
   }),
 );

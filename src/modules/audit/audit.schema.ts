@@ -5,9 +5,10 @@ import type { Prisma } from "../../generated/prisma/client.ts";
 import { ActorType } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { hasRole } from "../../policy/roles.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
+import { auditLogPage } from "./audit.loaders.ts";
 
 export const ActorTypeEnum = builder.enumType(ActorType, { name: "ActorType" });
 
@@ -99,13 +100,7 @@ builder.queryField("auditLog", (t) =>
       const page = pageRequest(args, DEFAULT_SORT, "AuditLogEntry");
       const where = auditLogWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "AuditLogEntry" });
-      const rows = await ctx.db.auditLogEntry.findMany({
-        ...query,
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.auditLogEntry.count({ where })) as never;
+      return auditLogPage(ctx, page, where, query) as never;
     },
   }),
 );

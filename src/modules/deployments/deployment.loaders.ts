@@ -1,7 +1,7 @@
 import { Prisma, type Deployment } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
-import { toConnection, type PageRequest } from "../../graphql/pagination.ts";
+import { findPage, type PageRequest } from "../../graphql/pagination.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { userLoader, visibleUser } from "../users/user.loaders.ts";
 import { deploymentFilterSql } from "./deployment.service.ts";
@@ -16,15 +16,8 @@ export interface DeploymentChildFilter {
 }
 
 /** One page of the tenant's deployments (Query.deployments); `query` is Pothos's selection. */
-export async function deploymentPage(ctx: Context, page: PageRequest, where: Prisma.DeploymentWhereInput, query: object) {
-  const rows = await ctx.db.deployment.findMany({
-    ...query,
-    where: page.where ? { AND: [where, page.where] } : where,
-    orderBy: page.orderBy,
-    take: page.take,
-  });
-  return toConnection(rows, page, () => ctx.db.deployment.count({ where }));
-}
+export const deploymentPage = (ctx: Context, page: PageRequest, where: Prisma.DeploymentWhereInput, query: object) =>
+  findPage(ctx.db.deployment, page, where, query);
 
 /**
  * A deployment row as raw SQL returns it, named as the Prisma model's

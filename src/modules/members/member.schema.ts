@@ -3,9 +3,10 @@ import { builder } from "../../graphql/builder.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
-import { pageRequest, toConnection, type Sort } from "../../graphql/pagination.ts";
+import { pageRequest, type Sort } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { MembershipRef } from "../users/user.schema.ts";
+import { memberPage } from "./member.loaders.ts";
 import * as service from "./member.service.ts";
 
 export const MembershipConnection = connectionType(MembershipRef, "Membership");
@@ -21,13 +22,7 @@ builder.queryField("members", (t) =>
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(args, MEMBER_SORT, "Membership");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Membership" });
-      const rows = await ctx.db.membership.findMany({
-        ...query,
-        where: page.where ?? {},
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.membership.count()) as never;
+      return memberPage(ctx, page, query) as never;
     },
   }),
 );

@@ -1,17 +1,17 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
-import { Prisma, type Workflow } from "../../generated/prisma/client.ts";
+import type { Prisma } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { WorkflowStatusEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
-import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import type { Context } from "../../tenancy/context.ts";
 // Project must exist before Workflow.project and Project.workflows refer to it.
 import "../projects/project.schema.ts";
+import { workflowCountsByProject, workflowPage, workflowsOfProjects } from "./workflow.loaders.ts";
 import * as service from "./workflow.service.ts";
 
 export const WorkflowRef = builder.prismaNode("Workflow", {
@@ -52,54 +52,10 @@ builder.queryField("workflows", (t) =>
       // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
       const page = pageRequest(args, DEFAULT_SORT, "Workflow");
       const where = workflowWhere(args.filter);
-      const rows = await ctx.db.workflow.findMany({
-        ...nodeQuery(ctx, info),
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.workflow.count({ where })) as never;
+      return workflowPage(ctx, page, where, nodeQuery(ctx, info)) as never;
     },
   }),
 );
-
-/** A workflow row as raw SQL returns it, named as the Prisma model's fields. */
-const WORKFLOW_COLUMNS = Prisma.raw(
-  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.name, c.status::text AS status,
-   c.config, c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
-);
-
-/** Each project's page of workflows, for every project of the request, in one LATERAL statement. */
-function workflowsOfProjects(ctx: Context, page: PageRequest) {
-  return childPageLoader<Workflow>(
-    ctx,
-    `project.workflows:${JSON.stringify([page.orderBy, page.keysets])}`,
-    (projectIds, take) =>
-      ctx.tenantDb.queryRaw<Workflow>(
-        firstPerParentSql({
-          table: "workflows",
-          parentColumn: "project_id",
-          columns: WORKFLOW_COLUMNS,
-          tenantId: ctx.tenant!.id,
-          parentIds: projectIds,
-          page: { ...page, take },
-        }),
-      ),
-    (w) => w.projectId,
-  );
-}
-
-function workflowCountsByProject(ctx: Context) {
-  return loader(ctx, "project.workflowTotal", async (ids: readonly string[]) => {
-    const rows = await ctx.db.workflow.groupBy({
-      by: ["projectId"],
-      where: { projectId: { in: [...ids] } },
-      _count: { _all: true },
-    });
-    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
-    return ids.map((id) => counts.get(id) ?? 0);
-  });
-}
 
 builder.prismaObjectFields("Project", (t) => ({
   workflows: t.field({

@@ -11,6 +11,7 @@ import {
 import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
 import type { ResponseCacheOptions } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
+import type { CursorCodec } from "../infra/cursor.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
@@ -61,6 +62,8 @@ export interface ContextDeps {
   liveDb?: PrismaClient;
   /** The response cache is on: query transactions also read the tenant's cache generation (docs/response-cache.md). */
   responseCache?: ResponseCacheOptions;
+  /** Signs and checks pagination cursors (keyed by the server's secret). */
+  cursors: CursorCodec;
 }
 
 export interface Context {
@@ -94,6 +97,8 @@ export interface Context {
   readonly store: Store;
   /** Live updates: publishes committed changes, serves subscriptions. */
   readonly live?: LiveUpdates;
+  /** Signs and checks pagination cursors. */
+  readonly cursors: CursorCodec;
   /**
    * Confirms the caller's authorization facts with PostgreSQL and replaces
    * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
@@ -262,6 +267,7 @@ export async function buildContext(
     directory: deps.directory.view(),
     store: deps.store,
     live: deps.live,
+    cursors: deps.cursors,
     authorize: () =>
       confirmAuthorization(ctx, {
         apiKeyHash,

@@ -33,7 +33,7 @@ builder.queryField("apiKeys", (t) =>
     description: "The tenant's API keys, newest first.",
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, DEFAULT_SORT, "ApiKey");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "ApiKey");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "ApiKey" });
       return apiKeyPage(ctx, page, query) as never;
     },

@@ -97,7 +97,7 @@ builder.queryField("auditLog", (t) =>
       filter: t.arg({ type: AuditLogFilter }),
     },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, DEFAULT_SORT, "AuditLogEntry");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "AuditLogEntry");
       const where = auditLogWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "AuditLogEntry" });
       return auditLogPage(ctx, page, where, query) as never;

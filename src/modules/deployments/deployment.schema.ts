@@ -98,14 +98,12 @@ builder.queryField("deployments", (t) =>
       orderBy: t.arg({ type: DeploymentOrder }),
     },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, sortFrom(args.orderBy), "Deployment");
+      const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
       return deploymentPage(ctx, page, where, nodeQuery(ctx, info)) as never;
     },
   }),
 );
-
-const LATEST = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
 
 builder.prismaObjectFields("Project", (t) => ({
   deployments: t.field({
@@ -117,7 +115,7 @@ builder.prismaObjectFields("Project", (t) => ({
     },
     resolve: async (project, args, ctx, info) => {
       const { page, rows, totals } = perSelection(info, () => {
-        const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
+        const page = pageRequest(ctx.cursors, args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
         // projectId is implied by the parent; the rest of the filter applies.
         const filter: DeploymentFilterInput = {
           status: args.filter?.status ?? null,
@@ -135,7 +133,7 @@ builder.prismaObjectFields("Project", (t) => ({
     type: DeploymentRef,
     nullable: true,
     resolve: async (project, _args, ctx, info) => {
-      const latest = perSelection(info, () => deploymentsOfProjects(ctx, LATEST, {}));
+      const latest = perSelection(info, () => deploymentsOfProjects(ctx, pageRequest(ctx.cursors, { first: 1 }, DEFAULT_SORT, "Deployment"), {}));
       const rows = await latest.load({ parentId: project.id, take: 1 });
       return (rows[0] ?? null) as never;
     },

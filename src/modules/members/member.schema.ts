@@ -20,7 +20,7 @@ builder.queryField("members", (t) =>
     description: "The members of the current tenant.",
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, MEMBER_SORT, "Membership");
+      const page = pageRequest(ctx.cursors, args, MEMBER_SORT, "Membership");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Membership" });
       return memberPage(ctx, page, query) as never;
     },

@@ -121,7 +121,7 @@ PlatformRef.implement({
       type: TenantConnection,
       args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TenantFilter }) },
       resolve: (_root, args, ctx, info) => {
-        const page = pageRequest(args, DEFAULT_SORT, "Tenant");
+        const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "Tenant");
         const where = service.tenantWhere(args.filter);
         const withCount = selects(info, "totalCount");
         return audited(
@@ -147,7 +147,7 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          (tx) => service.tenantUsage(tx, args as never),
+          (tx) => service.tenantUsage(tx, ctx.cursors, args as never),
           (c) => c.edges.map((e) => e.node.tenant.id),
         ) as never,
     }),
@@ -160,7 +160,7 @@ PlatformRef.implement({
       type: AuditLogEntryConnection,
       args: { ...t.arg.connectionArgs(), filter: t.arg({ type: AuditLogFilter }) },
       resolve: (_root, args, ctx, info) => {
-        const page = pageRequest(args, DEFAULT_SORT, "PlatformAuditLog");
+        const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "PlatformAuditLog");
         const withCount = selects(info, "totalCount");
         return audited(ctx, info, args, async (tx) => {
           const { rows, total } = await service.auditLog(tx, page, args.filter, withCount);

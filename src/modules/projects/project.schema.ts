@@ -70,7 +70,7 @@ builder.queryField("projects", (t) =>
       orderBy: t.arg({ type: ProjectOrder }),
     },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, sortFrom(args.orderBy), "Project");
+      const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
       return projectPage(ctx, page, where, query) as never;

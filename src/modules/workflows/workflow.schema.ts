@@ -50,7 +50,7 @@ builder.queryField("workflows", (t) =>
     },
     resolve: async (_root, args, ctx, info) => {
       // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
-      const page = pageRequest(args, DEFAULT_SORT, "Workflow");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "Workflow");
       const where = workflowWhere(args.filter);
       return workflowPage(ctx, page, where, nodeQuery(ctx, info)) as never;
     },
@@ -62,7 +62,7 @@ builder.prismaObjectFields("Project", (t) => ({
     type: WorkflowConnection,
     args: t.arg.connectionArgs(),
     resolve: async (project, args, ctx) => {
-      const page = pageRequest(args as ConnectionArgs, DEFAULT_SORT, "Workflow");
+      const page = pageRequest(ctx.cursors, args as ConnectionArgs, DEFAULT_SORT, "Workflow");
       const rows = await workflowsOfProjects(ctx, page).load({ parentId: project.id, take: page.take });
       return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id)) as never;
     },

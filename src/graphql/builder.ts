@@ -22,8 +22,17 @@ export type PolicyDirectives = {
   audit: { locations: "FIELD_DEFINITION"; args: { action: string } };
 };
 
-/** Types reachable through `node(id)`; a well-formed id of any other type finds nothing. */
-const NODE_TYPES = new Set(["Tenant", "User", "Membership", "Project", "Deployment", "Workflow", "ApiKey", "AuditLogEntry"]);
+/**
+ * Whether `node(id)` can reach `typename`: an object type of this builder
+ * that the relay plugin can load by id (every prismaNode and nodeRef), read
+ * from the builder's own configuration rather than a hand-kept list.
+ */
+function isNodeType(typename: string): boolean {
+  if (!builder.configStore.hasConfig(typename)) return false;
+  const config = builder.configStore.getTypeConfig(typename);
+  const options = config.pothosOptions as Record<string, unknown>;
+  return config.kind === "Object" && ["loadWithoutCache", "loadManyWithoutCache", "loadOne", "loadMany"].some((k) => typeof options[k] === "function");
+}
 
 /**
  * Global ids are base64("<Type>:<uuid>"). Anything else is the caller's
@@ -36,7 +45,7 @@ function decodeGlobalID(globalID: string): { typename: string; id: string } {
   const decoded = Buffer.from(globalID, "base64").toString("utf8");
   const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
   if (!match || !isUuid(match[2]!)) throw invalid();
-  if (!NODE_TYPES.has(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
+  if (!isNodeType(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
   return { typename: match[1]!, id: match[2]! };
 }
 

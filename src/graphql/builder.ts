@@ -49,6 +49,8 @@ function decodeGlobalID(globalID: string): { typename: string; id: string } {
   return { typename: match[1]!, id: match[2]! };
 }
 
+export type BuilderTypes = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
+
 export const builder = new SchemaBuilder<{
   Context: Context;
   PrismaTypes: PrismaTypes;
@@ -56,6 +58,8 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
+  // Every connection carries its total, counted only when asked (src/graphql/pagination.ts).
+  Connection: { totalCount: () => Promise<number> };
   Scalars: {
     ID: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date | string };

@@ -35,7 +35,7 @@ builder.queryField("apiKeys", (t) =>
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "ApiKey");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "ApiKey" });
-      return apiKeyPage(ctx, page, query) as never;
+      return apiKeyPage(ctx, page, query);
     },
   }),
 );
@@ -57,7 +57,7 @@ const RevokeApiKeyInput = builder.inputType("RevokeApiKeyInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
 
-const secretField = { type: "String", description: "The secret: shown once, never again." };
+const secretField = { type: "String", description: "The secret: shown once, never again." } as const;
 const CreateApiKeyPayload = payloadType("CreateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
 const RotateApiKeyPayload = payloadType("RotateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
 const RevokeApiKeyPayload = payloadType("RevokeApiKeyPayload", { apiKey: { type: ApiKeyRef } });
@@ -69,7 +69,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { apiKey, secret } = await service.createApiKey(ctx, input);
-      return { apiKey: apiKey as never, secret };
+      return { apiKey: apiKey, secret };
     },
   }),
   rotateApiKey: t.auth("ADMIN").field({
@@ -79,7 +79,7 @@ builder.mutationFields((t) => ({
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");
       const { apiKey, secret } = await service.rotateApiKey(ctx, id, input);
-      return { apiKey: apiKey as never, secret };
+      return { apiKey: apiKey, secret };
     },
   }),
   revokeApiKey: t.auth("ADMIN").field({
@@ -88,7 +88,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: RevokeApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");
-      return { apiKey: (await service.revokeApiKey(ctx, id, input)) as never };
+      return { apiKey: await service.revokeApiKey(ctx, id, input) };
     },
   }),
 }));

@@ -100,7 +100,7 @@ builder.queryField("auditLog", (t) =>
       const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "AuditLogEntry");
       const where = auditLogWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "AuditLogEntry" });
-      return auditLogPage(ctx, page, where, query) as never;
+      return auditLogPage(ctx, page, where, query);
     },
   }),
 );

@@ -100,7 +100,7 @@ builder.queryField("deployments", (t) =>
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
-      return deploymentPage(ctx, page, where, nodeQuery(ctx, info)) as never;
+      return deploymentPage(ctx, page, where, nodeQuery(ctx, info));
     },
   }),
 );
@@ -126,7 +126,7 @@ builder.prismaObjectFields("Project", (t) => ({
         return { page, rows: deploymentsOfProjects(ctx, page, filter), totals: () => deploymentCountsByProject(ctx, where) };
       });
       const found = await rows.load({ parentId: project.id, take: page.take });
-      return toConnection(found, page, () => totals().load(project.id)) as never;
+      return toConnection(found, page, () => totals().load(project.id));
     },
   }),
   latestDeployment: t.field({
@@ -135,7 +135,7 @@ builder.prismaObjectFields("Project", (t) => ({
     resolve: async (project, _args, ctx, info) => {
       const latest = perSelection(info, () => deploymentsOfProjects(ctx, pageRequest(ctx.cursors, { first: 1 }, DEFAULT_SORT, "Deployment"), {}));
       const rows = await latest.load({ parentId: project.id, take: 1 });
-      return (rows[0] ?? null) as never;
+      return rows[0] ?? null;
     },
   }),
 }));
@@ -159,7 +159,7 @@ builder.mutationField("createDeployment", (t) =>
     args: { input: t.arg({ type: CreateDeploymentInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const projectId = fromGlobalId("projectId", String(input.projectId), "Project");
-      return { deployment: (await service.createDeployment(ctx, projectId, input)) as never };
+      return { deployment: await service.createDeployment(ctx, projectId, input) };
     },
   }),
 );
@@ -180,7 +180,7 @@ builder.mutationField("updateDeploymentStatus", (t) =>
     args: { input: t.arg({ type: UpdateDeploymentStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "Deployment");
-      return { deployment: (await service.updateDeploymentStatus(ctx, id, input)) as never };
+      return { deployment: await service.updateDeploymentStatus(ctx, id, input) };
     },
   }),
 );

@@ -22,7 +22,7 @@ builder.queryField("members", (t) =>
     resolve: async (_root, args, ctx, info) => {
       const page = pageRequest(ctx.cursors, args, MEMBER_SORT, "Membership");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Membership" });
-      return memberPage(ctx, page, query) as never;
+      return memberPage(ctx, page, query);
     },
   }),
 );
@@ -59,7 +59,7 @@ builder.mutationFields((t) => ({
     },
     args: { input: t.arg({ type: InviteMemberInput, required: true }) },
     resolve: async (_root, { input }, ctx) => ({
-      membership: (await service.inviteMember(ctx, input)) as never,
+      membership: await service.inviteMember(ctx, input),
     }),
   }),
   updateMemberRole: t.auth("ADMIN").field({
@@ -69,7 +69,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: UpdateMemberRoleInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("membershipId", String(input.membershipId), "Membership");
-      return { membership: (await service.updateMemberRole(ctx, id, input.role, input)) as never };
+      return { membership: await service.updateMemberRole(ctx, id, input.role, input) };
     },
   }),
   removeMember: t.auth("ADMIN").field({

@@ -130,7 +130,7 @@ PlatformRef.implement({
           args,
           (tx) => service.tenantPage(tx, page, where, withCount),
           (c) => c.edges.map((e) => e.node.id),
-        ) as never;
+        );
       },
     }),
     tenantUsage: t.field({
@@ -149,7 +149,7 @@ PlatformRef.implement({
           args,
           (tx) => service.tenantUsage(tx, ctx.cursors, args as never),
           (c) => c.edges.map((e) => e.node.tenant.id),
-        ) as never,
+        ),
     }),
     totals: t.field({
       type: PlatformTotalsRef,

@@ -73,7 +73,7 @@ builder.queryField("projects", (t) =>
       const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
-      return projectPage(ctx, page, where, query) as never;
+      return projectPage(ctx, page, where, query);
     },
   }),
 );
@@ -99,7 +99,7 @@ const UpdateProjectPayload = payloadType("UpdateProjectPayload", { project: { ty
 const DeleteProjectInput = builder.inputType("DeleteProjectInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
-const DeleteProjectPayload = payloadType<{ deletedProjectId: string }>("DeleteProjectPayload", {
+const DeleteProjectPayload = payloadType("DeleteProjectPayload", {
   deletedProjectId: { type: "ID" },
 });
 
@@ -112,7 +112,7 @@ builder.mutationFields((t) => ({
     },
     args: { input: t.arg({ type: CreateProjectInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      return { project: (await service.createProject(ctx, input)) as never };
+      return { project: await service.createProject(ctx, input) };
     },
   }),
   updateProject: t.auth("DEVELOPER").field({
@@ -121,7 +121,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: UpdateProjectInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "Project");
-      return { project: (await service.updateProject(ctx, id, input)) as never };
+      return { project: await service.updateProject(ctx, id, input) };
     },
   }),
   deleteProject: t.auth("ADMIN").field({

@@ -52,7 +52,7 @@ builder.queryField("workflows", (t) =>
       // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
       const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "Workflow");
       const where = workflowWhere(args.filter);
-      return workflowPage(ctx, page, where, nodeQuery(ctx, info)) as never;
+      return workflowPage(ctx, page, where, nodeQuery(ctx, info));
     },
   }),
 );
@@ -64,7 +64,7 @@ builder.prismaObjectFields("Project", (t) => ({
     resolve: async (project, args, ctx) => {
       const page = pageRequest(ctx.cursors, args as ConnectionArgs, DEFAULT_SORT, "Workflow");
       const rows = await workflowsOfProjects(ctx, page).load({ parentId: project.id, take: page.take });
-      return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id)) as never;
+      return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id));
     },
   }),
 }));
@@ -91,7 +91,7 @@ const UpdateWorkflowPayload = payloadType("UpdateWorkflowPayload", { workflow: {
 const DeleteWorkflowInput = builder.inputType("DeleteWorkflowInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
-const DeleteWorkflowPayload = payloadType<{ deletedWorkflowId: string }>("DeleteWorkflowPayload", {
+const DeleteWorkflowPayload = payloadType("DeleteWorkflowPayload", {
   deletedWorkflowId: { type: "ID" },
 });
 
@@ -105,7 +105,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: CreateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const projectId = input.projectId != null ? fromGlobalId("projectId", String(input.projectId), "Project") : null;
-      return { workflow: (await service.createWorkflow(ctx, { ...input, projectId })) as never };
+      return { workflow: await service.createWorkflow(ctx, { ...input, projectId }) };
     },
   }),
   updateWorkflow: t.auth("DEVELOPER").field({
@@ -114,7 +114,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: UpdateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "Workflow");
-      return { workflow: (await service.updateWorkflow(ctx, id, input)) as never };
+      return { workflow: await service.updateWorkflow(ctx, id, input) };
     },
   }),
   deleteWorkflow: t.auth("ADMIN").field({

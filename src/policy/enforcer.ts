@@ -116,7 +116,7 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
       crossTenant: policy.crossTenant,
     };
     const reservation = windowQuota
-      ? await reserveWindowQuota(ctx.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
+      ? await reserveWindowQuota(ctx.store, ctx.tenant!, windowQuota.resource, windowQuota.cost, ctx.now())
       : null;
     scopes.set(ctx, scope);
     let result: unknown;

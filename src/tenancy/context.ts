@@ -64,6 +64,8 @@ export interface ContextDeps {
   responseCache?: ResponseCacheOptions;
   /** Signs and checks pagination cursors (keyed by the server's secret). */
   cursors: CursorCodec;
+  /** The time, ms epoch (rate-limit and quota windows, key expiry, last use); tests inject one. Default Date.now. */
+  clock?: () => number;
 }
 
 export interface Context {
@@ -99,6 +101,8 @@ export interface Context {
   readonly live?: LiveUpdates;
   /** Signs and checks pagination cursors. */
   readonly cursors: CursorCodec;
+  /** The time, ms epoch: the app's clock (ContextDeps.clock). */
+  readonly now: () => number;
   /**
    * Confirms the caller's authorization facts with PostgreSQL and replaces
    * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
@@ -184,6 +188,7 @@ export async function buildContext(
   target?: object,
 ): Promise<Context> {
   const { directory } = deps;
+  const now = deps.clock ?? Date.now;
   let user: UserInfo | null = null;
   let apiKey: ApiKeyInfo | null = null;
   let tenant: TenantInfo | null = null;
@@ -226,8 +231,8 @@ export async function buildContext(
     apiKey = await directory.apiKeyByHash(apiKeyHash);
     // A known key the cache would refuse is read again (an unknown hash is
     // not: misses are cached briefly against floods of made-up keys).
-    if (apiKey && keyRefused(apiKey, Date.now())) apiKey = await directory.apiKeyByHash(apiKeyHash, { fresh: true });
-    if (keyRefused(apiKey, Date.now())) throw unauthenticated(KEY_REFUSED);
+    if (apiKey && keyRefused(apiKey, now())) apiKey = await directory.apiKeyByHash(apiKeyHash, { fresh: true });
+    if (keyRefused(apiKey, now())) throw unauthenticated(KEY_REFUSED);
     apiKey = apiKey!;
     actor = { type: "API_KEY", id: apiKey.id, label: `key:${apiKey.prefix}` };
     const ends = [apiKey.expiresAt, apiKey.graceUntil].filter((d): d is string => !!d).map((d) => Date.parse(d));
@@ -238,13 +243,13 @@ export async function buildContext(
     if (others && others.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
-    noteApiKeyUse(deps.platform, apiKey);
+    noteApiKeyUse(deps.platform, apiKey, now());
   }
 
   if (tenant) {
     state.tenantId = tenant.id;
     try {
-      state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE);
+      state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE, now);
     } catch (err) {
       if (err instanceof AppError && "rateLimit" in err) state.rateLimit = (err as any).rateLimit;
       throw err;
@@ -268,6 +273,7 @@ export async function buildContext(
     store: deps.store,
     live: deps.live,
     cursors: deps.cursors,
+    now,
     authorize: () =>
       confirmAuthorization(ctx, {
         apiKeyHash,

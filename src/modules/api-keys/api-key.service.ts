@@ -29,7 +29,7 @@ export function newSecret(prefix = `tgk_${randomBytes(6).toString("hex")}`) {
 export async function createApiKey(ctx: TenantContext, input: { name: string; role: Role; expiresAt?: Date | null }) {
   const name = v.name("name", input.name);
   if (!API_KEY_ROLES.includes(input.role)) throw badInput("role", "API keys carry VIEWER, DEVELOPER or ADMIN");
-  if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) throw badInput("expiresAt", "expiresAt must be in the future");
+  if (input.expiresAt && input.expiresAt.getTime() <= ctx.now()) throw badInput("expiresAt", "expiresAt must be in the future");
   const { prefix, secret, secretHash } = newSecret();
   const apiKey = await ctx.tenantDb.transaction(async (tx) => {
     const row = await tx.apiKey.create({
@@ -56,7 +56,7 @@ export async function rotateApiKey(ctx: TenantContext, id: string, input: { grac
       data: {
         secretHash,
         previousSecretHash: current.secretHash,
-        previousExpiresAt: new Date(Date.now() + grace * 60_000),
+        previousExpiresAt: new Date(ctx.now() + grace * 60_000),
       },
     });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input, gracePeriodMinutes: grace } });

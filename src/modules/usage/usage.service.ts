@@ -33,7 +33,7 @@ const ORDER: QuotaResource[] = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR
  */
 export async function tenantUsage(ctx: TenantContext): Promise<TenantUsage> {
   const tenant = ctx.tenant;
-  const now = Date.now();
+  const now = ctx.now();
   const [apiRequests, deployments, workflows, streams, counts] = await Promise.all([
     windowUsage(ctx.store, rateLimitWindowKey(tenant.id, now)),
     windowUsage(ctx.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),

@@ -10,15 +10,22 @@ import type { TenantGate } from "../tenancy/context.ts";
  * same call, so a resolver cannot need the tenant without being gated.
  */
 interface Gatable {
-  createField(options: { directives?: Record<string, unknown> }): unknown;
+  createField(options: { directives?: Record<string, unknown>; extensions?: Record<string, unknown> }): unknown;
 }
+
+/** Marks a field declared through `t.auth` (the enforcer refuses a field-level @auth without it). */
+export const GATED_BY_T_AUTH = "tenantgraph.gatedByTAuth";
 
 (RootFieldBuilder.prototype as unknown as { auth(this: Gatable, requires: Role): Gatable }).auth = function auth(requires) {
   const create = this.createField;
   const gated = Object.create(this) as Gatable;
   gated.createField = function createField(options) {
     if (options.directives && "auth" in options.directives) throw new Error("t.auth(...) already declares @auth");
-    return create.call(this, { ...options, directives: { auth: { requires }, ...options.directives } });
+    return create.call(this, {
+      ...options,
+      directives: { auth: { requires }, ...options.directives },
+      extensions: { ...options.extensions, [GATED_BY_T_AUTH]: true },
+    });
   };
   return gated;
 };

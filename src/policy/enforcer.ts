@@ -3,6 +3,7 @@ import type { GraphQLFieldResolver } from "graphql";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import { GATED_BY_T_AUTH } from "./auth-field.ts";
 import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
@@ -141,7 +142,14 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
 
 export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
   override onOutputFieldConfig(fieldConfig: PothosOutputFieldConfig<Types>) {
-    const policy = this.policyFor(fieldConfig);
+    // The field's directives as declared: this hook runs before plugin-directives'
+    // (Pothos calls them last plugin first), so they are not in `extensions` yet.
+    const declared = (fieldConfig.pothosOptions as { directives?: unknown }).directives ?? fieldConfig.extensions?.directives;
+    const policy = policyOf(declared);
+    if (directiveList(declared).some((d) => d.name === "auth") && !fieldConfig.extensions?.[GATED_BY_T_AUTH]) {
+      // The directive alone would leave the resolver's tenant and role optional by type.
+      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: declare @auth with t.auth(role)`);
+    }
     if ((policy.quota || policy.audit) && fieldConfig.parentType !== "Mutation") {
       throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota and @audit belong on mutations`);
     }

@@ -1,5 +1,10 @@
 import { execute, parse, subscribe, type ExecutionResult, type GraphQLField, type GraphQLSchema } from "graphql";
+import SchemaBuilder from "@pothos/core";
+import DirectivesPlugin from "@pothos/plugin-directives";
 import { describe, expect, it } from "vitest";
+import type { PolicyDirectives } from "../../src/graphql/builder.ts";
+import PolicyEnforcerPlugin from "../../src/policy/enforcer.ts";
+import "../../src/policy/auth-field.ts";
 import { schema } from "../../src/schema.ts";
 import { checkAccess, checkDeclaredCountQuota, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
@@ -247,5 +252,34 @@ describe("statement timeout errors", () => {
     expect(isStatementTimeout({ originalError: { code: "57014" } })).toBe(true);
     expect(isStatementTimeout({ code: "P2010", meta: { driverAdapterError: { cause: { originalCode: "23505" } } } })).toBe(false);
     expect(isStatementTimeout(new Error("boom"))).toBe(false);
+  });
+});
+
+describe("t.auth is the one way to declare @auth on a field", () => {
+  const build = (declare: "t.auth" | "directive") => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({
+      fields: (t) => ({
+        secret:
+          declare === "t.auth"
+            ? t.auth("ADMIN").string({ resolve: (_root, _args, ctx) => ctx.tenant.slug })
+            : t.string({ directives: { auth: { requires: "ADMIN" } }, resolve: () => "x" }),
+      }),
+    });
+    return b.toSchema();
+  };
+
+  it("a field built with t.auth gets the directive (and its resolver a TenantContext)", () => {
+    expect(directivesOf(build("t.auth").getQueryType()!.getFields().secret!)).toEqual(["auth"]);
+  });
+
+  it("a bare @auth directive on a field is refused when the schema is built", () => {
+    expect(() => build("directive")).toThrow(/Query\.secret: declare @auth with t\.auth\(role\)/);
+  });
+
+  it("@audit or @quota outside Mutation is refused when the schema is built", () => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({ fields: (t) => ({ audited: t.auth("ADMIN").string({ directives: { audit: { action: "thing.read" } }, resolve: () => "x" }) }) });
+    expect(() => b.toSchema()).toThrow(/Query\.audited: @quota and @audit belong on mutations/);
   });
 });

@@ -16,7 +16,7 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
 /**
  * The limiter counts fixed one-minute windows of the app's clock. The tests
  * inject one that stands still a second into the current minute, so no burst
- * can straddle a window's edge, however slow the machine, and nothing sleeps.
+ * can straddle a window's edge, however slow the machine, and no test waits for a minute to pass.
  */
 const FIXED_NOW = Math.floor(Date.now() / 60_000) * 60_000 + 1000;
 const clock = () => FIXED_NOW;

@@ -43,6 +43,14 @@ module.exports = {
       to: { path: "\\.schema\\.ts$" },
     },
     {
+      name: "platform-client-cross-tenant-only",
+      comment:
+        "The platform client of a request is bound by the context builder and read by the cross-tenant path alone (crossTenant(), behind @crossTenant): no resolver, service or loader reaches it.",
+      severity: "error",
+      from: { pathNot: "^src/(tenancy/context|policy/platform)\\.ts$" },
+      to: { path: "^src/tenancy/platform-client\\.ts$" },
+    },
+    {
       name: "every-file-in-a-layer",
       comment: "A new top-level file or folder in src/ must be placed in a layer (here and in docs/architecture.md).",
       severity: "error",

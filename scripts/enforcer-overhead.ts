@@ -8,6 +8,7 @@
  *
  * It creates a scratch database, migrates and seeds it, and drops it after.
  */
+import { CursorCodec } from "../src/infra/cursor.ts";
 import { randomBytes } from "node:crypto";
 import { execute, parse, type GraphQLSchema } from "graphql";
 import pg from "pg";
@@ -47,6 +48,7 @@ try {
     store,
     directory: new Directory(dbs.platform, store),
     verifyToken: createTokenVerifier({ jwtSecret: secret, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
+    cursors: new CursorCodec(secret),
   };
   await dbs.platform.tenantLimitOverride.create({
     data: { tenantId: (await dbs.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id, resource: "API_REQUESTS_PER_MINUTE", limit: null },

@@ -23,7 +23,7 @@ import { useQueryLimits } from "./infra/query-limits.ts";
 import { maskError } from "./infra/unavailable.ts";
 import { RequestCounter, useRequestCounting } from "./infra/request-counter.ts";
 import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
-import { setCursorSecret } from "./graphql/cursor.ts";
+import { CursorCodec } from "./infra/cursor.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
 import { LiveHub } from "./modules/live/hub.ts";
@@ -35,7 +35,7 @@ import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
  * the same app over their own databases. Each plugin lives in its own file
  * (src/http/use-*.ts and the infra/policy plugins); this is only the factory.
  */
-export interface AppDeps extends ContextDeps {
+export interface AppDeps extends Omit<ContextDeps, "cursors"> {
   config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &
     Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
@@ -55,16 +55,18 @@ export interface AppDeps extends ContextDeps {
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
 
-export function createApp(deps: AppDeps): App {
-  setCursorSecret(deps.config.jwtSecret);
-  const { config, logger } = deps;
+export function createApp(appDeps: AppDeps): App {
+  const { config, logger } = appDeps;
   // Without a hub from the caller (tests, scripts): an in-process one.
-  deps.live ??= new LiveHub({ platform: deps.platform, events: deps.liveDb ?? deps.app, logger });
-  deps.tenantIdps ??= new TenantIdentityProviders(deps.directory, {
+  appDeps.live ??= new LiveHub({ platform: appDeps.platform, events: appDeps.liveDb ?? appDeps.app, logger });
+  appDeps.tenantIdps ??= new TenantIdentityProviders(appDeps.directory, {
     globalIssuer: config.jwtIssuer,
     globalJwksUrl: config.jwksUrl,
     allowHttp: !config.production,
   });
+  // Cursors are signed with a key of the server's secret, handed to the
+  // pagination code through the context.
+  const deps = { ...appDeps, cursors: new CursorCodec(config.jwtSecret) };
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   const metrics = deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory });
   return createYoga<Record<string, unknown>, Context>({

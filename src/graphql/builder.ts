@@ -3,6 +3,7 @@ import DirectivesPlugin from "@pothos/plugin-directives";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import PolicyEnforcerPlugin from "../policy/enforcer.ts";
+import "../policy/auth-field.ts";
 import type PrismaTypes from "../generated/pothos-types.ts";
 import { getDatamodel } from "../generated/pothos-types.ts";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
@@ -22,8 +23,17 @@ export type PolicyDirectives = {
   feature: { locations: "OBJECT" | "FIELD_DEFINITION"; args: { name: string } };
 };
 
-/** Types reachable through `node(id)`; a well-formed id of any other type finds nothing. */
-const NODE_TYPES = new Set(["Tenant", "User", "Membership", "Project", "Deployment", "Workflow", "ApiKey", "AuditLogEntry"]);
+/**
+ * Whether `node(id)` can reach `typename`: an object type of this builder
+ * that the relay plugin can load by id (every prismaNode and nodeRef), read
+ * from the builder's own configuration rather than a hand-kept list.
+ */
+function isNodeType(typename: string): boolean {
+  if (!builder.configStore.hasConfig(typename)) return false;
+  const config = builder.configStore.getTypeConfig(typename);
+  const options = config.pothosOptions as Record<string, unknown>;
+  return config.kind === "Object" && ["loadWithoutCache", "loadManyWithoutCache", "loadOne", "loadMany"].some((k) => typeof options[k] === "function");
+}
 
 /**
  * Global ids are base64("<Type>:<uuid>"). Anything else is the caller's
@@ -36,9 +46,11 @@ function decodeGlobalID(globalID: string): { typename: string; id: string } {
   const decoded = Buffer.from(globalID, "base64").toString("utf8");
   const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
   if (!match || !isUuid(match[2]!)) throw invalid();
-  if (!NODE_TYPES.has(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
+  if (!isNodeType(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
   return { typename: match[1]!, id: match[2]! };
 }
+
+export type BuilderTypes = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -47,6 +59,8 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
+  // Every connection carries its total, counted only when asked (src/graphql/pagination.ts).
+  Connection: { totalCount: () => Promise<number> };
   Scalars: {
     ID: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date | string };

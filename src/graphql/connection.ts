@@ -1,19 +1,20 @@
-import { builder } from "./builder.ts";
-import type { Connection } from "./pagination.ts";
+import type { ObjectRef } from "@pothos/core";
+import { builder, type BuilderTypes } from "./builder.ts";
 
 /**
  * `<Name>Connection` / `<Name>Edge` with `totalCount`. The count is a
- * function on the resolved connection, so it costs a query only when asked.
+ * function on the resolved connection (`Connection` of the builder's types),
+ * so it costs a query only when asked.
  */
-export function connectionType<T extends object>(ref: any, name: string) {
+export function connectionType<Shape extends object>(ref: ObjectRef<BuilderTypes, Shape>, name: string) {
   return builder.connectionObject(
     {
       type: ref,
       name: `${name}Connection`,
-      fields: (t: any) => ({
-        totalCount: t.int({ resolve: (c: Connection<T>) => c.totalCount() }),
+      fields: (t) => ({
+        totalCount: t.int({ resolve: (c) => c.totalCount() }),
       }),
-    } as any,
-    { name: `${name}Edge` } as any,
+    },
+    { name: `${name}Edge` },
   );
 }

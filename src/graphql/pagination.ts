@@ -1,6 +1,6 @@
 import { badInput } from "../errors.ts";
 import { isUuid } from "../uuid.ts";
-import { decodeCursor, encodeCursor } from "./cursor.ts";
+import type { CursorCodec } from "../infra/cursor.ts";
 
 /**
  * Relay connections over keyset pagination: (sort key, id) in the order the
@@ -58,6 +58,8 @@ export interface PageRequest {
   hasBefore: boolean;
   /** The cuts, for hand-written SQL: AND them. */
   keysets: Keyset[];
+  /** Signs the cursors of the page's edges. */
+  cursors: CursorCodec;
 }
 
 /** What a cursor must carry to be used on a list: its kind and its sort. */
@@ -73,7 +75,7 @@ function checkSize(name: string, n: number | null | undefined) {
  * The page that `args` ask for on a list sorted by `sort`. `kind` names the
  * list (e.g. "Project"): a cursor of another list or sort is BAD_USER_INPUT.
  */
-export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kind?: string): PageRequest {
+export function pageRequest(cursors: CursorCodec, args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kind?: string): PageRequest {
   checkSize("first", args.first);
   checkSize("last", args.last);
   if (args.first != null && args.last != null) throw badInput("last", "Use first or last, not both");
@@ -91,7 +93,7 @@ export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kin
   const keysets: Keyset[] = [];
   const conditions: Record<string, unknown>[] = [];
   const cut = (field: "after" | "before", cursor: string) => {
-    const c = decodeCursor(cursor, field, signature);
+    const c = cursors.decode(cursor, field, signature);
     const invalid = () => badInput(field, `Invalid cursor for ${field}`);
     if (typeof c.v !== "string" || !isUuid(c.id)) throw invalid();
     const value = sort.field === "name" ? c.v : new Date(c.v);
@@ -116,6 +118,7 @@ export function pageRequest(args: ConnectionArgs, sort: Sort = DEFAULT_SORT, kin
     hasAfter: args.after != null,
     hasBefore: args.before != null,
     keysets,
+    cursors,
   };
 }
 
@@ -132,13 +135,13 @@ export interface Connection<T> {
 
 type Row = { id: string } & Partial<Record<SortField, unknown>>;
 
-function rowCursor(row: Row, field: SortField, signature: string): string {
+function rowCursor(cursors: CursorCodec, row: Row, field: SortField, signature: string): string {
   const v = row[field];
-  return encodeCursor({ s: signature, v: v instanceof Date ? v.toISOString() : v == null ? null : String(v), id: row.id });
+  return cursors.encode({ s: signature, v: v instanceof Date ? v.toISOString() : v == null ? null : String(v), id: row.id });
 }
 
-export function cursorFor(row: Row, sort: Sort, kind?: string): string {
-  return rowCursor(row, sort.field, sortSignature(sort, kind));
+export function cursorFor(cursors: CursorCodec, row: Row, sort: Sort, kind?: string): string {
+  return rowCursor(cursors, row, sort.field, sortSignature(sort, kind));
 }
 
 /**
@@ -152,7 +155,7 @@ class Edge<T extends Row> {
     private readonly page: PageRequest,
   ) {}
   get cursor(): string {
-    return (this.signed ??= rowCursor(this.node, this.page.sort.field, this.page.signature));
+    return (this.signed ??= rowCursor(this.page.cursors, this.node, this.page.sort.field, this.page.signature));
   }
 }
 
@@ -181,4 +184,26 @@ export function toConnection<T extends Row>(rows: T[], page: PageRequest, totalC
     },
     totalCount,
   };
+}
+
+/** The two calls of a Prisma model delegate (of the tenant-scoped client) that a page needs. */
+export interface PagedModel<T, Where> {
+  findMany(args: { where: Where | Record<string, unknown>; orderBy: PageRequest["orderBy"]; take: number }): Promise<T[]>;
+  count(args?: { where: Where }): Promise<number>;
+}
+
+/**
+ * One keyset page of a model: the rows of `where` cut by the page's cursors,
+ * in the page's order, and the total of `where` on demand. `query` is the
+ * Pothos selection of the nodes (queryFromInfo), spread into findMany.
+ */
+export async function findPage<T extends Row, Where extends object>(
+  model: PagedModel<T, Where>,
+  page: PageRequest,
+  where: Where | undefined,
+  query: object = {},
+): Promise<Connection<T>> {
+  const cut = where ? (page.where ? { AND: [where, page.where] } : where) : (page.where ?? {});
+  const rows = await model.findMany({ ...query, where: cut, orderBy: page.orderBy, take: page.take });
+  return toConnection(rows, page, () => (where ? model.count({ where }) : model.count()));
 }

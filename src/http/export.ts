@@ -4,11 +4,10 @@ import { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, notFound } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
-import { PLAN_STATEMENT_TIMEOUT_MS } from "../tenancy/plans.ts";
-import { crossTenant, requirePlatformAdmin } from "../policy/platform.ts";
-import { buildContext, requireTenant, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
+import { crossTenant } from "../policy/platform.ts";
+import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
+import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
-import { TenantDb } from "../tenancy/tenant-db.ts";
 
 /**
  * GET /export: every row the tenant owns as NDJSON, one object a line with a
@@ -161,7 +160,7 @@ function errorResponse(err: unknown, logger?: Logger): Response {
   return new Response(JSON.stringify({ errors: [body] }), { status, headers: { "content-type": "application/json" } });
 }
 
-const notOwner = () => forbidden("Only the tenant's OWNER can export its data", { requires: "OWNER" });
+const NOT_OWNER = "Only the tenant's OWNER can export its data";
 const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
 
 /**
@@ -175,7 +174,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   const slug = url.searchParams.get("tenant");
   if (slug !== null) {
     requirePlatformAdmin(ctx);
-    const tenant = await deps.directory.tenant(slug);
+    const tenant = await ctx.directory.tenant(slug);
     if (!tenant) throw notFound("Tenant");
     // Audited before any row is read; the tenant sees the entry in its own log.
     await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
@@ -183,32 +182,21 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     return {
       tenant,
       run: async (sql) => {
-        if ((await deps.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
+        if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
         return deps.platform.$queryRaw(sql);
       },
     };
   }
-  const tenant = requireTenant(ctx);
-  if (ctx.role !== "OWNER") throw notOwner();
-  await ctx.tenantDb.transaction((tx) =>
-    writeAudit(tx, ctx, { action: "tenant.export", targetType: "Tenant", targetId: tenant.id }),
-  );
-  const scoped = new TenantDb(deps.app, {
-    tenantId: tenant.id,
-    plan: tenant.plan,
-    userId: ctx.user?.id ?? null,
-    apiKeyId: ctx.apiKey?.id ?? null,
-    tenantScope: deps.tenantScope,
-    statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
-    mode: "statement",
-    authorization: { apiKeyHash: null },
-  });
+  assertTenantRole(ctx, "OWNER", NOT_OWNER);
+  const { tenant, tenantDb } = ctx;
+  await tenantDb.transaction((tx) => writeAudit(tx, ctx, { action: "tenant.export", targetType: "Tenant", targetId: tenant.id }));
   return {
     tenant,
     run: async (sql) => {
-      const facts = await scoped.authorize();
-      if (facts.tenant?.status !== "ACTIVE" || facts.member?.role !== "OWNER") throw notOwner();
-      return scoped.queryRaw(sql);
+      const facts = await tenantDb.authorize();
+      if (facts.tenant?.status !== "ACTIVE") throw forbidden(NOT_OWNER, { requires: "OWNER" });
+      requireRole(facts.member?.role, "OWNER", NOT_OWNER);
+      return tenantDb.queryRaw(sql);
     },
   };
 }

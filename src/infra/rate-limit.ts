@@ -45,17 +45,15 @@ export async function consumeRequest(
   fallback: LocalWindows = local,
 ): Promise<RateLimitState> {
   const window = Math.floor(now() / WINDOW_MS);
+  // The window ends when the clock says so, in the store and out of it.
+  const reset = ((window + 1) * WINDOW_MS) / 1000;
   let count: number;
-  let reset: number;
   let scope: RateLimitState["scope"] = "shared";
   try {
-    const hit = await store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS);
-    count = hit.count;
-    reset = Math.ceil(hit.resetAt / 1000);
+    count = (await store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS)).count;
   } catch (err) {
     if (!isStoreUnavailable(err)) throw err;
     count = fallback.hit(tenantId, window);
-    reset = ((window + 1) * WINDOW_MS) / 1000;
     scope = "local";
   }
   if (limit === null) return { limit: -1, remaining: -1, reset, scope };

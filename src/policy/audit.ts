@@ -3,15 +3,14 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { encodeGlobalID } from "@pothos/plugin-relay";
-import { checkDeclaredCountQuota, currentDirectiveScope } from "./enforcer.ts";
+import { currentDirectiveScope } from "./enforcer.ts";
 import { publishAfterCommit } from "../infra/live-events.ts";
 
 /**
  * Audit entries. A mutation writes its entry with the same transaction handle
  * as its change, so both land or neither does. Inside an `@audit` mutation
  * the enforcer (src/policy/enforcer.ts) supplies the declared action and the
- * input, and this is also the point, inside the mutation's transaction and
- * after its insert, where a count-based `@quota` is checked.
+ * input.
  */
 const SECRET_KEYS = /secret|password|token|key$/i;
 
@@ -68,7 +67,6 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
     // Thrown inside the transaction: the change is rolled back with it.
     throw new Error(`${scope.field} is declared @audit(${scope.action}) but wrote "${action}"`);
   }
-  await checkDeclaredCountQuota(tx, ctx, true);
   // The mutation's effective input (coerced arguments: inline or variables
   // alike) is always part of the entry, beside what the service adds.
   const metadata = scope ? { ...(entry.metadata as object | undefined), input: scope.input } : entry.metadata;

@@ -1,10 +1,11 @@
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
 import type { GraphQLFieldResolver } from "graphql";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
-import { featureNotAvailable, forbidden, quotaExceeded, tenantRequired, unauthenticated } from "../errors.ts";
+import { featureNotAvailable, quotaExceeded } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
-import { ROLE_RANK } from "./roles.ts";
+import { GATED_BY_T_AUTH } from "./auth-field.ts";
+import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
 /**
@@ -76,23 +77,9 @@ const crossTenantCall = (ctx: Context, policy: FieldPolicy) => policy.crossTenan
 
 /** Access checks of @auth, @crossTenant and @feature; throws the coded error. */
 export function checkAccess(ctx: Context, policy: FieldPolicy): void {
-  if (crossTenantCall(ctx, policy)) {
-    if (!ctx.actor) throw unauthenticated("Authentication required", null);
-    if (!ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
-    return;
-  }
+  if (crossTenantCall(ctx, policy)) return requirePlatformAdmin(ctx);
   if (policy.auth || policy.quota || policy.audit || policy.feature) {
-    const requires = policy.auth ?? "VIEWER";
-    if (!ctx.actor) throw unauthenticated("Authentication required", null);
-    if (!ctx.tenant) {
-      if (ctx.isPlatformAdmin) {
-        throw forbidden("Platform admins hold no tenant role: tenant data is reached through platform fields", { requires });
-      }
-      throw tenantRequired();
-    }
-    if (!ctx.role || ROLE_RANK[ctx.role] < ROLE_RANK[requires]) {
-      throw forbidden(`This needs the ${requires} role`, { requires });
-    }
+    assertTenantRole(ctx, policy.auth ?? "VIEWER");
     // Features as PostgreSQL reported them for this request (authorize.ts).
     if (policy.feature && !(ctx.tenant.features ?? []).includes(policy.feature as never)) {
       throw featureNotAvailable(policy.feature, ctx.tenant.plan);
@@ -132,9 +119,10 @@ const scopes = new WeakMap<object, DirectiveScope>();
 export const currentDirectiveScope = (ctx: Context): DirectiveScope | undefined => scopes.get(ctx);
 
 /**
- * Checks the field's count-based @quota inside `tx`, once. `alreadyInserted`:
- * the new rows are already part of the count (the check then runs after the
- * insert, as it does from writeAudit).
+ * Checks the field's count-based @quota inside `tx`, once: the service of a
+ * mutation declared `@quota(<count resource>)` calls it in the transaction
+ * that inserts (the enforcer fails the mutation if it never did).
+ * `alreadyInserted`: the new rows are already part of the count.
  */
 export async function checkDeclaredCountQuota(tx: ScopedTx, ctx: Context, alreadyInserted: boolean): Promise<void> {
   const q = scopes.get(ctx)?.countQuota;
@@ -168,7 +156,7 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
       crossTenant,
     };
     const reservation = windowQuota
-      ? await reserveWindowQuota(ctx.deps.store, ctx.tenant!, windowQuota.resource, windowQuota.cost)
+      ? await reserveWindowQuota(ctx.store, ctx.tenant!, windowQuota.resource, windowQuota.cost, ctx.now())
       : null;
     scopes.set(ctx, scope);
     let result: unknown;
@@ -193,10 +181,13 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
 
 export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
   override onOutputFieldConfig(fieldConfig: PothosOutputFieldConfig<Types>) {
-    const policy = this.policyFor(fieldConfig);
-    if (policy.quota && isCountResource(policy.quota.resource) && !policy.audit) {
-      // Count quotas are checked in the transaction that writes the audit entry.
-      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota(${policy.quota.resource}) needs @audit`);
+    // The field's directives as declared: this hook runs before plugin-directives'
+    // (Pothos calls them last plugin first), so they are not in `extensions` yet.
+    const declared = (fieldConfig.pothosOptions as { directives?: unknown }).directives ?? fieldConfig.extensions?.directives;
+    const policy = policyOf(declared);
+    if (directiveList(declared).some((d) => d.name === "auth") && !fieldConfig.extensions?.[GATED_BY_T_AUTH]) {
+      // The directive alone would leave the resolver's tenant and role optional by type.
+      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: declare @auth with t.auth(role)`);
     }
     if ((policy.quota || policy.audit) && fieldConfig.parentType !== "Mutation") {
       throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota and @audit belong on mutations`);

@@ -1,8 +1,9 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
-import { forbidden, unauthenticated } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
+import { requirePlatformAdmin } from "./roles.ts";
+import { platformClientOf } from "../tenancy/platform-client.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
@@ -26,20 +27,14 @@ export interface CrossTenantOperation<T = unknown> {
   touched?: (result: T) => string[];
 }
 
-/** API keys belong to a tenant and are never platform admins: FORBIDDEN, like any non-admin. */
-export function requirePlatformAdmin(ctx: Context) {
-  if (!ctx.actor) throw unauthenticated("Authentication required", null);
-  if (!ctx.user || !ctx.isPlatformAdmin) throw forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
-}
-
 export async function crossTenant<T>(
   ctx: Context,
   op: CrossTenantOperation<T>,
   fn: (tx: PlatformTx) => Promise<T>,
 ): Promise<T> {
   requirePlatformAdmin(ctx);
-  return withOutbox(ctx.deps.live, (track) =>
-    ctx.deps.platform.$transaction(
+  return withOutbox(ctx.live, (track) =>
+    platformClientOf(ctx).$transaction(
       async (tx) => {
         track(tx);
         if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);

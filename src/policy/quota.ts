@@ -99,10 +99,11 @@ export async function reserveWindowQuota(
   tenant: TenantInfo,
   resource: QuotaResource,
   cost: number,
+  now = Date.now(),
 ): Promise<WindowReservation | null> {
   const limit = limitOf(tenant, resource);
   if (limit === null) return null;
-  const key = quotaWindowKey(tenant.id, resource);
+  const key = quotaWindowKey(tenant.id, resource, now);
   let count: number;
   try {
     ({ count } = await store.hit(key, HOUR_MS, cost));

@@ -3,7 +3,7 @@ import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantSuspended, 
 import { effectiveFeatures, sameFeatures } from "./features.ts";
 import type { RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
-import type { ApiKeyInfo, Directory, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
+import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import type { RequestFacts, TenantDb } from "./tenant-db.ts";
 
 /**
@@ -42,7 +42,7 @@ export interface AuthorizedCaller {
   /** The tenant's response-cache generation and TTL override, as PostgreSQL read them with the facts (null: not read). */
   cacheFacts?: RequestFacts["cache"] | null;
   readonly tenantDb: TenantDb;
-  deps: { directory: Directory };
+  readonly directory: DirectoryView;
 }
 
 export interface AuthorizationInput {
@@ -64,7 +64,7 @@ const sameLimits = (a: TenantInfo["limits"], b: TenantInfo["limits"]) =>
   (Object.keys(b) as QuotaResource[]).every((r) => a[r] === b[r]) && Object.keys(a).length === Object.keys(b).length;
 
 export async function confirmAuthorization(ctx: AuthorizedCaller, input: AuthorizationInput): Promise<void> {
-  const { directory } = ctx.deps;
+  const { directory } = ctx;
   const user = ctx.user;
   if (!ctx.tenant) {
     if (!user) return;

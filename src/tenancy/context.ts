@@ -2,7 +2,6 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Role } from "../generated/prisma/enums.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import {
-  forbidden,
   tenantAccessDenied,
   tenantRequired,
   tenantSuspended,
@@ -12,11 +11,13 @@ import {
 import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
 import type { ResponseCacheOptions } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
+import type { CursorCodec } from "../infra/cursor.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { noteApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credentials.ts";
-import type { ApiKeyInfo, Directory, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
+import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
+import { bindPlatformClient } from "./platform-client.ts";
 import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
@@ -64,6 +65,10 @@ export interface ContextDeps {
   liveDb?: PrismaClient;
   /** The response cache is on: query transactions also read the tenant's cache generation (docs/response-cache.md). */
   responseCache?: ResponseCacheOptions;
+  /** Signs and checks pagination cursors (keyed by the server's secret). */
+  cursors: CursorCodec;
+  /** The time, ms epoch (rate-limit and quota windows, key expiry, last use); tests inject one. Default Date.now. */
+  clock?: () => number;
 }
 
 export interface Context {
@@ -98,7 +103,18 @@ export interface Context {
   readonly tenantDb: TenantDb;
   /** Per-request memo (DataLoaders), keyed by name. */
   loaders: Map<string, unknown>;
-  deps: ContextDeps;
+  /** Named reads and cache invalidations of the directory; never its client. */
+  readonly directory: DirectoryView;
+  /** The shared store (quota windows, rate limits): no database in it. */
+  readonly store: Store;
+  /** Live updates: publishes committed changes, serves subscriptions. */
+  readonly live?: LiveUpdates;
+  /** Signs and checks pagination cursors. */
+  readonly cursors: CursorCodec;
+  /** The time, ms epoch: the app's clock (ContextDeps.clock). */
+  readonly now: () => number;
+  /** What tenant configuration checks need: the base domain, the tenants' identity providers (docs/tenant-config.md). */
+  readonly tenantConfig: { baseDomain?: string; identityProviders?: TenantIdentityProviders };
   /**
    * Confirms the caller's authorization facts with PostgreSQL and replaces
    * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
@@ -108,6 +124,19 @@ export interface Context {
   /** Ends the request's transaction, if one was opened; for a mutation, commits it and throws when that failed. */
   finish(): Promise<void>;
 }
+
+/**
+ * What the enforcer has established before a field behind `@auth` resolves
+ * (src/policy/auth-field.ts gives such resolvers this type).
+ */
+export interface TenantGate {
+  readonly actor: Actor;
+  readonly tenant: TenantInfo;
+  readonly role: Role;
+}
+
+/** The context of a field behind `@auth`, and of the services it calls. */
+export type TenantContext = Context & TenantGate;
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -259,6 +288,7 @@ export async function buildContext(
   target?: object,
 ): Promise<Context> {
   const { directory } = deps;
+  const now = deps.clock ?? Date.now;
   let user: UserInfo | null = null;
   let apiKey: ApiKeyInfo | null = null;
   let tenant: TenantInfo | null = null;
@@ -328,8 +358,8 @@ export async function buildContext(
     apiKey = await directory.apiKeyByHash(apiKeyHash);
     // A known key the cache would refuse is read again (an unknown hash is
     // not: misses are cached briefly against floods of made-up keys).
-    if (apiKey && keyRefused(apiKey, Date.now())) apiKey = await directory.apiKeyByHash(apiKeyHash, { fresh: true });
-    if (keyRefused(apiKey, Date.now())) throw unauthenticated(KEY_REFUSED);
+    if (apiKey && keyRefused(apiKey, now())) apiKey = await directory.apiKeyByHash(apiKeyHash, { fresh: true });
+    if (keyRefused(apiKey, now())) throw unauthenticated(KEY_REFUSED);
     apiKey = apiKey!;
     actor = { type: "API_KEY", id: apiKey.id, label: `key:${apiKey.prefix}` };
     const ends = [apiKey.expiresAt, apiKey.graceUntil].filter((d): d is string => !!d).map((d) => Date.parse(d));
@@ -341,13 +371,13 @@ export async function buildContext(
     domain = others.domain;
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
-    noteApiKeyUse(deps.platform, apiKey);
+    noteApiKeyUse(deps.platform, apiKey, now());
   }
 
   if (tenant) {
     state.tenantId = tenant.id;
     try {
-      state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE);
+      state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE, now);
     } catch (err) {
       if (err instanceof AppError && "rateLimit" in err) state.rateLimit = (err as any).rateLimit;
       throw err;
@@ -369,7 +399,12 @@ export async function buildContext(
     credentialsExpireAt,
     binding: { idpIssuer: idp?.issuer ?? null, domain },
     operation: "query" as Context["operation"],
-    deps,
+    directory: deps.directory.view(),
+    store: deps.store,
+    live: deps.live,
+    cursors: deps.cursors,
+    now,
+    tenantConfig: { baseDomain: deps.baseDomain, identityProviders: deps.tenantIdps },
     authorize: () =>
       confirmAuthorization(ctx, {
         apiKeyHash,
@@ -382,6 +417,8 @@ export async function buildContext(
   const ctx = (target ?? {}) as Context;
   Object.assign(ctx, fields);
   apiKeyHashes.set(ctx, apiKeyHash);
+  depsOf.set(ctx, deps);
+  bindPlatformClient(ctx, deps.platform);
   renewScope(ctx);
   return ctx;
 }
@@ -400,8 +437,11 @@ export async function buildContext(
  */
 /** The secret hash of a request's API key (its authorization facts are read by it), per context. */
 const apiKeyHashes = new WeakMap<Context, string | null>();
+/** The app's dependencies, per context: kept off the object the resolvers see. */
+const depsOf = new WeakMap<Context, ContextDeps>();
 
 export function renewScope(ctx: Context): void {
+  const deps = depsOf.get(ctx)!;
   let tenantDb: TenantDb | undefined;
   ctx.loaders = new Map<string, unknown>();
   ctx.finish = async () => {
@@ -417,17 +457,17 @@ export function renewScope(ctx: Context): void {
         // A subscription's reads (nested fields of an event's node) run on the
         // live pool, never on the request tiers (docs/live-updates.md).
         const subscription = this.operation === "subscription";
-        tenantDb ??= new TenantDb(subscription ? (this.deps.liveDb ?? this.deps.app) : this.deps.app, {
+        tenantDb ??= new TenantDb(subscription ? (deps.liveDb ?? deps.app) : deps.app, {
           tenantId: tenant.id,
           plan: subscription ? undefined : tenant.plan,
           userId: this.user?.id ?? null,
           apiKeyId: this.apiKey?.id ?? null,
-          tenantScope: this.deps.tenantScope,
+          tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "mutation" : "request",
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
-          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!this.deps.responseCache && this.operation === "query" },
-          publisher: this.deps.live,
+          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
+          publisher: deps.live,
         });
         return tenantDb;
       },
@@ -469,13 +509,4 @@ function eventClient(ctx: Context): ScopedTx {
   });
   eventClients.set(ctx, client);
   return client;
-}
-
-export function requireTenant(ctx: Context): TenantInfo {
-  if (!ctx.tenant) {
-    if (!ctx.actor) throw new AppError("UNAUTHENTICATED", "Authentication required");
-    if (ctx.isPlatformAdmin && !ctx.role) throw forbidden("Platform admins reach tenant data through platform fields only");
-    throw tenantRequired();
-  }
-  return ctx.tenant;
 }

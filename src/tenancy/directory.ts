@@ -1,4 +1,4 @@
-import type { PrismaClient } from "../generated/prisma/client.ts";
+import type { Membership, PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan, Role, TenantStatus, QuotaResource } from "../generated/prisma/enums.ts";
 import { tenantKey, type Store } from "../infra/store.ts";
 import { effectiveLimits } from "./plans.ts";
@@ -96,6 +96,23 @@ const keys = {
   domain: (domain: string) => `tdomain:${domain}`,
   issuer: (issuer: string) => `tiss:${createHash("sha256").update(issuer, "utf8").digest("hex")}`,
 };
+
+/**
+ * What a request may do with the directory (`ctx.directory`): named reads and
+ * cache invalidations, never the platform client behind them.
+ */
+export interface DirectoryView {
+  tenant(idOrSlug: string): Promise<TenantInfo | null>;
+  /** The user's own memberships in every tenant not pending deletion, oldest first (viewer.memberships). */
+  membershipsOf(userId: string): Promise<Membership[]>;
+  platformAdminFlag(userId: string): Promise<boolean | null>;
+  invalidateUser(subject: string): Promise<void>;
+  invalidateTenant(tenantId: string, slug?: string): Promise<void>;
+  invalidateMembership(tenantId: string, userId: string): Promise<void>;
+  invalidateApiKeyHashes(...hashes: (string | null | undefined)[]): Promise<void>;
+  invalidateDomain(...domains: (string | null | undefined)[]): Promise<void>;
+  invalidateIssuer(...issuers: (string | null | undefined)[]): Promise<void>;
+}
 
 export class Directory {
   constructor(
@@ -247,6 +264,30 @@ export class Directory {
         graceUntil: isPrevious ? (k.previousExpiresAt?.toISOString() ?? new Date(0).toISOString()) : null,
       };
     }, opts.fresh);
+  }
+
+  membershipsOf(userId: string): Promise<Membership[]> {
+    return this.db.membership.findMany({
+      where: { userId, tenant: { status: { not: "PENDING_DELETION" } } },
+      orderBy: { createdAt: "asc" },
+    });
+  }
+
+  private narrow?: DirectoryView;
+
+  /** The request's view (one per directory): bound methods, no client. */
+  view(): DirectoryView {
+    return (this.narrow ??= Object.freeze({
+      tenant: (ref: string) => this.tenant(ref),
+      membershipsOf: (userId: string) => this.membershipsOf(userId),
+      platformAdminFlag: (userId: string) => this.platformAdminFlag(userId),
+      invalidateUser: (subject: string) => this.invalidateUser(subject),
+      invalidateTenant: (tenantId: string, slug?: string) => this.invalidateTenant(tenantId, slug),
+      invalidateMembership: (tenantId: string, userId: string) => this.invalidateMembership(tenantId, userId),
+      invalidateApiKeyHashes: (...hashes: (string | null | undefined)[]) => this.invalidateApiKeyHashes(...hashes),
+      invalidateDomain: (...domains: (string | null | undefined)[]) => this.invalidateDomain(...domains),
+      invalidateIssuer: (...issuers: (string | null | undefined)[]) => this.invalidateIssuer(...issuers),
+    }));
   }
 
   /** The platform-admin flag of a user, from PostgreSQL (null: no such user). */

@@ -54,6 +54,8 @@ function modelCondition(model: string, scope: TenantScope): Obj | undefined {
   if (TENANT_MODELS.has(model)) return { tenantId: scope.tenantId };
   if (model === "Tenant") return { id: scope.tenantId };
   if (model === "User") {
+    // The mirror of app_visible_user (prisma/migrations/20261202002000_visible_user):
+    // a member of the tenant, or the caller.
     const member = { memberships: { some: { tenantId: scope.tenantId } } };
     return scope.userId ? { OR: [{ id: scope.userId }, member] } : member;
   }

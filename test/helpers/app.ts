@@ -84,7 +84,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients = options.pools ? createDatabases({ ownerUrl: db.url, pools: options.pools }) : createTestClients(db.url);
@@ -98,6 +98,7 @@ export async function createTestApp(
       logger: options.logger ?? createLogger("silent"),
       pools: clients.pools,
       ...(options.responseCache ? { responseCache: options.responseCache } : {}),
+      clock: options.clock,
       probes: {
         postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
         store: () => store.ping(),

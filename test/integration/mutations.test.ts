@@ -183,12 +183,13 @@ describe("tenant mutations", () => {
   describe("workflows", () => {
     it("creates, updates and deletes a workflow, each with its audit entry", async () => {
       const projectId = toGlobalId("Project", await acme("project", { slug: "web" }));
+      const createdBefore = await auditCount("workflow.create");
       const created = await ok(CREATE_WORKFLOW, {
         input: { name: "Nightly", projectId, config: { cron: "0 3 * * *", steps: ["build", "test"] } },
       });
       const wf = created.createWorkflow.workflow;
       expect(wf).toMatchObject({ name: "Nightly", status: "ACTIVE", config: { cron: "0 3 * * *" }, project: { id: projectId } });
-      expect(await auditCount("workflow.create")).toBeGreaterThanOrEqual(1);
+      expect(await auditCount("workflow.create")).toBe(createdBefore + 1);
 
       const updated = await ok(UPDATE_WORKFLOW, { input: { id: wf.id, status: "PAUSED", name: "Nightly build", config: { cron: "0 4 * * *" } } });
       expect(updated.updateWorkflow.workflow).toEqual({ id: wf.id, name: "Nightly build", status: "PAUSED", config: { cron: "0 4 * * *" } });
@@ -251,6 +252,9 @@ describe("tenant mutations", () => {
     }`;
 
     it("lists the tenant's own entries, newest first, filtered by action, actor and time", async () => {
+      // Entries of its own, in both tenants, whichever tests ran before (or none).
+      for (const name of ["Audit filler 1", "Audit filler 2", "Audit filler 3"]) await ok(CREATE_PROJECT, { input: { name } });
+      await ok(CREATE_PROJECT, { input: { name: "Globex audited" } }, await t.memberToken("globex", "OWNER"));
       const start = new Date(Date.now() - 1000);
       const requestId = `audit-test-${Date.now()}`;
       const res = await t.gql(CREATE_PROJECT, { token: dev, variables: { input: { name: "Audited" } }, headers: { "x-request-id": requestId } });
@@ -286,6 +290,7 @@ describe("tenant mutations", () => {
 
       // Newest first, and pages chain without repeats.
       const all = await ok(AUDIT, { first: 100 }, admin);
+      expect(all.auditLog.edges.length).toBeGreaterThanOrEqual(4);
       const times = all.auditLog.edges.map((e: any) => Date.parse(e.node.createdAt));
       expect(times).toEqual([...times].sort((a, b) => b - a));
       const p1 = await ok(AUDIT, { first: 2 }, admin);
@@ -294,6 +299,7 @@ describe("tenant mutations", () => {
 
       // Only acme's entries: globex's never appear.
       const globexEntries = await t.clients.platform.auditLogEntry.findMany({ where: { tenantId: globexId }, select: { id: true } });
+      expect(globexEntries.length).toBeGreaterThan(0);
       const ids = new Set(all.auditLog.edges.map((e: any) => e.node.id));
       for (const g of globexEntries) expect(ids.has(toGlobalId("AuditLogEntry", g.id))).toBe(false);
       expect(all.auditLog.edges.every((e: any) => e.node.tenant.slug === "acme")).toBe(true);

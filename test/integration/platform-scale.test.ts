@@ -1,3 +1,4 @@
+import { CursorCodec } from "../../src/infra/cursor.ts";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tenantUsage } from "../../src/modules/platform/platform.service.ts";
@@ -92,7 +93,7 @@ describe("tenantUsage over 100 tenants x 20 projects x 50 deployments", () => {
     const serviceMs: number[] = [];
     for (let i = 0; i < 7; i++) {
       const t0 = performance.now();
-      await tenantUsage(t.clients.platform, { first: 100, orderBy: { field: "DEPLOYMENTS", direction: "DESC" } });
+      await tenantUsage(t.clients.platform, new CursorCodec("scale-test"), { first: 100, orderBy: { field: "DEPLOYMENTS", direction: "DESC" } });
       serviceMs.push(performance.now() - t0);
     }
     expect(data.totalCount).toBe(100);

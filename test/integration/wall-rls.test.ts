@@ -308,6 +308,27 @@ describe("the global tables hold alone too", () => {
     expect(await dbs.platform.tenant.count({ where: { id: { in: [A.tenantId, B.tenantId] } } })).toBe(2);
   });
 
+  it("users: one rule, app_visible_user, decides both the RLS policy and raw SQL (members of the tenant, or the caller)", async () => {
+    const policies = await dbs.platform.$queryRaw<Array<{ name: string; qual: string }>>`
+      SELECT policyname AS name, qual FROM pg_policies WHERE tablename = 'users' AND 'tenantgraph_app' = ANY(roles)`;
+    expect(policies).toEqual([{ name: "visible_users", qual: expect.stringMatching(/^app_visible_user\(id, app_current_tenant\(\), app_current_user\(\)\)$/) }]);
+    // A new member of A: visible to A; B's owner: visible to A only as the caller.
+    const member = randomUUID();
+    await dbs.platform.user.create({ data: { id: member, email: `member-${member}@example.test`, authSubject: `sub|member|${member}` } });
+    await dbs.platform.membership.create({ data: { tenantId: A.tenantId, userId: member, role: "VIEWER" } });
+    const seen = (caller: string | undefined) =>
+      asTenant(A.tenantId, async (tx) => ids(await tx.user.findMany({ where: { id: { in: [A.userId, B.userId, member] } } })), { userId: caller });
+    expect(await seen(undefined)).toEqual(sorted([A.userId, member]));
+    expect(await seen(B.userId)).toEqual(sorted([A.userId, B.userId, member]));
+    const fn = await asA((tx) =>
+      tx.$queryRaw<Array<{ a: boolean; b: boolean; caller: boolean }>>`
+        SELECT app_visible_user(${A.userId}::uuid, ${A.tenantId}::uuid, NULL) AS a,
+               app_visible_user(${B.userId}::uuid, ${A.tenantId}::uuid, NULL) AS b,
+               app_visible_user(${B.userId}::uuid, ${A.tenantId}::uuid, ${B.userId}::uuid) AS caller`,
+    );
+    expect(fn).toEqual([{ a: true, b: false, caller: true }]);
+  });
+
   it("the app role cannot change a user's global identity, even a member's or its own", async () => {
     const before = await dbs.platform.user.findMany({ where: { id: { in: [A.userId, shared.userId] } }, orderBy: { id: "asc" } });
     const attempts = [

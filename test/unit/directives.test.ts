@@ -1,7 +1,12 @@
 import { execute, parse, subscribe, type ExecutionResult, type GraphQLField, type GraphQLSchema } from "graphql";
+import SchemaBuilder from "@pothos/core";
+import DirectivesPlugin from "@pothos/plugin-directives";
 import { describe, expect, it } from "vitest";
+import type { PolicyDirectives } from "../../src/graphql/builder.ts";
+import PolicyEnforcerPlugin from "../../src/policy/enforcer.ts";
+import "../../src/policy/auth-field.ts";
 import { schema } from "../../src/schema.ts";
-import { checkAccess, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
+import { checkAccess, checkDeclaredCountQuota, directiveList, enforce, policyOf, type FieldPolicy } from "../../src/policy/enforcer.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
 import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
 import { isCountResource } from "../../src/policy/quota.ts";
@@ -34,7 +39,8 @@ function fakeCtx(over: Partial<Context> = {}): Context {
     isPlatformAdmin: false,
     operation: "query",
     loaders: new Map(),
-    deps: {} as never,
+    directory: {} as never,
+    store: {} as never,
     finish: async () => {},
     get db(): never {
       throw new Error("no database in unit tests");
@@ -65,14 +71,13 @@ describe("schema walk", () => {
     expect(missing).toEqual([]);
   });
 
-  it("every mutation declares @audit, and count quotas come with it", () => {
+  it("every mutation declares @audit; the count-quota mutations are known", () => {
     const counted: string[] = [];
     for (const f of fieldsOf(schema, "Mutation")) {
       expect(directivesOf(f), f.name).toContain("audit");
       const policy = policyOf(f.extensions?.directives);
       if (policy.quota && isCountResource(policy.quota.resource)) {
         counted.push(f.name);
-        expect(policy.audit, f.name).toBeDefined();
       }
     }
     // Not vacuous: the count-quota mutations are there.
@@ -213,13 +218,29 @@ describe("@audit and @quota bookkeeping", () => {
         $queryRaw: async () => (calls.push("count"), [{ n: countAfterInsert }]),
         auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) },
       } as never;
-      const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
+      const resolver = enforce(
+        async (_p, _a, ctx: Context) => {
+          await checkDeclaredCountQuota(tx, ctx, true);
+          await writeAudit(tx, ctx, {});
+        },
+        counted,
+        "Mutation.createThing",
+      );
       const outcome = await Promise.resolve(resolver({}, { input: {} }, limited, {} as never)).then(() => null, (e: { extensions?: { code?: string } }) => e.extensions?.code);
       return { outcome, calls };
     };
     // The new row is already counted: 3 rows = within a limit of 3, 4 = over.
     expect(await run(3)).toEqual({ outcome: null, calls: ["lock", "count", "audit"] });
     expect(await run(4)).toEqual({ outcome: "QUOTA_EXCEEDED", calls: ["lock", "count"] });
+  });
+
+  it("a count-quota mutation whose resolver never checked the count does not report success, and writeAudit does not check it for it", async () => {
+    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create", quota: { resource: "PROJECTS", cost: 1 } };
+    const calls: string[] = [];
+    const tx = { auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) } } as never;
+    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
+    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/@quota\(PROJECTS\) on Mutation.createThing: the count was never checked/);
+    expect(calls).toEqual(["audit"]);
   });
 
   it("redacts secrets at any depth", () => {
@@ -235,5 +256,34 @@ describe("statement timeout errors", () => {
     expect(isStatementTimeout({ originalError: { code: "57014" } })).toBe(true);
     expect(isStatementTimeout({ code: "P2010", meta: { driverAdapterError: { cause: { originalCode: "23505" } } } })).toBe(false);
     expect(isStatementTimeout(new Error("boom"))).toBe(false);
+  });
+});
+
+describe("t.auth is the one way to declare @auth on a field", () => {
+  const build = (declare: "t.auth" | "directive") => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({
+      fields: (t) => ({
+        secret:
+          declare === "t.auth"
+            ? t.auth("ADMIN").string({ resolve: (_root, _args, ctx) => ctx.tenant.slug })
+            : t.string({ directives: { auth: { requires: "ADMIN" } }, resolve: () => "x" }),
+      }),
+    });
+    return b.toSchema();
+  };
+
+  it("a field built with t.auth gets the directive (and its resolver a TenantContext)", () => {
+    expect(directivesOf(build("t.auth").getQueryType()!.getFields().secret!)).toEqual(["auth"]);
+  });
+
+  it("a bare @auth directive on a field is refused when the schema is built", () => {
+    expect(() => build("directive")).toThrow(/Query\.secret: declare @auth with t\.auth\(role\)/);
+  });
+
+  it("@audit or @quota outside Mutation is refused when the schema is built", () => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({ fields: (t) => ({ audited: t.auth("ADMIN").string({ directives: { audit: { action: "thing.read" } }, resolve: () => "x" }) }) });
+    expect(() => b.toSchema()).toThrow(/Query\.audited: @quota and @audit belong on mutations/);
   });
 });

@@ -3,8 +3,9 @@ import { builder } from "../../graphql/builder.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
+import { apiKeyPage } from "./api-key.loaders.ts";
 import * as service from "./api-key.service.ts";
 
 // @auth on the type: `node(id)` with a key's id is ADMIN-only too.
@@ -27,16 +28,14 @@ export const ApiKeyRef = builder.prismaNode("ApiKey", {
 export const ApiKeyConnection = connectionType(ApiKeyRef, "ApiKey");
 
 builder.queryField("apiKeys", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: ApiKeyConnection,
     description: "The tenant's API keys, newest first.",
-    directives: { auth: { requires: "ADMIN" } },
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, DEFAULT_SORT, "ApiKey");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "ApiKey");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "ApiKey" });
-      const rows = await ctx.db.apiKey.findMany({ ...query, where: page.where ?? {}, orderBy: page.orderBy, take: page.take });
-      return toConnection(rows, page, () => ctx.db.apiKey.count()) as never;
+      return apiKeyPage(ctx, page, query);
     },
   }),
 );
@@ -58,38 +57,38 @@ const RevokeApiKeyInput = builder.inputType("RevokeApiKeyInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
 
-const secretField = { type: "String", description: "The secret: shown once, never again." };
+const secretField = { type: "String", description: "The secret: shown once, never again." } as const;
 const CreateApiKeyPayload = payloadType("CreateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
 const RotateApiKeyPayload = payloadType("RotateApiKeyPayload", { apiKey: { type: ApiKeyRef }, secret: secretField });
 const RevokeApiKeyPayload = payloadType("RevokeApiKeyPayload", { apiKey: { type: ApiKeyRef } });
 
 builder.mutationFields((t) => ({
-  createApiKey: t.field({
+  createApiKey: t.auth("ADMIN").field({
     type: CreateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, feature: { name: "api_access" }, audit: { action: "apiKey.create" } },
+    directives: { feature: { name: "api_access" }, audit: { action: "apiKey.create" } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { apiKey, secret } = await service.createApiKey(ctx, input);
-      return { apiKey: apiKey as never, secret };
+      return { apiKey: apiKey, secret };
     },
   }),
-  rotateApiKey: t.field({
+  rotateApiKey: t.auth("ADMIN").field({
     type: RotateApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, feature: { name: "api_access" }, audit: { action: "apiKey.rotate" } },
+    directives: { feature: { name: "api_access" }, audit: { action: "apiKey.rotate" } },
     args: { input: t.arg({ type: RotateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");
       const { apiKey, secret } = await service.rotateApiKey(ctx, id, input);
-      return { apiKey: apiKey as never, secret };
+      return { apiKey: apiKey, secret };
     },
   }),
-  revokeApiKey: t.field({
+  revokeApiKey: t.auth("ADMIN").field({
     type: RevokeApiKeyPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "apiKey.revoke" } },
+    directives: { audit: { action: "apiKey.revoke" } },
     args: { input: t.arg({ type: RevokeApiKeyInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("id", String(input.id), "ApiKey");
-      return { apiKey: (await service.revokeApiKey(ctx, id, input)) as never };
+      return { apiKey: await service.revokeApiKey(ctx, id, input) };
     },
   }),
 }));

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import { hashApiKey } from "../../tenancy/credentials.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
@@ -26,14 +26,14 @@ export function newSecret(prefix = `tgk_${randomBytes(6).toString("hex")}`) {
   return { prefix, secret, secretHash: hashApiKey(secret) };
 }
 
-export async function createApiKey(ctx: Context, input: { name: string; role: Role; expiresAt?: Date | null }) {
+export async function createApiKey(ctx: TenantContext, input: { name: string; role: Role; expiresAt?: Date | null }) {
   const name = v.name("name", input.name);
   if (!API_KEY_ROLES.includes(input.role)) throw badInput("role", "API keys carry VIEWER, DEVELOPER or ADMIN");
-  if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) throw badInput("expiresAt", "expiresAt must be in the future");
+  if (input.expiresAt && input.expiresAt.getTime() <= ctx.now()) throw badInput("expiresAt", "expiresAt must be in the future");
   const { prefix, secret, secretHash } = newSecret();
   const apiKey = await ctx.tenantDb.transaction(async (tx) => {
     const row = await tx.apiKey.create({
-      data: { tenantId: ctx.tenant!.id, name, role: input.role, prefix, secretHash, expiresAt: input.expiresAt ?? null },
+      data: { tenantId: ctx.tenant.id, name, role: input.role, prefix, secretHash, expiresAt: input.expiresAt ?? null },
     });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: row.id, metadata: { input, prefix } });
     return row;
@@ -41,7 +41,7 @@ export async function createApiKey(ctx: Context, input: { name: string; role: Ro
   return { apiKey, secret };
 }
 
-export async function rotateApiKey(ctx: Context, id: string, input: { gracePeriodMinutes?: number | null }) {
+export async function rotateApiKey(ctx: TenantContext, id: string, input: { gracePeriodMinutes?: number | null }) {
   const grace = input.gracePeriodMinutes ?? DEFAULT_GRACE_MINUTES;
   if (!Number.isInteger(grace) || grace < 0 || grace > MAX_GRACE_MINUTES) {
     throw badInput("gracePeriodMinutes", `gracePeriodMinutes must be an integer from 0 to ${MAX_GRACE_MINUTES}`);
@@ -52,33 +52,33 @@ export async function rotateApiKey(ctx: Context, id: string, input: { gracePerio
     if (current.revokedAt) throw badInput("id", "A revoked key cannot be rotated");
     const { secret, secretHash } = newSecret(current.prefix);
     const row = await tx.apiKey.update({
-      where: { tenantId_id: { tenantId: ctx.tenant!.id, id } },
+      where: { tenantId_id: { tenantId: ctx.tenant.id, id } },
       data: {
         secretHash,
         previousSecretHash: current.secretHash,
-        previousExpiresAt: new Date(Date.now() + grace * 60_000),
+        previousExpiresAt: new Date(ctx.now() + grace * 60_000),
       },
     });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input, gracePeriodMinutes: grace } });
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "access" });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "access" });
     return { apiKey: row, secret, stale: [current.secretHash, current.previousSecretHash] };
   });
-  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateApiKeyHashes(...result.stale));
+  await ctx.tenantDb.afterCommit(() => ctx.directory.invalidateApiKeyHashes(...result.stale));
   return { apiKey: result.apiKey, secret: result.secret };
 }
 
-export async function revokeApiKey(ctx: Context, id: string, input: unknown) {
+export async function revokeApiKey(ctx: TenantContext, id: string, input: unknown) {
   const apiKey = await ctx.tenantDb.transaction(async (tx) => {
     const current = await tx.apiKey.findFirst({ where: { id } });
     if (!current) throw notFound("ApiKey");
     const row = current.revokedAt
       ? current
-      : await tx.apiKey.update({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } }, data: { revokedAt: new Date() } });
+      : await tx.apiKey.update({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } }, data: { revokedAt: new Date() } });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input } });
     // Streams opened with this key end (UNAUTHENTICATED) on every replica.
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "access" });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "access" });
     return row;
   });
-  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateApiKeyHashes(apiKey.secretHash, apiKey.previousSecretHash));
+  await ctx.tenantDb.afterCommit(() => ctx.directory.invalidateApiKeyHashes(apiKey.secretHash, apiKey.previousSecretHash));
   return apiKey;
 }

@@ -5,10 +5,10 @@ import type { Prisma } from "../../generated/prisma/client.ts";
 import { ActorType } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
-import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { hasRole } from "../../policy/roles.ts";
-import { requireTenant } from "../../tenancy/context.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
+import { auditLogPage } from "./audit.loaders.ts";
 
 export const ActorTypeEnum = builder.enumType(ActorType, { name: "ActorType" });
 
@@ -44,7 +44,7 @@ export const AuditLogEntryRef = builder.prismaNode("AuditLogEntry", {
       // No `select`: the entry's scalars are always loaded, and a select
       // would make plugin-prisma reload the parent through findUnique, which
       // is tenant-scoped and so fails for the cross-tenant Platform.auditLog.
-      resolve: async (e, _args, ctx) => (e.tenantId ? await ctx.deps.directory.tenant(e.tenantId) : null) as never,
+      resolve: async (e, _args, ctx) => (e.tenantId ? await ctx.directory.tenant(e.tenantId) : null) as never,
     }),
     metadata: t.expose("metadata", { type: "JSON", nullable: true }),
     requestId: t.exposeString("requestId", { nullable: true }),
@@ -90,25 +90,17 @@ export function auditLogWhere(filter: AuditLogFilterInput | null | undefined): P
 }
 
 builder.queryField("auditLog", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: AuditLogEntryConnection,
-    directives: { auth: { requires: "ADMIN" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: AuditLogFilter }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
-      const page = pageRequest(args, DEFAULT_SORT, "AuditLogEntry");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "AuditLogEntry");
       const where = auditLogWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "AuditLogEntry" });
-      const rows = await ctx.db.auditLogEntry.findMany({
-        ...query,
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.auditLogEntry.count({ where })) as never;
+      return auditLogPage(ctx, page, where, query);
     },
   }),
 );

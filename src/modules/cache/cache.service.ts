@@ -19,6 +19,6 @@ export async function clearTenantCache(ctx: Context, tenantId: string, metadata:
     await tx.$executeRaw(Prisma.sql`SELECT app_bump_cache_generations(ARRAY[${tenantId}::uuid])`);
     return current;
   });
-  await clearResponseCache(ctx.deps.store, tenantId);
+  await clearResponseCache(ctx.store, tenantId);
   return tenant;
 }

@@ -1,9 +1,9 @@
 import { Prisma, type Deployment } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
-import { toConnection, type PageRequest } from "../../graphql/pagination.ts";
+import { findPage, type PageRequest } from "../../graphql/pagination.ts";
 import type { Context } from "../../tenancy/context.ts";
-import { userLoader } from "../users/user.loaders.ts";
+import { userLoader, visibleUser } from "../users/user.loaders.ts";
 import { deploymentFilterSql } from "./deployment.service.ts";
 
 /** Deployment reads of a request: the top-level page, per-project pages and counts. */
@@ -16,21 +16,14 @@ export interface DeploymentChildFilter {
 }
 
 /** One page of the tenant's deployments (Query.deployments); `query` is Pothos's selection. */
-export async function deploymentPage(ctx: Context, page: PageRequest, where: Prisma.DeploymentWhereInput, query: object) {
-  const rows = await ctx.db.deployment.findMany({
-    ...query,
-    where: page.where ? { AND: [where, page.where] } : where,
-    orderBy: page.orderBy,
-    take: page.take,
-  });
-  return toConnection(rows, page, () => ctx.db.deployment.count({ where }));
-}
+export const deploymentPage = (ctx: Context, page: PageRequest, where: Prisma.DeploymentWhereInput, query: object) =>
+  findPage(ctx.db.deployment, page, where, query);
 
 /**
  * A deployment row as raw SQL returns it, named as the Prisma model's
  * fields, with its creator's columns (`creator*`) when the creator is
- * visible: the join applies User's tenant scope (a member of the tenant, or
- * the caller), as the users loader does; RLS applies as always.
+ * visible: the join applies User's tenant scope (`visibleUser`, as the users
+ * loader does); RLS applies as always.
  */
 const DEPLOYMENT_COLUMNS = Prisma.raw(
   `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
@@ -39,9 +32,7 @@ const DEPLOYMENT_COLUMNS = Prisma.raw(
    u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
    u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`,
 );
-const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id
-  AND (u.id = ${ctx.user?.id ?? null}::uuid
-       OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.tenant_id = ${ctx.tenant!.id}::uuid))`;
+const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`;
 
 type DeploymentWithCreator = Deployment & {
   creatorId: string | null;

@@ -9,7 +9,7 @@ import { DeploymentStatusEnum, OrderDirectionEnum } from "../../graphql/enums.ts
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { perSelection } from "../../graphql/loaders.ts";
 import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
-import { requireTenant, type Context } from "../../tenancy/context.ts";
+import type { Context } from "../../tenancy/context.ts";
 import { sortFrom } from "../projects/project.schema.ts";
 import { userLoader } from "../users/user.loaders.ts";
 import { UserRef } from "../users/user.schema.ts";
@@ -90,24 +90,20 @@ const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
   queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Deployment" });
 
 builder.queryField("deployments", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: DeploymentConnection,
-    directives: { auth: { requires: "VIEWER" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: DeploymentFilter }),
       orderBy: t.arg({ type: DeploymentOrder }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
-      const page = pageRequest(args, sortFrom(args.orderBy), "Deployment");
+      const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Deployment");
       const where = deploymentWhere(args.filter);
-      return deploymentPage(ctx, page, where, nodeQuery(ctx, info)) as never;
+      return deploymentPage(ctx, page, where, nodeQuery(ctx, info));
     },
   }),
 );
-
-const LATEST = pageRequest({ first: 1 }, DEFAULT_SORT, "Deployment");
 
 builder.prismaObjectFields("Project", (t) => ({
   deployments: t.field({
@@ -119,7 +115,7 @@ builder.prismaObjectFields("Project", (t) => ({
     },
     resolve: async (project, args, ctx, info) => {
       const { page, rows, totals } = perSelection(info, () => {
-        const page = pageRequest(args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
+        const page = pageRequest(ctx.cursors, args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
         // projectId is implied by the parent; the rest of the filter applies.
         const filter: DeploymentFilterInput = {
           status: args.filter?.status ?? null,
@@ -130,16 +126,16 @@ builder.prismaObjectFields("Project", (t) => ({
         return { page, rows: deploymentsOfProjects(ctx, page, filter), totals: () => deploymentCountsByProject(ctx, where) };
       });
       const found = await rows.load({ parentId: project.id, take: page.take });
-      return toConnection(found, page, () => totals().load(project.id)) as never;
+      return toConnection(found, page, () => totals().load(project.id));
     },
   }),
   latestDeployment: t.field({
     type: DeploymentRef,
     nullable: true,
     resolve: async (project, _args, ctx, info) => {
-      const latest = perSelection(info, () => deploymentsOfProjects(ctx, LATEST, {}));
+      const latest = perSelection(info, () => deploymentsOfProjects(ctx, pageRequest(ctx.cursors, { first: 1 }, DEFAULT_SORT, "Deployment"), {}));
       const rows = await latest.load({ parentId: project.id, take: 1 });
-      return (rows[0] ?? null) as never;
+      return rows[0] ?? null;
     },
   }),
 }));
@@ -154,18 +150,16 @@ const CreateDeploymentInput = builder.inputType("CreateDeploymentInput", {
 const CreateDeploymentPayload = payloadType("CreateDeploymentPayload", { deployment: { type: DeploymentRef } });
 
 builder.mutationField("createDeployment", (t) =>
-  t.field({
+  t.auth("DEVELOPER").field({
     type: CreateDeploymentPayload,
     directives: {
-      auth: { requires: "DEVELOPER" },
       quota: { resource: "DEPLOYMENTS_PER_HOUR", cost: 1 },
       audit: { action: "deployment.create" },
     },
     args: { input: t.arg({ type: CreateDeploymentInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const projectId = fromGlobalId("projectId", String(input.projectId), "Project");
-      return { deployment: (await service.createDeployment(ctx, projectId, input)) as never };
+      return { deployment: await service.createDeployment(ctx, projectId, input) };
     },
   }),
 );
@@ -180,14 +174,13 @@ const UpdateDeploymentStatusInput = builder.inputType("UpdateDeploymentStatusInp
 const UpdateDeploymentStatusPayload = payloadType("UpdateDeploymentStatusPayload", { deployment: { type: DeploymentRef } });
 
 builder.mutationField("updateDeploymentStatus", (t) =>
-  t.field({
+  t.auth("DEVELOPER").field({
     type: UpdateDeploymentStatusPayload,
-    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "deployment.updateStatus" } },
+    directives: { audit: { action: "deployment.updateStatus" } },
     args: { input: t.arg({ type: UpdateDeploymentStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Deployment");
-      return { deployment: (await service.updateDeploymentStatus(ctx, id, input)) as never };
+      return { deployment: await service.updateDeploymentStatus(ctx, id, input) };
     },
   }),
 );

@@ -2,12 +2,12 @@ import { Prisma } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
 
 export async function createDeployment(
-  ctx: Context,
+  ctx: TenantContext,
   projectId: string,
   input: { commitSha?: string | null; branch?: string | null },
 ) {
@@ -18,7 +18,7 @@ export async function createDeployment(
     if (!project) throw notFound("Project");
     const deployment = await tx.deployment.create({
       data: {
-        tenantId: ctx.tenant!.id,
+        tenantId: ctx.tenant.id,
         projectId,
         commitSha,
         branch,
@@ -31,7 +31,7 @@ export async function createDeployment(
       targetId: deployment.id,
       metadata: { input },
     });
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "Deployment", id: deployment.id, projectId });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "Deployment", id: deployment.id, projectId });
     return deployment;
   });
 }
@@ -66,7 +66,7 @@ export function deploymentUrl(value: string | null | undefined): string | null |
 }
 
 export async function updateDeploymentStatus(
-  ctx: Context,
+  ctx: TenantContext,
   id: string,
   input: { status: DeploymentStatus; url?: string | null },
 ) {
@@ -82,8 +82,8 @@ export async function updateDeploymentStatus(
       targetId: id,
       metadata: { input },
     });
-    const deployment = await tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "Deployment", id, projectId: deployment.projectId });
+    const deployment = await tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } } });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "Deployment", id, projectId: deployment.projectId });
     return deployment;
   });
 }

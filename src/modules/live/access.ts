@@ -3,7 +3,7 @@ import type { Role } from "../../generated/prisma/enums.ts";
 import { AppError, featureNotAvailable, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
 import type { Plan } from "../../generated/prisma/enums.ts";
 import { effectiveFeatures } from "../../tenancy/features.ts";
-import { ROLE_RANK } from "../../policy/roles.ts";
+import { ROLE_RANK, roleShortfall } from "../../policy/roles.ts";
 
 /**
  * Whether an open stream may go on: the facts its authorization rests on,
@@ -100,7 +100,7 @@ export function verdict(p: Principal, facts: AccessFacts, now = Date.now()): { r
   } else {
     return { error: unauthenticated("Authentication required", null) };
   }
-  if (ROLE_RANK[role] < ROLE_RANK[p.requires]) return { error: forbidden(`This needs the ${p.requires} role`, { requires: p.requires }) };
-  return { role };
+  const error = roleShortfall(role, p.requires);
+  return error ? { error } : { role };
 }
 

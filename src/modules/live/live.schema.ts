@@ -35,7 +35,7 @@ function projectFilter(projectId: string | null | undefined): string | null {
 }
 
 function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "requires">) {
-  const live = ctx.deps.live;
+  const live = ctx.live;
   if (!(live instanceof LiveHub)) throw new Error("live updates are not configured");
   const transport = ctx as unknown as { res?: { destroy(): void }; socket?: { terminate(): void } };
   return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });
@@ -57,11 +57,10 @@ const emit = (payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName
 };
 
 builder.subscriptionField("deploymentUpdated", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: DeploymentRef,
     description: "New deployments and status changes of the caller's tenant, optionally of one project.",
     args: { projectId: t.arg.id() },
-    directives: { auth: { requires: "VIEWER" } },
     subscribe: (_root, args, ctx, info) => {
       const projectId = projectFilter(args.projectId as string | null | undefined);
       return open(ctx, info, {
@@ -74,11 +73,10 @@ builder.subscriptionField("deploymentUpdated", (t) =>
 );
 
 builder.subscriptionField("workflowUpdated", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: WorkflowRef,
     description: "New workflows and changes to workflows of the caller's tenant, optionally of one project.",
     args: { projectId: t.arg.id() },
-    directives: { auth: { requires: "VIEWER" } },
     subscribe: (_root, args, ctx, info) => {
       const projectId = projectFilter(args.projectId as string | null | undefined);
       return open(ctx, info, {
@@ -91,10 +89,9 @@ builder.subscriptionField("workflowUpdated", (t) =>
 );
 
 builder.subscriptionField("auditLogAppended", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: AuditLogEntryRef,
     description: "Entries appended to the tenant's audit log (ADMIN).",
-    directives: { auth: { requires: "ADMIN" } },
     subscribe: (_root, _args, ctx, info) =>
       open(ctx, info, {
         type: "AuditLogEntry",

@@ -3,9 +3,10 @@ import { builder } from "../../graphql/builder.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
-import { pageRequest, toConnection, type Sort } from "../../graphql/pagination.ts";
+import { pageRequest, type Sort } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { MembershipRef } from "../users/user.schema.ts";
+import { memberPage } from "./member.loaders.ts";
 import * as service from "./member.service.ts";
 
 export const MembershipConnection = connectionType(MembershipRef, "Membership");
@@ -14,21 +15,14 @@ export const MembershipConnection = connectionType(MembershipRef, "Membership");
 const MEMBER_SORT: Sort = { field: "createdAt", direction: "ASC" };
 
 builder.queryField("members", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: MembershipConnection,
     description: "The members of the current tenant.",
-    directives: { auth: { requires: "VIEWER" } },
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
-      const page = pageRequest(args, MEMBER_SORT, "Membership");
+      const page = pageRequest(ctx.cursors, args, MEMBER_SORT, "Membership");
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Membership" });
-      const rows = await ctx.db.membership.findMany({
-        ...query,
-        where: page.where ?? {},
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.membership.count()) as never;
+      return memberPage(ctx, page, query);
     },
   }),
 );
@@ -56,33 +50,32 @@ const RemoveMemberInput = builder.inputType("RemoveMemberInput", {
 const RemoveMemberPayload = payloadType("RemoveMemberPayload", { removedMembershipId: { type: "ID" } });
 
 builder.mutationFields((t) => ({
-  inviteMember: t.field({
+  inviteMember: t.auth("ADMIN").field({
     type: InviteMemberPayload,
     description: "Adds a member, creating the user by e-mail when there is none (subject = the lower-cased e-mail).",
     directives: {
-      auth: { requires: "ADMIN" },
       quota: { resource: "SEATS", cost: 1 },
       audit: { action: "member.invite" },
     },
     args: { input: t.arg({ type: InviteMemberInput, required: true }) },
     resolve: async (_root, { input }, ctx) => ({
-      membership: (await service.inviteMember(ctx, input)) as never,
+      membership: await service.inviteMember(ctx, input),
     }),
   }),
-  updateMemberRole: t.field({
+  updateMemberRole: t.auth("ADMIN").field({
     type: UpdateMemberRolePayload,
     description: "Changes a member's role. Only an OWNER grants or revokes OWNER; the last OWNER stays.",
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "member.updateRole" } },
+    directives: { audit: { action: "member.updateRole" } },
     args: { input: t.arg({ type: UpdateMemberRoleInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("membershipId", String(input.membershipId), "Membership");
-      return { membership: (await service.updateMemberRole(ctx, id, input.role, input)) as never };
+      return { membership: await service.updateMemberRole(ctx, id, input.role, input) };
     },
   }),
-  removeMember: t.field({
+  removeMember: t.auth("ADMIN").field({
     type: RemoveMemberPayload,
     description: "Removes a member. The last OWNER cannot be removed.",
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "member.remove" } },
+    directives: { audit: { action: "member.remove" } },
     args: { input: t.arg({ type: RemoveMemberInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const id = fromGlobalId("membershipId", String(input.membershipId), "Membership");

@@ -1,9 +1,10 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { badInput, forbidden, notFound } from "../../errors.ts";
+import { badInput, notFound } from "../../errors.ts";
+import { requireRole } from "../../policy/roles.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import type { ScopedTx } from "../../tenancy/tenant-db.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
@@ -18,9 +19,7 @@ import { publishAfterCommit } from "../../infra/live-events.ts";
  * owners demoting each other at once cannot leave none).
  */
 
-const requireOwnerFor = (ctx: Context, what: string) => {
-  if (ctx.role !== "OWNER") throw forbidden(`Only an OWNER can ${what}`, { requires: "OWNER" });
-};
+const requireOwnerFor = (ctx: TenantContext, what: string) => requireRole(ctx.role, "OWNER", `Only an OWNER can ${what}`);
 
 /**
  * Adds the identity with this e-mail to the current tenant, creating it when
@@ -39,8 +38,8 @@ function lockOwners(tx: ScopedTx, tenantId: string) {
   return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:owners`}))`;
 }
 
-export async function inviteMember(ctx: Context, input: { email: string; role: Role; name?: string | null }) {
-  const tenantId = ctx.tenant!.id;
+export async function inviteMember(ctx: TenantContext, input: { email: string; role: Role; name?: string | null }) {
+  const tenantId = ctx.tenant.id;
   const email = input.email.trim().toLowerCase();
   if (input.role === "OWNER") requireOwnerFor(ctx, "grant OWNER");
   const name = input.name != null ? v.name("name", input.name) : null;
@@ -67,16 +66,16 @@ export async function inviteMember(ctx: Context, input: { email: string; role: R
     });
   await ctx.tenantDb.afterCommit(() =>
     Promise.all([
-      ctx.deps.directory.invalidateMembership(tenantId, membership.userId),
+      ctx.directory.invalidateMembership(tenantId, membership.userId),
       // A lookup of the new subject may have cached "unknown" moments ago.
-      ctx.deps.directory.invalidateUser(email),
+      ctx.directory.invalidateUser(email),
     ]),
   );
   return membership;
 }
 
-export async function updateMemberRole(ctx: Context, membershipId: string, role: Role, input: unknown) {
-  const tenantId = ctx.tenant!.id;
+export async function updateMemberRole(ctx: TenantContext, membershipId: string, role: Role, input: unknown) {
+  const tenantId = ctx.tenant.id;
   const updated = await ctx.tenantDb.transaction(async (tx) => {
     await lockOwners(tx, tenantId);
     const current = await tx.membership.findFirst({ where: { id: membershipId } });
@@ -99,12 +98,12 @@ export async function updateMemberRole(ctx: Context, membershipId: string, role:
     publishAfterCommit(tx, tenantId, { type: "access" });
     return row;
   });
-  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateMembership(tenantId, updated.userId));
+  await ctx.tenantDb.afterCommit(() => ctx.directory.invalidateMembership(tenantId, updated.userId));
   return updated;
 }
 
-export async function removeMember(ctx: Context, membershipId: string, input: unknown) {
-  const tenantId = ctx.tenant!.id;
+export async function removeMember(ctx: TenantContext, membershipId: string, input: unknown) {
+  const tenantId = ctx.tenant.id;
   const removed = await ctx.tenantDb.transaction(async (tx) => {
     await lockOwners(tx, tenantId);
     const current = await tx.membership.findFirst({ where: { id: membershipId } });
@@ -123,6 +122,6 @@ export async function removeMember(ctx: Context, membershipId: string, input: un
     publishAfterCommit(tx, tenantId, { type: "access" });
     return current;
   });
-  await ctx.tenantDb.afterCommit(() => ctx.deps.directory.invalidateMembership(tenantId, removed.userId));
+  await ctx.tenantDb.afterCommit(() => ctx.directory.invalidateMembership(tenantId, removed.userId));
   return removed;
 }

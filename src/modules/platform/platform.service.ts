@@ -3,7 +3,7 @@ import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prism
 import { badInput } from "../../errors.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
-import { decodeCursor, encodeCursor } from "../../graphql/cursor.ts";
+import type { CursorCodec } from "../../infra/cursor.ts";
 import { NIL_UUID } from "../../uuid.ts";
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from "../../graphql/pagination.ts";
 
@@ -111,6 +111,7 @@ export interface UsagePage {
  */
 export async function tenantUsage(
   tx: PlatformTx,
+  cursors: CursorCodec,
   args: { first?: number | null; after?: string | null; orderBy?: UsageOrder | null } & Range,
 ): Promise<UsagePage> {
   checkRange(args);
@@ -125,7 +126,7 @@ export async function tenantUsage(
   const op = Prisma.raw(order.direction === "DESC" ? "<" : ">");
   let keyset = Prisma.empty;
   if (args.after != null) {
-    const c = decodeCursor(args.after, "after", signature);
+    const c = cursors.decode(args.after, "after", signature);
     if (typeof c.v !== "string" || !/^[0-9a-f-]{36}$/i.test(c.id)) throw badInput("after", "Invalid cursor for after");
     const value =
       order.field === "CREATED_AT" ? Prisma.sql`${new Date(c.v)}::timestamptz` : Prisma.sql`${BigInt(c.v)}::bigint`;
@@ -181,7 +182,7 @@ export async function tenantUsage(
       apiRequests: Number(r.api_requests),
     };
     const sortValue = order.field === "CREATED_AT" ? r.created_at.toISOString() : String(r[ORDER_COLUMN[order.field] as keyof UsageRow]);
-    return { cursor: encodeCursor({ s: signature, v: sortValue, id: r.id }), node };
+    return { cursor: cursors.encode({ s: signature, v: sortValue, id: r.id }), node };
   });
   // An empty page past the end carries no total: count then (rare), still inside the transaction.
   const total =

@@ -70,7 +70,7 @@ const ReactivateTenantPayload = payloadType("ReactivateTenantPayload", { tenant:
 const ChangeTenantPlanPayload = payloadType("ChangeTenantPlanPayload", { tenant: { type: TenantRef } });
 const SetTenantLimitsPayload = payloadType("SetTenantLimitsPayload", { tenant: { type: TenantRef } });
 const ScheduleTenantDeletionPayload = payloadType("ScheduleTenantDeletionPayload", { tenant: { type: TenantRef } });
-const PurgeTenantPayload = payloadType<{ purgedTenantId: string }>("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });
+const PurgeTenantPayload = payloadType("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });
 
 const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
 
@@ -81,7 +81,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: ProvisionTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => {
       const { tenant, owner } = await service.provisionTenant(ctx, input, operationMetadata(info, { input }));
-      return { tenant: tenant as never, owner: owner as never };
+      return { tenant: tenant, owner: owner };
     },
   }),
   suspendTenant: t.field({
@@ -89,7 +89,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.suspend" } },
     args: { input: t.arg({ type: SuspendTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.suspendTenant(ctx, tenantIdOf(input), input.reason, operationMetadata(info, { input }))) as never,
+      tenant: await service.suspendTenant(ctx, tenantIdOf(input), input.reason, operationMetadata(info, { input })),
     }),
   }),
   reactivateTenant: t.field({
@@ -97,7 +97,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.reactivate" } },
     args: { input: t.arg({ type: ReactivateTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.reactivateTenant(ctx, tenantIdOf(input), operationMetadata(info, { input }))) as never,
+      tenant: await service.reactivateTenant(ctx, tenantIdOf(input), operationMetadata(info, { input })),
     }),
   }),
   changeTenantPlan: t.field({
@@ -105,7 +105,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.changePlan" } },
     args: { input: t.arg({ type: ChangeTenantPlanInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.changeTenantPlan(ctx, tenantIdOf(input), input.plan, operationMetadata(info, { input }))) as never,
+      tenant: await service.changeTenantPlan(ctx, tenantIdOf(input), input.plan, operationMetadata(info, { input })),
     }),
   }),
   setTenantLimits: t.field({
@@ -113,7 +113,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.setLimits" } },
     args: { input: t.arg({ type: SetTenantLimitsInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info, { input }), input.cacheTtlSeconds)) as never,
+      tenant: await service.setTenantLimits(ctx, tenantIdOf(input), input.limits, operationMetadata(info, { input }), input.cacheTtlSeconds),
     }),
   }),
   scheduleTenantDeletion: t.field({
@@ -121,7 +121,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.scheduleDeletion" } },
     args: { input: t.arg({ type: ScheduleTenantDeletionInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info, { input }))) as never,
+      tenant: await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info, { input })),
     }),
   }),
   purgeTenant: t.field({

@@ -102,14 +102,14 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
       return { tenant, owner };
     },
   ).catch((err) => conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`));
-  await ctx.deps.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
-  await ctx.deps.directory.invalidateMembership(result.tenant.id, result.owner.id);
+  await ctx.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
+  await ctx.directory.invalidateMembership(result.tenant.id, result.owner.id);
   return result;
 }
 
 /** The tenant of a mutation input; unknown ids are NOT_FOUND before anything is written. */
 async function existingTenant(ctx: Context, tenantId: string) {
-  const tenant = await ctx.deps.directory.tenant(tenantId);
+  const tenant = await ctx.directory.tenant(tenantId);
   if (!tenant) throw notFound("Tenant");
   return tenant;
 }
@@ -129,7 +129,7 @@ export async function changeTenant(
     await change(tx, current);
     return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
   });
-  await ctx.deps.directory.invalidateTenant(tenant.id, tenant.slug);
+  await ctx.directory.invalidateTenant(tenant.id, tenant.slug);
   return tenant;
 }
 
@@ -208,10 +208,10 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
   });
   // The purge has committed: with the store down its keys are left to expire
   // (every one has a TTL), rather than answering an error for a done purge.
-  await ctx.deps.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
+  await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
     if (!isStoreUnavailable(err)) throw err;
   });
-  await ctx.deps.directory.invalidateTenant(tenantId, slug);
-  await ctx.deps.directory.invalidateApiKeyHashes(...hashes);
+  await ctx.directory.invalidateTenant(tenantId, slug);
+  await ctx.directory.invalidateApiKeyHashes(...hashes);
   return { purgedTenantId: tenantId, slug };
 }

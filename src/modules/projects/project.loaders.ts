@@ -1,20 +1,13 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import { loader } from "../../graphql/loaders.ts";
-import { toConnection, type PageRequest } from "../../graphql/pagination.ts";
+import { findPage, type PageRequest } from "../../graphql/pagination.ts";
 import type { Context } from "../../tenancy/context.ts";
 
 /** Project reads of a request: the page of Query.projects and the per-project deployment counts. */
 
 /** One page of the tenant's projects; `query` is Pothos's selection for the nodes. */
-export async function projectPage(ctx: Context, page: PageRequest, where: Prisma.ProjectWhereInput, query: object) {
-  const rows = await ctx.db.project.findMany({
-    ...query,
-    where: page.where ? { AND: [where, page.where] } : where,
-    orderBy: page.orderBy,
-    take: page.take,
-  });
-  return toConnection(rows, page, () => ctx.db.project.count({ where }));
-}
+export const projectPage = (ctx: Context, page: PageRequest, where: Prisma.ProjectWhereInput, query: object) =>
+  findPage(ctx.db.project, page, where, query);
 
 /** deploymentCount for every project of the page in one GROUP BY (served by the (tenant, project, created_at) index). */
 export function deploymentCounts(ctx: Context) {

@@ -7,7 +7,6 @@ import { OrderDirectionEnum } from "../../graphql/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { pageRequest, type Sort } from "../../graphql/pagination.ts";
-import { requireTenant } from "../../tenancy/context.ts";
 import { deploymentCounts, projectPage } from "./project.loaders.ts";
 import * as service from "./project.service.ts";
 
@@ -63,20 +62,18 @@ function projectWhere(filter: { search?: string | null } | null | undefined): Pr
 }
 
 builder.queryField("projects", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: ProjectConnection,
-    directives: { auth: { requires: "VIEWER" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: ProjectFilter }),
       orderBy: t.arg({ type: ProjectOrder }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
-      const page = pageRequest(args, sortFrom(args.orderBy), "Project");
+      const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
-      return projectPage(ctx, page, where, query) as never;
+      return projectPage(ctx, page, where, query);
     },
   }),
 );
@@ -102,40 +99,36 @@ const UpdateProjectPayload = payloadType("UpdateProjectPayload", { project: { ty
 const DeleteProjectInput = builder.inputType("DeleteProjectInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
-const DeleteProjectPayload = payloadType<{ deletedProjectId: string }>("DeleteProjectPayload", {
+const DeleteProjectPayload = payloadType("DeleteProjectPayload", {
   deletedProjectId: { type: "ID" },
 });
 
 builder.mutationFields((t) => ({
-  createProject: t.field({
+  createProject: t.auth("DEVELOPER").field({
     type: CreateProjectPayload,
     directives: {
-      auth: { requires: "DEVELOPER" },
       quota: { resource: "PROJECTS", cost: 1 },
       audit: { action: "project.create" },
     },
     args: { input: t.arg({ type: CreateProjectInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
-      return { project: (await service.createProject(ctx, input)) as never };
+      return { project: await service.createProject(ctx, input) };
     },
   }),
-  updateProject: t.field({
+  updateProject: t.auth("DEVELOPER").field({
     type: UpdateProjectPayload,
-    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "project.update" } },
+    directives: { audit: { action: "project.update" } },
     args: { input: t.arg({ type: UpdateProjectInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Project");
-      return { project: (await service.updateProject(ctx, id, input)) as never };
+      return { project: await service.updateProject(ctx, id, input) };
     },
   }),
-  deleteProject: t.field({
+  deleteProject: t.auth("ADMIN").field({
     type: DeleteProjectPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "project.delete" } },
+    directives: { audit: { action: "project.delete" } },
     args: { input: t.arg({ type: DeleteProjectInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Project");
       await service.deleteProject(ctx, id);
       return { deletedProjectId: toGlobalId("Project", id) };

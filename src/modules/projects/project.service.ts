@@ -1,7 +1,8 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
-import type { Context } from "../../tenancy/context.ts";
+import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 
 /** Unique-key conflicts are the caller's problem, not a 500. */
@@ -11,7 +12,7 @@ export function conflictToInput(err: unknown, field: string, message: string): n
 }
 
 export async function createProject(
-  ctx: Context,
+  ctx: TenantContext,
   input: { name: string; slug?: string | null; description?: string | null },
 ) {
   const name = v.name("name", input.name);
@@ -20,8 +21,10 @@ export async function createProject(
   return ctx.tenantDb
     .transaction(async (tx) => {
       const project = await tx.project.create({
-        data: { tenantId: ctx.tenant!.id, name, slug, description },
+        data: { tenantId: ctx.tenant.id, name, slug, description },
       });
+      // @quota(PROJECTS): counted under its lock with the new row, in this transaction.
+      await checkDeclaredCountQuota(tx, ctx, true);
       await writeAudit(tx, ctx, {
         action: "project.create",
         targetType: "Project",
@@ -34,7 +37,7 @@ export async function createProject(
 }
 
 export async function updateProject(
-  ctx: Context,
+  ctx: TenantContext,
   id: string,
   input: { name?: string | null; description?: string | null },
 ) {
@@ -45,7 +48,7 @@ export async function updateProject(
     const { count } = await tx.project.updateMany({ where: { id }, data });
     if (count === 0) throw notFound("Project");
     await writeAudit(tx, ctx, { action: "project.update", targetType: "Project", targetId: id, metadata: { input } });
-    return tx.project.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
+    return tx.project.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } } });
   });
 }
 
@@ -54,7 +57,7 @@ export async function updateProject(
  * their project (the FK is ON DELETE RESTRICT so none is lost by accident):
  * they are detached in the same transaction.
  */
-export async function deleteProject(ctx: Context, id: string) {
+export async function deleteProject(ctx: TenantContext, id: string) {
   await ctx.tenantDb.transaction(async (tx) => {
     const project = await tx.project.findFirst({ where: { id }, select: { id: true, name: true, slug: true } });
     if (!project) throw notFound("Project");

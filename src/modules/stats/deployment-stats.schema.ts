@@ -19,10 +19,10 @@ const DeploymentStatsBucketRef = builder.objectRef<DeploymentStatsBucket>("Deplo
 });
 
 builder.queryField("deploymentStats", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: [DeploymentStatsBucketRef],
     description: "The tenant's deployments per day or hour in [from, to): counts by status, QUEUED -> READY times (at most 1,000 buckets).",
-    directives: { auth: { requires: "ADMIN" }, feature: { name: "advanced_analytics" } },
+    directives: { feature: { name: "advanced_analytics" } },
     args: {
       from: t.arg({ type: "DateTime", required: true }),
       to: t.arg({ type: "DateTime", required: true }),

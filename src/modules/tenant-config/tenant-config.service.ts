@@ -72,14 +72,14 @@ export function checkDomain(value: string | null | undefined, baseDomain: string
 }
 
 export async function setTenantDomain(ctx: Context, tenantId: string, value: string | null | undefined, metadata: unknown) {
-  const domain = checkDomain(value, ctx.deps.baseDomain);
+  const domain = checkDomain(value, ctx.tenantConfig.baseDomain);
   let previous: string | null = null;
   const tenant = await changeTenant(ctx, "tenant.setDomain", tenantId, metadata, async (tx, t) => {
     if (domain !== null) requireFeature(t, "custom_domain");
     previous = t.domain;
     await tx.tenant.update({ where: { id: t.id }, data: { domain } });
   }).catch(taken("domain", "This domain belongs to another tenant"));
-  await ctx.deps.directory.invalidateDomain(previous, domain);
+  await ctx.directory.invalidateDomain(previous, domain);
   return tenant;
 }
 
@@ -123,7 +123,7 @@ export function checkIdentityProvider(
  * that has `sso`.
  */
 export async function setTenantIdentityProvider(ctx: Context, tenantId: string, input: IdentityProviderInput, metadata: unknown) {
-  const idps = ctx.deps.tenantIdps;
+  const idps = ctx.tenantConfig.identityProviders;
   const idp = checkIdentityProvider(input, {
     allowHttp: idps?.allowsHttp ?? false,
     globalIssuer: idps?.globalIssuer,
@@ -156,8 +156,8 @@ export async function setTenantIdentityProvider(ctx: Context, tenantId: string, 
       await tx.tenant.update({ where: { id: t.id }, data });
     }).catch(taken("issuer", "This issuer is registered by another tenant"));
   }
-  await ctx.deps.directory.invalidateIssuer(previous, data.idpIssuer);
+  await ctx.directory.invalidateIssuer(previous, data.idpIssuer);
   idps?.forgetIssuers();
-  await ctx.deps.directory.invalidateTenant(tenant.id);
+  await ctx.directory.invalidateTenant(tenant.id);
   return tenant;
 }

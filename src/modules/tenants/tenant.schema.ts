@@ -1,7 +1,6 @@
 import { builder } from "../../graphql/builder.ts";
 import { PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
-import { requireTenant } from "../../tenancy/context.ts";
 
 export const TenantRef = builder.prismaNode("Tenant", {
   id: { field: "id" },
@@ -19,10 +18,9 @@ export const TenantRef = builder.prismaNode("Tenant", {
 });
 
 builder.queryField("tenant", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: TenantRef,
     description: "The current tenant.",
-    directives: { auth: { requires: "VIEWER" } },
-    resolve: (_root, _args, ctx) => requireTenant(ctx) as never,
+    resolve: (_root, _args, ctx) => ctx.tenant as never,
   }),
 );

@@ -24,10 +24,9 @@ const TenantUsageRef = builder.objectRef<TenantUsage>("TenantUsage").implement({
 });
 
 builder.queryField("usage", (t) =>
-  t.field({
+  t.auth("ADMIN").field({
     type: TenantUsageRef,
     description: "The current tenant's quotas: limit, used, remaining, reset.",
-    directives: { auth: { requires: "ADMIN" } },
     resolve: (_root, _args, ctx) => tenantUsage(ctx),
   }),
 );

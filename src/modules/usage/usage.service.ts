@@ -1,5 +1,5 @@
 import type { Plan, QuotaResource } from "../../generated/prisma/enums.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import {
   HOUR_MS,
   MINUTE_MS,
@@ -35,15 +35,15 @@ const ORDER = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER
  * (the rate limiter's minute counter includes this very request), counts in
  * one SQL statement.
  */
-export async function tenantUsage(ctx: Context): Promise<TenantUsage> {
-  const tenant = ctx.tenant!;
-  const now = Date.now();
+export async function tenantUsage(ctx: TenantContext): Promise<TenantUsage> {
+  const tenant = ctx.tenant;
+  const now = ctx.now();
   const [apiRequests, deployments, workflows, streams, counts] = await Promise.all([
-    windowUsage(ctx.deps.store, rateLimitWindowKey(tenant.id, now)),
-    windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),
-    windowUsage(ctx.deps.store, quotaWindowKey(tenant.id, "WORKFLOWS_PER_HOUR", now)),
+    windowUsage(ctx.store, rateLimitWindowKey(tenant.id, now)),
+    windowUsage(ctx.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),
+    windowUsage(ctx.store, quotaWindowKey(tenant.id, "WORKFLOWS_PER_HOUR", now)),
     // Open subscription streams of the tenant, on every replica.
-    ctx.deps.live?.count(tenant.id) ?? 0,
+    ctx.live?.count(tenant.id) ?? 0,
     ctx.tenantDb.run(async (tx) => ({
       SEATS: await countUsage(tx, tenant.id, "SEATS"),
       PROJECTS: await countUsage(tx, tenant.id, "PROJECTS"),

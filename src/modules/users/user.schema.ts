@@ -36,7 +36,7 @@ export const MembershipRef = builder.prismaNode("Membership", {
     tenant: t.field({
       type: TenantRef,
       resolve: async (m, _args, ctx) => {
-        const tenant = await ctx.deps.directory.tenant(m.tenantId);
+        const tenant = await ctx.directory.tenant(m.tenantId);
         if (!tenant) throw new Error("membership without a tenant");
         return tenant as never;
       },

@@ -18,14 +18,10 @@ const Viewer = builder.objectRef<ViewerShape>("Viewer").implement({
   fields: (t) => ({
     user: t.field({ type: UserRef, resolve: (v) => v.user as never }),
     // The caller's own memberships in every tenant: an identity question,
-    // answered on the platform path and filtered to this user alone.
+    // answered by the directory for this user alone.
     memberships: t.field({
       type: [MembershipRef],
-      resolve: (v, _args, ctx) =>
-        ctx.deps.platform.membership.findMany({
-          where: { userId: v.user.id, tenant: { status: { not: "PENDING_DELETION" } } },
-          orderBy: { createdAt: "asc" },
-        }),
+      resolve: (v, _args, ctx) => ctx.directory.membershipsOf(v.user.id),
     }),
     tenant: t.field({ type: TenantRef, nullable: true, resolve: (v) => v.tenant as never }),
     role: t.field({ type: RoleEnum, nullable: true, resolve: (v) => v.role }),

@@ -1,17 +1,17 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
-import { Prisma, type Workflow } from "../../generated/prisma/client.ts";
+import type { Prisma } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { WorkflowStatusEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { childPageLoader, firstPerParentSql, loader } from "../../graphql/loaders.ts";
-import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
+import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
 import { payloadType } from "../../graphql/payload.ts";
-import { requireTenant, type Context } from "../../tenancy/context.ts";
+import type { Context } from "../../tenancy/context.ts";
 // Project must exist before Workflow.project and Project.workflows refer to it.
 import "../projects/project.schema.ts";
+import { workflowCountsByProject, workflowPage, workflowsOfProjects } from "./workflow.loaders.ts";
 import * as service from "./workflow.service.ts";
 
 export const WorkflowRef = builder.prismaNode("Workflow", {
@@ -42,75 +42,29 @@ const nodeQuery = (ctx: Context, info: GraphQLResolveInfo) =>
   queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Workflow" });
 
 builder.queryField("workflows", (t) =>
-  t.field({
+  t.auth("VIEWER").field({
     type: WorkflowConnection,
-    directives: { auth: { requires: "VIEWER" } },
     args: {
       ...t.arg.connectionArgs(),
       filter: t.arg({ type: WorkflowFilter }),
     },
     resolve: async (_root, args, ctx, info) => {
-      requireTenant(ctx);
       // Served by the (tenant_id, created_at, id) and (tenant_id, status, created_at, id) indexes.
-      const page = pageRequest(args, DEFAULT_SORT, "Workflow");
+      const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "Workflow");
       const where = workflowWhere(args.filter);
-      const rows = await ctx.db.workflow.findMany({
-        ...nodeQuery(ctx, info),
-        where: page.where ? { AND: [where, page.where] } : where,
-        orderBy: page.orderBy,
-        take: page.take,
-      });
-      return toConnection(rows, page, () => ctx.db.workflow.count({ where })) as never;
+      return workflowPage(ctx, page, where, nodeQuery(ctx, info));
     },
   }),
 );
-
-/** A workflow row as raw SQL returns it, named as the Prisma model's fields. */
-const WORKFLOW_COLUMNS = Prisma.raw(
-  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.name, c.status::text AS status,
-   c.config, c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
-);
-
-/** Each project's page of workflows, for every project of the request, in one LATERAL statement. */
-function workflowsOfProjects(ctx: Context, page: PageRequest) {
-  return childPageLoader<Workflow>(
-    ctx,
-    `project.workflows:${JSON.stringify([page.orderBy, page.keysets])}`,
-    (projectIds, take) =>
-      ctx.tenantDb.queryRaw<Workflow>(
-        firstPerParentSql({
-          table: "workflows",
-          parentColumn: "project_id",
-          columns: WORKFLOW_COLUMNS,
-          tenantId: ctx.tenant!.id,
-          parentIds: projectIds,
-          page: { ...page, take },
-        }),
-      ),
-    (w) => w.projectId,
-  );
-}
-
-function workflowCountsByProject(ctx: Context) {
-  return loader(ctx, "project.workflowTotal", async (ids: readonly string[]) => {
-    const rows = await ctx.db.workflow.groupBy({
-      by: ["projectId"],
-      where: { projectId: { in: [...ids] } },
-      _count: { _all: true },
-    });
-    const counts = new Map(rows.map((r) => [r.projectId, r._count._all]));
-    return ids.map((id) => counts.get(id) ?? 0);
-  });
-}
 
 builder.prismaObjectFields("Project", (t) => ({
   workflows: t.field({
     type: WorkflowConnection,
     args: t.arg.connectionArgs(),
     resolve: async (project, args, ctx) => {
-      const page = pageRequest(args as ConnectionArgs, DEFAULT_SORT, "Workflow");
+      const page = pageRequest(ctx.cursors, args as ConnectionArgs, DEFAULT_SORT, "Workflow");
       const rows = await workflowsOfProjects(ctx, page).load({ parentId: project.id, take: page.take });
-      return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id)) as never;
+      return toConnection(rows, page, () => workflowCountsByProject(ctx).load(project.id));
     },
   }),
 }));
@@ -137,41 +91,37 @@ const UpdateWorkflowPayload = payloadType("UpdateWorkflowPayload", { workflow: {
 const DeleteWorkflowInput = builder.inputType("DeleteWorkflowInput", {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
-const DeleteWorkflowPayload = payloadType<{ deletedWorkflowId: string }>("DeleteWorkflowPayload", {
+const DeleteWorkflowPayload = payloadType("DeleteWorkflowPayload", {
   deletedWorkflowId: { type: "ID" },
 });
 
 builder.mutationFields((t) => ({
-  createWorkflow: t.field({
+  createWorkflow: t.auth("DEVELOPER").field({
     type: CreateWorkflowPayload,
     directives: {
-      auth: { requires: "DEVELOPER" },
       quota: { resource: "WORKFLOWS_PER_HOUR", cost: 1 },
       audit: { action: "workflow.create" },
     },
     args: { input: t.arg({ type: CreateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const projectId = input.projectId != null ? fromGlobalId("projectId", String(input.projectId), "Project") : null;
-      return { workflow: (await service.createWorkflow(ctx, { ...input, projectId })) as never };
+      return { workflow: await service.createWorkflow(ctx, { ...input, projectId }) };
     },
   }),
-  updateWorkflow: t.field({
+  updateWorkflow: t.auth("DEVELOPER").field({
     type: UpdateWorkflowPayload,
-    directives: { auth: { requires: "DEVELOPER" }, audit: { action: "workflow.update" } },
+    directives: { audit: { action: "workflow.update" } },
     args: { input: t.arg({ type: UpdateWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Workflow");
-      return { workflow: (await service.updateWorkflow(ctx, id, input)) as never };
+      return { workflow: await service.updateWorkflow(ctx, id, input) };
     },
   }),
-  deleteWorkflow: t.field({
+  deleteWorkflow: t.auth("ADMIN").field({
     type: DeleteWorkflowPayload,
-    directives: { auth: { requires: "ADMIN" }, audit: { action: "workflow.delete" } },
+    directives: { audit: { action: "workflow.delete" } },
     args: { input: t.arg({ type: DeleteWorkflowInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireTenant(ctx);
       const id = fromGlobalId("id", String(input.id), "Workflow");
       await service.deleteWorkflow(ctx, id);
       return { deletedWorkflowId: toGlobalId("Workflow", id) };

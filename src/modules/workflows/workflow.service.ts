@@ -2,7 +2,7 @@ import { Prisma } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { TenantContext } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
 
@@ -23,7 +23,7 @@ export function config(value: unknown): Prisma.InputJsonValue | typeof Prisma.Db
 }
 
 export async function createWorkflow(
-  ctx: Context,
+  ctx: TenantContext,
   input: { name: string; projectId?: string | null; config?: unknown },
 ) {
   const name = v.name("name", input.name);
@@ -34,7 +34,7 @@ export async function createWorkflow(
       if (!project) throw notFound("Project");
     }
     const workflow = await tx.workflow.create({
-      data: { tenantId: ctx.tenant!.id, name, projectId: input.projectId ?? null, config: cfg },
+      data: { tenantId: ctx.tenant.id, name, projectId: input.projectId ?? null, config: cfg },
     });
     await writeAudit(tx, ctx, {
       action: "workflow.create",
@@ -42,13 +42,13 @@ export async function createWorkflow(
       targetId: workflow.id,
       metadata: { name, projectId: input.projectId ?? null },
     });
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "Workflow", id: workflow.id, projectId: workflow.projectId });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "Workflow", id: workflow.id, projectId: workflow.projectId });
     return workflow;
   });
 }
 
 export async function updateWorkflow(
-  ctx: Context,
+  ctx: TenantContext,
   id: string,
   input: { name?: string | null; status?: WorkflowStatus | null; config?: unknown },
 ) {
@@ -67,13 +67,13 @@ export async function updateWorkflow(
       // The config itself can be large: the audit entry names what changed.
       metadata: { changed: Object.keys(data), name: data.name, status: data.status },
     });
-    const workflow = await tx.workflow.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant!.id, id } } });
-    publishAfterCommit(tx, ctx.tenant!.id, { type: "Workflow", id, projectId: workflow.projectId });
+    const workflow = await tx.workflow.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } } });
+    publishAfterCommit(tx, ctx.tenant.id, { type: "Workflow", id, projectId: workflow.projectId });
     return workflow;
   });
 }
 
-export async function deleteWorkflow(ctx: Context, id: string) {
+export async function deleteWorkflow(ctx: TenantContext, id: string) {
   await ctx.tenantDb.transaction(async (tx) => {
     const workflow = await tx.workflow.findFirst({ where: { id }, select: { name: true } });
     if (!workflow) throw notFound("Workflow");

@@ -190,13 +190,16 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   assertTenantRole(ctx, "OWNER", NOT_OWNER);
   const { tenant, tenantDb } = ctx;
   await tenantDb.transaction((tx) => writeAudit(tx, ctx, { action: "tenant.export", targetType: "Tenant", targetId: tenant.id }));
+  // The rows are read after the request's transaction (with the audit
+  // entry) has committed, one short transaction per batch.
+  const stream = tenantDb.statements();
   return {
     tenant,
     run: async (sql) => {
-      const facts = await tenantDb.authorize();
+      const facts = await stream.authorize();
       if (facts.tenant?.status !== "ACTIVE") throw forbidden(NOT_OWNER, { requires: "OWNER" });
       requireRole(facts.member?.role, "OWNER", NOT_OWNER);
-      return tenantDb.queryRaw(sql);
+      return stream.queryRaw(sql);
     },
   };
 }

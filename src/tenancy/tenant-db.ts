@@ -156,7 +156,12 @@ export class TenantDb {
   /** Mutation mode: live changes and hooks waiting for the COMMIT. */
   private readonly committed: { live: [string, LiveChange[]][]; hooks: (() => Promise<unknown>)[] } = { live: [], hooks: [] };
 
-  constructor(base: PrismaClient, options: TenantDbOptions) {
+  constructor(
+    /** The client this scope was made on (before the tier's pool was picked). */
+    private readonly root: PrismaClient,
+    options: TenantDbOptions,
+  ) {
+    const base = root;
     this.base = options.plan ? tierClient(base, options.plan) : base;
     this.options = { ...options };
     this.tenantId = options.tenantId;
@@ -300,6 +305,16 @@ export class TenantDb {
       const { connection } = await this.session;
       await connection.query(`SELECT set_config('statement_timeout', '${ms}', true)`);
     }
+  }
+
+  /**
+   * The same scope (tenant, caller, plan, statement timeout) in statement
+   * mode: each statement a short transaction of its own that re-reads the
+   * authorization facts. For what outlives the request's own transaction
+   * (the /export stream, read after the audit entry has committed).
+   */
+  statements(): TenantDb {
+    return new TenantDb(this.root, { ...this.options, mode: "statement" });
   }
 
   /** The statement that opens every Prisma transaction of this scope. */

@@ -292,7 +292,7 @@ describe("tenant identity providers", () => {
 
     const second = await stream();
     expect(second.status).toBe(200);
-    const moved = await gqlOn(0, SET_IDP, { token: admin, variables: { input: { tenantId, issuer: `${issuerOf("wayne")}/v2`, jwksUrl: jwksOf("wayne") } } });
+    const moved = await gqlOn(0, SET_IDP, { token: admin, variables: { input: { tenantId, issuer: `${issuerOf("wayne")}/v2`, jwksUrl: jwksOf("wayne"), audience: "tenantgraph" } } });
     expect(moved.body.errors).toBeUndefined();
     expect(await endOf(second)).toMatchObject({ code: "UNAUTHENTICATED" });
     const back = await gqlOn(0, SET_IDP, {

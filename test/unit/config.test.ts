@@ -82,7 +82,8 @@ describe("loadConfig", () => {
     ["DATABASE_URL", { DATABASE_URL: "not a url" }],
     ["DATABASE_URL", { DATABASE_URL: "mysql://localhost/db" }],
     ["REDIS_URL", { REDIS_URL: "http://localhost:6379" }],
-    ["JWKS_URL", { JWKS_URL: "ftp://x/jwks" }],
+    ["JWKS_URL", { JWKS_URL: "ftp://x/jwks", JWT_ISSUER: "https://idp.test" }],
+    ["JWT_ISSUER", { JWKS_URL: "https://idp.test/jwks" }],
     ["JWT_SECRET", { JWT_SECRET: "too-short" }],
     ["JWT_SECRET", { NODE_ENV: "production" }],
     ["BASE_DOMAIN", { BASE_DOMAIN: "bad domain!" }],
@@ -100,7 +101,7 @@ describe("loadConfig", () => {
   });
 
   it("production without JWT_SECRET is accepted when a JWKS is configured", () => {
-    const c = loadConfig({ NODE_ENV: "production", JWKS_URL: "https://idp.test/jwks" });
+    const c = loadConfig({ NODE_ENV: "production", JWKS_URL: "https://idp.test/jwks", JWT_ISSUER: "https://idp.test" });
     expect(c.jwksUrl).toBe("https://idp.test/jwks");
   });
 

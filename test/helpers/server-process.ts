@@ -105,3 +105,13 @@ export async function startServer(env: Record<string, string | undefined>, timeo
   }
   return { url, port, child, output: () => out, stop };
 }
+
+/**
+ * Two replicas of one deployment: server processes on the same database and
+ * Redis, started in parallel (migrations are guarded by an advisory lock);
+ * only the first seeds the demo data.
+ */
+export function startReplicaPair(env: Record<string, string | undefined>): Promise<[ServerProcess, ServerProcess]> {
+  const first = { MIGRATE_ON_START: "true", SEED_ON_START: "true", ...env };
+  return Promise.all([startServer(first), startServer({ ...first, SEED_ON_START: "false" })]);
+}

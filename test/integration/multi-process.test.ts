@@ -5,7 +5,7 @@ import { RedisStore } from "../../src/infra/store.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
-import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { type ServerProcess, startReplicaPair } from "../helpers/server-process.ts";
 
 /**
  * Two real server processes over one database and one Redis: the rate limit
@@ -57,8 +57,7 @@ describe.runIf(process.env.REDIS_URL)("two server processes sharing one Redis", 
       BASE_DOMAIN: "localhost",
       PLATFORM_ADMIN_SUBJECTS: "admin@globex.test",
     };
-    // In parallel (migrations are guarded by an advisory lock); only A seeds.
-    [A, B] = await Promise.all([startServer(env), startServer({ ...env, SEED_ON_START: "false" })]);
+    [A, B] = await startReplicaPair(env);
     clients = createTestClients(db.url, 2);
     store = new RedisStore(redisUrl);
     directory = new Directory(clients.platform, store);

@@ -5,7 +5,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
-import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { type ServerProcess, startReplicaPair } from "../helpers/server-process.ts";
 
 /**
  * Issue 14, the faults: the response cache with its Redis down (bypassed,
@@ -89,7 +89,7 @@ describe("two server processes: a change through one, the other's next read is f
     redis = await startOwnRedis();
     db = await createTestDatabase();
     const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, MIGRATE_ON_START: "true", SEED_ON_START: "true", JWT_SECRET, LOG_LEVEL: "silent" };
-    [A, B] = await Promise.all([startServer(env), startServer({ ...env, SEED_ON_START: "false" })]);
+    [A, B] = await startReplicaPair(env);
   }, 180_000);
   afterAll(async () => {
     await Promise.allSettled([A?.stop(), B?.stop()]);

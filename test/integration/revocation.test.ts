@@ -9,7 +9,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
-import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { type ServerProcess, startReplicaPair } from "../helpers/server-process.ts";
 import type { Databases } from "../../src/db/clients.ts";
 
 /**
@@ -418,7 +418,7 @@ describe("two server processes: the other replica refuses on the next request", 
     redis = await startOwnRedis();
     db = await createTestDatabase();
     const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, MIGRATE_ON_START: "true", SEED_ON_START: "true", JWT_SECRET, LOG_LEVEL: "silent" };
-    [A, B] = await Promise.all([startServer(env), startServer({ ...env, SEED_ON_START: "false" })]);
+    [A, B] = await startReplicaPair(env);
     clients = createTestClients(db.url, 2);
   }, 180_000);
   afterAll(async () => {

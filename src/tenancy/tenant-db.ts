@@ -195,7 +195,13 @@ export class TenantDb {
     ) {
       throw new Error("invalid tenant transaction settings");
     }
-    return `BEGIN; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
+    // A query operation reads one snapshot: every statement of the request
+    // (the facts, a page, the users of its memberships) sees the same
+    // committed state, never a row whose neighbour was deleted in between.
+    // Mutations stay READ COMMITTED (their writes must not fail on a
+    // concurrent update).
+    const begin = this.options.mode === "request" ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN";
+    return `${begin}; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
   }
 
   /**

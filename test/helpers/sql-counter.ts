@@ -108,7 +108,7 @@ export function summarize(statements: RecordedStatement[]) {
   const counts: Record<string, number> = { total: statements.length, begin: 0, commit: 0, rollback: 0, setConfig: 0, query: 0 };
   for (const s of statements) {
     // The request transaction opens with "BEGIN; SELECT set_config(...)": one message, both.
-    if (/^BEGIN;\s*SELECT SET_CONFIG\(/i.test(s.sql)) {
+    if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?;\s*SELECT SET_CONFIG\(/i.test(s.sql)) {
       counts.begin!++;
       counts.setConfig!++;
       continue;

@@ -35,7 +35,7 @@ const DASHBOARD_STATEMENTS = ["begin + settings", "projects", "deployment counts
 
 /** What a statement of the dashboard is, from its text (the exact text is in test/__sql__/Dashboard.sql). */
 function kindOf(sql: string): string {
-  if (/^BEGIN; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
+  if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
   if (sql === "COMMIT") return "commit";
   if (/CROSS JOIN LATERAL .* FROM deployments c LEFT JOIN users u/.test(sql)) return "deployments per project, with creators";
   if (/^SELECT project_id AS "projectId", count\(\*\)::int AS n FROM deployments/.test(sql)) return "deployment counts";
@@ -196,7 +196,7 @@ describe("SQL statements per request", () => {
   it("runs every statement of a query request in one transaction on one connection", async () => {
     const { statements } = await dashboard(20);
     const app = ofPool(statements, "app").map((s) => s.sql.toUpperCase());
-    expect(app[0]).toMatch(/^BEGIN; SELECT SET_CONFIG\('APP.TENANT_ID'/);
+    expect(app[0]).toMatch(/^BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT SET_CONFIG\('APP.TENANT_ID'/);
     expect(app[app.length - 1]).toBe("COMMIT");
     expect(app.filter((s) => s.startsWith("BEGIN"))).toHaveLength(1);
     expect(app.filter((s) => s.includes("SET_CONFIG("))).toHaveLength(1);

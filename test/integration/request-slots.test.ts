@@ -130,6 +130,30 @@ describe("request slots", () => {
     await expect(db.client.project.count()).rejects.toThrow(/ended/);
   });
 
+  it("a query operation reads one snapshot: a row removed mid-request is still there for its later statements", async () => {
+    // Found by the chaos run: a members page, then its users' lookup in a
+    // later statement; a removeMember committed in between left a membership
+    // whose user was no longer visible (a 500). A query is one REPEATABLE
+    // READ snapshot; under READ COMMITTED the second count would be lower.
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const project = await t.clients.platform.project.create({ data: { tenantId: acme.id, name: "snapshot-probe", slug: "snapshot-probe" } });
+    const count = Prisma.sql`SELECT count(*)::int AS n FROM projects WHERE tenant_id = ${acme.id}::uuid`;
+    const db = new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
+    let before: number;
+    try {
+      before = (await db.queryRaw<{ n: number }>(count))[0]!.n;
+      await t.clients.platform.project.delete({ where: { tenantId_id: { tenantId: acme.id, id: project.id } } });
+      expect((await db.queryRaw<{ n: number }>(count))[0]!.n).toBe(before);
+    } finally {
+      await db.finish();
+    }
+    // The next request sees the removal.
+    const fresh = new TenantDb(t.clients.app, { tenantId: acme.id, statementTimeoutMs: 0, mode: "request" });
+    const now = (await fresh.queryRaw<{ n: number }>(count))[0]!.n;
+    await fresh.finish();
+    expect(now).toBe(before - 1);
+  });
+
   it("the tenant setting does not outlive the request on its pooled connection", async () => {
     const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
     for (let i = 0; i < requestSlotsOf(t.clients.app)!.max; i++) {

@@ -164,6 +164,11 @@ class Edge<T extends Row> {
  * The extra row tells whether more exist in the fetch direction; the other
  * direction is known to hold at least the row of the cursor that cut it
  * (Relay lets a server answer that side cheaply, and this costs no query).
+ *
+ * Not Pothos's resolveCursorConnection (used where it fits: Platform.tenantUsage,
+ * forward only): it signs every edge's cursor up front, answers an empty page
+ * with the `after` cursor, and walks `after`+`before` forward, where these
+ * lists sign on demand, answer null and walk back from `before`.
  */
 export function toConnection<T extends Row>(rows: T[], page: PageRequest, totalCount: () => Promise<number>): Connection<T> {
   const more = rows.length > page.size;

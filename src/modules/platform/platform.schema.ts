@@ -151,7 +151,7 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          (tx) => service.tenantUsage(tx, ctx.cursors, args as never),
+          (tx) => service.tenantUsage(tx, ctx.cursors, args),
           (c) => c.edges.map((e) => e.node.tenant.id),
         ),
     }),

@@ -5,6 +5,7 @@ import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
 import type { CursorCodec } from "../../infra/cursor.ts";
 import { NIL_UUID } from "../../uuid.ts";
+import { resolveCursorConnection } from "@pothos/plugin-relay";
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from "../../graphql/pagination.ts";
 
 /**
@@ -97,23 +98,49 @@ interface UsageRow {
   total: number;
 }
 
-export interface UsagePage {
-  edges: { cursor: string; node: TenantUsageStats }[];
-  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
-  totalCount: () => Promise<number>;
-}
+/** TenantUsageStats's value for the sort: what its cursors carry. */
+const SORT_VALUE: Record<UsageOrderField, (s: TenantUsageStats) => string> = {
+  CREATED_AT: (s) => s.tenant.createdAt.toISOString(),
+  MEMBERS: (s) => String(s.members),
+  PROJECTS: (s) => String(s.projects),
+  DEPLOYMENTS: (s) => String(s.deployments),
+  WORKFLOWS: (s) => String(s.workflows),
+  API_REQUESTS: (s) => String(s.apiRequests),
+};
+
+const usageStats = (r: UsageRow): TenantUsageStats => ({
+  tenant: {
+    id: r.id,
+    slug: r.slug,
+    name: r.name,
+    plan: r.plan,
+    status: r.status,
+    region: r.region,
+    createdAt: r.created_at,
+    featureOverrides: r.feature_overrides,
+    domain: r.domain,
+    storageBytes: Number(r.storage_bytes),
+  },
+  members: r.members,
+  projects: r.projects,
+  deployments: r.deployments,
+  deploymentsByStatus: byStatus(r.by_status),
+  workflows: r.workflows,
+  apiRequests: Number(r.api_requests),
+});
 
 /**
  * Per-tenant usage, one page, in one statement: each table is aggregated
  * once (GROUP BY tenant_id), joined to tenants, sorted by the chosen metric
  * and cut by the keyset (metric, id); the total number of tenants rides
- * along as a scalar subquery.
+ * along as a scalar subquery. The page around it is Pothos's
+ * resolveCursorConnection (forward only: first/after), with our signed cursors.
  */
 export async function tenantUsage(
   tx: PlatformTx,
   cursors: CursorCodec,
   args: { first?: number | null; after?: string | null; orderBy?: UsageOrder | null } & Range,
-): Promise<UsagePage> {
+) {
   checkRange(args);
   const size = args.first ?? DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
@@ -124,16 +151,25 @@ export async function tenantUsage(
   const column = Prisma.raw(`s.${ORDER_COLUMN[order.field]}`);
   const dir = Prisma.raw(order.direction === "DESC" ? "DESC" : "ASC");
   const op = Prisma.raw(order.direction === "DESC" ? "<" : ">");
-  let keyset = Prisma.empty;
-  if (args.after != null) {
-    const c = cursors.decode(args.after, "after", signature);
+  const keysetAfter = (after: string | undefined) => {
+    if (after == null) return Prisma.empty;
+    const c = cursors.decode(after, "after", signature);
     if (typeof c.v !== "string" || !/^[0-9a-f-]{36}$/i.test(c.id)) throw badInput("after", "Invalid cursor for after");
     const value =
       order.field === "CREATED_AT" ? Prisma.sql`${new Date(c.v)}::timestamptz` : Prisma.sql`${BigInt(c.v)}::bigint`;
-    keyset = Prisma.sql`WHERE (${column}, s.id) ${op} (${value}, ${c.id}::uuid)`;
-  }
+    return Prisma.sql`WHERE (${column}, s.id) ${op} (${value}, ${c.id}::uuid)`;
+  };
 
-  const rows = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
+  let total: number | undefined;
+  const page = await resolveCursorConnection<Promise<TenantUsageStats[]>>(
+    {
+      args: { first: size, after: args.after },
+      defaultSize: DEFAULT_PAGE_SIZE,
+      maxSize: MAX_PAGE_SIZE,
+      toCursor: (s) => cursors.encode({ s: signature, v: SORT_VALUE[order.field](s), id: s.tenant.id }),
+    },
+    async ({ after, limit }) => {
+      const rows = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
     WITH m AS (SELECT tenant_id, count(*)::int AS n FROM memberships GROUP BY tenant_id),
     p AS (SELECT tenant_id, count(*)::int AS n FROM projects GROUP BY tenant_id),
     w AS (SELECT tenant_id, count(*)::int AS n FROM workflows GROUP BY tenant_id),
@@ -155,47 +191,22 @@ export async function tenantUsage(
       LEFT JOIN d ON d.tenant_id = t.id
       LEFT JOIN r ON r.tenant_id = t.id)
     SELECT s.*, (SELECT count(*)::int FROM tenants) AS total
-    FROM s ${keyset}
+    FROM s ${keysetAfter(after)}
     ORDER BY ${column} ${dir}, s.id ${dir}
-    LIMIT ${size + 1}`);
-
-  const more = rows.length > size;
-  const edges = rows.slice(0, size).map((r) => {
-    const node: TenantUsageStats = {
-      tenant: {
-        id: r.id,
-        slug: r.slug,
-        name: r.name,
-        plan: r.plan,
-        status: r.status,
-        region: r.region,
-        createdAt: r.created_at,
-        featureOverrides: r.feature_overrides,
-        domain: r.domain,
-        storageBytes: Number(r.storage_bytes),
-      },
-      members: r.members,
-      projects: r.projects,
-      deployments: r.deployments,
-      deploymentsByStatus: byStatus(r.by_status),
-      workflows: r.workflows,
-      apiRequests: Number(r.api_requests),
-    };
-    const sortValue = order.field === "CREATED_AT" ? r.created_at.toISOString() : String(r[ORDER_COLUMN[order.field] as keyof UsageRow]);
-    return { cursor: cursors.encode({ s: signature, v: sortValue, id: r.id }), node };
-  });
-  // An empty page past the end carries no total: count then (rare), still inside the transaction.
-  const total =
-    rows[0]?.total ?? (await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM tenants`))[0]?.n ?? 0;
-  return {
-    edges,
-    pageInfo: {
-      hasNextPage: more,
-      hasPreviousPage: args.after != null,
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges[edges.length - 1]?.cursor ?? null,
+    LIMIT ${limit}`);
+      total = rows[0]?.total;
+      return rows.map(usageStats);
     },
-    totalCount: () => Promise.resolve(total),
+  );
+  // An empty page past the end carries no total: count then (rare), still inside the transaction.
+  total ??= (await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM tenants`))[0]?.n ?? 0;
+  const count = total;
+  // Pothos gives an empty page the `after` cursor (or ""); this list answers null there, as the others do.
+  const empty = page.edges.length === 0;
+  return {
+    ...page,
+    pageInfo: { ...page.pageInfo, ...(empty && { startCursor: null, endCursor: null }) },
+    totalCount: () => Promise.resolve(count),
   };
 }
 

@@ -4,7 +4,7 @@ import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
 import { runLoad } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
-import { dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
+import { cachedDashboardGen, dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
 import { startLiveLoad } from "./live.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
@@ -19,6 +19,9 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * profile is written at exit) and summarises only the measured window:
  * self time by package and function, inclusive time by function. The
  * .cpuprofile opens in Chrome DevTools or speedscope for a flame graph.
+ *
+ * BENCH_PROFILE=hit profiles the response cache's HIT path: the dashboard
+ * allowed to use the cache (the warm-up fills it; nothing invalidates it).
  *
  * BENCH_PROFILE=live profiles the live-updates load alone instead (the
  * bench's live scenario without the dashboard: BENCH_LIVE_STREAMS streams,
@@ -35,7 +38,9 @@ async function main() {
   await clearStaleDirectoryCache(opts.redisUrl);
   const tokens = await signTokens(fixture, opts.jwtSecret);
   const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
-  const gen = dashboardGen(tokens, others);
+  const hits = process.env.BENCH_PROFILE === "hit";
+  const gen = hits ? cachedDashboardGen(withoutTenant(tokens, fixture.noisy.slug)) : dashboardGen(tokens, others);
+  const what = hits ? "cached dashboard (HIT path)" : "dashboard";
 
   const dir = path.join(ROOT, "bench", "results", "profiles");
   await mkdir(dir, { recursive: true });
@@ -76,7 +81,7 @@ async function main() {
     const result = await runLoad({ url, connections: opts.connections, durationS: opts.durationS, gen });
     const cpuPerRequest = ((cpuMs(server.proc.pid!) ?? NaN) - cpu0) / result.requests;
     log(
-      `dashboard at ${opts.connections} connections: ${result.rps.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms CPU per request`,
+      `${what} at ${opts.connections} connections: ${result.rps.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms CPU per request`,
     );
     await server.stop();
     const pid = server.proc.pid!;
@@ -84,7 +89,7 @@ async function main() {
     if (!file) throw new Error(`no .cpuprofile of pid ${pid} in ${dir}`);
     const summary = summarizeProfile(JSON.parse(await readFile(path.join(dir, file), "utf8")), 30, skipMs);
     const text = [
-      `dashboard at ${opts.connections} connections for ${opts.durationS} s: ${result.rps.toFixed(1)} req/s, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms server CPU per request`,
+      `${what} at ${opts.connections} connections for ${opts.durationS} s: ${result.rps.toFixed(1)} req/s, p95 ${result.p95.toFixed(1)} ms, ${cpuPerRequest.toFixed(2)} ms server CPU per request`,
       `profile: bench/results/profiles/${file} (first ${(skipMs / 1000).toFixed(1)} s skipped: start-up and warm-up)`,
       ``,
       formatSummary(summary),

@@ -265,6 +265,16 @@ async function main() {
       countRepeats: true,
     },
     {
+      id: "cached-32",
+      title: "read-mostly's HIT path: the cached dashboard alone (response cache on, no changes)",
+      target: "server",
+      connections: C,
+      gen: cachedDashboardGen(regular),
+      floor: "floor-32",
+      prefill: { gen: cachedDashboardGen(regular), n: memberCount(regular) },
+      countRepeats: true,
+    },
+    {
       id: "usage-32",
       title: "platform.tenantUsage (100 tenants)",
       target: "server",

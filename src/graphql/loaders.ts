@@ -61,36 +61,50 @@ const SORT_COLUMNS: Record<SortField, string> = { createdAt: "created_at", updat
  * slice in memory (or issue a query per parent). Raw SQL bypasses wall 1, so
  * tenant_id is filtered here; RLS (wall 2) applies as everywhere.
  */
-export function firstPerParentSql(opts: {
-  table: "deployments" | "workflows";
-  parentColumn: "project_id";
+export interface ChildRowsOptions {
+  table: "deployments" | "workflows" | "projects";
   /** The child columns to return, from alias `c`, named as the Prisma model's fields. */
   columns: Prisma.Sql;
   tenantId: string;
-  parentIds: readonly string[];
   page: PageRequest;
   /** Further conditions on the child rows (alias `c`), each starting with AND. */
   filter?: Prisma.Sql;
   /** Joins to one row per child (e.g. its creator), for the columns. */
   join?: Prisma.Sql;
-}) {
+}
+
+/** The ORDER BY of a page over alias `alias` (`c.created_at DESC, c.id DESC`), in fetch order. */
+export function pageOrderSql(page: PageRequest, alias: string): Prisma.Sql {
+  const dir = page.orderBy[0]![page.sort.field] === "desc" ? "DESC" : "ASC";
+  return Prisma.raw(`${alias}.${SORT_COLUMNS[page.sort.field]} ${dir}, ${alias}.id ${dir}`);
+}
+
+/**
+ * One keyset page of the tenant's rows of a table (alias `c`): its columns,
+ * cuts, order and LIMIT; `parent` restricts it to one parent's children.
+ * Raw SQL bypasses wall 1, so tenant_id is filtered here; RLS (wall 2)
+ * applies as everywhere.
+ */
+export function pageRowsSql(opts: ChildRowsOptions, parent?: Prisma.Sql): Prisma.Sql {
   const { page } = opts;
-  const column = SORT_COLUMNS[page.sort.field];
-  const col = Prisma.raw(`c.${column}`);
-  const dir = Prisma.raw(page.orderBy[0]![page.sort.field] === "desc" ? "DESC" : "ASC");
+  const col = Prisma.raw(`c.${SORT_COLUMNS[page.sort.field]}`);
   const value = (v: string) => (page.sort.field === "name" ? Prisma.sql`${v}::text` : Prisma.sql`${new Date(v)}::timestamptz`);
   const cuts = page.keysets.map(
     (k) => Prisma.sql`AND (${col}, c.id) ${Prisma.raw(k.op)} (${value(k.value)}, ${k.id}::uuid)`,
   );
+  return Prisma.sql`SELECT ${opts.columns} FROM ${Prisma.raw(opts.table)} c ${opts.join ?? Prisma.empty}
+         WHERE c.tenant_id = ${opts.tenantId}::uuid ${parent ?? Prisma.empty}
+               ${opts.filter ?? Prisma.empty} ${cuts.length ? Prisma.join(cuts, " ") : Prisma.empty}
+         ORDER BY ${pageOrderSql(page, "c")}
+         LIMIT ${page.take}`;
+}
+
+export function firstPerParentSql(opts: ChildRowsOptions & { parentColumn: "project_id"; parentIds: readonly string[] }) {
   return Prisma.sql`
     SELECT x.*
       FROM unnest(${[...opts.parentIds]}::uuid[]) AS p(id)
       CROSS JOIN LATERAL (
-        SELECT ${opts.columns} FROM ${Prisma.raw(opts.table)} c ${opts.join ?? Prisma.empty}
-         WHERE c.tenant_id = ${opts.tenantId}::uuid AND c.${Prisma.raw(opts.parentColumn)} = p.id
-               ${opts.filter ?? Prisma.empty} ${cuts.length ? Prisma.join(cuts, " ") : Prisma.empty}
-         ORDER BY ${col} ${dir}, c.id ${dir}
-         LIMIT ${page.take}
+        ${pageRowsSql(opts, Prisma.raw(`AND c.${opts.parentColumn} = p.id`))}
       ) x`;
 }
 

@@ -33,6 +33,13 @@ export interface Sort {
 
 export const DEFAULT_SORT: Sort = { field: "createdAt", direction: "DESC" };
 
+/** The sort of an `orderBy` argument (`{ field: CREATED_AT | UPDATED_AT | NAME, direction }`); newest first without one. */
+export function sortFrom(order: { field: string; direction: "ASC" | "DESC" } | null | undefined): Sort {
+  if (!order) return { field: "createdAt", direction: "DESC" };
+  const field = order.field === "NAME" ? "name" : order.field === "UPDATED_AT" ? "updatedAt" : "createdAt";
+  return { field, direction: order.direction };
+}
+
 /** One cut of the list: rows whose (sort key, id) is `op` the cursor's. */
 export interface Keyset {
   /** The sort key's value as in the cursor (ISO date or string). */

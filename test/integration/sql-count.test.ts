@@ -25,21 +25,22 @@ const DASHBOARD = `query Dashboard($n: Int!) {
 
 /**
  * Messages on the wire (round-trips): "BEGIN; SELECT set_config(...)" (RLS
- * setting + statement timeout, one simple-protocol message), projects,
- * deploymentCount (GROUP BY), latestDeployment and deployments(first: 5)
- * together with their creators (one LATERAL statement returning whole rows
- * joined to users: pages that differ only in size share it, and createdBy
- * is then served from the users loader), COMMIT.
+ * setting + statement timeout, one simple-protocol message), the project
+ * page with what its nodes select under it (each project's deployment count
+ * and its first deployments with their creators, as JSON built by
+ * PostgreSQL: src/modules/deployments/deployment.prefetch.ts; pages that
+ * differ only in size, latestDeployment and deployments(first: 5), share
+ * it), COMMIT.
  */
-const DASHBOARD_STATEMENTS = ["begin + settings", "projects", "deployment counts", "deployments per project, with creators", "commit"];
+const DASHBOARD_STATEMENTS = ["begin + settings", "projects with deployment counts and deployments, with creators", "commit"];
 
 /** What a statement of the dashboard is, from its text (the exact text is in test/__sql__/Dashboard.sql). */
 function kindOf(sql: string): string {
   if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
   if (sql === "COMMIT") return "commit";
-  if (/CROSS JOIN LATERAL .* FROM deployments c LEFT JOIN users u/.test(sql)) return "deployments per project, with creators";
-  if (/^SELECT project_id AS "projectId", count\(\*\)::int AS n FROM deployments/.test(sql)) return "deployment counts";
-  if (/^SELECT "public"\."projects"\..* FROM "public"\."projects" WHERE/.test(sql)) return "projects";
+  if (/^SELECT p\.\* , \(SELECT count\(\*\)::int FROM deployments d .* AS "deploymentCount", \(SELECT COALESCE\(json_agg\(x .* FROM deployments c LEFT JOIN users u .* AS "deploymentRows" FROM \(SELECT .* FROM projects c WHERE/.test(sql)) {
+    return "projects with deployment counts and deployments, with creators";
+  }
   return `unexpected: ${sql.slice(0, 80)}`;
 }
 

@@ -25,16 +25,16 @@ export const deploymentPage = (ctx: Context, page: PageRequest, where: Prisma.De
  * visible: the join applies User's tenant scope (`visibleUser`, as the users
  * loader does); RLS applies as always.
  */
-const DEPLOYMENT_COLUMNS = Prisma.raw(
+export const DEPLOYMENT_COLUMNS = Prisma.raw(
   `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
    c.commit_sha AS "commitSha", c.branch, c.created_by_id AS "createdById",
    c.created_at AS "createdAt", c.updated_at AS "updatedAt",
    u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
    u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`,
 );
-const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`;
+export const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`;
 
-type DeploymentWithCreator = Deployment & {
+export type DeploymentWithCreator = Deployment & {
   creatorId: string | null;
   creatorEmail: string;
   creatorName: string | null;
@@ -43,20 +43,22 @@ type DeploymentWithCreator = Deployment & {
   creatorCreatedAt: Date;
 };
 
+/** The joined creator of a row as the users loader returns it (null: not visible). */
+export const creatorOf = (r: DeploymentWithCreator) =>
+  r.creatorId
+    ? { id: r.creatorId, email: r.creatorEmail, name: r.creatorName, authSubject: r.creatorAuthSubject, isPlatformAdmin: r.creatorIsPlatformAdmin, createdAt: r.creatorCreatedAt }
+    : null;
+
 /** Hands the joined creators to the users loader, so createdBy costs no statement. */
 function primeCreators(ctx: Context, rows: DeploymentWithCreator[]): Deployment[] {
   const users = userLoader(ctx);
-  for (const r of rows) {
-    if (!r.createdById) continue;
-    users.prime(
-      r.createdById,
-      r.creatorId
-        ? { id: r.creatorId, email: r.creatorEmail, name: r.creatorName, authSubject: r.creatorAuthSubject, isPlatformAdmin: r.creatorIsPlatformAdmin, createdAt: r.creatorCreatedAt }
-        : null,
-    );
-  }
+  for (const r of rows) if (r.createdById) users.prime(r.createdById, creatorOf(r));
   return rows;
 }
+
+/** The loader (and prefetch) name of a kind of per-project page: pages that differ only in size share it. */
+export const deploymentsLoaderName = (page: PageRequest, filter: DeploymentChildFilter) =>
+  `project.deployments:${JSON.stringify([page.orderBy, page.keysets, [filter.status ?? null, filter.createdAfter ?? null, filter.createdBefore ?? null]])}`;
 
 /**
  * Per-project pages for every project of a request, whole rows, in one
@@ -65,11 +67,9 @@ function primeCreators(ctx: Context, rows: DeploymentWithCreator[]): Deployment[
  * `deployments(first: 5)` are one statement.
  */
 export function deploymentsOfProjects(ctx: Context, page: PageRequest, filter: DeploymentChildFilter) {
-  const normalized = [filter.status ?? null, filter.createdAfter ?? null, filter.createdBefore ?? null];
-  const name = `project.deployments:${JSON.stringify([page.orderBy, page.keysets, normalized])}`;
   return childPageLoader<Deployment>(
     ctx,
-    name,
+    deploymentsLoaderName(page, filter),
     async (projectIds, take) =>
       primeCreators(
         ctx,

@@ -8,12 +8,12 @@ import { connectionType } from "../../graphql/connection.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import { perSelection } from "../../graphql/loaders.ts";
-import { DEFAULT_SORT, pageRequest, toConnection, type ConnectionArgs } from "../../graphql/pagination.ts";
+import { pageRequest, sortFrom, toConnection } from "../../graphql/pagination.ts";
 import type { Context } from "../../tenancy/context.ts";
-import { sortFrom } from "../projects/project.schema.ts";
 import { userLoader } from "../users/user.loaders.ts";
 import { UserRef } from "../users/user.schema.ts";
-import { deploymentCountsByProject, deploymentPage, deploymentsOfProjects } from "./deployment.loaders.ts";
+import { deploymentCountsByProject, deploymentPage, deploymentsLoaderName, deploymentsOfProjects } from "./deployment.loaders.ts";
+import { latestDeploymentPage, prefetchedCreator, prefetchedDeployments, projectDeploymentsPage, type ProjectDeploymentsArgs } from "./deployment.prefetch.ts";
 import * as service from "./deployment.service.ts";
 
 export const DeploymentRef = builder.prismaNode("Deployment", {
@@ -31,7 +31,8 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     createdBy: t.field({
       type: UserRef,
       nullable: true,
-      resolve: (d, _args, ctx) => (d.createdById ? userLoader(ctx).load(d.createdById) : null) as never,
+      // A deployment read with its project page carries its creator already.
+      resolve: (d, _args, ctx) => (d.createdById ? (prefetchedCreator(d) ?? userLoader(ctx).load(d.createdById)) : null) as never,
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),
@@ -113,29 +114,30 @@ builder.prismaObjectFields("Project", (t) => ({
       filter: t.arg({ type: DeploymentFilter }),
       orderBy: t.arg({ type: DeploymentOrder }),
     },
-    resolve: async (project, args, ctx, info) => {
-      const { page, rows, totals } = perSelection(info, () => {
-        const page = pageRequest(ctx.cursors, args as ConnectionArgs, sortFrom(args.orderBy), "Deployment");
-        // projectId is implied by the parent; the rest of the filter applies.
-        const filter: DeploymentFilterInput = {
-          status: args.filter?.status ?? null,
-          createdAfter: args.filter?.createdAfter ?? null,
-          createdBefore: args.filter?.createdBefore ?? null,
-        };
+    // Not async: rows the project page read already (deployment.prefetch.ts) answer at once.
+    resolve: (project, args, ctx, info) => {
+      const { page, name, rows, totals } = perSelection(info, () => {
+        const { page, filter } = projectDeploymentsPage(ctx, args as ProjectDeploymentsArgs);
         const where = deploymentWhere(filter);
-        return { page, rows: deploymentsOfProjects(ctx, page, filter), totals: () => deploymentCountsByProject(ctx, where) };
+        return { page, name: deploymentsLoaderName(page, filter), rows: deploymentsOfProjects(ctx, page, filter), totals: () => deploymentCountsByProject(ctx, where) };
       });
-      const found = await rows.load({ parentId: project.id, take: page.take });
-      return toConnection(found, page, () => totals().load(project.id));
+      const total = () => totals().load(project.id);
+      const found = prefetchedDeployments(project, name, page.take);
+      if (found) return toConnection(found, page, total);
+      return rows.load({ parentId: project.id, take: page.take }).then((r) => toConnection(r, page, total));
     },
   }),
   latestDeployment: t.field({
     type: DeploymentRef,
     nullable: true,
-    resolve: async (project, _args, ctx, info) => {
-      const latest = perSelection(info, () => deploymentsOfProjects(ctx, pageRequest(ctx.cursors, { first: 1 }, DEFAULT_SORT, "Deployment"), {}));
-      const rows = await latest.load({ parentId: project.id, take: 1 });
-      return rows[0] ?? null;
+    resolve: (project, _args, ctx, info) => {
+      const { name, latest } = perSelection(info, () => {
+        const page = latestDeploymentPage(ctx);
+        return { name: deploymentsLoaderName(page, {}), latest: deploymentsOfProjects(ctx, page, {}) };
+      });
+      const found = prefetchedDeployments(project, name, 1);
+      if (found) return found[0] ?? null;
+      return latest.load({ parentId: project.id, take: 1 }).then((rows) => rows[0] ?? null);
     },
   }),
 }));

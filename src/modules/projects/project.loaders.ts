@@ -1,6 +1,7 @@
-import { Prisma } from "../../generated/prisma/client.ts";
-import { loader } from "../../graphql/loaders.ts";
-import { findPage, type PageRequest } from "../../graphql/pagination.ts";
+import { Prisma, type Project } from "../../generated/prisma/client.ts";
+import { loader, pageRowsSql } from "../../graphql/loaders.ts";
+import { findPage, toConnection, type Connection, type PageRequest } from "../../graphql/pagination.ts";
+import { subtreeColumns, takeSubtree, type SubtreePlan } from "../deployments/deployment.prefetch.ts";
 import type { Context } from "../../tenancy/context.ts";
 
 /** Project reads of a request: the page of Query.projects and the per-project deployment counts. */
@@ -19,4 +20,27 @@ export function deploymentCounts(ctx: Context) {
     const counts = new Map(rows.map((r) => [r.projectId, r.n]));
     return ids.map((id) => counts.get(id) ?? 0);
   });
+}
+
+const PROJECT_COLUMNS = Prisma.raw(
+  `c.tenant_id AS "tenantId", c.id, c.name, c.slug, c.description, c.created_at AS "createdAt", c.updated_at AS "updatedAt"`,
+);
+
+/**
+ * A page of the tenant's projects (no filter) and the subtree `plan` says
+ * its nodes select, in one statement (deployment.prefetch.ts): the page as
+ * Prisma would read it, then a count and a JSON page of deployments per
+ * project row. Its total stays a count on demand.
+ */
+export async function projectPageWithSubtree(ctx: Context, page: PageRequest, plan: SubtreePlan): Promise<Connection<Project>> {
+  const dir = page.orderBy[0]![page.sort.field] === "desc" ? "DESC" : "ASC";
+  const rows = await ctx.tenantDb.queryRaw<Project>(Prisma.sql`
+    SELECT p.* ${subtreeColumns(ctx, plan)}
+      FROM (${pageRowsSql({ table: "projects", columns: PROJECT_COLUMNS, tenantId: ctx.tenant!.id, page })}) p
+     ORDER BY p."${Prisma.raw(page.sort.field)}" ${Prisma.raw(dir)}, p.id ${Prisma.raw(dir)}`);
+  return toConnection(
+    rows.map((r) => takeSubtree(r, plan)),
+    page,
+    () => ctx.db.project.count(),
+  );
 }

@@ -6,8 +6,9 @@ import type { Prisma } from "../../generated/prisma/client.ts";
 import { OrderDirectionEnum } from "../../graphql/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
 import { fromGlobalId, toGlobalId, uuidOrNone } from "../../graphql/ids.ts";
-import { pageRequest, type Sort } from "../../graphql/pagination.ts";
-import { deploymentCounts, projectPage } from "./project.loaders.ts";
+import { pageRequest, sortFrom } from "../../graphql/pagination.ts";
+import { prefetchedCount, subtreePlan } from "../deployments/deployment.prefetch.ts";
+import { deploymentCounts, projectPage, projectPageWithSubtree } from "./project.loaders.ts";
 import * as service from "./project.service.ts";
 
 export const ProjectRef = builder.prismaNode("Project", {
@@ -21,7 +22,8 @@ export const ProjectRef = builder.prismaNode("Project", {
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),
     deploymentCount: t.int({
-      resolve: async (p, _args, ctx) => deploymentCounts(ctx).load(p.id),
+      // Not async: the project page may have read it already (deployment.prefetch.ts).
+      resolve: (p, _args, ctx) => prefetchedCount(p) ?? deploymentCounts(ctx).load(p.id),
     }),
   }),
 });
@@ -40,10 +42,9 @@ export const ProjectOrder = builder.inputType("ProjectOrder", {
   }),
 });
 
-export function sortFrom(order: { field: string; direction: "ASC" | "DESC" } | null | undefined): Sort {
-  if (!order) return { field: "createdAt", direction: "DESC" };
-  const field = order.field === "NAME" ? "name" : order.field === "UPDATED_AT" ? "updatedAt" : "createdAt";
-  return { field, direction: order.direction };
+/** A Pothos selection that loads no relation with the rows (scalar fields only). */
+function isPlainSelection(query: { include?: object; select?: object }): boolean {
+  return Object.keys(query).every((k) => k === "include" || k === "select") && !Object.keys(query.include ?? {}).length && !query.select;
 }
 
 function projectWhere(filter: { search?: string | null } | null | undefined): Prisma.ProjectWhereInput {
@@ -73,6 +74,10 @@ builder.queryField("projects", (t) =>
       const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Project");
       const where = projectWhere(args.filter);
       const query = queryFromInfo({ context: ctx, info, path: ["edges", "node"], typeName: "Project" });
+      // Without a search or Prisma relations to load, one statement reads the
+      // page with the subtree its nodes select (deployment.prefetch.ts).
+      const plan = Object.keys(where).length === 0 && isPlainSelection(query) ? subtreePlan(ctx, info) : null;
+      if (plan) return projectPageWithSubtree(ctx, page, plan);
       return projectPage(ctx, page, where, query);
     },
   }),

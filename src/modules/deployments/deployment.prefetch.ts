@@ -1,0 +1,192 @@
+import { getArgumentValues, isObjectType, Kind, type FieldNode, type GraphQLResolveInfo, type SelectionSetNode } from "graphql";
+import { Prisma, type Deployment, type Project } from "../../generated/prisma/client.ts";
+import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
+import { pageRowsSql } from "../../graphql/loaders.ts";
+import { DEFAULT_SORT, pageRequest, sortFrom, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
+import type { Context } from "../../tenancy/context.ts";
+import { creatorOf, DEPLOYMENT_COLUMNS, creatorJoin, deploymentsLoaderName, type DeploymentChildFilter, type DeploymentWithCreator } from "./deployment.loaders.ts";
+import { deploymentFilterSql } from "./deployment.service.ts";
+
+/**
+ * The dashboard's subtree in the statement of its project page (docs/performance.md,
+ * "One statement per dashboard"): when `Query.projects` resolves, it looks
+ * at what its nodes select and, for `deploymentCount`, `latestDeployment`
+ * and `deployments(...)` (one kind of page: the same sort, cuts and
+ * filter), adds to the page's SELECT a count and a JSON array of each
+ * project's first deployments with their creators, built by PostgreSQL. The
+ * resolvers then read them from the project row, synchronously, instead of
+ * three more statements through loaders.
+ *
+ * It is only an earlier read of the same rows: the same tenant-scoped
+ * transaction, the same tenant filter and creator visibility
+ * (`app_visible_user`) as the loaders, RLS as always. Anything it cannot
+ * express (directives on the path, two kinds of deployment pages, an
+ * argument it cannot read) leaves the plan without it and the loaders work
+ * as before.
+ */
+
+/** The Project.deployments arguments this file and the resolver read. */
+export interface ProjectDeploymentsArgs extends ConnectionArgs {
+  filter?: { status?: DeploymentStatus[] | null; createdAfter?: Date | null; createdBefore?: Date | null } | null;
+  orderBy?: { field: string; direction: "ASC" | "DESC" } | null;
+}
+
+/** The page and child filter of Project.deployments(args) (projectId is implied by the parent). */
+export function projectDeploymentsPage(ctx: Pick<Context, "cursors">, args: ProjectDeploymentsArgs): { page: PageRequest; filter: DeploymentChildFilter } {
+  const page = pageRequest(ctx.cursors, args, sortFrom(args.orderBy), "Deployment");
+  const filter: DeploymentChildFilter = {
+    status: args.filter?.status ?? null,
+    createdAfter: args.filter?.createdAfter ?? null,
+    createdBefore: args.filter?.createdBefore ?? null,
+  };
+  return { page, filter };
+}
+
+/** The page of Project.latestDeployment: the first deployment, newest first. */
+export const latestDeploymentPage = (ctx: Pick<Context, "cursors">) => pageRequest(ctx.cursors, { first: 1 }, DEFAULT_SORT, "Deployment");
+
+/** What a project page's statement adds for its nodes. */
+export interface SubtreePlan {
+  count: boolean;
+  /** Deployment rows per project: one kind of page (loader name), the largest size asked for. */
+  deployments: { name: string; page: PageRequest; filter: DeploymentChildFilter; take: number } | null;
+}
+
+const PREFETCHED = Symbol("prefetched subtree");
+
+interface Prefetched {
+  count?: number;
+  deployments?: { name: string; take: number; rows: Deployment[] };
+}
+
+type WithSubtree = { [PREFETCHED]?: Prefetched };
+
+/** The fields of a selection set, through inline fragments and fragment spreads; null when a directive is in the way. */
+function fieldsOf(set: SelectionSetNode | undefined, info: GraphQLResolveInfo, out: FieldNode[] = []): FieldNode[] | null {
+  for (const s of set?.selections ?? []) {
+    if (s.directives?.length) return null;
+    if (s.kind === Kind.FIELD) out.push(s);
+    else {
+      const sub = s.kind === Kind.INLINE_FRAGMENT ? s.selectionSet : info.fragments[s.name.value]?.selectionSet;
+      if (!sub || !fieldsOf(sub, info, out)) return null;
+    }
+  }
+  return out;
+}
+
+/** The fields selected under `nodes` (named `name` when given). */
+function childFields(nodes: readonly FieldNode[], info: GraphQLResolveInfo, name?: string): FieldNode[] | null {
+  const out: FieldNode[] = [];
+  for (const n of nodes) {
+    const fields = fieldsOf(n.selectionSet, info);
+    if (!fields) return null;
+    out.push(...(name ? fields.filter((f) => f.name.value === name) : fields));
+  }
+  return out;
+}
+
+/**
+ * What the nodes of `Query.projects` select of the subtree (info is the
+ * projects field's); null when nothing or when it cannot tell.
+ */
+export function subtreePlan(ctx: Context, info: GraphQLResolveInfo): SubtreePlan | null {
+  const edges = childFields(info.fieldNodes, info, "edges");
+  const nodes = edges && childFields(edges, info, "node");
+  const fields = nodes?.length ? childFields(nodes, info) : null;
+  if (!fields) return null;
+  const projectType = info.schema.getType("Project");
+  if (!isObjectType(projectType)) return null;
+  const defs = projectType.getFields();
+  let deployments: SubtreePlan["deployments"] = null;
+  const want = (name: string, page: PageRequest, filter: DeploymentChildFilter, take: number) => {
+    if (deployments && deployments.name !== name) return false;
+    deployments = { name, page, filter, take: Math.max(take, deployments?.take ?? 0) };
+    return true;
+  };
+  try {
+    for (const f of fields) {
+      if (f.name.value === "latestDeployment") {
+        const page = latestDeploymentPage(ctx);
+        if (!want(deploymentsLoaderName(page, {}), page, {}, page.take)) return null;
+      } else if (f.name.value === "deployments" && defs.deployments) {
+        const args = getArgumentValues(defs.deployments, f, info.variableValues) as ProjectDeploymentsArgs;
+        const { page, filter } = projectDeploymentsPage(ctx, args);
+        if (!want(deploymentsLoaderName(page, filter), page, filter, page.take)) return null;
+      }
+    }
+  } catch {
+    // A bad argument: the resolver reports it.
+    return null;
+  }
+  const count = fields.some((f) => f.name.value === "deploymentCount");
+  return count || deployments ? { count, deployments } : null;
+}
+
+/** The SELECT list the plan adds to a statement over projects `p` (with a leading comma; empty for none). */
+export function subtreeColumns(ctx: Context, plan: SubtreePlan | null): Prisma.Sql {
+  if (!plan) return Prisma.empty;
+  const parts: Prisma.Sql[] = [];
+  const tenantId = ctx.tenant!.id;
+  if (plan.count) {
+    parts.push(Prisma.sql`(SELECT count(*)::int FROM deployments d WHERE d.tenant_id = ${tenantId}::uuid AND d.project_id = p.id) AS "deploymentCount"`);
+  }
+  const d = plan.deployments;
+  if (d) {
+    const dir = Prisma.raw(d.page.orderBy[0]![d.page.sort.field] === "desc" ? "DESC" : "ASC");
+    const rows = pageRowsSql(
+      {
+        table: "deployments",
+        columns: DEPLOYMENT_COLUMNS,
+        join: creatorJoin(ctx),
+        tenantId,
+        page: { ...d.page, take: d.take },
+        filter: deploymentFilterSql(d.filter),
+      },
+      Prisma.raw("AND c.project_id = p.id"),
+    );
+    parts.push(Prisma.sql`(SELECT COALESCE(json_agg(x ORDER BY x."${Prisma.raw(d.page.sort.field)}" ${dir}, x.id ${dir}), '[]'::json) FROM (${rows}) x) AS "deploymentRows"`);
+  }
+  return Prisma.sql`, ${Prisma.join(parts, ", ")}`;
+}
+
+const date = (v: unknown) => (v == null || v instanceof Date ? v : new Date(v as string)) as Date;
+
+const CREATOR = Symbol("creator");
+
+/** A deployment of the JSON array as the loaders' rows are (Dates, the creator's columns), its creator attached. */
+function deploymentOf(r: DeploymentWithCreator): Deployment {
+  r.createdAt = date(r.createdAt);
+  r.updatedAt = date(r.updatedAt);
+  r.creatorCreatedAt = date(r.creatorCreatedAt);
+  (r as { [CREATOR]?: ReturnType<typeof creatorOf> })[CREATOR] = r.createdById ? creatorOf(r) : null;
+  return r;
+}
+
+/** The creator read with a prefetched deployment (null: none or not visible); undefined when it was not prefetched. */
+export function prefetchedCreator(d: Deployment): ReturnType<typeof creatorOf> | undefined {
+  return (d as { [CREATOR]?: ReturnType<typeof creatorOf> })[CREATOR];
+}
+
+/** Moves the plan's columns of a project row into its prefetched subtree; the row becomes a plain Project. */
+export function takeSubtree<P extends Project>(row: P & { deploymentCount?: number; deploymentRows?: unknown }, plan: SubtreePlan | null): P {
+  if (!plan) return row;
+  const { deploymentCount, deploymentRows, ...project } = row;
+  const pre: Prefetched = {};
+  if (plan.count) pre.count = deploymentCount ?? 0;
+  if (plan.deployments) {
+    const raw = typeof deploymentRows === "string" ? JSON.parse(deploymentRows) : deploymentRows;
+    pre.deployments = { name: plan.deployments.name, take: plan.deployments.take, rows: (raw as DeploymentWithCreator[]).map(deploymentOf) };
+  }
+  (project as WithSubtree)[PREFETCHED] = pre;
+  return project as unknown as P;
+}
+
+/** The project's prefetched deployment count, if its page read it. */
+export const prefetchedCount = (p: Project): number | undefined => (p as WithSubtree)[PREFETCHED]?.count;
+
+/** The project's first `take` deployments of the page kind `name`, if its page read at least as many. */
+export function prefetchedDeployments(p: Project, name: string, take: number): Deployment[] | undefined {
+  const d = (p as WithSubtree)[PREFETCHED]?.deployments;
+  if (!d || d.name !== name || d.take < take) return undefined;
+  return d.rows.length > take ? d.rows.slice(0, take) : d.rows;
+}

@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toGlobalId } from "../../src/graphql/ids.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { createSqlCounter, ofPool, type SqlCounter } from "../helpers/sql-counter.ts";
+
+/**
+ * The project page reads the subtree its nodes select in its own statement
+ * (src/modules/deployments/deployment.prefetch.ts); the resolvers then read
+ * it from the rows instead of three more statements through loaders. The
+ * answers must be the loaders' answers: every case is also sent with an
+ * `@include(if: true)` on `node`, which the prefetch does not read through
+ * (the loaders answer), and the two must be equal, and the prefetch must
+ * have cut the statements.
+ */
+describe("the dashboard's subtree read with its project page", () => {
+  let t: TestApp;
+  let counter: SqlCounter;
+  let viewer: string;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
+    viewer = await t.memberToken("acme", "VIEWER");
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const node = (fields: string) => `edges { cursor node { id name slug description createdAt updatedAt ${fields} } }`;
+  const deployment = `id status url commitSha branch createdAt updatedAt createdBy { id email name } project { id }`;
+  const cases: [string, string, Record<string, unknown>][] = [
+    [
+      "the bench's dashboard",
+      `{ projects(first: 20) { ${node(`deploymentCount latestDeployment { id status createdAt } deployments(first: 5) { edges { node { id status branch commitSha createdAt createdBy { email } } } }`)} } }`,
+      {},
+    ],
+    [
+      "cursors, page info and totals of both levels, through a fragment",
+      `query D($n: Int!, $m: Int!) { projects(first: $n) { totalCount pageInfo { hasNextPage endCursor } ${node(`...P`)} } }
+       fragment P on Project { deploymentCount latestDeployment { ${deployment} } deployments(first: $m) { totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { ${deployment} } } } }`,
+      { n: 3, m: 2 },
+    ],
+    [
+      "a filtered, re-sorted page of deployments",
+      `{ projects(first: 4, orderBy: { field: NAME, direction: ASC }) { ${node(`deployments(first: 3, filter: { status: [READY, ERROR] }, orderBy: { field: UPDATED_AT, direction: ASC }) { edges { node { ${deployment} } } }`)} } }`,
+      {},
+    ],
+    [
+      "two kinds of deployment pages (read by the loaders)",
+      `{ projects(first: 4) { ${node(`latestDeployment { id } deployments(first: 2, orderBy: { field: UPDATED_AT, direction: ASC }) { edges { node { id } } }`)} } }`,
+      {},
+    ],
+  ];
+
+  const withInclude = (query: string) => query.replace(/edges \{ cursor node \{/g, "edges { cursor node @include(if: true) {");
+
+  it.each(cases)("%s", async (name, query, variables) => {
+    // The caller's directory entries cached first: only the request's own statements are counted.
+    await t.gql(query, { token: viewer, variables });
+    const pre = await counter.record(() => t.gql(query, { token: viewer, variables }));
+    const loaded = await counter.record(() => t.gql(withInclude(query), { token: viewer, variables }));
+    expect(pre.result.body.errors).toBeUndefined();
+    expect(loaded.result.body.errors).toBeUndefined();
+    expect(pre.result.body.data.projects.edges.length).toBeGreaterThan(0);
+    expect(JSON.stringify(pre.result.body.data)).toBe(JSON.stringify(loaded.result.body.data));
+    const app = (s: typeof pre.statements) => ofPool(s, "app").length;
+    if (name.includes("two kinds")) expect(app(pre.statements)).toBe(app(loaded.statements));
+    else expect(app(pre.statements)).toBeLessThan(app(loaded.statements));
+  });
+
+  it("a creator the tenant may no longer see is null, as through the users loader", async () => {
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const self = await t.clients.platform.membership.findFirstOrThrow({ where: { tenantId: acme.id, role: "VIEWER" } });
+    const latest = await t.clients.platform.deployment.findFirstOrThrow({
+      where: { tenantId: acme.id, AND: [{ createdById: { not: null } }, { createdById: { not: self.userId } }] },
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    });
+    const creator = await t.clients.platform.user.findUniqueOrThrow({ where: { id: latest.createdById! } });
+    const query = `{ projects(first: 50) { ${node(`deployments(first: 1) { edges { node { id createdBy { email } } } }`)} } }`;
+    const createdBy = async (q: string) => {
+      const res = await t.gql(q, { token: viewer });
+      expect(res.body.errors).toBeUndefined();
+      const nodes = res.body.data.projects.edges.flatMap((e: any) => e.node.deployments.edges.map((d: any) => d.node));
+      const found = nodes.find((d: { id: string }) => d.id === toGlobalId("Deployment", latest.id));
+      expect(found).toBeDefined();
+      return found.createdBy;
+    };
+    expect(await createdBy(query)).toEqual({ email: creator.email });
+    await t.clients.platform.membership.deleteMany({ where: { tenantId: acme.id, userId: creator.id } });
+    expect(await createdBy(query)).toBeNull();
+    expect(await createdBy(withInclude(query))).toBeNull();
+  });
+});

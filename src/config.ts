@@ -36,6 +36,8 @@ export interface Config {
   platformDatabaseUrl: string | undefined;
   /** PostgreSQL connections per process: per plan (POOL_SIZE_FREE, _PRO, _ENTERPRISE), platform and live (POOL_SIZE_PLATFORM, _LIVE). */
   poolSizes: PoolSizes;
+  /** PLACEMENT_DATABASE_URLS: servers that can host DATABASE placements, by name (the main server is `default`). */
+  placementServers: Record<string, string>;
   embeddedPgPort: number;
   embeddedPgDataDir: string;
   redisUrl: string | undefined;
@@ -163,6 +165,28 @@ function corsOrigins(env: Env): string[] {
   });
 }
 
+/** `PLACEMENT_DATABASE_URLS`: `name=postgresql://...` pairs, comma-separated. */
+function parsePlacementServers(value: string | undefined): Record<string, string> {
+  const servers: Record<string, string> = {};
+  for (const part of (value ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const name = part.slice(0, eq).trim();
+    const url = part.slice(eq + 1).trim();
+    if (eq < 1 || !/^[a-z][a-z0-9_-]{0,39}$/.test(name) || name === "default") throw new Error(`PLACEMENT_DATABASE_URLS: bad server name in "${name}"`);
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error(`PLACEMENT_DATABASE_URLS: ${name} needs a postgresql:// URL`);
+    servers[name] = url;
+  }
+  return servers;
+}
+
+function placementServers(env: Env): Record<string, string> {
+  try {
+    return parsePlacementServers(str(env, "PLACEMENT_DATABASE_URLS"));
+  } catch (err) {
+    throw new ConfigError("PLACEMENT_DATABASE_URLS", (err as Error).message);
+  }
+}
+
 function poolSizes(env: Env): PoolSizes {
   // The one pool of the first round, divided by plan since: a value would be ignored without notice.
   if (str(env, "DB_POOL_SIZE") !== undefined) {
@@ -217,6 +241,7 @@ export function loadConfig(env: Env = process.env): Config {
     appDatabaseUrl: url(env, "APP_DATABASE_URL", pg),
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),
     poolSizes: poolSizes(env),
+    placementServers: placementServers(env),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     embeddedPgDataDir: str(env, "EMBEDDED_PG_DATA_DIR") ?? ".data",
     redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),

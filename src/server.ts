@@ -2,10 +2,10 @@ import { createServer, type ServerResponse } from "node:http";
 import type { createApp as CreateApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
+import { PlacementAdmin } from "./db/placement-admin.ts";
 import type { EmbeddedDatabase } from "./db/embedded.ts";
 import type { PrismaClient } from "./generated/prisma/client.ts";
 import type { Role } from "./generated/prisma/enums.ts";
-import { runMigrations } from "./db/migrate.ts";
 import { DEMO_PLATFORM_ADMIN, DEMO_ROLES, DEMO_TENANTS, demoEmail, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
@@ -94,8 +94,8 @@ async function main() {
   }
 
   if (config.migrateOnStart) {
-    const { applied } = await runMigrations(ownerUrl, { log: (l) => logger.info(l) });
-    logger.info({ applied: applied.length }, "migrations up to date");
+    const { main, placements } = await new PlacementAdmin(ownerUrl, config.placementServers).migrateAll((l) => logger.info(l));
+    logger.info({ applied: main.applied.length, placements }, "migrations up to date");
   }
 
   const db = createDatabases({
@@ -103,6 +103,7 @@ async function main() {
     appUrl: config.appDatabaseUrl,
     platformUrl: config.platformDatabaseUrl,
     pools: config.poolSizes,
+    placementServers: config.placementServers,
   });
 
   let seeded = false;

@@ -4,6 +4,8 @@ import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan } from "../generated/prisma/enums.ts";
 import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config.ts";
 import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
+import { PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { PlacementPools } from "./placement-pools.ts";
 
 /**
  * The database handles of one process. None is the table owner:
@@ -41,6 +43,8 @@ export interface Databases {
   livePool: pg.Pool;
   /** Every pool, by a name for metrics (app_free, app_pro, app_enterprise, live, platform). */
   pools: Record<string, pg.Pool>;
+  /** The SCHEMA and DATABASE placements' pools and clients, and their owner-side admin (docs/placement.md). */
+  placements: PlacementPools;
   close(): Promise<void>;
 }
 
@@ -69,8 +73,23 @@ export function createPool(url: string, role: string | undefined, max: number): 
 /** The PrismaClients of the tiers, by the `app` client they belong to. */
 const tiersOf = new WeakMap<PrismaClient, Record<Plan, PrismaClient>>();
 
-/** The client of `plan`'s tier pool; `app` itself when it has no tiers (a client not made by createDatabases). */
-export function tierClient(app: PrismaClient, plan: Plan): PrismaClient {
+/** The placements of the `app` client they belong to. */
+const placementsOf = new WeakMap<PrismaClient, PlacementPools>();
+
+/** The placement pools of an `app` client made by createDatabases. */
+export const placementPoolsOf = (app: PrismaClient): PlacementPools | undefined => placementsOf.get(app);
+
+/**
+ * The client of `plan`'s tier pool, in the tenant's placement when it is
+ * placed; `app` itself when it has no tiers (a client not made by
+ * createDatabases), which serves POOLED tenants only.
+ */
+export function tierClient(app: PrismaClient, plan: Plan, placement?: PlacementRef): PrismaClient {
+  if (placement && placement.placement !== "POOLED") {
+    const placements = placementsOf.get(app);
+    if (!placements) throw new Error("no placement pools for this client: a placed tenant cannot be served");
+    return placements.tier(placement, plan).prisma;
+  }
   return tiersOf.get(app)?.[plan] ?? app;
 }
 
@@ -91,6 +110,8 @@ export function createDatabases(opts: {
   appUrl?: string;
   platformUrl?: string;
   pools?: Partial<PoolSizes>;
+  /** Servers that can host DATABASE placements (PLACEMENT_DATABASE_URLS). */
+  placementServers?: Record<string, string>;
 }): Databases {
   const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
   const appUrl = opts.appUrl ?? opts.ownerUrl;
@@ -106,6 +127,12 @@ export function createDatabases(opts: {
   const platform = new PrismaClient({ adapter: new PrismaPg(platformPool) });
   const app = tiers.PRO.prisma;
   tiersOf.set(app, { FREE: tiers.FREE.prisma, PRO: tiers.PRO.prisma, ENTERPRISE: tiers.ENTERPRISE.prisma });
+  const placements = new PlacementPools(new PlacementAdmin(opts.ownerUrl, opts.placementServers), sizes, createPool, {
+    app: APP_ROLE,
+    platform: PLATFORM_ROLE,
+  });
+  placementsOf.set(app, placements);
+  placementsOf.set(live.prisma, placements);
   const all = [...PLANS.map((p) => tiers[p]), live];
   return {
     app,
@@ -115,8 +142,9 @@ export function createDatabases(opts: {
     platformPool,
     livePool,
     pools: { app_free: appPools.FREE, app_pro: appPools.PRO, app_enterprise: appPools.ENTERPRISE, live: livePool, platform: platformPool },
+    placements,
     async close() {
-      await Promise.allSettled([platform.$disconnect(), ...all.flatMap((t) => [t.prisma.$disconnect(), t.slots.close()])]);
+      await Promise.allSettled([platform.$disconnect(), placements.close(), ...all.flatMap((t) => [t.prisma.$disconnect(), t.slots.close()])]);
       await Promise.allSettled([...PLANS.map((p) => appPools[p].end()), livePool.end(), platformPool.end()]);
     },
   };

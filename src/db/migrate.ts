@@ -42,7 +42,16 @@ async function readMigrations(dir: string): Promise<MigrationFile[]> {
 
 export async function runMigrations(
   databaseUrl: string,
-  options: { dir?: string; log?: (line: string) => void } = {},
+  options: {
+    dir?: string;
+    log?: (line: string) => void;
+    /**
+     * A tenant's SCHEMA placement (docs/placement.md): the migrations run with
+     * this schema alone on the search_path, so every table, type, function,
+     * grant and policy (and the history table) is made in it.
+     */
+    schema?: string;
+  } = {},
 ): Promise<MigrationResult> {
   const log = options.log ?? (() => {});
   const migrations = await readMigrations(options.dir ?? MIGRATIONS_DIR);
@@ -50,6 +59,11 @@ export async function runMigrations(
   await client.connect();
   try {
     await client.query("SELECT pg_advisory_lock($1)", [LOCK_KEY]);
+    if (options.schema !== undefined) {
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.schema)) throw new Error("invalid placement schema name");
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
+      await client.query(`SET search_path TO "${options.schema}"`);
+    }
     await client.query(`
       CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
         "id" VARCHAR(36) PRIMARY KEY NOT NULL,

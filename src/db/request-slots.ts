@@ -124,6 +124,8 @@ export class RequestSlots {
     /** How many slots there can be. */
     readonly max: number,
     private readonly acquireTimeoutMs = 10_000,
+    /** A SCHEMA placement's schema: its slots' queries name its tables (docs/placement.md). */
+    private readonly schema?: string,
   ) {}
 
   /** Slots made so far (each a PrismaClient). */
@@ -137,7 +139,7 @@ export class RequestSlots {
     if (this.created < this.max) {
       this.created++;
       const pool = new SlotPool({ max: 1 });
-      const created = { pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool) }) };
+      const created = { pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool, { schema: this.schema }) }) };
       this.all.push(created);
       return Promise.resolve(created);
     }

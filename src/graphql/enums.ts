@@ -1,6 +1,7 @@
 import { builder } from "./builder.ts";
 import {
   DeploymentStatus,
+  Placement,
   Plan,
   QuotaResource,
   Role,
@@ -9,6 +10,7 @@ import {
 } from "../generated/prisma/enums.ts";
 
 export const RoleEnum = builder.enumType(Role, { name: "Role" });
+export const PlacementEnum = builder.enumType(Placement, { name: "Placement" });
 export const PlanEnum = builder.enumType(Plan, { name: "Plan" });
 export const TenantStatusEnum = builder.enumType(TenantStatus, { name: "TenantStatus" });
 export const DeploymentStatusEnum = builder.enumType(DeploymentStatus, { name: "DeploymentStatus" });

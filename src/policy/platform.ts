@@ -3,7 +3,8 @@ import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
 import { requirePlatformAdmin } from "./roles.ts";
-import { platformClientOf } from "../tenancy/platform-client.ts";
+import { placementsOf, platformClientOf } from "../tenancy/platform-client.ts";
+import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
@@ -45,6 +46,12 @@ export async function crossTenant<T>(
       { maxWait: 5_000, timeout: 60_000 },
     ),
   );
+}
+
+/** The placements' pools and owner-side admin, for platform operations (provisioning, moves, analytics). */
+export function platformPlacements(ctx: Context): PlacementPools {
+  requirePlatformAdmin(ctx);
+  return placementsOf(ctx);
 }
 
 export async function writeCrossTenantAudit(

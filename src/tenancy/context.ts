@@ -18,6 +18,7 @@ import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import { bindPlatformClient } from "./platform-client.ts";
+import { placementPoolsOf } from "../db/clients.ts";
 import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
@@ -418,7 +419,7 @@ export async function buildContext(
   Object.assign(ctx, fields);
   apiKeyHashes.set(ctx, apiKeyHash);
   depsOf.set(ctx, deps);
-  bindPlatformClient(ctx, deps.platform);
+  bindPlatformClient(ctx, deps.platform, placementPoolsOf(deps.app));
   renewScope(ctx);
   return ctx;
 }
@@ -460,6 +461,7 @@ export function renewScope(ctx: Context): void {
         tenantDb ??= new TenantDb(subscription ? (deps.liveDb ?? deps.app) : deps.app, {
           tenantId: tenant.id,
           plan: subscription ? undefined : tenant.plan,
+          placement: tenant.placement,
           userId: this.user?.id ?? null,
           apiKeyId: this.apiKey?.id ?? null,
           tenantScope: deps.tenantScope,

@@ -6,6 +6,7 @@ import { effectiveFeatures, type Feature } from "./features.ts";
 import { isUuid } from "../uuid.ts";
 import { createHash } from "node:crypto";
 import { hashApiKey } from "./credentials.ts";
+import { placementOf, type PlacementRef } from "../db/placement-admin.ts";
 
 /**
  * Who is who, before a tenant is known: users by subject, tenants by id or
@@ -54,6 +55,8 @@ export interface TenantInfo {
   idp: TenantIdp | null;
   /** Bytes of its rows, as last measured in the background. */
   storageBytes: number;
+  /** Where its rows live (docs/placement.md); an entry cached before placements existed reads as POOLED. */
+  placement?: PlacementRef;
 }
 
 /** A tenant's own identity provider (setTenantIdentityProvider). */
@@ -203,6 +206,7 @@ export class Directory {
         domain: t.domain,
         idp: t.idpIssuer && t.idpJwksUrl ? { issuer: t.idpIssuer, jwksUrl: t.idpJwksUrl, audience: t.idpAudience } : null,
         storageBytes: t.storageBytes,
+        placement: placementOf(t),
       };
     }, opts.fresh);
   }

@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
+import type { PlacementRef } from "../db/placement-admin.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -90,6 +91,12 @@ export interface TenantDbOptions {
    * the next request.
    */
   plan?: Plan;
+  /**
+   * Where the tenant's rows live (docs/placement.md): its operations run on
+   * that placement's pools, and a SCHEMA placement's transactions set the
+   * search_path to its schema alone. Default: POOLED.
+   */
+  placement?: PlacementRef;
   userId?: string | null;
   /** The API key the request acts as (app.api_key_id: audit entries must name it). */
   apiKeyId?: string | null;
@@ -161,8 +168,9 @@ export class TenantDb {
     private readonly root: PrismaClient,
     options: TenantDbOptions,
   ) {
-    const base = root;
-    this.base = options.plan ? tierClient(base, options.plan) : base;
+    const placed = options.placement && options.placement.placement !== "POOLED";
+    // A placed tenant's subscription reads too run in its placement (on its plan's pools there).
+    this.base = placed ? tierClient(root, options.plan ?? "PRO", options.placement) : options.plan ? tierClient(root, options.plan) : root;
     this.options = { ...options };
     this.tenantId = options.tenantId;
     this.client = this.lazyClient();
@@ -201,7 +209,18 @@ export class TenantDb {
     // Mutations stay READ COMMITTED (their writes must not fail on a
     // concurrent update).
     const begin = this.options.mode === "request" ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN";
-    return `${begin}; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)`;
+    return `${begin}; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)${this.searchPathSql()}`;
+  }
+
+  /**
+   * A SCHEMA placement's search_path, with the other settings (same
+   * statement): its schema alone, so hand-written SQL names its tables and
+   * can reach no other schema's by an unqualified name. The name was
+   * checked (tenant_<32 hex>) when the placement was read.
+   */
+  private searchPathSql(): string {
+    const p = this.options.placement;
+    return p?.placement === "SCHEMA" ? `, set_config('search_path', '"${p.name}"', true)` : "";
   }
 
   /**
@@ -326,10 +345,12 @@ export class TenantDb {
   /** The statement that opens every Prisma transaction of this scope. */
   private applySettings(tx: ScopedTx) {
     const { tenantId, userId, apiKeyId, statementTimeoutMs } = this.options;
+    const p = this.options.placement;
+    const searchPath = p?.placement === "SCHEMA" ? Prisma.sql`, set_config('search_path', ${`"${p.name}"`}, true)` : Prisma.empty;
     return tx.$executeRaw`SELECT set_config('app.tenant_id', ${tenantId}, true),
       set_config('app.user_id', ${userId ?? ""}, true),
       set_config('app.api_key_id', ${apiKeyId ?? ""}, true),
-      set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`;
+      set_config('statement_timeout', ${String(statementTimeoutMs)}, true)${searchPath}`;
   }
 
   /**

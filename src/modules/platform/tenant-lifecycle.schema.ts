@@ -1,6 +1,6 @@
 import { builder } from "../../graphql/builder.ts";
 import { payloadType } from "../../graphql/payload.ts";
-import { PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
+import { PlacementEnum, PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
 import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
@@ -36,6 +36,8 @@ const ProvisionTenantInput = builder.inputType("ProvisionTenantInput", {
     region: t.string({ description: "Defaults to eu-west-1." }),
     limits: t.field({ type: [TenantLimitInput], description: "Overrides of the plan's default limits." }),
     owner: t.field({ type: ProvisionOwnerInput, required: true }),
+    placement: t.field({ type: PlacementEnum, description: "Where its rows live (default POOLED; docs/placement.md)." }),
+    placementTarget: t.string({ description: "DATABASE only: the server, `default` (the main one) or a name of PLACEMENT_DATABASE_URLS." }),
   }),
 });
 

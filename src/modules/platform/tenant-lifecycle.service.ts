@@ -1,8 +1,10 @@
 import { badInput, notFound } from "../../errors.ts";
-import { QuotaResource, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
+import { QuotaResource, type Placement, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
-import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
+import { randomUUID } from "node:crypto";
+import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
+import { requestedPlacement, seedPlacement, txQuery } from "./placement.service.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
@@ -59,12 +61,18 @@ export interface ProvisionInput {
   region?: string | null;
   limits?: LimitInput[] | null;
   owner: { email: string; name?: string | null; authSubject?: string | null };
+  /** Where its rows live (default POOLED); placementTarget: the server of a DATABASE placement. */
+  placement?: Placement | null;
+  placementTarget?: string | null;
 }
 
 /**
  * Tenant (region defaults to the database default, eu-west-1), owner
  * (created or reused by e-mail), OWNER membership and any initial limit
- * overrides (defaults: the plan's limits): all or nothing.
+ * overrides (defaults: the plan's limits): all or nothing. A SCHEMA or
+ * DATABASE tenant's placement is created and migrated first, its rows
+ * copied there inside the transaction, and the placement dropped again if
+ * anything fails (docs/placement.md).
  */
 export async function provisionTenant(ctx: Context, input: ProvisionInput, metadata?: unknown) {
   const name = v.name("name", input.name);
@@ -75,11 +83,24 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
   const email = input.owner.email.trim().toLowerCase();
   const ownerName = input.owner.name == null ? null : v.name("owner.name", input.owner.name);
   const subject = input.owner.authSubject?.trim() || email;
+  const id = randomUUID();
+  const placements = input.placement && input.placement !== "POOLED" ? platformPlacements(ctx) : undefined;
+  const ref = requestedPlacement(placements?.admin, id, input.placement, input.placementTarget);
+  if (placements) {
+    // A taken slug fails before a placement is made for nothing (the unique index still decides).
+    if (await ctx.directory.tenant(slug)) throw badInput("slug", `Tenant slug "${slug}" is taken`);
+    await placements.admin.create(ref).catch(async (err) => {
+      await placements.admin.drop(ref).catch(() => {});
+      throw err;
+    });
+  }
   const result = await crossTenant(
     ctx,
     { action: "tenant.provision", metadata: metadata ?? { input } },
     async (tx) => {
-      const tenant = await tx.tenant.create({ data: { name, slug, plan: input.plan, region } });
+      const tenant = await tx.tenant.create({
+        data: { id, name, slug, plan: input.plan, region, placement: ref.placement, placementServer: ref.server, placementName: ref.name },
+      });
       let owner = await tx.user.findUnique({ where: { email } });
       if (!owner) {
         owner = await tx.user.create({ data: { email, name: ownerName, authSubject: subject } });
@@ -99,9 +120,13 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
           ip: ctx.ip,
         },
       });
+      if (placements) await seedPlacement(placements.admin, ref, id, txQuery(tx));
       return { tenant, owner };
     },
-  ).catch((err) => conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`));
+  ).catch(async (err) => {
+    if (placements) await placements.admin.drop(ref).catch(() => {});
+    return conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`);
+  });
   await ctx.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
   await ctx.directory.invalidateMembership(result.tenant.id, result.owner.id);
   return result;

@@ -1,5 +1,6 @@
 import { builder } from "../../graphql/builder.ts";
-import { PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
+import { PlacementEnum, PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
+import type { Placement } from "../../generated/prisma/enums.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
 
 export const TenantRef = builder.prismaNode("Tenant", {
@@ -14,6 +15,15 @@ export const TenantRef = builder.prismaNode("Tenant", {
     status: t.expose("status", { type: TenantStatusEnum }),
     region: t.exposeString("region"),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
+    placement: t.field({
+      type: PlacementEnum,
+      description: "Where the tenant's rows live: shared tables, a schema or a database of its own (docs/placement.md).",
+      // A Prisma row has the column; a directory entry (ctx.tenant) has { placement, server, name }.
+      resolve: (tenant) => {
+        const p = (tenant as { placement?: Placement | { placement: Placement } }).placement;
+        return typeof p === "string" ? p : (p?.placement ?? "POOLED");
+      },
+    }),
   }),
 });
 

@@ -1,0 +1,172 @@
+import pg from "pg";
+import type { Placement } from "../generated/prisma/enums.ts";
+import { runMigrations, type MigrationResult } from "./migrate.ts";
+
+/**
+ * Where a tenant's rows live, and the owner-side work on placements:
+ * creating one (schema or database, then every migration in it), dropping
+ * one, migrating them all (docs/placement.md).
+ *
+ *   POOLED    the shared tables of the main database (the default)
+ *   SCHEMA    schema `tenant_<id hex>` in the main database
+ *   DATABASE  database `tg_tenant_<id hex>` on the main server (`default`) or
+ *             on a server named in PLACEMENT_DATABASE_URLS
+ *
+ * Names are derived from the tenant id, never from input, and checked
+ * before they reach SQL.
+ */
+
+export interface PlacementRef {
+  placement: Placement;
+  /** DATABASE: the server name (`default` = the main server); null otherwise. */
+  server: string | null;
+  /** SCHEMA: the schema; DATABASE: the database; null for POOLED. */
+  name: string | null;
+}
+
+export const POOLED: PlacementRef = Object.freeze({ placement: "POOLED", server: null, name: null });
+export const DEFAULT_SERVER = "default";
+
+const SCHEMA_RE = /^tenant_[0-9a-f]{32}$/;
+const DATABASE_RE = /^tg_tenant_[0-9a-f]{32}$/;
+const SERVER_RE = /^[a-z][a-z0-9_-]{0,39}$/;
+
+const hex = (tenantId: string) => {
+  const h = tenantId.replace(/-/g, "").toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(h)) throw new Error("invalid tenant id");
+  return h;
+};
+
+/** The placement a tenant gets for `placement` (on `server`, for DATABASE). */
+export function placementFor(tenantId: string, placement: Placement, server?: string | null): PlacementRef {
+  if (placement === "POOLED") return POOLED;
+  if (placement === "SCHEMA") return { placement, server: null, name: `tenant_${hex(tenantId)}` };
+  return { placement, server: server ?? DEFAULT_SERVER, name: `tg_tenant_${hex(tenantId)}` };
+}
+
+/** A placement as stored in the directory row (tenants.placement, placement_server, placement_name). */
+export function placementOf(row: { placement: Placement; placementServer?: string | null; placementName?: string | null }): PlacementRef {
+  if (row.placement === "POOLED") return POOLED;
+  const ref = { placement: row.placement, server: row.placementServer ?? null, name: row.placementName ?? null };
+  checkRef(ref);
+  return ref;
+}
+
+function checkRef(ref: PlacementRef): void {
+  const ok =
+    ref.placement === "POOLED"
+      ? ref.name === null
+      : ref.placement === "SCHEMA"
+        ? SCHEMA_RE.test(ref.name ?? "")
+        : DATABASE_RE.test(ref.name ?? "") && SERVER_RE.test(ref.server ?? "");
+  if (!ok) throw new Error(`invalid placement ${ref.placement} ${ref.server ?? ""}/${ref.name ?? ""}`);
+}
+
+/** A stable key of a placement (pools, caches, logs). */
+export const placementKey = (ref: PlacementRef) =>
+  ref.placement === "POOLED" ? "pooled" : ref.placement === "SCHEMA" ? `schema:${ref.name}` : `database:${ref.server}/${ref.name}`;
+
+const withDatabase = (url: string, database: string) => {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+};
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Owner-side placement work, with the migrator's URL (the main database) and the configured servers. */
+export class PlacementAdmin {
+  constructor(
+    /** The owner URL of the main database. */
+    readonly ownerUrl: string,
+    /** Other servers by name (PLACEMENT_DATABASE_URLS); `default` is the main one. */
+    readonly servers: Readonly<Record<string, string>> = {},
+  ) {}
+
+  /** Whether DATABASE placements may go to this server. */
+  hasServer(server: string): boolean {
+    return server === DEFAULT_SERVER || Object.hasOwn(this.servers, server);
+  }
+
+  /** The owner URL of the database that holds the placement (the main one for POOLED and SCHEMA). */
+  databaseUrl(ref: PlacementRef): string {
+    checkRef(ref);
+    if (ref.placement !== "DATABASE") return this.ownerUrl;
+    return withDatabase(this.serverUrl(ref.server!), ref.name!);
+  }
+
+  private serverUrl(server: string): string {
+    if (server === DEFAULT_SERVER) return this.ownerUrl;
+    const url = this.servers[server];
+    if (!url) throw new Error(`no placement server named ${server}`);
+    return url;
+  }
+
+  /** Creates the schema or database and runs every migration in it. Throws if it exists already. */
+  async create(ref: PlacementRef): Promise<MigrationResult> {
+    checkRef(ref);
+    if (ref.placement === "POOLED") return { applied: [], skipped: [] };
+    if (ref.placement === "SCHEMA") {
+      await withClient(this.ownerUrl, (c) => c.query(`CREATE SCHEMA "${ref.name}"`));
+    } else {
+      await withClient(this.serverUrl(ref.server!), (c) => c.query(`CREATE DATABASE "${ref.name}"`));
+    }
+    return this.migrate(ref);
+  }
+
+  /** Runs the pending migrations of one placement. */
+  migrate(ref: PlacementRef, options: { log?: (line: string) => void; dir?: string } = {}): Promise<MigrationResult> {
+    checkRef(ref);
+    if (ref.placement === "SCHEMA") return runMigrations(this.ownerUrl, { ...options, schema: ref.name! });
+    return runMigrations(this.databaseUrl(ref), options);
+  }
+
+  /** Removes a placement and everything in it (a failed provisioning, the old copy after a move). */
+  async drop(ref: PlacementRef): Promise<void> {
+    checkRef(ref);
+    if (ref.placement === "SCHEMA") {
+      await withClient(this.ownerUrl, (c) => c.query(`DROP SCHEMA IF EXISTS "${ref.name}" CASCADE`));
+    } else if (ref.placement === "DATABASE") {
+      await withClient(this.serverUrl(ref.server!), (c) => c.query(`DROP DATABASE IF EXISTS "${ref.name}" WITH (FORCE)`));
+    }
+  }
+
+  /** Whether the schema or database exists. */
+  async exists(ref: PlacementRef): Promise<boolean> {
+    checkRef(ref);
+    if (ref.placement === "POOLED") return true;
+    const [sql, url] =
+      ref.placement === "SCHEMA"
+        ? ["SELECT 1 FROM pg_namespace WHERE nspname = $1", this.ownerUrl]
+        : ["SELECT 1 FROM pg_database WHERE datname = $1", this.serverUrl(ref.server!)];
+    return withClient(url, async (c) => (await c.query(sql, [ref.name])).rowCount === 1);
+  }
+
+  /**
+   * npm run db:migrate: the main database first, then every placement the
+   * directory names (tenants.placement), one after the other.
+   */
+  async migrateAll(log: (line: string) => void = () => {}, dir?: string): Promise<{ main: MigrationResult; placements: number }> {
+    const main = await runMigrations(this.ownerUrl, { log, dir });
+    const refs = await withClient(this.ownerUrl, async (c) =>
+      (
+        await c.query<{ placement: Placement; placement_server: string | null; placement_name: string | null }>(
+          `SELECT placement, placement_server, placement_name FROM tenants WHERE placement <> 'POOLED' ORDER BY id`,
+        )
+      ).rows.map((r) => placementOf({ placement: r.placement, placementServer: r.placement_server, placementName: r.placement_name })),
+    );
+    for (const ref of refs) {
+      const { applied } = await this.migrate(ref, { dir });
+      log(`placement ${placementKey(ref)}: ${applied.length} applied`);
+    }
+    return { main, placements: refs.length };
+  }
+}

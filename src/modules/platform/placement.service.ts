@@ -1,0 +1,60 @@
+import pg from "pg";
+import { badInput } from "../../errors.ts";
+import type { Placement } from "../../generated/prisma/enums.ts";
+import { placementFor, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
+import { beginCopy, pgQuery, readRows, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
+import type { PlatformTx } from "../../policy/platform.ts";
+
+/**
+ * Placements on the platform path (docs/placement.md): the placement a
+ * provisioning asks for, and the first rows of a new placement.
+ */
+
+/** The placement of a new tenant; BAD_USER_INPUT for a target that is not a configured server. */
+export function requestedPlacement(
+  admin: PlacementAdmin | undefined,
+  tenantId: string,
+  placement: Placement | null | undefined,
+  target: string | null | undefined,
+): PlacementRef {
+  const kind = placement ?? "POOLED";
+  if (target != null && kind !== "DATABASE") throw badInput("placementTarget", "placementTarget names a server for DATABASE placements only");
+  if (kind === "POOLED") return POOLED;
+  if (!admin) throw badInput("placement", "this server cannot create placements");
+  if (kind === "DATABASE" && target != null && !admin.hasServer(target)) {
+    throw badInput("placementTarget", "placementTarget must be `default` or a server of PLACEMENT_DATABASE_URLS");
+  }
+  return placementFor(tenantId, kind, target);
+}
+
+/** The platform transaction as a Query (its rows as Prisma answers them). */
+export const txQuery =
+  (tx: PlatformTx): Query =>
+  <R>(sql: string, params: unknown[]) =>
+    tx.$queryRawUnsafe<R[]>(sql, ...params);
+
+/** An owner connection to the database of a placement. */
+export async function ownerConnection(admin: PlacementAdmin, ref: PlacementRef): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: admin.databaseUrl(ref) });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+/**
+ * Copies every row of the tenant that `source` sees (the provisioning's own
+ * transaction: the tenant, its owner, membership, limits, first audit entry)
+ * into the new placement, in one transaction committed before the source's:
+ * if the source then fails, the caller drops the placement.
+ */
+export async function seedPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, source: Query): Promise<void> {
+  const client = await ownerConnection(admin, ref);
+  try {
+    await beginCopy(client, tenantId, ref.placement === "SCHEMA" ? ref.name : null);
+    const target = pgQuery(client);
+    for (const table of TENANT_TABLES) await writeRows(target, table, await readRows(source, table, tenantId));
+    await client.query("COMMIT");
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,168 @@
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MIGRATIONS_DIR } from "../../src/db/migrate.ts";
+import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { isolatedStore } from "../helpers/isolated-store.ts";
+
+/**
+ * Placements (issue 15 point 1): provisionTenant(placement:) creates and
+ * migrates a schema or database of the tenant's own, atomically; every
+ * placement has the same migrations, roles and RLS; db:migrate migrates
+ * them all.
+ */
+
+const PROVISION = `mutation($input: ProvisionTenantInput!) {
+  provisionTenant(input: $input) { tenant { id slug placement } owner { id email } }
+}`;
+
+async function sql<R = any>(url: string, text: string, params: unknown[] = [], schema?: string): Promise<R[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    // Catalog text (policies) names functions relative to the search_path.
+    if (schema) await c.query(`SET search_path TO "${schema}"`);
+    return (await c.query(text, params)).rows as R[];
+  } finally {
+    await c.end();
+  }
+}
+
+describe("tenant placements", () => {
+  let t: TestApp;
+  let admin: string;
+  const made: PlacementRef[] = [];
+
+  beforeAll(async () => {
+    t = await createTestApp({ store: isolatedStore() });
+    admin = await t.adminToken();
+  });
+  afterAll(async () => {
+    for (const ref of made) await t?.clients.placements.admin.drop(ref).catch(() => {});
+    await t?.close();
+    await t?.store.close();
+  });
+
+  async function provision(slug: string, placement?: string, extra: Record<string, unknown> = {}) {
+    const res = await t.gql(PROVISION, {
+      token: admin,
+      variables: { input: { name: slug, slug, plan: "PRO", owner: { email: `owner@${slug}.test` }, placement, ...extra } },
+    });
+    const id = res.body.data?.provisionTenant?.tenant?.id as string | undefined;
+    if (id) {
+      const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+      made.push(placementOf(row));
+    }
+    return res;
+  }
+
+  /** Per placement: the migration names, RLS-forced tables and policies, as the catalog says. */
+  async function shape(ref: PlacementRef) {
+    const url = t.clients.placements.admin.databaseUrl(ref);
+    const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+    const [migrations, tables, policies] = await Promise.all([
+      sql(url, `SELECT migration_name FROM "${schema}"."_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY 1`),
+      sql(url, `SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1`, [schema]),
+      sql(url, `SELECT tablename, policyname, roles::text, cmd, qual, with_check FROM pg_policies WHERE schemaname = $1 ORDER BY 1, 2`, [schema], schema),
+    ]);
+    return { migrations, tables, policies };
+  }
+
+  it("a SCHEMA and a DATABASE tenant get their own placement, with the same migrations, tables and RLS, and their first rows", async () => {
+    const pooled = await shape({ placement: "POOLED", server: null, name: null });
+    for (const [slug, placement] of [["placed-schema", "SCHEMA"], ["placed-db", "DATABASE"]] as const) {
+      const res = await provision(slug, placement);
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.provisionTenant.tenant).toMatchObject({ slug, placement });
+      const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+      const ref = placementOf(row);
+      expect(ref.placement).toBe(placement);
+      expect(await t.clients.placements.admin.exists(ref)).toBe(true);
+      expect(await shape(ref)).toEqual(pooled);
+      // The tenant's first rows are in its placement: itself, its owner and membership, the provisioning entry.
+      const url = t.clients.placements.admin.databaseUrl(ref);
+      const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+      const [copy] = await sql(url, `SELECT (SELECT count(*)::int FROM "${schema}".tenants WHERE id = $1) AS tenants,
+          (SELECT count(*)::int FROM "${schema}".memberships WHERE tenant_id = $1 AND role = 'OWNER') AS owners,
+          (SELECT count(*)::int FROM "${schema}".users) AS users,
+          (SELECT count(*)::int FROM "${schema}".audit_log WHERE tenant_id = $1 AND action = 'tenant.provision') AS audit,
+          (SELECT count(*)::int FROM "${schema}".tenants) AS all_tenants`, [row.id]);
+      expect(copy).toEqual({ tenants: 1, owners: 1, users: 1, audit: 1, all_tenants: 1 });
+    }
+  });
+
+  it("a placed tenant's owner works in its placement: its rows are written and read there, nowhere else", async () => {
+    for (const slug of ["placed-schema", "placed-db"]) {
+      const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+      const ref = placementOf(row);
+      const owner = await t.token(`owner@${slug}.test`, slug);
+      const created = await t.gql(`mutation { createProject(input: { name: "Placed ${slug}" }) { project { id name } } }`, { token: owner });
+      expect(created.body.errors).toBeUndefined();
+      const listed = await t.gql(`{ tenant { slug placement } projects(first: 10) { totalCount edges { node { name } } } auditLog(first: 10) { edges { node { action } } } }`, { token: owner });
+      expect(listed.body.errors).toBeUndefined();
+      expect(listed.body.data.tenant).toEqual({ slug, placement: ref.placement });
+      expect(listed.body.data.projects.edges.map((e: any) => e.node.name)).toEqual([`Placed ${slug}`]);
+      expect(listed.body.data.auditLog.edges.map((e: any) => e.node.action)).toContain("project.create");
+      // In the placement, and not in the shared tables.
+      const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+      const inPlacement = await sql(t.clients.placements.admin.databaseUrl(ref), `SELECT name FROM "${schema}".projects WHERE tenant_id = $1`, [row.id]);
+      expect(inPlacement).toEqual([{ name: `Placed ${slug}` }]);
+      expect(await t.clients.platform.project.count({ where: { tenantId: row.id } })).toBe(0);
+    }
+  });
+
+  it("a failed provisioning leaves no placement, row or user behind", async () => {
+    const placementsBefore = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
+      SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);
+    const counts = async () => ({
+      tenants: await t.clients.platform.tenant.count(),
+      users: await t.clients.platform.user.count(),
+      audit: await t.clients.platform.auditLogEntry.count(),
+    });
+    const before = await counts();
+    // The owner's subject is another user's: the user insert fails after the placement was made and migrated.
+    const taken = await t.clients.platform.user.findFirstOrThrow({ select: { authSubject: true } });
+    for (const placement of ["SCHEMA", "DATABASE"]) {
+      const res = await t.gql(PROVISION, {
+        token: admin,
+        variables: { input: { name: "x", slug: `failing-${placement.toLowerCase()}`, plan: "FREE", placement, owner: { email: `new-${placement}@x.test`, authSubject: taken.authSubject } } },
+      });
+      expect(res.body.errors?.length).toBeGreaterThan(0);
+    }
+    const placementsAfter = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
+      SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);
+    expect(placementsAfter).toEqual(placementsBefore);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("a placementTarget that is not a configured server is BAD_USER_INPUT, before anything is made", async () => {
+    const res = await provision("nowhere", "DATABASE", { placementTarget: "elsewhere" });
+    expect(res.body.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "placementTarget" });
+    const pooledTarget = await provision("pooled-target", "SCHEMA", { placementTarget: "default" });
+    expect(pooledTarget.body.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "placementTarget" });
+    expect(await t.clients.platform.tenant.count({ where: { slug: { in: ["nowhere", "pooled-target"] } } })).toBe(0);
+  });
+
+  it("migrating (db:migrate) applies a new migration to the main database and to every placement", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "tg-migrations-"));
+    try {
+      await cp(MIGRATIONS_DIR, dir, { recursive: true });
+      await mkdir(path.join(dir, "29991231000000_probe"));
+      await writeFile(path.join(dir, "29991231000000_probe", "migration.sql"), `CREATE TABLE "placement_probe" (id int);`);
+      const { main, placements } = await t.clients.placements.admin.migrateAll(() => {}, dir);
+      expect(main.applied).toEqual(["29991231000000_probe"]);
+      expect(placements).toBe(2);
+      for (const ref of [{ placement: "POOLED", server: null, name: null } as PlacementRef, ...made]) {
+        const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+        const [found] = await sql(t.clients.placements.admin.databaseUrl(ref), `SELECT to_regclass($1) IS NOT NULL AS ok`, [`"${schema}".placement_probe`]);
+        expect(found.ok).toBe(true);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -40,7 +40,10 @@ export interface Config {
   placementServers: Record<string, string>;
   embeddedPgPort: number;
   embeddedPgDataDir: string;
+  /** One Redis server (REDIS_URL); exclusive with redisClusterNodes. */
   redisUrl: string | undefined;
+  /** A Redis Cluster (REDIS_CLUSTER_NODES=host:port,...): the seed nodes; ioredis discovers the rest. */
+  redisClusterNodes: RedisClusterNode[] | undefined;
   jwtSecret: string;
   jwtIssuer: string | undefined;
   jwtAudience: string | undefined;
@@ -123,6 +126,50 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
   }
   return raw;
 }
+
+/** A seed node of a Redis Cluster; credentials and TLS come from `redis[s]://user:pass@` entries. */
+export interface RedisClusterNode {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  tls?: boolean;
+}
+
+/** Where the shared store lives: a Redis URL, or the seed nodes of a Redis Cluster. */
+export type RedisTarget = string | readonly RedisClusterNode[];
+
+/** REDIS_CLUSTER_NODES: `host:port` or `redis[s]://[user:pass@]host:port`, comma-separated. */
+function redisClusterNodes(env: Env): RedisClusterNode[] | undefined {
+  const raw = str(env, "REDIS_CLUSTER_NODES");
+  if (raw === undefined) return undefined;
+  const nodes = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      let u: URL;
+      try {
+        u = new URL(/^[a-z]+:\/\//i.test(entry) ? entry : `redis://${entry}`);
+      } catch {
+        throw new ConfigError("REDIS_CLUSTER_NODES", `not host:port: "${entry}"`);
+      }
+      if (!["redis:", "rediss:"].includes(u.protocol)) throw new ConfigError("REDIS_CLUSTER_NODES", `expected host:port or a redis: URL, got ${u.protocol}`);
+      const port = Number(u.port || 6379);
+      if (!u.hostname || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError("REDIS_CLUSTER_NODES", `not host:port: "${entry}"`);
+      const node: RedisClusterNode = { host: u.hostname.replace(/^\[|\]$/g, ""), port };
+      if (u.username) node.username = decodeURIComponent(u.username);
+      if (u.password) node.password = decodeURIComponent(u.password);
+      if (u.protocol === "rediss:") node.tls = true;
+      return node;
+    });
+  if (!nodes.length) throw new ConfigError("REDIS_CLUSTER_NODES", "expected at least one host:port");
+  return nodes;
+}
+
+/** The configured Redis (a cluster or one server), or undefined for the in-process store. */
+export const redisTarget = (config: Pick<Config, "redisUrl" | "redisClusterNodes">): RedisTarget | undefined =>
+  config.redisClusterNodes ?? config.redisUrl;
 
 function trustProxy(env: Env): TrustProxy {
   const raw = str(env, "TRUST_PROXY");
@@ -217,6 +264,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (str(env, "JWKS_URL") && !str(env, "JWT_ISSUER")) {
     throw new ConfigError("JWT_ISSUER", "required when JWKS_URL is set");
   }
+  if (str(env, "REDIS_URL") && str(env, "REDIS_CLUSTER_NODES")) {
+    throw new ConfigError("REDIS_CLUSTER_NODES", "set either REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both");
+  }
   if (jwtSecret && jwtSecret.length < 32) {
     throw new ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 needs 256 bits)");
   }
@@ -245,6 +295,7 @@ export function loadConfig(env: Env = process.env): Config {
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     embeddedPgDataDir: str(env, "EMBEDDED_PG_DATA_DIR") ?? ".data",
     redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),
+    redisClusterNodes: redisClusterNodes(env),
     jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
     jwtIssuer: str(env, "JWT_ISSUER"),
     jwtAudience: str(env, "JWT_AUDIENCE"),

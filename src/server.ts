@@ -1,6 +1,6 @@
 import { createServer, type ServerResponse } from "node:http";
 import type { createApp as CreateApp } from "./app.ts";
-import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { ConfigError, loadConfig, redisTarget, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
 import { PlacementAdmin } from "./db/placement-admin.ts";
 import type { EmbeddedDatabase } from "./db/embedded.ts";
@@ -11,7 +11,7 @@ import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
 import { flushApiKeyUse } from "./tenancy/last-used.ts";
-import { checkPostgres, checkRedis, StartupError } from "./infra/startup.ts";
+import { checkPostgres, checkRedis, checkServerRoles, StartupError } from "./infra/startup.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { LiveHub } from "./modules/live/hub.ts";
@@ -65,18 +65,19 @@ async function main() {
   const started = Date.now();
 
   let store: Store;
-  if (config.redisUrl) {
-    const redis = new RedisStore(config.redisUrl, { logger });
+  const redisAt = redisTarget(config);
+  if (redisAt) {
+    const redis = new RedisStore(redisAt, { logger });
     store = redis;
     startupCleanup = () => redis.close();
     try {
-      await checkRedis(redis, config.redisUrl);
+      await checkRedis(redis, redisAt);
     } finally {
       startupCleanup = undefined;
     }
   } else {
     store = new MemoryStore();
-    logger.warn("no REDIS_URL: using an in-process store; rate limits and caches hold for this single instance only");
+    logger.warn("no REDIS_URL nor REDIS_CLUSTER_NODES: using an in-process store; rate limits and caches hold for this single instance only");
   }
 
   let embedded: EmbeddedDatabase | undefined;
@@ -105,6 +106,8 @@ async function main() {
     pools: config.poolSizes,
     placementServers: config.placementServers,
   });
+  // Each pool is the role it must be (not the migrator: RLS would not bind it).
+  await checkServerRoles(db);
 
   let seeded = false;
   if (config.seedOnStart && (await db.platform.tenant.count()) === 0) {
@@ -117,7 +120,7 @@ async function main() {
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
   // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
-  const live = new LiveHub({ redisUrl: config.redisUrl, platform: db.platform, events: db.live, logger });
+  const live = new LiveHub({ redis: redisAt, platform: db.platform, events: db.live, logger });
   const { createApp } = await appModule;
   const [{ Metrics }, { StorageRefresher }] = await Promise.all([import("./infra/metrics.ts"), import("./modules/storage/storage.service.ts")]);
   const directory = new Directory(db.platform, store);
@@ -147,7 +150,7 @@ async function main() {
     logger,
     probes: {
       postgres: async () => (await db.appPools.PRO.query("SELECT 1")).rowCount === 1,
-      ...(config.redisUrl ? { redis: () => store.ping() } : {}),
+      ...(redisAt ? { redis: () => store.ping() } : {}),
     },
     draining: () => draining,
     ...(demo ? { demoToken: () => demoToken(config, DEMO_TENANTS[0]!.slug, "OWNER", "24h") } : {}),

@@ -1,10 +1,13 @@
-import { Redis } from "ioredis";
+import type { RedisTarget } from "../config.ts";
 import type { Logger } from "./logger.ts";
+import { byHashTag, connectRedis, isCluster, scanNodes, type RedisClient } from "./redis.ts";
 
 /**
  * The shared key-value store: Redis when REDIS_URL is set, else an in-process
  * map (one instance only). Tenant keys are `t:{<tenantId>}:...`: the braces
  * keep one tenant's keys in one Redis Cluster slot, and let purge find them.
+ * Redis is one server (REDIS_URL) or a cluster (REDIS_CLUSTER_NODES,
+ * ./redis.ts); callers never see the difference.
  */
 export interface Store {
   readonly kind: "redis" | "memory";
@@ -74,7 +77,7 @@ export interface RedisStoreOptions {
  */
 export class RedisStore implements Store {
   readonly kind = "redis" as const;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   private readonly logger?: RedisStoreOptions["logger"];
   private readonly suspendMs: number;
   /** "connecting" until the first connection: start-up reports that failure itself. */
@@ -83,10 +86,11 @@ export class RedisStore implements Store {
   /** Why the store last failed (start-up names it when Redis cannot be reached). */
   lastError = "";
 
-  constructor(url: string, opts: RedisStoreOptions = {}) {
+  /** `target`: a Redis URL or the seed nodes of a cluster (RedisTarget). */
+  constructor(target: RedisTarget, opts: RedisStoreOptions = {}) {
     this.logger = opts.logger;
     this.suspendMs = opts.suspendMs ?? 1000;
-    this.redis = new Redis(url, {
+    this.redis = connectRedis(target, {
       commandTimeout: opts.commandTimeoutMs ?? 1000,
       connectTimeout: 2000,
       maxRetriesPerRequest: 1,
@@ -156,20 +160,27 @@ export class RedisStore implements Store {
     await this.run(() => this.redis.set(key, value, "EX", ttlSeconds));
   }
   async del(...keys: string[]) {
-    if (keys.length) await this.run(() => this.redis.del(...keys));
+    if (!keys.length) return;
+    // A cluster refuses one DEL over several slots (CROSSSLOT): one DEL per hash tag.
+    if (isCluster(this.redis)) await Promise.all(byHashTag(keys).map((group) => this.run(() => this.redis.del(...group))));
+    else await this.run(() => this.redis.del(...keys));
   }
   async hit(key: string, windowMs: number, by = 1) {
     const [count, ttl] = await this.run(() => (this.redis as any).tgHit(key, windowMs, by) as Promise<[number, number]>);
     return { count, resetAt: Date.now() + ttl };
   }
+  /** On a cluster, SCANs every master; each batch is unlinked one hash tag at a time. */
   async deletePattern(pattern: string) {
-    let cursor = "0";
     let deleted = 0;
-    do {
-      const [next, keys] = await this.run(() => this.redis.scan(cursor, "MATCH", pattern, "COUNT", 500));
-      cursor = next;
-      if (keys.length) deleted += await this.run(() => this.redis.unlink(...keys));
-    } while (cursor !== "0");
+    for (const node of scanNodes(this.redis)) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await this.run(() => node.scan(cursor, "MATCH", pattern, "COUNT", 500));
+        cursor = next;
+        if (!keys.length) continue;
+        for (const group of isCluster(this.redis) ? byHashTag(keys) : [keys]) deleted += await this.run(() => node.unlink(...group));
+      } while (cursor !== "0");
+    }
     return deleted;
   }
   async ping() {

@@ -9,7 +9,7 @@ import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createDatabases, type Databases } from "../../src/db/clients.ts";
 import type { PoolSizes } from "../../src/config.ts";
-import { createTestClients, createTestDatabase, type TestDatabase } from "./db.ts";
+import { createTestClients, createTestDatabase, testDatabaseUrls, type TestDatabase } from "./db.ts";
 import { isolatedStore } from "./isolated-store.ts";
 
 /**
@@ -87,7 +87,7 @@ export async function createTestApp(
   options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
-  const clients = options.pools ? createDatabases({ ownerUrl: db.url, pools: options.pools }) : createTestClients(db.url);
+  const clients = options.pools ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools }) : createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
   // Every test app gets a store of its own: the real Redis under a random
   // prefix (test databases reuse the demo slugs with fresh ids), or memory.

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { inject } from "vitest";
-import { createDatabases, type Databases } from "../../src/db/clients.ts";
+import { APP_ROLE, createDatabases, PLATFORM_ROLE, type Databases } from "../../src/db/clients.ts";
 import { runMigrations, type MigrationResult } from "../../src/db/migrate.ts";
 import { PrismaClient } from "../../src/generated/prisma/client.ts";
 
@@ -147,7 +147,48 @@ export async function createEmptyDatabase(): Promise<TestDatabase> {
  * `platform` (tenantgraph_platform); `poolSize` connections per plan.
  */
 export function createTestClients(url: string, poolSize = 5): Databases {
-  return createDatabases({ ownerUrl: url, pools: { FREE: poolSize, PRO: poolSize, ENTERPRISE: poolSize, platform: Math.max(2, Math.ceil(poolSize / 2)), live: 2 } });
+  return createDatabases({ ...testDatabaseUrls(url), pools: { FREE: poolSize, PRO: poolSize, ENTERPRISE: poolSize, platform: Math.max(2, Math.ceil(poolSize / 2)), live: 2 } });
+}
+
+/** The login users of PgBouncer mode: members of the server roles, switched to them at login (docs/database.md, managed databases). */
+const PGBOUNCER_LOGINS = { app: "tg_pgb_app", platform: "tg_pgb_platform" } as const;
+
+/**
+ * The server's connections to the test database `url`. Normally the
+ * migrator's URL alone (the pools switch role at connection start). With
+ * TEST_PGBOUNCER_URL (`npm run test:pgbouncer`, a PgBouncer in transaction
+ * mode in front of the same server), the app and platform pools go through
+ * PgBouncer as login users, as a deployment behind PgBouncer does
+ * (docs/scale-out.md); the migrator's URL stays direct.
+ */
+export function testDatabaseUrls(url: string): { ownerUrl: string; appUrl?: string; platformUrl?: string } {
+  const bouncer = process.env.TEST_PGBOUNCER_URL;
+  if (!bouncer) return { ownerUrl: url };
+  const via = (user: string) => {
+    const u = new URL(databaseUrl(bouncer, new URL(url).pathname.slice(1)));
+    u.username = user;
+    u.password = "";
+    return u.toString();
+  };
+  return { ownerUrl: url, appUrl: via(PGBOUNCER_LOGINS.app), platformUrl: via(PGBOUNCER_LOGINS.platform) };
+}
+
+/** PgBouncer mode: creates the login users (cluster-global, once per server) after the template's migration made the roles. */
+export async function ensurePgBouncerLogins(serverUrl: string): Promise<void> {
+  if (!process.env.TEST_PGBOUNCER_URL) return;
+  await withAdmin(serverUrl, async (c) => {
+    await c.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    try {
+      for (const [kind, login] of Object.entries(PGBOUNCER_LOGINS)) {
+        const role = kind === "app" ? APP_ROLE : PLATFORM_ROLE;
+        await c.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${login}') THEN CREATE ROLE ${login} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$`);
+        await c.query(`GRANT ${role} TO ${login}`);
+        await c.query(`ALTER ROLE ${login} SET role = '${role}'`);
+      }
+    } finally {
+      await c.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
+    }
+  });
 }
 
 /** A plain Prisma client over the owner (superuser) URL: RLS does not apply. */

@@ -1,6 +1,7 @@
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../../src/db/embedded.ts";
-import { createTemplateDatabase, dropDatabase } from "./db.ts";
+import { createTemplateDatabase, dropDatabase, ensurePgBouncerLogins } from "./db.ts";
+import { clusterAnswers, startRedisCluster, testRedisTarget, type OwnRedisCluster } from "./redis-cluster.ts";
 
 /**
  * Once per `vitest run`: find the PostgreSQL server (DATABASE_URL, or an
@@ -18,7 +19,11 @@ interface SharedDatabase {
  * process: the first starts the database and makes the template, the others
  * share it, the last to finish drops it.
  */
-const shared = globalThis as { __tenantgraphTestDb?: Promise<SharedDatabase>; __tenantgraphTestDbUsers?: number };
+const shared = globalThis as {
+  __tenantgraphTestDb?: Promise<SharedDatabase>;
+  __tenantgraphTestDbUsers?: number;
+  __tenantgraphTestCluster?: Promise<OwnRedisCluster | undefined>;
+};
 
 async function startDatabase(): Promise<SharedDatabase> {
   let embedded: EmbeddedDatabase | undefined;
@@ -32,14 +37,28 @@ async function startDatabase(): Promise<SharedDatabase> {
     serverUrl = embedded.url;
   }
   try {
-    return { serverUrl, template: await createTemplateDatabase(serverUrl), embedded };
+    const template = await createTemplateDatabase(serverUrl);
+    await ensurePgBouncerLogins(serverUrl);
+    return { serverUrl, template, embedded };
   } catch (err) {
     await embedded?.stop();
     throw err;
   }
 }
 
+/**
+ * REDIS_CLUSTER_NODES (`npm run test:cluster`) naming a local cluster that
+ * is not up (CI's `.ci/run` starts one): started here on those ports, stopped at the end.
+ */
+async function startRedisClusterIfDown(): Promise<OwnRedisCluster | undefined> {
+  const target = testRedisTarget();
+  if (typeof target !== "object" || (await clusterAnswers(target))) return undefined;
+  if (!target.every((n) => ["127.0.0.1", "localhost"].includes(n.host))) return undefined;
+  return startRedisCluster({ ports: target.map((n) => n.port) });
+}
+
 export default async function setup(project: TestProject) {
+  shared.__tenantgraphTestCluster ??= startRedisClusterIfDown();
   shared.__tenantgraphTestDb ??= startDatabase();
   shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 0) + 1;
   const { serverUrl, template, embedded } = await shared.__tenantgraphTestDb;
@@ -50,6 +69,8 @@ export default async function setup(project: TestProject) {
     shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 1) - 1;
     if (shared.__tenantgraphTestDbUsers > 0) return;
     shared.__tenantgraphTestDb = undefined;
+    await (await shared.__tenantgraphTestCluster)?.close();
+    shared.__tenantgraphTestCluster = undefined;
     await dropDatabase(serverUrl, template).catch((err: unknown) => {
       console.error(`could not drop template database ${template}:`, err);
     });

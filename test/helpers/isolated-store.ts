@@ -1,17 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { testRedisTarget } from "./redis-cluster.ts";
 
 /**
  * A store of one's own for one test app. Every test file seeds the demo
  * tenants into its own database, with fresh ids, but the real Redis is shared
  * by all of them: unprefixed, `tslug:acme` cached by one file would send the
  * next file's requests to a tenant id that does not exist in its database.
- * With REDIS_URL: the real Redis, every key under a random prefix; else an
+ * With REDIS_URL (or REDIS_CLUSTER_NODES): the real Redis, every key under a random prefix; else an
  * in-process store.
  */
 export function isolatedStore(): Store {
-  if (!process.env.REDIS_URL) return new MemoryStore();
-  const inner = new RedisStore(process.env.REDIS_URL);
+  const target = testRedisTarget();
+  if (!target) return new MemoryStore();
+  const inner = new RedisStore(target);
   const prefix = `test:${randomBytes(6).toString("hex")}:`;
   const k = (key: string) => prefix + key;
   return {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createApp } from "../../src/app.ts";
 import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { testRedisTarget } from "./redis-cluster.ts";
 import { testAppDeps, type TestApp } from "./app.ts";
 import { createTestClients } from "./db.ts";
 
@@ -12,13 +13,14 @@ import { createTestClients } from "./db.ts";
  * instance the in-process store supports).
  */
 export function sharedStores(count: number): Store[] {
-  if (!process.env.REDIS_URL) {
+  const target = testRedisTarget();
+  if (!target) {
     const one = new MemoryStore();
     return Array.from({ length: count }, () => one);
   }
   const prefix = `test:${randomBytes(6).toString("hex")}:`;
   return Array.from({ length: count }, () => {
-    const inner = new RedisStore(process.env.REDIS_URL!);
+    const inner = new RedisStore(target);
     const k = (key: string) => prefix + key;
     return {
       kind: "redis" as const,

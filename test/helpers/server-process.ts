@@ -33,7 +33,7 @@ export async function freePort(): Promise<number> {
 export function childEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const base: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (k.startsWith("VITEST") || k === "NODE_OPTIONS" || k === "TEST" || k === "DATABASE_URL" || k === "REDIS_URL") continue;
+    if (k.startsWith("VITEST") || k === "NODE_OPTIONS" || k === "TEST" || k === "DATABASE_URL" || k === "REDIS_URL" || k === "REDIS_CLUSTER_NODES") continue;
     base[k] = v;
   }
   for (const [k, v] of Object.entries(env)) {

@@ -30,7 +30,7 @@ describe("live hub: publishing with Redis down", () => {
         done();
       },
     });
-    hub = new LiveHub({ redisUrl: redis.url, platform: clients.platform, events: clients.live, logger: createLogger("warn", sink) });
+    hub = new LiveHub({ redis: redis.url, platform: clients.platform, events: clients.live, logger: createLogger("warn", sink) });
   });
   afterAll(async () => {
     await hub?.close();

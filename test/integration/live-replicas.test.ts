@@ -6,6 +6,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { testRedisEnv, testRedisTarget } from "../helpers/redis-cluster.ts";
 
 /**
  * Live updates across two real server processes sharing one PostgreSQL and
@@ -28,7 +29,7 @@ interface Fixture {
   members: Record<string, { subject: string; membershipId: string }>;
 }
 
-describe.runIf(process.env.REDIS_URL)("live updates across two processes", () => {
+describe.runIf(testRedisTarget())("live updates across two processes", () => {
   let db: TestDatabase;
   let clients: Databases;
   let A: ServerProcess;
@@ -43,7 +44,7 @@ describe.runIf(process.env.REDIS_URL)("live updates across two processes", () =>
     db = await createTestDatabase();
     const env = {
       DATABASE_URL: db.url,
-      REDIS_URL: process.env.REDIS_URL,
+      ...testRedisEnv(),
       MIGRATE_ON_START: "true",
       SEED_ON_START: "false",
       JWT_SECRET,

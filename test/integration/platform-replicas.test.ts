@@ -9,6 +9,7 @@ import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.ts";
+import { testRedisEnv, testRedisTarget } from "../helpers/redis-cluster.ts";
 
 /**
  * Issue 6 point 4: "every change applies on every replica on the next
@@ -46,7 +47,8 @@ describe("lifecycle changes reach every replica on the next request", () => {
   let tenantId: string;
 
   beforeAll(async () => {
-    const store = process.env.REDIS_URL ? new RedisStore(process.env.REDIS_URL) : new MemoryStore();
+    const target = testRedisTarget();
+    const store = target ? new RedisStore(target) : new MemoryStore();
     t = await createTestApp({ store });
     const suffix = randomBytes(5).toString("hex");
     const adminSubject = `ops-${suffix}@platform.test`;
@@ -60,11 +62,11 @@ describe("lifecycle changes reach every replica on the next request", () => {
     tenantId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: `rep-${suffix}` } })).id;
     owner = await t.token(`owner-${suffix}@replica.test`, tenantId);
 
-    if (process.env.REDIS_URL) {
+    if (target) {
       const port = await freePort();
       child = startChild("replica-b", "src/server.ts", port, {
         DATABASE_URL: t.db.url,
-        REDIS_URL: process.env.REDIS_URL,
+        ...testRedisEnv(),
         JWT_SECRET: TEST_JWT_SECRET,
         MIGRATE_ON_START: "false",
         SEED_ON_START: "false",

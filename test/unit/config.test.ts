@@ -68,6 +68,18 @@ describe("loadConfig", () => {
     });
   });
 
+  it("REDIS_CLUSTER_NODES: seed nodes of a cluster, with credentials and TLS from redis[s]:// entries", () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "10.0.0.1:7001, redis-b:7002,redis-c" }).redisClusterNodes).toEqual([
+      { host: "10.0.0.1", port: 7001 },
+      { host: "redis-b", port: 7002 },
+      { host: "redis-c", port: 6379 },
+    ]);
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "rediss://app:s%3Acret@r1:7001" }).redisClusterNodes).toEqual([
+      { host: "r1", port: 7001, username: "app", password: "s:cret", tls: true },
+    ]);
+    expect(loadConfig({}).redisClusterNodes).toBeUndefined();
+  });
+
   it("production turns GraphiQL and seeding off by default", () => {
     const c = loadConfig({ NODE_ENV: "production", JWT_SECRET: SECRET });
     expect(c).toMatchObject({ production: true, graphiql: false, seedOnStart: false, introspection: false });
@@ -82,6 +94,10 @@ describe("loadConfig", () => {
     ["DATABASE_URL", { DATABASE_URL: "not a url" }],
     ["DATABASE_URL", { DATABASE_URL: "mysql://localhost/db" }],
     ["REDIS_URL", { REDIS_URL: "http://localhost:6379" }],
+    ["REDIS_CLUSTER_NODES", { REDIS_CLUSTER_NODES: "a:1", REDIS_URL: "redis://cache:6379" }],
+    ["REDIS_CLUSTER_NODES", { REDIS_CLUSTER_NODES: "http://a:1" }],
+    ["REDIS_CLUSTER_NODES", { REDIS_CLUSTER_NODES: "a:99999" }],
+    ["REDIS_CLUSTER_NODES", { REDIS_CLUSTER_NODES: " , " }],
     ["JWKS_URL", { JWKS_URL: "ftp://x/jwks", JWT_ISSUER: "https://idp.test" }],
     ["JWT_ISSUER", { JWKS_URL: "https://idp.test/jwks" }],
     ["JWT_SECRET", { JWT_SECRET: "too-short" }],

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
-import { Redis } from "ioredis";
 import { AppError, quotaExceeded } from "../../errors.ts";
 import type { PrismaClient } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import type { Logger } from "../../infra/logger.ts";
+import { connectRedis, type RedisClient } from "../../infra/redis.ts";
+import type { RedisTarget } from "../../config.ts";
 import { limitOf } from "../../policy/quota.ts";
 import { renewScope, type Context } from "../../tenancy/context.ts";
 import { requestSlotsOf } from "../../db/request-slots.ts";
@@ -35,8 +36,8 @@ import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-
  */
 
 export interface LiveHubOptions {
-  /** Redis for pub/sub and the stream slots; in-process (one replica) without it. */
-  redisUrl?: string;
+  /** Redis (a URL or a cluster's nodes) for pub/sub and the stream slots; in-process (one replica) without it. */
+  redis?: RedisTarget;
   /** Reads the access facts of all open streams of a tenant (re-checks). */
   platform: PrismaClient;
   /** The client of the live pool (tenantgraph_app, src/db/clients.ts): its pool reads the events' nodes and their subscribers' access. */
@@ -242,7 +243,7 @@ export class LiveHub implements LiveUpdates {
   private readonly target: Target;
   private readonly slots: StreamSlots;
   private readonly tenants = new Map<string, TenantStreams>();
-  private readonly redis: Redis[] = [];
+  private readonly redis: RedisClient[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private stopping = false;
   private readonly eventPool: pg.Pool;
@@ -256,9 +257,9 @@ export class LiveHub implements LiveUpdates {
     if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
     this.eventPool = eventPool;
     const leaseMs = options.leaseMs ?? 30_000;
-    if (options.redisUrl) {
-      const publishClient = new Redis(options.redisUrl, { maxRetriesPerRequest: 2 });
-      const subscribeClient = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+    if (options.redis) {
+      const publishClient = connectRedis(options.redis, { maxRetriesPerRequest: 2 });
+      const subscribeClient = connectRedis(options.redis, { maxRetriesPerRequest: null });
       this.redis.push(publishClient, subscribeClient);
       for (const r of this.redis) r.on("error", (err) => this.logger.warn({ err }, "live updates: Redis error"));
       // Messages published while the subscriber was disconnected are lost:
@@ -278,7 +279,7 @@ export class LiveHub implements LiveUpdates {
             this.logger.warn({ err }, "live updates: event not published");
             return 0;
           }),
-      } as unknown as Redis;
+      } as unknown as RedisClient;
       this.target = createRedisEventTarget({ publishClient: publisher, subscribeClient }) as unknown as Target;
       this.slots = new RedisStreamSlots(publishClient, leaseMs);
     } else {

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../infra/redis.ts";
 import { tenantKey } from "../../infra/store.ts";
 
 /**
@@ -34,7 +34,7 @@ return {1, n}`;
 
 export class RedisStreamSlots implements StreamSlots {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly leaseMs: number,
   ) {
     redis.defineCommand("tgLiveAcquire", { numberOfKeys: 1, lua: ACQUIRE });
@@ -51,10 +51,17 @@ export class RedisStreamSlots implements StreamSlots {
   async renew(streams: { tenantId: string; streamId: string }[]) {
     if (!streams.length) return;
     const expiry = Date.now() + this.leaseMs;
-    const pipeline = this.redis.pipeline();
-    for (const s of streams) pipeline.zadd(slotsKey(s.tenantId), "XX", expiry, s.streamId);
-    for (const tenantId of new Set(streams.map((s) => s.tenantId))) pipeline.pexpire(slotsKey(tenantId), this.leaseMs * 2);
-    await pipeline.exec();
+    // One pipeline per tenant: a Redis Cluster takes a pipeline only within
+    // one slot, and one tenant's keys share one (src/infra/redis.ts).
+    const byTenant = new Map<string, { streamId: string }[]>();
+    for (const s of streams) byTenant.set(s.tenantId, [...(byTenant.get(s.tenantId) ?? []), s]);
+    await Promise.all(
+      [...byTenant].map(([tenantId, own]) => {
+        const pipeline = this.redis.pipeline();
+        for (const s of own) pipeline.zadd(slotsKey(tenantId), "XX", expiry, s.streamId);
+        return pipeline.pexpire(slotsKey(tenantId), this.leaseMs * 2).exec();
+      }),
+    );
   }
   async count(tenantId: string) {
     return this.redis.zcount(slotsKey(tenantId), Date.now(), "+inf");

@@ -1,0 +1,118 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { loadConfig, redisTarget, type RedisClusterNode, type RedisTarget } from "../../src/config.ts";
+import { freePort } from "./server-process.ts";
+
+const run = promisify(execFile);
+
+/**
+ * The Redis of the tests: REDIS_CLUSTER_NODES (a cluster; `npm run test:cluster`)
+ * or REDIS_URL, read as the server reads them; undefined: the in-process store.
+ */
+export function testRedisTarget(): RedisTarget | undefined {
+  const { REDIS_URL, REDIS_CLUSTER_NODES } = process.env;
+  return redisTarget(loadConfig({ ...(REDIS_CLUSTER_NODES ? { REDIS_CLUSTER_NODES } : { REDIS_URL }) }));
+}
+
+/** The same Redis for a server process the test starts: REDIS_CLUSTER_NODES or REDIS_URL. */
+export function testRedisEnv(): Record<string, string> {
+  const { REDIS_URL, REDIS_CLUSTER_NODES } = process.env;
+  return REDIS_CLUSTER_NODES ? { REDIS_CLUSTER_NODES } : REDIS_URL ? { REDIS_URL } : {};
+}
+
+/**
+ * A local Redis Cluster of the test's own: `masters` redis-server processes
+ * in cluster mode (no replicas), joined by `redis-cli --cluster create`
+ * (every slot assigned), started in the foreground as children and stopped
+ * by close(). Ports are `ports` (CI's fixed ones) or free ones; the cluster
+ * bus gets free ports of its own (`--cluster-port`), not port + 10000.
+ */
+export interface OwnRedisCluster {
+  nodes: RedisClusterNode[];
+  /** REDIS_CLUSTER_NODES for a child process. */
+  env: string;
+  close(): Promise<void>;
+}
+
+async function clusterOk(port: number): Promise<boolean> {
+  const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  probe.on("error", () => {});
+  try {
+    await probe.connect();
+    return /cluster_state:ok/.test(await probe.cluster("INFO"));
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+async function waitFor(what: string, ok: () => Promise<boolean>, children: ChildProcess[]) {
+  for (let i = 0; !(await ok()); i++) {
+    const dead = children.find((c) => c.exitCode !== null);
+    if (dead) throw new Error(`redis-server (cluster) exited with ${dead.exitCode}`);
+    if (i > 400) throw new Error(`${what}: not within 10 s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Whether every node of `nodes` answers with cluster_state:ok. */
+export async function clusterAnswers(nodes: readonly RedisClusterNode[]): Promise<boolean> {
+  return (await Promise.all(nodes.map((n) => clusterOk(n.port)))).every(Boolean);
+}
+
+export async function startRedisCluster(opts: { ports?: number[]; masters?: number } = {}): Promise<OwnRedisCluster> {
+  const ports = opts.ports ?? (await Promise.all(Array.from({ length: opts.masters ?? 3 }, () => freePort())));
+  const dir = await mkdtemp(path.join(tmpdir(), "tg-redis-cluster-"));
+  const children: ChildProcess[] = [];
+  const close = async () => {
+    await Promise.all(
+      children.map((c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return undefined;
+        const exited = new Promise((r) => c.once("exit", r));
+        c.kill("SIGKILL");
+        return exited;
+      }),
+    );
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) {
+      const busPort = await freePort();
+      const child = spawn(
+        "redis-server",
+        [
+          "--port", String(port), "--cluster-port", String(busPort), "--bind", "127.0.0.1",
+          "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--dir", dir,
+          "--save", "", "--appendonly", "no",
+        ],
+        { stdio: "ignore" },
+      );
+      children.push(child);
+    }
+    const answers = async (port: number) => {
+      const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      probe.on("error", () => {});
+      try {
+        await probe.connect();
+        return (await probe.ping()) === "PONG";
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    };
+    await waitFor("redis-server (cluster) start", async () => (await Promise.all(ports.map(answers))).every(Boolean), children);
+    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"]);
+    const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
+    await waitFor("cluster_state:ok", () => clusterAnswers(nodes), children);
+    return { nodes, env: nodes.map((n) => `${n.host}:${n.port}`).join(","), close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -167,11 +167,12 @@ describe("delivery reads", () => {
     const workflow = await t.clients.platform.workflow.findFirstOrThrow({ where: { tenantId: acme }, include: { project: true } });
     const entry = await t.clients.platform.auditLogEntry.findFirstOrThrow({ where: { tenantId: acme } });
     const foreign = await t.clients.platform.deployment.findFirstOrThrow({ where: { tenantId: ids.globex! } });
-    const read = await readEvents(t.clients.livePool, acme, [], new Map([
-      ["Deployment", new Set([deployment.id, foreign.id])],
-      ["Workflow", new Set([workflow.id])],
-      ["AuditLogEntry", new Set([entry.id])],
-    ]));
+    const read = await readEvents(t.clients.livePool, acme, [], [
+      { type: "Deployment", id: deployment.id, at: 0 },
+      { type: "Deployment", id: foreign.id, at: 0 },
+      { type: "Workflow", id: workflow.id, at: 0 },
+      { type: "AuditLogEntry", id: entry.id, at: 0 },
+    ]);
     expect(read.facts.status).toBe("ACTIVE");
     expect(read.nodes.get(`Deployment:${deployment.id}`)).toEqual(deployment);
     expect(read.nodes.get(`Workflow:${workflow.id}`)).toEqual(workflow);

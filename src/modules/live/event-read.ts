@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { LiveNodeType } from "../../infra/live-events.ts";
+import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
 import { factsFrom, type AccessFacts, type Principal } from "./access.ts";
 
 /**
@@ -72,9 +72,21 @@ export function eventReadSql(tenantId: string, principals: Principal[], ids: Map
   ].join(";\n");
 }
 
-/** Runs the read on a connection of `pool` (one round-trip). */
-export async function readEvents(pool: pg.Pool, tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>): Promise<EventRead> {
-  const sql = eventReadSql(tenantId, principals, ids);
+/** The node ids the events name, by type (an id that is not a UUID names nothing). */
+function idsOf(events: LiveEvent[]): Map<LiveNodeType, Set<string>> {
+  const ids = new Map<LiveNodeType, Set<string>>();
+  for (const e of events) {
+    if (!("id" in e) || typeof e.id !== "string" || !UUID.test(e.id)) continue;
+    const set = ids.get(e.type) ?? new Set<string>();
+    set.add(e.id);
+    ids.set(e.type, set);
+  }
+  return ids;
+}
+
+/** Reads the events' nodes and the subscribers' access facts on a connection of `pool` (one round-trip). */
+export async function readEvents(pool: pg.Pool, tenantId: string, principals: Principal[], events: LiveEvent[]): Promise<EventRead> {
+  const sql = eventReadSql(tenantId, principals, idsOf(events));
   const connection = await pool.connect();
   let results: pg.QueryResult[];
   try {

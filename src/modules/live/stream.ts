@@ -1,0 +1,185 @@
+import { randomUUID } from "node:crypto";
+import { AppError } from "../../errors.ts";
+import type { Role } from "../../generated/prisma/enums.ts";
+import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
+import { renewScope, type Context } from "../../tenancy/context.ts";
+import type { Principal } from "./access.ts";
+
+/**
+ * One open subscription stream (docs/live-updates.md): the async iterator
+ * the subscription field returns. The hub pushes it the nodes it may
+ * deliver and the verdicts of its re-checks; it holds at most `bufferSize`
+ * events its consumer has not taken (a slow consumer is closed with
+ * SLOW_CONSUMER), and ends with a coded error event when its access ends.
+ */
+
+/** What a stream needs of the hub that holds it. */
+export interface StreamOwner {
+  readonly bufferSize: number;
+  readonly abortAfterMs: number;
+  unregister(stream: LiveStream): void;
+  recheckTenant(tenantId: string): Promise<void>;
+}
+
+/** How a stream of one subscription field finds its nodes. */
+export interface StreamSpec {
+  type: LiveNodeType;
+  /** Only nodes of this project (an uuid), when set. */
+  projectId: string | null;
+  /** The field's @auth role. */
+  requires: Role;
+}
+
+/** The last value of a stream: the field resolver throws its error (a coded `next` event), then the stream completes. */
+export class StreamEnd {
+  constructor(readonly error: AppError) {}
+}
+
+export type Transport = { res?: { destroy(): void }; socket?: { terminate(): void } };
+
+export const serviceUnavailable = (message: string, extra: Record<string, unknown> = {}) =>
+  new AppError("SERVICE_UNAVAILABLE", message, extra);
+
+export const shutdownError = () => serviceUnavailable("The server is restarting: reconnect", { reconnect: true, retryAfter: 1 });
+export const slowConsumerError = () =>
+  new AppError("SLOW_CONSUMER", "The client did not keep up with its events: reconnect", { reconnect: true });
+
+export class LiveStream implements AsyncIterableIterator<unknown> {
+  readonly id = randomUUID();
+  readonly tenantId: string;
+  readonly principal: Principal;
+  private queue: object[] = [];
+  private ending: AppError | null = null;
+  private closed = false;
+  private done = false;
+  private wake: (() => void) | null = null;
+  private expiry: NodeJS.Timeout | undefined;
+  private abortTimer: NodeJS.Timeout | undefined;
+  readonly finished: Promise<void>;
+  private finish!: () => void;
+
+  constructor(
+    private readonly hub: StreamOwner,
+    private readonly ctx: Context,
+    private readonly spec: StreamSpec,
+    private readonly transport: Transport,
+  ) {
+    this.tenantId = ctx.tenant!.id;
+    this.principal = {
+      userId: ctx.apiKey ? null : (ctx.user?.id ?? null),
+      apiKeyId: ctx.apiKey?.id ?? null,
+      requires: spec.requires,
+      notAfter: ctx.credentialsExpireAt,
+      idpIssuer: ctx.binding?.idpIssuer ?? null,
+      domain: ctx.binding?.domain ?? null,
+    };
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+    if (this.principal.notAfter !== null) {
+      const ms = Math.max(0, Math.min(this.principal.notAfter - Date.now(), 2 ** 31 - 1));
+      this.expiry = setTimeout(() => this.hub.recheckTenant(this.tenantId), ms + 1);
+      this.expiry.unref();
+    }
+  }
+
+  /** Whether the event may concern this stream (its node is read before it is delivered). */
+  wants(event: LiveEvent): boolean {
+    if (event.type !== this.spec.type || this.closed) return false;
+    if (!this.spec.projectId || !("projectId" in event) || !event.projectId) return true;
+    return event.projectId === this.spec.projectId;
+  }
+
+  /** Whether the node, as read, is one this stream delivers (its project filter, on the node's current project). */
+  accepts(node: { projectId?: unknown }): boolean {
+    return !this.closed && (!this.spec.projectId || node.projectId === this.spec.projectId);
+  }
+
+  /** A node for the consumer: its own copy (resolvers of several streams read it). */
+  push(node: object) {
+    if (this.closed) return;
+    if (this.queue.length >= this.hub.bufferSize) {
+      this.close(slowConsumerError());
+      return;
+    }
+    this.queue.push({ ...node });
+    this.signal();
+  }
+
+  /** The verdict of a re-check: the stream goes on with the current role, or ends with the error. */
+  apply(result: { role: Role } | { error: AppError }) {
+    if ("error" in result) this.close(result.error);
+    else this.ctx.role = result.role;
+  }
+
+  /**
+   * Ends the stream: with an error, the consumer gets it as its last event
+   * (and the connection is cut if it does not take it in time); without,
+   * it just completes.
+   */
+  close(error: AppError | null) {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending = error;
+    this.queue = [];
+    clearTimeout(this.expiry);
+    this.hub.unregister(this);
+    if (error) {
+      this.abortTimer = setTimeout(() => this.abort(), this.hub.abortAfterMs);
+      this.abortTimer.unref();
+    }
+    this.signal();
+  }
+
+  /** Cuts the connection of a consumer that does not take its last event. */
+  abort() {
+    if (this.done) return;
+    this.transport.res?.destroy();
+    this.transport.socket?.terminate();
+    this.end();
+  }
+
+  private end() {
+    this.done = true;
+    clearTimeout(this.abortTimer);
+    this.finish();
+  }
+
+  private signal() {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  async next(): Promise<IteratorResult<unknown>> {
+    for (;;) {
+      if (this.done) return { done: true, value: undefined };
+      if (this.closed) {
+        const error = this.ending;
+        this.ending = null;
+        if (error) return { done: false, value: new StreamEnd(error) };
+        this.end();
+        return { done: true, value: undefined };
+      }
+      const node = this.queue.shift();
+      if (!node) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      // A fresh request scope for the event's result (loaders, and a read
+      // transaction on the live pool if a nested field needs one), ended
+      // once the result is produced (src/http/use-request-transaction.ts).
+      renewScope(this.ctx);
+      return { done: false, value: node };
+    }
+  }
+
+  async return(): Promise<IteratorResult<unknown>> {
+    this.close(null);
+    this.end();
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+

@@ -49,7 +49,7 @@ const frameName = (n: ProfileNode) =>
   `${n.callFrame.functionName || "(anonymous)"} ${moduleOf(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
 
 /** `skipMs`: ignore the first samples (start-up, module loading, warm-up). */
-export function summarizeProfile(profile: Profile, top = 25, skipMs = 0): ProfileSummary {
+export function summarizeProfile(profile: Profile, top = 25, skipMs = 0, untilMs = Infinity): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   let at = 0;
@@ -58,6 +58,7 @@ export function summarizeProfile(profile: Profile, top = 25, skipMs = 0): Profil
     const delta = (profile.timeDeltas[i] ?? 0) / 1000;
     at += delta;
     if (at < skipMs) continue;
+    if (at > untilMs) break;
     self.set(id, (self.get(id) ?? 0) + delta);
   }
   const totalMs = [...self.values()].reduce((a, b) => a + b, 0);

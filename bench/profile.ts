@@ -60,15 +60,16 @@ async function main() {
       live.measure();
       await new Promise((r) => setTimeout(r, opts.durationS * 1000));
       const cpu = (cpuMs(server.proc.pid!) ?? NaN) - c0;
+      const until = Date.now() - spawnedAt;
       const f = await live.stop();
       await server.stop();
       const pid = server.proc.pid!;
       const file = (await readdir(dir)).filter((x) => x.includes(`.${pid}.0.`) && x.endsWith(".cpuprofile")).sort().pop();
       if (!file) throw new Error(`no .cpuprofile of pid ${pid} in ${dir}`);
-      const summary = summarizeProfile(JSON.parse(await readFile(path.join(dir, file), "utf8")), 30, skip);
+      const summary = summarizeProfile(JSON.parse(await readFile(path.join(dir, file), "utf8")), 30, skip, until);
       const text = [
         `live load alone for ${opts.durationS} s: ${f.streams} streams over ${f.tenants} tenants, ${f.mutations} mutations, ${f.delivered} deliveries (${f.expected} expected); commit->delivery p50 ${f.p50.toFixed(1)} ms, p95 ${f.p95.toFixed(1)} ms; server CPU ${cpu.toFixed(0)} ms = ${(cpu / opts.durationS / 10).toFixed(1)}% of a core`,
-        `profile: bench/results/profiles/${file} (first ${(skip / 1000).toFixed(1)} s skipped: start-up, streams opening and warm-up)`,
+        `profile: bench/results/profiles/${file} (${(skip / 1000).toFixed(1)} s to ${(until / 1000).toFixed(1)} s: start-up, streams opening, warm-up and the streams' end left out)`,
         ``,
         formatSummary(summary),
       ].join("\n");

@@ -31,7 +31,7 @@ import {
   TENANT_USAGE_QUERIES,
   type Tokens,
 } from "./scenarios.ts";
-import { startLiveLoad, type LiveFigures } from "./live.ts";
+import { startLiveLoad, type LiveFigures, type LiveLoad } from "./live.ts";
 import { clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
 import { SqlCounter } from "./sql-counter.ts";
 
@@ -63,6 +63,14 @@ interface Scenario extends ScenarioSpec {
   note?: string;
   /** Open subscription streams and a writer alongside the measured load (live updates). */
   live?: { streams: number; mutationsPerS: number };
+}
+
+/** The live load alone for `durationS` (no other load): its figures and the server's CPU (% of a core). */
+async function liveAlone(live: LiveLoad, pid: number, durationS: number) {
+  const cpu0 = cpuMs(pid) ?? NaN;
+  await new Promise((r) => setTimeout(r, durationS * 1000));
+  const cpuPct = ((cpuMs(pid) ?? NaN) - cpu0) / durationS / 10;
+  return { ...(await live.take()), cpuPct };
 }
 
 async function start(name: string, script: string, port: number, env: Record<string, string>, nodeArgs: string[] = []) {
@@ -350,7 +358,7 @@ async function main() {
     ]),
   );
 
-  const liveRuns: (LiveFigures & { rssPeakMb: number; dashboardP95: number })[] = [];
+  const liveRuns: (LiveFigures & { rssPeakMb: number; dashboardP95: number; alone?: LiveFigures & { cpuPct: number } })[] = [];
   for (let run = 1; run <= opts.runs; run++) {
     for (const s of scenarios) {
       if (!s.gen) continue;
@@ -363,6 +371,7 @@ async function main() {
       if (s.prefill) await prefill(url, s.prefill.gen, s.prefill.n);
       await drain(url, s.gen);
       live?.measure();
+      const alone = live ? await liveAlone(live, pidOf(s.target), opts.durationS) : undefined;
       const rss = sampleRss(pidOf(s.target));
       const cpu0 = cpuMs(pidOf(s.target)) ?? NaN;
       const result: LoadResult = await runLoad({ url, connections: s.connections, durationS: opts.durationS, gen: s.gen });
@@ -370,8 +379,8 @@ async function main() {
       const rssPeakMb = rss.stop();
       if (live) {
         const figures = await live.stop();
-        liveRuns.push({ ...figures, rssPeakMb, dashboardP95: result.p95 });
-        log(`run ${run}/${opts.runs} ${s.id}: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms`);
+        liveRuns.push({ ...figures, rssPeakMb, dashboardP95: result.p95, alone });
+        log(`run ${run}/${opts.runs} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms)`);
       }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest });
@@ -412,6 +421,10 @@ async function main() {
         p50: median(liveRuns.map((r) => r.p50)),
         p95: median(liveRuns.map((r) => r.p95)),
         p99: median(liveRuns.map((r) => r.p99)),
+        aloneP95: median(liveRuns.map((r) => r.alone!.p95)),
+        sinceUpdatedP95: median(liveRuns.map((r) => r.sinceUpdatedP95)),
+        mutationP95: median(liveRuns.map((r) => r.mutationP95)),
+        aloneCpuPct: median(liveRuns.map((r) => r.alone!.cpuPct)),
         rssPeakMb: median(liveRuns.map((r) => r.rssPeakMb)),
         // The dashboard's p95 with the streams open against the dashboard run just before it.
         dashboardP95DeltaPct: dash32?.runs.length ? median(liveRuns.map((r, i) => (dash32.runs[i] ? (r.dashboardP95 / dash32.runs[i]!.p95 - 1) * 100 : NaN))) : null,
@@ -440,7 +453,7 @@ async function main() {
       : `- noisy tenant: not run.`,
     readMostlyLine(results.get("read-mostly-32"), dash32),
     liveSummary
-      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms; server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%). Medians over runs.`
+      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%). Medians over runs.`
       : `- live updates: not run.`,
     ``,
     checksTable(checks),

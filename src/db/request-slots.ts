@@ -51,7 +51,7 @@ export class RequestConnection {
     return end;
   }
 
-  query(...args: unknown[]): Promise<any> {
+  query(...args: unknown[]): Promise<unknown> {
     const client = this.client;
     const run = this.tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
     this.tail = run.catch(() => undefined);
@@ -63,6 +63,7 @@ export class SlotPool extends pg.Pool {
   /** The request connection the slot is lent to, if any. */
   connection: RequestConnection | undefined;
 
+  // `any`: pg.Pool.query is a dozen overloads, and an override with one signature must return what each of them does.
   override query(...args: unknown[]): any {
     const connection = this.connection;
     if (!connection) return Promise.reject(new Error("request slot used without its connection"));
@@ -79,6 +80,7 @@ export class SlotPool extends pg.Pool {
    * become SAVEPOINT, RELEASE and ROLLBACK TO; an isolation level stays the
    * request transaction's).
    */
+  // `any`: the part of a pg.PoolClient that Prisma's adapter uses (query, on, release), not a whole one.
   override async connect(): Promise<any> {
     const connection = this.connection;
     if (!connection) throw new Error("request slot used without its connection");

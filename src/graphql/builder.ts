@@ -5,6 +5,7 @@ import RelayPlugin from "@pothos/plugin-relay";
 import PolicyEnforcerPlugin from "../policy/enforcer.ts";
 import "../policy/auth-field.ts";
 import type PrismaTypes from "../generated/pothos-types.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
 import { getDatamodel } from "../generated/pothos-types.ts";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import type { Context } from "../tenancy/context.ts";
@@ -73,7 +74,8 @@ export const builder = new SchemaBuilder<{
   prisma: {
     // The request's tenant-scoped handle: every Prisma call Pothos makes goes
     // through both isolation walls.
-    client: (ctx) => ctx.db as never,
+    // Pothos types this as a PrismaClient; it calls only the model delegates, which the request's transaction client has.
+    client: (ctx) => ctx.db as unknown as PrismaClient,
     dmmf: getDatamodel(),
     filterConnectionTotalCount: true,
     onUnusedQuery: process.env.VITEST ? "error" : null,

@@ -24,7 +24,7 @@ export function payloadType<const Fields extends Record<string, PayloadField>>(n
             type: def.type as ObjectRef<BuilderTypes, unknown>,
             nullable: def.nullable ?? false,
             description: def.description,
-            resolve: (p) => p[key as keyof Shape] as never,
+            resolve: (p) => p[key as keyof Shape],
           }),
         ]),
       ),

@@ -174,7 +174,7 @@ function literalPath(ancestors: Ancestors, parent: Parent, node: ASTNode, upToAr
     if (n.kind === Kind.FIELD) path += `${path ? "." : ""}${(n.alias ?? n.name).value}`;
     else if (n.kind === Kind.ARGUMENT || n.kind === Kind.OBJECT_FIELD) path += `${path ? "." : ""}${n.name.value}`;
     else if (n.kind === Kind.VARIABLE_DEFINITION) path += `${path ? "." : ""}$${n.variable.name.value}`;
-    else if (n.kind === Kind.LIST && nodes[i + 1]) path += `[${n.values.indexOf(nodes[i + 1] as never)}]`;
+    else if (n.kind === Kind.LIST && nodes[i + 1]) path += `[${n.values.findIndex((v) => v === nodes[i + 1])}]`;
   });
   return path || "query";
 }

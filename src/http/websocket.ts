@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from "node:http";
 import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
-import { CloseCode } from "graphql-ws";
+import { CloseCode, type OperationResult } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../infra/logger.ts";
@@ -61,11 +61,13 @@ const closeReason = (err: unknown) => {
 };
 
 /** The part of the Yoga app the WebSocket server uses: its envelop (src/app.ts). */
+type Enveloped = ReturnType<EnvelopedApp["getEnveloped"]>;
+
 interface EnvelopedApp {
   getEnveloped(initial: Record<string, unknown>): {
     schema: GraphQLSchema;
-    execute: (args: ExecutionArgs) => unknown;
-    subscribe: (args: ExecutionArgs) => unknown;
+    execute: (args: ExecutionArgs) => OperationResult;
+    subscribe: (args: ExecutionArgs) => OperationResult;
     parse: (source: string) => DocumentNode;
     validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
     contextFactory: () => unknown;
@@ -82,8 +84,9 @@ export function attachWebSocket(server: Server, app: EnvelopedApp, options: WebS
 
   const handle = useServer<Record<string, unknown> | undefined, Extra>(
     {
-      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
-      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      // The request's own envelop rides in rootValue (onSubscribe below), a field graphql-ws types as unknown.
+      execute: (args) => (args.rootValue as Pick<Enveloped, "execute">).execute(args),
+      subscribe: (args) => (args.rootValue as Pick<Enveloped, "subscribe">).subscribe(args),
       onConnect: async (ctx) => {
         try {
           const { contextValue } = await contextFor(ctx.extra, ctx.connectionParams);

@@ -1,4 +1,4 @@
-import { rateLimited } from "../errors.ts";
+import { AppError, rateLimited } from "../errors.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
 
 export interface RateLimitState {
@@ -11,6 +11,10 @@ export interface RateLimitState {
 }
 
 const WINDOW_MS = 60_000;
+
+/** The RATE_LIMITED error consumeRequest throws: it carries the window's state for the response headers. */
+export const isRateLimited = (err: unknown): err is AppError & { rateLimit: RateLimitState } =>
+  err instanceof AppError && "rateLimit" in err;
 
 /**
  * The degraded mode of the limiter (docs/degraded-modes.md): while the shared

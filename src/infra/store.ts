@@ -1,6 +1,15 @@
 import type { RedisTarget } from "../config.ts";
+import type { ClientContext, Result } from "ioredis";
 import type { Logger } from "./logger.ts";
 import { byHashTag, connectRedis, isCluster, scanNodes, type RedisClient } from "./redis.ts";
+
+// The script registered with defineCommand below, typed the way ioredis documents.
+declare module "ioredis" {
+  interface RedisCommander<Context extends ClientContext> {
+    /** HIT_SCRIPT (below): [count in the window, ms until it resets]. */
+    tgHit(key: string, windowMs: number, by: number): Result<[number, number], Context>;
+  }
+}
 
 /**
  * The shared key-value store: Redis when REDIS_URL is set, else an in-process
@@ -166,7 +175,7 @@ export class RedisStore implements Store {
     else await this.run(() => this.redis.del(...keys));
   }
   async hit(key: string, windowMs: number, by = 1) {
-    const [count, ttl] = await this.run(() => (this.redis as any).tgHit(key, windowMs, by) as Promise<[number, number]>);
+    const [count, ttl] = await this.run(() => this.redis.tgHit(key, windowMs, by));
     return { count, resetAt: Date.now() + ttl };
   }
   /** On a cluster, SCANs every master; each batch is unlinked one hash tag at a time. */

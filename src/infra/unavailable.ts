@@ -29,17 +29,27 @@ const PG_UNAVAILABLE_CODES = new Set([
 const PG_UNAVAILABLE_MESSAGE =
   /Connection terminated|timeout exceeded when trying to connect|timed out waiting for a request slot|is not currently accepting connections|Can't reach database server|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command|Client has encountered a connection error/i;
 
+/** The fields of an error (or of a driver's error object) this file reads; each is checked before use. */
+interface ErrorFields {
+  code?: unknown;
+  originalCode?: unknown;
+  message?: unknown;
+  originalError?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: unknown };
+}
+
 /** Walks an error's causes (GraphQL originalError, Prisma/pg `cause`, driver adapter details). */
-function* chain(error: unknown): Generator<any> {
+function* chain(error: unknown): Generator<ErrorFields> {
   const seen = new Set<unknown>();
   const queue: unknown[] = [error];
   while (queue.length) {
     const e = queue.shift();
     if (!e || typeof e !== "object" || seen.has(e)) continue;
     seen.add(e);
-    yield e;
-    const o = e as Record<string, unknown>;
-    queue.push(o.originalError, o.cause, (o.meta as Record<string, unknown> | undefined)?.driverAdapterError);
+    const o = e as ErrorFields;
+    yield o;
+    queue.push(o.originalError, o.cause, o.meta?.driverAdapterError);
   }
 }
 

@@ -81,7 +81,8 @@ export function checkAccess(ctx: Context, policy: FieldPolicy): void {
   if (policy.auth || policy.quota || policy.audit || policy.feature) {
     assertTenantRole(ctx, policy.auth ?? "VIEWER");
     // Features as PostgreSQL reported them for this request (authorize.ts).
-    if (policy.feature && !(ctx.tenant.features ?? []).includes(policy.feature as never)) {
+    const features: readonly string[] = ctx.tenant.features;
+    if (policy.feature && !features.includes(policy.feature)) {
       throw featureNotAvailable(policy.feature, ctx.tenant.plan);
     }
   }
@@ -131,19 +132,21 @@ export async function checkDeclaredCountQuota(tx: ScopedTx, ctx: Context, alread
   q.checked = true;
 }
 
-type Resolver = GraphQLFieldResolver<unknown, Context, any>;
+/** Pothos types a plugin for any builder; this one is registered on ours only, whose context is a Context. */
+const ours = (ctx: unknown) => ctx as Context;
 
-export function enforce(resolver: Resolver, policy: FieldPolicy, field: string): Resolver {
+export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, policy: FieldPolicy, field: string): GraphQLFieldResolver<unknown, C, object> {
   if (!policy.quota && !policy.audit) {
     return (parent, args, ctx, info) => {
-      checkAccess(ctx, policy);
+      checkAccess(ours(ctx), policy);
       return resolver(parent, args, ctx, info);
     };
   }
   const quota = policy.quota;
   const countQuota = quota && isCountResource(quota.resource) ? quota : undefined;
   const windowQuota = quota && !countQuota ? quota : undefined;
-  return async (parent, args, ctx, info) => {
+  return async (parent, args, requestCtx, info) => {
+    const ctx = ours(requestCtx);
     checkAccess(ctx, policy);
     const crossTenant = crossTenantCall(ctx, policy);
     if (!crossTenant) checkStorage(ctx, policy);
@@ -161,7 +164,7 @@ export function enforce(resolver: Resolver, policy: FieldPolicy, field: string):
     scopes.set(ctx, scope);
     let result: unknown;
     try {
-      result = await resolver(parent, args, ctx, info);
+      result = await resolver(parent, args, requestCtx, info);
     } catch (err) {
       await reservation?.refund().catch(() => {});
       throw err;
@@ -204,7 +207,7 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     if (!resolver || (this.options as { disablePolicyEnforcer?: boolean }).disablePolicyEnforcer) return resolver;
     const policy = this.policyFor(fieldConfig);
     if (!isEnforced(policy)) return resolver;
-    return enforce(resolver as unknown as Resolver, policy, `${fieldConfig.parentType}.${fieldConfig.name}`) as never;
+    return enforce(resolver, policy, `${fieldConfig.parentType}.${fieldConfig.name}`);
   }
 
   // A subscription's access is checked when the stream opens (and its
@@ -217,7 +220,7 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     const policy = this.policyFor(fieldConfig);
     if (!isEnforced(policy)) return subscribe;
     return (parent, args, ctx, info) => {
-      checkAccess(ctx as unknown as Context, policy);
+      checkAccess(ours(ctx), policy);
       return subscribe(parent, args, ctx, info);
     };
   }

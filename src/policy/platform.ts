@@ -57,7 +57,7 @@ export function platformPlacements(ctx: Context): PlacementPools {
 export async function writeCrossTenantAudit(
   tx: PlatformTx,
   ctx: Context,
-  op: CrossTenantOperation<any>,
+  op: Omit<CrossTenantOperation, "touched">,
   touched?: string[],
 ) {
   const actor = actorFields(ctx);

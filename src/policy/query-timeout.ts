@@ -11,8 +11,17 @@ import type { Plugin } from "graphql-yoga";
  */
 export const QUERY_TIMEOUT = "QUERY_TIMEOUT";
 
+/** The fields of an error and its causes (GraphQL, Prisma, the driver adapter) read here. */
+interface TimeoutFields {
+  code?: unknown;
+  message?: unknown;
+  originalError?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
+}
+
 export function isStatementTimeout(err: unknown): boolean {
-  for (let e: any = err, depth = 0; e && depth < 6; e = e.originalError ?? e.cause, depth++) {
+  for (let e = err as TimeoutFields | undefined, depth = 0; e && depth < 6; e = (e.originalError ?? e.cause) as TimeoutFields | undefined, depth++) {
     if (e.code === "57014") return true;
     const cause = e.meta?.driverAdapterError?.cause;
     if (cause && (cause.originalCode === "57014" || cause.code === "57014")) return true;

@@ -6,9 +6,8 @@ import {
   tenantRequired,
   tenantSuspended,
   unauthenticated,
-  AppError,
 } from "../errors.ts";
-import { consumeRequest, type RateLimitState } from "../infra/rate-limit.ts";
+import { consumeRequest, isRateLimited, type RateLimitState } from "../infra/rate-limit.ts";
 import type { ResponseCacheOptions } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
 import type { CursorCodec } from "../infra/cursor.ts";
@@ -380,7 +379,7 @@ export async function buildContext(
     try {
       state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE, now);
     } catch (err) {
-      if (err instanceof AppError && "rateLimit" in err) state.rateLimit = (err as any).rateLimit;
+      if (isRateLimited(err)) state.rateLimit = err.rateLimit;
       throw err;
     }
   }
@@ -494,6 +493,7 @@ const eventClients = new WeakMap<Context, ScopedTx>();
 function eventClient(ctx: Context): ScopedTx {
   let client = eventClients.get(ctx);
   if (client) return client;
+  // `any`: the proxy calls `$` methods and model delegates by name, which no Prisma type describes.
   const current = () => ctx.tenantDb.client as unknown as Record<string, any>;
   const delegates = new Map<string, unknown>();
   client = new Proxy({} as ScopedTx, {

@@ -476,6 +476,7 @@ export class TenantDb {
     const cache = new Map<string, unknown>();
     const call = (path: string[], args: unknown[]) =>
       this.run((tx) => {
+        // `any`: a method reached by its path of names (delegate, operation), which no Prisma type describes.
         let target: any = tx;
         for (const p of path.slice(0, -1)) target = target[p];
         return target[path[path.length - 1]!](...args);

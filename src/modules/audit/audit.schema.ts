@@ -7,7 +7,7 @@ import { connectionType } from "../../graphql/connection.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
 import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { hasRole } from "../../policy/roles.ts";
-import { TenantRef } from "../tenants/tenant.schema.ts";
+import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import { auditLogPage } from "./audit.loaders.ts";
 
 export const ActorTypeEnum = builder.enumType(ActorType, { name: "ActorType" });
@@ -44,7 +44,10 @@ export const AuditLogEntryRef = builder.prismaNode("AuditLogEntry", {
       // No `select`: the entry's scalars are always loaded, and a select
       // would make plugin-prisma reload the parent through findUnique, which
       // is tenant-scoped and so fails for the cross-tenant Platform.auditLog.
-      resolve: async (e, _args, ctx) => (e.tenantId ? await ctx.directory.tenant(e.tenantId) : null) as never,
+      resolve: async (e, _args, ctx) => {
+        const tenant = e.tenantId ? await ctx.directory.tenant(e.tenantId) : null;
+        return tenant && asTenant(tenant);
+      },
     }),
     metadata: t.expose("metadata", { type: "JSON", nullable: true }),
     requestId: t.exposeString("requestId", { nullable: true }),

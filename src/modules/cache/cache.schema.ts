@@ -29,7 +29,7 @@ builder.mutationField("clearTenantCache", (t) =>
         ctx,
         fromGlobalId("tenantId", String(input.tenantId), "Tenant"),
         operationMetadata(info, { input }),
-      )) as never,
+      )),
     }),
   }),
 );

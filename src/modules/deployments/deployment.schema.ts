@@ -32,7 +32,7 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
       type: UserRef,
       nullable: true,
       // A deployment read with its project page carries its creator already.
-      resolve: (d, _args, ctx) => (d.createdById ? (prefetchedCreator(d) ?? userLoader(ctx).load(d.createdById)) : null) as never,
+      resolve: (d, _args, ctx) => (d.createdById ? (prefetchedCreator(d) ?? userLoader(ctx).load(d.createdById)) : null),
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),

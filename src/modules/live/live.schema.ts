@@ -54,6 +54,7 @@ function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "re
 const emit = (payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: string): never => {
   if (payload instanceof StreamEnd) throw payload.error;
   queryFromInfo({ context: ctx, info, typeName });
+  // `never`: one emit serves every subscription field, and the node is the shape of the field it returns from.
   return payload as never;
 };
 

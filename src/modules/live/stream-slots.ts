@@ -1,3 +1,4 @@
+import type { ClientContext, Result } from "ioredis";
 import type { RedisClient } from "../../infra/redis.ts";
 import { tenantKey } from "../../infra/store.ts";
 
@@ -32,6 +33,13 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {1, n}`;
 
+declare module "ioredis" {
+  interface RedisCommander<Context extends ClientContext> {
+    /** ACQUIRE: [1 if acquired else 0, streams held before]. */
+    tgLiveAcquire(key: string, now: number, limit: number, expiresAt: number, streamId: string, ttlMs: number): Result<[number, number], Context>;
+  }
+}
+
 export class RedisStreamSlots implements StreamSlots {
   constructor(
     private readonly redis: RedisClient,
@@ -42,7 +50,7 @@ export class RedisStreamSlots implements StreamSlots {
 
   async acquire(tenantId: string, streamId: string, limit: number | null) {
     const now = Date.now();
-    const [ok, used] = (await (this.redis as any).tgLiveAcquire(slotsKey(tenantId), now, limit ?? -1, now + this.leaseMs, streamId, this.leaseMs * 2)) as [number, number];
+    const [ok, used] = await this.redis.tgLiveAcquire(slotsKey(tenantId), now, limit ?? -1, now + this.leaseMs, streamId, this.leaseMs * 2);
     return { ok: ok === 1, used };
   }
   async release(tenantId: string, streamId: string) {

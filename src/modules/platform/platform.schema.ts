@@ -1,4 +1,5 @@
 import type { GraphQLResolveInfo, SelectionSetNode } from "graphql";
+import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
 import { builder } from "../../graphql/builder.ts";
 import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
 import { connectionType } from "../../graphql/connection.ts";
@@ -7,7 +8,7 @@ import { operationMetadata } from "../../policy/audit.ts";
 import { crossTenant } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
-import { TenantRef } from "../tenants/tenant.schema.ts";
+import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import * as service from "./platform.service.ts";
 
 /**
@@ -26,21 +27,21 @@ interface PlatformRoot {
 
 export const PlatformRef = builder.objectRef<PlatformRoot>("Platform");
 
-export const StatusCountRef = builder.objectRef<{ status: string; count: number }>("StatusCount").implement({
+export const StatusCountRef = builder.objectRef<{ status: DeploymentStatus; count: number }>("StatusCount").implement({
   fields: (t) => ({
-    status: t.field({ type: DeploymentStatusEnum, resolve: (c) => c.status as never }),
+    status: t.field({ type: DeploymentStatusEnum, resolve: (c) => c.status }),
     count: t.exposeInt("count"),
   }),
 });
-const PlanCountRef = builder.objectRef<{ plan: string; count: number }>("PlanCount").implement({
+const PlanCountRef = builder.objectRef<{ plan: Plan; count: number }>("PlanCount").implement({
   fields: (t) => ({
-    plan: t.field({ type: PlanEnum, resolve: (c) => c.plan as never }),
+    plan: t.field({ type: PlanEnum, resolve: (c) => c.plan }),
     count: t.exposeInt("count"),
   }),
 });
-const TenantStatusCountRef = builder.objectRef<{ status: string; count: number }>("TenantStatusCount").implement({
+const TenantStatusCountRef = builder.objectRef<{ status: TenantStatus; count: number }>("TenantStatusCount").implement({
   fields: (t) => ({
-    status: t.field({ type: TenantStatusEnum, resolve: (c) => c.status as never }),
+    status: t.field({ type: TenantStatusEnum, resolve: (c) => c.status }),
     count: t.exposeInt("count"),
   }),
 });
@@ -49,7 +50,7 @@ export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("
   description: "One tenant's usage. deployments and apiRequests count activity within from/to; the others are current counts.",
   fields: (t) => ({
     // A plain row from the platform path: never re-read through the tenant-scoped client.
-    tenant: t.field({ type: TenantRef, resolve: (s) => s.tenant as never }),
+    tenant: t.field({ type: TenantRef, resolve: (s) => asTenant(s.tenant) }),
     members: t.exposeInt("members"),
     projects: t.exposeInt("projects"),
     deployments: t.exposeInt("deployments"),
@@ -169,7 +170,7 @@ PlatformRef.implement({
         return audited(ctx, info, args, async (tx) => {
           const { rows, total } = await service.auditLog(tx, page, args.filter, withCount);
           return toConnection(rows, page, () => Promise.resolve(total ?? 0));
-        }) as never;
+        });
       },
     }),
   }),

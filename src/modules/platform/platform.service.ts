@@ -1,5 +1,5 @@
-import { Prisma } from "../../generated/prisma/client.ts";
-import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
+import { Prisma, type AuditLogEntry } from "../../generated/prisma/client.ts";
+import type { ActorType, DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
 import { badInput } from "../../errors.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
@@ -284,21 +284,8 @@ export function tenantWhere(filter: TenantFilterInput | null | undefined): Prism
   return where;
 }
 
-export interface AuditRow {
-  id: string;
-  tenantId: string;
-  action: string;
-  actorType: "USER" | "API_KEY" | "SYSTEM";
-  actorId: string | null;
-  actorLabel: string | null;
-  targetType: string | null;
-  targetId: string | null;
-  crossTenant: boolean;
-  metadata: unknown;
-  requestId: string | null;
-  ip: string | null;
-  createdAt: Date;
-}
+/** An entry of either log, as the AuditLogEntry type reads it. */
+export type AuditRow = AuditLogEntry;
 
 export interface AuditFilter {
   action?: string | null;
@@ -361,13 +348,13 @@ export async function auditLog(
     // No single tenant: the nil UUID, which AuditLogEntry.tenant (a directory lookup) resolves to null.
     tenantId: (r.tenant_id as string | null) ?? NIL_UUID,
     action: r.action as string,
-    actorType: r.actor_type as AuditRow["actorType"],
+    actorType: r.actor_type as ActorType,
     actorId: r.actor_id as string | null,
     actorLabel: r.actor_label as string | null,
     targetType: r.target_type as string | null,
     targetId: r.target_id as string | null,
     crossTenant: r.cross_tenant as boolean,
-    metadata: r.metadata,
+    metadata: r.metadata as Prisma.JsonValue,
     requestId: r.request_id as string | null,
     ip: r.ip as string | null,
     createdAt: r.created_at as Date,

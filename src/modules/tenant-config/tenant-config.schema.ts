@@ -3,7 +3,7 @@ import { fromGlobalId } from "../../graphql/ids.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { operationMetadata } from "../../policy/audit.ts";
 import { effectiveFeatures } from "../../tenancy/features.ts";
-import { TenantRef } from "../tenants/tenant.schema.ts";
+import { TenantRef, type TenantParent } from "../tenants/tenant.schema.ts";
 import * as service from "./tenant-config.service.ts";
 
 /**
@@ -20,8 +20,8 @@ builder.prismaObjectFields(TenantRef, (t) => ({
     // The current tenant (`tenant`) carries the features PostgreSQL reported
     // for this request; a row (node, payloads) has its override and plan.
     resolve: (tenant) => {
-      const known = (tenant as unknown as { features?: unknown }).features;
-      return Array.isArray(known) ? (known as string[]) : effectiveFeatures(tenant.plan, tenant.featureOverrides);
+      const { features } = tenant as TenantParent;
+      return features ? [...features] : effectiveFeatures(tenant.plan, tenant.featureOverrides);
     },
   }),
   domain: t.string({
@@ -65,7 +65,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.setFeatures" } },
     args: { input: t.arg({ type: SetTenantFeaturesInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantFeatures(ctx, tenantIdOf(input), input.features, operationMetadata(info, { input }))) as never,
+      tenant: (await service.setTenantFeatures(ctx, tenantIdOf(input), input.features, operationMetadata(info, { input }))),
     }),
   }),
   // OWNER in the tenant, or (no tenant) a platform admin through @crossTenant:
@@ -76,7 +76,7 @@ builder.mutationFields((t) => ({
     directives: { feature: { name: "sso" }, crossTenant: {}, audit: { action: "tenant.setIdentityProvider" } },
     args: { input: t.arg({ type: SetTenantIdentityProviderInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantIdentityProvider(ctx, tenantIdOf(input), input, operationMetadata(info, { input }))) as never,
+      tenant: (await service.setTenantIdentityProvider(ctx, tenantIdOf(input), input, operationMetadata(info, { input }))),
     }),
   }),
   setTenantDomain: t.field({
@@ -85,7 +85,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.setDomain" } },
     args: { input: t.arg({ type: SetTenantDomainInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
-      tenant: (await service.setTenantDomain(ctx, tenantIdOf(input), input.domain, operationMetadata(info, { input }))) as never,
+      tenant: (await service.setTenantDomain(ctx, tenantIdOf(input), input.domain, operationMetadata(info, { input }))),
     }),
   }),
 }));

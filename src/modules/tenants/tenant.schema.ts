@@ -1,7 +1,30 @@
+import type { Tenant } from "../../generated/prisma/client.ts";
 import { builder } from "../../graphql/builder.ts";
 import { PlacementEnum, PlanEnum, TenantStatusEnum } from "../../graphql/enums.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
+
+/**
+ * What Tenant's fields read. The directory's tenant (`ctx.tenant`) and the
+ * platform's usage rows carry these, not every column of the row.
+ */
+export interface TenantParent {
+  id: string;
+  slug: string;
+  name: string;
+  plan: Tenant["plan"];
+  status: Tenant["status"];
+  region: string;
+  /** A Date, or the directory's ISO string: DateTime serializes both alike. */
+  createdAt: Date | string;
+  domain?: string | null;
+  featureOverrides?: unknown;
+  /** Known effective features (the directory's); else plan + featureOverrides. */
+  features?: readonly string[];
+}
+
+/** A tenant as TenantRef's parent: Pothos types it as the whole Prisma row, but the fields read only a TenantParent. */
+export const asTenant = (tenant: TenantParent) => tenant as Tenant;
 
 export const TenantRef = builder.prismaNode("Tenant", {
   id: { field: "id" },
@@ -31,6 +54,6 @@ builder.queryField("tenant", (t) =>
   t.auth("VIEWER").field({
     type: TenantRef,
     description: "The current tenant.",
-    resolve: (_root, _args, ctx) => ctx.tenant as never,
+    resolve: (_root, _args, ctx) => asTenant(ctx.tenant),
   }),
 );

@@ -1,8 +1,19 @@
+import type { User } from "../../generated/prisma/client.ts";
 import { builder } from "../../graphql/builder.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { uuidOrNone } from "../../graphql/ids.ts";
-import { TenantRef } from "../tenants/tenant.schema.ts";
+import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import { userLoader } from "./user.loaders.ts";
+
+/** What User's fields read; the directory's user (`ctx.user`) carries these. */
+export interface UserParent {
+  id: string;
+  email: string;
+  name: string | null;
+}
+
+/** A user as UserRef's parent: Pothos types it as the whole Prisma row, but the fields read only a UserParent. */
+export const asUser = (user: UserParent) => user as User;
 
 export const UserRef = builder.prismaNode("User", {
   id: { field: "id" },
@@ -27,7 +38,7 @@ export const MembershipRef = builder.prismaNode("Membership", {
     user: t.field({
       type: UserRef,
       resolve: async (m, _args, ctx) => {
-        if (ctx.user && m.userId === ctx.user.id) return ctx.user as never;
+        if (ctx.user && m.userId === ctx.user.id) return asUser(ctx.user);
         const user = await userLoader(ctx).load(m.userId);
         if (!user) throw new Error("membership without a visible user");
         return user;
@@ -38,7 +49,7 @@ export const MembershipRef = builder.prismaNode("Membership", {
       resolve: async (m, _args, ctx) => {
         const tenant = await ctx.directory.tenant(m.tenantId);
         if (!tenant) throw new Error("membership without a tenant");
-        return tenant as never;
+        return asTenant(tenant);
       },
     }),
   }),

@@ -3,8 +3,8 @@ import type { Role } from "../../generated/prisma/enums.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { unauthenticated } from "../../errors.ts";
 import type { TenantInfo, UserInfo } from "../../tenancy/directory.ts";
-import { TenantRef } from "../tenants/tenant.schema.ts";
-import { MembershipRef, UserRef } from "./user.schema.ts";
+import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
+import { asUser, MembershipRef, UserRef } from "./user.schema.ts";
 
 interface ViewerShape {
   user: UserInfo;
@@ -16,14 +16,14 @@ interface ViewerShape {
 const Viewer = builder.objectRef<ViewerShape>("Viewer").implement({
   description: "The caller. Works without a tenant (tenant picker).",
   fields: (t) => ({
-    user: t.field({ type: UserRef, resolve: (v) => v.user as never }),
+    user: t.field({ type: UserRef, resolve: (v) => asUser(v.user) }),
     // The caller's own memberships in every tenant: an identity question,
     // answered by the directory for this user alone.
     memberships: t.field({
       type: [MembershipRef],
       resolve: (v, _args, ctx) => ctx.directory.membershipsOf(v.user.id),
     }),
-    tenant: t.field({ type: TenantRef, nullable: true, resolve: (v) => v.tenant as never }),
+    tenant: t.field({ type: TenantRef, nullable: true, resolve: (v) => v.tenant && asTenant(v.tenant) }),
     role: t.field({ type: RoleEnum, nullable: true, resolve: (v) => v.role }),
     isPlatformAdmin: t.exposeBoolean("isPlatformAdmin"),
   }),

@@ -91,6 +91,34 @@ export class PlacementAdmin {
     readonly servers: Readonly<Record<string, string>> = {},
   ) {}
 
+  private readonly ownerPools = new Map<string, pg.Pool>();
+
+  /**
+   * An owner connection to the database of a placement (row copies between
+   * placements), from a small pool per database; release it after use.
+   */
+  async ownerClient(ref: PlacementRef): Promise<pg.PoolClient> {
+    const url = this.databaseUrl(ref);
+    let pool = this.ownerPools.get(url);
+    if (!pool) {
+      pool = new pg.Pool({ connectionString: url, max: 2, idleTimeoutMillis: 10_000 });
+      pool.on("error", () => {});
+      pool.on("connect", (c) => c.on("error", () => {}));
+      this.ownerPools.set(url, pool);
+    }
+    return pool.connect();
+  }
+
+  /** Closes the owner pools (and, with `ref`, only that placement's, before it is dropped). */
+  async closeOwnerPools(ref?: PlacementRef): Promise<void> {
+    for (const [url, pool] of this.ownerPools) {
+      if (ref && url !== this.databaseUrl(ref)) continue;
+      if (ref && ref.placement !== "DATABASE") continue;
+      this.ownerPools.delete(url);
+      await pool.end().catch(() => {});
+    }
+  }
+
   /** Whether DATABASE placements may go to this server. */
   hasServer(server: string): boolean {
     return server === DEFAULT_SERVER || Object.hasOwn(this.servers, server);
@@ -132,6 +160,7 @@ export class PlacementAdmin {
   /** Removes a placement and everything in it (a failed provisioning, the old copy after a move). */
   async drop(ref: PlacementRef): Promise<void> {
     checkRef(ref);
+    await this.closeOwnerPools(ref);
     if (ref.placement === "SCHEMA") {
       await withClient(this.ownerUrl, (c) => c.query(`DROP SCHEMA IF EXISTS "${ref.name}" CASCADE`));
     } else if (ref.placement === "DATABASE") {

@@ -18,6 +18,7 @@ import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credential
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import { bindPlatformClient } from "./platform-client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
+import { placedDirectorySync } from "./placement-directory.ts";
 import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
@@ -469,6 +470,7 @@ export function renewScope(ctx: Context): void {
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
           authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
           publisher: deps.live,
+          onCommitted: this.operation === "mutation" ? placedDirectorySync(deps.app, deps.directory, tenant) : undefined,
         });
         return tenantDb;
       },

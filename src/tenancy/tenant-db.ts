@@ -120,6 +120,12 @@ export interface TenantDbOptions {
   authorization?: { apiKeyHash: string | null; cache?: boolean };
   /** Receives the live changes a transaction registered, once it has committed. */
   publisher?: LivePublisher;
+  /**
+   * Mutation mode: runs once the COMMIT succeeded, before the live changes
+   * and the afterCommit hooks (a placed tenant's directory rows go back to
+   * the main database before the caches are invalidated; docs/placement.md).
+   */
+  onCommitted?: () => Promise<void>;
 }
 
 /** The request transaction: its connection, and the slot its Prisma calls in flight borrowed. */
@@ -459,6 +465,7 @@ export class TenantDb {
     this.committed.live = [];
     this.committed.hooks = [];
     if (failure) throw failure;
+    await this.options.onCommitted?.();
     if (this.options.publisher) {
       const byTenant = new Map<string, LiveChange[]>();
       for (const [tenantId, changes] of live) byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), ...changes]);

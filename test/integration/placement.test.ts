@@ -115,6 +115,53 @@ describe("tenant placements", () => {
     }
   });
 
+  it("a placed tenant's members and API keys work, a revocation and a suspension take effect at once, and no other placement is reachable", async () => {
+    const acmeViewer = await t.memberToken("acme", "VIEWER");
+    const acmeProject = (await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: acmeViewer })).body.data.projects.edges[0].node.id;
+    for (const slug of ["placed-schema", "placed-db"]) {
+      const owner = await t.token(`owner@${slug}.test`, slug);
+      // An identity of the main database (an acme viewer) becomes a member: one user, one id, in both.
+      const acmeEmail = "viewer@acme.test";
+      const invited = await t.gql(`mutation($e: EmailAddress!) { inviteMember(input: { email: $e, role: DEVELOPER }) { membership { id role } } }`, { token: owner, variables: { e: acmeEmail } });
+      expect(invited.body.errors).toBeUndefined();
+      const asMember = await t.token((await t.clients.platform.user.findFirstOrThrow({ where: { email: acmeEmail } })).authSubject, slug);
+      const seen = await t.gql(`{ tenant { slug } projects(first: 5) { edges { node { name } } } }`, { token: asMember });
+      expect(seen.body.errors).toBeUndefined();
+      expect(seen.body.data.tenant.slug).toBe(slug);
+      expect(seen.body.data.projects.edges.map((e: any) => e.node.name)).toEqual([`Placed ${slug}`]);
+      // Another placement's object is not found from here, nor this one's from there.
+      const foreign = await t.gql(`query($id: ID!) { node(id: $id) { id } }`, { token: asMember, variables: { id: acmeProject } });
+      expect(foreign.body.data?.node ?? null).toBeNull();
+      const placedProject = (await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: owner })).body.data.projects.edges[0].node.id;
+      const back = await t.gql(`query($id: ID!) { node(id: $id) { id } }`, { token: acmeViewer, variables: { id: placedProject } });
+      expect(back.body.data?.node ?? null).toBeNull();
+      // An acme member that is not a member here is refused.
+      const outsider = await t.token((await t.clients.platform.user.findFirstOrThrow({ where: { memberships: { some: { role: "OWNER", tenant: { slug: "acme" } } } } })).authSubject, slug);
+      expect((await t.gql(`{ tenant { slug } }`, { token: outsider })).body.errors?.[0]?.extensions?.code).toBe("TENANT_ACCESS_DENIED");
+
+      // An API key made here works, and stops at once when revoked.
+      const key = await t.gql(`mutation { createApiKey(input: { name: "ci", role: VIEWER }) { secret apiKey { id } } }`, { token: owner });
+      expect(key.body.errors).toBeUndefined();
+      const { secret, apiKey } = key.body.data.createApiKey;
+      const byKey = () => t.gql(`{ tenant { slug } }`, { headers: { "x-api-key": secret } });
+      expect((await byKey()).body.data?.tenant?.slug).toBe(slug);
+      const revoked = await t.gql(`mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { apiKey { revokedAt } } }`, { token: owner, variables: { i: { id: apiKey.id } } });
+      expect(revoked.body.errors).toBeUndefined();
+      expect((await byKey()).body.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+
+      // A platform suspension takes effect on the next request; reactivation restores.
+      const tenantId = (await t.gql(`{ tenant { id } }`, { token: owner })).body.data.tenant.id;
+      const suspend = await t.gql(`mutation($id: ID!) { suspendTenant(input: { tenantId: $id, reason: "placement test" }) { tenant { status } } }`, { token: admin, variables: { id: tenantId } });
+      expect(suspend.body.errors).toBeUndefined();
+      expect((await t.gql(`{ tenant { slug } }`, { token: owner })).body.errors?.[0]?.extensions?.code).toBe("TENANT_SUSPENDED");
+      await t.gql(`mutation($id: ID!) { reactivateTenant(input: { tenantId: $id }) { tenant { status } } }`, { token: admin, variables: { id: tenantId } });
+      expect((await t.gql(`{ tenant { slug } }`, { token: owner })).body.data?.tenant?.slug).toBe(slug);
+      // The platform's entries are in the tenant's own log, in its placement.
+      const log = await t.gql(`{ auditLog(first: 20) { edges { node { action } } } }`, { token: owner });
+      expect(log.body.data.auditLog.edges.map((e: any) => e.node.action)).toEqual(expect.arrayContaining(["tenant.suspend", "tenant.reactivate", "member.invite"]));
+    }
+  });
+
   it("a failed provisioning leaves no placement, row or user behind", async () => {
     const placementsBefore = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
       SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);

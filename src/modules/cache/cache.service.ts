@@ -1,3 +1,4 @@
+import { syncPlacedTenant } from "../platform/placement.service.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
 import { notFound } from "../../errors.ts";
 import { clearResponseCache } from "../../infra/response-cache.ts";
@@ -17,6 +18,8 @@ export async function clearTenantCache(ctx: Context, tenantId: string, metadata:
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     await tx.$executeRaw(Prisma.sql`SELECT app_bump_cache_generations(ARRAY[${tenantId}::uuid])`);
+    // A placed tenant's generation is its placement's (docs/placement.md).
+    await syncPlacedTenant(ctx, tx, current);
     return current;
   });
   await clearResponseCache(ctx.store, tenantId);

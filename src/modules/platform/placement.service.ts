@@ -1,7 +1,10 @@
 import pg from "pg";
 import { badInput } from "../../errors.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
-import { placementFor, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
+import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
+import { syncToPlacement } from "../../db/placement-sync.ts";
+import { platformPlacements } from "../../policy/platform.ts";
+import type { Context } from "../../tenancy/context.ts";
 import { beginCopy, pgQuery, readRows, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
 
@@ -57,4 +60,24 @@ export async function seedPlacement(admin: PlacementAdmin, ref: PlacementRef, te
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** A placed tenant's placement as the directory row in `tx` says; null for POOLED (or no such tenant). */
+export async function placementIn(tx: PlatformTx, tenantId: string): Promise<PlacementRef | null> {
+  const row = await tx.tenant.findUnique({ where: { id: tenantId }, select: { placement: true, placementServer: true, placementName: true } });
+  return row && row.placement !== "POOLED" ? placementOf(row) : null;
+}
+
+/**
+ * After a platform change of a tenant in `tx` (before it commits): a placed
+ * tenant's platform-owned rows go to its placement, which decides its
+ * requests (src/db/placement-sync.ts). A failure fails the change.
+ */
+export async function syncPlacedTenant(
+  ctx: Context,
+  tx: PlatformTx,
+  tenant: { id: string; placement: Placement; placementServer: string | null; placementName: string | null },
+): Promise<void> {
+  if (tenant.placement === "POOLED") return;
+  await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx));
 }

@@ -4,7 +4,7 @@ import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import { requestedPlacement, seedPlacement, txQuery } from "./placement.service.ts";
+import { placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
@@ -152,6 +152,7 @@ export async function changeTenant(
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     await change(tx, current);
+    await syncPlacedTenant(ctx, tx, current);
     return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
   });
   await ctx.directory.invalidateTenant(tenant.id, tenant.slug);
@@ -212,7 +213,8 @@ export function scheduleTenantDeletion(ctx: Context, tenantId: string, metadata:
  */
 export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
   await existingTenant(ctx, tenantId);
-  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+  const { slug, hashes, placement } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+    const placement = await placementIn(tx, tenantId);
     const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!tenant) throw notFound("Tenant");
     if (tenant.status !== "PENDING_DELETION") {
@@ -229,8 +231,15 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
     await tx.tenantLimitOverride.deleteMany({ where });
     await tx.auditLogEntry.deleteMany({ where });
     await tx.tenant.delete({ where: { id: tenantId } });
-    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
+    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]), placement };
   });
+  // A placed tenant's schema or database goes with it (after the directory
+  // row: no request can be routed there any more).
+  if (placement) {
+    const placements = platformPlacements(ctx);
+    await placements.forget(placement);
+    await placements.admin.drop(placement);
+  }
   // The purge has committed: with the store down its keys are left to expire
   // (every one has a TTL), rather than answering an error for a done purge.
   await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {

@@ -38,7 +38,7 @@ const DASHBOARD_STATEMENTS = ["begin + settings", "projects with deployment coun
 function kindOf(sql: string): string {
   if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
   if (sql === "COMMIT") return "commit";
-  if (/^SELECT p\.\* , \(SELECT count\(\*\)::int FROM deployments d .* AS "deploymentCount", \(SELECT COALESCE\(json_agg\(x .* FROM deployments c LEFT JOIN users u .* AS "deploymentRows" FROM \(SELECT .* FROM projects c WHERE/.test(sql)) {
+  if (/^WITH p AS \(SELECT .* FROM projects c WHERE .*\) , d AS \(SELECT x\.\* FROM p CROSS JOIN LATERAL \(SELECT .* FROM deployments c .*\), u AS MATERIALIZED \(SELECT .* FROM users u WHERE .*app_visible_user.* SELECT p\.\* , \(SELECT count\(\*\)::int FROM deployments n .* AS "deploymentCount", .* AS "deploymentRows" FROM p ORDER BY/.test(sql)) {
     return "projects with deployment counts and deployments, with creators";
   }
   return `unexpected: ${sql.slice(0, 80)}`;

@@ -25,14 +25,17 @@ export const deploymentPage = (ctx: Context, page: PageRequest, where: Prisma.De
  * visible: the join applies User's tenant scope (`visibleUser`, as the users
  * loader does); RLS applies as always.
  */
-export const DEPLOYMENT_COLUMNS = Prisma.raw(
-  `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
+const ROW_COLUMNS = `c.tenant_id AS "tenantId", c.id, c.project_id AS "projectId", c.status::text AS status, c.url,
    c.commit_sha AS "commitSha", c.branch, c.created_by_id AS "createdById",
-   c.created_at AS "createdAt", c.updated_at AS "updatedAt",
-   u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
-   u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`,
-);
-export const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`;
+   c.created_at AS "createdAt", c.updated_at AS "updatedAt"`;
+const CREATOR_COLUMNS = `u.id AS "creatorId", u.email AS "creatorEmail", u.name AS "creatorName", u.auth_subject AS "creatorAuthSubject",
+   u.is_platform_admin AS "creatorIsPlatformAdmin", u.created_at AS "creatorCreatedAt"`;
+/** A deployment's own columns (alias `c`). */
+export const DEPLOYMENT_ROW_COLUMNS = Prisma.raw(ROW_COLUMNS);
+/** Its creator's columns (alias `u`), named `creator*`. */
+export const DEPLOYMENT_CREATOR_COLUMNS = Prisma.raw(CREATOR_COLUMNS);
+const DEPLOYMENT_COLUMNS = Prisma.raw(`${ROW_COLUMNS},\n   ${CREATOR_COLUMNS}`);
+const creatorJoin = (ctx: Context) => Prisma.sql`LEFT JOIN users u ON u.id = c.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`;
 
 export type DeploymentWithCreator = Deployment & {
   creatorId: string | null;

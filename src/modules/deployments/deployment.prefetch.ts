@@ -4,7 +4,15 @@ import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { pageRowsSql } from "../../graphql/loaders.ts";
 import { DEFAULT_SORT, pageRequest, sortFrom, type ConnectionArgs, type PageRequest } from "../../graphql/pagination.ts";
 import type { Context } from "../../tenancy/context.ts";
-import { creatorOf, DEPLOYMENT_COLUMNS, creatorJoin, deploymentsLoaderName, type DeploymentChildFilter, type DeploymentWithCreator } from "./deployment.loaders.ts";
+import { visibleUser } from "../users/user.loaders.ts";
+import {
+  creatorOf,
+  DEPLOYMENT_CREATOR_COLUMNS,
+  DEPLOYMENT_ROW_COLUMNS,
+  deploymentsLoaderName,
+  type DeploymentChildFilter,
+  type DeploymentWithCreator,
+} from "./deployment.loaders.ts";
 import { deploymentFilterSql } from "./deployment.service.ts";
 
 /**
@@ -122,31 +130,38 @@ export function subtreePlan(ctx: Context, info: GraphQLResolveInfo): SubtreePlan
   return count || deployments ? { count, deployments } : null;
 }
 
-/** The SELECT list the plan adds to a statement over projects `p` (with a leading comma; empty for none). */
-export function subtreeColumns(ctx: Context, plan: SubtreePlan | null): Prisma.Sql {
-  if (!plan) return Prisma.empty;
-  const parts: Prisma.Sql[] = [];
+/**
+ * What the plan adds to a statement `WITH p AS (<the project page>) ... SELECT p.* ... FROM p`:
+ * common table expressions (each with a leading comma) and SELECT columns
+ * (with a leading comma). The deployment pages of all the page's projects
+ * are one LATERAL CTE (`d`, the loaders' statement); their creators another
+ * (`u`): each distinct creator is checked for visibility once
+ * (`app_visible_user`, then RLS), not once per deployment row.
+ */
+export function subtreeSql(ctx: Context, plan: SubtreePlan | null): { with: Prisma.Sql; columns: Prisma.Sql } {
+  if (!plan) return { with: Prisma.empty, columns: Prisma.empty };
+  const columns: Prisma.Sql[] = [];
   const tenantId = ctx.tenant!.id;
   if (plan.count) {
-    parts.push(Prisma.sql`(SELECT count(*)::int FROM deployments d WHERE d.tenant_id = ${tenantId}::uuid AND d.project_id = p.id) AS "deploymentCount"`);
+    columns.push(Prisma.sql`(SELECT count(*)::int FROM deployments n WHERE n.tenant_id = ${tenantId}::uuid AND n.project_id = p.id) AS "deploymentCount"`);
   }
   const d = plan.deployments;
-  if (d) {
-    const dir = Prisma.raw(d.page.orderBy[0]![d.page.sort.field] === "desc" ? "DESC" : "ASC");
-    const rows = pageRowsSql(
-      {
-        table: "deployments",
-        columns: DEPLOYMENT_COLUMNS,
-        join: creatorJoin(ctx),
-        tenantId,
-        page: { ...d.page, take: d.take },
-        filter: deploymentFilterSql(d.filter),
-      },
-      Prisma.raw("AND c.project_id = p.id"),
-    );
-    parts.push(Prisma.sql`(SELECT COALESCE(json_agg(x ORDER BY x."${Prisma.raw(d.page.sort.field)}" ${dir}, x.id ${dir}), '[]'::json) FROM (${rows}) x) AS "deploymentRows"`);
-  }
-  return Prisma.sql`, ${Prisma.join(parts, ", ")}`;
+  if (!d) return { with: Prisma.empty, columns: Prisma.sql`, ${Prisma.join(columns, ", ")}` };
+  const dir = Prisma.raw(d.page.orderBy[0]![d.page.sort.field] === "desc" ? "DESC" : "ASC");
+  const rows = pageRowsSql(
+    { table: "deployments", columns: DEPLOYMENT_ROW_COLUMNS, tenantId, page: { ...d.page, take: d.take }, filter: deploymentFilterSql(d.filter) },
+    Prisma.raw("AND c.project_id = p.id"),
+  );
+  columns.push(
+    Prisma.sql`(SELECT COALESCE(json_agg(y ORDER BY y."${Prisma.raw(d.page.sort.field)}" ${dir}, y.id ${dir}), '[]'::json)
+       FROM (SELECT d.*, u.* FROM d LEFT JOIN u ON u."creatorId" = d."createdById" WHERE d."projectId" = p.id) y) AS "deploymentRows"`,
+  );
+  return {
+    with: Prisma.sql`, d AS (SELECT x.* FROM p CROSS JOIN LATERAL (${rows}) x),
+      u AS MATERIALIZED (SELECT ${DEPLOYMENT_CREATOR_COLUMNS} FROM users u
+             WHERE u.id IN (SELECT "createdById" FROM d) AND ${visibleUser(ctx, Prisma.raw("u.id"))})`,
+    columns: Prisma.sql`, ${Prisma.join(columns, ", ")}`,
+  };
 }
 
 const date = (v: unknown) => (v == null || v instanceof Date ? v : new Date(v as string)) as Date;

@@ -1,7 +1,7 @@
 import { Prisma, type Project } from "../../generated/prisma/client.ts";
 import { loader, pageRowsSql } from "../../graphql/loaders.ts";
 import { findPage, toConnection, type Connection, type PageRequest } from "../../graphql/pagination.ts";
-import { subtreeColumns, takeSubtree, type SubtreePlan } from "../deployments/deployment.prefetch.ts";
+import { subtreeSql, takeSubtree, type SubtreePlan } from "../deployments/deployment.prefetch.ts";
 import type { Context } from "../../tenancy/context.ts";
 
 /** Project reads of a request: the page of Query.projects and the per-project deployment counts. */
@@ -34,9 +34,10 @@ const PROJECT_COLUMNS = Prisma.raw(
  */
 export async function projectPageWithSubtree(ctx: Context, page: PageRequest, plan: SubtreePlan): Promise<Connection<Project>> {
   const dir = page.orderBy[0]![page.sort.field] === "desc" ? "DESC" : "ASC";
+  const subtree = subtreeSql(ctx, plan);
   const rows = await ctx.tenantDb.queryRaw<Project>(Prisma.sql`
-    SELECT p.* ${subtreeColumns(ctx, plan)}
-      FROM (${pageRowsSql({ table: "projects", columns: PROJECT_COLUMNS, tenantId: ctx.tenant!.id, page })}) p
+    WITH p AS (${pageRowsSql({ table: "projects", columns: PROJECT_COLUMNS, tenantId: ctx.tenant!.id, page })}) ${subtree.with}
+    SELECT p.* ${subtree.columns} FROM p
      ORDER BY p."${Prisma.raw(page.sort.field)}" ${Prisma.raw(dir)}, p.id ${Prisma.raw(dir)}`);
   return toConnection(
     rows.map((r) => takeSubtree(r, plan)),

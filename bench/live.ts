@@ -76,7 +76,9 @@ export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptio
     if ("failed" in r) throw new Error(r.failed);
     return r;
   };
-  const figures = async (c: Command) => (await ask(c) as { figures: LiveFigures }).figures;
+  // NaN (no sample) crosses the IPC channel as null.
+  const figures = async (c: Command) =>
+    Object.fromEntries(Object.entries((await ask(c) as { figures: LiveFigures }).figures).map(([k, v]) => [k, v ?? NaN])) as unknown as LiveFigures;
   await ask({ cmd: "start", url, tokens, opts });
   return {
     measure: () => void child.send({ cmd: "measure" } satisfies Command),

@@ -162,6 +162,42 @@ describe("tenant placements", () => {
     }
   });
 
+  it("platform analytics cover every placement (tenantUsage, totals, auditLog), one audit entry per access, and fail closed", async () => {
+    const Q = `{ platform {
+      tenantUsage(first: 100) { edges { node { tenant { slug } projects deployments workflows members } } }
+      totals { projects deployments }
+      auditLog(first: 100, filter: { action: "project.create" }) { totalCount edges { node { tenant { slug } } } } } }`;
+    const accesses = () => t.clients.platform.platformAuditEntry.count();
+    const before = await accesses();
+    const res = await t.gql(Q, { token: admin });
+    expect(res.body.errors).toBeUndefined();
+    // One entry per field that read across tenants (three), none more.
+    expect(await accesses()).toBe(before + 3);
+    const usage = new Map(res.body.data.platform.tenantUsage.edges.map((e: any) => [e.node.tenant.slug, e.node]));
+    for (const slug of ["placed-schema", "placed-db"]) {
+      expect(usage.get(slug)).toMatchObject({ projects: 1, deployments: 0, workflows: 0, members: 2 });
+    }
+    const pooledProjects = await t.clients.platform.project.count();
+    expect(res.body.data.platform.totals.projects).toBe(pooledProjects + 2);
+    const audit = res.body.data.platform.auditLog;
+    expect(audit.edges.map((e: any) => e.node.tenant?.slug)).toEqual(expect.arrayContaining(["placed-schema", "placed-db"]));
+    expect(audit.totalCount).toBe(audit.edges.length);
+
+    // A placement that cannot be read fails the answer: no data, no partial page, no access recorded.
+    const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug: "placed-schema" } });
+    await sql(t.db.url, `ALTER SCHEMA "${row.placementName}" RENAME TO "${row.placementName}_off"`);
+    try {
+      const atFault = await accesses();
+      const failed = await t.gql(Q, { token: admin });
+      expect(failed.body.errors?.length).toBeGreaterThan(0);
+      expect(failed.body.data?.platform?.tenantUsage ?? null).toBeNull();
+      expect(failed.body.data?.platform?.totals ?? null).toBeNull();
+      expect(await accesses()).toBe(atFault);
+    } finally {
+      await sql(t.db.url, `ALTER SCHEMA "${row.placementName}_off" RENAME TO "${row.placementName}"`);
+    }
+  });
+
   it("a failed provisioning leaves no placement, row or user behind", async () => {
     const placementsBefore = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
       SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);

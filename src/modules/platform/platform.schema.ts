@@ -10,6 +10,7 @@ import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
 import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import * as service from "./platform.service.ts";
+import { placedAudit, placedCounts } from "./placement-analytics.ts";
 
 /**
  * `Query.platform`: the operators' cross-tenant view. Only platform admins
@@ -152,14 +153,14 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          (tx) => service.tenantUsage(tx, ctx.cursors, args),
+          async (tx) => service.tenantUsage(tx, ctx.cursors, args, await placedCounts(ctx, tx, args)),
           (c) => c.edges.map((e) => e.node.tenant.id),
         ),
     }),
     totals: t.field({
       type: PlatformTotalsRef,
       args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
-      resolve: (_root, args, ctx, info) => audited(ctx, info, args, (tx) => service.totals(tx, args)),
+      resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => service.totals(tx, args, await placedCounts(ctx, tx, args))),
     }),
     auditLog: t.field({
       type: AuditLogEntryConnection,
@@ -168,7 +169,9 @@ PlatformRef.implement({
         const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "PlatformAuditLog");
         const withCount = selects(info, "totalCount");
         return audited(ctx, info, args, async (tx) => {
-          const { rows, total } = await service.auditLog(tx, page, args.filter, withCount);
+          const desc = page.orderBy[0]?.createdAt === "desc";
+          const placed = await placedAudit(ctx, tx, args.filter, page.keysets, desc, page.take, withCount);
+          const { rows, total } = await service.auditLog(tx, page, args.filter, withCount, placed);
           return toConnection(rows, page, () => Promise.resolve(total ?? 0));
         });
       },

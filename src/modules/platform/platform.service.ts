@@ -1,4 +1,7 @@
 import { Prisma, type AuditLogEntry } from "../../generated/prisma/client.ts";
+import { placedAuditBranch, placedCte, type PlacedAudit, type PlacedCounts } from "./placement-analytics.ts";
+
+const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", projects: 0, workflows: 0, deployments: 0 };
 import type { ActorType, DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
 import { badInput } from "../../errors.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
@@ -140,6 +143,8 @@ export async function tenantUsage(
   tx: PlatformTx,
   cursors: CursorCodec,
   args: { first?: number | null; after?: string | null; orderBy?: UsageOrder | null } & Range,
+  /** The SCHEMA and DATABASE tenants' counts, read in their placements (placement-analytics.ts). */
+  placed: PlacedCounts = NO_PLACED_COUNTS,
 ) {
   checkRange(args);
   const size = args.first ?? DEFAULT_PAGE_SIZE;
@@ -170,14 +175,18 @@ export async function tenantUsage(
     },
     async ({ after, limit }) => {
       const rows = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
-    WITH m AS (SELECT tenant_id, count(*)::int AS n FROM memberships GROUP BY tenant_id),
-    p AS (SELECT tenant_id, count(*)::int AS n FROM projects GROUP BY tenant_id),
-    w AS (SELECT tenant_id, count(*)::int AS n FROM workflows GROUP BY tenant_id),
+    WITH ${placedCte(placed)},
+    m AS (SELECT tenant_id, count(*)::int AS n FROM memberships GROUP BY tenant_id),
+    p AS (SELECT tenant_id, count(*)::int AS n FROM projects GROUP BY tenant_id
+          UNION ALL SELECT tenant_id, projects FROM placed),
+    w AS (SELECT tenant_id, count(*)::int AS n FROM workflows GROUP BY tenant_id
+          UNION ALL SELECT tenant_id, workflows FROM placed),
     d AS (
       SELECT tenant_id, sum(n)::int AS n, jsonb_object_agg(status, n) AS by_status
       FROM (SELECT tenant_id, status, count(*)::int AS n FROM deployments
             WHERE true ${rangeOf("created_at", args)} GROUP BY tenant_id, status) ds
-      GROUP BY tenant_id),
+      GROUP BY tenant_id
+      UNION ALL SELECT tenant_id, deployments, by_status FROM placed),
     r AS (SELECT tenant_id, sum(count)::bigint AS n FROM usage_counters
           WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", args)} GROUP BY tenant_id),
     s AS (
@@ -221,7 +230,7 @@ export interface PlatformTotals {
 }
 
 /** Platform-wide totals in one statement of scalar subqueries. */
-export async function totals(tx: PlatformTx, range: Range): Promise<PlatformTotals> {
+export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts = NO_PLACED_COUNTS): Promise<PlatformTotals> {
   checkRange(range);
   const [row] = await tx.$queryRaw<
     {
@@ -239,8 +248,8 @@ export async function totals(tx: PlatformTx, range: Range): Promise<PlatformTota
       (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, count(*)::int AS n FROM tenants GROUP BY plan) x) AS by_plan,
       (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM tenants GROUP BY status) x) AS by_status,
       (SELECT count(*)::int FROM memberships) AS members,
-      (SELECT count(*)::int FROM projects) AS projects,
-      (SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)}) AS deployments,
+      (SELECT count(*)::int FROM projects) + ${placed.projects}::int AS projects,
+      (SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)}) + ${placed.deployments}::int AS deployments,
       (SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
         WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)}) AS api_requests`);
   return {
@@ -300,7 +309,7 @@ export interface AuditFilter {
  * the cross_tenant copies made for access transparency are left out, their
  * original is the platform entry). Newest first, keyset on (created_at, id).
  */
-function auditUnion(filter: AuditFilter | null | undefined): Prisma.Sql {
+function auditUnion(filter: AuditFilter | null | undefined, placed: Prisma.Sql = Prisma.empty): Prisma.Sql {
   const conditions: Prisma.Sql[] = [];
   if (filter?.action != null) {
     if (filter.action.length > 100) throw badInput("filter.action", "filter.action must be at most 100 characters");
@@ -322,6 +331,7 @@ function auditUnion(filter: AuditFilter | null | undefined): Prisma.Sql {
       SELECT pa.id, CASE WHEN cardinality(pa.tenant_ids) = 1 THEN pa.tenant_ids[1] END, pa.action,
         pa.actor_type::text, pa.actor_id, pa.actor_label, NULL, NULL, true, pa.metadata, pa.request_id, pa.ip, pa.created_at
       FROM platform_audit_log pa
+      ${placed}
     ) e ${where}
   )`;
 }
@@ -331,8 +341,10 @@ export async function auditLog(
   page: PageRequest,
   filter: AuditFilter | null | undefined,
   withCount: boolean,
+  /** The placed tenants' own entries past the keysets, and their count (placement-analytics.ts). */
+  placed?: PlacedAudit,
 ): Promise<{ rows: AuditRow[]; total: number | null }> {
-  const union = auditUnion(filter);
+  const union = auditUnion(filter, placed ? placedAuditBranch(placed) : Prisma.empty);
   const desc = page.orderBy[0]?.createdAt === "desc";
   const cuts = page.keysets.map(
     (k) => Prisma.sql`(u.created_at, u.id) ${Prisma.raw(k.op)} (${new Date(k.value)}::timestamptz, ${k.id}::uuid)`,
@@ -361,8 +373,8 @@ export async function auditLog(
   }));
   let total: number | null = null;
   if (withCount) {
-    const [c] = await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM ${union} u`);
-    total = c?.n ?? 0;
+    const [c] = await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM ${auditUnion(filter)} u`);
+    total = (c?.n ?? 0) + (placed?.count ?? 0);
   }
   return { rows, total };
 }

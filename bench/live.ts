@@ -41,6 +41,8 @@ export interface LiveFigures {
   sinceUpdatedP95: number;
   /** The createDeployment round trip. */
   mutationP95: number;
+  /** CPU of the load's own process (the 1,000 clients and the writer), % of a core: it shares the machine with the server. */
+  clientCpuPct: number;
 }
 
 export interface LiveLoad {
@@ -180,7 +182,13 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
       .catch(() => {});
   }, 1000 / opts.mutationsPerS);
 
+  let cpu0 = process.cpuUsage();
+  let since = Date.now();
   const take = (): LiveFigures => {
+    const used = process.cpuUsage(cpu0);
+    const clientCpuPct = (used.user + used.system) / 10 / Math.max(1, Date.now() - since);
+    cpu0 = process.cpuUsage();
+    since = Date.now();
     const sorted = Float64Array.from(latencies).sort();
     const f = {
       streams: opts.streams,
@@ -193,6 +201,7 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
       p99: percentile(sorted, 99),
       sinceUpdatedP95: percentile(Float64Array.from(sinceUpdated).sort(), 95),
       mutationP95: percentile(Float64Array.from(roundTrips).sort(), 95),
+      clientCpuPct,
     };
     latencies = [];
     sinceUpdated = [];
@@ -205,6 +214,8 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
   return {
     measure() {
       measuring = true;
+      cpu0 = process.cpuUsage();
+      since = Date.now();
     },
     take,
     async stop() {

@@ -35,6 +35,8 @@ export interface OwnRedisCluster {
   nodes: RedisClusterNode[];
   /** REDIS_CLUSTER_NODES for a child process. */
   env: string;
+  /** SIGKILLs the master on `port` (a node failure; it stays down). */
+  kill(port: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,19 +67,25 @@ export async function clusterAnswers(nodes: readonly RedisClusterNode[]): Promis
   return (await Promise.all(nodes.map((n) => clusterOk(n.port)))).every(Boolean);
 }
 
-export async function startRedisCluster(opts: { ports?: number[]; masters?: number } = {}): Promise<OwnRedisCluster> {
+/**
+ * `nodeTimeoutMs`: cluster-node-timeout (default Redis' 15 s); with
+ * `fullCoverage: false` the surviving masters keep serving their slots when
+ * one fails (cluster-require-full-coverage no, docs/scale-out.md).
+ */
+export async function startRedisCluster(
+  opts: { ports?: number[]; masters?: number; nodeTimeoutMs?: number; fullCoverage?: boolean } = {},
+): Promise<OwnRedisCluster> {
   const ports = opts.ports ?? (await Promise.all(Array.from({ length: opts.masters ?? 3 }, () => freePort())));
   const dir = await mkdtemp(path.join(tmpdir(), "tg-redis-cluster-"));
   const children: ChildProcess[] = [];
+  const stop = (c: ChildProcess) => {
+    if (c.exitCode !== null || c.signalCode !== null) return undefined;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill("SIGKILL");
+    return exited;
+  };
   const close = async () => {
-    await Promise.all(
-      children.map((c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return undefined;
-        const exited = new Promise((r) => c.once("exit", r));
-        c.kill("SIGKILL");
-        return exited;
-      }),
-    );
+    await Promise.all(children.map(stop));
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -89,6 +97,8 @@ export async function startRedisCluster(opts: { ports?: number[]; masters?: numb
           "--port", String(port), "--cluster-port", String(busPort), "--bind", "127.0.0.1",
           "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--dir", dir,
           "--save", "", "--appendonly", "no",
+          ...(opts.nodeTimeoutMs ? ["--cluster-node-timeout", String(opts.nodeTimeoutMs)] : []),
+          ...(opts.fullCoverage === false ? ["--cluster-require-full-coverage", "no"] : []),
         ],
         { stdio: "ignore" },
       );
@@ -110,7 +120,12 @@ export async function startRedisCluster(opts: { ports?: number[]; masters?: numb
     await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"]);
     const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
     await waitFor("cluster_state:ok", () => clusterAnswers(nodes), children);
-    return { nodes, env: nodes.map((n) => `${n.host}:${n.port}`).join(","), close };
+    return {
+      nodes,
+      env: nodes.map((n) => `${n.host}:${n.port}`).join(","),
+      kill: async (port) => void (await stop(children[ports.indexOf(port)]!)),
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

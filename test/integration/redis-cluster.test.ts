@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, scanNodes } from "../../src/infra/redis.ts";
-import { RedisStore, tenantKey } from "../../src/infra/store.ts";
+import { isStoreUnavailable, RedisStore, tenantKey } from "../../src/infra/store.ts";
 import { RedisStreamSlots, slotsKey } from "../../src/modules/live/stream-slots.ts";
 import { quotaWindowKey, rateLimitWindowKey } from "../../src/policy/quota.ts";
 import { requestCounterKey } from "../../src/infra/request-counter.ts";
@@ -158,4 +158,62 @@ describe("Redis Cluster", () => {
       expect(await keysOnCluster(`t:{${acme}}:*`)).toEqual([]);
     });
   });
+});
+
+describe("Redis Cluster: a master fails", () => {
+  it("the surviving masters' tenants are served; the failed master's get StoreUnavailableError (their degraded mode), not a hang", async () => {
+    // cluster-require-full-coverage no: the other masters keep serving their
+    // slots (docs/scale-out.md); a 1 s node timeout so the failure is seen soon.
+    const cluster = await startRedisCluster({ nodeTimeoutMs: 1000, fullCoverage: false });
+    const store = new RedisStore(cluster.nodes);
+    const probe = connectRedis(cluster.nodes) as Cluster;
+    try {
+      expect(await store.ready(10_000)).toBe(true);
+      const portOfSlot = new Map<number, number>();
+      for (const [from, to, [, port]] of (await probe.cluster("SLOTS")) as unknown as [number, number, [string, number]][]) {
+        for (let s = from; s <= to; s++) portOfSlot.set(s, port);
+      }
+      const victimPort = cluster.nodes[0]!.port;
+      const tenantOn = async (onVictim: boolean) => {
+        for (;;) {
+          const id = randomUUID();
+          const port = portOfSlot.get(Number(await probe.cluster("KEYSLOT", `{${id}}`)));
+          if ((port === victimPort) === onVictim) return id;
+        }
+      };
+      const [alive, lost] = [await tenantOn(false), await tenantOn(true)];
+      await store.set(tenantKey(alive, "info"), "alive", 60);
+      await store.set(tenantKey(lost, "info"), "lost", 60);
+      probe.disconnect();
+
+      await cluster.kill(victimPort);
+      // Until the survivors have agreed the master failed (FAIL, not PFAIL):
+      // from then on a cluster that requires full coverage refuses every slot.
+      const survivor = connectRedis(`redis://127.0.0.1:${cluster.nodes[1]!.port}`);
+      try {
+        for (let i = 0; ; i++) {
+          const line = ((await survivor.cluster("NODES")) as string).split("\n").find((l) => l.includes(`:${victimPort}@`)) ?? "";
+          if ((line.split(" ")[2] ?? "").split(",").includes("fail")) break;
+          if (i > 300) throw new Error(`the survivors never marked the failed master: ${line}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      } finally {
+        survivor.disconnect();
+      }
+      let outcome = { aliveServed: false, lostRefused: false };
+      for (let round = 0; round < 40 && !(outcome.aliveServed && outcome.lostRefused); round++) {
+        const [a, l] = await Promise.allSettled([store.get(tenantKey(alive, "info")), store.get(tenantKey(lost, "info"))]);
+        outcome = {
+          aliveServed: a.status === "fulfilled" && a.value === "alive",
+          lostRefused: l.status === "rejected" && isStoreUnavailable(l.reason),
+        };
+        if (!(outcome.aliveServed && outcome.lostRefused)) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(outcome).toEqual({ aliveServed: true, lostRefused: true });
+    } finally {
+      probe.disconnect();
+      await store.close();
+      await cluster.close();
+    }
+  }, 60_000);
 });

@@ -5,6 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Idempotency keys (docs/idempotency.md), against the real PostgreSQL:
@@ -45,15 +46,13 @@ async function withProjectsLocked<T>(fn: (waitForBlocked: (count: number) => Pro
   const locker = new pg.Client({ connectionString: t.db.url });
   await locker.connect();
   await locker.query("BEGIN; LOCK TABLE projects IN EXCLUSIVE MODE");
-  const waitForBlocked = async (count: number) => {
-    for (;;) {
+  const waitForBlocked = (count: number) =>
+    eventually(`${count} inserts waiting on the lock`, async () => {
       const { rows } = await su.query(
         `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO "public"."projects"%'`,
       );
-      if (rows[0].n >= count) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+      return rows[0].n >= count;
+    });
   try {
     return await fn(waitForBlocked);
   } finally {
@@ -170,15 +169,11 @@ describe("Idempotency-Key on mutations", () => {
         socket.destroy();
       });
       // The server carries on and commits though nobody will read the answer.
-      for (;;) {
-        if ((await projectsNamed(name)).length) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      for (;;) {
+      await eventually("the abandoned mutation's project", async () => (await projectsNamed(name)).length > 0);
+      await eventually("the abandoned mutation's stored answer", async () => {
         const { rows } = await su.query(`SELECT response IS NOT NULL AS done FROM idempotency_keys WHERE key = $1`, [key]);
-        if (rows[0]?.done) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return rows[0]?.done === true;
+      });
       const retry = await send("acme", "DEVELOPER", key, CREATE_PROJECT, { input: { name } });
       expect(retry.status).toBe(200);
       expect(retry.headers.get("idempotency-replayed")).toBe("true");

@@ -5,6 +5,7 @@ import { LiveHub } from "../../src/modules/live/hub.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
 import type { Databases } from "../../src/db/clients.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * A mutation publishes its live events at its COMMIT, whatever Redis does
@@ -43,10 +44,7 @@ describe("live hub: publishing with Redis down", () => {
     hub.publish("00000000-0000-4000-8000-000000000001", [{ type: "access" }]);
     await redis.kill();
     hub.publish("00000000-0000-4000-8000-000000000001", [{ type: "Deployment", id: "00000000-0000-4000-8000-000000000002" }]);
-    for (;;) {
-      if (lines.some((l) => l.includes("event not published"))) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually("the failed PUBLISH's log line", () => lines.some((l) => l.includes("event not published")));
     expect(lines.filter((l) => l.includes("event not published")).length).toBeGreaterThan(0);
     await hub.close();
     const before = lines.length;

@@ -9,14 +9,18 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
  * extensions and nothing written, and no overshoot under concurrency: count
  * quotas (PROJECTS, SEATS) in the inserting transaction under a lock, window
  * quotas (DEPLOYMENTS_PER_HOUR, WORKFLOWS_PER_HOUR) in the shared store.
+ *
+ * The window quotas count windows of the app's clock, fixed here (30 minutes
+ * into an hour), so no test meets a window's edge and `resetAt` is exact.
+ * Each test has a fresh tenant of its own: none depends on another's rows.
  */
+const HOUR_MS = 3_600_000;
+const FIXED_NOW = Math.floor(Date.now() / HOUR_MS) * HOUR_MS + HOUR_MS / 2;
+const clock = () => FIXED_NOW;
 
 describe("quotas", () => {
   let t: TestApp;
   const store = isolatedStore();
-  let tenant: { id: string; slug: string };
-  let dev: string;
-  let admin: string;
 
   /** A fresh FREE tenant (default limits: PROJECTS 3, SEATS 5, ...) with an OWNER and a DEVELOPER. */
   async function freshTenant() {
@@ -45,11 +49,7 @@ describe("quotas", () => {
     t.gql(`mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id } } }`, { token, variables: { i: { name } } });
 
   beforeAll(async () => {
-    t = await createTestApp({ store });
-    const f = await freshTenant();
-    tenant = f;
-    dev = f.dev;
-    admin = f.owner;
+    t = await createTestApp({ store, clock });
   });
   afterAll(async () => {
     await t?.close();
@@ -57,6 +57,7 @@ describe("quotas", () => {
   });
 
   it("20 concurrent createProject at the FREE limit of 3 make exactly 3", async () => {
+    const { dev, ...tenant } = await freshTenant();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => createProject(dev, `Concurrent ${i}`)));
     const ok = results.filter((r) => !r.body.errors);
     const refused = results.filter((r) => r.body.errors?.[0]?.extensions?.code === "QUOTA_EXCEEDED");
@@ -70,6 +71,8 @@ describe("quotas", () => {
   });
 
   it("a per-tenant override raises the limit, and null makes it unlimited", async () => {
+    const { dev, ...tenant } = await freshTenant();
+    for (const name of ["First", "Second", "Third"]) expect((await createProject(dev, name)).body.errors).toBeUndefined();
     await override(tenant.id, tenant.slug, "PROJECTS", 4);
     expect((await createProject(dev, "Fourth")).body.errors).toBeUndefined();
     const over = await createProject(dev, "Fifth");
@@ -79,9 +82,9 @@ describe("quotas", () => {
   });
 
   it("DEPLOYMENTS_PER_HOUR is a window in the shared store: 20 concurrent at 3 make exactly 3", async () => {
+    const { dev, ...tenant } = await freshTenant();
     await override(tenant.id, tenant.slug, "DEPLOYMENTS_PER_HOUR", 3);
-    const project = await t.clients.platform.project.findFirstOrThrow({ where: { tenantId: tenant.id } });
-    const projectId = Buffer.from(`Project:${project.id}`).toString("base64");
+    const projectId = (await createProject(dev, "Deployed")).body.data.createProject.project.id;
     const deploy = () =>
       t.gql(`mutation($i: CreateDeploymentInput!) { createDeployment(input: $i) { deployment { id } } }`, {
         token: dev,
@@ -104,6 +107,7 @@ describe("quotas", () => {
   });
 
   it("WORKFLOWS_PER_HOUR follows the FREE plan's 5", async () => {
+    const { dev, ...tenant } = await freshTenant();
     const results = [];
     for (let i = 0; i < 7; i++) {
       results.push(
@@ -119,6 +123,7 @@ describe("quotas", () => {
   });
 
   it("SEATS: 10 concurrent invitations with 3 seats left make exactly 3 members", async () => {
+    const { owner: admin, ...tenant } = await freshTenant();
     // FREE: 5 seats; the tenant has 2 members.
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
@@ -139,32 +144,46 @@ describe("quotas", () => {
   });
 
   it("usage reports every quota: limit (null = unlimited), used, remaining, resetAt", async () => {
+    const { dev, owner, ...tenant } = await freshTenant();
+    await override(tenant.id, tenant.slug, "DEPLOYMENTS_PER_HOUR", 3);
+    const projectId = (await createProject(dev, "Used")).body.data.createProject.project.id;
+    await createProject(dev, "Used too");
+    const deployed = await t.gql(`mutation($i: CreateDeploymentInput!) { createDeployment(input: $i) { deployment { id } } }`, {
+      token: dev,
+      variables: { i: { projectId } },
+    });
+    expect(deployed.body.errors).toBeUndefined();
+    for (const name of ["wf 1", "wf 2"]) {
+      const res = await t.gql(`mutation($i: CreateWorkflowInput!) { createWorkflow(input: $i) { workflow { id } } }`, { token: dev, variables: { i: { name } } });
+      expect(res.body.errors).toBeUndefined();
+    }
+    const invited = await t.gql(`mutation($i: InviteMemberInput!) { inviteMember(input: $i) { membership { id } } }`, {
+      token: owner,
+      variables: { i: { email: `third@${tenant.slug}.test`, role: "VIEWER" } },
+    });
+    expect(invited.body.errors).toBeUndefined();
+
     const q = `{ usage { plan quotas { resource limit used remaining resetAt } } }`;
-    const first = await t.gql(q, { token: admin });
+    const first = await t.gql(q, { token: owner });
     expect(first.body.errors).toBeUndefined();
     const byResource = Object.fromEntries(first.body.data.usage.quotas.map((u: any) => [u.resource, u]));
     expect(first.body.data.usage.plan).toBe("FREE");
     expect(Object.keys(byResource).sort()).toEqual(["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "PROJECTS", "SEATS", "SUBSCRIPTIONS", "WORKFLOWS_PER_HOUR"]);
     // Concurrent subscription streams (none open here): FREE allows 10.
     expect(byResource.SUBSCRIPTIONS).toMatchObject({ limit: 10, used: 0, remaining: 10, resetAt: null });
-    expect(byResource.PROJECTS).toMatchObject({ limit: null, used: 5, remaining: null, resetAt: null });
-    expect(byResource.SEATS).toMatchObject({ limit: 5, used: 5, remaining: 0, resetAt: null });
-    expect(byResource.DEPLOYMENTS_PER_HOUR).toMatchObject({ limit: 3, used: 3, remaining: 0 });
-    expect(byResource.WORKFLOWS_PER_HOUR).toMatchObject({ limit: 5, used: 5, remaining: 0 });
-    const hourReset = Date.parse(byResource.DEPLOYMENTS_PER_HOUR.resetAt) - Date.now();
-    expect(hourReset).toBeGreaterThan(0);
-    expect(hourReset).toBeLessThanOrEqual(3_600_000);
+    expect(byResource.PROJECTS).toMatchObject({ limit: 3, used: 2, remaining: 1, resetAt: null });
+    expect(byResource.SEATS).toMatchObject({ limit: 5, used: 3, remaining: 2, resetAt: null });
+    // The windows end where the app's clock says: the next hour, the next minute.
+    const nextHour = new Date(FIXED_NOW + HOUR_MS / 2).toISOString();
+    expect(byResource.DEPLOYMENTS_PER_HOUR).toEqual({ resource: "DEPLOYMENTS_PER_HOUR", limit: 3, used: 1, remaining: 2, resetAt: nextHour });
+    expect(byResource.WORKFLOWS_PER_HOUR).toEqual({ resource: "WORKFLOWS_PER_HOUR", limit: 5, used: 2, remaining: 3, resetAt: nextHour });
+    // The minute counter is the rate limiter's own: every request of this tenant so far, this one included.
     const api = byResource.API_REQUESTS_PER_MINUTE;
-    expect(api.limit).toBe(100);
-    expect(api.used).toBeGreaterThanOrEqual(1);
+    expect(api).toMatchObject({ limit: 100, resetAt: new Date(FIXED_NOW + 60_000).toISOString() });
     expect(api.remaining).toBe(100 - api.used);
-    const minuteReset = Date.parse(api.resetAt) - Date.now();
-    expect(minuteReset).toBeGreaterThan(0);
-    expect(minuteReset).toBeLessThanOrEqual(60_000);
-    // The minute counter is the rate limiter's own: one more request, one more used.
-    const second = await t.gql(q, { token: admin });
+    const second = await t.gql(q, { token: owner });
     const api2 = second.body.data.usage.quotas.find((u: any) => u.resource === "API_REQUESTS_PER_MINUTE");
-    if (Date.parse(api.resetAt) === Date.parse(api2.resetAt)) expect(api2.used).toBe(api.used + 1);
+    expect(api2.used).toBe(api.used + 1);
   });
 
   it("an ENTERPRISE tenant has unlimited seats and projects", async () => {

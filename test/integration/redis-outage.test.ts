@@ -5,6 +5,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
 import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Redis outage (issue 12 point 5, docs/degraded-modes.md), for real: a
@@ -141,13 +142,7 @@ describe("Redis outage under a real server process", () => {
 
     await redis.start();
     // Recovery without a restart: /readyz turns green by itself (ioredis retries at least once a second).
-    let readyAgain: Answer | undefined;
-    for (let i = 0; i < 100; i++) {
-      readyAgain = await call("/readyz");
-      if (readyAgain.status === 200) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(readyAgain?.status).toBe(200);
+    await eventually("/readyz 200 with Redis back", async () => (await call("/readyz")).status === 200);
     expect(logLines("redis available again")).toHaveLength(1);
     const deployed = await createDeployment();
     expect(deployed.body.errors).toBeUndefined();
@@ -155,10 +150,11 @@ describe("Redis outage under a real server process", () => {
     // The counts buffered during the outage are in Redis after the next flush (at most 10 s).
     const key = requestCounterKey(acmeId, hourStart(Date.now()));
     let counted = 0;
-    for (let i = 0; i < 150 && counted < outageRequests - 1; i++) {
-      counted = Number((await redis.client.get(key)) ?? 0);
-      if (counted < outageRequests - 1) await new Promise((r) => setTimeout(r, 100));
-    }
+    await eventually(
+      "the buffered counts in Redis",
+      async () => (counted = Number((await redis.client.get(key)) ?? 0)) >= outageRequests - 1,
+      20_000,
+    );
     // The restarted Redis started empty: what it holds was replayed from the buffer, plus the requests since.
     expect(counted).toBeGreaterThanOrEqual(outageRequests - 1);
 

@@ -6,6 +6,7 @@ import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts"
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
 import { type ServerProcess, startReplicaPair } from "../helpers/server-process.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Issue 14, the faults: the response cache with its Redis down (bypassed,
@@ -19,13 +20,6 @@ const PROJECTS = `{ projects(first: 50) { totalCount edges { node { name } } } }
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id } } }`;
 const names = (body: any): string[] => body.data.projects.edges.map((e: any) => e.node.name);
 
-async function until(check: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 400; i++) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("response cache with its Redis down or restarted from an old dump", () => {
   let redis: OwnRedis;
@@ -69,7 +63,7 @@ describe("response cache with its Redis down or restarted from an old dump", () 
 
     // The dump holds the entry cached before the change.
     await redis.start();
-    await until(() => t.store.ping(), "the app's Redis connection");
+    await eventually("the app's Redis connection", () => t.store.ping());
     expect((await redis.client.keys(`t:{${acme}}:rc:*`)).length).toBe(1);
     const back = await read();
     expect(back.cache).toBe("MISS");
@@ -112,7 +106,7 @@ describe("two server processes: a change through one, the other's next read is f
     const first = await gql(B, PROJECTS, viewer);
     expect(first.cache).toBe("MISS");
     // B's write is not waited for by its response: wait until B answers from the cache.
-    await until(async () => (await gql(B, PROJECTS, viewer)).cache === "HIT", "B's cached entry");
+    await eventually("B's cached entry", async () => (await gql(B, PROJECTS, viewer)).cache === "HIT");
     // A shares the entry (same tenant, role, generation).
     expect((await gql(A, PROJECTS, viewer)).cache).toBe("HIT");
 

@@ -11,6 +11,7 @@ import { createTestClients, createTestDatabase, type TestDatabase } from "../hel
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
 import { type ServerProcess, startReplicaPair } from "../helpers/server-process.ts";
 import type { Databases } from "../../src/db/clients.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Issue 12 point 1: revocation is never weaker than PostgreSQL
@@ -59,13 +60,6 @@ function gatedStore(inner: Store) {
   return { store, hold };
 }
 
-async function until(check: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 400; i++) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("revocation holds whatever Redis does (in-process app on a Redis of its own)", () => {
   let redis: OwnRedis;
@@ -105,7 +99,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     await redis.save();
     await change();
     await redis.restartFromDump();
-    await until(() => t.store.ping(), "the app's Redis connection");
+    await eventually("the app's Redis connection", () => t.store.ping());
   }
 
   beforeAll(async () => {
@@ -162,7 +156,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     held.release();
     await reader;
     // The stale entry is in the cache, written after the invalidation.
-    await until(async () => (await redis.client.exists(`t:{${ids.acme}}:m:${dev.userId}`)) === 1, "the stale write");
+    await eventually("the stale write", async () => (await redis.client.exists(`t:{${ids.acme}}:m:${dev.userId}`)) === 1);
     expect(JSON.parse((await redis.client.get(`t:{${ids.acme}}:m:${dev.userId}`))!)).toMatchObject({ id: m.id });
 
     const read = await t.gql(PROJECTS, { token: dev.token });
@@ -401,7 +395,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
       console.log("revocation: with Redis down, latency (ms):", JSON.stringify(timings));
     } finally {
       await redis.start();
-      await until(() => t.store.ping(), "the app's Redis connection");
+      await eventually("the app's Redis connection", () => t.store.ping());
     }
   });
 });
@@ -453,7 +447,7 @@ describe("two server processes: the other replica refuses on the next request", 
     expect(removed.body.errors).toBeUndefined();
     await redis.restartFromDump();
     expect(await redis.client.exists(`t:{${acme.id}}:m:${user.id}`)).toBe(1);
-    for (const s of [A, B]) await until(async () => (await fetch(`${s.url}/readyz`)).status === 200, "readiness");
+    for (const s of [A, B]) await eventually("readiness", async () => (await fetch(`${s.url}/readyz`)).status === 200);
 
     for (const s of [B, A]) {
       const read = await gql(s, PROJECTS, dev);

@@ -5,6 +5,7 @@ import { REQUEST_RESOURCE } from "../../src/infra/request-counter.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { startServer, type ServerProcess } from "../helpers/server-process.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Graceful shutdown (issue 12 point 4, SPEC section 10), on a real server
@@ -112,7 +113,7 @@ describe("graceful shutdown of a real server process", () => {
     });
 
     // Signal once the load is well under way (some mutations acknowledged).
-    while (outcomes.filter((o) => o.acknowledged).length < 40) await new Promise((r) => setTimeout(r, 10));
+    await eventually("40 acknowledged mutations", () => outcomes.filter((o) => o.acknowledged).length >= 40, 60_000);
     inFlightAtSignal = inFlight;
     const t0 = performance.now();
     signalled = true;
@@ -175,13 +176,11 @@ describe("graceful shutdown of a real server process", () => {
     // The server's "100 Continue" says it has the request (and the probe's start, sent earlier).
     const stuck = await connect();
     stuck.socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n`);
-    while (!stuck.received().includes("100 Continue")) await new Promise((r) => setTimeout(r, 10));
+    await eventually("100 Continue", () => stuck.received().includes("100 Continue"));
     stuck.socket.write(`{"query":`);
 
     server.child.kill("SIGTERM");
-    while (!logLines(server, "shutting down: draining in-flight requests").length && server.child.exitCode === null) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually("the drain to start", () => logLines(server, "shutting down: draining in-flight requests").length > 0 || server.child.exitCode !== null);
     probe.socket.write(`\r\n`);
     await probe.closed;
     expect(probe.received()).toMatch(/^HTTP\/1\.1 503 /);

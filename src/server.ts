@@ -1,12 +1,9 @@
-import { createServer, type ServerResponse } from "node:http";
 import type { createApp as CreateApp } from "./app.ts";
 import { ConfigError, loadConfig, redisTarget, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
 import { PlacementAdmin } from "./db/placement-admin.ts";
 import type { EmbeddedDatabase } from "./db/embedded.ts";
-import type { PrismaClient } from "./generated/prisma/client.ts";
-import type { Role } from "./generated/prisma/enums.ts";
-import { DEMO_PLATFORM_ADMIN, DEMO_ROLES, DEMO_TENANTS, demoEmail, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
+import { DEMO_TENANTS, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
@@ -15,8 +12,9 @@ import { checkPostgres, checkRedis, checkServerRoles, StartupError } from "./inf
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { LiveHub } from "./modules/live/hub.ts";
+import { createDrainableServer } from "./http/drain.ts";
 import { attachWebSocket } from "./http/websocket.ts";
-import { signDevToken } from "./tenancy/tokens.ts";
+import { demoTenantsPresent, demoToken, printWelcome } from "./http/welcome.ts";
 
 /**
  * The process: opens PostgreSQL (or starts the embedded one) and the store,
@@ -27,7 +25,7 @@ import { signDevToken } from "./tenancy/tokens.ts";
  *
  * A dependency that cannot be used at start-up (embedded PostgreSQL
  * directory or port, DATABASE_URL, REDIS_URL) stops the process with one
- * plain sentence naming it and the remedy (src/infra/startup.ts, src/db/embedded.ts).
+ * plain sentence naming it and the remedy (src/infra/startup.ts, src/db/embedded-checks.ts).
  */
 
 /** What a signal during start-up must still stop (the embedded PostgreSQL). */
@@ -156,15 +154,8 @@ async function main() {
     ...(demo ? { demoToken: () => demoToken(config, DEMO_TENANTS[0]!.slug, "OWNER", "24h") } : {}),
   });
 
-  // Requests not yet answered, so a shutdown can wait for them (and say how many it cut).
-  const inFlight = new Set<ServerResponse>();
-  const server = createServer((req, res) => {
-    inFlight.add(res);
-    res.once("close", () => inFlight.delete(res));
-    // Draining: answer, then close the connection, so a keep-alive client reconnects elsewhere.
-    if (draining) res.setHeader("connection", "close");
-    void app(req, res);
-  });
+  const http = createDrainableServer((req, res) => void app(req, res));
+  const server = http.server;
   // GraphQL over WebSocket on the same port and path (src/http/websocket.ts).
   const websocket = attachWebSocket(server, app, { logger });
   // From here on a signal drains (also during the few steps left before listening).
@@ -172,25 +163,13 @@ async function main() {
     if (draining) return;
     draining = true;
     const t0 = Date.now();
-    logger.info({ signal, inFlight: inFlight.size, drainMs: config.shutdownDrainMs }, "shutting down: draining in-flight requests");
-    for (const res of inFlight) if (!res.headersSent) res.setHeader("connection", "close");
+    http.startDraining();
+    logger.info({ signal, inFlight: http.inFlight.size, drainMs: config.shutdownDrainMs }, "shutting down: draining in-flight requests");
     // Open streams end first (a SERVICE_UNAVAILABLE event with a reconnect
     // hint, then WebSocket close 1012): they would hold the server open.
     await live.closeStreams().catch((err: unknown) => logger.warn({ err }, "closing live streams failed"));
     await websocket.close().catch((err: unknown) => logger.warn({ err }, "closing websockets failed"));
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    // A connection that turns idle during the drain (its response sent) is closed too.
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    let timer: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), config.shutdownDrainMs)))]);
-    clearTimeout(timer);
-    clearInterval(sweep);
-    if (!drained) {
-      logger.warn({ cut: inFlight.size }, "drain timeout: closing the remaining connections");
-      server.closeAllConnections();
-      await closed;
-    }
+    await http.drain(config.shutdownDrainMs, logger);
     await storage.stop();
     // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
@@ -214,37 +193,6 @@ async function main() {
   const port = typeof address === "object" && address ? address.port : config.port;
   logger.info({ port, ms: Date.now() - started }, "ready");
   if (!config.production) await printWelcome(config, port, demo);
-}
-
-/** The demo tenants are there when the first one's owner is a member of it. */
-async function demoTenantsPresent(platform: PrismaClient): Promise<boolean> {
-  const slug = DEMO_TENANTS[0]!.slug;
-  const n = await platform.membership.count({ where: { tenant: { slug }, user: { email: demoEmail("OWNER", slug) } } });
-  return n > 0;
-}
-
-function demoToken(config: Config, slug: string, role: Role, ttl: string) {
-  return signDevToken({ secret: config.jwtSecret, sub: demoEmail(role, slug), tenant: slug, ttl, issuer: config.jwtIssuer, audience: config.jwtAudience });
-}
-
-async function printWelcome(config: Config, port: number, demo: boolean) {
-  const url = `http://localhost:${port}/graphql`;
-  const lines = [``, `  GraphiQL: ${url}${demo && config.graphiql ? "  (its Authorization header holds an acme OWNER token: press play)" : ""}`];
-  if (demo) {
-    lines.push(``, `  Demo tokens (valid 24h; header "Authorization: Bearer <token>"):`);
-    for (const t of DEMO_TENANTS) {
-      for (const role of DEMO_ROLES) {
-        const token = await demoToken(config, t.slug, role, "24h");
-        lines.push(`  ${t.slug.padEnd(7)} ${role.padEnd(9)} ${token}`);
-      }
-    }
-    const admin = await signDevToken({ secret: config.jwtSecret, sub: DEMO_PLATFORM_ADMIN.subject, ttl: "24h", issuer: config.jwtIssuer, audience: config.jwtAudience });
-    lines.push(`  platform admin    ${admin}`);
-    lines.push(``, `  First query: open GraphiQL, press play and pick Dashboard (README, "The first five minutes").`);
-  }
-  lines.push(``);
-  // The banner is for a person at a terminal, not for the JSON log stream.
-  process.stdout.write(lines.join("\n") + "\n");
 }
 
 main().catch(async (err: unknown) => {

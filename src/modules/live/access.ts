@@ -1,4 +1,4 @@
-import { Prisma } from "../../generated/prisma/client.ts";
+import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { AppError, featureNotAvailable, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
 import type { Plan } from "../../generated/prisma/enums.ts";
@@ -37,8 +37,13 @@ export interface AccessFacts {
   keys: Record<string, { role: Role; revoked: boolean; expiresAt: string | null }>;
 }
 
+/** The access facts of many streams of one tenant, in one statement (the re-checks). */
+export async function readAccessFacts(platform: PrismaClient, tenantId: string, principals: Principal[]): Promise<AccessFacts> {
+  return factsFrom(await platform.$queryRaw<{ status: string; roles: unknown; keys: unknown }[]>(accessFactsSql(tenantId, principals)));
+}
+
 /** One statement: the tenant's status, the members' roles and the keys' state. Raw SQL: tenant_id filtered explicitly. */
-export function accessFactsSql(tenantId: string, principals: Principal[]): Prisma.Sql {
+function accessFactsSql(tenantId: string, principals: Principal[]): Prisma.Sql {
   const userIds = [...new Set(principals.map((p) => p.userId).filter((id): id is string => !!id))];
   const keyIds = [...new Set(principals.map((p) => p.apiKeyId).filter((id): id is string => !!id))];
   return Prisma.sql`SELECT t.status::text AS status, t.plan::text AS plan, t.feature_overrides AS features, t.idp_issuer AS "idpIssuer", t.domain,

@@ -6,31 +6,24 @@ import { limitOf } from "../../policy/quota.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { requestSlotsOf } from "../../db/request-slots.ts";
 import type pg from "pg";
-import { accessFactsSql, factsFrom, verdict } from "./access.ts";
+import { readAccessFacts, verdict } from "./access.ts";
 import { LiveBus } from "./bus.ts";
 import { readEvents, type EventRead } from "./event-read.ts";
 import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
-import { LiveStream, serviceUnavailable, shutdownError, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
+import { LiveStream, shutdownError, unavailable, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
 
 /**
- * The live-updates hub of one process (docs/live-updates.md).
- *
- * Committed changes are published on their tenant's topic (src/modules/live/bus.ts:
- * to this process's own streams at once, and through Redis pub/sub to the
- * other replicas). A replica listens to a
- * tenant's topic only while it holds a stream of that tenant. The events of
- * a tenant are read once for all its streams: one read transaction on the
- * live pool (off the request tiers), sent as one message, that re-reads the
- * access facts of every subscriber and the events' nodes in the tenant's
- * scope (src/modules/live/event-read.ts); then each stream's
- * authorization is decided on its own facts, a stream whose access has
- * ended is closed with the coded error, and the others get the node. Events
- * that arrive while a read is running are read together by the next one.
- * `access` events (member removed or
- * downgraded, key revoked, tenant suspended), a Redis reconnect and a
- * periodic sweep re-check every open stream of the tenant, so a stream is
- * closed even when it receives no event.
+ * The live-updates hub of one process (docs/live-updates.md). Committed
+ * changes go out on their tenant's topic (bus.ts); a replica listens to a
+ * tenant's topic only while it holds a stream of that tenant. A tenant's
+ * events are read once for all its streams, in one message on the live pool
+ * that also re-reads every subscriber's access facts (event-read.ts); each
+ * stream's authorization is decided on its own facts (a stream whose access
+ * ended is closed with the coded error), the others get the node. Events
+ * arriving during a read are read together by the next one. `access`
+ * events, a Redis reconnect and a periodic sweep re-check every open stream
+ * of the tenant, so a stream is closed even when it receives no event.
  */
 
 export interface LiveHubOptions {
@@ -61,8 +54,6 @@ interface TenantStreams {
   delivering: boolean;
 }
 
-const unavailable = () => serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 });
-
 export class LiveHub implements LiveUpdates, StreamOwner {
   readonly logger: Logger;
   readonly bufferSize: number;
@@ -86,11 +77,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     // re-check every stream once it is back (it re-subscribes by itself).
     this.bus = new LiveBus(options.redis, this.logger, () => this.recheckAll());
     this.slots = this.bus.client ? new RedisStreamSlots(this.bus.client, leaseMs) : new MemoryStreamSlots(leaseMs);
-    const every = (ms: number, fn: () => void) => {
-      const t = setInterval(fn, ms);
-      t.unref();
-      this.timers.push(t);
-    };
+    const every = (ms: number, fn: () => void) => this.timers.push(setInterval(fn, ms).unref());
     every(leaseMs / 3, () => {
       this.slots.renew(this.streams().map((s) => ({ tenantId: s.tenantId, streamId: s.id }))).catch((err) =>
         this.logger.warn({ err }, "live updates: stream leases not renewed"),
@@ -105,9 +92,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
 
   /** Open streams of this process (all tenants). */
   get size(): number {
-    let n = 0;
-    for (const t of this.tenants.values()) n += t.streams.size;
-    return n;
+    return this.streams().length;
   }
 
   /** Open streams of a tenant, on every replica. */
@@ -222,10 +207,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         entry.again = false;
         const streams = [...entry.streams];
         if (!streams.length) break;
-        const rows = await this.options.platform.$queryRaw<{ status: string; roles: unknown; keys: unknown }[]>(
-          accessFactsSql(tenantId, streams.map((s) => s.principal)),
-        );
-        const facts = factsFrom(rows);
+        const facts = await readAccessFacts(this.options.platform, tenantId, streams.map((s) => s.principal));
         const now = Date.now();
         for (const s of streams) s.apply(verdict(s.principal, facts, now));
       } while (entry.again);
@@ -244,11 +226,10 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   }
 
   /**
-   * Graceful shutdown, first step: refuses new streams, ends every open one
-   * with SERVICE_UNAVAILABLE `{ reconnect: true }` and gives the consumers up
-   * to `abortAfterMs` to take that last event (then cuts them). Publishing
-   * goes on until close(), so a mutation that commits while the server
-   * drains still tells the other replicas' subscribers.
+   * Shutdown, first step: refuses new streams, ends the open ones with
+   * SERVICE_UNAVAILABLE `{ reconnect: true }`, gives their consumers
+   * `abortAfterMs` to take it (then cuts them). Publishing goes on until
+   * close(): a mutation committed during the drain still reaches the others.
    */
   async closeStreams(): Promise<void> {
     this.stopping = true;

@@ -37,10 +37,12 @@ export class StreamEnd {
 
 export type Transport = { res?: { destroy(): void }; socket?: { terminate(): void } };
 
-export const serviceUnavailable = (message: string, extra: Record<string, unknown> = {}) =>
+const serviceUnavailable = (message: string, extra: Record<string, unknown> = {}) =>
   new AppError("SERVICE_UNAVAILABLE", message, extra);
 
 export const shutdownError = () => serviceUnavailable("The server is restarting: reconnect", { reconnect: true, retryAfter: 1 });
+/** The live pool could not read the events: the streams are closed, to reconnect. */
+export const unavailable = () => serviceUnavailable("Live updates are unavailable: reconnect", { reconnect: true, retryAfter: 5 });
 export const slowConsumerError = () =>
   new AppError("SLOW_CONSUMER", "The client did not keep up with its events: reconnect", { reconnect: true });
 

@@ -59,7 +59,7 @@ export async function checkPostgres(url: string, timeoutMs = 5000): Promise<void
 /** Waits for the first Redis connection; a StartupError says why there is none. */
 export async function checkRedis(store: RedisStore, target: RedisTarget, timeoutMs = 5000): Promise<void> {
   if (await store.ready(timeoutMs)) return;
-  const reason = /ECONNREFUSED/.test(store.lastError) ? "connection refused" : store.lastError || "no answer";
+  const reason = /ECONNREFUSED/.test(store.lastError) ? "connection refused" : store.lastError.replace(/\.+$/, "") || "no answer";
   const [name, where] =
     typeof target === "string" ? ["REDIS_URL", describeUrl(target)] : ["REDIS_CLUSTER_NODES", target.map((n) => `${n.host}:${n.port}`).join(",")];
   throw new StartupError(

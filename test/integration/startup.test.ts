@@ -123,6 +123,14 @@ describe("npm start refuses what it cannot use, in one plain sentence", () => {
     expect(line).toContain(`cannot reach Redis at REDIS_URL (127.0.0.1:${port}): connection refused`);
     expect(line).toContain("unset REDIS_URL");
   });
+
+  it("REDIS_CLUSTER_NODES with nothing listening: names the nodes, and the remedy", async () => {
+    const [a, b] = [await freePort(), await freePort()];
+    const line = await startFailure({ DATABASE_URL: databaseUrl(testServerUrl(), "postgres"), REDIS_URL: undefined, REDIS_CLUSTER_NODES: `127.0.0.1:${a},127.0.0.1:${b}` });
+    expect(line).toContain(`cannot reach Redis at REDIS_CLUSTER_NODES (127.0.0.1:${a},127.0.0.1:${b}): `);
+    expect(line).toContain("unset REDIS_CLUSTER_NODES");
+    expect(line).not.toContain("..");
+  });
 });
 
 describe("zero-config start with EMBEDDED_PG_DATA_DIR", () => {

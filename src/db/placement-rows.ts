@@ -81,3 +81,17 @@ function checkedId(id: string): string {
   return id;
 }
 
+
+/** Per table: the number of the tenant's rows and a checksum of their content (md5 of each row's JSON, in order). */
+export async function fingerprint(source: Query, tenantId: string): Promise<Record<TenantTable, string>> {
+  const out = {} as Record<TenantTable, string>;
+  for (const table of TENANT_TABLES) {
+    const [r] = await source<{ n: number; sum: string | null }>(
+      `SELECT count(*)::int AS n, md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS sum
+         FROM (SELECT md5(to_jsonb(x)::text) AS h FROM "${table}" x WHERE ${tenantRowsWhere(table)}) rows`,
+      [tenantId],
+    );
+    out[table] = `${r?.n ?? 0}:${r?.sum ?? ""}`;
+  }
+  return out;
+}

@@ -5,6 +5,7 @@ import { forbidden, notFound } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
 import { crossTenant } from "../policy/platform.ts";
+import { placementPoolsOf } from "../db/clients.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
 import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
@@ -179,11 +180,21 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     // Audited before any row is read; the tenant sees the entry in its own log.
     await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
     const userId = ctx.user!.id;
+    // A placed tenant's rows are read in its placement (docs/placement.md).
+    const ref = tenant.placement;
+    const placed = ref && ref.placement !== "POOLED" ? placementPoolsOf(deps.app)?.platform(ref) : undefined;
+    if (ref && ref.placement !== "POOLED" && !placed) throw new Error("no placement pools: a placed tenant cannot be exported");
     return {
       tenant,
       run: async (sql) => {
         if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
-        return deps.platform.$queryRaw(sql);
+        if (!placed) return deps.platform.$queryRaw(sql);
+        if (ref!.placement !== "SCHEMA") return placed.$queryRaw(sql);
+        const [, rows] = await placed.$transaction([
+          placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
+          placed.$queryRaw(sql),
+        ]);
+        return rows as never;
       },
     };
   }

@@ -10,6 +10,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createDatabases, type Databases } from "../../src/db/clients.ts";
 import type { PoolSizes } from "../../src/config.ts";
 import { createTestClients, createTestDatabase, testDatabaseUrls, type TestDatabase } from "./db.ts";
+import { spreadDemoTenants, spreadPlacements } from "./placements.ts";
 import { isolatedStore } from "./isolated-store.ts";
 
 /**
@@ -89,6 +90,8 @@ export async function createTestApp(
   const db = await createTestDatabase();
   const clients = options.pools ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools }) : createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
+  // TEST_PLACEMENTS=spread: globex in a schema, wayne in a database of their own (test/helpers/placements.ts).
+  const dropPlacements = options.seed !== false && spreadPlacements() ? await spreadDemoTenants(clients) : undefined;
   // Every test app gets a store of its own: the real Redis under a random
   // prefix (test databases reuse the demo slugs with fresh ids), or memory.
   const store = options.store ?? isolatedStore();
@@ -132,6 +135,7 @@ export async function createTestApp(
       return { status: res.status, headers: res.headers, body };
     },
     async close() {
+      await dropPlacements?.();
       await clients.close();
       if (!options.store) await store.close();
       await db.drop();

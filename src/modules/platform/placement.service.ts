@@ -30,6 +30,14 @@ export function requestedPlacement(
   return placementFor(tenantId, kind, target);
 }
 
+/** Creates and migrates the placement; a half-made one (a failed migration) is dropped. */
+export async function createPlacement(admin: PlacementAdmin, ref: PlacementRef): Promise<void> {
+  await admin.create(ref).catch(async (err) => {
+    await admin.drop(ref).catch(() => {});
+    throw err;
+  });
+}
+
 /** The platform transaction as a Query (its rows as Prisma answers them). */
 export const txQuery =
   (tx: PlatformTx): Query =>

@@ -4,7 +4,7 @@ import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import { placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
+import { createPlacement, placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
@@ -89,10 +89,7 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
   if (placements) {
     // A taken slug fails before a placement is made for nothing (the unique index still decides).
     if (await ctx.directory.tenant(slug)) throw badInput("slug", `Tenant slug "${slug}" is taken`);
-    await placements.admin.create(ref).catch(async (err) => {
-      await placements.admin.drop(ref).catch(() => {});
-      throw err;
-    });
+    await createPlacement(placements.admin, ref);
   }
   const result = await crossTenant(
     ctx,

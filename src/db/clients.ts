@@ -4,7 +4,7 @@ import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan } from "../generated/prisma/enums.ts";
 import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config.ts";
 import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
-import { PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
 import { PlacementPools } from "./placement-pools.ts";
 
 /**
@@ -127,9 +127,15 @@ export function createDatabases(opts: {
   const platform = new PrismaClient({ adapter: new PrismaPg(platformPool) });
   const app = tiers.PRO.prisma;
   tiersOf.set(app, { FREE: tiers.FREE.prisma, PRO: tiers.PRO.prisma, ENTERPRISE: tiers.ENTERPRISE.prisma });
-  const placements = new PlacementPools(new PlacementAdmin(opts.ownerUrl, opts.placementServers), sizes, createPool, {
-    app: APP_ROLE,
-    platform: PLATFORM_ROLE,
+  const placementAdmin = new PlacementAdmin(opts.ownerUrl, opts.placementServers);
+  const placements = new PlacementPools(placementAdmin, sizes, (ref, tier, max) => {
+    const login = tier === "platform" ? opts.platformUrl : opts.appUrl;
+    const role = tier === "platform" ? PLATFORM_ROLE : APP_ROLE;
+    // The deployment's own logins (e.g. through PgBouncer) reach the main
+    // server's databases; a placement elsewhere is reached by its server's URL.
+    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max);
+    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max);
+    return createPool(placementAdmin.databaseUrl(ref), role, max);
   });
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);

@@ -52,6 +52,13 @@ export function placementOf(row: { placement: Placement; placementServer?: strin
   return ref;
 }
 
+/** Throws unless `ref` is the placement a tenant with this id would have (its name is derived from the id). */
+export function assertPlacementOf(tenantId: string, ref: PlacementRef): void {
+  checkRef(ref);
+  if (ref.placement === "POOLED") return;
+  if (ref.name !== placementFor(tenantId, ref.placement, ref.server).name) throw new Error("placement does not belong to the tenant");
+}
+
 function checkRef(ref: PlacementRef): void {
   const ok =
     ref.placement === "POOLED"
@@ -66,7 +73,7 @@ function checkRef(ref: PlacementRef): void {
 export const placementKey = (ref: PlacementRef) =>
   ref.placement === "POOLED" ? "pooled" : ref.placement === "SCHEMA" ? `schema:${ref.name}` : `database:${ref.server}/${ref.name}`;
 
-const withDatabase = (url: string, database: string) => {
+export const withDatabase = (url: string, database: string) => {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();

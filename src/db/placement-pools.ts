@@ -17,7 +17,10 @@ import { placementKey, type PlacementAdmin, type PlacementRef } from "./placemen
  * Every group is divided by plan, with the POOL_SIZE_<PLAN> sizes: one
  * tier's slow queries hold only that tier's connections of that placement.
  * The app pools connect as tenantgraph_app and the platform ones as
- * tenantgraph_platform (SET ROLE at connection start), like the main ones.
+ * tenantgraph_platform, like the main ones: with APP_DATABASE_URL /
+ * PLATFORM_DATABASE_URL (their own logins) for SCHEMA placements and for
+ * DATABASE placements on the main server; elsewhere through the server's
+ * URL with the role set at connection start.
  */
 
 export interface PlacementClient {
@@ -25,7 +28,8 @@ export interface PlacementClient {
   slots: RequestSlots;
 }
 
-type CreatePool = (url: string, role: string, max: number) => pg.Pool;
+/** Opens a pool of `tier` on the placement (the same login settings as the main pools where they apply). */
+type CreatePool = (ref: PlacementRef, tier: Plan | "platform", max: number) => pg.Pool;
 
 export class PlacementPools {
   private readonly pools = new Map<string, pg.Pool>();
@@ -36,7 +40,6 @@ export class PlacementPools {
     readonly admin: PlacementAdmin,
     private readonly sizes: Record<Plan, number> & { platform: number },
     private readonly createPool: CreatePool,
-    private readonly roles: { app: string; platform: string },
   ) {}
 
   /** Pools made so far, by name (metrics): `<placement>:<plan>` and `<placement>:platform`. */
@@ -53,8 +56,7 @@ export class PlacementPools {
     const key = `${this.group(ref)}:${tier}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      const role = tier === "platform" ? this.roles.platform : this.roles.app;
-      pool = this.createPool(this.admin.databaseUrl(ref), role, this.sizes[tier]);
+      pool = this.createPool(ref, tier, this.sizes[tier]);
       this.pools.set(key, pool);
     }
     return pool;

@@ -102,7 +102,13 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
     ctx.membershipId = facts.member.id;
     // A token of a tenant's own identity provider never carries platform
     // powers: that provider speaks for its tenant only.
-    const admin = facts.admin === true && !input.idp;
+    let admin = facts.admin === true && !input.idp;
+    // A placement holds copies of its users' rows; it is never the authority
+    // for a global fact. Platform powers through a placed tenant are
+    // confirmed by the main database (fail closed: a copy saying false wins).
+    if (admin && cached.placement && cached.placement.placement !== "POOLED") {
+      admin = (await directory.platformAdminFlag(user.id)) === true;
+    }
     if (admin !== ctx.isPlatformAdmin) {
       void directory.invalidateUser(user.authSubject);
       ctx.isPlatformAdmin = admin;

@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
-import type { PlacementRef } from "../db/placement-admin.ts";
+import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -175,6 +175,10 @@ export class TenantDb {
     options: TenantDbOptions,
   ) {
     const placed = options.placement && options.placement.placement !== "POOLED";
+    // The route comes from the directory cache (Redis): it only proposes. A
+    // placement's name is derived from its tenant's id, so a route naming
+    // another tenant's schema or database (or not a placement at all) is refused.
+    if (placed) assertPlacementOf(options.tenantId, options.placement!);
     // A placed tenant's subscription reads too run in its placement (on its plan's pools there).
     this.base = placed ? tierClient(root, options.plan ?? "PRO", options.placement) : options.plan ? tierClient(root, options.plan) : root;
     this.options = { ...options };

@@ -9,10 +9,6 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
  * admin and what the tenant's plan, limits and features are: a change made
  * there by the platform takes effect for a placed tenant's next request,
  * exactly as for a POOLED one.
- *
- * Landed failing on purpose (05:55 UTC) from a security review of af5cb04:
- * the review's findings F1-F6 with reproductions are in
- * /work/reviews/placement-review-1.md (placement helper: read it).
  */
 const PROVISION = `mutation($input: ProvisionTenantInput!) {
   provisionTenant(input: $input) { tenant { id slug placement } }

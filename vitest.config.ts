@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
 // Integration tests share one PostgreSQL server (DATABASE_URL, or an embedded
@@ -16,6 +17,24 @@ const SLOW = [
   "test/integration/response-cache-faults.test.ts",
 ];
 
+/** Files that mock a module (vi.mock): they need a module registry of their own. */
+const MOCKING = ["test/integration/jit.test.ts"];
+
+/**
+ * Test files at once. Vitest's default is one per core but one (1 on a
+ * 2-core machine: every file after the other), while an integration file
+ * spends most of its time waiting on PostgreSQL and Redis: three files at
+ * once keep both cores busy. The slow project runs after the others, one
+ * file at a time: its files start processes and wait for real timeouts,
+ * which must not compete with one another for the cores.
+ *
+ * Integration files share their worker's modules (isolate: false): the app
+ * (schema, Pothos, Prisma) is imported once per worker instead of once per
+ * file (about 3 s each). Each file still builds its own app over its own
+ * database; module-level state is limited to caches keyed by random ids.
+ */
+const WORKERS = Math.max(3, availableParallelism());
+
 export default defineConfig({
   // Vite would resolve `graphql` to its ESM build for our sources while Node
   // loads the CJS build for Pothos and Yoga: two realms, and graphql refuses
@@ -27,13 +46,17 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     pool: "forks",
-    // `npm test` runs unit + integration; the slow project (processes
+    // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
     // started, timeouts waited for, 100,000 rows streamed) runs with
     // `npm run test:slow`, and CI runs both.
     projects: [
-      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
-      { extends: true, test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: SLOW } },
-      { extends: true, test: { name: "slow", include: SLOW } },
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"], maxWorkers: WORKERS } },
+      {
+        extends: true,
+        test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
+      },
+      { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
+      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1 } } },
     ],
   },
 });

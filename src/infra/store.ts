@@ -3,10 +3,9 @@ import type { ClientContext, Result } from "ioredis";
 import type { Logger } from "./logger.ts";
 import { byHashTag, connectRedis, isCluster, scanNodes, type RedisClient } from "./redis.ts";
 
-// The script registered with defineCommand below, typed the way ioredis documents.
 declare module "ioredis" {
   interface RedisCommander<Context extends ClientContext> {
-    /** HIT_SCRIPT (below): [count in the window, ms until it resets]. */
+    /** HIT_SCRIPT (defineCommand below, typed as ioredis documents): [count in the window, ms until it resets]. */
     tgHit(key: string, windowMs: number, by: number): Result<[number, number], Context>;
   }
 }

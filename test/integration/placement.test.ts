@@ -2,7 +2,7 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { MIGRATIONS_DIR } from "../../src/db/migrate.ts";
 import { placementFor, placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { relocatePooledTenant } from "../../src/db/placement-move.ts";
@@ -224,8 +224,11 @@ describe("tenant placements", () => {
   });
 
   it("a failed provisioning leaves no placement, row or user behind", async () => {
-    const placementsBefore = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
-      SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);
+    // Schemas are this database's own; databases are the server's, where other test files make theirs
+    // meanwhile: the placements this provisioning made are the ones to look for.
+    const schemas = () => sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' ORDER BY 1`);
+    const placementsBefore = await schemas();
+    const created = vi.spyOn(t.clients.placements.admin, "create");
     const counts = async () => ({
       tenants: await t.clients.platform.tenant.count(),
       users: await t.clients.platform.user.count(),
@@ -241,11 +244,10 @@ describe("tenant placements", () => {
       });
       expect(res.body.errors?.length).toBeGreaterThan(0);
     }
-    const placementsAfter = await sql(t.db.url, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' UNION ALL
-      SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_tenant\\_%' ORDER BY 1`);
-    // Nothing new (the server's database list is shared with other test files: only additions count).
-    const known = new Set(placementsBefore.map((r: any) => r.nspname));
-    expect(placementsAfter.filter((r: any) => !known.has(r.nspname))).toEqual([]);
+    expect(await schemas()).toEqual(placementsBefore);
+    expect(created.mock.calls.map(([ref]) => ref.placement).sort()).toEqual(["DATABASE", "SCHEMA"]);
+    for (const [ref] of created.mock.calls) expect(await t.clients.placements.admin.exists(ref)).toBe(false);
+    created.mockRestore();
     expect(await counts()).toEqual(before);
   });
 

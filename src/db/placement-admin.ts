@@ -104,24 +104,30 @@ export class PlacementAdmin {
    * An owner connection to the database of a placement (row copies between
    * placements), from a small pool per database; release it after use.
    */
-  async ownerClient(ref: PlacementRef): Promise<pg.PoolClient> {
+  async ownerClient(ref: PlacementRef, side: "directory" | "placement" = "placement"): Promise<pg.PoolClient> {
     const url = this.databaseUrl(ref);
-    let pool = this.ownerPools.get(url);
+    // A copy holds a connection of each side at once (the main database's
+    // directory rows and the placement's): the two sides never share a pool,
+    // or two copies could each hold one side and wait for the other forever
+    // (a SCHEMA placement has the main database's URL). And nobody waits
+    // for a connection without end.
+    const key = `${side}|${url}`;
+    let pool = this.ownerPools.get(key);
     if (!pool) {
-      pool = new pg.Pool({ connectionString: url, max: 2, idleTimeoutMillis: 10_000 });
+      pool = new pg.Pool({ connectionString: url, max: 2, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 10_000 });
       pool.on("error", () => {});
       pool.on("connect", (c) => c.on("error", () => {}));
-      this.ownerPools.set(url, pool);
+      this.ownerPools.set(key, pool);
     }
     return pool.connect();
   }
 
   /** Closes the owner pools (and, with `ref`, only that placement's, before it is dropped). */
   async closeOwnerPools(ref?: PlacementRef): Promise<void> {
-    for (const [url, pool] of this.ownerPools) {
-      if (ref && url !== this.databaseUrl(ref)) continue;
+    for (const [key, pool] of this.ownerPools) {
+      if (ref && key.slice(key.indexOf("|") + 1) !== this.databaseUrl(ref)) continue;
       if (ref && ref.placement !== "DATABASE") continue;
-      this.ownerPools.delete(url);
+      this.ownerPools.delete(key);
       await pool.end().catch(() => {});
     }
   }

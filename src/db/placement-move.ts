@@ -30,7 +30,7 @@ export async function relocatePooledTenant(admin: PlacementAdmin, tenantId: stri
   // A placement that exists already is never dropped here (the catch below drops only ours).
   await admin.create(to);
   try {
-    const source = await admin.ownerClient(POOLED);
+    const source = await admin.ownerClient(POOLED, "directory");
     let sourcePrints: Record<string, string>;
     let rows = 0;
     try {
@@ -56,7 +56,7 @@ export async function relocatePooledTenant(admin: PlacementAdmin, tenantId: stri
       source.release(err as Error);
       throw err;
     }
-    const main = await admin.ownerClient(POOLED);
+    const main = await admin.ownerClient(POOLED, "directory");
     try {
       await beginCopy(main, tenantId, null);
       await main.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);

@@ -40,7 +40,8 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
     await beginCopy(client, tenantId, schemaOf(ref));
     const target = pgQuery(client);
     const [tenant] = (await readRows(source, "tenants", tenantId)) as Record<string, unknown>[];
-    if (tenant) await updateTenant(target, tenant, Object.keys(tenant));
+    // The identity-provider columns are the tenant's own (set in its placement): never overwritten from the directory's copy.
+    if (tenant) await updateTenant(target, tenant, Object.keys(tenant).filter((c) => !TENANT_OWNED.includes(c)));
     await target(`DELETE FROM tenant_limit_overrides WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(target, "tenant_limit_overrides", await readRows(source, "tenant_limit_overrides", tenantId));
     const [cache] = (await readRows(source, "tenant_cache_generations", tenantId)) as { ttl_seconds?: number | null }[];
@@ -93,7 +94,7 @@ const byId = <T extends { id: string }>(rows: T[]) => new Map(rows.map((r) => [r
  * that id first, so one person stays one user.
  */
 export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, tenantId: string): Promise<DirectoryChanges> {
-  const main = await owner(admin, { placement: "POOLED", server: null, name: null });
+  const main = await admin.ownerClient({ placement: "POOLED", server: null, name: null }, "directory");
   const placed = await owner(admin, ref).catch((err) => {
     main.release();
     throw err;
@@ -113,7 +114,7 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
     for (const k of known) {
       const local = users.find((u) => u.email === k.email);
       if (!local || local.id === k.id) continue;
-      await from(`UPDATE users SET email = email || '.replaced', auth_subject = auth_subject || '.replaced' WHERE id = $1::uuid`, [local.id]);
+      await from(`UPDATE users SET email = id::text || '@replaced.invalid', auth_subject = id::text || '@replaced.invalid' WHERE id = $1::uuid`, [local.id]);
       const [identity] = await to<{ row: unknown }>(`SELECT to_jsonb(u) AS row FROM users u WHERE id = $1::uuid`, [k.id]);
       await writeRows(from, "users", [identity!.row]);
       await from(`UPDATE memberships SET user_id = $2::uuid WHERE user_id = $1::uuid`, [local.id, k.id]);
@@ -130,7 +131,9 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
       ((await readRows(from, "tenants", tenantId)) as Record<string, unknown>[])[0],
       (await readRows(from, "users", tenantId)) as UserRow[],
     ];
-    const made = await writeRows(to, "users", ids);
+    // Only new identities (an existing one is never overwritten), and never
+    // with platform powers: a placement is not the authority for a global fact.
+    const made = await writeRows(to, "users", ids.map((u) => ({ ...u, is_platform_admin: false })));
     await to(`DELETE FROM memberships WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(to, "memberships", members);
     await to(`DELETE FROM api_keys WHERE tenant_id = $1::uuid`, [tenantId]);

@@ -6,6 +6,7 @@ import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
 import { crossTenant } from "../policy/platform.ts";
 import { placementPoolsOf } from "../db/clients.ts";
+import { assertPlacementOf } from "../db/placement-admin.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
 import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
@@ -182,6 +183,7 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     const userId = ctx.user!.id;
     // A placed tenant's rows are read in its placement (docs/placement.md).
     const ref = tenant.placement;
+    if (ref) assertPlacementOf(tenant.id, ref);
     const placed = ref && ref.placement !== "POOLED" ? placementPoolsOf(deps.app)?.platform(ref) : undefined;
     if (ref && ref.placement !== "POOLED" && !placed) throw new Error("no placement pools: a placed tenant cannot be exported");
     return {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { createServer, type Server } from "node:http";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
@@ -40,7 +40,7 @@ const SET_FEATURES = `mutation($input: SetTenantFeaturesInput!) { setTenantFeatu
 describe("tenant identity providers", () => {
   let t: TestApp;
   let stores: Store[];
-  const apps: { app: App; close(): Promise<void> }[] = [];
+  const apps: { app: App; idps: TenantIdentityProviders; close(): Promise<void> }[] = [];
   let jwksServer: Server;
   let base: string;
   const providers = new Map<string, Provider>();
@@ -84,6 +84,9 @@ describe("tenant identity providers", () => {
     return { status: res.status, body: (await res.json()) as { data?: any; errors?: any[] } };
   };
   const codeOf = (r: { body: { errors?: any[] } }) => r.body.errors?.[0]?.extensions?.code;
+  /** A provider registered in PostgreSQL directly (what a platform admin's setTenantIdentityProvider writes). */
+  const registerDirectly = (slug: string, idp: { issuer: string | null; jwksUrl: string | null; audience: string | null }) =>
+    t.clients.platform.tenant.update({ where: { id: ids[slug] }, data: { idpIssuer: idp.issuer, idpJwksUrl: idp.jwksUrl, idpAudience: idp.audience } });
 
   beforeAll(async () => {
     jwksServer = createServer((req, res) => {
@@ -118,11 +121,36 @@ describe("tenant identity providers", () => {
     for (const store of stores) {
       const clients = createTestClients(t.db.url);
       const directory = new Directory(clients.platform, store);
-      const app = createApp(
-        testAppDeps(clients, store, { directory, tenantIdps: new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true }) }),
-      );
-      apps.push({ app, close: () => clients.close() });
+      const idps = new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true });
+      const app = createApp(testAppDeps(clients, store, { directory, tenantIdps: idps }));
+      apps.push({ app, idps, close: () => clients.close() });
     }
+  });
+  // Every test starts from the same state, whatever ran before it: wayne's provider
+  // registered (issuer, key set, audience "tenantgraph"), acme and globex with none,
+  // no feature override, no user made by a provider's first login, the seed's
+  // memberships only; the caches of what changed evicted.
+  beforeEach(async () => {
+    const directory = new Directory(t.clients.platform, stores[0]!);
+    const before = await t.clients.platform.tenant.findMany({ where: { slug: { in: ["wayne", "acme", "globex"] } } });
+    for (const tn of before) {
+      const idp = tn.slug === "wayne" ? { idpIssuer: issuerOf("wayne"), idpJwksUrl: jwksOf("wayne"), idpAudience: "tenantgraph" } : { idpIssuer: null, idpJwksUrl: null, idpAudience: null };
+      await t.clients.platform.tenant.update({ where: { id: tn.id }, data: { ...idp, featureOverrides: Prisma.DbNull } });
+      await directory.invalidateTenant(tn.id, tn.slug);
+      await directory.invalidateIssuer(tn.idpIssuer, idp.idpIssuer);
+    }
+    const made = await t.clients.platform.user.findMany({ where: { authSubject: { contains: "#" } }, include: { memberships: true } });
+    await t.clients.platform.user.deleteMany({ where: { id: { in: made.map((u) => u.id) } } });
+    const invited = await t.clients.platform.membership.findMany({
+      where: { tenantId: ids.wayne!, user: { email: { in: ["owner@acme.test", "ops@platform.test"] } } },
+    });
+    await t.clients.platform.membership.deleteMany({ where: { id: { in: invited.map((m) => m.id) } } });
+    for (const u of made) {
+      await directory.invalidateUser(u.authSubject);
+      for (const m of u.memberships) await directory.invalidateMembership(m.tenantId, u.id);
+    }
+    for (const m of invited) await directory.invalidateMembership(m.tenantId, m.userId);
+    for (const a of apps) a.idps.forgetIssuers();
   });
   afterAll(async () => {
     for (const a of apps) await a.close();
@@ -132,6 +160,8 @@ describe("tenant identity providers", () => {
   });
 
   it("an ENTERPRISE OWNER registers the tenant's provider (audited); a PRO OWNER gets FEATURE_NOT_AVAILABLE", async () => {
+    const audited = { tenantId: ids.wayne, action: "tenant.setIdentityProvider" };
+    const earlier = (await t.clients.platform.auditLogEntry.findMany({ where: audited, select: { id: true } })).map((e) => e.id);
     const r = await gqlOn(0, SET_IDP, {
       token: await t.memberToken("wayne", "OWNER"),
       variables: { input: { tenantId: toGlobalId("Tenant", ids.wayne!), issuer: issuerOf("wayne"), jwksUrl: jwksOf("wayne"), audience: "tenantgraph" } },
@@ -139,8 +169,8 @@ describe("tenant identity providers", () => {
     expect(r.body.errors).toBeUndefined();
     const row = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids.wayne } });
     expect([row.idpIssuer, row.idpJwksUrl, row.idpAudience]).toEqual([issuerOf("wayne"), jwksOf("wayne"), "tenantgraph"]);
-    const entry = await t.clients.platform.auditLogEntry.findFirst({ where: { tenantId: ids.wayne, action: "tenant.setIdentityProvider" } });
-    expect(entry?.actorLabel).toBe("owner@wayne.test");
+    const entries = await t.clients.platform.auditLogEntry.findMany({ where: { ...audited, id: { notIn: earlier } } });
+    expect(entries.map((e) => e.actorLabel)).toEqual(["owner@wayne.test"]);
 
     const pro = await gqlOn(0, SET_IDP, {
       token: await t.memberToken("acme", "OWNER"),
@@ -335,6 +365,7 @@ describe("tenant identity providers", () => {
         await tx.$executeRawUnsafe(`SELECT set_config('app.tenant_id', '${tenant}', true)`);
         return tx.$executeRawUnsafe(sql);
       });
+    await registerDirectly("acme", { issuer: issuerOf("acme"), jwksUrl: jwksOf("acme"), audience: "acme-api" });
     await expect(asTenant(ids.wayne!, `UPDATE tenants SET plan = 'ENTERPRISE' WHERE id = '${ids.wayne}'`)).rejects.toThrow(/permission denied/);
     await expect(asTenant(ids.wayne!, `UPDATE tenants SET feature_overrides = '[]' WHERE id = '${ids.wayne}'`)).rejects.toThrow(/permission denied/);
     // Another tenant's row is invisible: nothing updated.
@@ -343,6 +374,8 @@ describe("tenant identity providers", () => {
   });
 
   it("bad input names the field; an issuer is one tenant's only", async () => {
+    await registerDirectly("wayne", { issuer: null, jwksUrl: null, audience: null });
+    await registerDirectly("acme", { issuer: issuerOf("acme"), jwksUrl: jwksOf("acme"), audience: "acme-api" });
     const owner = await t.memberToken("wayne", "OWNER");
     const send = (input: Record<string, unknown>) =>
       gqlOn(0, SET_IDP, { token: owner, variables: { input: { tenantId: toGlobalId("Tenant", ids.wayne!), ...input } } });
@@ -478,6 +511,7 @@ describe("tenant identity providers", () => {
         return super.registeredIssuers();
       }
     }
+    await registerDirectly("acme", { issuer: issuerOf("acme"), jwksUrl: jwksOf("acme"), audience: "acme-api" });
     const directory = new Counting(t.clients.platform, stores[0]!);
     let now = 1_000_000;
     const idps = new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true, now: () => now });

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { APP_ROLE, createPool, type Databases } from "../../src/db/clients.ts";
 import { PrismaClient, type Prisma } from "../../src/generated/prisma/client.ts";
 import { createTestClients, createTestDatabase, seedTwoTenants, type SeededTenant, type TestDatabase } from "../helpers/db.ts";
@@ -59,6 +59,16 @@ let bBefore: Awaited<ReturnType<typeof snapshotB>>;
 beforeAll(async () => {
   db = await createTestDatabase();
   dbs = createTestClients(db.url);
+  const rows = await dbs.platform.$queryRaw<Array<{ table: string }>>`
+    SELECT c.relname AS table FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = current_schema() AND c.relkind = 'r' AND a.attname = 'tenant_id' ORDER BY 1`;
+  tenantTables = rows.map((r) => r.table);
+});
+
+// Every test gets two tenants of its own (and the shared user), and leaves
+// nothing behind: no test sees what another one wrote, in any order.
+beforeEach(async () => {
   ({ A, B } = await seedTwoTenants(dbs.platform));
   const userId = randomUUID();
   await dbs.platform.user.create({ data: { id: userId, email: `shared-${userId}@example.test`, authSubject: `sub|shared|${userId}` } });
@@ -75,12 +85,11 @@ beforeAll(async () => {
     data: { createdById: userId },
   });
   shared = { userId, membershipA, membershipB };
-  const rows = await dbs.platform.$queryRaw<Array<{ table: string }>>`
-    SELECT c.relname AS table FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = current_schema() AND c.relkind = 'r' AND a.attname = 'tenant_id' ORDER BY 1`;
-  tenantTables = rows.map((r) => r.table);
   bBefore = await snapshotB();
+});
+afterEach(async () => {
+  await dbs.platform.tenant.deleteMany({});
+  await dbs.platform.user.deleteMany({});
 });
 
 afterAll(async () => {

@@ -4,7 +4,7 @@
  * B owns must stay invisible and untouched through a client scoped to A.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { PrismaClient } from "../../src/generated/prisma/client.ts";
 import { tenantScope } from "../../src/tenancy/tenant-scope.ts";
 import { createTestDatabase, ownerClient, seedTwoTenants, type SeededTenant, type TestDatabase } from "../helpers/db.ts";
@@ -40,6 +40,11 @@ let bBefore: Awaited<ReturnType<typeof snapshotB>>;
 beforeAll(async () => {
   db = await createTestDatabase();
   owner = ownerClient(db.url);
+});
+
+// Every test gets two tenants of its own (and the shared user), and leaves
+// nothing behind: no test sees what another one wrote, in any order.
+beforeEach(async () => {
   ({ A, B } = await seedTwoTenants(owner));
   const userId = randomUUID();
   await owner.user.create({ data: { id: userId, email: `shared-${userId}@example.test`, authSubject: `sub|shared|${userId}` } });
@@ -58,6 +63,10 @@ beforeAll(async () => {
   shared = { userId, membershipA, membershipB };
   scoped = scopedTo(A.tenantId);
   bBefore = await snapshotB();
+});
+afterEach(async () => {
+  await owner.tenant.deleteMany({});
+  await owner.user.deleteMany({});
 });
 
 afterAll(async () => {

@@ -18,6 +18,7 @@ export type ErrorCode =
   | "QUERY_TOO_COMPLEX"
   | "BAD_REQUEST"
   | "SERVICE_UNAVAILABLE"
+  | "TENANT_MOVING"
   | "SLOW_CONSUMER"
   | "IDEMPOTENCY_KEY_REUSED"
   | "IDEMPOTENCY_KEY_IN_USE"
@@ -100,6 +101,22 @@ export const serviceUnavailable = (dependency: string, retryAfter = SERVICE_UNAV
     "SERVICE_UNAVAILABLE",
     "A dependency is unavailable; retry later",
     { dependency, retryAfter },
+    { status: 503, headers: { "Retry-After": String(retryAfter) } },
+  );
+
+/** Seconds a client should wait before retrying after TENANT_MOVING. */
+export const TENANT_MOVING_RETRY_AFTER = 1;
+
+/**
+ * The tenant is being moved between placements (SPEC section 10): its writes
+ * are refused until the move ends, or the request was routed to the copy it
+ * left (a stale directory entry, now evicted). Retryable: 503 + Retry-After.
+ */
+export const tenantMoving = (retryAfter = TENANT_MOVING_RETRY_AFTER) =>
+  new AppError(
+    "TENANT_MOVING",
+    "The tenant is being moved; retry shortly",
+    { retryAfter },
     { status: 503, headers: { "Retry-After": String(retryAfter) } },
   );
 

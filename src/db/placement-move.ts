@@ -1,76 +1,292 @@
-import { placementKey, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
-import { beginCopy, fingerprint, pgQuery, readRows, TENANT_TABLES, writeRows } from "./placement-rows.ts";
+import pg from "pg";
+import type { Placement } from "../generated/prisma/enums.ts";
+import { placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { beginCopy, pgQuery, readRows, TENANT_TABLES, tenantRowsWhere, writeRows, type Query, type TenantTable } from "./placement-rows.ts";
 
 /**
- * Relocating a POOLED tenant into a new SCHEMA or DATABASE placement, with
- * its writes stopped by the caller (docs/placement.md, "Relocation"):
- *   1. the placement is created and migrated;
- *   2. every row of the tenant is copied from one REPEATABLE READ snapshot of
- *      the main database, in one transaction of the placement;
- *   3. per table, the count and a checksum of the copy are compared with the
- *      snapshot's; any difference (or error) drops the placement and leaves
- *      the tenant where it was;
- *   4. in one transaction of the main database the directory row switches to
- *      the placement and the tenant's data rows leave the shared tables (its
- *      directory rows stay: they are the directory entry; its API request
- *      counters stay: they are counted in the main database).
- * The caller evicts the directory's cache entry of the tenant.
+ * Moving a tenant between placements, live (docs/placement.md, "Moving a
+ * tenant"):
+ *   1. fence: an exclusive advisory lock on the tenant's move key in the
+ *      source database. Every mutation's opening message takes the same key
+ *      shared with a *try* (src/tenancy/tenant-db.ts): while the mover waits
+ *      for the writes in flight or holds the key, new writes are refused
+ *      with TENANT_MOVING (retryable); reads never take it and continue;
+ *   2. the target placement is created and migrated (to SCHEMA/DATABASE);
+ *   3. every row of the tenant is copied from one REPEATABLE READ snapshot of
+ *      the source in one transaction of the target, and the target's tenants
+ *      row names the target (the route PostgreSQL confirms to every request);
+ *   4. per table, the count and a checksum of the copy are compared with the
+ *      snapshot's in that transaction; any difference (or error) rolls the
+ *      copy back, drops a placement made by the move, and leaves the tenant
+ *      where it was;
+ *   5. the directory row switches (to POOLED: in the copy's own transaction,
+ *      the main database being the target; else one transaction of the main
+ *      database that also removes the tenant's data rows from the shared
+ *      tables when it leaves POOLED);
+ *   6. a placed source's tenants row is made to name the new placement (a
+ *      request a stale directory cache still routes there is refused as
+ *      TENANT_MOVING and evicts its cache entry), the fence is released and
+ *      the old placement dropped.
+ * The caller evicts the directory's cache entries of the tenant.
  */
 
-/** The shared tables a relocated tenant's rows leave (children first). */
+/** The shared tables a tenant's data rows leave when it leaves POOLED (children first). */
 const DATA_TABLES = ["deployments", "workflows", "projects", "idempotency_keys"] as const;
 
-export interface Relocation {
+/**
+ * Moving into the main database (to POOLED), its directory rows there are
+ * replaced by the placement's (which decided the tenant's requests), children
+ * first. Its API request counters stay (they are always counted in the main
+ * database), and so do the platform's cross-tenant audit entries.
+ */
+const REPLACED_IN_MAIN = [
+  "deployments",
+  "workflows",
+  "projects",
+  "idempotency_keys",
+  "api_keys",
+  "memberships",
+  "tenant_limit_overrides",
+  "tenant_cache_generations",
+] as const;
+
+export interface Move {
+  from: PlacementRef;
+  to: PlacementRef;
   rows: number;
+  /** Per table, `count:checksum` as verified. */
   tables: Record<string, string>;
+  durationMs: number;
+  /** From the fence taken to the fence released: how long the tenant's writes were refused. */
+  writesRefusedMs: number;
 }
 
-export async function relocatePooledTenant(admin: PlacementAdmin, tenantId: string, to: PlacementRef): Promise<Relocation> {
-  if (to.placement === "POOLED") throw new Error("relocation goes to a SCHEMA or DATABASE placement");
-  // A placement that exists already is never dropped here (the catch below drops only ours).
-  await admin.create(to);
+export interface MoveOptions {
+  /** Longest wait for the tenant's writes in flight to end before the move gives up (ms). */
+  fenceTimeoutMs?: number;
+  now?: () => number;
+}
+
+/** The advisory-lock key that fences a tenant's writes during a move (taken shared by every mutation). */
+export const moveFenceSql = (tenantIdLiteral: string) => `hashtext('tenant-move:' || ${tenantIdLiteral})`;
+
+/** The route PostgreSQL reports for a tenant's rows (facts `route`), as a placement names it. */
+export const routeOf = (ref: PlacementRef) => (ref.placement === "POOLED" ? "POOLED" : `${ref.placement}:${ref.name}`);
+
+/** Per table, the tenant's row count and a checksum, as far as a move must keep them equal. */
+async function movePrints(source: Query, tenantId: string, toPooled: boolean): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const table of TENANT_TABLES) {
+    if (toPooled && table === "usage_counters") continue;
+    // The placement columns name where the row is: the copy's say the target.
+    const json = table === "tenants" ? `to_jsonb(x) - 'placement' - 'placement_server' - 'placement_name'` : "to_jsonb(x)";
+    let where = tenantRowsWhere(table);
+    // Into the main database, its own cross-tenant entries stay beside the copied ones.
+    if (toPooled && table === "audit_log") where += " AND NOT cross_tenant";
+    // Identities are global: the main database's copy is the authority, so only their presence is compared.
+    const hash = table === "users" ? "x.id::text" : `md5((${json})::text)`;
+    const [r] = await source<{ n: number; sum: string | null }>(
+      `SELECT count(*)::int AS n, md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS sum FROM (SELECT ${hash} AS h FROM "${table}" x WHERE ${where}) rows`,
+      [tenantId],
+    );
+    out[table] = `${r?.n ?? 0}:${r?.sum ?? ""}`;
+  }
+  return out;
+}
+
+/**
+ * A connection of the move's own (the fence, the snapshot, the copy and the
+ * switch may all be on one database at once: never the owner pool's two).
+ */
+async function connect(admin: PlacementAdmin, ref: PlacementRef): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: admin.databaseUrl(ref) });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+async function release(client: pg.Client) {
+  await client.end().catch(() => {});
+}
+
+/** The tenant's placement as the main database's directory row says (null: no such tenant). */
+export async function currentPlacement(admin: PlacementAdmin, tenantId: string): Promise<PlacementRef | null> {
+  const main = await connect(admin, POOLED);
   try {
-    const source = await admin.ownerClient(POOLED, "directory");
-    let sourcePrints: Record<string, string>;
-    let rows = 0;
+    const [row] = (await main.query<{ placement: Placement; placementServer: string | null; placementName: string | null }>(
+      `SELECT placement, placement_server AS "placementServer", placement_name AS "placementName" FROM tenants WHERE id = $1`,
+      [tenantId],
+    )).rows;
+    return row ? placementOf(row) : null;
+  } finally {
+    await release(main);
+  }
+}
+
+/** Moves the tenant's rows from `from` to `to` (see above); throws, leaving the tenant where it was, on any failure. */
+export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, options: MoveOptions = {}): Promise<Move> {
+  if (placementKey(from) === placementKey(to)) throw new Error("the tenant is already in that placement");
+  const now = options.now ?? Date.now;
+  const started = now();
+  const fence = await connect(admin, from);
+  let fenced = false;
+  let writesRefusedMs = 0;
+  const unfence = async () => {
+    if (!fenced) return;
+    fenced = false;
+    await fence.query(`SELECT pg_advisory_unlock(${moveFenceSql("$1::text")})`, [tenantId]);
+    writesRefusedMs = now() - fencedAt;
+  };
+  let fencedAt = now();
+  let made = false;
+  try {
+    await fence.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.fenceTimeoutMs ?? 10_000))}`);
+    fencedAt = now();
+    await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
+    fenced = true;
+    await fence.query("RESET lock_timeout");
+    // A move that ran while this one waited has changed the placement: nothing is copied from a stale source.
+    const main = await connect(admin, POOLED);
     try {
-      await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      const target = await admin.ownerClient(to);
-      try {
-        await beginCopy(target, tenantId, to.placement === "SCHEMA" ? to.name : null);
-        const from = pgQuery(source);
-        for (const table of TENANT_TABLES) rows += await writeRows(pgQuery(target), table, await readRows(from, table, tenantId));
-        sourcePrints = await fingerprint(from, tenantId);
-        const copied = await fingerprint(pgQuery(target), tenantId);
-        const differ = Object.keys(sourcePrints).filter((t) => sourcePrints[t] !== copied[t as keyof typeof copied]);
-        if (differ.length) throw new Error(`relocation of ${tenantId} to ${placementKey(to)}: ${differ.join(", ")} differ after the copy`);
-        await target.query("COMMIT");
-        target.release();
-      } catch (err) {
-        target.release(err as Error);
-        throw err;
-      }
-      await source.query("COMMIT");
-      source.release();
-    } catch (err) {
-      source.release(err as Error);
-      throw err;
+      const [row] = (await main.query<{ route: string }>(`SELECT placement::text || coalesce(':' || placement_name, '') AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
+      if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
+    } finally {
+      await release(main);
     }
-    const main = await admin.ownerClient(POOLED, "directory");
-    try {
-      await beginCopy(main, tenantId, null);
-      await main.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
-      for (const table of DATA_TABLES) await main.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
-      await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
-      await main.query("COMMIT");
-      main.release();
-    } catch (err) {
-      main.release(err as Error);
-      throw err;
+    if (to.placement !== "POOLED") {
+      await admin.create(to);
+      made = true;
     }
-    return { rows, tables: sourcePrints };
+    const { rows, tables } = await copyAndVerify(admin, tenantId, from, to);
+    if (to.placement !== "POOLED") await switchToPlacement(admin, tenantId, from, to);
+    // The directory names the target now: from here on nothing drops it.
+    made = false;
+    if (from.placement !== "POOLED") {
+      // Requests still routed to the old copy are refused from here on (their
+      // facts' route differs); the fence is kept until it is so.
+      await persist(async () => {
+        const old = await connect(admin, from);
+        try {
+          await beginCopy(old, tenantId, from.placement === "SCHEMA" ? from.name : null);
+          await old.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
+          await old.query("COMMIT");
+        } finally {
+          await release(old);
+        }
+      });
+    }
+    await unfence();
+    await release(fence);
+    // Requests that were reading the old copy may hold its tables: DROP then
+    // waits for them, or deadlocks with one and is tried again.
+    if (from.placement !== "POOLED") await persist(() => admin.drop(from));
+    return { from, to, rows, tables, durationMs: now() - started, writesRefusedMs };
   } catch (err) {
-    await admin.drop(to).catch(() => {});
+    if (fenced) await unfence().catch(() => {});
+    await release(fence);
+    if (made) await admin.drop(to).catch(() => {});
     throw err;
   }
+}
+
+/** A step after the switch (it cannot be undone): tried again on a transient failure such as a deadlock with a reader. */
+async function persist(step: () => Promise<unknown>, attempts = 5): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      await step();
+      return;
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 50 * i));
+    }
+  }
+}
+
+/** Steps 3 and 4: the copy, verified in its own transaction (to POOLED: the directory switches with it). */
+async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef) {
+  const toPooled = to.placement === "POOLED";
+  const source = await connect(admin, from);
+  try {
+    await source.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY${from.placement === "SCHEMA" ? `; SET LOCAL search_path TO "${from.name}"` : ""}`);
+    const target = await connect(admin, to);
+    try {
+      await beginCopy(target, tenantId, to.placement === "SCHEMA" ? to.name : null);
+      const into = pgQuery(target);
+      const out = pgQuery(source);
+      if (toPooled) {
+        await target.query(`SELECT pg_advisory_xact_lock(hashtext('placement-sync:' || $1::text))`, [tenantId]);
+        for (const table of REPLACED_IN_MAIN) await target.query(`DELETE FROM "${table}" x WHERE ${tenantRowsWhere(table)}`, [tenantId]);
+        await target.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
+      }
+      let rows = 0;
+      for (const table of TENANT_TABLES) {
+        if (toPooled && table === "usage_counters") continue;
+        const keep = table === "users" || (toPooled && table === "audit_log");
+        const found = await readRows(out, table, tenantId);
+        // The main database's tenants row is the directory entry (other rows refer to it): updated in place.
+        if (toPooled && table === "tenants") rows += await overwriteTenantRow(target, found);
+        else rows += await writeRows(into, table as TenantTable, found, keep);
+      }
+      await target.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
+      const expected = await movePrints(out, tenantId, toPooled);
+      const copied = await movePrints(into, tenantId, toPooled);
+      const differ = Object.keys(expected).filter((t) => expected[t] !== copied[t]);
+      if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
+      await target.query("COMMIT");
+      await release(target);
+      await source.query("COMMIT");
+      await release(source);
+      return { rows, tables: expected };
+    } catch (err) {
+      await release(target);
+      throw err;
+    }
+  } catch (err) {
+    await release(source);
+    throw err;
+  }
+}
+
+/** The main database's tenants row takes every column of the placement's copy. */
+async function overwriteTenantRow(main: pg.Client, rows: unknown[]): Promise<number> {
+  const columns = (await main.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'tenants' AND column_name <> 'id'`)).rows.map((r) => `"${r.c}"`);
+  const set = columns.map((c) => `${c} = r.${c}`).join(", ");
+  const res = await main.query(`UPDATE tenants SET ${set} FROM jsonb_populate_record(NULL::tenants, $1::jsonb) r WHERE tenants.id = r.id`, [JSON.stringify(rows[0])]);
+  if (res.rowCount !== 1) throw new Error("the directory row of the tenant is missing");
+  return 1;
+}
+
+/** Step 5 into a SCHEMA/DATABASE placement: the directory row names it; a POOLED tenant's data rows leave the shared tables. */
+async function switchToPlacement(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef) {
+  const main = await connect(admin, POOLED);
+  try {
+    await beginCopy(main, tenantId, null);
+    await main.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
+    if (from.placement === "POOLED") {
+      for (const table of DATA_TABLES) await main.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
+      await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
+    }
+    await main.query("COMMIT");
+    await release(main);
+  } catch (err) {
+    await release(main);
+    throw err;
+  }
+}
+
+/** The copy differs from the snapshot it was made from: the move was rolled back. */
+export class MoveVerificationFailed extends Error {
+  constructor(
+    tenantId: string,
+    to: PlacementRef,
+    readonly tables: string[],
+  ) {
+    super(`move of ${tenantId} to ${placementKey(to)}: ${tables.join(", ")} differ after the copy; rolled back`);
+  }
+}
+
+/** A POOLED tenant into a new SCHEMA or DATABASE placement (the test helper's spread; same path as a live move). */
+export async function relocatePooledTenant(admin: PlacementAdmin, tenantId: string, to: PlacementRef): Promise<Move> {
+  if (to.placement === "POOLED") throw new Error("relocation goes to a SCHEMA or DATABASE placement");
+  return moveTenantRows(admin, tenantId, POOLED, to);
 }

@@ -54,10 +54,10 @@ export async function readRows(source: Query, table: TenantTable, tenantId: stri
   return row?.rows ?? [];
 }
 
-/** Inserts rows read by readRows (users already there are kept: identities are shared). */
-export async function writeRows(target: Query, table: TenantTable, rows: unknown[]): Promise<number> {
+/** Inserts rows read by readRows (rows already there are kept with `keepExisting`, as users always are: identities are shared). */
+export async function writeRows(target: Query, table: TenantTable, rows: unknown[], keepExisting = table === "users"): Promise<number> {
   if (rows.length === 0) return 0;
-  const conflict = table === "users" ? "ON CONFLICT DO NOTHING" : "";
+  const conflict = keepExisting ? "ON CONFLICT DO NOTHING" : "";
   await target(`INSERT INTO "${table}" SELECT * FROM jsonb_populate_recordset(NULL::"${table}", $1::jsonb) ${conflict}`, [JSON.stringify(rows)]);
   return rows.length;
 }
@@ -79,19 +79,4 @@ export async function beginCopy(target: Pick<pg.ClientBase, "query">, tenantId: 
 function checkedId(id: string): string {
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new Error("invalid tenant id");
   return id;
-}
-
-
-/** Per table: the number of the tenant's rows and a checksum of their content (md5 of each row's JSON, in order). */
-export async function fingerprint(source: Query, tenantId: string): Promise<Record<TenantTable, string>> {
-  const out = {} as Record<TenantTable, string>;
-  for (const table of TENANT_TABLES) {
-    const [r] = await source<{ n: number; sum: string | null }>(
-      `SELECT count(*)::int AS n, md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS sum
-         FROM (SELECT md5(to_jsonb(x)::text) AS h FROM "${table}" x WHERE ${tenantRowsWhere(table)}) rows`,
-      [tenantId],
-    );
-    out[table] = `${r?.n ?? 0}:${r?.sum ?? ""}`;
-  }
-  return out;
 }

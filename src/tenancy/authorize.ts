@@ -1,5 +1,7 @@
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
-import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantSuspended, unauthenticated } from "../errors.ts";
+import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantMoving, tenantSuspended, unauthenticated } from "../errors.ts";
+import { POOLED } from "../db/placement-admin.ts";
+import { routeOf } from "../db/placement-move.ts";
 import { effectiveFeatures, sameFeatures } from "./features.ts";
 import type { RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
@@ -57,6 +59,9 @@ export interface AuthorizationInput {
   domain?: string | null;
 }
 
+/** SQLSTATEs of a placement that is gone: no such database, schema, or (search_path without it) function. */
+const GONE = new Set(["3D000", "3F000", "42883", "42P01"]);
+
 const sameIdp = (a: TenantIdp | null | undefined, b: TenantIdp | null | undefined) =>
   !!a && !!b && a.issuer === b.issuer && a.jwksUrl === b.jwksUrl && (a.audience ?? null) === (b.audience ?? null);
 
@@ -82,7 +87,24 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
   }
 
   const cached = ctx.tenant;
-  const facts: RequestFacts = await ctx.tenantDb.authorize();
+  const route = cached.placement ?? POOLED;
+  const facts: RequestFacts = await ctx.tenantDb.authorize().catch((err: unknown) => {
+    // A placement dropped by a move (its schema or database is gone) while
+    // this replica's directory entry still routes there: evicted, retryable.
+    if (route.placement !== "POOLED" && GONE.has((err as { code?: string }).code ?? "")) {
+      void directory.invalidateTenant(cached.id, cached.slug);
+      throw tenantMoving();
+    }
+    throw err;
+  });
+  // The route is confirmed by PostgreSQL: the tenants row of the database
+  // that answered names the placement the tenant is served from. A stale
+  // directory entry (its eviction lost) is refused, never served, and evicted.
+  if (facts.tenant && facts.route !== undefined && facts.route !== routeOf(route)) {
+    void directory.invalidateTenant(cached.id, cached.slug);
+    throw tenantMoving();
+  }
+  if (facts.writable === false) throw tenantMoving();
   if (!facts.tenant) {
     void directory.invalidateTenant(cached.id, cached.slug);
     throw ctx.apiKey ? unauthenticated(KEY_REFUSED) : tenantAccessDenied(NO_ACCESS);

@@ -3,6 +3,7 @@ import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prism
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
+import { moveFenceSql } from "../db/placement-move.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -68,6 +69,15 @@ export interface RequestFacts {
    * docs/response-cache.md).
    */
   cache?: { generation: string; ttl: number | null };
+  /**
+   * Where the tenant's rows are, as the tenants row of the database that
+   * answered says (`POOLED`, `SCHEMA:<name>`, `DATABASE:<name>`; null: no
+   * row). A request routed by a stale directory entry sees another route
+   * than its own (docs/placement.md, "Moving a tenant").
+   */
+  route?: string | null;
+  /** Mutations: false while a move of the tenant holds its write fence (src/db/placement-move.ts). */
+  writable?: boolean;
 }
 
 export type ScopedClient = ReturnType<typeof scopedClient>;
@@ -152,6 +162,8 @@ function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
   const facts = row?.facts as RequestFacts | undefined;
   if (!facts) throw new Error("app_request_facts returned nothing");
   if (row.cache) facts.cache = row.cache;
+  if ("route" in row) facts.route = row.route as string | null;
+  if ("writable" in row) facts.writable = row.writable as boolean;
   return facts;
 }
 
@@ -248,7 +260,13 @@ export class TenantDb {
     }
     const literal = (v: string | null | undefined) => (v ? `'${v}'` : "NULL");
     const cache = auth.cache ? ", app_request_cache() AS cache" : "";
-    return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}`;
+    // The route PostgreSQL confirms, and for a mutation the shared side of
+    // the move fence (held to its COMMIT; refused, not waited for, while a
+    // move holds or waits for the exclusive side).
+    const tenant = `'${this.options.tenantId}'`;
+    const route = `, (SELECT placement::text || coalesce(':' || placement_name, '') FROM tenants WHERE id = ${tenant}::uuid) AS route`;
+    const fence = this.options.mode === "mutation" ? `, pg_try_advisory_xact_lock_shared(${moveFenceSql(`${tenant}::text`)}) AS writable` : "";
+    return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}${route}${fence}`;
   }
 
   /** The request's session, opened on first use. */

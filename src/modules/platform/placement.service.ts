@@ -1,9 +1,10 @@
 import pg from "pg";
-import { badInput } from "../../errors.ts";
+import { badInput, notFound } from "../../errors.ts";
+import { currentPlacement, moveTenantRows } from "../../db/placement-move.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
-import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
+import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
-import { platformPlacements } from "../../policy/platform.ts";
+import { crossTenant, platformPlacements } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { beginCopy, pgQuery, readRows, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
@@ -88,4 +89,35 @@ export async function syncPlacedTenant(
 ): Promise<void> {
   if (tenant.placement === "POOLED") return;
   await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx));
+}
+
+/**
+ * moveTenant (docs/placement.md, "Moving a tenant"): the tenant's rows move
+ * live to another placement (src/db/placement-move.ts); then every replica's
+ * directory entry is evicted (a replica whose eviction is lost is refused by
+ * PostgreSQL's route check and evicts it then), the old placement's pools
+ * are closed, and the move is audited. A failure leaves the tenant where it
+ * was, unaudited, and answers the error.
+ */
+export async function moveTenant(ctx: Context, tenantId: string, placement: Placement, target: string | null | undefined, metadata: unknown) {
+  const placements = platformPlacements(ctx);
+  // Where it is now, as the main database says (not the directory cache).
+  const from = await currentPlacement(placements.admin, tenantId);
+  const current = from && (await ctx.directory.tenant(tenantId));
+  if (!from || !current) throw notFound("Tenant");
+  const to = requestedPlacement(placements.admin, tenantId, placement, target);
+  if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
+  const move = await moveTenantRows(placements.admin, tenantId, from, to);
+  if (from.placement !== "POOLED") await placements.forget(from);
+  await ctx.directory.invalidateTenant(tenantId, current.slug);
+  const tenant = await crossTenant(
+    ctx,
+    { action: "tenant.move", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to), rows: move.rows, durationMs: move.durationMs, writesRefusedMs: move.writesRefusedMs } },
+    async (tx) => {
+      const t = await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+      await syncPlacedTenant(ctx, tx, t);
+      return t;
+    },
+  );
+  return { tenant, movedRows: move.rows, durationMs: move.durationMs };
 }

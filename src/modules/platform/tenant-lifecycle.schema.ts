@@ -6,6 +6,7 @@ import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
 import { operationMetadata } from "../../policy/audit.ts";
 import * as service from "./tenant-lifecycle.service.ts";
+import * as placementService from "./placement.service.ts";
 
 /**
  * Tenant lifecycle mutations (platform admins, @crossTenant, audited).
@@ -66,12 +67,27 @@ const PurgeTenantInput = builder.inputType("PurgeTenantInput", {
   fields: (t) => ({ tenantId: t.id({ required: true }) }),
 });
 
+const MoveTenantInput = builder.inputType("MoveTenantInput", {
+  fields: (t) => ({
+    tenantId: t.id({ required: true }),
+    placement: t.field({ type: PlacementEnum, required: true }),
+    placementTarget: t.string({ description: "DATABASE only: the server, `default` (the main one) or a name of PLACEMENT_DATABASE_URLS." }),
+  }),
+});
+
 const ProvisionTenantPayload = payloadType("ProvisionTenantPayload", { tenant: { type: TenantRef }, owner: { type: UserRef } });
 const SuspendTenantPayload = payloadType("SuspendTenantPayload", { tenant: { type: TenantRef } });
 const ReactivateTenantPayload = payloadType("ReactivateTenantPayload", { tenant: { type: TenantRef } });
 const ChangeTenantPlanPayload = payloadType("ChangeTenantPlanPayload", { tenant: { type: TenantRef } });
 const SetTenantLimitsPayload = payloadType("SetTenantLimitsPayload", { tenant: { type: TenantRef } });
 const ScheduleTenantDeletionPayload = payloadType("ScheduleTenantDeletionPayload", { tenant: { type: TenantRef } });
+const MoveTenantPayload = builder.objectRef<Awaited<ReturnType<typeof placementService.moveTenant>>>("MoveTenantPayload").implement({
+  fields: (t) => ({
+    tenant: t.field({ type: TenantRef, resolve: (p) => p.tenant }),
+    movedRows: t.exposeInt("movedRows", { description: "Rows copied to the new placement." }),
+    durationMs: t.exposeInt("durationMs", { description: "From the write fence taken to the old copy removed." }),
+  }),
+});
 const PurgeTenantPayload = payloadType("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });
 
 const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
@@ -125,6 +141,14 @@ builder.mutationFields((t) => ({
     resolve: async (_root, { input }, ctx, info) => ({
       tenant: await service.scheduleTenantDeletion(ctx, tenantIdOf(input), operationMetadata(info, { input })),
     }),
+  }),
+  moveTenant: t.field({
+    type: MoveTenantPayload,
+    description: "Moves the tenant's rows live to another placement (docs/placement.md): its writes get TENANT_MOVING meanwhile; any verification failure leaves it where it was.",
+    directives: { crossTenant: {}, audit: { action: "tenant.move" } },
+    args: { input: t.arg({ type: MoveTenantInput, required: true }) },
+    resolve: async (_root, { input }, ctx, info) =>
+      placementService.moveTenant(ctx, tenantIdOf(input), input.placement, input.placementTarget, operationMetadata(info, { input })),
   }),
   purgeTenant: t.field({
     type: PurgeTenantPayload,

@@ -11,7 +11,8 @@ import { beginCopy, pgQuery, readRows, TENANT_TABLES, tenantRowsWhere, writeRows
  *      shared with a *try* (src/tenancy/tenant-db.ts): while the mover waits
  *      for the writes in flight or holds the key, new writes are refused
  *      with TENANT_MOVING (retryable); reads never take it and continue;
- *   2. the target placement is created and migrated (to SCHEMA/DATABASE);
+ *   2. the target placement is created and migrated (to SCHEMA/DATABASE;
+ *      before the fence, in fact: migrations do not need the writes stopped);
  *   3. every row of the tenant is copied from one REPEATABLE READ snapshot of
  *      the source in one transaction of the target, and the target's tenants
  *      row names the target (the route PostgreSQL confirms to every request);
@@ -128,7 +129,22 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   if (placementKey(from) === placementKey(to)) throw new Error("the tenant is already in that placement");
   const now = options.now ?? Date.now;
   const started = now();
-  const fence = await connect(admin, from);
+  // The target is created and migrated before the fence: writes are refused for the copy alone.
+  if (to.placement !== "POOLED") {
+    if (await admin.exists(to)) throw new Error(`the placement ${placementKey(to)} exists already`);
+    await admin.create(to).catch(async (err) => {
+      await admin.drop(to).catch(() => {});
+      throw err;
+    });
+  }
+  let made = to.placement !== "POOLED";
+  let fence: pg.Client;
+  try {
+    fence = await connect(admin, from);
+  } catch (err) {
+    if (made) await admin.drop(to).catch(() => {});
+    throw err;
+  }
   let fenced = false;
   let writesRefusedMs = 0;
   const unfence = async () => {
@@ -138,7 +154,6 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
     writesRefusedMs = now() - fencedAt;
   };
   let fencedAt = now();
-  let made = false;
   try {
     await fence.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.fenceTimeoutMs ?? 10_000))}`);
     fencedAt = now();
@@ -152,10 +167,6 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
       if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
     } finally {
       await release(main);
-    }
-    if (to.placement !== "POOLED") {
-      await admin.create(to);
-      made = true;
     }
     const { rows, tables } = await copyAndVerify(admin, tenantId, from, to);
     if (to.placement !== "POOLED") await switchToPlacement(admin, tenantId, from, to);

@@ -137,7 +137,11 @@ describe("moveTenant", () => {
       const after = await placementNow();
       expect(after.placement).toBe(placement);
       expect(placementKey(after)).not.toBe(placementKey(before));
-      console.info(`move ${placementKey(before)} -> ${placementKey(after)}: ${res.body.data.moveTenant.movedRows} rows, ${res.body.data.moveTenant.durationMs} ms; writes ok ${written.length}, refused ${refused}; reads ${reads}`);
+      const entry = await t.clients.platform.auditLogEntry.findFirstOrThrow({ where: { tenantId, action: "tenant.move", crossTenant: true }, orderBy: { createdAt: "desc" } });
+      const { writesRefusedMs } = entry.metadata as { writesRefusedMs: number };
+      console.info(
+        `move ${placementKey(before)} -> ${placementKey(after)}: ${res.body.data.moveTenant.movedRows} rows, ${res.body.data.moveTenant.durationMs} ms, writes refused for ${writesRefusedMs} ms; writes ok ${written.length}, refused ${refused}; reads ${reads}`,
+      );
       // Every write that succeeded is there exactly once; none other.
       expected = [...expected, ...written].sort();
       const now = await dump(after);

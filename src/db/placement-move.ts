@@ -138,10 +138,14 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
     });
   }
   let made = to.placement !== "POOLED";
-  let fence: pg.Client;
+  // The fence is in the source database (the tenant's mutations take it
+  // there) and in the main one (platform changes of the tenant take it
+  // there: src/modules/platform/placement.service.ts refuseWhileMoving).
+  const fences: pg.Client[] = [];
   try {
-    fence = await connect(admin, from);
+    for (const ref of from.placement === "DATABASE" ? [from, POOLED] : [from]) fences.push(await connect(admin, ref));
   } catch (err) {
+    for (const f of fences) await release(f);
     if (made) await admin.drop(to).catch(() => {});
     throw err;
   }
@@ -150,16 +154,18 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   const unfence = async () => {
     if (!fenced) return;
     fenced = false;
-    await fence.query(`SELECT pg_advisory_unlock(${moveFenceSql("$1::text")})`, [tenantId]);
+    for (const fence of fences) await fence.query(`SELECT pg_advisory_unlock(${moveFenceSql("$1::text")})`, [tenantId]);
     writesRefusedMs = now() - fencedAt;
   };
   let fencedAt = now();
   try {
-    await fence.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.fenceTimeoutMs ?? 10_000))}`);
     fencedAt = now();
-    await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
-    fenced = true;
-    await fence.query("RESET lock_timeout");
+    for (const fence of fences) {
+      await fence.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.fenceTimeoutMs ?? 10_000))}`);
+      fenced = true;
+      await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
+      await fence.query("RESET lock_timeout");
+    }
     // A move that ran while this one waited has changed the placement: nothing is copied from a stale source.
     const main = await connect(admin, POOLED);
     try {
@@ -187,14 +193,14 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
       });
     }
     await unfence();
-    await release(fence);
+    for (const f of fences) await release(f);
     // Requests that were reading the old copy may hold its tables: DROP then
     // waits for them, or deadlocks with one and is tried again.
     if (from.placement !== "POOLED") await persist(() => admin.drop(from));
     return { from, to, rows, tables, durationMs: now() - started, writesRefusedMs };
   } catch (err) {
     if (fenced) await unfence().catch(() => {});
-    await release(fence);
+    for (const f of fences) await release(f);
     if (made) await admin.drop(to).catch(() => {});
     throw err;
   }

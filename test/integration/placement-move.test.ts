@@ -189,6 +189,43 @@ describe("moveTenant", () => {
     }
   }, 120_000);
 
+  it("while a move holds the fence, the tenant's mutations and platform changes get TENANT_MOVING + Retry-After, its reads go on", async () => {
+    for (const placement of ["POOLED", "DATABASE"]) {
+      if ((await placementNow()).placement !== placement) {
+        expect((await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement } } })).body.errors).toBeUndefined();
+      }
+      const ref = await placementNow();
+      // The fence as a move holds it: in the source database and, for a DATABASE source, in the main one too.
+      const holders = await Promise.all(
+        [ref, ...(ref.placement === "DATABASE" ? [{ placement: "POOLED", server: null, name: null } as PlacementRef] : [])].map(async (r) => {
+          const c = new pg.Client({ connectionString: t.clients.placements.admin.databaseUrl(r) });
+          await c.connect();
+          await c.query(`SELECT pg_advisory_lock(hashtext('tenant-move:' || $1::text))`, [tenantId]);
+          return c;
+        }),
+      );
+      try {
+        const before = await names();
+        const write = await t.gql(CREATE, { token: owner, variables: { name: `fenced-${placement}` } });
+        expect(write.status).toBe(503);
+        expect(write.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+        expect(write.headers.get("retry-after")).toBe("1");
+        const suspend = await t.gql(`mutation($input: SuspendTenantInput!) { suspendTenant(input: $input) { tenant { id } } }`, {
+          token: admin,
+          variables: { input: { tenantId: gid, reason: "during a move" } },
+        });
+        expect(suspend.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+        expect(await names()).toEqual(before);
+      } finally {
+        for (const c of holders) await c.end();
+      }
+      // Nothing of the refused writes was made; once the fence is gone they go through.
+      expect((await dump(await placementNow())).projects!.some((p) => (p as { name: string }).name === `fenced-${placement}`)).toBe(false);
+      expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).status).toBe("ACTIVE");
+      expect((await t.gql(CREATE, { token: owner, variables: { name: `fenced-${placement}` } })).body.errors).toBeUndefined();
+    }
+  }, 120_000);
+
   it("a verification failure rolls the move back: the tenant stays where it was, with every row", async () => {
     const moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "SCHEMA" } } });
     expect(moved.body.errors).toBeUndefined();
@@ -212,8 +249,8 @@ describe("moveTenant", () => {
     expect(await names()).toEqual(shown);
     // Writes go on where it is.
     expect((await t.gql(CREATE, { token: owner, variables: { name: "after-rollback" } })).body.errors).toBeUndefined();
-    // Audited are the moves that happened (3 + 3 + 1), not the one rolled back.
+    // Audited are the moves that happened (3 + 3 + 1 + 1), not the one rolled back.
     const audit = await t.clients.platform.auditLogEntry.count({ where: { tenantId, action: "tenant.move", crossTenant: true } });
-    expect(audit).toBe(7);
+    expect(audit).toBe(8);
   }, 60_000);
 });

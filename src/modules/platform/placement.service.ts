@@ -1,6 +1,6 @@
 import pg from "pg";
-import { badInput, notFound } from "../../errors.ts";
-import { currentPlacement, moveTenantRows } from "../../db/placement-move.ts";
+import { badInput, notFound, tenantMoving } from "../../errors.ts";
+import { currentPlacement, moveFenceSql, moveTenantRows } from "../../db/placement-move.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
@@ -89,6 +89,17 @@ export async function syncPlacedTenant(
 ): Promise<void> {
   if (tenant.placement === "POOLED") return;
   await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx));
+}
+
+/**
+ * A platform change of a tenant takes the move fence shared in its
+ * transaction of the main database (held to its COMMIT): refused with
+ * TENANT_MOVING while a move of the tenant holds it, so no change is made to
+ * a copy that is being left (docs/placement.md, "Moving a tenant").
+ */
+export async function refuseWhileMoving(tx: PlatformTx, tenantId: string): Promise<void> {
+  const [row] = await tx.$queryRawUnsafe<{ ok: boolean }[]>(`SELECT pg_try_advisory_xact_lock_shared(${moveFenceSql("$1::text")}) AS ok`, tenantId);
+  if (!row?.ok) throw tenantMoving();
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import { createPlacement, placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
+import { createPlacement, placementIn, refuseWhileMoving, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
@@ -146,6 +146,7 @@ export async function changeTenant(
 ): Promise<Tenant> {
   await existingTenant(ctx, tenantId);
   const tenant = await crossTenant(ctx, { action, tenantIds: [tenantId], metadata }, async (tx) => {
+    await refuseWhileMoving(tx, tenantId);
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     await change(tx, current);
@@ -211,6 +212,7 @@ export function scheduleTenantDeletion(ctx: Context, tenantId: string, metadata:
 export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
   await existingTenant(ctx, tenantId);
   const { slug, hashes, placement } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+    await refuseWhileMoving(tx, tenantId);
     const placement = await placementIn(tx, tenantId);
     const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!tenant) throw notFound("Tenant");

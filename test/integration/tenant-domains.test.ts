@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Prisma } from "../../src/generated/prisma/client.ts";
+import { Directory } from "../../src/tenancy/directory.ts";
 import { createApp, type App } from "../../src/app.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { newSecret } from "../../src/modules/api-keys/api-key.service.ts";
@@ -50,6 +52,21 @@ describe("custom domains", () => {
       apps.push({ app: createApp(testAppDeps(clients, store)), close: () => clients.close() });
     }
   });
+  /** A tenant's domain and feature overrides written in PostgreSQL, its cached entries evicted. */
+  const putTenant = async (slug: string, data: { domain?: string | null; featureOverrides?: string[] | typeof Prisma.DbNull }) => {
+    const before = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: ids[slug] } });
+    await t.clients.platform.tenant.update({ where: { id: ids[slug] }, data });
+    const directory = new Directory(t.clients.platform, stores[0]!);
+    await directory.invalidateTenant(before.id, before.slug);
+    await directory.invalidateDomain(before.domain, data.domain);
+  };
+  // Every test starts from one state: wayne (ENTERPRISE) serves DOMAIN, acme and
+  // globex have no domain, no tenant has a feature override.
+  beforeEach(async () => {
+    await putTenant("acme", { domain: null, featureOverrides: Prisma.DbNull });
+    await putTenant("globex", { domain: null, featureOverrides: Prisma.DbNull });
+    await putTenant("wayne", { domain: DOMAIN, featureOverrides: Prisma.DbNull });
+  });
   afterAll(async () => {
     for (const a of apps) await a.close();
     await t?.close();
@@ -57,12 +74,15 @@ describe("custom domains", () => {
   });
 
   it("a platform admin assigns a domain (audited, lower-cased); its Host names the tenant on every replica", async () => {
+    await putTenant("wayne", { domain: null });
+    const audited = { tenantId: ids.wayne, action: "tenant.setDomain", crossTenant: true };
+    const before = await t.clients.platform.auditLogEntry.count({ where: audited });
     // Before: an unknown host names no tenant.
     expect(codeOf(await onHost(1, DOMAIN, TENANT, { token: wayneDev }))).toBe("TENANT_REQUIRED");
     const r = await setDomain("wayne", "API.Wayne-Corp.example");
     expect(r.body.errors).toBeUndefined();
     expect(r.body.data.setTenantDomain.tenant).toEqual({ slug: "wayne", domain: DOMAIN });
-    expect(await t.clients.platform.auditLogEntry.count({ where: { tenantId: ids.wayne, action: "tenant.setDomain", crossTenant: true } })).toBe(1);
+    expect(await t.clients.platform.auditLogEntry.count({ where: audited })).toBe(before + 1);
     for (const i of [0, 1]) {
       const served = await onHost(i, DOMAIN, TENANT, { token: wayneDev });
       expect(served.body.errors).toBeUndefined();
@@ -127,7 +147,8 @@ describe("custom domains", () => {
     const removed = await setDomain("wayne", null);
     expect(removed.body.data.setTenantDomain.tenant.domain).toBeNull();
     for (const i of [0, 1]) expect(codeOf(await onHost(i, DOMAIN, TENANT, { token: wayneDev }))).toBe("TENANT_REQUIRED");
-    // Now free for another tenant.
+    // Now free for another tenant (one with custom_domain).
+    await putTenant("acme", { featureOverrides: ["custom_domain"] });
     expect((await setDomain("acme", DOMAIN)).body.data.setTenantDomain.tenant.domain).toBe(DOMAIN);
     expect((await onHost(1, DOMAIN, TENANT, { token: await t.token("owner@acme.test") })).body.data.tenant.slug).toBe("acme");
   });

@@ -39,6 +39,7 @@ const SPEC_MUTATIONS: Record<string, Needed> = {
   scheduleTenantDeletion: "PLATFORM",
   purgeTenant: "PLATFORM",
   clearTenantCache: "PLATFORM",
+  moveTenant: "PLATFORM",
   setTenantFeatures: "PLATFORM",
   setTenantDomain: "PLATFORM",
   setTenantIdentityProvider: "OWNER_OR_PLATFORM",

@@ -13,6 +13,9 @@ import { describe, expect, it } from "vitest";
  * session advisory lock across the migrations (and may set a placement's
  * search_path for the session), and so connects directly, never through
  * PgBouncer: DATABASE_URL is the migrator's direct URL (docs/scale-out.md).
+ * Likewise a tenant move (src/db/placement-move.ts) holds its write fence,
+ * a session advisory lock (with a session lock_timeout while it waits), on
+ * connections of its own to the owners' direct URLs, never pooled.
  */
 const SESSION_STATE: [string, RegExp][] = [
   ["LISTEN/NOTIFY (a listener lives on one session)", /\b(LISTEN|UNLISTEN)\s+\w|pg_notify\s*\(/],
@@ -25,6 +28,7 @@ const SESSION_STATE: [string, RegExp][] = [
 ];
 const ALLOWED: Record<string, string[]> = {
   "src/db/migrate.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
+  "src/db/placement-move.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
 };
 
 const files = (dir: string): string[] =>

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { RedisStore, type Store } from "../../src/infra/store.ts";
@@ -164,12 +164,16 @@ describe("tenant lifecycle", () => {
     let victimId: string;
     let ownerToken: string;
     let keySecret: string;
+    let slug: string;
+    let victims = 0;
 
-    beforeAll(async () => {
-      const res = await t.gql(`mutation { provisionTenant(input: { name: "Doomed", slug: "doomed", plan: PRO, owner: { email: "owner@doomed.test" } }) { tenant { id } } }`, { token: admin });
+    // A tenant of its own for each test (ACTIVE, with rows in every tenant table and cache entries).
+    beforeEach(async () => {
+      slug = `doomed-${++victims}`;
+      const res = await t.gql(`mutation { provisionTenant(input: { name: "Doomed", slug: "${slug}", plan: PRO, owner: { email: "owner@${slug}.test" } }) { tenant { id } } }`, { token: admin });
       expect(res.body.errors).toBeUndefined();
-      victimId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "doomed" } })).id;
-      ownerToken = await t.token("owner@doomed.test", "doomed");
+      victimId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug } })).id;
+      ownerToken = await t.token(`owner@${slug}.test`, slug);
       // Data in every tenant table, through the API where it exists and the owner client otherwise.
       const p = await t.gql(`mutation { createProject(input: { name: "Site" }) { project { id } } }`, { token: ownerToken });
       expect(p.body.errors).toBeUndefined();
@@ -218,6 +222,11 @@ describe("tenant lifecycle", () => {
     });
 
     it("purgeTenant removes every row of the tenant, every store key t:{id}:*, and the slug resolves to nothing", async () => {
+      const scheduled = await t.gql(`mutation S($id: ID!) { scheduleTenantDeletion(input: { tenantId: $id }) { tenant { status } } }`, {
+        token: admin,
+        variables: { id: toGlobalId("Tenant", victimId) },
+      });
+      expect(scheduled.body.data.scheduleTenantDeletion.tenant.status).toBe("PENDING_DELETION");
       const res = await t.gql(`mutation P($id: ID!) { purgeTenant(input: { tenantId: $id }) { purgedTenantId } }`, {
         token: admin,
         variables: { id: toGlobalId("Tenant", victimId) },
@@ -268,10 +277,10 @@ describe("tenant lifecycle", () => {
       expect(viaSlug.body.errors?.[0]?.extensions?.code).toBe("TENANT_ACCESS_DENIED");
       const viaKey = await gqlOn(replicaB, KEY_QUERY, { headers: { "x-api-key": keySecret } });
       expect(viaKey.body.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
-      const list = await t.gql(`{ platform { tenants(first: 50, filter: { search: "doomed" }) { totalCount } } }`, { token: admin });
+      const list = await t.gql(`query L($s: String!) { platform { tenants(first: 50, filter: { search: $s }) { totalCount } } }`, { token: admin, variables: { s: slug } });
       expect(list.body.data.platform.tenants.totalCount).toBe(0);
       // The slug is free again.
-      const again = await t.gql(`mutation { provisionTenant(input: { name: "Doomed 2", slug: "doomed", plan: FREE, owner: { email: "owner@doomed.test" } }) { tenant { slug } } }`, { token: admin });
+      const again = await t.gql(`mutation { provisionTenant(input: { name: "Doomed 2", slug: "${slug}", plan: FREE, owner: { email: "owner@${slug}.test" } }) { tenant { slug } } }`, { token: admin });
       expect(again.body.errors).toBeUndefined();
     });
   });

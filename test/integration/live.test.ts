@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { LiveHub } from "../../src/modules/live/hub.ts";
@@ -210,7 +211,10 @@ describe("auditLogAppended", () => {
 
 describe("authorization stays live", () => {
   it("a downgrade below ADMIN closes the stream with FORBIDDEN", async () => {
-    const email = "admin@wayne.test";
+    // An ADMIN of its own: the seed's admin stays ADMIN for the other tests.
+    const email = `demoted-${randomUUID()}@wayne.test`;
+    const wayneId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "wayne" } })).id;
+    await t.clients.platform.user.create({ data: { email, authSubject: email, memberships: { create: { tenantId: wayneId, role: "ADMIN" } } } });
     const s = await subscribe(AUDIT, await t.token(email, "wayne"));
     await s.next(200).catch(() => undefined); // nothing yet
     const r = await t.gql(`mutation($m: ID!) { updateMemberRole(input: { membershipId: $m, role: VIEWER }) { membership { role } } }`, {
@@ -229,7 +233,12 @@ describe("authorization stays live", () => {
   });
 
   it("a removed member's streams end with TENANT_ACCESS_DENIED", async () => {
-    const email = "developer@globex.test";
+    // A member of its own: the seed's developers stay for the other tests.
+    const email = `leaving-${randomUUID()}@globex.test`;
+    const globexId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } })).id;
+    await t.clients.platform.user.create({
+      data: { email, authSubject: email, memberships: { create: { tenantId: globexId, role: "DEVELOPER" } } },
+    });
     const s = await subscribe(DEPLOYMENTS, await t.token(email, "globex"));
     const r = await t.gql(`mutation($m: ID!) { removeMember(input: { membershipId: $m }) { removedMembershipId } }`, {
       token: await t.memberToken("globex", "OWNER"),

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Databases } from "../../src/db/clients.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
@@ -40,9 +40,12 @@ describe.runIf(testRedisTarget())("live updates across two processes", () => {
   const open: LiveSubscription[] = [];
   const sockets: { dispose(): void | Promise<void> }[] = [];
 
+  let env: Record<string, string>;
+  let made = 0;
+
   beforeAll(async () => {
     db = await createTestDatabase();
-    const env = {
+    env = {
       DATABASE_URL: db.url,
       ...testRedisEnv(),
       MIGRATE_ON_START: "true",
@@ -55,8 +58,16 @@ describe.runIf(testRedisTarget())("live updates across two processes", () => {
     clients = createTestClients(db.url, 2);
     const p = clients.platform;
     await p.user.upsert({ where: { authSubject: opsSubject }, update: {}, create: { email: opsSubject, authSubject: opsSubject, isPlatformAdmin: true } });
+  }, 180_000);
+
+  // Every test gets tenants x and y of its own (removals, downgrades and suspensions
+  // stay in the test that made them), and a running B (the shutdown test stops it).
+  beforeEach(async () => {
+    if (B.child.exitCode !== null || B.child.signalCode !== null) B = await startServer(env);
+    const p = clients.platform;
+    made++;
     for (const key of ["x", "y"] as const) {
-      const slug = `live-${key}-${suffix}`;
+      const slug = `live-${key}-${made}-${suffix}`;
       const tenant = await p.tenant.create({ data: { name: slug, slug, plan: "PRO" } });
       const project = await p.project.create({ data: { tenantId: tenant.id, name: `${key}-project`, slug: "p" } });
       const members: Fixture["members"] = {};
@@ -68,7 +79,7 @@ describe.runIf(testRedisTarget())("live updates across two processes", () => {
       }
       tenants[key] = { id: tenant.id, slug, projectId: Buffer.from(`Project:${project.id}`).toString("base64"), members };
     }
-  }, 180_000);
+  }, 60_000);
 
   afterAll(async () => {
     for (const s of open) s.close();
@@ -191,7 +202,7 @@ describe.runIf(testRedisTarget())("live updates across two processes", () => {
     const x = tenants.x;
     const s = await sse(B, "VIEWER", x, DEPLOYMENTS);
     const w = await ws(B, "OWNER", x, DEPLOYMENTS);
-    // (x's DEVELOPER was removed above: its OWNER deploys.)
+    // Its OWNER deploys.
     await expect.poll(async () => {
       await deploy(A, x, "OWNER");
       return s.seen.length > 0 && w.seen.length > 0;

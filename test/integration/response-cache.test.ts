@@ -202,6 +202,8 @@ describe("response cache", () => {
       ["tenants", `UPDATE tenants SET name = name || '.' WHERE id = '${acme}'`],
       ["users", `UPDATE users SET name = coalesce(name, '') || '.' WHERE id IN (SELECT user_id FROM memberships WHERE tenant_id = '${acme}')`],
     ];
+    // Each change touches a row: acme has a key of its own here, whatever other tests made.
+    await query(t.db.url, `INSERT INTO api_keys (tenant_id, name, role, prefix, secret_hash) VALUES ($1, 'sql key', 'VIEWER', 'tg_sqlkey', gen_random_uuid()::text)`, [acme]);
     for (const [table, sql] of changes) {
       await warm(q, owner);
       await query(t.db.url, sql);
@@ -396,7 +398,8 @@ describe("response cache", () => {
   });
 
   it("clearTenantCache empties the tenant's entries (audited, platform admins only); hit rate and counters are visible", async () => {
-    await redis.client.del(...(await redis.client.keys(`t:{${ids.acme}}:rcs:*`)), "none");
+    // acme's entries and counts from none: whatever other tests cached, PROJECTS starts with a MISS.
+    await redis.client.del(...(await redis.client.keys(`t:{${ids.acme}}:rc*`)), "none");
     await warm(PROJECTS, owner);
     await read(PROJECTS, owner);
     await warm(OBSERVE, owner);

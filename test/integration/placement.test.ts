@@ -61,6 +61,28 @@ describe("tenant placements", () => {
     return res;
   }
 
+  /**
+   * A SCHEMA and a DATABASE tenant of the calling test's own (`${tag}-schema`, `${tag}-db`),
+   * optionally with the owner's project "Placed <slug>" and the acme viewer invited as DEVELOPER,
+   * so no test relies on what another one made.
+   */
+  async function placedPair(tag: string, opts: { project?: boolean; invited?: boolean } = {}) {
+    const slugs = [`${tag}-schema`, `${tag}-db`] as const;
+    for (const [slug, placement] of [[slugs[0], "SCHEMA"], [slugs[1], "DATABASE"]] as const) {
+      expect((await provision(slug, placement)).body.errors).toBeUndefined();
+      const owner = await t.token(`owner@${slug}.test`, slug);
+      if (opts.project) {
+        const created = await t.gql(`mutation { createProject(input: { name: "Placed ${slug}" }) { project { id } } }`, { token: owner });
+        expect(created.body.errors).toBeUndefined();
+      }
+      if (opts.invited) {
+        const invited = await t.gql(`mutation { inviteMember(input: { email: "viewer@acme.test", role: DEVELOPER }) { membership { id } } }`, { token: owner });
+        expect(invited.body.errors).toBeUndefined();
+      }
+    }
+    return slugs;
+  }
+
   /** Per placement: the migration names, RLS-forced tables and policies, as the catalog says. */
   async function shape(ref: PlacementRef) {
     const url = t.clients.placements.admin.databaseUrl(ref);
@@ -98,7 +120,7 @@ describe("tenant placements", () => {
   });
 
   it("a placed tenant's owner works in its placement: its rows are written and read there, nowhere else", async () => {
-    for (const slug of ["placed-schema", "placed-db"]) {
+    for (const slug of await placedPair("works")) {
       const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
       const ref = placementOf(row);
       const owner = await t.token(`owner@${slug}.test`, slug);
@@ -120,7 +142,7 @@ describe("tenant placements", () => {
   it("a placed tenant's members and API keys work, a revocation and a suspension take effect at once, and no other placement is reachable", async () => {
     const acmeViewer = await t.memberToken("acme", "VIEWER");
     const acmeProject = (await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: acmeViewer })).body.data.projects.edges[0].node.id;
-    for (const slug of ["placed-schema", "placed-db"]) {
+    for (const slug of await placedPair("members", { project: true })) {
       const owner = await t.token(`owner@${slug}.test`, slug);
       // An identity of the main database (an acme viewer) becomes a member: one user, one id, in both.
       const acmeEmail = "viewer@acme.test";
@@ -165,6 +187,7 @@ describe("tenant placements", () => {
   });
 
   it("platform analytics cover every placement (tenantUsage, totals, auditLog), one audit entry per access, and fail closed", async () => {
+    const pair = await placedPair("analytics", { project: true, invited: true });
     const Q = `{ platform {
       tenantUsage(first: 100) { edges { node { tenant { slug } projects deployments workflows members } } }
       totals { projects deployments }
@@ -176,17 +199,25 @@ describe("tenant placements", () => {
     // One entry per field that read across tenants (three), none more.
     expect(await accesses()).toBe(before + 3);
     const usage = new Map(res.body.data.platform.tenantUsage.edges.map((e: any) => [e.node.tenant.slug, e.node]));
-    for (const slug of ["placed-schema", "placed-db"]) {
+    for (const slug of pair) {
       expect(usage.get(slug)).toMatchObject({ projects: 1, deployments: 0, workflows: 0, members: 2 });
     }
+    // The shared tables' projects plus every placement's (other tests' placed tenants included), counted in each placement.
+    let placedProjects = 0;
+    for (const placed of await t.clients.platform.tenant.findMany({ where: { placement: { not: "POOLED" } } })) {
+      const ref = placementOf(placed);
+      const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+      placedProjects += (await sql<{ n: number }>(t.clients.placements.admin.databaseUrl(ref), `SELECT count(*)::int AS n FROM "${schema}".projects`))[0]!.n;
+    }
+    expect(placedProjects).toBeGreaterThanOrEqual(2);
     const pooledProjects = await t.clients.platform.project.count();
-    expect(res.body.data.platform.totals.projects).toBe(pooledProjects + 2);
+    expect(res.body.data.platform.totals.projects).toBe(pooledProjects + placedProjects);
     const audit = res.body.data.platform.auditLog;
-    expect(audit.edges.map((e: any) => e.node.tenant?.slug)).toEqual(expect.arrayContaining(["placed-schema", "placed-db"]));
+    expect(audit.edges.map((e: any) => e.node.tenant?.slug)).toEqual(expect.arrayContaining([...pair]));
     expect(audit.totalCount).toBe(audit.edges.length);
 
     // A placement that cannot be read fails the answer: no data, no partial page, no access recorded.
-    const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug: "placed-schema" } });
+    const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug: pair[0] } });
     await sql(t.db.url, `ALTER SCHEMA "${row.placementName}" RENAME TO "${row.placementName}_off"`);
     try {
       const atFault = await accesses();
@@ -275,6 +306,14 @@ describe("tenant placements", () => {
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
+      // The probe undone everywhere: a placement made later (by a test run after this one) has the same shape as the main database.
+      for (const ref of [{ placement: "POOLED", server: null, name: null } as PlacementRef, ...made]) {
+        const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
+        await sql(
+          t.clients.placements.admin.databaseUrl(ref),
+          `DROP TABLE IF EXISTS "${schema}".placement_probe; DELETE FROM "${schema}"."_prisma_migrations" WHERE migration_name = '29991231000000_probe'`,
+        );
+      }
     }
   });
 });

@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { Placement } from "../generated/prisma/enums.ts";
 import { placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { placementSyncLockSql } from "./placement-sync.ts";
 import { beginCopy, pgQuery, readRows, TENANT_TABLES, tenantRowsWhere, writeRows, type Query, type TenantTable } from "./placement-rows.ts";
 
 /**
@@ -71,6 +72,12 @@ export interface MoveOptions {
 /** The advisory-lock key that fences a tenant's writes during a move (taken shared by every mutation). */
 export const moveFenceSql = (tenantIdLiteral: string) => `hashtext('tenant-move:' || ${tenantIdLiteral})`;
 
+/** The advisory-lock key (main database, session) that one move of a tenant holds from start to end. */
+const moveLockSql = (tenantIdLiteral: string) => `hashtext('tenant-mover:' || ${tenantIdLiteral})`;
+
+/** A CREATE SCHEMA / CREATE DATABASE that failed because the object exists (42P06 duplicate_schema, 42P04 duplicate_database; 23505 when two CREATEs race). */
+const isAlreadyExists = (err: unknown) => ["42P06", "42P04", "23505"].includes((err as { code?: string } | null)?.code ?? "");
+
 /** The route PostgreSQL reports for a tenant's rows (facts `route`), as a placement names it. */
 export const routeOf = (ref: PlacementRef) => (ref.placement === "POOLED" ? "POOLED" : `${ref.placement}:${ref.name}`);
 
@@ -129,15 +136,36 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   if (placementKey(from) === placementKey(to)) throw new Error("the tenant is already in that placement");
   const now = options.now ?? Date.now;
   const started = now();
+  // One move of a tenant at a time (two admins, a client retrying after a
+  // timeout): the other is refused before it looks at the target, so it can
+  // never drop a placement this one made. A session lock: a mover that dies
+  // releases it.
+  const mover = await connect(admin, POOLED);
+  try {
+    const [lock] = (await mover.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenantId])).rows;
+    if (!lock?.held) throw new MoveInProgress(tenantId);
+    return await moveLocked(admin, tenantId, from, to, now, started, options);
+  } finally {
+    // Ending the session releases the lock.
+    await release(mover);
+  }
+}
+
+async function moveLocked(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, now: () => number, started: number, options: MoveOptions): Promise<Move> {
   // The target is created and migrated before the fence: writes are refused for the copy alone.
+  // Dropped on failure only once this move's CREATE succeeded: a placement it did not make is never dropped.
+  let made = false;
   if (to.placement !== "POOLED") {
     if (await admin.exists(to)) throw new Error(`the placement ${placementKey(to)} exists already`);
-    await admin.create(to).catch(async (err) => {
-      await admin.drop(to).catch(() => {});
+    try {
+      await admin.create(to);
+    } catch (err) {
+      // Created but not migrated: still this move's (a CREATE that failed as "exists already" raced another creator: not ours).
+      if (!isAlreadyExists(err)) await admin.drop(to).catch(() => {});
       throw err;
-    });
+    }
+    made = true;
   }
-  let made = to.placement !== "POOLED";
   // The fence is in the source database (the tenant's mutations take it
   // there) and in the main one (platform changes of the tenant take it
   // there: src/modules/platform/placement.service.ts refuseWhileMoving).
@@ -231,7 +259,7 @@ async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: Plac
       const into = pgQuery(target);
       const out = pgQuery(source);
       if (toPooled) {
-        await target.query(`SELECT pg_advisory_xact_lock(hashtext('placement-sync:' || $1::text))`, [tenantId]);
+        await target.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
         for (const table of REPLACED_IN_MAIN) await target.query(`DELETE FROM "${table}" x WHERE ${tenantRowsWhere(table)}`, [tenantId]);
         await target.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
       }
@@ -278,6 +306,8 @@ async function switchToPlacement(admin: PlacementAdmin, tenantId: string, from: 
   const main = await connect(admin, POOLED);
   try {
     await beginCopy(main, tenantId, null);
+    // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
+    await main.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
     await main.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
     if (from.placement === "POOLED") {
       for (const table of DATA_TABLES) await main.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
@@ -288,6 +318,13 @@ async function switchToPlacement(admin: PlacementAdmin, tenantId: string, from: 
   } catch (err) {
     await release(main);
     throw err;
+  }
+}
+
+/** Another move of the tenant holds its move lock: this one did nothing (moveTenant answers TENANT_MOVING). */
+export class MoveInProgress extends Error {
+  constructor(tenantId: string) {
+    super(`another move of the tenant ${tenantId} is under way`);
   }
 }
 

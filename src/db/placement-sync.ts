@@ -1,4 +1,5 @@
-import type { PlacementAdmin, PlacementRef } from "./placement-admin.ts";
+import type { Placement } from "../generated/prisma/enums.ts";
+import { placementKey, placementOf, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { beginCopy, pgQuery, readRows, writeRows, type Query } from "./placement-rows.ts";
 
 /**
@@ -18,6 +19,9 @@ import { beginCopy, pgQuery, readRows, writeRows, type Query } from "./placement
  *     they name and the identity-provider columns come back to the main
  *     database. It answers what changed, for the cache invalidations.
  */
+
+/** The lock one tenant's directory syncs and a move's directory switch take in the main database (a transaction's). */
+export const placementSyncLockSql = (tenantIdLiteral: string) => `hashtext('placement-sync:' || ${tenantIdLiteral})`;
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 const TENANT_OWNED = ["idp_issuer", "idp_jwks_url", "idp_audience"];
@@ -102,7 +106,20 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
   try {
     await beginCopy(main, tenantId, null);
     // One sync of a tenant at a time, each reading the placement after the previous one committed.
-    await main.query(`SELECT pg_advisory_xact_lock(hashtext('placement-sync:' || $1::text))`, [tenantId]);
+    await main.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
+    // A move switches the directory under the same lock: once it names
+    // another placement, the old copy's rows are stale and never copied over
+    // the main database's (which may hold the live ones by now).
+    const [current] = (await main.query<{ placement: Placement; placementServer: string | null; placementName: string | null }>(
+      `SELECT placement, placement_server AS "placementServer", placement_name AS "placementName" FROM tenants WHERE id = $1::uuid`,
+      [tenantId],
+    )).rows;
+    if (!current || placementKey(placementOf(current)) !== placementKey(ref)) {
+      await main.query("ROLLBACK");
+      placed.release();
+      main.release();
+      return { userIds: [], keyHashes: [], subjects: [] };
+    }
     await beginCopy(placed, tenantId, schemaOf(ref));
     const from = pgQuery(placed);
     const to = pgQuery(main);

@@ -468,6 +468,7 @@ export class TenantDb {
     if (!session) return;
     const mutation = this.options.mode === "mutation";
     let failure: unknown;
+    let wrote = false;
     try {
       await this.changes;
       // After every Prisma call in flight has settled (a late one must not
@@ -475,6 +476,11 @@ export class TenantDb {
       // connection's queue: after every statement sent. COMMIT also ends an
       // aborted transaction (as a rollback).
       await session.idle;
+      // The post-commit hook (a placed tenant's directory sync) runs only for
+      // a mutation that wrote: never for one refused (TENANT_MOVING) or that
+      // changed nothing, which would copy rows it did not change
+      // (docs/placement.md, "Moving a tenant").
+      if (mutation && this.options.onCommitted) wrote = session.facts?.writable !== false && (await this.wroteAnything(session));
       const result = (await session.connection.query("COMMIT")) as pg.QueryResult;
       if (mutation && result.command === "ROLLBACK") failure = new TransactionRolledBack();
       session.connection.client.release();
@@ -487,13 +493,23 @@ export class TenantDb {
     this.committed.live = [];
     this.committed.hooks = [];
     if (failure) throw failure;
-    await this.options.onCommitted?.();
+    if (wrote) await this.options.onCommitted?.();
     if (this.options.publisher) {
       const byTenant = new Map<string, LiveChange[]>();
       for (const [tenantId, changes] of live) byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), ...changes]);
       for (const [tenantId, changes] of byTenant) this.options.publisher.publish(tenantId, changes);
     }
     await Promise.allSettled(hooks.map((h) => h()));
+  }
+
+  /** Whether the request transaction wrote (was given a transaction id); an aborted one did not. */
+  private async wroteAnything(session: Session): Promise<boolean> {
+    try {
+      const result = (await session.connection.query("SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote")) as pg.QueryResult<{ wrote: boolean }>;
+      return result.rows[0]?.wrote === true;
+    } catch {
+      return false;
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { badInput, notFound, tenantMoving } from "../../errors.ts";
-import { currentPlacement, moveFenceSql, moveTenantRows } from "../../db/placement-move.ts";
+import { currentPlacement, moveFenceSql, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
@@ -118,7 +118,10 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   if (!from || !current) throw notFound("Tenant");
   const to = requestedPlacement(placements.admin, tenantId, placement, target);
   if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
-  const move = await moveTenantRows(placements.admin, tenantId, from, to);
+  const move = await moveTenantRows(placements.admin, tenantId, from, to).catch((err: unknown) => {
+    // Another move of the tenant is under way (two admins, a retry): retryable.
+    throw err instanceof MoveInProgress ? tenantMoving() : err;
+  });
   if (from.placement !== "POOLED") await placements.forget(from);
   await ctx.directory.invalidateTenant(tenantId, current.slug);
   const tenant = await crossTenant(

@@ -1,0 +1,147 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
+import { moveFenceSql, moveTenantRows } from "../../src/db/placement-move.ts";
+import { syncToDirectory } from "../../src/db/placement-sync.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { isolatedStore } from "../helpers/isolated-store.ts";
+
+/**
+ * A move and the directory syncs of a placed tenant (docs/placement.md,
+ * "Moving a tenant"): regressions found by the review of moveTenant
+ * (a stale sync copying an old placement's rows over the main database's).
+ */
+const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(input: $input) { tenant { id } } }`;
+const KEY = `mutation($name: String!) { createApiKey(input: { name: $name, role: VIEWER }) { apiKey { id name } } }`;
+
+describe("placement move and directory sync", () => {
+  let t: TestApp;
+  let admin: string;
+  const made: PlacementRef[] = [];
+
+  beforeAll(async () => {
+    t = await createTestApp({ store: isolatedStore() });
+    admin = await t.adminToken();
+  });
+  afterAll(async () => {
+    for (const ref of made) await t?.clients.placements.admin.drop(ref).catch(() => {});
+    await t?.close();
+    await t?.store.close();
+  });
+
+  /** A SCHEMA tenant with an API key made through the API (so synced to the main database). */
+  async function placedWithKey(slug: string) {
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: slug, slug, plan: "PRO", owner: { email: `owner@${slug}.test` }, placement: "SCHEMA" } } });
+    expect(res.body.errors).toBeUndefined();
+    const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+    const ref = placementOf(row);
+    made.push(ref);
+    const owner = await t.token(`owner@${slug}.test`, slug);
+    const key = await t.gql(KEY, { token: owner, variables: { name: "k1" } });
+    expect(key.body.errors).toBeUndefined();
+    const keyId = (await t.clients.platform.apiKey.findFirstOrThrow({ where: { tenantId: row.id, name: "k1" } })).id;
+    return { tenantId: row.id, ref, owner, keyId };
+  }
+
+  /** A statement on the main database as its owner. */
+  async function onMain<R = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<R[]> {
+    const c = new pg.Client({ connectionString: t.db.url });
+    await c.connect();
+    try {
+      return (await c.query(text, params)).rows as R[];
+    } finally {
+      await c.end();
+    }
+  }
+  const keyNameInMain = async (keyId: string) => (await t.clients.platform.apiKey.findFirstOrThrow({ where: { id: keyId } })).name;
+
+  it("a directory sync of a placement the directory no longer names copies nothing over the main database", async () => {
+    const { tenantId, ref, keyId } = await placedWithKey("sync-after-switch");
+    // As after a move to POOLED: the directory names the main database, whose rows are the live ones (one changed since).
+    await onMain(`UPDATE tenants SET placement = 'POOLED', placement_server = NULL, placement_name = NULL WHERE id = $1`, [tenantId]);
+    await onMain(`UPDATE api_keys SET name = 'changed-after-switch' WHERE id = $1`, [keyId]);
+    try {
+      // A sync of the old copy that started before the switch runs now.
+      const changes = await syncToDirectory(t.clients.placements.admin, ref, tenantId);
+      expect(changes).toEqual({ userIds: [], keyHashes: [], subjects: [] });
+      expect(await keyNameInMain(keyId)).toBe("changed-after-switch");
+    } finally {
+      await onMain(`UPDATE tenants SET placement = 'SCHEMA', placement_name = $2 WHERE id = $1`, [tenantId, ref.name]);
+    }
+  });
+
+  it("a mutation refused with TENANT_MOVING, or that wrote nothing, runs no directory sync", async () => {
+    const { tenantId, owner, keyId } = await placedWithKey("sync-when-refused");
+    // The main database's copy differs from the placement's: any sync would restore "k1".
+    await onMain(`UPDATE api_keys SET name = 'main-only' WHERE id = $1`, [keyId]);
+    // The move fence held (a SCHEMA tenant's source database is the main one).
+    const fence = new pg.Client({ connectionString: t.db.url });
+    await fence.connect();
+    try {
+      await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
+      const refused = await t.gql(KEY, { token: owner, variables: { name: "k2" } });
+      expect(refused.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    } finally {
+      await fence.end();
+    }
+    expect(await keyNameInMain(keyId)).toBe("main-only");
+    // A mutation that fails before writing anything.
+    const invalid = await t.gql(`mutation { createProject(input: { name: "" }) { project { id } } }`, { token: owner });
+    expect(invalid.body.errors?.[0]?.extensions?.code).toBeTruthy();
+    expect(await keyNameInMain(keyId)).toBe("main-only");
+    // A mutation that wrote does sync (the placement's rows decide).
+    const wrote = await t.gql(KEY, { token: owner, variables: { name: "k3" } });
+    expect(wrote.body.errors).toBeUndefined();
+    expect(await keyNameInMain(keyId)).toBe("k1");
+  });
+
+  /** A POOLED tenant with three projects. */
+  async function pooledWithProjects(slug: string) {
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: slug, slug, plan: "PRO", owner: { email: `owner@${slug}.test` } } } });
+    expect(res.body.errors).toBeUndefined();
+    const tenantId = (await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } })).id;
+    const owner = await t.token(`owner@${slug}.test`, slug);
+    for (let i = 0; i < 3; i++) expect((await t.gql(`mutation { createProject(input: { name: "p${i}" }) { project { id } } }`, { token: owner })).body.errors).toBeUndefined();
+    const to = placementFor(tenantId, "SCHEMA");
+    made.push(to);
+    return { tenantId, to };
+  }
+  const projectsIn = async (ref: PlacementRef) => Number((await onMain<{ n: number }>(`SELECT count(*)::int AS n FROM "${ref.name}".projects`))[0]?.n);
+
+  it("a second move of the tenant while one runs is refused and drops nothing", async () => {
+    const { tenantId, to } = await pooledWithProjects("two-movers");
+    const real = t.clients.placements.admin;
+    let reached!: () => void;
+    const atCreate = new Promise<void>((r) => (reached = r));
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    // The first mover holds on before its CREATE (as a slow one would).
+    const first: PlacementAdmin = Object.create(real);
+    first.create = async (ref) => {
+      reached();
+      await opened;
+      return real.create(ref);
+    };
+    const one = moveTenantRows(first, tenantId, POOLED, to);
+    await atCreate;
+    await expect(moveTenantRows(real, tenantId, POOLED, to)).rejects.toThrow(/another move of the tenant .* is under way/);
+    open();
+    await one;
+    const row = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    expect(placementOf(row)).toEqual(to);
+    expect(await real.exists(to)).toBe(true);
+    expect(await projectsIn(to)).toBe(3);
+  });
+
+  it("a move whose CREATE finds the target made by someone else does not drop it", async () => {
+    const { tenantId, to } = await pooledWithProjects("create-raced");
+    const real = t.clients.placements.admin;
+    // Another creator made the target between this move's check and its CREATE.
+    await real.create(to);
+    const late: PlacementAdmin = Object.create(real);
+    late.exists = async () => false;
+    await expect(moveTenantRows(late, tenantId, POOLED, to)).rejects.toThrow(/already exists/);
+    expect(await real.exists(to)).toBe(true);
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
+  });
+});

@@ -46,6 +46,11 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     pool: "forks",
+    // Tests run in a random order inside each file (issue 17: no test depends on
+    // another's order). The seed is printed at the start of a run ("Running tests
+    // with seed N"); `--sequence.seed=N` replays that order. Not yet the slow
+    // project: its files have not been checked in shuffled orders.
+    sequence: { shuffle: { files: false, tests: true } },
     // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
     // started, timeouts waited for, 100,000 rows streamed) runs with
     // `npm run test:slow`, and CI runs both.
@@ -56,7 +61,7 @@ export default defineConfig({
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
       },
       { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
-      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1, shuffle: false } } },
     ],
   },
 });

@@ -61,6 +61,8 @@ export interface Move {
   durationMs: number;
   /** From the fence taken to the fence released: how long the tenant's writes were refused. */
   writesRefusedMs: number;
+  /** What could not be finished after the switch (the move itself holds): an old placement left to drop, say. */
+  leftovers: string[];
 }
 
 export interface MoveOptions {
@@ -79,7 +81,10 @@ const moveLockSql = (tenantIdLiteral: string) => `hashtext('tenant-mover:' || ${
 const isAlreadyExists = (err: unknown) => ["42P06", "42P04", "23505"].includes((err as { code?: string } | null)?.code ?? "");
 
 /** The route PostgreSQL reports for a tenant's rows (facts `route`), as a placement names it. */
-export const routeOf = (ref: PlacementRef) => (ref.placement === "POOLED" ? "POOLED" : `${ref.placement}:${ref.name}`);
+export const routeOf = (ref: PlacementRef) => [ref.placement, ref.server, ref.name].filter(Boolean).join(":");
+
+/** The same, as SQL over a tenants row: `POOLED`, `SCHEMA:<name>`, `DATABASE:<server>:<name>` (two databases of one name on two servers differ). */
+export const ROUTE_SQL = `placement::text || coalesce(':' || placement_server, '') || coalesce(':' || placement_name, '')`;
 
 /** Per table, the tenant's row count and a checksum, as far as a move must keep them equal. */
 async function movePrints(source: Query, tenantId: string, toPooled: boolean): Promise<Record<string, string>> {
@@ -186,6 +191,8 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     writesRefusedMs = now() - fencedAt;
   };
   let fencedAt = now();
+  let marked = false;
+  let copied: { rows: number; tables: Record<string, string> };
   try {
     fencedAt = now();
     for (const fence of fences) {
@@ -197,41 +204,59 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     // A move that ran while this one waited has changed the placement: nothing is copied from a stale source.
     const main = await connect(admin, POOLED);
     try {
-      const [row] = (await main.query<{ route: string }>(`SELECT placement::text || coalesce(':' || placement_name, '') AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
+      const [row] = (await main.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
       if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
     } finally {
       await release(main);
     }
-    const { rows, tables } = await copyAndVerify(admin, tenantId, from, to);
-    if (to.placement !== "POOLED") await switchToPlacement(admin, tenantId, from, to);
-    // The directory names the target now: from here on nothing drops it.
-    made = false;
-    if (from.placement !== "POOLED") {
-      // Requests still routed to the old copy are refused from here on (their
-      // facts' route differs); the fence is kept until it is so.
-      await persist(async () => {
-        const old = await connect(admin, from);
-        try {
-          await beginCopy(old, tenantId, from.placement === "SCHEMA" ? from.name : null);
-          await old.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
-          await old.query("COMMIT");
-        } finally {
-          await release(old);
-        }
-      });
+    // The old copy's tenants row names the target BEFORE the switch, inside
+    // the fence: a request a stale directory entry routes there is refused
+    // (its facts' route differs) from then on, and a mover that dies between
+    // here and the switch leaves the tenant refused (fails closed), never
+    // served by two copies. Undone if the move fails before the switch.
+    const markOld = async () => {
+      if (from.placement === "POOLED") return;
+      marked = true;
+      await nameIn(admin, tenantId, from, to);
+    };
+    copied = await copyAndVerify(admin, tenantId, from, to, markOld);
+    if (to.placement !== "POOLED") {
+      await markOld();
+      await switchToPlacement(admin, tenantId, from, to);
     }
-    await unfence();
-    for (const f of fences) await release(f);
-    // Requests that were reading the old copy may hold its tables: DROP then
-    // waits for them, or deadlocks with one and is tried again.
-    if (from.placement !== "POOLED") await persist(() => admin.drop(from));
-    return { from, to, rows, tables, durationMs: now() - started, writesRefusedMs };
   } catch (err) {
+    if (marked) await nameIn(admin, tenantId, from, from).catch(() => {});
     if (fenced) await unfence().catch(() => {});
     for (const f of fences) await release(f);
     if (made) await admin.drop(to).catch(() => {});
     throw err;
   }
+  // Switched: the directory names the target, nothing drops it, and nothing
+  // from here on fails the move (the caller must still evict the directory
+  // cache and audit it); what could not be finished is reported.
+  const leftovers: string[] = [];
+  await unfence().catch((err: unknown) => leftovers.push(`the fence was not released (${String(err)}); its connection's end releases it`));
+  for (const f of fences) await release(f);
+  // Requests that were reading the old copy may hold its tables: DROP then
+  // waits for them, or deadlocks with one and is tried again.
+  if (from.placement !== "POOLED") {
+    await persist(() => admin.drop(from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
+  }
+  return { from, to, rows: copied.rows, tables: copied.tables, durationMs: now() - started, writesRefusedMs, leftovers };
+}
+
+/** A copy's tenants row made to name `names` (the placement the tenant's requests must be routed to). */
+async function nameIn(admin: PlacementAdmin, tenantId: string, copy: PlacementRef, names: PlacementRef): Promise<void> {
+  await persist(async () => {
+    const c = await connect(admin, copy);
+    try {
+      await beginCopy(c, tenantId, copy.placement === "SCHEMA" ? copy.name : null);
+      await c.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, names.placement, names.server, names.name]);
+      await c.query("COMMIT");
+    } finally {
+      await release(c);
+    }
+  });
 }
 
 /** A step after the switch (it cannot be undone): tried again on a transient failure such as a deadlock with a reader. */
@@ -248,7 +273,7 @@ async function persist(step: () => Promise<unknown>, attempts = 5): Promise<void
 }
 
 /** Steps 3 and 4: the copy, verified in its own transaction (to POOLED: the directory switches with it). */
-async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef) {
+async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, beforeSwitch: () => Promise<void>) {
   const toPooled = to.placement === "POOLED";
   const source = await connect(admin, from);
   try {
@@ -277,6 +302,8 @@ async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: Plac
       const copied = await movePrints(into, tenantId, toPooled);
       const differ = Object.keys(expected).filter((t) => expected[t] !== copied[t]);
       if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
+      // To POOLED this COMMIT is the switch.
+      if (toPooled) await beforeSwitch();
       await target.query("COMMIT");
       await release(target);
       await source.query("COMMIT");

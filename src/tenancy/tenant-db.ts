@@ -3,7 +3,7 @@ import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prism
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
-import { moveFenceSql } from "../db/placement-move.ts";
+import { moveFenceSql, ROUTE_SQL } from "../db/placement-move.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -264,7 +264,7 @@ export class TenantDb {
     // the move fence (held to its COMMIT; refused, not waited for, while a
     // move holds or waits for the exclusive side).
     const tenant = `'${this.options.tenantId}'`;
-    const route = `, (SELECT placement::text || coalesce(':' || placement_name, '') FROM tenants WHERE id = ${tenant}::uuid) AS route`;
+    const route = `, (SELECT ${ROUTE_SQL} FROM tenants WHERE id = ${tenant}::uuid) AS route`;
     const fence = this.options.mode === "mutation" ? `, pg_try_advisory_xact_lock_shared(${moveFenceSql(`${tenant}::text`)}) AS writable` : "";
     return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}${route}${fence}`;
   }

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql, moveTenantRows } from "../../src/db/placement-move.ts";
+import { moveFenceSql, moveTenantRows, routeOf } from "../../src/db/placement-move.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
@@ -143,5 +143,97 @@ describe("placement move and directory sync", () => {
     await expect(moveTenantRows(late, tenantId, POOLED, to)).rejects.toThrow(/already exists/);
     expect(await real.exists(to)).toBe(true);
     expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
+  });
+
+  const MOVE = `mutation($input: MoveTenantInput!) { moveTenant(input: $input) { tenant { id placement } movedRows } }`;
+
+  /** A SCHEMA tenant with one project, its global id, owner token and both refs it may be in. */
+  async function schemaTenant(slug: string) {
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: slug, slug, plan: "ENTERPRISE", owner: { email: `owner@${slug}.test` }, placement: "SCHEMA" } } });
+    expect(res.body.errors).toBeUndefined();
+    const tenantId = (await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } })).id;
+    const owner = await t.token(`owner@${slug}.test`, slug);
+    expect((await t.gql(`mutation { createProject(input: { name: "seed" }) { project { id } } }`, { token: owner })).body.errors).toBeUndefined();
+    made.push(placementFor(tenantId, "SCHEMA"), placementFor(tenantId, "DATABASE"));
+    return { tenantId, gid: res.body.data.provisionTenant.tenant.id as string, owner };
+  }
+
+  /** Runs `fn` with the statements matching `fails` (counted from 1 over every pg client) rejected as a deadlock. */
+  async function withFailing<T>(fails: (text: string, n: number) => boolean, match: (text: string) => boolean, fn: () => Promise<T>): Promise<T> {
+    const orig = pg.Client.prototype.query;
+    let n = 0;
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      if (typeof text === "string" && match(text) && fails(text, ++n)) return Promise.reject(Object.assign(new Error("injected: deadlock detected"), { code: "40P01" }));
+      return (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
+    };
+    try {
+      return await fn();
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+  }
+
+  /** Where a project of that name is: in each copy of the tenant that exists. */
+  async function whereIs(tenantId: string, name: string) {
+    const found: string[] = [];
+    for (const ref of [placementFor(tenantId, "SCHEMA"), placementFor(tenantId, "DATABASE")]) {
+      if (!(await t.clients.placements.admin.exists(ref))) continue;
+      const c = new pg.Client({ connectionString: t.clients.placements.admin.databaseUrl(ref) });
+      await c.connect();
+      try {
+        const table = ref.placement === "SCHEMA" ? `"${ref.name}".projects` : "projects";
+        if ((await c.query(`SELECT 1 FROM ${table} WHERE name = $1`, [name])).rowCount) found.push(ref.placement);
+      } finally {
+        await c.end();
+      }
+    }
+    return found;
+  }
+
+  /** A write after the move: retried on TENANT_MOVING (a stale route is evicted by the refusal). */
+  async function writeAfter(owner: string, name: string) {
+    for (let i = 0; ; i++) {
+      const res = await t.gql(`mutation($name: String!) { createProject(input: { name: $name }) { project { id } } }`, { token: owner, variables: { name } });
+      if (res.body.errors?.[0]?.extensions?.code !== "TENANT_MOVING" || i >= 3) return res;
+    }
+  }
+
+  it("a move that fails around the switch leaves one live copy: a later write lands where the directory says", async () => {
+    const { tenantId, gid, owner } = await schemaTenant("split-brain");
+    // Cache the SCHEMA route (the entry a stale replica would keep).
+    expect((await t.gql(`{ projects(first: 5) { edges { node { name } } } }`, { token: owner })).body.errors).toBeUndefined();
+    // The statements naming a placement in a tenants row (the copy's, then the
+    // old copy's mark and the directory's switch, in some order): the third to
+    // the seventh fail, so one of the last two fails for good.
+    const moved = await withFailing((_, n) => n >= 3 && n <= 7, (text) => text.startsWith("UPDATE tenants SET placement = $2"), () =>
+      t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
+    );
+    expect(moved.body.errors?.[0]).toBeTruthy();
+    const row = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    expect(row.placement).toBe("SCHEMA");
+    const w = await writeAfter(owner, "after-failed-move");
+    expect(w.body.errors).toBeUndefined();
+    expect(await whereIs(tenantId, "after-failed-move")).toEqual([row.placement]);
+  });
+
+  it("a failure after the switch does not fail the move: evicted, audited, the old copy reported as left", async () => {
+    const { tenantId, gid, owner } = await schemaTenant("after-switch");
+    expect((await t.gql(`{ projects(first: 5) { edges { node { name } } } }`, { token: owner })).body.errors).toBeUndefined();
+    const moved = await withFailing(() => true, (text) => text.startsWith("DROP SCHEMA"), () =>
+      t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
+    );
+    expect(moved.body.errors).toBeUndefined();
+    expect(moved.body.data.moveTenant.tenant.placement).toBe("DATABASE");
+    const audit = await t.clients.platform.auditLogEntry.findFirstOrThrow({ where: { tenantId, action: "tenant.move" } });
+    expect(JSON.stringify(audit.metadata)).toContain("was not dropped");
+    // The old copy is still there, refusing: a write lands in the new one only.
+    const w = await writeAfter(owner, "after-switch-write");
+    expect(w.body.errors).toBeUndefined();
+    expect(await whereIs(tenantId, "after-switch-write")).toEqual(["DATABASE"]);
+  });
+
+  it("the route names the server: one database name on two servers gives two routes", () => {
+    expect(routeOf({ placement: "DATABASE", server: "a", name: "tg_tenant_x" })).not.toBe(routeOf({ placement: "DATABASE", server: "b", name: "tg_tenant_x" }));
+    expect(routeOf(POOLED)).toBe("POOLED");
   });
 });

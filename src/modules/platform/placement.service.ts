@@ -122,11 +122,12 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
     // Another move of the tenant is under way (two admins, a retry): retryable.
     throw err instanceof MoveInProgress ? tenantMoving() : err;
   });
-  if (from.placement !== "POOLED") await placements.forget(from);
-  await ctx.directory.invalidateTenant(tenantId, current.slug);
+  // Switched: from here on nothing fails the move; the eviction and the audit entry always follow.
+  if (from.placement !== "POOLED") await placements.forget(from).catch((err: unknown) => move.leftovers.push(`the old placement's pools were not closed (${String(err)})`));
+  await ctx.directory.invalidateTenant(tenantId, current.slug).catch((err: unknown) => move.leftovers.push(`the directory cache was not evicted (${String(err)}); PostgreSQL's route check refuses and evicts a stale entry`));
   const tenant = await crossTenant(
     ctx,
-    { action: "tenant.move", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to), rows: move.rows, durationMs: move.durationMs, writesRefusedMs: move.writesRefusedMs } },
+    { action: "tenant.move", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to), rows: move.rows, durationMs: move.durationMs, writesRefusedMs: move.writesRefusedMs, ...(move.leftovers.length ? { leftovers: move.leftovers } : {}) } },
     async (tx) => {
       const t = await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
       await syncPlacedTenant(ctx, tx, t);

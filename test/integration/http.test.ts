@@ -385,7 +385,7 @@ describe("HTTP surface", () => {
         // PostgreSQL confirms the cached answers (docs/revocation.md): BEGIN,
         // the settings and app_request_facts in one message, then COMMIT.
         const confirm = [
-          { pool: "app", sql: expect.stringMatching(/^BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT set_config\('app\.tenant_id'.*; SELECT app_request_facts\(NULL, NULL\) AS facts, \(SELECT placement::text \|\| coalesce\(':' \|\| placement_name, ''\) FROM tenants WHERE id = '[0-9a-f-]{36}'::uuid\) AS route$/) },
+          { pool: "app", sql: expect.stringMatching(/^BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT set_config\('app\.tenant_id'.*; SELECT app_request_facts\(NULL, NULL\) AS facts, \(SELECT placement::text \|\| coalesce\(':' \|\| placement_server, ''\) \|\| coalesce\(':' \|\| placement_name, ''\) FROM tenants WHERE id = '[0-9a-f-]{36}'::uuid\) AS route$/) },
           { pool: "app", sql: "COMMIT" },
         ];
         // Cold: user, tenant by slug, tenant by id (with overrides), membership, on the platform pool.

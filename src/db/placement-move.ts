@@ -92,7 +92,9 @@ async function movePrints(source: Query, tenantId: string, toPooled: boolean): P
   for (const table of TENANT_TABLES) {
     if (toPooled && table === "usage_counters") continue;
     // The placement columns name where the row is: the copy's say the target.
-    const json = table === "tenants" ? `to_jsonb(x) - 'placement' - 'placement_server' - 'placement_name'` : "to_jsonb(x)";
+    // An API key's last use is a hint written outside the fence (src/tenancy/last-used.ts): not compared.
+    const json =
+      table === "tenants" ? `to_jsonb(x) - 'placement' - 'placement_server' - 'placement_name'` : table === "api_keys" ? `to_jsonb(x) - 'last_used_at'` : "to_jsonb(x)";
     let where = tenantRowsWhere(table);
     // Into the main database, its own cross-tenant entries stay beside the copied ones.
     if (toPooled && table === "audit_log") where += " AND NOT cross_tenant";
@@ -112,7 +114,8 @@ async function movePrints(source: Query, tenantId: string, toPooled: boolean): P
  * switch may all be on one database at once: never the owner pool's two).
  */
 async function connect(admin: PlacementAdmin, ref: PlacementRef): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: admin.databaseUrl(ref) });
+  // TCP keepalive: a mover host gone without a reset is noticed in a minute, not after the kernel's two hours (its fence then released).
+  const client = new pg.Client({ connectionString: admin.databaseUrl(ref), keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
   client.on("error", () => {});
   await client.connect();
   return client;
@@ -215,11 +218,18 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     // here and the switch leaves the tenant refused (fails closed), never
     // served by two copies. Undone if the move fails before the switch.
     const markOld = async () => {
+      // Still fenced, and nothing of the tenant changed since the snapshot: else the move is abandoned (the target dropped, the tenant stays).
+      await checkFences(fences);
+      await checkUnchanged(admin, tenantId, from, to, copied.tables);
       if (from.placement === "POOLED") return;
       marked = true;
       await nameIn(admin, tenantId, from, to);
     };
-    copied = await copyAndVerify(admin, tenantId, from, to, markOld);
+    copied = { rows: 0, tables: {} };
+    copied = await copyAndVerify(admin, tenantId, from, to, async (verified) => {
+      copied = verified;
+      await markOld();
+    });
     if (to.placement !== "POOLED") {
       await markOld();
       await switchToPlacement(admin, tenantId, from, to);
@@ -243,6 +253,34 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     await persist(() => admin.drop(from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
   }
   return { from, to, rows: copied.rows, tables: copied.tables, durationMs: now() - started, writesRefusedMs, leftovers };
+}
+
+/**
+ * The fence is a session lock: it holds as long as its backend does. A query
+ * on each fence connection answered by the backend that took the lock proves
+ * it was held throughout (a terminated backend, a reset connection: the lock
+ * is gone, writes may have committed after the snapshot).
+ */
+async function checkFences(fences: pg.Client[]): Promise<void> {
+  for (const fence of fences) {
+    const pid = await fence.query<{ pid: number }>("SELECT pg_backend_pid() AS pid").then((r) => r.rows[0]?.pid, () => undefined);
+    if (pid === undefined || pid !== (fence as unknown as { processID: number }).processID) throw new Error("the move's write fence was lost; the move was abandoned");
+  }
+}
+
+/** The source read afresh has the snapshot's prints: no write of the tenant slipped past the fence. */
+async function checkUnchanged(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, expected: Record<string, string>): Promise<void> {
+  const source = await connect(admin, from);
+  try {
+    await source.query(`BEGIN READ ONLY${from.placement === "SCHEMA" ? `; SET LOCAL search_path TO "${from.name}"` : ""}`);
+    const now = await movePrints(pgQuery(source), tenantId, to.placement === "POOLED");
+    // The API request counters are counted in the main database for every tenant, outside the fence (a snapshot of them is copied).
+    const differ = Object.keys(expected).filter((t) => t !== "usage_counters" && expected[t] !== now[t]);
+    if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
+    await source.query("COMMIT");
+  } finally {
+    await release(source);
+  }
 }
 
 /** A copy's tenants row made to name `names` (the placement the tenant's requests must be routed to). */
@@ -273,7 +311,7 @@ async function persist(step: () => Promise<unknown>, attempts = 5): Promise<void
 }
 
 /** Steps 3 and 4: the copy, verified in its own transaction (to POOLED: the directory switches with it). */
-async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, beforeSwitch: () => Promise<void>) {
+async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, beforeSwitch: (copied: { rows: number; tables: Record<string, string> }) => Promise<void>) {
   const toPooled = to.placement === "POOLED";
   const source = await connect(admin, from);
   try {
@@ -303,7 +341,7 @@ async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: Plac
       const differ = Object.keys(expected).filter((t) => expected[t] !== copied[t]);
       if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
       // To POOLED this COMMIT is the switch.
-      if (toPooled) await beforeSwitch();
+      if (toPooled) await beforeSwitch({ rows, tables: expected });
       await target.query("COMMIT");
       await release(target);
       await source.query("COMMIT");

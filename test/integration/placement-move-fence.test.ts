@@ -236,4 +236,69 @@ describe("placement move and directory sync", () => {
     expect(routeOf({ placement: "DATABASE", server: "a", name: "tg_tenant_x" })).not.toBe(routeOf({ placement: "DATABASE", server: "b", name: "tg_tenant_x" }));
     expect(routeOf(POOLED)).toBe("POOLED");
   });
+
+  it("a move whose write fence is lost is abandoned: a write acknowledged meanwhile is not lost", async () => {
+    const { tenantId, gid, owner } = await pooledWithProjects("fence-lost").then(async (p) => {
+      const g = (await t.gql(`{ platform { tenants(first: 100) { edges { node { id slug } } } } }`, { token: admin })).body.data.platform.tenants.edges.find((e: { node: { slug: string } }) => e.node.slug === "fence-lost").node.id as string;
+      return { ...p, gid: g, owner: await t.token("owner@fence-lost.test", "fence-lost") };
+    });
+    const orig = pg.Client.prototype.query;
+    let fence: pg.Client | undefined;
+    let done = false;
+    let acked: { body: { errors?: unknown[] } } | undefined;
+    // After the copy, before the switch: the fence's backend is terminated and the tenant writes.
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
+      if (typeof text === "string" && text.includes("pg_advisory_lock(hashtext('tenant-move:'")) fence = this;
+      if (!done && fence && this !== fence && typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2")) {
+        done = true;
+        return (async () => {
+          const killer = new pg.Client({ connectionString: t.db.url });
+          await killer.connect();
+          await killer.query("SELECT pg_terminate_backend($1)", [(fence as unknown as { processID: number }).processID]);
+          await killer.end();
+          for (let i = 0; i < 50 && !acked; i++) {
+            const r = await t.gql(`mutation { createProject(input: { name: "while-unfenced" }) { project { id } } }`, { token: owner });
+            if (!r.body.errors) acked = r;
+          }
+          return call();
+        })();
+      }
+      return call();
+    };
+    let moved;
+    try {
+      moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "SCHEMA" } } });
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+    expect(acked?.body.errors).toBeUndefined();
+    expect(moved.body.errors?.[0]).toBeTruthy();
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
+    const read = await t.gql(`{ projects(first: 100) { edges { node { name } } } }`, { token: owner });
+    expect(read.body.data.projects.edges.map((e: { node: { name: string } }) => e.node.name)).toContain("while-unfenced");
+  });
+
+  it("a move whose source changed after the snapshot (a write past the fence) is abandoned, the tenant unchanged", async () => {
+    const { tenantId, to } = await pooledWithProjects("past-fence");
+    const orig = pg.Client.prototype.query;
+    let done = false;
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
+      if (!done && typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2")) {
+        done = true;
+        // A writer that does not take the fence (as the main database's owner), after the snapshot.
+        return onMain(`INSERT INTO projects (tenant_id, name, slug) VALUES ($1, 'unfenced', 'unfenced')`, [tenantId]).then(call);
+      }
+      return call();
+    };
+    try {
+      await expect(moveTenantRows(t.clients.placements.admin, tenantId, POOLED, to)).rejects.toThrow(/projects/);
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
+    expect(await t.clients.placements.admin.exists(to)).toBe(false);
+    expect(await t.clients.platform.project.count({ where: { tenantId } })).toBe(4);
+  });
 });

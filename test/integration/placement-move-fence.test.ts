@@ -301,4 +301,22 @@ describe("placement move and directory sync", () => {
     expect(await t.clients.placements.admin.exists(to)).toBe(false);
     expect(await t.clients.platform.project.count({ where: { tenantId } })).toBe(4);
   });
+
+  it("clearTenantCache is refused with TENANT_MOVING while a move holds the fence", async () => {
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: "cache-fenced", slug: "cache-fenced", plan: "PRO", owner: { email: "owner@cache-fenced.test" } } } });
+    expect(res.body.errors).toBeUndefined();
+    const gid = res.body.data.provisionTenant.tenant.id as string;
+    const tenantId = (await t.clients.platform.tenant.findFirstOrThrow({ where: { slug: "cache-fenced" } })).id;
+    const clear = `mutation($i: ClearTenantCacheInput!) { clearTenantCache(input: $i) { tenant { id } } }`;
+    const fence = new pg.Client({ connectionString: t.db.url });
+    await fence.connect();
+    try {
+      await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
+      const refused = await t.gql(clear, { token: admin, variables: { i: { tenantId: gid } } });
+      expect(refused.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    } finally {
+      await fence.end();
+    }
+    expect((await t.gql(clear, { token: admin, variables: { i: { tenantId: gid } } })).body.errors).toBeUndefined();
+  });
 });

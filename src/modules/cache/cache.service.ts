@@ -1,4 +1,4 @@
-import { syncPlacedTenant } from "../platform/placement.service.ts";
+import { refuseWhileMoving, syncPlacedTenant } from "../platform/placement.service.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
 import { notFound } from "../../errors.ts";
 import { clearResponseCache } from "../../infra/response-cache.ts";
@@ -17,6 +17,8 @@ export async function clearTenantCache(ctx: Context, tenantId: string, metadata:
   const tenant = await crossTenant(ctx, { action: "tenant.clearCache", tenantIds: [tenantId], metadata }, async (tx) => {
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
+    // Like every platform change: refused while a move holds the fence (the generation would be bumped in the copy being left).
+    await refuseWhileMoving(tx, tenantId);
     await tx.$executeRaw(Prisma.sql`SELECT app_bump_cache_generations(ARRAY[${tenantId}::uuid])`);
     // A placed tenant's generation is its placement's (docs/placement.md).
     await syncPlacedTenant(ctx, tx, current);

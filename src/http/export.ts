@@ -1,12 +1,13 @@
 import type { Plugin } from "graphql-yoga";
 import { GraphQLError } from "graphql";
 import { Prisma } from "../generated/prisma/client.ts";
-import { forbidden, notFound } from "../errors.ts";
+import { forbidden, notFound, tenantMoving } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
 import { crossTenant } from "../policy/platform.ts";
 import { placementPoolsOf } from "../db/clients.ts";
-import { assertPlacementOf } from "../db/placement-admin.ts";
+import { assertPlacementOf, POOLED } from "../db/placement-admin.ts";
+import { ROUTE_SQL, routeOf } from "../db/placement-move.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
 import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
@@ -173,6 +174,13 @@ const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_A
  * ExportComplete line).
  */
 async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
+  // A move of the tenant mid-stream (docs/placement.md, "Moving a tenant")
+  // empties the copy being read: each batch is followed by a look at the
+  // route, and a changed one cuts the export off (no ExportComplete line)
+  // rather than ending it with rows missing.
+  const sameRoute = (tenant: TenantInfo, now: string | null | undefined) => {
+    if (now !== undefined && now !== routeOf(tenant.placement ?? POOLED)) throw tenantMoving();
+  };
   const slug = url.searchParams.get("tenant");
   if (slug !== null) {
     requirePlatformAdmin(ctx);
@@ -190,12 +198,18 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
       tenant,
       run: async (sql) => {
         if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
-        if (!placed) return deps.platform.$queryRaw(sql);
-        if (ref!.placement !== "SCHEMA") return placed.$queryRaw(sql);
-        const [, rows] = await placed.$transaction([
-          placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
-          placed.$queryRaw(sql),
-        ]);
+        const read = async () => {
+          if (!placed) return deps.platform.$queryRaw(sql);
+          if (ref!.placement !== "SCHEMA") return placed.$queryRaw(sql);
+          const [, rows] = await placed.$transaction([
+            placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
+            placed.$queryRaw(sql),
+          ]);
+          return rows;
+        };
+        const rows = await read();
+        const [now] = await deps.platform.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenant.id);
+        sameRoute(tenant, now?.route ?? null);
         return rows as never;
       },
     };
@@ -212,7 +226,10 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
       const facts = await stream.authorize();
       if (facts.tenant?.status !== "ACTIVE") throw forbidden(NOT_OWNER, { requires: "OWNER" });
       requireRole(facts.member?.role, "OWNER", NOT_OWNER);
-      return stream.queryRaw(sql);
+      sameRoute(tenant, facts.route);
+      const rows = await stream.queryRaw(sql);
+      sameRoute(tenant, (await stream.authorize()).route);
+      return rows as never;
     },
   };
 }

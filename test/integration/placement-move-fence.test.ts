@@ -319,4 +319,39 @@ describe("placement move and directory sync", () => {
     }
     expect((await t.gql(clear, { token: admin, variables: { i: { tenantId: gid } } })).body.errors).toBeUndefined();
   });
+
+  it("an export running across a move is cut off (no ExportComplete) rather than ending with rows missing", async () => {
+    const { tenantId } = await pooledWithProjects("export-moved");
+    const gid = (await t.gql(`{ platform { tenants(first: 100) { edges { node { id slug } } } } }`, { token: admin })).body.data.platform.tenants.edges.find((e: { node: { slug: string } }) => e.node.slug === "export-moved").node.id as string;
+    const owner = await t.token("owner@export-moved.test", "export-moved");
+    await onMain(`INSERT INTO projects (tenant_id, name, slug) SELECT $1, 'bulk-' || g, 'bulk-' || g FROM generate_series(1, 2500) g`, [tenantId]);
+    const res = await t.app.fetch(`http://localhost/export`, { headers: { authorization: `Bearer ${owner}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let rest = "";
+    let projects = 0;
+    let complete = false;
+    let moved = false;
+    for (;;) {
+      const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (chunk.done) break;
+      rest += dec.decode(chunk.value, { stream: true });
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      for (const part of parts.filter(Boolean)) {
+        const o = JSON.parse(part) as { type: string };
+        if (o.type === "Project") projects++;
+        if (o.type === "ExportComplete") complete = true;
+      }
+      if (!moved && projects > 0) {
+        moved = true;
+        expect((await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "SCHEMA" } } })).body.errors).toBeUndefined();
+      }
+    }
+    expect(moved).toBe(true);
+    // Complete only with every project (2503); a move mid-stream cuts it off instead.
+    if (complete) expect(projects).toBe(2503);
+    expect(complete).toBe(false);
+  });
 });

@@ -195,7 +195,9 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
   };
   let fencedAt = now();
   let marked = false;
-  let copied: { rows: number; tables: Record<string, string> };
+  let copied: { rows: number; tables: Record<string, string> } = { rows: 0, tables: {} };
+  /** The switch's COMMIT was sent: whether it committed, only the directory row can tell. */
+  let switching = false;
   try {
     fencedAt = now();
     for (const fence of fences) {
@@ -225,21 +227,29 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
       marked = true;
       await nameIn(admin, tenantId, from, to);
     };
-    copied = { rows: 0, tables: {} };
     copied = await copyAndVerify(admin, tenantId, from, to, async (verified) => {
       copied = verified;
       await markOld();
+      switching = true;
     });
     if (to.placement !== "POOLED") {
       await markOld();
+      switching = true;
       await switchToPlacement(admin, tenantId, from, to);
     }
   } catch (err) {
-    if (marked) await nameIn(admin, tenantId, from, from).catch(() => {});
-    if (fenced) await unfence().catch(() => {});
-    for (const f of fences) await release(f);
-    if (made) await admin.drop(to).catch(() => {});
-    throw err;
+    // A switch whose COMMIT went out before the connection broke may have
+    // committed: the directory row decides. Naming the target, the move
+    // holds (finished below); unknown (the main database unreachable), the
+    // old copy stays marked and the target stays: refused, never two copies.
+    const switched = !switching ? false : await directoryNames(admin, tenantId, to).catch(() => undefined);
+    if (switched !== true) {
+      if (switched === false) await nameIn(admin, tenantId, from, from).catch(() => {});
+      if (fenced) await unfence().catch(() => {});
+      for (const f of fences) await release(f);
+      if (made && switched === false) await admin.drop(to).catch(() => {});
+      throw err;
+    }
   }
   // Switched: the directory names the target, nothing drops it, and nothing
   // from here on fails the move (the caller must still evict the directory
@@ -280,6 +290,17 @@ async function checkUnchanged(admin: PlacementAdmin, tenantId: string, from: Pla
     await source.query("COMMIT");
   } finally {
     await release(source);
+  }
+}
+
+/** Whether the main database's directory row of the tenant names `ref`. */
+async function directoryNames(admin: PlacementAdmin, tenantId: string, ref: PlacementRef): Promise<boolean> {
+  const main = await connect(admin, POOLED);
+  try {
+    const [row] = (await main.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
+    return row?.route === routeOf(ref);
+  } finally {
+    await release(main);
   }
 }
 

@@ -354,4 +354,34 @@ describe("placement move and directory sync", () => {
     if (complete) expect(projects).toBe(2503);
     expect(complete).toBe(false);
   });
+
+  it("a switch whose COMMIT is answered by a broken connection but committed: the move holds, nothing is dropped", async () => {
+    const { tenantId, gid, owner } = await schemaTenant("ambiguous-commit");
+    const orig = pg.Client.prototype.query;
+    let updates = 0;
+    let switcher: pg.Client | undefined;
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      const call = () => (orig as (...a: unknown[]) => Promise<unknown>).call(this, text, ...rest);
+      // The copy's, the old copy's mark, then the directory's switch.
+      if (typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2") && ++updates === 3) switcher = this;
+      if (text === "COMMIT" && switcher === this) {
+        switcher = undefined;
+        return call().then(() => Promise.reject(Object.assign(new Error("injected: connection terminated"), { code: "57P01" })));
+      }
+      return call();
+    };
+    let moved;
+    try {
+      moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } });
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+    expect(moved.body.errors).toBeUndefined();
+    const row = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    expect(row.placement).toBe("DATABASE");
+    expect(await t.clients.placements.admin.exists(placementOf(row))).toBe(true);
+    const w = await writeAfter(owner, "after-ambiguous");
+    expect(w.body.errors).toBeUndefined();
+    expect(await whereIs(tenantId, "after-ambiguous")).toEqual(["DATABASE"]);
+  });
 });

@@ -85,7 +85,7 @@ const MoveTenantPayload = builder.objectRef<Awaited<ReturnType<typeof placementS
   fields: (t) => ({
     tenant: t.field({ type: TenantRef, resolve: (p) => p.tenant }),
     movedRows: t.exposeInt("movedRows", { description: "Rows copied to the new placement." }),
-    durationMs: t.exposeInt("durationMs", { description: "From the write fence taken to the old copy removed." }),
+    durationMs: t.exposeInt("durationMs", { description: "From the move's start (the target created) to the old copy removed; writesRefusedMs in the audit entry is the fence's part." }),
   }),
 });
 const PurgeTenantPayload = payloadType("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });

@@ -1,10 +1,10 @@
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { moveFenceSql, moveTenantRows, routeOf } from "../../src/db/placement-move.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { isolatedStore } from "../helpers/isolated-store.ts";
+import type { TestApp } from "../helpers/app.ts";
+import { placementApp } from "../helpers/placements.ts";
 
 /**
  * A move and the directory syncs of a placed tenant (docs/placement.md,
@@ -15,19 +15,11 @@ const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(inp
 const KEY = `mutation($name: String!) { createApiKey(input: { name: $name, role: VIEWER }) { apiKey { id name } } }`;
 
 describe("placement move and directory sync", () => {
+  const app = placementApp();
+  const made = app.made;
   let t: TestApp;
   let admin: string;
-  const made: PlacementRef[] = [];
-
-  beforeAll(async () => {
-    t = await createTestApp({ store: isolatedStore() });
-    admin = await t.adminToken();
-  });
-  afterAll(async () => {
-    for (const ref of made) await t?.clients.placements.admin.drop(ref).catch(() => {});
-    await t?.close();
-    await t?.store.close();
-  });
+  beforeAll(() => ({ t, admin } = app));
 
   /** A SCHEMA tenant with an API key made through the API (so synced to the main database). */
   async function placedWithKey(slug: string) {

@@ -1,8 +1,7 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { isolatedStore } from "../helpers/isolated-store.ts";
+import type { TestApp } from "../helpers/app.ts";
+import { placementApp, sql } from "../helpers/placements.ts";
 
 /**
  * The directory and a placement kept in step (src/db/placement-sync.ts,
@@ -14,30 +13,13 @@ const PROVISION = `mutation($input: ProvisionTenantInput!) {
 }`;
 const PLATFORM = `{ platform { tenants(first: 50) { edges { node { slug } } } } }`;
 
-async function sql<R = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(text, params)).rows as R[];
-  } finally {
-    await c.end();
-  }
-}
 
 describe("placement sync", () => {
+  const app = placementApp();
+  const made = app.made;
   let t: TestApp;
   let admin: string;
-  const made: PlacementRef[] = [];
-
-  beforeAll(async () => {
-    t = await createTestApp({ store: isolatedStore() });
-    admin = await t.adminToken();
-  });
-  afterAll(async () => {
-    for (const ref of made) await t?.clients.placements.admin.drop(ref).catch(() => {});
-    await t?.close();
-    await t?.store.close();
-  });
+  beforeAll(() => ({ t, admin } = app));
 
   async function provision(slug: string, ownerEmail: string, plan = "PRO") {
     const res = await t.gql(PROVISION, {

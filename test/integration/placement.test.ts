@@ -1,14 +1,13 @@
 import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { MIGRATIONS_DIR } from "../../src/db/migrate.ts";
 import { placementFor, placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { relocatePooledTenant } from "../../src/db/placement-move.ts";
 import { tenantKey } from "../../src/infra/store.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { isolatedStore } from "../helpers/isolated-store.ts";
+import type { TestApp } from "../helpers/app.ts";
+import { placementApp, sql } from "../helpers/placements.ts";
 
 /**
  * Placements (issue 15 point 1): provisionTenant(placement:) creates and
@@ -21,32 +20,13 @@ const PROVISION = `mutation($input: ProvisionTenantInput!) {
   provisionTenant(input: $input) { tenant { id slug placement } owner { id email } }
 }`;
 
-async function sql<R = any>(url: string, text: string, params: unknown[] = [], schema?: string): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    // Catalog text (policies) names functions relative to the search_path.
-    if (schema) await c.query(`SET search_path TO "${schema}"`);
-    return (await c.query(text, params)).rows as R[];
-  } finally {
-    await c.end();
-  }
-}
 
 describe("tenant placements", () => {
+  const app = placementApp();
+  const made = app.made;
   let t: TestApp;
   let admin: string;
-  const made: PlacementRef[] = [];
-
-  beforeAll(async () => {
-    t = await createTestApp({ store: isolatedStore() });
-    admin = await t.adminToken();
-  });
-  afterAll(async () => {
-    for (const ref of made) await t?.clients.placements.admin.drop(ref).catch(() => {});
-    await t?.close();
-    await t?.store.close();
-  });
+  beforeAll(() => ({ t, admin } = app));
 
   async function provision(slug: string, placement?: string, extra: Record<string, unknown> = {}) {
     const res = await t.gql(PROVISION, {
@@ -302,7 +282,7 @@ describe("tenant placements", () => {
       for (const ref of [{ placement: "POOLED", server: null, name: null } as PlacementRef, ...made]) {
         const schema = ref.placement === "SCHEMA" ? ref.name! : "public";
         const [found] = await sql(t.clients.placements.admin.databaseUrl(ref), `SELECT to_regclass($1) IS NOT NULL AS ok`, [`"${schema}".placement_probe`]);
-        expect(found.ok).toBe(true);
+        expect(found!.ok).toBe(true);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

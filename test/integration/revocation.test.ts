@@ -87,6 +87,17 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     });
     expect(res.body.data.updateMemberRole.membership.role).toBe(role);
   };
+  /**
+   * `read` until the directory has written `key` to Redis: its writes are
+   * fire-and-forget, and it skips a store it just found slow or failing
+   * (STORE_BACKOFF_MS; an earlier test restarted this Redis), so a fault
+   * staged on that entry waits until it is really there.
+   */
+  const cachedInRedis = (key: string, read: () => Promise<unknown>) =>
+    eventually(`${key} in Redis`, async () => {
+      await read();
+      return (await redis.client.exists(key)) === 1;
+    });
   const exportAs = (token: string, query = "") =>
     t.app.fetch(`http://localhost/export${query}`, { headers: { authorization: `Bearer ${token}` } });
 
@@ -119,6 +130,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const dev = await newMember("acme", "DEVELOPER");
     const owner = await t.memberToken("acme", "OWNER");
     expect((await t.gql(PROJECTS, { token: dev.token })).body.data.projects.totalCount).toBeGreaterThan(0);
+    await cachedInRedis(`t:{${ids.acme}}:m:${dev.userId}`, () => t.gql(PROJECTS, { token: dev.token }));
     const m = await membership("acme", dev.email);
     await invalidationLostToRestart(async () => {
       const res = await t.gql(`mutation($i: RemoveMemberInput!) { removeMember(input: $i) { removedMembershipId } }`, {
@@ -144,6 +156,12 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const dev = await newMember("acme", "DEVELOPER");
     const owner = await t.memberToken("acme", "OWNER");
     const m = await membership("acme", dev.email);
+    // The directory skips a store it just found slow or failing (an earlier
+    // test restarted this Redis; STORE_BACKOFF_MS): the race needs the
+    // reader's write to reach the store, so wait until the directory writes
+    // there again (a throwaway member's entry appears).
+    const probe = await newMember("acme", "VIEWER");
+    await cachedInRedis(`t:{${ids.acme}}:m:${probe.userId}`, () => t.gql(PROJECTS, { token: probe.token }));
     // The reader: misses the cache, reads the membership from PostgreSQL, and is slow to write it back.
     const held = gate.hold(`:m:${dev.userId}`);
     const reader = t.gql(PROJECTS, { token: dev.token });
@@ -180,6 +198,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const withKey = (secret: string, query = PROJECTS, variables?: Record<string, unknown>) =>
       t.gql(query, { headers: { "x-api-key": secret }, variables });
     for (const k of [revoked, rotated]) expect((await withKey(k.secret)).body.errors).toBeUndefined();
+    for (const k of [revoked, rotated]) await cachedInRedis(`ak:${hashApiKey(k.secret)}`, () => withKey(k.secret));
 
     let newSecret = "";
     await invalidationLostToRestart(async () => {
@@ -211,6 +230,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const admin = await newMember("acme", "ADMIN");
     const owner = await t.memberToken("acme", "OWNER");
     expect((await t.gql(`{ apiKeys(first: 1) { totalCount } }`, { token: admin.token })).body.errors).toBeUndefined();
+    await cachedInRedis(`t:{${ids.acme}}:m:${admin.userId}`, () => t.gql(PROJECTS, { token: admin.token }));
     await invalidationLostToRestart(() => changeRole(owner, admin.email, "VIEWER"));
     expect(JSON.parse((await redis.client.get(`t:{${ids.acme}}:m:${admin.userId}`))!)).toMatchObject({ role: "ADMIN" });
 
@@ -231,6 +251,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const first = await exportAs(second.token);
     expect(first.status).toBe(200);
     await first.body?.cancel();
+    await cachedInRedis(`t:{${ids.acme}}:m:${second.userId}`, () => t.gql(PROJECTS, { token: second.token }));
     await invalidationLostToRestart(() => changeRole(owner, second.email, "ADMIN"));
     expect(JSON.parse((await redis.client.get(`t:{${ids.acme}}:m:${second.userId}`))!)).toMatchObject({ role: "OWNER" });
     const res = await exportAs(second.token);
@@ -285,6 +306,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const member = await t.memberToken("globex", "DEVELOPER");
     expect((await t.gql(PROJECTS, { token: member })).body.errors).toBeUndefined();
     expect((await t.gql(PROJECTS, { headers: { "x-api-key": secret } })).body.errors).toBeUndefined();
+    await cachedInRedis(`t:{${ids.globex}}:info`, () => t.gql(PROJECTS, { token: member }));
     await invalidationLostToRestart(async () => {
       const res = await t.gql(`mutation($id: ID!) { suspendTenant(input: { tenantId: $id, reason: "unpaid" }) { tenant { status } } }`, {
         token: admin,
@@ -328,6 +350,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const before = await t.gql(PROJECTS, { token: owner });
     expect(before.headers.get("x-ratelimit-limit")).toBe("10000"); // ENTERPRISE
     const count = before.body.data.projects.totalCount as number;
+    await cachedInRedis(`t:{${ids.wayne}}:info`, () => t.gql(PROJECTS, { token: owner }));
     await invalidationLostToRestart(async () => {
       const plan = await t.gql(`mutation($id: ID!) { changeTenantPlan(input: { tenantId: $id, plan: PRO }) { tenant { plan } } }`, {
         token: admin,
@@ -358,6 +381,7 @@ describe("revocation holds whatever Redis does (in-process app on a Redis of its
     const exported = await exportAs(token, "?tenant=acme");
     expect(exported.status).toBe(200);
     await exported.body?.cancel();
+    await cachedInRedis(`u:sub:${email}`, () => t.gql(PLATFORM, { token }));
 
     await t.clients.platform.user.update({ where: { id: user.id }, data: { isPlatformAdmin: false } });
     expect(JSON.parse((await redis.client.get(`u:sub:${email}`))!)).toMatchObject({ isPlatformAdmin: true });

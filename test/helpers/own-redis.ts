@@ -28,19 +28,22 @@ export interface OwnRedis {
   close(): Promise<void>;
 }
 
-async function answers(port: number): Promise<boolean> {
+/** `ask` on a one-off connection to the Redis on `port`; false when it does not answer (refused, LOADING, an error). */
+export async function probeRedis(port: number, ask: (r: Redis) => Promise<boolean>): Promise<boolean> {
   const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
   probe.on("error", () => {});
   try {
     await probe.connect();
-    // Answers LOADING while it reads the dump.
-    return (await probe.ping()) === "PONG";
+    return await ask(probe);
   } catch {
     return false;
   } finally {
     probe.disconnect();
   }
 }
+
+/** Whether a Redis on this port answers PING (it answers LOADING while it reads the dump). */
+export const answers = (port: number) => probeRedis(port, async (r) => (await r.ping()) === "PONG");
 
 export async function startOwnRedis(): Promise<OwnRedis> {
   const port = await freePort();

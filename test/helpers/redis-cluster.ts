@@ -3,8 +3,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { Redis } from "ioredis";
 import { loadConfig, redisTarget, type RedisClusterNode, type RedisTarget } from "../../src/config.ts";
+import { answers, probeRedis } from "./own-redis.ts";
 import { freePort } from "./server-process.ts";
 
 const run = promisify(execFile);
@@ -40,18 +40,7 @@ export interface OwnRedisCluster {
   close(): Promise<void>;
 }
 
-async function clusterOk(port: number): Promise<boolean> {
-  const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  probe.on("error", () => {});
-  try {
-    await probe.connect();
-    return /cluster_state:ok/.test(await probe.cluster("INFO"));
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
+const clusterOk = (port: number) => probeRedis(port, async (r) => /cluster_state:ok/.test(await r.cluster("INFO")));
 
 async function waitFor(what: string, ok: () => Promise<boolean>, children: ChildProcess[]) {
   for (let i = 0; !(await ok()); i++) {
@@ -104,18 +93,6 @@ export async function startRedisCluster(
       );
       children.push(child);
     }
-    const answers = async (port: number) => {
-      const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
-      probe.on("error", () => {});
-      try {
-        await probe.connect();
-        return (await probe.ping()) === "PONG";
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    };
     await waitFor("redis-server (cluster) start", async () => (await Promise.all(ports.map(answers))).every(Boolean), children);
     await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"]);
     const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));

@@ -31,8 +31,13 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     createdBy: t.field({
       type: UserRef,
       nullable: true,
-      // A deployment read with its project page carries its creator already.
-      resolve: (d, _args, ctx) => (d.createdById ? (prefetchedCreator(d) ?? userLoader(ctx).load(d.createdById)) : null),
+      // A deployment read with its project page carries its creator already
+      // (null when the tenant may not see them: no second look through the loader).
+      resolve: (d, _args, ctx) => {
+        if (!d.createdById) return null;
+        const pre = prefetchedCreator(d);
+        return pre === undefined ? userLoader(ctx).load(d.createdById) : pre;
+      },
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),

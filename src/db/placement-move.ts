@@ -2,7 +2,7 @@ import pg from "pg";
 import type { Placement } from "../generated/prisma/enums.ts";
 import { placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { placementSyncLockSql } from "./placement-sync.ts";
-import { beginCopy, pgQuery, readRows, TENANT_TABLES, tenantRowsWhere, writeRows, type Query, type TenantTable } from "./placement-rows.ts";
+import { beginCopy, pgQuery, readRows, recountStats, TENANT_TABLES, tenantRowsWhere, writeRows, type Query, type TenantTable } from "./placement-rows.ts";
 
 /**
  * Moving a tenant between placements, live (docs/placement.md, "Moving a
@@ -357,6 +357,8 @@ async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: Plac
         else rows += await writeRows(into, table as TenantTable, found, keep);
       }
       await target.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
+      // The analytics counters: recounted from the copy (never copied; the copy fires no trigger).
+      await recountStats(into, tenantId);
       const expected = await movePrints(out, tenantId, toPooled);
       const copied = await movePrints(into, tenantId, toPooled);
       const differ = Object.keys(expected).filter((t) => expected[t] !== copied[t]);
@@ -398,6 +400,8 @@ async function switchToPlacement(admin: PlacementAdmin, tenantId: string, from: 
     if (from.placement === "POOLED") {
       for (const table of DATA_TABLES) await main.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
       await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
+      // Its main-database counters keep the directory's (members, API requests) only.
+      await recountStats(pgQuery(main), tenantId);
     }
     await main.query("COMMIT");
     await release(main);

@@ -9,7 +9,9 @@ import type pg from "pg";
  *
  * The tables, parents first. `users` holds the identities the tenant's rows
  * refer to (members, deployment creators): global identities, copied (never
- * moved) so the placement's foreign keys and joins hold.
+ * moved) so the placement's foreign keys and joins hold. `tenant_stats` (the
+ * analytics counters) is not among them: it is derived from these rows, and
+ * every copy recounts it in its target (recountStats) instead.
  */
 export const TENANT_TABLES = [
   "tenants",
@@ -60,6 +62,19 @@ export async function writeRows(target: Query, table: TenantTable, rows: unknown
   const conflict = keepExisting ? "ON CONFLICT DO NOTHING" : "";
   await target(`INSERT INTO "${table}" SELECT * FROM jsonb_populate_recordset(NULL::"${table}", $1::jsonb) ${conflict}`, [JSON.stringify(rows)]);
   return rows.length;
+}
+
+/**
+ * The tenant's analytics counters (`tenant_stats`) recounted from its rows
+ * in the copy's target, inside the copy's transaction, once its rows are
+ * written: a copy's writes run as a replica (beginCopy), so the counters'
+ * triggers do not fire; copying the counters row instead would count twice
+ * wherever they do. Every writer that opens beginCopy and writes counted
+ * rows (memberships, projects, workflows, deployments, usage_counters) calls
+ * this before its COMMIT.
+ */
+export async function recountStats(target: Query, tenantId: string): Promise<void> {
+  await target(`SELECT app_tenant_stats_recount($1::uuid)`, [tenantId]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Placement } from "../generated/prisma/enums.ts";
 import { placementKey, placementOf, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
-import { beginCopy, pgQuery, readRows, writeRows, type Query } from "./placement-rows.ts";
+import { beginCopy, pgQuery, readRows, recountStats, writeRows, type Query } from "./placement-rows.ts";
 
 /**
  * Keeping a placed tenant's directory rows the same in its placement and in
@@ -155,6 +155,7 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
     await writeRows(to, "memberships", members);
     await to(`DELETE FROM api_keys WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(to, "api_keys", keys);
+    await recountStats(to, tenantId);
     if (tenant) await updateTenant(to, tenant, TENANT_OWNED);
     await placed.query("COMMIT");
     await main.query("COMMIT");

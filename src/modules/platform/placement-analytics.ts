@@ -57,28 +57,42 @@ async function fanOut<T>(ctx: Context, tenants: PlacedTenant[], fn: (q: (sql: st
 export interface PlacedCounts {
   /** Rows for jsonb_to_recordset: tenant_id, projects, workflows, deployments, by_status. */
   json: string;
+  /** The placed tenants (their main-database counters leave their placement's rows out). */
+  ids: string[];
   projects: number;
   workflows: number;
   deployments: number;
 }
 
-/** The placed tenants' current projects and workflows, and deployments created in the range. */
+/**
+ * The placed tenants' projects, workflows and deployments, from the counters
+ * of their placements (tenant_stats: one primary-key read each); with a
+ * range, their deployments created in it are counted there.
+ */
 export async function placedCounts(ctx: Context, tx: PlatformTx, range: { from?: Date | null; to?: Date | null }): Promise<PlacedCounts> {
+  const ranged = range.from != null || range.to != null;
   const rows = await fanOut(ctx, await placedTenants(tx), async (q, s, t) => {
     const [r] = await q(
-      `SELECT (SELECT count(*)::int FROM ${s}projects WHERE tenant_id = $1) AS projects,
-              (SELECT count(*)::int FROM ${s}workflows WHERE tenant_id = $1) AS workflows,
-              (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM ${s}deployments
-                 WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3)
-                 GROUP BY status) x) AS by_status`,
-      [t.id, range.from ?? null, range.to ?? null],
+      `SELECT st.projects, st.workflows,
+              ${
+                ranged
+                  ? `(SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM ${s}deployments
+                        WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3)
+                        GROUP BY status) x)`
+                  : `jsonb_build_object('QUEUED', st.deployments_queued, 'BUILDING', st.deployments_building, 'READY', st.deployments_ready,
+                        'ERROR', st.deployments_error, 'CANCELED', st.deployments_canceled)`
+              } AS by_status
+         FROM ${s}tenant_stats st WHERE st.tenant_id = $1`,
+      ranged ? [t.id, range.from ?? null, range.to ?? null] : [t.id],
     );
-    const byStatus = (r?.by_status ?? {}) as Record<string, number>;
+    // No counters row: the placement is not this tenant's (renamed away, half made): fail closed.
+    if (!r) throw new Error(`the placement of tenant ${t.id} has no counters for it`);
+    const byStatus = (r.by_status ?? {}) as Record<string, number>;
     const deployments = Object.values(byStatus).reduce((a, b) => a + Number(b), 0);
-    return { tenant_id: t.id, projects: r?.projects ?? 0, workflows: r?.workflows ?? 0, deployments, by_status: r?.by_status ?? null };
+    return { tenant_id: t.id, projects: r.projects ?? 0, workflows: r.workflows ?? 0, deployments, by_status: r.by_status ?? null };
   });
   const sum = (k: "projects" | "workflows" | "deployments") => rows.reduce((a, r) => a + r[k], 0);
-  return { json: JSON.stringify(rows), projects: sum("projects"), workflows: sum("workflows"), deployments: sum("deployments") };
+  return { json: JSON.stringify(rows), ids: rows.map((r) => r.tenant_id), projects: sum("projects"), workflows: sum("workflows"), deployments: sum("deployments") };
 }
 
 /** The CTE of placed counts, for the tenantUsage statement. */

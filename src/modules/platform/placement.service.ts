@@ -6,7 +6,7 @@ import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, t
 import { syncToPlacement } from "../../db/placement-sync.ts";
 import { crossTenant, platformPlacements } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
-import { beginCopy, pgQuery, readRows, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
+import { beginCopy, pgQuery, readRows, recountStats, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
 
 /**
@@ -65,6 +65,7 @@ export async function seedPlacement(admin: PlacementAdmin, ref: PlacementRef, te
     await beginCopy(client, tenantId, ref.placement === "SCHEMA" ? ref.name : null);
     const target = pgQuery(client);
     for (const table of TENANT_TABLES) await writeRows(target, table, await readRows(source, table, tenantId));
+    await recountStats(target, tenantId);
     await client.query("COMMIT");
   } finally {
     await client.end().catch(() => {});

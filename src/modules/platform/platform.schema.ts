@@ -48,7 +48,8 @@ const TenantStatusCountRef = builder.objectRef<{ status: TenantStatus; count: nu
 });
 
 export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
-  description: "One tenant's usage. deployments and apiRequests count activity within from/to; the others are current counts.",
+  description:
+    "One tenant's usage. members, projects, workflows (and, without from/to, deployments and apiRequests) are exact counters, updated in the transaction of each change: no lag. With from/to, deployments and apiRequests count the activity within the range (apiRequests by whole hours).",
   fields: (t) => ({
     // A plain row from the platform path: never re-read through the tenant-scoped client.
     tenant: t.field({ type: TenantRef, resolve: (s) => asTenant(s.tenant) }),
@@ -141,6 +142,8 @@ PlatformRef.implement({
     }),
     tenantUsage: t.field({
       type: TenantUsageStatsConnection,
+      description:
+        "Per-tenant usage, one page, sorted by orderBy (default CREATED_AT DESC). Without from/to it reads the tenants' counters (exact, kept in the transaction of every change, no lag): its cost follows the page, not the data. With from/to, deployments and apiRequests are counted from the rows in the range for every tenant, so its cost follows the rows in the range.",
       args: {
         first: t.arg.int(),
         after: t.arg.string(),
@@ -159,6 +162,8 @@ PlatformRef.implement({
     }),
     totals: t.field({
       type: PlatformTotalsRef,
+      description:
+        "Platform-wide totals: sums of the tenants' counters (exact, no lag; the cost follows the number of tenants, not their rows). With from/to, deployments and apiRequests are counted from the rows in the range (apiRequests by whole hours).",
       args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
       resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => service.totals(tx, args, await placedCounts(ctx, tx, args))),
     }),

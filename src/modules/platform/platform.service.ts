@@ -1,7 +1,7 @@
 import { Prisma, type AuditLogEntry } from "../../generated/prisma/client.ts";
 import { placedAuditBranch, placedCte, type PlacedAudit, type PlacedCounts } from "./placement-analytics.ts";
 
-const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", projects: 0, workflows: 0, deployments: 0 };
+const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", ids: [], projects: 0, workflows: 0, deployments: 0 };
 import type { ActorType, DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
 import { badInput } from "../../errors.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
@@ -12,13 +12,17 @@ import { resolveCursorConnection } from "@pothos/plugin-relay";
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from "../../graphql/pagination.ts";
 
 /**
- * Cross-tenant analytics: each answer is ONE aggregate statement over all
- * tenants (GROUP BY tenant_id, joined once), run on the platform client
- * inside crossTenant() (src/policy/platform.ts), never a loop over tenants.
+ * Cross-tenant analytics: each answer is ONE statement over the tenants'
+ * counters (`tenant_stats`, migration 20261202006000_tenant_stats: exact,
+ * kept by triggers in the transaction of every change), run on the platform
+ * client inside crossTenant() (src/policy/platform.ts), never a loop over
+ * tenants.
  *
  * Time range: `from`/`to` bound the activity counts (deployments created and
- * API requests counted in [from, to)); members, projects and workflows are
- * the current counts.
+ * API requests counted in [from, to), API requests by whole hours: their rows
+ * are hourly); members, projects and workflows are the current counts. A
+ * range is counted from the rows themselves (its cost follows the rows in
+ * it); no range reads the counters alone.
  */
 
 export const DEPLOYMENT_STATUSES: DeploymentStatus[] = ["QUEUED", "BUILDING", "READY", "ERROR", "CANCELED"];
@@ -132,11 +136,32 @@ const usageStats = (r: UsageRow): TenantUsageStats => ({
   apiRequests: Number(r.api_requests),
 });
 
+/** The columns of tenant_stats a sort can use, with their SQL type (for the keyset value). */
+const STATS_SORT: Record<Exclude<UsageOrderField, "CREATED_AT">, { column: string; type: "int" | "bigint" }> = {
+  MEMBERS: { column: "members", type: "int" },
+  PROJECTS: { column: "projects", type: "int" },
+  DEPLOYMENTS: { column: "deployments", type: "int" },
+  WORKFLOWS: { column: "workflows", type: "int" },
+  API_REQUESTS: { column: "api_requests", type: "bigint" },
+};
+
+/** A tenant_stats row's deployments by status, as the statement's `by_status`. */
+const STATS_BY_STATUS = Prisma.sql`jsonb_build_object('QUEUED', st.deployments_queued, 'BUILDING', st.deployments_building,
+  'READY', st.deployments_ready, 'ERROR', st.deployments_error, 'CANCELED', st.deployments_canceled)`;
+
+const isRanged = (range: Range) => range.from != null || range.to != null;
+
 /**
- * Per-tenant usage, one page, in one statement: each table is aggregated
- * once (GROUP BY tenant_id), joined to tenants, sorted by the chosen metric
- * and cut by the keyset (metric, id); the total number of tenants rides
- * along as a scalar subquery. The page around it is Pothos's
+ * Per-tenant usage, one page, in one statement (docs/placement.md,
+ * "Platform analytics"). Without from/to every figure is a counter of
+ * `tenant_stats` (kept exact by triggers, in the transaction of each change):
+ * the page is an index scan of the first `first` counter rows in the chosen
+ * order, cut by the keyset (metric, id), joined to their tenants; the placed
+ * tenants' counters (read in their placements) are merged in beside it. The
+ * cost follows the page (plus the placed tenants), not the data. With
+ * from/to, deployments and API requests are counted over the range for every
+ * tenant (the cost follows the rows in the range); members, projects and
+ * workflows stay counters. The page around it is Pothos's
  * resolveCursorConnection (forward only: first/after), with our signed cursors.
  */
 export async function tenantUsage(
@@ -153,16 +178,17 @@ export async function tenantUsage(
   }
   const order = args.orderBy ?? { field: "CREATED_AT", direction: "DESC" };
   const signature = `TenantUsage/${order.field}:${order.direction}${args.from ? `/${args.from.toISOString()}` : ""}${args.to ? `/${args.to.toISOString()}` : ""}`;
+  const sort = order.field === "CREATED_AT" ? null : STATS_SORT[order.field];
   const column = Prisma.raw(`s.${ORDER_COLUMN[order.field]}`);
   const dir = Prisma.raw(order.direction === "DESC" ? "DESC" : "ASC");
   const op = Prisma.raw(order.direction === "DESC" ? "<" : ">");
-  const keysetAfter = (after: string | undefined) => {
-    if (after == null) return Prisma.empty;
+  /** The keyset (sort value, id) past `after`, as SQL on the given columns. */
+  const keysetAfter = (after: string | undefined, value: Prisma.Sql, id: Prisma.Sql) => {
+    if (after == null) return Prisma.sql`true`;
     const c = cursors.decode(after, "after", signature);
     if (typeof c.v !== "string" || !/^[0-9a-f-]{36}$/i.test(c.id)) throw badInput("after", "Invalid cursor for after");
-    const value =
-      order.field === "CREATED_AT" ? Prisma.sql`${new Date(c.v)}::timestamptz` : Prisma.sql`${BigInt(c.v)}::bigint`;
-    return Prisma.sql`WHERE (${column}, s.id) ${op} (${value}, ${c.id}::uuid)`;
+    const v = sort === null ? Prisma.sql`${new Date(c.v)}::timestamptz` : Prisma.sql`${BigInt(c.v)}::${Prisma.raw(sort.type)}`;
+    return Prisma.sql`(${value}, ${id}) ${op} (${v}, ${c.id}::uuid)`;
   };
 
   let total: number | undefined;
@@ -174,13 +200,8 @@ export async function tenantUsage(
       toCursor: (s) => cursors.encode({ s: signature, v: SORT_VALUE[order.field](s), id: s.tenant.id }),
     },
     async ({ after, limit }) => {
-      const rows = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
-    WITH ${placedCte(placed)},
-    m AS (SELECT tenant_id, count(*)::int AS n FROM memberships GROUP BY tenant_id),
-    p AS (SELECT tenant_id, count(*)::int AS n FROM projects GROUP BY tenant_id
-          UNION ALL SELECT tenant_id, projects FROM placed),
-    w AS (SELECT tenant_id, count(*)::int AS n FROM workflows GROUP BY tenant_id
-          UNION ALL SELECT tenant_id, workflows FROM placed),
+      const rows = isRanged(args)
+        ? Prisma.sql`
     d AS (
       SELECT tenant_id, sum(n)::int AS n, jsonb_object_agg(status, n) AS by_status
       FROM (SELECT tenant_id, status, count(*)::int AS n FROM deployments
@@ -190,21 +211,43 @@ export async function tenantUsage(
     r AS (SELECT tenant_id, sum(count)::bigint AS n FROM usage_counters
           WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", args)} GROUP BY tenant_id),
     s AS (
-      SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes,
-        coalesce(m.n, 0) AS members, coalesce(p.n, 0) AS projects, coalesce(d.n, 0) AS deployments,
-        d.by_status, coalesce(w.n, 0) AS workflows, coalesce(r.n, 0)::bigint AS api_requests
-      FROM tenants t
-      LEFT JOIN m ON m.tenant_id = t.id
-      LEFT JOIN p ON p.tenant_id = t.id
-      LEFT JOIN w ON w.tenant_id = t.id
-      LEFT JOIN d ON d.tenant_id = t.id
-      LEFT JOIN r ON r.tenant_id = t.id)
-    SELECT s.*, (SELECT count(*)::int FROM tenants) AS total
-    FROM s ${keysetAfter(after)}
+      SELECT st.tenant_id AS id, t.created_at, st.members, st.projects + coalesce(p.projects, 0) AS projects,
+        st.workflows + coalesce(p.workflows, 0) AS workflows, coalesce(d.n, 0) AS deployments, d.by_status,
+        coalesce(r.n, 0)::bigint AS api_requests
+      FROM tenant_stats st
+      JOIN tenants t ON t.id = st.tenant_id
+      LEFT JOIN placed p ON p.tenant_id = st.tenant_id
+      LEFT JOIN d ON d.tenant_id = st.tenant_id
+      LEFT JOIN r ON r.tenant_id = st.tenant_id)`
+        : Prisma.sql`
+    pooled AS (
+      SELECT st.tenant_id AS id, t.created_at, st.members, st.projects, st.workflows, st.deployments,
+        ${STATS_BY_STATUS} AS by_status, st.api_requests
+      FROM tenant_stats st
+      JOIN tenants t ON t.id = st.tenant_id
+      WHERE st.tenant_id <> ALL(${placed.ids}::uuid[])
+        AND ${sort === null ? keysetAfter(after, Prisma.sql`t.created_at`, Prisma.sql`t.id`) : keysetAfter(after, Prisma.raw(`st.${sort.column}`), Prisma.sql`st.tenant_id`)}
+      ORDER BY ${sort === null ? Prisma.sql`t.created_at ${dir}, t.id ${dir}` : Prisma.sql`${Prisma.raw(`st.${sort.column}`)} ${dir}, st.tenant_id ${dir}`}
+      LIMIT ${limit}),
+    s AS (
+      SELECT * FROM pooled
+      UNION ALL
+      SELECT st.tenant_id, t.created_at, st.members, st.projects + p.projects, st.workflows + p.workflows,
+        st.deployments + p.deployments, p.by_status, st.api_requests
+      FROM placed p
+      JOIN tenant_stats st ON st.tenant_id = p.tenant_id
+      JOIN tenants t ON t.id = p.tenant_id)`;
+      const found = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
+    WITH ${placedCte(placed)}, ${rows}
+    SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes,
+      s.members, s.projects, s.workflows, s.deployments, s.by_status, s.api_requests,
+      (SELECT count(*)::int FROM tenants) AS total
+    FROM s JOIN tenants t ON t.id = s.id
+    WHERE ${keysetAfter(after, column, Prisma.sql`s.id`)}
     ORDER BY ${column} ${dir}, s.id ${dir}
     LIMIT ${limit}`);
-      total = rows[0]?.total;
-      return rows.map(usageStats);
+      total = found[0]?.total;
+      return found.map(usageStats);
     },
   );
   // An empty page past the end carries no total: count then (rare), still inside the transaction.
@@ -229,9 +272,14 @@ export interface PlatformTotals {
   apiRequests: number;
 }
 
-/** Platform-wide totals in one statement of scalar subqueries. */
+/**
+ * Platform-wide totals in one statement: the sums of the tenants' counters
+ * (one row per tenant, not their rows); with from/to, deployments and API
+ * requests are counted over the range (the cost follows its rows).
+ */
 export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts = NO_PLACED_COUNTS): Promise<PlatformTotals> {
   checkRange(range);
+  const ranged = isRanged(range);
   const [row] = await tx.$queryRaw<
     {
       tenants: number;
@@ -247,11 +295,18 @@ export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts 
       (SELECT count(*)::int FROM tenants) AS tenants,
       (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, count(*)::int AS n FROM tenants GROUP BY plan) x) AS by_plan,
       (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM tenants GROUP BY status) x) AS by_status,
-      (SELECT count(*)::int FROM memberships) AS members,
-      (SELECT count(*)::int FROM projects) + ${placed.projects}::int AS projects,
-      (SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)}) + ${placed.deployments}::int AS deployments,
-      (SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
-        WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)}) AS api_requests`);
+      st.members, st.projects + ${placed.projects}::int AS projects,
+      ${ranged ? Prisma.sql`(SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)})` : Prisma.sql`st.deployments`}
+        + ${placed.deployments}::int AS deployments,
+      ${
+        ranged
+          ? Prisma.sql`(SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
+        WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)})`
+          : Prisma.sql`st.api_requests`
+      } AS api_requests
+    FROM (SELECT coalesce(sum(members), 0)::int AS members, coalesce(sum(projects), 0)::int AS projects,
+            coalesce(sum(deployments), 0)::int AS deployments, coalesce(sum(api_requests), 0)::bigint AS api_requests
+          FROM tenant_stats) st`);
   return {
     tenants: row!.tenants,
     tenantsByPlan: PLANS.map((plan) => ({ plan, count: Number(row!.by_plan?.[plan] ?? 0) })),

@@ -94,9 +94,7 @@ describe("tenant resolution", () => {
 
     it("tid=acme with X-Tenant-ID=globex is refused", async () => {
       // The caller is a member of both: the conflict alone is the reason.
-      await t.clients.platform.membership.create({
-        data: { tenantId: ids.globex!, userId: (await userId("owner@acme.test"))!, role: "VIEWER" },
-      });
+      await acmeOwnerInGlobex();
       const token = await t.token("owner@acme.test", "acme");
       const res = await t.gql(TENANT, { token, headers: { "x-tenant-id": "globex" } });
       expect(code(res)).toBe("TENANT_ACCESS_DENIED");
@@ -118,6 +116,7 @@ describe("tenant resolution", () => {
     });
 
     it("X-Tenant-ID=acme on host globex.localhost is refused; tid vs host too", async () => {
+      await acmeOwnerInGlobex();
       const token = await t.token("owner@acme.test");
       expect(code(await onHost("globex.localhost", TENANT, token, { "x-tenant-id": "acme" }))).toBe("TENANT_ACCESS_DENIED");
       expect(code(await onHost("globex.localhost", TENANT, await t.token("owner@acme.test", "acme")))).toBe("TENANT_ACCESS_DENIED");
@@ -249,6 +248,17 @@ describe("tenant resolution", () => {
       expect(res.body.data ?? null).toBeNull();
     });
   });
+
+  /** owner@acme.test becomes a VIEWER of globex too (idempotent; the directory forgets a "not a member" it cached). */
+  async function acmeOwnerInGlobex() {
+    const uid = (await userId("owner@acme.test"))!;
+    await t.clients.platform.membership.upsert({
+      where: { tenantId_userId: { tenantId: ids.globex!, userId: uid } },
+      create: { tenantId: ids.globex!, userId: uid, role: "VIEWER" },
+      update: {},
+    });
+    await directory.invalidateMembership(ids.globex!, uid);
+  }
 
   async function userId(email: string) {
     return (await t.clients.platform.user.findUnique({ where: { email } }))?.id;

@@ -46,12 +46,10 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     pool: "forks",
-    // Tests run in file order. Every integration file was made order-free and
-    // passes shuffled (`--sequence.shuffle.tests --sequence.seed=N`, seeds 17, 1,
-    // 2), but random seeds in CI still found two that depend on order
-    // (dashboard-prefetch "a filtered, re-sorted page", request-counter "a flush
-    // writes the hour totals"): shuffling goes back on once they are fixed.
-    sequence: { shuffle: { files: false, tests: false } },
+    // Files and the tests inside each run in a random order (the seed is
+    // printed; `--sequence.seed=N` replays an order): no test may depend on
+    // another having run before it, and CI keeps that honest.
+    sequence: { shuffle: { files: true, tests: true } },
     // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
     // started, timeouts waited for, 100,000 rows streamed) runs with
     // `npm run test:slow`, and CI runs both.
@@ -62,7 +60,7 @@ export default defineConfig({
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
       },
       { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
-      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1, shuffle: false } } },
+      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },
     ],
   },
 });

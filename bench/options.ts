@@ -29,6 +29,8 @@ export interface BenchOptions {
   /** Open subscription streams of the live scenario, and its mutations per second. */
   liveStreams?: number;
   liveMutationsPerS?: number;
+  /** Deployments of each neighbour-scenario tenant (bench/neighbours.ts). */
+  bulkDeployments?: number;
   jwtSecret: string;
 }
 
@@ -76,6 +78,7 @@ export function benchOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions
     countRequests: int(env, "BENCH_COUNT_REQUESTS", 40),
     liveStreams: int(env, "BENCH_LIVE_STREAMS", 1000),
     liveMutationsPerS: int(env, "BENCH_LIVE_MUTATIONS", 10),
+    bulkDeployments: int(env, "BENCH_BULK_DEPLOYMENTS", 50_000),
     only: env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean),
     jwtSecret: "bench-secret-0123456789abcdef0123456789abcdef",
   };

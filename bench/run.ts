@@ -28,10 +28,13 @@ import {
   readMostlyGen,
   signTokens,
   withoutTenant,
+  slowQueryGen,
+  toGlobalId,
   TENANT_USAGE_QUERIES,
   type Tokens,
 } from "./scenarios.ts";
 import { startLiveLoad, type LiveFigures, type LiveLoad } from "./live.ts";
+import { NEIGHBOUR_SCENARIOS, neighbourLines, samplePools, seedNeighbours, type NeighbourRun, type Neighbours } from "./neighbours.ts";
 import { clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
 import { SqlCounter } from "./sql-counter.ts";
 
@@ -53,8 +56,10 @@ const children: Child[] = [];
 
 interface Scenario extends ScenarioSpec {
   gen?: RequestGenerator;
-  /** Sent alongside the measured load (the noisy neighbour). */
-  noise?: { gen: RequestGenerator; rate: number; connections: number };
+  /** Sent alongside the measured load (the noisy neighbour); without a rate, closed-loop on its connections. */
+  noise?: { gen: RequestGenerator; rate?: number; connections: number };
+  /** Sample the server's pool gauges and the machine's CPU during the measured run (bench/neighbours.ts). */
+  samplePools?: boolean;
   countAs?: string;
   /** Fill the response cache before each measured run: requests 0..n-1 of gen. */
   prefill?: { gen: RequestGenerator; n: number };
@@ -178,6 +183,15 @@ async function main() {
   // tenant keeps its real rate limit and would answer 429 to its share.
   const regular = withoutTenant(tokens, fixture.noisy.slug);
   const host = machine(opts, fixture.url);
+  // The neighbour scenarios' tenants (issue 15 point 5), when any of them runs.
+  const wantNeighbours = !opts.only || opts.only.some((id) => NEIGHBOUR_SCENARIOS.includes(id));
+  let neighbours: Neighbours | undefined;
+  if (wantNeighbours) {
+    const t0 = Date.now();
+    neighbours = await seedNeighbours(fixture.url, opts.bulkDeployments ?? 50_000);
+    log(`seeded the neighbour tenants (3 x ${neighbours.deploymentsPerTenant} deployments) in ${Date.now() - t0} ms`);
+  }
+  const neighbourTokens = neighbours ? await signTokens({ ...fixture, tenants: [neighbours.free, neighbours.database, neighbours.pooled] }, opts.jwtSecret) : undefined;
 
   // ---- statement counting instances (each through its own proxy) ----------------------------
   const pgUrl = new URL(fixture.url);
@@ -230,13 +244,72 @@ async function main() {
   }
   if (!usageQuery) log(`platform.tenantUsage unavailable, reported as n/a: ${usageNote}`);
 
+  // bench-x-db to its own database (the move of issue 15 point 3, through the API).
+  let moveNote = "";
+  if (neighbours) {
+    const r = await post(countServer, {
+      token: tokens.admin,
+      body: JSON.stringify({
+        query: `mutation Move($input: MoveTenantInput!) { moveTenant(input: $input) { movedRows durationMs tenant { placement } } }`,
+        variables: { input: { tenantId: toGlobalId("Tenant", neighbours.database.id), placement: "DATABASE" } },
+      }),
+    });
+    const moved = r.json?.data?.moveTenant;
+    if (!moved || hasErrors(r.json)) throw new Error(`moving ${neighbours.database.slug} to DATABASE failed: ${firstError(r)}`);
+    moveNote = `${neighbours.database.slug} moved to ${moved.tenant.placement}: ${moved.movedRows} rows in ${moved.durationMs} ms`;
+    log(moveNote);
+  }
+
   const noiseRate = Math.round((10 * opts.noisyLimitPerMinute) / 60);
   const C = opts.connections;
   const live = { streams: opts.liveStreams ?? 1000, mutationsPerS: opts.liveMutationsPerS ?? 10 };
   const L = opts.lowConnections;
+  const enterprise = new Set(fixture.tenants.filter((t) => t.plan === "ENTERPRISE" && others.has(t.slug)).map((t) => t.slug));
+  const neighbourScenarios = (): Scenario[] => {
+    if (!neighbours || !neighbourTokens) return [];
+    const entDash = dashboardGen(tokens, enterprise);
+    const slow = (slug: string) => slowQueryGen(neighbourTokens, slug);
+    return [
+      { id: "enterprise-32", title: `dashboard, ${enterprise.size} ENTERPRISE tenants alone`, target: "server", connections: C, gen: entDash, countAs: "dashboard-32", samplePools: true },
+      {
+        id: "enterprise-slow-free-32",
+        title: `dashboard, ENTERPRISE tenants + FREE ${neighbours.free.slug} running slow queries on 16 connections`,
+        target: "server",
+        connections: C,
+        gen: entDash,
+        countAs: "dashboard-32",
+        samplePools: true,
+        noise: { gen: slow(neighbours.free.slug), connections: 16 },
+      },
+      {
+        id: "enterprise-busy-db-32",
+        title: `dashboard, ENTERPRISE tenants + DATABASE-placed ${neighbours.database.slug} running slow queries on 16 connections`,
+        target: "server",
+        connections: C,
+        gen: entDash,
+        countAs: "dashboard-32",
+        samplePools: true,
+        noise: { gen: slow(neighbours.database.slug), connections: 16 },
+      },
+      { id: "placed-pooled-32", title: `dashboard, one POOLED ENTERPRISE tenant alone (${neighbours.pooled.slug})`, target: "server", connections: C, gen: dashboardGen(neighbourTokens, new Set([neighbours.pooled.slug])) },
+      { id: "placed-db-32", title: `dashboard, one DATABASE-placed ENTERPRISE tenant alone (${neighbours.database.slug}, same data)`, target: "server", connections: C, gen: dashboardGen(neighbourTokens, new Set([neighbours.database.slug])), countAs: "placed-pooled-32" },
+    ];
+  };
   let scenarios: Scenario[] = [
     { id: "floor-32", title: `floor: dashboard`, target: "floor", connections: C, gen: dash },
     { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32" },
+    {
+      // The live scenario's writer without the streams: what the 10 mutations/s cost the dashboard,
+      // so that live-32 against it measures the streams alone (docs/live-updates.md, "Measured").
+      id: "writer-32",
+      title: `dashboard, ${live.mutationsPerS} mutations/s (the live scenario's writer), no streams`,
+      target: "server",
+      connections: C,
+      gen: dash,
+      floor: "floor-32",
+      countAs: "dashboard-32",
+      live: { streams: 0, mutationsPerS: live.mutationsPerS },
+    },
     {
       id: "live-32",
       title: `dashboard, ${live.streams} subscription streams open, ${live.mutationsPerS} mutations/s`,
@@ -282,6 +355,7 @@ async function main() {
       prefill: { gen: cachedDashboardGen(regular), n: memberCount(regular) },
       countRepeats: true,
     },
+    ...neighbourScenarios(),
     {
       id: "usage-32",
       title: "platform.tenantUsage (100 tenants)",
@@ -358,7 +432,11 @@ async function main() {
     ]),
   );
 
-  const liveRuns: (LiveFigures & { rssPeakMb: number; dashboardP95: number; alone?: LiveFigures & { cpuPct: number } })[] = [];
+  const neighbourRuns: NeighbourRun[] = [];
+  type LiveRun = LiveFigures & { run: number; rssPeakMb: number; dashboardP95: number; alone?: LiveFigures & { cpuPct: number } };
+  const liveRuns: LiveRun[] = [];
+  /** writer-32: the same writer without streams. */
+  const writerRuns: LiveRun[] = [];
   for (let run = 1; run <= opts.runs; run++) {
     for (const s of scenarios) {
       if (!s.gen) continue;
@@ -373,18 +451,25 @@ async function main() {
       live?.measure();
       const alone = live ? await liveAlone(live, pidOf(s.target), opts.durationS) : undefined;
       const rss = sampleRss(pidOf(s.target));
+      const pools = s.samplePools ? samplePools(url) : undefined;
       const cpu0 = cpuMs(pidOf(s.target)) ?? NaN;
       const result: LoadResult = await runLoad({ url, connections: s.connections, durationS: opts.durationS, gen: s.gen });
       const cpuMsPerRequest = result.requests ? ((cpuMs(pidOf(s.target)) ?? NaN) - cpu0) / result.requests : NaN;
       const rssPeakMb = rss.stop();
+      const poolSample = pools?.stop();
       if (live) {
         const figures = await live.stop();
-        liveRuns.push({ ...figures, rssPeakMb, dashboardP95: result.p95, alone });
+        (s.live!.streams > 0 ? liveRuns : writerRuns).push({ ...figures, run, rssPeakMb, dashboardP95: result.p95, alone });
         log(`run ${run}/${opts.runs} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); the load's own process ${alone!.clientCpuPct.toFixed(1)}% of a core alone, ${figures.clientCpuPct.toFixed(1)}% with the dashboard`);
       }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest });
-      if (noise) r.noise!.push(await noise);
+      const noiseResult = noise ? await noise : undefined;
+      if (noiseResult) r.noise!.push(noiseResult);
+      if (NEIGHBOUR_SCENARIOS.includes(s.id)) {
+        neighbourRuns.push({ run, id: s.id, p50: result.p50, p95: result.p95, rps: result.rps, cpuMsPerRequest, pools: poolSample, noise: noiseResult, loadAverage: os.loadavg()[0]! });
+        if (poolSample) log(`run ${run}/${opts.runs} ${s.id}: pools waiting max ${JSON.stringify(poolSample.waitingMax)} share ${JSON.stringify(poolSample.waitingShare)}; machine CPU busy ${poolSample.machineBusyPct.toFixed(0)}%${noiseResult ? `; noise ${noiseResult.rps.toFixed(1)} req/s p50 ${noiseResult.p50.toFixed(0)} p95 ${noiseResult.p95.toFixed(0)} ms, errors ${noiseResult.errors + noiseResult.gqlErrors}, non-2xx ${noiseResult.non2xx}` : ""}`);
+      }
       log(
         `run ${run}/${opts.runs} ${s.id.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} req/s  p50 ${result.p50.toFixed(1)}  p95 ${result.p95.toFixed(1)}  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors + result.gqlErrors}  non-2xx ${result.non2xx}  cpu ${cpuMsPerRequest.toFixed(2)} ms/req  rss ${rssPeakMb.toFixed(0)} MB`,
       );
@@ -428,6 +513,11 @@ async function main() {
         rssPeakMb: median(liveRuns.map((r) => r.rssPeakMb)),
         // The dashboard's p95 with the streams open against the dashboard run just before it.
         dashboardP95DeltaPct: dash32?.runs.length ? median(liveRuns.map((r, i) => (dash32.runs[i] ? (r.dashboardP95 / dash32.runs[i]!.p95 - 1) * 100 : NaN))) : null,
+        // ... and against the dashboard with the same writer and no streams (the streams' own cost).
+        writerP95DeltaPct: writerRuns.length ? median(liveRuns.map((r) => deltaPct(r.dashboardP95, writerRuns.find((w) => w.run === r.run)?.dashboardP95))) : null,
+        // The writer alone against the dashboard alone (what the 10 mutations/s cost it).
+        writerVsDashboardPct: writerRuns.length && dash32?.runs.length ? median(writerRuns.map((w) => deltaPct(w.dashboardP95, dash32.runs[w.run - 1]?.p95))) : null,
+        writerAloneCpuPct: writerRuns.length ? median(writerRuns.map((r) => r.alone!.cpuPct)) : null,
       }
     : undefined;
   const hostInfo = await host;
@@ -449,12 +539,13 @@ async function main() {
     `- CPU ms/req: user+system CPU of the target process (server or floor; not PostgreSQL, Redis or the client) during the measured run, divided by its responses. Less sensitive to a busy machine than req/s.`,
     `- floor and server dashboard JSON: ${shapeCheck}.`,
     noiseSummary
-      ? `- noisy tenant: sent ${noiseSummary.rps.toFixed(1)} req/s (10x its ${opts.noisyLimitPerMinute}/min), ${noiseSummary.served200} served (its limit: full dashboards, ${((100 * noiseSummary.served200) / median(noisy!.runs.map((r) => r.requests))).toFixed(0)}% on top of the others' requests) and ${noiseSummary.rejected429} rejected with 429 per run (median); the others' p95 moved by ${noisyDeltaPct?.toFixed(1)}% against the dashboard run just before. Under a closed-loop load that saturates the server, any admitted extra work shows up in p95.`
+      ? `- noisy tenant (fixed rate): sent ${noiseSummary.rps.toFixed(1)} req/s (10x its ${opts.noisyLimitPerMinute}/min), ${noiseSummary.served200} served (its limit: full dashboards, ${((100 * noiseSummary.served200) / median(noisy!.runs.map((r) => r.requests))).toFixed(0)}% on top of the others' requests) and ${noiseSummary.rejected429} rejected with 429 per run (median); the others' p95 moved by ${noisyDeltaPct?.toFixed(1)}% against the dashboard run just before. Under a closed-loop load that saturates the server, any admitted extra work shows up in p95.`
       : `- noisy tenant: not run.`,
     readMostlyLine(results.get("read-mostly-32"), dash32),
     liveSummary
-      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%). Medians over runs.`
+      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%)${liveSummary.writerP95DeltaPct == null ? "" : `, by ${liveSummary.writerP95DeltaPct.toFixed(1)}% against \`writer-32\` (the same dashboard and ${liveSummary.mutationsPerS} createDeployment/s without streams: the streams' own cost; the writer alone moved it by ${liveSummary.writerVsDashboardPct?.toFixed(1)}%, and cost the server ${liveSummary.writerAloneCpuPct?.toFixed(1)}% of a core alone against ${liveSummary.aloneCpuPct.toFixed(1)}% with the streams)`}. Medians over runs.`
       : `- live updates: not run.`,
+    ...neighbourLines(neighbourRuns, moveNote),
     ``,
     checksTable(checks),
     ``,
@@ -472,12 +563,14 @@ async function main() {
   await mkdir(dir, { recursive: true });
   await writeFile(
     path.join(dir, `${stamp}.json`),
-    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, live: liveSummary, liveRuns, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
+    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, neighbours: neighbourRuns, neighbourMove: moveNote, live: liveSummary, liveRuns, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
   );
   await writeFile(path.join(dir, `${stamp}.md`), md);
   process.stdout.write(`\n${md}\n`);
   log(`written bench/results/${stamp}.json and .md in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
 }
+
+const deltaPct = (x: number, base: number | undefined) => (base ? (x / base - 1) * 100 : NaN);
 
 /** The response cache's figures of the read-mostly scenario (issue 14), medians over runs. */
 function readMostlyLine(r: ScenarioResult | undefined, dash32: ScenarioResult | undefined): string {

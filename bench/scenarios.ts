@@ -159,3 +159,26 @@ export function firstPageGen(tokens: Tokens): RequestGenerator {
   const b = body(DEPLOYMENTS_PAGE_QUERY);
   return (i) => ({ body: b, token: tokens.members[i % tokens.members.length]![0]!.token });
 }
+
+/**
+ * The slow query of the FREE tenant: a page of its deployments by status,
+ * newest updated first, with the total count. No index serves the order
+ * within the statuses (by updated_at), so PostgreSQL reads and sorts every
+ * matching row of the tenant, and counts them: about 50x the work of a
+ * regular tenant's same query, all of it in PostgreSQL (the response is one
+ * page of 50, the server's CPU per request is a dashboard's).
+ */
+export const SLOW_QUERY = `query Slow {
+  deployments(first: 50, filter: { status: [READY, ERROR, BUILDING] }, orderBy: { field: UPDATED_AT, direction: DESC }) {
+    totalCount
+    edges { node { id status branch updatedAt } }
+  }
+}`;
+
+/** SLOW_QUERY by the members of one tenant (bench/neighbours.ts), in turn. */
+export function slowQueryGen(tokens: Tokens, slug: string): RequestGenerator {
+  const row = tokens.members.find((r) => r[0]?.tenant.slug === slug);
+  if (!row) throw new Error(`no tokens for ${slug}`);
+  const b = body(SLOW_QUERY);
+  return (i) => ({ body: b, token: row[i % row.length]!.token });
+}

@@ -43,6 +43,9 @@ export interface Fixture {
 export const ADMIN_SUBJECT = "ops@bench.test";
 const UNLIMITED = 1_000_000_000;
 
+/** The slugs of the neighbour scenarios' tenants (bench/neighbours.ts), left out of the regular ones. */
+export const NEIGHBOUR_PREFIX = "bench-x-";
+
 export const tenantSlug = (i: number) => `bench-${String(i).padStart(3, "0")}`;
 
 async function recreateDatabase(ownerUrl: string, database: string) {
@@ -53,6 +56,7 @@ async function recreateDatabase(ownerUrl: string, database: string) {
     if (new URL(ownerUrl).pathname.slice(1) === database) {
       throw new Error(`DATABASE_URL already points at ${database}; point it at another database of the server (e.g. postgres)`);
     }
+    await dropPlacedDatabases(ownerUrl, withDatabase(ownerUrl, database));
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
     await admin.query(`CREATE DATABASE ${database}`);
   } finally {
@@ -204,7 +208,8 @@ async function loadTenants(db: pg.Client): Promise<BenchTenant[]> {
                FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = t.id) AS members,
             (SELECT array_agg(p.id::text ORDER BY p.created_at DESC, p.id DESC)
                FROM projects p WHERE p.tenant_id = t.id) AS projects
-       FROM tenants t ORDER BY t.slug`,
+       FROM tenants t WHERE t.slug NOT LIKE $1 || '%' ORDER BY t.slug`,
+    [NEIGHBOUR_PREFIX],
   );
   return rows.map((r) => ({ id: r.id, slug: r.slug, plan: r.plan, members: r.members, projectIds: r.projects }));
 }
@@ -226,4 +231,33 @@ export async function clearStaleDirectoryCache(redisUrl: string) {
     redis.disconnect();
   }
   return deleted;
+}
+
+/**
+ * The databases of the DATABASE placements a previous run made in the bench
+ * database (their names come from tenant ids, new at every seed): dropped
+ * before the bench database itself, or they would pile up on the server.
+ */
+export async function dropPlacedDatabases(ownerUrl: string, benchUrl: string): Promise<string[]> {
+  const bench = new pg.Client({ connectionString: benchUrl });
+  const names: string[] = [];
+  try {
+    await bench.connect();
+    const { rows } = await bench.query<{ name: string }>(
+      `SELECT placement_name AS name FROM tenants WHERE placement = 'DATABASE' AND placement_name ~ '^tg_tenant_[0-9a-f]{32}$'`,
+    );
+    names.push(...rows.map((r) => r.name));
+  } catch {
+    return []; // no bench database yet (or one from before placements)
+  } finally {
+    await bench.end().catch(() => {});
+  }
+  const admin = new pg.Client({ connectionString: ownerUrl });
+  await admin.connect();
+  try {
+    for (const name of names) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+  return names;
 }

@@ -137,7 +137,17 @@ export class Directory {
   private async withStore<T>(op: () => Promise<T>): Promise<T | typeof UNAVAILABLE> {
     if (!this.storeAvailable) return UNAVAILABLE;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<typeof UNAVAILABLE>((resolve) => (timer = setTimeout(resolve, STORE_BUDGET_MS, UNAVAILABLE)));
+    let late: NodeJS.Immediate | undefined;
+    // The budget is the store's, not this process's: when the event loop lags
+    // (a saturated server; timers run before the loop reads its sockets), the
+    // timer can fire with the store's answer already waiting in the socket.
+    // One more turn (setImmediate runs after the loop has read its sockets)
+    // lets that answer win, so a busy process does not take the store for
+    // slow and send every lookup of the next STORE_BACKOFF_MS to the platform
+    // pool, which all tiers share (docs/placement.md, "Pools").
+    const timeout = new Promise<typeof UNAVAILABLE>(
+      (resolve) => (timer = setTimeout(() => (late = setImmediate(resolve, UNAVAILABLE)), STORE_BUDGET_MS)),
+    );
     try {
       // A late rejection of op() is handled by the race, so it is never unhandled.
       const result = await Promise.race([op(), timeout]);
@@ -148,6 +158,7 @@ export class Directory {
       return UNAVAILABLE;
     } finally {
       clearTimeout(timer);
+      clearImmediate(late);
     }
   }
 

@@ -1,4 +1,5 @@
 import type { LoadResult } from "./load.ts";
+import type { PoolSample } from "./neighbours.ts";
 
 /** Medians over runs, the table, the target checks. */
 
@@ -25,7 +26,7 @@ export interface ScenarioResult {
   spec: ScenarioSpec;
   status: "ok" | "n/a";
   note?: string;
-  runs: (LoadResult & { rssPeakMb: number; cpuMsPerRequest: number })[];
+  runs: (LoadResult & { rssPeakMb: number; cpuMsPerRequest: number; pools?: PoolSample })[];
   statements?: StatementFigures;
   noise?: LoadResult[];
 }

@@ -297,7 +297,7 @@ async function main() {
   };
   let scenarios: Scenario[] = [
     { id: "floor-32", title: `floor: dashboard`, target: "floor", connections: C, gen: dash },
-    { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32" },
+    { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32", samplePools: true },
     {
       // The live scenario's writer without the streams: what the 10 mutations/s cost the dashboard,
       // so that live-32 against it measures the streams alone (docs/live-updates.md, "Measured").
@@ -308,6 +308,7 @@ async function main() {
       gen: dash,
       floor: "floor-32",
       countAs: "dashboard-32",
+      samplePools: true,
       live: { streams: 0, mutationsPerS: live.mutationsPerS },
     },
     {
@@ -318,6 +319,7 @@ async function main() {
       gen: dash,
       floor: "floor-32",
       countAs: "dashboard-32",
+      samplePools: true,
       live,
     },
     {
@@ -463,7 +465,7 @@ async function main() {
         log(`run ${run}/${opts.runs} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); the load's own process ${alone!.clientCpuPct.toFixed(1)}% of a core alone, ${figures.clientCpuPct.toFixed(1)}% with the dashboard`);
       }
       const r = results.get(s.id)!;
-      r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest });
+      r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest, pools: poolSample });
       const noiseResult = noise ? await noise : undefined;
       if (noiseResult) r.noise!.push(noiseResult);
       if (NEIGHBOUR_SCENARIOS.includes(s.id)) {

@@ -84,6 +84,13 @@ export interface ApiKeyInfo {
 }
 
 const TTL = 300;
+/**
+ * Entries live TTL minus up to this much (at random): entries cached together
+ * (a server's first requests, a bench's warm-up) do not all expire in the same
+ * second and send their reads at once to the platform pool (4 connections,
+ * shared by every tier).
+ */
+const TTL_JITTER = 60;
 /** How long a cache read or invalidation may wait for the store. */
 export const STORE_BUDGET_MS = 500;
 /** After a store failure or timeout, the directory goes straight to PostgreSQL this long. */
@@ -168,12 +175,31 @@ export class Directory {
     const found = hit !== UNAVAILABLE && hit !== null;
     this.onCacheLookup?.(key, found);
     if (found) return hit === "" ? null : (JSON.parse(hit) as T);
-    const value = await load();
+    // Concurrent misses of one key in this process share one read: a key that
+    // expires under load is read once, not once per request waiting for it, on
+    // the platform pool that every tier shares. A `fresh` read (about to
+    // refuse) never joins one that started earlier.
+    const pending = fresh ? undefined : (this.loading.get(key) as Promise<T | null> | undefined);
+    // Each caller gets its own copy, as from the store.
+    if (pending) return pending.then((v) => (v === null ? null : structuredClone(v)));
+    const loading = load();
+    if (!fresh) {
+      this.loading.set(key, loading);
+      const forget = () => {
+        if (this.loading.get(key) === loading) this.loading.delete(key);
+      };
+      loading.then(forget, forget);
+    }
+    const value = await loading;
     // Misses are cached briefly, so a flood of unknown ids cannot hammer
     // PostgreSQL. Not waited for: the answer is already known.
-    if (hit !== UNAVAILABLE) void this.withStore(() => this.store.set(key, value === null ? "" : JSON.stringify(value), value === null ? 5 : TTL));
+    const ttl = value === null ? 5 : TTL - Math.floor(Math.random() * TTL_JITTER);
+    if (hit !== UNAVAILABLE) void this.withStore(() => this.store.set(key, value === null ? "" : JSON.stringify(value), ttl));
     return value;
   }
+
+  /** Reads of missed keys in flight, by key (one per key: `cached`). */
+  private readonly loading = new Map<string, Promise<unknown>>();
 
   /** Best effort: never throws, never waits longer than the budget. */
   private async evict(...keys: string[]): Promise<void> {

@@ -112,10 +112,10 @@ export const TENANT_MOVING_RETRY_AFTER = 1;
  * are refused until the move ends, or the request was routed to the copy it
  * left (a stale directory entry, now evicted). Retryable: 503 + Retry-After.
  */
-export const tenantMoving = (retryAfter = TENANT_MOVING_RETRY_AFTER) =>
+export const tenantMoving = (retryAfter = TENANT_MOVING_RETRY_AFTER, message = "The tenant is being moved; retry shortly") =>
   new AppError(
     "TENANT_MOVING",
-    "The tenant is being moved; retry shortly",
+    message,
     { retryAfter },
     { status: 503, headers: { "Retry-After": String(retryAfter) } },
   );

@@ -1,34 +1,41 @@
 import pg from "pg";
 import type { Placement } from "../generated/prisma/enums.ts";
-import { placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { columnsOf, copyInParallel, inParallel } from "./placement-copy.ts";
 import { placementSyncLockSql } from "./placement-sync.ts";
-import { beginCopy, pgQuery, readRows, recountStats, TENANT_TABLES, tenantRowsWhere, writeRows, type Query, type TenantTable } from "./placement-rows.ts";
+import { beginCopy, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type Query, type TenantTable } from "./placement-rows.ts";
 
 /**
  * Moving a tenant between placements, live (docs/placement.md, "Moving a
  * tenant"):
+ *   0. one move of a tenant at a time (a session lock in the main
+ *      database); the target placement (SCHEMA/DATABASE) is created and
+ *      migrated, replacing one a crashed or failed move left; to POOLED a
+ *      staging schema is made instead. All before the fence: migrations do
+ *      not need the writes stopped;
  *   1. fence: an exclusive advisory lock on the tenant's move key in the
  *      source database. Every mutation's opening message takes the same key
  *      shared with a *try* (src/tenancy/tenant-db.ts): while the mover waits
  *      for the writes in flight or holds the key, new writes are refused
  *      with TENANT_MOVING (retryable); reads never take it and continue;
- *   2. the target placement is created and migrated (to SCHEMA/DATABASE;
- *      before the fence, in fact: migrations do not need the writes stopped);
- *   3. every row of the tenant is copied from one REPEATABLE READ snapshot of
- *      the source in one transaction of the target, and the target's tenants
- *      row names the target (the route PostgreSQL confirms to every request);
+ *   2. one REPEATABLE READ snapshot of the source, exported;
+ *   3. every table copied with COPY (source TO STDOUT piped into target
+ *      FROM STDIN), several tables at once, each connection on the exported
+ *      snapshot (src/db/placement-copy.ts);
  *   4. per table, the count and a checksum of the copy are compared with the
- *      snapshot's in that transaction; any difference (or error) rolls the
- *      copy back, drops a placement made by the move, and leaves the tenant
- *      where it was;
- *   5. the directory row switches (to POOLED: in the copy's own transaction,
- *      the main database being the target; else one transaction of the main
- *      database that also removes the tenant's data rows from the shared
- *      tables when it leaves POOLED);
- *   6. a placed source's tenants row is made to name the new placement (a
- *      request a stale directory cache still routes there is refused as
- *      TENANT_MOVING and evicts its cache entry), the fence is released and
- *      the old placement dropped.
+ *      source's, read afresh (several tables at once); a difference is
+ *      looked up in the snapshot: the source changed (a write past the
+ *      fence: MoveAbandoned) or the copy is wrong (MoveVerificationFailed).
+ *      Either way, and on any error, the target is dropped and the tenant
+ *      stays where it was;
+ *   5. the switch, in one transaction of the main database ON THE FENCE'S
+ *      CONNECTION (a fence lost before its COMMIT fails it): the directory
+ *      row names the target; to POOLED the staged rows replace the main
+ *      database's and are verified there; leaving POOLED the tenant's data
+ *      rows leave the shared tables; a placed source's tenants row names the
+ *      target (a DATABASE source's just before, on its own fence connection),
+ *      so a request a stale directory cache routes there is refused;
+ *   6. the fence is released and the old placement dropped.
  * The caller evicts the directory's cache entries of the tenant.
  */
 
@@ -68,6 +75,8 @@ export interface Move {
 export interface MoveOptions {
   /** Longest wait for the tenant's writes in flight to end before the move gives up (ms). */
   fenceTimeoutMs?: number;
+  /** Tables copied at once (default 3). */
+  copyWorkers?: number;
   now?: () => number;
 }
 
@@ -86,11 +95,17 @@ export const routeOf = (ref: PlacementRef) => [ref.placement, ref.server, ref.na
 /** The same, as SQL over a tenants row: `POOLED`, `SCHEMA:<name>`, `DATABASE:<server>:<name>` (two databases of one name on two servers differ). */
 export const ROUTE_SQL = `placement::text || coalesce(':' || placement_server, '') || coalesce(':' || placement_name, '')`;
 
-/** Per table, the tenant's row count and a checksum, as far as a move must keep them equal. */
-async function movePrints(source: Query, tenantId: string, toPooled: boolean): Promise<Record<string, string>> {
+/** The tables a move copies and compares, the largest first (the parallel copy and prints hand them out in this order). */
+function tablesOf(to: PlacementRef): TenantTable[] {
+  const large: TenantTable[] = ["deployments", "audit_log", "projects", "workflows", "idempotency_keys"];
+  // Into the main database the API request counters stay its own (they are always counted there).
+  return [...large, ...TENANT_TABLES.filter((t) => !large.includes(t))].filter((t) => !(to.placement === "POOLED" && t === "usage_counters"));
+}
+
+/** Per table of `tables`, the tenant's row count and a checksum, as far as a move must keep them equal. */
+async function printsOf(source: Query, tenantId: string, tables: readonly TenantTable[], toPooled: boolean): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const table of TENANT_TABLES) {
-    if (toPooled && table === "usage_counters") continue;
+  for (const table of tables) {
     // The placement columns name where the row is: the copy's say the target.
     // An API key's last use is a hint written outside the fence (src/tenancy/last-used.ts): not compared.
     const json =
@@ -121,8 +136,8 @@ async function connect(admin: PlacementAdmin, ref: PlacementRef): Promise<pg.Cli
   return client;
 }
 
-async function release(client: pg.Client) {
-  await client.end().catch(() => {});
+async function release(client: pg.Client | undefined) {
+  await client?.end().catch(() => {});
 }
 
 /** The tenant's placement as the main database's directory row says (null: no such tenant). */
@@ -152,6 +167,9 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   try {
     const [lock] = (await mover.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenantId])).rows;
     if (!lock?.held) throw new MoveInProgress(tenantId);
+    // Read under the lock: a move that finished between the caller's look and this lock has changed it.
+    const [row] = (await mover.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
+    if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
     return await moveLocked(admin, tenantId, from, to, now, started, options);
   } finally {
     // Ending the session releases the lock.
@@ -159,12 +177,24 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   }
 }
 
+/** The directory row (or a copy's tenants row) made to name a placement. */
+const NAME_SQL = (schema: string | null = null) =>
+  `UPDATE ${schema ? `"${schema}".` : ""}tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`;
+const nameParams = (tenantId: string, ref: PlacementRef) => [tenantId, ref.placement, ref.server, ref.name];
+
+/** The schema of the main database where a move into it (to POOLED) stages the copied rows: `tg_move_<id hex>`. */
+const stagingSchemaOf = (tenantId: string) => `tg_move_${placementFor(tenantId, "SCHEMA").name!.slice("tenant_".length)}`;
+
 async function moveLocked(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, now: () => number, started: number, options: MoveOptions): Promise<Move> {
+  const toPooled = to.placement === "POOLED";
   // The target is created and migrated before the fence: writes are refused for the copy alone.
   // Dropped on failure only once this move's CREATE succeeded: a placement it did not make is never dropped.
   let made = false;
-  if (to.placement !== "POOLED") {
-    if (await admin.exists(to)) throw new Error(`the placement ${placementKey(to)} exists already`);
+  if (!toPooled) {
+    // Under the move lock, with the directory naming `from`: a target that
+    // exists is what a move that crashed or failed left (a half-made target,
+    // an old copy not dropped), never the tenant's live copy: removed.
+    if (await admin.exists(to)) await admin.drop(to);
     try {
       await admin.create(to);
     } catch (err) {
@@ -185,12 +215,19 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     if (made) await admin.drop(to).catch(() => {});
     throw err;
   }
+  // The switch runs on the main database's fence connection, and a DATABASE
+  // source's mark on its own: a fence lost before their COMMIT fails them.
+  const [sourceFence, mainFence] = [fences[0]!, fences.at(-1)!];
   let fenced = false;
   let writesRefusedMs = 0;
   const unfence = async () => {
     if (!fenced) return;
     fenced = false;
-    for (const fence of fences) await fence.query(`SELECT pg_advisory_unlock(${moveFenceSql("$1::text")})`, [tenantId]);
+    for (const fence of fences) {
+      // A failed switch leaves its transaction open on the fence connection.
+      await fence.query("ROLLBACK");
+      await fence.query(`SELECT pg_advisory_unlock(${moveFenceSql("$1::text")})`, [tenantId]);
+    }
     writesRefusedMs = now() - fencedAt;
   };
   let fencedAt = now();
@@ -198,7 +235,14 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
   let copied: { rows: number; tables: Record<string, string> } = { rows: 0, tables: {} };
   /** The switch's COMMIT was sent: whether it committed, only the directory row can tell. */
   let switching = false;
+  const staging = toPooled ? stagingSchemaOf(tenantId) : null;
+  const dropStaging = () => (staging ? onMain(admin, `DROP SCHEMA IF EXISTS "${staging}" CASCADE`) : Promise.resolve());
+  let snap: pg.Client | undefined;
   try {
+    // Into the main database the rows are staged in a schema of the move's (made before the fence, like a target; one a crashed move left is replaced).
+    if (staging) {
+      await onMain(admin, `DROP SCHEMA IF EXISTS "${staging}" CASCADE; CREATE SCHEMA "${staging}"; ${tablesOf(to).map((t) => `CREATE UNLOGGED TABLE "${staging}"."${t}" (LIKE public."${t}")`).join("; ")}`);
+    }
     fencedAt = now();
     for (const fence of fences) {
       await fence.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.fenceTimeoutMs ?? 10_000))}`);
@@ -206,63 +250,82 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
       await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
       await fence.query("RESET lock_timeout");
     }
-    // A move that ran while this one waited has changed the placement: nothing is copied from a stale source.
-    const main = await connect(admin, POOLED);
-    try {
-      const [row] = (await main.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
-      if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
-    } finally {
-      await release(main);
-    }
-    // The old copy's tenants row names the target BEFORE the switch, inside
-    // the fence: a request a stale directory entry routes there is refused
-    // (its facts' route differs) from then on, and a mover that dies between
-    // here and the switch leaves the tenant refused (fails closed), never
-    // served by two copies. Undone if the move fails before the switch.
-    const markOld = async () => {
-      // Still fenced, and nothing of the tenant changed since the snapshot: else the move is abandoned (the target dropped, the tenant stays).
-      await checkFences(fences);
-      await checkUnchanged(admin, tenantId, from, to, copied.tables);
-      if (from.placement === "POOLED") return;
+    // One snapshot of the source, exported to the copy's connections.
+    snap = await openRead(admin, from, tenantId);
+    const [exported] = (await snap.query<{ id: string }>("SELECT pg_export_snapshot() AS id")).rows;
+    const workers = Math.max(1, options.copyWorkers ?? COPY_WORKERS);
+    const rows = await copyTenant(admin, tenantId, from, to, staging, exported!.id, workers);
+    // The source as it is now, and (into a SCHEMA or DATABASE) the copy, table by table, several at once.
+    const tables = tablesOf(to);
+    const counters = tables.filter((t) => t === "usage_counters");
+    const [current, copy, countersThen] = await Promise.all([
+      printsNow(admin, from, tenantId, tables.filter((t) => t !== "usage_counters"), to, workers),
+      staging ? null : printsNow(admin, to, tenantId, tables, to, workers),
+      printsOf(pgQuery(snap), tenantId, counters, false),
+    ]);
+    const expected = { ...current, ...countersThen };
+    copied = { rows, tables: expected };
+    if (copy) await compareCopy(snap, tenantId, to, expected, copy);
+    // Still fenced: else the move is abandoned (the target dropped, the tenant stays).
+    await checkFences(fences);
+    // The old copy's tenants row names the target BEFORE the switch commits,
+    // inside the fence: a request a stale directory entry routes there is
+    // refused (its facts' route differs) from then on. A SCHEMA source's row
+    // is in the main database: marked in the switch's own transaction. A
+    // DATABASE source's is marked on its fence connection (committed only if
+    // the fence held until then) and made to name itself again if the move
+    // fails; a mover that dies between the mark and the switch leaves the
+    // tenant refused (fails closed) until a move of it succeeds.
+    if (from.placement === "DATABASE") {
       marked = true;
-      await nameIn(admin, tenantId, from, to);
-    };
-    copied = await copyAndVerify(admin, tenantId, from, to, async (verified) => {
-      copied = verified;
-      await markOld();
+      await nameOn(sourceFence, tenantId, null, to);
+    }
+    await switchOn(mainFence, tenantId, from, to, staging, (copy) => compareCopy(snap!, tenantId, to, expected, copy), () => {
       switching = true;
     });
-    if (to.placement !== "POOLED") {
-      await markOld();
-      switching = true;
-      await switchToPlacement(admin, tenantId, from, to);
-    }
   } catch (err) {
     // A switch whose COMMIT went out before the connection broke may have
     // committed: the directory row decides. Naming the target, the move
     // holds (finished below); unknown (the main database unreachable), the
     // old copy stays marked and the target stays: refused, never two copies.
     const switched = !switching ? false : await directoryNames(admin, tenantId, to).catch(() => undefined);
+    await release(snap);
     if (switched !== true) {
-      if (switched === false) await nameIn(admin, tenantId, from, from).catch(() => {});
+      // A step that failed because a fence connection died (the switch runs on one): abandoned, like a fence found lost.
+      for (const f of fences) await f.query("ROLLBACK").catch(() => {});
+      const lost = fenced && !(err instanceof MoveAbandoned) && !(err instanceof MoveVerificationFailed) && (await checkFences(fences).then(() => false, () => true));
+      if (switched === false && marked) await nameIn(admin, tenantId, from, from).catch(() => {});
       if (fenced) await unfence().catch(() => {});
       for (const f of fences) await release(f);
       if (made && switched === false) await admin.drop(to).catch(() => {});
-      throw err;
+      await dropStaging().catch(() => {});
+      throw lost ? new MoveAbandoned("the move's write fence was lost") : err;
     }
   }
   // Switched: the directory names the target, nothing drops it, and nothing
   // from here on fails the move (the caller must still evict the directory
   // cache and audit it); what could not be finished is reported.
+  await release(snap);
   const leftovers: string[] = [];
   await unfence().catch((err: unknown) => leftovers.push(`the fence was not released (${String(err)}); its connection's end releases it`));
   for (const f of fences) await release(f);
+  await dropStaging().catch((err: unknown) => leftovers.push(`the staging schema ${staging} was not dropped (${String(err)}); the next move of the tenant drops it`));
   // Requests that were reading the old copy may hold its tables: DROP then
   // waits for them, or deadlocks with one and is tried again.
   if (from.placement !== "POOLED") {
     await persist(() => admin.drop(from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
   }
   return { from, to, rows: copied.rows, tables: copied.tables, durationMs: now() - started, writesRefusedMs, leftovers };
+}
+
+/** One statement on the main database as its owner, on a connection of its own. */
+async function onMain(admin: PlacementAdmin, sql: string): Promise<void> {
+  const c = await connect(admin, POOLED);
+  try {
+    await c.query(sql);
+  } finally {
+    await release(c);
+  }
 }
 
 /**
@@ -274,22 +337,7 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
 async function checkFences(fences: pg.Client[]): Promise<void> {
   for (const fence of fences) {
     const pid = await fence.query<{ pid: number }>("SELECT pg_backend_pid() AS pid").then((r) => r.rows[0]?.pid, () => undefined);
-    if (pid === undefined || pid !== (fence as unknown as { processID: number }).processID) throw new Error("the move's write fence was lost; the move was abandoned");
-  }
-}
-
-/** The source read afresh has the snapshot's prints: no write of the tenant slipped past the fence. */
-async function checkUnchanged(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, expected: Record<string, string>): Promise<void> {
-  const source = await connect(admin, from);
-  try {
-    await source.query(`BEGIN READ ONLY${from.placement === "SCHEMA" ? `; SET LOCAL search_path TO "${from.name}"` : ""}`);
-    const now = await movePrints(pgQuery(source), tenantId, to.placement === "POOLED");
-    // The API request counters are counted in the main database for every tenant, outside the fence (a snapshot of them is copied).
-    const differ = Object.keys(expected).filter((t) => t !== "usage_counters" && expected[t] !== now[t]);
-    if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
-    await source.query("COMMIT");
-  } finally {
-    await release(source);
+    if (pid === undefined || pid !== (fence as unknown as { processID: number }).processID) throw new MoveAbandoned("the move's write fence was lost");
   }
 }
 
@@ -304,14 +352,19 @@ async function directoryNames(admin: PlacementAdmin, tenantId: string, ref: Plac
   }
 }
 
-/** A copy's tenants row made to name `names` (the placement the tenant's requests must be routed to). */
+/** A copy's tenants row made to name `names`, in a transaction of its own on `client`. */
+async function nameOn(client: pg.Client, tenantId: string, schema: string | null, names: PlacementRef): Promise<void> {
+  await beginCopy(client, tenantId, schema);
+  await client.query(NAME_SQL(), nameParams(tenantId, names));
+  await client.query("COMMIT");
+}
+
+/** The same on a connection of its own, tried again on a transient failure (the undoing of a mark). */
 async function nameIn(admin: PlacementAdmin, tenantId: string, copy: PlacementRef, names: PlacementRef): Promise<void> {
   await persist(async () => {
     const c = await connect(admin, copy);
     try {
-      await beginCopy(c, tenantId, copy.placement === "SCHEMA" ? copy.name : null);
-      await c.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, names.placement, names.server, names.name]);
-      await c.query("COMMIT");
+      await nameOn(c, tenantId, copy.placement === "SCHEMA" ? copy.name : null, names);
     } finally {
       await release(c);
     }
@@ -331,83 +384,135 @@ async function persist(step: () => Promise<unknown>, attempts = 5): Promise<void
   }
 }
 
-/** Steps 3 and 4: the copy, verified in its own transaction (to POOLED: the directory switches with it). */
-async function copyAndVerify(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, beforeSwitch: (copied: { rows: number; tables: Record<string, string> }) => Promise<void>) {
-  const toPooled = to.placement === "POOLED";
-  const source = await connect(admin, from);
+/** Tables copied (or compared) at once: each a connection on either side. */
+const COPY_WORKERS = 3;
+
+/** A read transaction on a placement (RLS sees the tenant; a SCHEMA alone on the path), on the exported snapshot `snapshot` if given. */
+const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
+async function openRead(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, snapshot: string | null = null): Promise<pg.Client> {
+  if (snapshot !== null && !SNAPSHOT_ID.test(snapshot)) throw new Error("unexpected snapshot id");
+  const c = await connect(admin, ref);
   try {
-    await source.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY${from.placement === "SCHEMA" ? `; SET LOCAL search_path TO "${from.name}"` : ""}`);
-    const target = await connect(admin, to);
-    try {
-      await beginCopy(target, tenantId, to.placement === "SCHEMA" ? to.name : null);
-      const into = pgQuery(target);
-      const out = pgQuery(source);
-      if (toPooled) {
-        await target.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
-        for (const table of REPLACED_IN_MAIN) await target.query(`DELETE FROM "${table}" x WHERE ${tenantRowsWhere(table)}`, [tenantId]);
-        await target.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
-      }
-      let rows = 0;
-      for (const table of TENANT_TABLES) {
-        if (toPooled && table === "usage_counters") continue;
-        const keep = table === "users" || (toPooled && table === "audit_log");
-        const found = await readRows(out, table, tenantId);
-        // The main database's tenants row is the directory entry (other rows refer to it): updated in place.
-        if (toPooled && table === "tenants") rows += await overwriteTenantRow(target, found);
-        else rows += await writeRows(into, table as TenantTable, found, keep);
-      }
-      await target.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
-      // The analytics counters: recounted from the copy (never copied; the copy fires no trigger).
-      await recountStats(into, tenantId);
-      const expected = await movePrints(out, tenantId, toPooled);
-      const copied = await movePrints(into, tenantId, toPooled);
-      const differ = Object.keys(expected).filter((t) => expected[t] !== copied[t]);
-      if (differ.length) throw new MoveVerificationFailed(tenantId, to, differ);
-      // To POOLED this COMMIT is the switch.
-      if (toPooled) await beforeSwitch({ rows, tables: expected });
-      await target.query("COMMIT");
-      await release(target);
-      await source.query("COMMIT");
-      await release(source);
-      return { rows, tables: expected };
-    } catch (err) {
-      await release(target);
-      throw err;
-    }
+    await c.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY${snapshot ? `; SET TRANSACTION SNAPSHOT '${snapshot}'` : ""}`);
+    await c.query(`SELECT set_config('app.tenant_id', $1, true)${ref.placement === "SCHEMA" ? `, set_config('search_path', '"${ref.name}"', true)` : ""}`, [tenantId]);
+    return c;
   } catch (err) {
-    await release(source);
+    await release(c);
     throw err;
   }
 }
 
-/** The main database's tenants row takes every column of the placement's copy. */
-async function overwriteTenantRow(main: pg.Client, rows: unknown[]): Promise<number> {
-  const columns = (await main.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'tenants' AND column_name <> 'id'`)).rows.map((r) => `"${r.c}"`);
-  const set = columns.map((c) => `${c} = r.${c}`).join(", ");
-  const res = await main.query(`UPDATE tenants SET ${set} FROM jsonb_populate_record(NULL::tenants, $1::jsonb) r WHERE tenants.id = r.id`, [JSON.stringify(rows[0])]);
-  if (res.rowCount !== 1) throw new Error("the directory row of the tenant is missing");
-  return 1;
+/** The prints of `tables` in `ref` as it is now, several tables at once. */
+async function printsNow(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, tables: readonly TenantTable[], to: PlacementRef, workers: number) {
+  const out: Record<string, string> = {};
+  await inParallel(tables, workers, async () => [await openRead(admin, ref, tenantId)], async ([c], table) => {
+    Object.assign(out, await printsOf(pgQuery(c!), tenantId, [table], to.placement === "POOLED"));
+  });
+  return out;
 }
 
-/** Step 5 into a SCHEMA/DATABASE placement: the directory row names it; a POOLED tenant's data rows leave the shared tables. */
-async function switchToPlacement(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef) {
-  const main = await connect(admin, POOLED);
-  try {
-    await beginCopy(main, tenantId, null);
-    // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
-    await main.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
-    await main.query(`UPDATE tenants SET placement = $2, placement_server = $3, placement_name = $4 WHERE id = $1`, [tenantId, to.placement, to.server, to.name]);
-    if (from.placement === "POOLED") {
-      for (const table of DATA_TABLES) await main.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
-      await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
-      // Its main-database counters keep the directory's (members, API requests) only.
-      await recountStats(pgQuery(main), tenantId);
+/**
+ * Step 3: every table copied with COPY from the snapshot `snapshot` of the
+ * source, several at once (src/db/placement-copy.ts). Into a SCHEMA or
+ * DATABASE target the rows go straight in (it is not live: nothing else
+ * writes there) and its tenants row then names the target; into the main
+ * database (to POOLED) they go to the move's staging schema, and the switch
+ * moves them into the shared tables. Answers the rows copied.
+ */
+async function copyTenant(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, snapshot: string, workers: number): Promise<number> {
+  const targetSchema = to.placement === "SCHEMA" ? to.name : null;
+  const rows = await copyInParallel({
+    tenantId,
+    tables: tablesOf(to),
+    workers,
+    source: () => openRead(admin, from, tenantId, snapshot),
+    target: async () => {
+      const c = await connect(admin, to);
+      await beginCopy(c, tenantId, targetSchema).catch(async (err: unknown) => {
+        await release(c);
+        throw err;
+      });
+      return c;
+    },
+    into: (t) => (staging ? { name: `"${staging}"."${t}"`, keep: false } : { name: `"${t}"`, keep: t === "users" }),
+  });
+  if (!staging) {
+    const target = await connect(admin, to);
+    try {
+      await beginCopy(target, tenantId, targetSchema);
+      await target.query(NAME_SQL(), nameParams(tenantId, to));
+      // The analytics counters: recounted from the copy (never copied; the copy fires no trigger).
+      await recountStats(pgQuery(target), tenantId);
+      await target.query("COMMIT");
+    } finally {
+      await release(target);
     }
-    await main.query("COMMIT");
-    await release(main);
-  } catch (err) {
-    await release(main);
-    throw err;
+  }
+  return rows;
+}
+
+/**
+ * Step 4: per table, the copy's prints must be the source's as it is now
+ * (the API request counters: as the snapshot has them, they are counted
+ * outside the fence). A table that differs is looked at in the snapshot: if
+ * the source changed since (a write past the fence), the move is abandoned;
+ * else the copy is wrong: MoveVerificationFailed. Either way it rolls back.
+ */
+async function compareCopy(snap: pg.Client, tenantId: string, to: PlacementRef, source: Record<string, string>, copy: Record<string, string>): Promise<void> {
+  const differ = Object.keys(source).filter((t) => source[t] !== copy[t]);
+  if (differ.length === 0) return;
+  const then = await printsOf(pgQuery(snap), tenantId, differ as TenantTable[], to.placement === "POOLED");
+  const changed = differ.filter((t) => then[t] !== source[t]);
+  if (changed.length) throw new MoveAbandoned(`the tenant's ${changed.join(", ")} changed during the copy (a write past the fence)`);
+  throw new MoveVerificationFailed(tenantId, to, differ);
+}
+
+/**
+ * Step 5, on the main database's fence connection (a fence lost before the
+ * COMMIT fails it): the directory row names the target; to POOLED the staged
+ * rows replace the main database's rows of the tenant and are verified;
+ * leaving POOLED the tenant's data rows leave the shared tables; a SCHEMA
+ * source's tenants row names the target too.
+ */
+async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, verify: (copy: Record<string, string>) => Promise<void>, committing: () => void) {
+  await beginCopy(fence, tenantId, null);
+  // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
+  await fence.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
+  if (staging) await replaceFromStaging(fence, tenantId, staging);
+  await fence.query(NAME_SQL(), nameParams(tenantId, to));
+  if (from.placement === "SCHEMA") await fence.query(NAME_SQL(from.name), nameParams(tenantId, to));
+  if (from.placement === "POOLED") {
+    for (const table of DATA_TABLES) await fence.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
+    await fence.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
+  }
+  // The main database's analytics counters follow its rows of the tenant: all of them to POOLED (the copy fires no trigger), the directory's (members, API requests) only when it leaves.
+  if (staging || from.placement === "POOLED") await recountStats(pgQuery(fence), tenantId);
+  if (staging) await verify(await printsOf(pgQuery(fence), tenantId, tablesOf(to), true));
+  committing();
+  await fence.query("COMMIT");
+}
+
+/**
+ * Into the main database: its rows of the tenant (directory rows included:
+ * the placement's decided its requests) are replaced by the staged ones; the
+ * tenants row is updated in place (other rows refer to it); identities and
+ * the platform's cross-tenant audit entries already there stay.
+ */
+async function replaceFromStaging(main: pg.Client, tenantId: string, staging: string): Promise<void> {
+  for (const table of REPLACED_IN_MAIN) await main.query(`DELETE FROM "${table}" x WHERE ${tenantRowsWhere(table)}`, [tenantId]);
+  await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
+  for (const table of TENANT_TABLES) {
+    if (table === "usage_counters") continue;
+    const cols = await columnsOf(main, table);
+    if (table === "tenants") {
+      const set = cols.filter((c) => c !== "id").map((c) => `${c} = s.${c}`).join(", ");
+      const res = await main.query(`UPDATE tenants SET ${set} FROM "${staging}".tenants s WHERE tenants.id = s.id AND tenants.id = $1`, [tenantId]);
+      if (res.rowCount !== 1) throw new Error("the directory row of the tenant is missing");
+      continue;
+    }
+    const keep = table === "users" || table === "audit_log" ? " ON CONFLICT DO NOTHING" : "";
+    const list = cols.join(", ");
+    await main.query(`INSERT INTO "${table}" (${list}) SELECT ${list} FROM "${staging}"."${table}"${keep}`);
   }
 }
 
@@ -426,6 +531,18 @@ export class MoveVerificationFailed extends Error {
     readonly tables: string[],
   ) {
     super(`move of ${tenantId} to ${placementKey(to)}: ${tables.join(", ")} differ after the copy; rolled back`);
+  }
+}
+
+/**
+ * The move was given up before the switch because the tenant could have
+ * changed under it (its write fence lost, a write past the fence): the
+ * target was discarded, the tenant is where it was, with every row, and the
+ * move may simply be repeated (moveTenant answers TENANT_MOVING).
+ */
+export class MoveAbandoned extends Error {
+  constructor(reason: string) {
+    super(`${reason}; the move was abandoned, the tenant is where it was`);
   }
 }
 

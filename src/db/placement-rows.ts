@@ -91,7 +91,8 @@ export async function beginCopy(target: Pick<pg.ClientBase, "query">, tenantId: 
   );
 }
 
-function checkedId(id: string): string {
+/** The tenant id, checked to be a UUID's characters (it is written into SQL as a literal). */
+export function checkedId(id: string): string {
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new Error("invalid tenant id");
   return id;
 }

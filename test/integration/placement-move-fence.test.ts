@@ -13,6 +13,8 @@ import { placementApp } from "../helpers/placements.ts";
  */
 const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(input: $input) { tenant { id } } }`;
 const KEY = `mutation($name: String!) { createApiKey(input: { name: $name, role: VIEWER }) { apiKey { id name } } }`;
+/** A statement naming a placement in a tenants row: the target's, the directory's switch, an old copy's mark ("tenant_…".tenants in the main database). */
+const NAMING = /^UPDATE ("[a-z0-9_]+"\.)?tenants SET placement = \$2/;
 
 describe("placement move and directory sync", () => {
   const app = placementApp();
@@ -197,7 +199,7 @@ describe("placement move and directory sync", () => {
     // The statements naming a placement in a tenants row (the copy's, then the
     // old copy's mark and the directory's switch, in some order): the third to
     // the seventh fail, so one of the last two fails for good.
-    const moved = await withFailing((_, n) => n >= 3 && n <= 7, (text) => text.startsWith("UPDATE tenants SET placement = $2"), () =>
+    const moved = await withFailing((_, n) => n >= 3 && n <= 7, (text) => NAMING.test(text), () =>
       t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
     );
     expect(moved.body.errors?.[0]).toBeTruthy();
@@ -229,20 +231,27 @@ describe("placement move and directory sync", () => {
     expect(routeOf(POOLED)).toBe("POOLED");
   });
 
-  it("a move whose write fence is lost is abandoned: a write acknowledged meanwhile is not lost", async () => {
-    const { tenantId, gid, owner } = await pooledWithProjects("fence-lost").then(async (p) => {
-      const g = (await t.gql(`{ platform { tenants(first: 100) { edges { node { id slug } } } } }`, { token: admin })).body.data.platform.tenants.edges.find((e: { node: { slug: string } }) => e.node.slug === "fence-lost").node.id as string;
-      return { ...p, gid: g, owner: await t.token("owner@fence-lost.test", "fence-lost") };
-    });
+  /** A POOLED tenant with three projects, its global id and owner token. */
+  async function pooledTenant(slug: string) {
+    const p = await pooledWithProjects(slug);
+    const gid = (await t.gql(`{ platform { tenants(first: 100) { edges { node { id slug } } } } }`, { token: admin })).body.data.platform.tenants.edges.find((e: { node: { slug: string } }) => e.node.slug === slug).node.id as string;
+    return { ...p, gid, owner: await t.token(`owner@${slug}.test`, slug) };
+  }
+
+  /**
+   * Moves the tenant to SCHEMA with its fence's backend terminated just
+   * before the first mover statement `at` matches; meanwhile the tenant
+   * writes a project `written` (acknowledged once the fence is gone).
+   */
+  async function moveLosingFence(gid: string, owner: string, written: string, at: (text: string, client: pg.Client, fence: pg.Client) => boolean) {
     const orig = pg.Client.prototype.query;
     let fence: pg.Client | undefined;
     let done = false;
-    let acked: { body: { errors?: unknown[] } } | undefined;
-    // After the copy, before the switch: the fence's backend is terminated and the tenant writes.
+    let acked = false;
     (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
       const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
       if (typeof text === "string" && text.includes("pg_advisory_lock(hashtext('tenant-move:'")) fence = this;
-      if (!done && fence && this !== fence && typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2")) {
+      if (!done && fence && typeof text === "string" && at(text, this, fence)) {
         done = true;
         return (async () => {
           const killer = new pg.Client({ connectionString: t.db.url });
@@ -250,25 +259,46 @@ describe("placement move and directory sync", () => {
           await killer.query("SELECT pg_terminate_backend($1)", [(fence as unknown as { processID: number }).processID]);
           await killer.end();
           for (let i = 0; i < 50 && !acked; i++) {
-            const r = await t.gql(`mutation { createProject(input: { name: "while-unfenced" }) { project { id } } }`, { token: owner });
-            if (!r.body.errors) acked = r;
+            const r = await t.gql(`mutation($n: String!) { createProject(input: { name: $n }) { project { id } } }`, { token: owner, variables: { n: written } });
+            acked = !r.body.errors;
           }
           return call();
         })();
       }
       return call();
     };
-    let moved;
     try {
-      moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "SCHEMA" } } });
+      const moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "SCHEMA" } } });
+      return { moved, acked, reached: done };
     } finally {
       (pg.Client.prototype as { query: unknown }).query = orig;
     }
-    expect(acked?.body.errors).toBeUndefined();
-    expect(moved.body.errors?.[0]).toBeTruthy();
+  }
+
+  /** The move failed, the tenant is still POOLED, and the write acknowledged while the fence was lost is there. */
+  async function expectKept(tenantId: string, owner: string, written: string, r: Awaited<ReturnType<typeof moveLosingFence>>) {
+    expect(r.reached).toBe(true);
+    expect(r.acked).toBe(true);
+    // Abandoned, not broken: a coded, retryable answer (the move may be repeated), never INTERNAL_SERVER_ERROR.
+    expect(r.moved.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    expect(r.moved.headers.get("retry-after")).toBe("1");
     expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
     const read = await t.gql(`{ projects(first: 100) { edges { node { name } } } }`, { token: owner });
-    expect(read.body.data.projects.edges.map((e: { node: { name: string } }) => e.node.name)).toContain("while-unfenced");
+    expect(read.body.data.projects.edges.map((e: { node: { name: string } }) => e.node.name)).toContain(written);
+  }
+
+  it("a move whose write fence is lost is abandoned: a write acknowledged meanwhile is not lost", async () => {
+    const { tenantId, gid, owner } = await pooledTenant("fence-lost");
+    // After the copy, before the switch (the target's tenants row named): the fence's backend is terminated and the tenant writes.
+    const r = await moveLosingFence(gid, owner, "while-unfenced", (text, client, fence) => client !== fence && NAMING.test(text));
+    await expectKept(tenantId, owner, "while-unfenced", r);
+  });
+
+  it("a fence lost after its last check, before the switch commits: the switch fails, a write acknowledged meanwhile is not lost", async () => {
+    const { tenantId, gid, owner } = await pooledTenant("fence-lost-late");
+    // The switch's first statement (it takes the directory sync's lock): every check is behind it.
+    const r = await moveLosingFence(gid, owner, "while-unfenced-late", (text) => text.includes("pg_advisory_xact_lock(hashtext('placement-sync:'"));
+    await expectKept(tenantId, owner, "while-unfenced-late", r);
   });
 
   it("a move whose source changed after the snapshot (a write past the fence) is abandoned, the tenant unchanged", async () => {
@@ -313,9 +343,7 @@ describe("placement move and directory sync", () => {
   });
 
   it("an export running across a move is cut off (no ExportComplete) rather than ending with rows missing", async () => {
-    const { tenantId } = await pooledWithProjects("export-moved");
-    const gid = (await t.gql(`{ platform { tenants(first: 100) { edges { node { id slug } } } } }`, { token: admin })).body.data.platform.tenants.edges.find((e: { node: { slug: string } }) => e.node.slug === "export-moved").node.id as string;
-    const owner = await t.token("owner@export-moved.test", "export-moved");
+    const { tenantId, gid, owner } = await pooledTenant("export-moved");
     await onMain(`INSERT INTO projects (tenant_id, name, slug) SELECT $1, 'bulk-' || g, 'bulk-' || g FROM generate_series(1, 2500) g`, [tenantId]);
     const res = await t.app.fetch(`http://localhost/export`, { headers: { authorization: `Bearer ${owner}` } });
     expect(res.status).toBe(200);
@@ -352,12 +380,14 @@ describe("placement move and directory sync", () => {
     const orig = pg.Client.prototype.query;
     let updates = 0;
     let switcher: pg.Client | undefined;
+    let injected = false;
     (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
       const call = () => (orig as (...a: unknown[]) => Promise<unknown>).call(this, text, ...rest);
       // The copy's, the old copy's mark, then the directory's switch.
-      if (typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2") && ++updates === 3) switcher = this;
+      if (typeof text === "string" && NAMING.test(text) && ++updates === 3) switcher = this;
       if (text === "COMMIT" && switcher === this) {
         switcher = undefined;
+        injected = true;
         return call().then(() => Promise.reject(Object.assign(new Error("injected: connection terminated"), { code: "57P01" })));
       }
       return call();
@@ -368,6 +398,7 @@ describe("placement move and directory sync", () => {
     } finally {
       (pg.Client.prototype as { query: unknown }).query = orig;
     }
+    expect(injected).toBe(true);
     expect(moved.body.errors).toBeUndefined();
     const row = await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } });
     expect(row.placement).toBe("DATABASE");

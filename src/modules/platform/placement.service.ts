@@ -1,6 +1,6 @@
 import pg from "pg";
-import { badInput, notFound, tenantMoving } from "../../errors.ts";
-import { currentPlacement, moveFenceSql, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
+import { badInput, notFound, TENANT_MOVING_RETRY_AFTER, tenantMoving } from "../../errors.ts";
+import { currentPlacement, MoveAbandoned, moveFenceSql, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
@@ -121,7 +121,10 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
   const move = await moveTenantRows(placements.admin, tenantId, from, to).catch((err: unknown) => {
     // Another move of the tenant is under way (two admins, a retry): retryable.
-    throw err instanceof MoveInProgress ? tenantMoving() : err;
+    if (err instanceof MoveInProgress) throw tenantMoving();
+    // Given up because the tenant could have changed under it (its fence lost, a write past it): nothing changed, the move may be repeated.
+    if (err instanceof MoveAbandoned) throw tenantMoving(TENANT_MOVING_RETRY_AFTER, "The move was abandoned (the tenant changed while it was copied); the tenant is where it was; repeat the move");
+    throw err;
   });
   // Switched: from here on nothing fails the move; the eviction and the audit entry always follow.
   if (from.placement !== "POOLED") await placements.forget(from).catch((err: unknown) => move.leftovers.push(`the old placement's pools were not closed (${String(err)})`));

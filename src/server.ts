@@ -93,7 +93,9 @@ async function main() {
   }
 
   if (config.migrateOnStart) {
-    const { main, placements } = await new PlacementAdmin(ownerUrl, config.placementServers).migrateAll((l) => logger.info(l));
+    const { main, placements, failures } = await new PlacementAdmin(ownerUrl, config.placementServers).migrateAll((l) => logger.info(l));
+    // Every placement was tried; a server does not start with one of them behind.
+    if (failures.length) throw new Error(`migrations failed in ${failures.length} placement(s): ${failures.map((f) => `${f.placement}: ${f.error}`).join("; ")}`);
     logger.info({ applied: main.applied.length, placements }, "migrations up to date");
   }
 

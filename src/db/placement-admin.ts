@@ -24,6 +24,12 @@ export interface PlacementRef {
   name: string | null;
 }
 
+/** A placement whose migrations failed (migrateAll goes on with the others). */
+export interface MigrationFailure {
+  placement: string;
+  error: string;
+}
+
 export const POOLED: PlacementRef = Object.freeze({ placement: "POOLED", server: null, name: null });
 export const DEFAULT_SERVER = "default";
 
@@ -194,9 +200,12 @@ export class PlacementAdmin {
 
   /**
    * npm run db:migrate: the main database first, then every placement the
-   * directory names (tenants.placement), one after the other.
+   * directory names (tenants.placement), one after the other. A placement
+   * that fails does not stop the others: every failure is logged and
+   * answered in `failures` (the caller exits non-zero). A failure of the
+   * main database throws: its migrations come first.
    */
-  async migrateAll(log: (line: string) => void = () => {}, dir?: string): Promise<{ main: MigrationResult; placements: number }> {
+  async migrateAll(log: (line: string) => void = () => {}, dir?: string): Promise<{ main: MigrationResult; placements: number; failures: MigrationFailure[] }> {
     const main = await runMigrations(this.ownerUrl, { log, dir });
     const refs = await withClient(this.ownerUrl, async (c) =>
       (
@@ -205,10 +214,16 @@ export class PlacementAdmin {
         )
       ).rows.map((r) => placementOf({ placement: r.placement, placementServer: r.placement_server, placementName: r.placement_name })),
     );
+    const failures: MigrationFailure[] = [];
     for (const ref of refs) {
-      const { applied } = await this.migrate(ref, { dir });
-      log(`placement ${placementKey(ref)}: ${applied.length} applied`);
+      try {
+        const { applied } = await this.migrate(ref, { dir });
+        log(`placement ${placementKey(ref)}: ${applied.length} applied`);
+      } catch (err) {
+        failures.push({ placement: placementKey(ref), error: err instanceof Error ? err.message : String(err) });
+        log(`placement ${placementKey(ref)}: FAILED: ${failures.at(-1)!.error}`);
+      }
     }
-    return { main, placements: refs.length };
+    return { main, placements: refs.length, failures };
   }
 }

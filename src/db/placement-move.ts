@@ -499,6 +499,11 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
  * the platform's cross-tenant audit entries already there stay.
  */
 async function replaceFromStaging(main: pg.Client, tenantId: string, staging: string): Promise<void> {
+  // An API key's last use is written in the main database only (src/tenancy/last-used.ts): the later of the two copies' stays.
+  await main.query(
+    `UPDATE "${staging}".api_keys s SET last_used_at = greatest(s.last_used_at, a.last_used_at) FROM api_keys a WHERE a.tenant_id = $1 AND s.tenant_id = a.tenant_id AND s.id = a.id`,
+    [tenantId],
+  );
   for (const table of REPLACED_IN_MAIN) await main.query(`DELETE FROM "${table}" x WHERE ${tenantRowsWhere(table)}`, [tenantId]);
   await main.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);
   for (const table of TENANT_TABLES) {

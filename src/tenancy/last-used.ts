@@ -1,3 +1,4 @@
+import { moveFenceSql } from "../db/placement-move.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 
 /**
@@ -5,6 +6,11 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
  * key's timestamp at most once a minute, fire-and-forget on the platform
  * path (the tenant is known, but the request's own transaction must not wait
  * for it). The value is therefore exact to the minute per replica.
+ *
+ * The write takes the tenant's move fence shared with a try, in its own
+ * statement (docs/placement.md, "Moving a tenant"): while a move holds it
+ * the write is not made (a write after the move's snapshot would be lost
+ * with the copy it lands in) and the next use of the key writes it.
  */
 export const LAST_USED_FLUSH_MS = 60_000;
 const MAX_TRACKED = 50_000;
@@ -23,10 +29,17 @@ export function noteApiKeyUse(platform: PrismaClient, key: { id: string; tenantI
   if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return undefined;
   if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
   lastFlush.set(key.id, now);
-  const write: Promise<void> = platform.apiKey
-    .updateMany({ where: { tenantId: key.tenantId, id: key.id }, data: { lastUsedAt: new Date(now) } })
+  const write: Promise<void> = platform
+    .$executeRawUnsafe(
+      `UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1::uuid AND id = $2::uuid AND pg_try_advisory_xact_lock_shared(${moveFenceSql("$4::text")})`,
+      key.tenantId,
+      key.id,
+      new Date(now),
+      key.tenantId,
+    )
     .then(
-      () => undefined,
+      // Not written (the tenant is moving, or the key is gone): the next use tries again.
+      (n) => void (n === 0 && lastFlush.delete(key.id)),
       () => void lastFlush.delete(key.id),
     )
     .finally(() => inFlight.delete(write));

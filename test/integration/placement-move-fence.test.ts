@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { moveFenceSql, moveTenantRows, routeOf } from "../../src/db/placement-move.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
+import { noteApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp } from "../helpers/placements.ts";
 
@@ -87,6 +88,37 @@ describe("placement move and directory sync", () => {
     const wrote = await t.gql(KEY, { token: owner, variables: { name: "k3" } });
     expect(wrote.body.errors).toBeUndefined();
     expect(await keyNameInMain(keyId)).toBe("k1");
+  });
+
+  const lastUsedInMain = async (keyId: string) => (await t.clients.platform.apiKey.findFirstOrThrow({ where: { id: keyId } })).lastUsedAt;
+
+  it("an API key's last use is not written while a move holds the fence; the key's next use writes it", async () => {
+    const { tenantId, keyId } = await placedWithKey("last-used-fenced");
+    const key = { id: keyId, tenantId };
+    const t0 = Date.now();
+    // The fence as a move holds it in the main database (where last uses are written, whatever the source).
+    const fence = new pg.Client({ connectionString: t.db.url });
+    await fence.connect();
+    try {
+      await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
+      await noteApiKeyUse(t.clients.platform, key, t0);
+      expect(await lastUsedInMain(keyId)).toBeNull();
+    } finally {
+      await fence.end();
+    }
+    // Within the minute, yet written: the one before was not.
+    const next = noteApiKeyUse(t.clients.platform, key, t0 + 1_000);
+    expect(next).toBeDefined();
+    await next;
+    expect(await lastUsedInMain(keyId)).toEqual(new Date(t0 + 1_000));
+  });
+
+  it("a move into the main database keeps an API key's last use recorded there (the placement's copy never has it)", async () => {
+    const { tenantId, ref, keyId } = await placedWithKey("last-used-moved");
+    const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+    await onMain(`UPDATE api_keys SET last_used_at = $2 WHERE id = $1`, [keyId, at]);
+    await moveTenantRows(t.clients.placements.admin, tenantId, ref, POOLED);
+    expect(await lastUsedInMain(keyId)).toEqual(at);
   });
 
   /** A POOLED tenant with three projects. */

@@ -8,6 +8,7 @@ import { crossTenant } from "../policy/platform.ts";
 import { placementPoolsOf } from "../db/clients.ts";
 import { assertPlacementOf, POOLED } from "../db/placement-admin.ts";
 import { ROUTE_SQL, routeOf } from "../db/placement-move.ts";
+import { refuseWhileMoving, syncPlacedTenant } from "../modules/platform/placement.service.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
 import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
@@ -186,8 +187,15 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     requirePlatformAdmin(ctx);
     const tenant = await ctx.directory.tenant(slug);
     if (!tenant) throw notFound("Tenant");
-    // Audited before any row is read; the tenant sees the entry in its own log.
-    await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async () => {});
+    // Audited before any row is read; the tenant sees the entry in its own
+    // log: a placed tenant's is in its placement, copied there before the
+    // entry commits, like a platform change's (docs/placement.md).
+    await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async (tx) => {
+      const row = await tx.tenant.findUniqueOrThrow({ where: { id: tenant.id }, select: { id: true, placement: true, placementServer: true, placementName: true } });
+      if (row.placement === "POOLED") return;
+      await refuseWhileMoving(tx, tenant.id);
+      await syncPlacedTenant(ctx, tx, row);
+    });
     const userId = ctx.user!.id;
     // A placed tenant's rows are read in its placement (docs/placement.md).
     const ref = tenant.placement;

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { createApp, type App } from "../../src/app.ts";
 import { createDatabases, type Databases } from "../../src/db/clients.ts";
 import { demoEmail, DEMO_ROLES, DEMO_TENANTS, seedDemo } from "../../src/db/seed.ts";
-import { Prisma } from "../../src/generated/prisma/client.ts";
+import { Prisma, type PrismaClient } from "../../src/generated/prisma/client.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { newSecret } from "../../src/modules/api-keys/api-key.service.ts";
 import { createLogger } from "../../src/infra/logger.ts";
@@ -12,6 +12,7 @@ import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { TEST_JWT_SECRET, testAppDeps } from "./app.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 import { isolatedStore } from "./isolated-store.ts";
+import { spreadDemoTenants, spreadPlacements, tenantRows } from "./placements.ts";
 
 /**
  * A randomized, model-based isolation test (issue 12, point 3).
@@ -110,6 +111,8 @@ export interface ModelEnv {
   store: Store;
   actors: Actor[];
   tenantIds: string[];
+  /** By tenant (as tenantIds): the platform role's client where its rows live (its placement under TEST_PLACEMENTS=spread). */
+  rows: PrismaClient[];
   close(): Promise<void>;
 }
 
@@ -146,6 +149,9 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
       actors.push({ name: `${t.slug}:key-${role}`, tenant: i, role, headers: { "x-api-key": secret }, userId: null, protectedId: key.id });
     }
   }
+  // TEST_PLACEMENTS=spread: globex in a schema, wayne in a database of their own (test/helpers/placements.ts).
+  const dropPlacements = spreadPlacements() ? await spreadDemoTenants(clients) : undefined;
+  const rows = await Promise.all(tenants.map((t) => tenantRows(clients, t.id)));
   // Proof the wall under test is the only one: the tenant pool's role.
   const [who] = await clients.app.$queryRaw<Array<{ bypass: boolean }>>`SELECT rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user`;
   if (who!.bypass !== (wall !== "rls")) throw new Error(`wall ${wall}: the tenant connection ${who!.bypass ? "bypasses" : "obeys"} RLS`);
@@ -157,7 +163,9 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
     store,
     actors,
     tenantIds: tenants.map((t) => t.id),
+    rows,
     async close() {
+      await dropPlacements?.();
       await clients.close();
       await store.close();
       await db.drop();
@@ -167,10 +175,10 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
 
 /** The model, read from the database through the platform role at the start of a run. */
 async function loadModel(env: ModelEnv): Promise<Model> {
-  const p = env.clients.platform;
   const owner = new Map<string, number>();
   const tenants: TenantModel[] = [];
   for (const [i, id] of env.tenantIds.entries()) {
+    const p = env.rows[i]!;
     const t = await p.tenant.findUniqueOrThrow({ where: { id } });
     const where = { tenantId: id };
     const [projects, deployments, workflows, memberships, apiKeys, audit] = await Promise.all([
@@ -198,7 +206,7 @@ async function loadModel(env: ModelEnv): Promise<Model> {
     own("ApiKey", apiKeys);
     own("AuditLogEntry", audit);
   }
-  const users = await p.user.findMany({ select: { email: true } });
+  const users = await env.clients.platform.user.findMany({ select: { email: true } });
   return { tenants, owner, cursors: [], emails: users.map((u) => u.email) };
 }
 
@@ -209,7 +217,18 @@ interface Digest {
 
 /** Per tenant: a digest of every row it owns (and its members' identities); per user: a digest of the identity. */
 async function digests(env: ModelEnv): Promise<Digest> {
-  const rows = await env.clients.platform.$queryRaw<Array<{ id: string; digest: string }>>(Prisma.sql`
+  const byId = new Map<string, string>();
+  // Each tenant's rows where they live; the same statement everywhere.
+  for (const [i, id] of env.tenantIds.entries()) {
+    for (const r of await tenantDigest(env.rows[i]!, id)) byId.set(r.id, r.digest);
+  }
+  const users = await env.clients.platform.$queryRaw<Array<{ id: string; digest: string }>>`
+    SELECT id::text, md5(concat_ws(':', email, auth_subject, is_platform_admin, name, created_at)) AS digest FROM users`;
+  return { tenants: env.tenantIds.map((id) => byId.get(id)!), users: new Map(users.map((u) => [u.id, u.digest])) };
+}
+
+function tenantDigest(db: PrismaClient, tenantId: string) {
+  return db.$queryRaw<Array<{ id: string; digest: string }>>(Prisma.sql`
     SELECT t.id::text AS id, md5(concat_ws('|',
       concat_ws(':', t.slug, t.name, t.plan, t.status, t.region, t.suspended_reason),
       (SELECT string_agg(x::text, ',' ORDER BY x.id) FROM projects x WHERE x.tenant_id = t.id),
@@ -222,11 +241,7 @@ async function digests(env: ModelEnv): Promise<Digest> {
       (SELECT string_agg(x::text, ',' ORDER BY x.id) FROM audit_log x WHERE x.tenant_id = t.id),
       (SELECT string_agg(x::text, ',' ORDER BY x.resource) FROM tenant_limit_overrides x WHERE x.tenant_id = t.id)
     )) AS digest
-    FROM tenants t WHERE t.id = ANY(${env.tenantIds}::uuid[])`);
-  const byId = new Map(rows.map((r) => [r.id, r.digest]));
-  const users = await env.clients.platform.$queryRaw<Array<{ id: string; digest: string }>>`
-    SELECT id::text, md5(concat_ws(':', email, auth_subject, is_platform_admin, name, created_at)) AS digest FROM users`;
-  return { tenants: env.tenantIds.map((id) => byId.get(id)!), users: new Map(users.map((u) => [u.id, u.digest])) };
+    FROM tenants t WHERE t.id = ${tenantId}::uuid`);
 }
 
 // ---------------------------------------------------------------------------
@@ -284,8 +299,13 @@ async function ownerOf(env: ModelEnv, model: Model, type: NodeType, id: string):
   const table = { Project: "projects", Deployment: "deployments", Workflow: "workflows", ApiKey: "api_keys", Membership: "memberships", AuditLogEntry: "audit_log" }[
     type as Exclude<NodeType, "User" | "Tenant">
   ];
-  const rows = await env.clients.platform.$queryRawUnsafe<Array<{ tenant_id: string }>>(`SELECT tenant_id::text FROM ${table} WHERE id = $1::uuid`, id);
-  const i = rows[0] ? env.tenantIds.indexOf(rows[0].tenant_id) : -1;
+  let i = -1;
+  // Every place a tenant's rows live (the shared tables and each placement).
+  for (const db of new Set(env.rows)) {
+    const rows = await db.$queryRawUnsafe<Array<{ tenant_id: string }>>(`SELECT tenant_id::text FROM ${table} WHERE id = $1::uuid`, id);
+    if (rows[0]) i = env.tenantIds.indexOf(rows[0].tenant_id);
+    if (i >= 0) break;
+  }
   if (i >= 0) model.owner.set(g, i);
   return i >= 0 ? i : undefined;
 }

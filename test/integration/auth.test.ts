@@ -10,6 +10,7 @@ import { createTokenVerifier, hashApiKey } from "../../src/tenancy/credentials.t
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, TEST_JWT_SECRET, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
+import { changeTenantRow, writeTenantRows } from "../helpers/placements.ts";
 
 /**
  * SPEC section 4 and 7: bearer tokens (HS256, exp required, alg none and
@@ -302,9 +303,11 @@ describe("API keys (X-API-Key)", () => {
   async function insertKey(data: { tenantId?: string; role?: "VIEWER" | "DEVELOPER" | "ADMIN"; expiresAt?: Date; revokedAt?: Date } = {}) {
     const prefix = randomBytes(4).toString("hex");
     const secret = `tgk_${prefix}_${randomBytes(24).toString("base64url")}`;
-    const row = await t.clients.platform.apiKey.create({
+    const tenantId = data.tenantId ?? acmeId;
+    // In the key's tenant's placement (TEST_PLACEMENTS=spread), and in the directory.
+    const row = await writeTenantRows(t.clients, tenantId, (db) => db.apiKey.create({
       data: {
-        tenantId: data.tenantId ?? acmeId,
+        tenantId,
         name: `test key ${prefix}`,
         role: data.role ?? "DEVELOPER",
         prefix,
@@ -312,7 +315,7 @@ describe("API keys (X-API-Key)", () => {
         expiresAt: data.expiresAt,
         revokedAt: data.revokedAt,
       },
-    });
+    }));
     return { secret, row };
   }
 
@@ -394,7 +397,7 @@ describe("API keys (X-API-Key)", () => {
 
   it("a key of globex reaches globex only", async () => {
     // globex is FREE: API keys need the api_access feature (docs/tenant-config.md).
-    await t.clients.platform.tenant.update({ where: { id: globexId }, data: { featureOverrides: ["api_access"] } });
+    await changeTenantRow(t.clients, globexId, (p) => p.tenant.update({ where: { id: globexId }, data: { featureOverrides: ["api_access"] } }));
     const { secret } = await insertKey({ tenantId: globexId, role: "VIEWER" });
     expect((await withKey(secret, `{ tenant { slug } }`)).body.data?.tenant?.slug).toBe("globex");
     expect((await withKey(secret, `{ tenant { slug } }`, { "x-tenant-id": "acme" })).body.errors?.[0]?.extensions?.code).toBe(

@@ -7,6 +7,7 @@ import { toGlobalId } from "../../src/graphql/ids.ts";
 import { hashApiKey } from "../../src/tenancy/credentials.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
+import { tenantRows } from "../helpers/placements.ts";
 
 /**
  * SPEC section 3, issue 6 point 5: GET /export streams NDJSON of every row
@@ -157,11 +158,12 @@ describe("GET /export", () => {
     const r = await runExport("/export?tenant=globex", { authorization: `Bearer ${token}` });
     expect(r.status).toBe(200);
     expect(r.sample.Tenant![0]).toMatchObject({ slug: "globex", status: "PENDING_DELETION" });
-    expect(r.counts.Project).toBe((await owner.query(`SELECT count(*)::int AS n FROM projects WHERE tenant_id = $1`, [globex.id])).rows[0].n);
+    // globex's rows and its own log, where they live (its placement under TEST_PLACEMENTS=spread).
+    const globexDb = await tenantRows(t.clients, globex.id);
+    expect(r.counts.Project).toBe(await globexDb.project.count({ where: { tenantId: globex.id } }));
     const platformEntry = await owner.query(`SELECT count(*)::int AS n FROM platform_audit_log WHERE action = 'tenant.export' AND $1 = ANY(tenant_ids)`, [globex.id]);
     expect(platformEntry.rows[0].n).toBe(1);
-    const tenantEntry = await owner.query(`SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1 AND action = 'tenant.export' AND cross_tenant`, [globex.id]);
-    expect(tenantEntry.rows[0].n).toBe(1);
+    expect(await globexDb.auditLogEntry.count({ where: { tenantId: globex.id, action: "tenant.export", crossTenant: true } })).toBe(1);
     const unknown = await runExport("/export?tenant=nope-nope", { authorization: `Bearer ${token}` });
     expect(unknown.status).toBe(404);
   });

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
+import { tenantRows } from "../helpers/placements.ts";
+import type { PrismaClient } from "../../src/generated/prisma/client.ts";
 
 /**
  * SPEC section 5: an id (or cursor) of another tenant behaves exactly like
@@ -15,18 +17,22 @@ describe("ids and cursors of another tenant", () => {
   let tokenB: string;
   const A = { tenantId: "", projectIds: [] as string[], deploymentIds: [] as string[] };
   const B = { tenantId: "", projectIds: [] as string[], deploymentIds: [] as string[], workflowIds: [] as string[], userIds: [] as string[] };
+  /** B's rows, where they live (its placement under TEST_PLACEMENTS=spread). */
+  let dbB: PrismaClient;
   const gid = toGlobalId;
   const code = (res: { body: { errors?: any[] } }) => res.body.errors?.[0]?.extensions?.code;
 
   beforeAll(async () => {
     t = await createTestApp({ store: isolatedStore() });
-    const p = t.clients.platform;
     for (const [slug, side] of [["acme", A], ["globex", B]] as const) {
+      const p = await tenantRows(t.clients, slug);
       const tenant = await p.tenant.findUniqueOrThrow({ where: { slug } });
       side.tenantId = tenant.id;
       side.projectIds = (await p.project.findMany({ where: { tenantId: tenant.id }, select: { id: true } })).map((r) => r.id);
       side.deploymentIds = (await p.deployment.findMany({ where: { tenantId: tenant.id }, select: { id: true } })).map((r) => r.id);
     }
+    dbB = await tenantRows(t.clients, B.tenantId);
+    const p = dbB;
     B.workflowIds = (await p.workflow.findMany({ where: { tenantId: B.tenantId }, select: { id: true } })).map((r) => r.id);
     B.userIds = (await p.membership.findMany({ where: { tenantId: B.tenantId }, select: { userId: true } })).map((r) => r.userId);
     expect(A.projectIds.length).toBeGreaterThan(0);
@@ -75,7 +81,7 @@ describe("ids and cursors of another tenant", () => {
   });
 
   it("updateProject on B's project → NOT_FOUND, like a made-up id, and nothing changes", async () => {
-    const before = await t.clients.platform.project.findFirstOrThrow({ where: { tenantId: B.tenantId, id: B.projectIds[0] } });
+    const before = await dbB.project.findFirstOrThrow({ where: { tenantId: B.tenantId, id: B.projectIds[0] } });
     const run = (id: string) =>
       t.gql(`mutation($id: ID!) { updateProject(input: { id: $id, name: "Hijacked" }) { project { id name } } }`, {
         token: tokenA,
@@ -86,13 +92,14 @@ describe("ids and cursors of another tenant", () => {
     expect(code(foreign)).toBe("NOT_FOUND");
     expect(foreign.body.errors![0].message).toBe(madeUp.body.errors![0].message);
     expect(foreign.body.data ?? null).toEqual(madeUp.body.data ?? null);
-    const after = await t.clients.platform.project.findFirstOrThrow({ where: { tenantId: B.tenantId, id: B.projectIds[0] } });
+    const after = await dbB.project.findFirstOrThrow({ where: { tenantId: B.tenantId, id: B.projectIds[0] } });
     expect(after.name).toBe(before.name);
     expect(after.updatedAt).toEqual(before.updatedAt);
   });
 
   it("createDeployment with B's projectId → NOT_FOUND and nothing is written", async () => {
-    const count = () => t.clients.platform.deployment.count();
+    // Every deployment of the shared tables (the caller's) and of B's placement.
+    const count = async () => (await t.clients.platform.deployment.count()) + (dbB === t.clients.platform ? 0 : await dbB.deployment.count());
     const before = await count();
     const res = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "x" }) { deployment { id } } }`, {
       token: tokenA,

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { createReplica, sharedStores, type Gql } from "../helpers/replica.ts";
+import { tenantRows } from "../helpers/placements.ts";
 
 /**
  * Members: the connection, invitations (user created or reused by e-mail),
@@ -172,9 +173,11 @@ describe("members", () => {
     const again = await t.gql(REMOVE, { token: newOwner, variables: { i: { membershipId: gid("Membership", m.id) } } });
     expect(again.body.errors?.[0].extensions.code).toBe("NOT_FOUND");
     // Another tenant's membership id behaves like one that does not exist.
-    const globexOwner = await t.clients.platform.membership.findFirstOrThrow({ where: { tenant: { slug: "globex" }, role: "OWNER" } });
+    // globex's rows, where they live (its placement under TEST_PLACEMENTS=spread).
+    const globexDb = await tenantRows(t.clients, "globex");
+    const globexOwner = await globexDb.membership.findFirstOrThrow({ where: { tenant: { slug: "globex" }, role: "OWNER" } });
     const foreign = await t.gql(REMOVE, { token: newOwner, variables: { i: { membershipId: gid("Membership", globexOwner.id) } } });
     expect(foreign.body.errors?.[0].extensions.code).toBe("NOT_FOUND");
-    expect(await t.clients.platform.membership.count({ where: { id: globexOwner.id } })).toBe(1);
+    expect(await globexDb.membership.count({ where: { id: globexOwner.id } })).toBe(1);
   });
 });

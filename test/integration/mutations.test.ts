@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
+import type { PrismaClient } from "../../src/generated/prisma/client.ts";
+import { tenantRows } from "../helpers/placements.ts";
 
 /**
  * The tenant mutations of SPEC section 8: their payloads, their audit
@@ -14,6 +16,8 @@ describe("tenant mutations", () => {
   let admin: string;
   let acmeId: string;
   let globexId: string;
+  /** globex's rows, where they live (its placement under TEST_PLACEMENTS=spread). */
+  let globexDb: PrismaClient;
 
   beforeAll(async () => {
     t = await createTestApp();
@@ -21,6 +25,7 @@ describe("tenant mutations", () => {
     admin = await t.memberToken("acme", "ADMIN");
     acmeId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id;
     globexId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "globex" } })).id;
+    globexDb = await tenantRows(t.clients, globexId);
   });
   afterAll(async () => {
     await t?.close();
@@ -42,7 +47,7 @@ describe("tenant mutations", () => {
   }
 
   const globex = async (model: "project" | "deployment" | "workflow") =>
-    (await (t.clients.platform[model] as any).findFirstOrThrow({ where: { tenantId: globexId } })).id as string;
+    (await (globexDb[model] as any).findFirstOrThrow({ where: { tenantId: globexId } })).id as string;
   const acme = async (model: "project" | "deployment" | "workflow", where: object = {}) =>
     (await (t.clients.platform[model] as any).findFirstOrThrow({ where: { tenantId: acmeId, ...where } })).id as string;
   const auditCount = (action: string) => t.clients.platform.auditLogEntry.count({ where: { tenantId: acmeId, action } });
@@ -91,7 +96,7 @@ describe("tenant mutations", () => {
       expect(err.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "slug" });
       expect(await auditCount("project.create")).toBe(audits);
       // Slugs are unique per tenant: globex's "web" does not block acme's new one, and vice versa.
-      expect(await t.clients.platform.project.count({ where: { tenantId: globexId, slug: "web" } })).toBe(1);
+      expect(await globexDb.project.count({ where: { tenantId: globexId, slug: "web" } })).toBe(1);
     });
 
     it("updates a project and writes the audit entry; another tenant's project is NOT_FOUND", async () => {
@@ -109,7 +114,7 @@ describe("tenant mutations", () => {
       const missing = toGlobalId("Project", "00000000-0000-4000-8000-000000000000");
       expect((await fails(UPDATE_PROJECT, { input: { id: missing, name: "x" } })).extensions.code).toBe("NOT_FOUND");
       expect((await fails(UPDATE_PROJECT, { input: { id: "%%%", name: "x" } })).extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "id" });
-      expect(await t.clients.platform.project.count({ where: { tenantId: globexId, name: "hijack" } })).toBe(0);
+      expect(await globexDb.project.count({ where: { tenantId: globexId, name: "hijack" } })).toBe(0);
     });
 
     it("deletes a project: its deployments go, its workflows stay detached, one audit entry", async () => {
@@ -172,7 +177,7 @@ describe("tenant mutations", () => {
       const raw = await globex("deployment");
       const err = await fails(UPDATE_STATUS, { input: { id: toGlobalId("Deployment", raw), status: "CANCELED" } });
       expect(err.extensions.code).toBe("NOT_FOUND");
-      const row = await t.clients.platform.deployment.findFirstOrThrow({ where: { id: raw } });
+      const row = await globexDb.deployment.findFirstOrThrow({ where: { id: raw } });
       expect(row.status).not.toBe("CANCELED");
       // A project id where a deployment id is expected: NOT_FOUND too.
       const wrongType = await fails(UPDATE_STATUS, { input: { id: toGlobalId("Project", await acme("project")), status: "READY" } });
@@ -237,7 +242,7 @@ describe("tenant mutations", () => {
       expect((await fails(UPDATE_WORKFLOW, { input: { id: foreignWorkflow, name: "x" } })).extensions.code).toBe("NOT_FOUND");
       expect((await fails(DELETE_WORKFLOW, { input: { id: foreignWorkflow } }, admin)).extensions.code).toBe("NOT_FOUND");
       expect((await fails(CREATE_WORKFLOW, { input: { name: "x", projectId: foreignProject } })).extensions.code).toBe("NOT_FOUND");
-      expect(await t.clients.platform.workflow.count({ where: { tenantId: globexId, name: "x" } })).toBe(0);
+      expect(await globexDb.workflow.count({ where: { tenantId: globexId, name: "x" } })).toBe(0);
       expect(await t.clients.platform.workflow.count({ where: { tenantId: acmeId, name: "x" } })).toBe(0);
     });
   });
@@ -298,7 +303,7 @@ describe("tenant mutations", () => {
       expect(p2.auditLog.edges.map((e: any) => e.node.id)).toEqual(all.auditLog.edges.slice(2, 4).map((e: any) => e.node.id));
 
       // Only acme's entries: globex's never appear.
-      const globexEntries = await t.clients.platform.auditLogEntry.findMany({ where: { tenantId: globexId }, select: { id: true } });
+      const globexEntries = await globexDb.auditLogEntry.findMany({ where: { tenantId: globexId }, select: { id: true } });
       expect(globexEntries.length).toBeGreaterThan(0);
       const ids = new Set(all.auditLog.edges.map((e: any) => e.node.id));
       for (const g of globexEntries) expect(ids.has(toGlobalId("AuditLogEntry", g.id))).toBe(false);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { QuotaResource } from "../../src/generated/prisma/enums.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
+import { changeTenantRow, spreadTenant, tenantRows } from "../helpers/placements.ts";
 
 /**
  * @quota: the plan table, per-tenant overrides, QUOTA_EXCEEDED with its
@@ -22,7 +23,7 @@ describe("quotas", () => {
   let t: TestApp;
   const store = isolatedStore();
 
-  /** A fresh FREE tenant (default limits: PROJECTS 3, SEATS 5, ...) with an OWNER and a DEVELOPER. */
+  /** A fresh FREE tenant (default limits: PROJECTS 3, SEATS 5, ...) with an OWNER and a DEVELOPER; `rows`: the client where its rows live. */
   async function freshTenant() {
     const slug = `quota-${randomBytes(4).toString("hex")}`;
     const p = t.clients.platform;
@@ -32,16 +33,22 @@ describe("quotas", () => {
       const user = await p.user.create({ data: { email, authSubject: email } });
       await p.membership.create({ data: { tenantId: row.id, userId: user.id, role } });
     }
-    return { id: row.id, slug, owner: await t.token(`owner@${slug}.test`, slug), dev: await t.token(`developer@${slug}.test`, slug) };
+    // TEST_PLACEMENTS=spread: the fresh tenants take the three placements in turn.
+    await spreadTenant(t.clients, row.id);
+    return {
+      /** The tenant's rows, where they live. */
+      rows: await tenantRows(t.clients, row.id), id: row.id, slug, owner: await t.token(`owner@${slug}.test`, slug), dev: await t.token(`developer@${slug}.test`, slug) };
   }
 
   /** What setTenantLimits does: the override row, then the cached tenant invalidated. */
   async function override(tenantId: string, slug: string, resource: QuotaResource, limit: number | null) {
-    await t.clients.platform.tenantLimitOverride.upsert({
-      where: { tenantId_resource: { tenantId, resource } },
-      create: { tenantId, resource, limit },
-      update: { limit },
-    });
+    await changeTenantRow(t.clients, tenantId, (p) =>
+      p.tenantLimitOverride.upsert({
+        where: { tenantId_resource: { tenantId, resource } },
+        create: { tenantId, resource, limit },
+        update: { limit },
+      }),
+    );
     await new (await import("../../src/tenancy/directory.ts")).Directory(t.clients.platform, store).invalidateTenant(tenantId, slug);
   }
 
@@ -66,8 +73,8 @@ describe("quotas", () => {
     expect(refused).toHaveLength(17);
     expect(refused[0]!.body.errors![0].extensions).toMatchObject({ code: "QUOTA_EXCEEDED", resource: "PROJECTS", limit: 3, used: 3, requested: 1 });
     // Nothing written for the refused ones: neither the row nor its audit entry.
-    expect(await t.clients.platform.project.count({ where: { tenantId: tenant.id } })).toBe(3);
-    expect(await t.clients.platform.auditLogEntry.count({ where: { tenantId: tenant.id, action: "project.create" } })).toBe(3);
+    expect(await tenant.rows.project.count({ where: { tenantId: tenant.id } })).toBe(3);
+    expect(await tenant.rows.auditLogEntry.count({ where: { tenantId: tenant.id, action: "project.create" } })).toBe(3);
   });
 
   it("a per-tenant override raises the limit, and null makes it unlimited", async () => {
@@ -103,7 +110,7 @@ describe("quotas", () => {
     expect(ok).toHaveLength(3);
     expect(refused).toHaveLength(17);
     expect(refused[0]!.body.errors![0].extensions).toMatchObject({ resource: "DEPLOYMENTS_PER_HOUR", limit: 3, requested: 1 });
-    expect(await t.clients.platform.deployment.count({ where: { tenantId: tenant.id } })).toBe(3);
+    expect(await tenant.rows.deployment.count({ where: { tenantId: tenant.id } })).toBe(3);
   });
 
   it("WORKFLOWS_PER_HOUR follows the FREE plan's 5", async () => {
@@ -119,7 +126,7 @@ describe("quotas", () => {
     }
     expect(results.map((r) => r.body.errors?.[0]?.extensions?.code ?? "OK")).toEqual(["OK", "OK", "OK", "OK", "OK", "QUOTA_EXCEEDED", "QUOTA_EXCEEDED"]);
     expect(results[6]!.body.errors![0].extensions).toMatchObject({ resource: "WORKFLOWS_PER_HOUR", limit: 5, used: 5, requested: 1 });
-    expect(await t.clients.platform.workflow.count({ where: { tenantId: tenant.id } })).toBe(5);
+    expect(await tenant.rows.workflow.count({ where: { tenantId: tenant.id } })).toBe(5);
   });
 
   it("SEATS: 10 concurrent invitations with 3 seats left make exactly 3 members", async () => {
@@ -138,9 +145,9 @@ describe("quotas", () => {
     const refused = results.filter((r) => r.body.errors?.[0]?.extensions?.code === "QUOTA_EXCEEDED");
     expect(refused).toHaveLength(7);
     expect(refused[0]!.body.errors![0].extensions).toMatchObject({ resource: "SEATS", limit: 5, used: 5, requested: 1 });
-    expect(await t.clients.platform.membership.count({ where: { tenantId: tenant.id } })).toBe(5);
+    expect(await tenant.rows.membership.count({ where: { tenantId: tenant.id } })).toBe(5);
     // The refused invitations created no users either.
-    expect(await t.clients.platform.user.count({ where: { email: { startsWith: "seat", endsWith: `@${tenant.slug}.test` } } })).toBe(3);
+    expect(await tenant.rows.user.count({ where: { email: { startsWith: "seat", endsWith: `@${tenant.slug}.test` } } })).toBe(3);
   });
 
   it("usage reports every quota: limit (null = unlimited), used, remaining, resetAt", async () => {

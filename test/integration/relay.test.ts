@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { tenantRows } from "../helpers/placements.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 
 /**
@@ -303,13 +304,15 @@ describe("Relay connections", () => {
       data: { tenantId: acmeId, name: "relay key", role: "VIEWER", prefix: "tg_relay", secretHash: `relay-${Date.now()}` },
     });
     ids.ApiKey = apiKey.id;
+    // globex's rows, where they live (its placement under TEST_PLACEMENTS=spread).
+    const gdb = await tenantRows(t.clients, globex.id);
     const foreign: Record<string, string> = {
       Tenant: globex.id,
-      Project: (await db.project.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
-      Deployment: (await db.deployment.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
-      Workflow: (await db.workflow.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
-      Membership: (await db.membership.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
-      AuditLogEntry: (await db.auditLogEntry.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
+      Project: (await gdb.project.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
+      Deployment: (await gdb.deployment.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
+      Workflow: (await gdb.workflow.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
+      Membership: (await gdb.membership.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
+      AuditLogEntry: (await gdb.auditLogEntry.findFirstOrThrow({ where: { tenantId: globex.id } })).id,
       User: (await db.user.findUniqueOrThrow({ where: { email: "owner@globex.test" } })).id,
     };
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
+import { changeTenantRow, writeTenantRows } from "../helpers/placements.ts";
 
 /**
  * SPEC section 4: tenant from the `tid` claim, then X-Tenant-ID (id or
@@ -148,23 +149,23 @@ describe("tenant resolution", () => {
     it("a suspended tenant → TENANT_SUSPENDED (after invalidateTenant), and active again after reactivation", async () => {
       const token = await t.token("owner@wayne.test", "wayne");
       expect((await t.gql(TENANT, { token })).body.data?.tenant?.slug).toBe("wayne");
-      await t.clients.platform.tenant.update({ where: { id: ids.wayne }, data: { status: "SUSPENDED" } });
+      await changeTenantRow(t.clients, ids.wayne!, (p) => p.tenant.update({ where: { id: ids.wayne }, data: { status: "SUSPENDED" } }));
       await directory.invalidateTenant(ids.wayne!, "wayne");
       const res = await t.gql(TENANT, { token });
       expect(code(res)).toBe("TENANT_SUSPENDED");
       expect(res.body.data ?? null).toBeNull();
-      await t.clients.platform.tenant.update({ where: { id: ids.wayne }, data: { status: "ACTIVE" } });
+      await changeTenantRow(t.clients, ids.wayne!, (p) => p.tenant.update({ where: { id: ids.wayne }, data: { status: "ACTIVE" } }));
       await directory.invalidateTenant(ids.wayne!, "wayne");
       expect((await t.gql(TENANT, { token })).body.data?.tenant?.slug).toBe("wayne");
     });
 
     it("a non-member learns nothing about a suspended tenant (ACCESS_DENIED first)", async () => {
-      await t.clients.platform.tenant.update({ where: { id: ids.wayne }, data: { status: "SUSPENDED" } });
+      await changeTenantRow(t.clients, ids.wayne!, (p) => p.tenant.update({ where: { id: ids.wayne }, data: { status: "SUSPENDED" } }));
       await directory.invalidateTenant(ids.wayne!, "wayne");
       try {
         expect(code(await t.gql(TENANT, { token: await t.token("owner@acme.test", "wayne") }))).toBe("TENANT_ACCESS_DENIED");
       } finally {
-        await t.clients.platform.tenant.update({ where: { id: ids.wayne }, data: { status: "ACTIVE" } });
+        await changeTenantRow(t.clients, ids.wayne!, (p) => p.tenant.update({ where: { id: ids.wayne }, data: { status: "ACTIVE" } }));
         await directory.invalidateTenant(ids.wayne!, "wayne");
       }
     });
@@ -241,7 +242,7 @@ describe("tenant resolution", () => {
       const token = await t.token("viewer@globex.test", "globex");
       expect((await t.gql(`{ tenant { slug } }`, { token })).body.data?.tenant?.slug).toBe("globex");
       const uid = (await userId("viewer@globex.test"))!;
-      await t.clients.platform.membership.delete({ where: { tenantId_userId: { tenantId: ids.globex!, userId: uid } } });
+      await writeTenantRows(t.clients, ids.globex!, (db) => db.membership.delete({ where: { tenantId_userId: { tenantId: ids.globex!, userId: uid } } }));
       await directory.invalidateMembership(ids.globex!, uid);
       const res = await t.gql(`{ tenant { slug } }`, { token });
       expect(code(res)).toBe("TENANT_ACCESS_DENIED");
@@ -252,11 +253,13 @@ describe("tenant resolution", () => {
   /** owner@acme.test becomes a VIEWER of globex too (idempotent; the directory forgets a "not a member" it cached). */
   async function acmeOwnerInGlobex() {
     const uid = (await userId("owner@acme.test"))!;
-    await t.clients.platform.membership.upsert({
-      where: { tenantId_userId: { tenantId: ids.globex!, userId: uid } },
-      create: { tenantId: ids.globex!, userId: uid, role: "VIEWER" },
-      update: {},
-    });
+    // In globex's placement under TEST_PLACEMENTS=spread, and in the directory.
+    await writeTenantRows(
+      t.clients,
+      ids.globex!,
+      (db) => db.membership.upsert({ where: { tenantId_userId: { tenantId: ids.globex!, userId: uid } }, create: { tenantId: ids.globex!, userId: uid, role: "VIEWER" }, update: {} }),
+      { users: [uid] },
+    );
     await directory.invalidateMembership(ids.globex!, uid);
   }
 

@@ -15,7 +15,8 @@ import { placementKey, type PlacementAdmin, type PlacementRef } from "./placemen
  *     its transactions set search_path to it alone;
  *   - each DATABASE placement has tier pools of its own, on its database.
  * Every group is divided by plan, with the POOL_SIZE_<PLAN> sizes: one
- * tier's slow queries hold only that tier's connections of that placement.
+ * tier's slow queries hold only that tier's connections of that placement;
+ * each group also has a small pool for live-event reads (POOL_SIZE_LIVE).
  * The app pools connect as tenantgraph_app and the platform ones as
  * tenantgraph_platform, like the main ones: with APP_DATABASE_URL /
  * PLATFORM_DATABASE_URL (their own logins) for SCHEMA placements and for
@@ -28,8 +29,8 @@ export interface PlacementClient {
   slots: RequestSlots;
 }
 
-/** Opens a pool of `tier` on the placement (the same login settings as the main pools where they apply). */
-type CreatePool = (ref: PlacementRef, tier: Plan | "platform", max: number) => pg.Pool;
+/** Opens a pool of `tier` on the placement (the same login settings as the main pools where they apply; `live` logs in as the app pools do). */
+type CreatePool = (ref: PlacementRef, tier: Plan | "platform" | "live", max: number) => pg.Pool;
 
 export class PlacementPools {
   private readonly pools = new Map<string, pg.Pool>();
@@ -38,7 +39,7 @@ export class PlacementPools {
 
   constructor(
     readonly admin: PlacementAdmin,
-    private readonly sizes: Record<Plan, number> & { platform: number },
+    private readonly sizes: Record<Plan, number> & { platform: number; live: number },
     private readonly createPool: CreatePool,
   ) {}
 
@@ -52,7 +53,7 @@ export class PlacementPools {
     return ref.placement === "SCHEMA" ? "schema" : placementKey(ref);
   }
 
-  private pool(ref: PlacementRef, tier: Plan | "platform"): pg.Pool {
+  private pool(ref: PlacementRef, tier: Plan | "platform" | "live"): pg.Pool {
     const key = `${this.group(ref)}:${tier}`;
     let pool = this.pools.get(key);
     if (!pool) {
@@ -76,6 +77,15 @@ export class PlacementPools {
       this.clients.set(key, client);
     }
     return client;
+  }
+
+  /**
+   * The pool of the live-event reads in a placement (tenantgraph_app, like
+   * the main `live` pool, POOL_SIZE_LIVE): event delivery of a placed tenant
+   * never takes a request's connection (src/modules/live/hub.ts).
+   */
+  live(ref: PlacementRef): pg.Pool {
+    return this.pool(ref, "live");
   }
 
   /** The platform role's client in a placement (analytics fan-out, moves). */

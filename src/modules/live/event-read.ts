@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
+import { ROUTE_SQL } from "../../db/placement-move.ts";
 import { factsFrom, type AccessFacts, type Principal } from "./access.ts";
 
 /**
@@ -44,25 +45,44 @@ const uuids = (ids: Iterable<string>) => `'{${[...ids].join(",")}}'::uuid[]`;
 
 export interface EventRead {
   facts: AccessFacts;
+  /**
+   * The placement the answering database's own tenants row names (`POOLED`,
+   * `SCHEMA:<name>`, `DATABASE:<server>:<name>`; null: no such tenant there),
+   * compared with the route the read was sent on (docs/placement.md).
+   */
+  route: string | null;
   /** By `${type}:${id}`; nodes of deployments and workflows carry `project`. */
   nodes: Map<string, { projectId?: unknown } & Record<string, unknown>>;
 }
 
-export function eventReadSql(tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>): string {
+/** Where a tenant's events are read: the main database (`schema` null) or a placed tenant's schema there or database (the pool's). */
+export interface EventSource {
+  pool: pg.Pool;
+  /** A SCHEMA placement's schema (checked by the caller: `tenant_<hex>`), set as the read's search_path alone. */
+  schema: string | null;
+}
+
+const SCHEMA_NAME = /^tenant_[0-9a-f]{32}$/;
+
+export function eventReadSql(tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>, schema: string | null = null): string {
   const all = [tenantId, ...principals.flatMap((p) => [p.userId, p.apiKeyId]), ...[...ids.values()].flatMap((s) => [...s])];
   if (!all.every((v) => v === null || UUID.test(v))) throw new Error("invalid live event read parameters");
+  if (schema !== null && !SCHEMA_NAME.test(schema)) throw new Error("invalid live event read schema");
   const t = `'${tenantId}'::uuid`;
   const userIds = new Set(principals.map((p) => p.userId).filter((v): v is string => !!v));
   const keyIds = new Set(principals.map((p) => p.apiKeyId).filter((v): v is string => !!v));
   const nodeIds = (type: LiveNodeType) => uuids(ids.get(type) ?? []);
   return [
     "BEGIN READ ONLY",
-    `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '5000', true)`,
+    `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '5000', true)${
+      schema ? `, set_config('search_path', '"${schema}"', true)` : ""
+    }`,
     // The statement of accessFactsSql (src/modules/live/access.ts), inlined.
     `SELECT t.status::text AS status, t.plan::text AS plan, t.feature_overrides AS features, t.idp_issuer AS "idpIssuer", t.domain,
       COALESCE((SELECT json_object_agg(m.user_id, m.role) FROM memberships m WHERE m.tenant_id = t.id AND m.user_id = ANY(${uuids(userIds)})), '{}'::json) AS roles,
       COALESCE((SELECT json_object_agg(k.id, json_build_object('role', k.role, 'revoked', k.revoked_at IS NOT NULL, 'expiresAt', k.expires_at))
-                  FROM api_keys k WHERE k.tenant_id = t.id AND k.id = ANY(${uuids(keyIds)})), '{}'::json) AS keys
+                  FROM api_keys k WHERE k.tenant_id = t.id AND k.id = ANY(${uuids(keyIds)})), '{}'::json) AS keys,
+      ${ROUTE_SQL} AS route
       FROM tenants t WHERE t.id = ${t}`,
     ...TYPES.map((type) => `SELECT ${NODE_SQL[type].columns} FROM ${NODE_SQL[type].table} WHERE tenant_id = ${t} AND id = ANY(${nodeIds(type)})`),
     `SELECT ${PROJECT_COLUMNS} FROM projects WHERE tenant_id = ${t} AND id IN (${WITH_PROJECT.map(
@@ -84,9 +104,14 @@ function idsOf(events: LiveEvent[]): Map<LiveNodeType, Set<string>> {
   return ids;
 }
 
-/** Reads the events' nodes and the subscribers' access facts on a connection of `pool` (one round-trip). */
-export async function readEvents(pool: pg.Pool, tenantId: string, principals: Principal[], events: LiveEvent[]): Promise<EventRead> {
-  const sql = eventReadSql(tenantId, principals, idsOf(events));
+/**
+ * Reads the events' nodes, the subscribers' access facts and the route on a
+ * connection of the source's pool (one round-trip); with no events, the
+ * facts alone (a placed tenant's re-check).
+ */
+export async function readEvents(source: pg.Pool | EventSource, tenantId: string, principals: Principal[], events: LiveEvent[]): Promise<EventRead> {
+  const { pool, schema } = "pool" in source ? source : { pool: source, schema: null };
+  const sql = eventReadSql(tenantId, principals, idsOf(events), schema);
   const connection = await pool.connect();
   let results: pg.QueryResult[];
   try {
@@ -106,5 +131,5 @@ export async function readEvents(pool: pg.Pool, tenantId: string, principals: Pr
       nodes.set(`${type}:${row.id}`, row);
     }
   });
-  return { facts, nodes };
+  return { facts, nodes, route: (results[2]!.rows[0]?.route as string | undefined) ?? null };
 }

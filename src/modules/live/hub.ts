@@ -8,7 +8,11 @@ import { requestSlotsOf } from "../../db/request-slots.ts";
 import type pg from "pg";
 import { readAccessFacts, verdict } from "./access.ts";
 import { LiveBus } from "./bus.ts";
-import { readEvents, type EventRead } from "./event-read.ts";
+import { readEvents, type EventRead, type EventSource } from "./event-read.ts";
+import { placementPoolsOf } from "../../db/clients.ts";
+import { assertPlacementOf, POOLED, type PlacementRef } from "../../db/placement-admin.ts";
+import type { PlacementPools } from "../../db/placement-pools.ts";
+import { routeOf } from "../../db/placement-move.ts";
 import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 import { LiveStream, shutdownError, unavailable, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
@@ -24,6 +28,13 @@ import { LiveStream, shutdownError, unavailable, type StreamOwner, type StreamSp
  * arriving during a read are read together by the next one. `access`
  * events, a Redis reconnect and a periodic sweep re-check every open stream
  * of the tenant, so a stream is closed even when it receives no event.
+ *
+ * A placed tenant's (SCHEMA, DATABASE) events and re-checks are read in its
+ * placement, on that placement's live pool (docs/placement.md), the route
+ * its streams were opened with checked first (assertPlacementOf) and
+ * confirmed by the placement's own tenants row in the same message: a
+ * stale route (a move) closes the tenant's streams to reconnect, where the
+ * directory names the new placement.
  */
 
 export interface LiveHubOptions {
@@ -52,6 +63,8 @@ interface TenantStreams {
   pending: { event: LiveEvent; streams: LiveStream[] }[];
   /** A read of events is running. */
   delivering: boolean;
+  /** Where the tenant's rows are, as its newest stream's directory entry said. */
+  ref: PlacementRef;
 }
 
 export class LiveHub implements LiveUpdates, StreamOwner {
@@ -64,6 +77,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   private readonly timers: NodeJS.Timeout[] = [];
   private stopping = false;
   private readonly eventPool: pg.Pool;
+  private readonly placements: PlacementPools | undefined;
 
   constructor(private readonly options: LiveHubOptions) {
     this.logger = options.logger;
@@ -72,6 +86,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     const eventPool = requestSlotsOf(options.events)?.pool;
     if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
     this.eventPool = eventPool;
+    this.placements = placementPoolsOf(options.events);
     const leaseMs = options.leaseMs ?? 30_000;
     // Messages published while the subscriber was disconnected are lost:
     // re-check every stream once it is back (it re-subscribes by itself).
@@ -114,6 +129,9 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   async open(ctx: Context, spec: StreamSpec, transport: Transport = {}): Promise<AsyncIterableIterator<unknown>> {
     if (this.stopping) throw shutdownError();
     const tenant = ctx.tenant!;
+    const ref = tenant.placement ?? POOLED;
+    // The directory's cache only proposes the route: a name that is not this tenant's is refused.
+    assertPlacementOf(tenant.id, ref);
     const stream = new LiveStream(this, ctx, spec, transport);
     const limit = limitOf(tenant, "SUBSCRIPTIONS");
     const slot = await this.slots.acquire(tenant.id, stream.id, limit);
@@ -126,11 +144,15 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         again: false,
         pending: [],
         delivering: false,
+        ref,
       };
       entry = created;
       this.tenants.set(tenant.id, entry);
       this.bus.listen(tenant.id, (event) => this.dispatch(tenant.id, created, event));
     }
+    // A stream opened after a move names the new placement: reads go there
+    // (a stale one is caught by the route every read confirms).
+    entry.ref = ref;
     entry.streams.add(stream);
     return stream;
   }
@@ -147,6 +169,27 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     if (!entry.delivering) void this.deliver(tenantId, entry);
   }
 
+  /** Where a tenant's events are read: the main live pool, or its placement's (a schema's as the read's search_path). */
+  private source(tenantId: string, ref: PlacementRef): EventSource {
+    if (ref.placement === "POOLED") return { pool: this.eventPool, schema: null };
+    assertPlacementOf(tenantId, ref);
+    if (!this.placements) throw new Error("live updates: no placement pools, a placed tenant's events cannot be read");
+    return { pool: this.placements.live(ref), schema: ref.placement === "SCHEMA" ? ref.name : null };
+  }
+
+  /**
+   * Whether the read came from where the tenant's rows are: the answering
+   * database's own tenants row names the route it was sent on. Otherwise the
+   * tenant moved (or the entry was stale): its streams are closed, to
+   * reconnect through the directory. No tenant row at all is decided by the
+   * facts (access denied).
+   */
+  private confirmRoute(streams: LiveStream[], ref: PlacementRef, route: string | null): boolean {
+    if (route === null || route === routeOf(ref)) return true;
+    for (const s of streams) s.close(unavailable());
+    return false;
+  }
+
   /**
    * Reads the tenant's pending events, all of them in one read, and
    * hands each node to the streams it is for, until none are pending.
@@ -159,12 +202,13 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         const streams = [...new Set(batch.flatMap((b) => b.streams))];
         let read: EventRead;
         try {
-          read = await readEvents(this.eventPool, tenantId, streams.map((s) => s.principal), batch.map((b) => b.event));
+          read = await readEvents(this.source(tenantId, entry.ref), tenantId, streams.map((s) => s.principal), batch.map((b) => b.event));
         } catch (err) {
           this.logger.warn({ err, tenantId }, "live events could not be loaded");
           for (const s of streams) s.close(unavailable());
           continue;
         }
+        if (!this.confirmRoute(streams, entry.ref, read.route)) continue;
         // Each subscriber's own authorization, from the facts of this read.
         const now = Date.now();
         for (const s of streams) s.apply(verdict(s.principal, read.facts, now));
@@ -207,7 +251,15 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         entry.again = false;
         const streams = [...entry.streams];
         if (!streams.length) break;
-        const facts = await readAccessFacts(this.options.platform, tenantId, streams.map((s) => s.principal));
+        const principals = streams.map((s) => s.principal);
+        let facts;
+        if (entry.ref.placement === "POOLED") facts = await readAccessFacts(this.options.platform, tenantId, principals);
+        else {
+          // A placed tenant's facts are its placement's (the directory's copy may lag a sync).
+          const read = await readEvents(this.source(tenantId, entry.ref), tenantId, principals, []);
+          if (!this.confirmRoute(streams, entry.ref, read.route)) break;
+          facts = read.facts;
+        }
         const now = Date.now();
         for (const s of streams) s.apply(verdict(s.principal, facts, now));
       } while (entry.again);

@@ -37,15 +37,20 @@ async function updateTenant(target: Query, row: Record<string, unknown>, columns
   await target(`UPDATE tenants t SET ${set.join(", ")} FROM jsonb_populate_record(NULL::tenants, $1::jsonb) r WHERE t.id = r.id`, [JSON.stringify(row)]);
 }
 
-/** Within the platform transaction `source` (main database): the tenant's platform-owned rows into its placement. */
-export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, source: Query): Promise<void> {
+/**
+ * Within the platform transaction `source` (main database): the tenant's
+ * platform-owned rows into its placement. `identityProvider`: the change is
+ * a platform admin's setTenantIdentityProvider, whose columns go too (any
+ * other change leaves them to the tenant).
+ */
+export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, source: Query, options: { identityProvider?: boolean } = {}): Promise<void> {
   const client = await owner(admin, ref);
   try {
     await beginCopy(client, tenantId, schemaOf(ref));
     const target = pgQuery(client);
     const [tenant] = (await readRows(source, "tenants", tenantId)) as Record<string, unknown>[];
     // The identity-provider columns are the tenant's own (set in its placement): never overwritten from the directory's copy.
-    if (tenant) await updateTenant(target, tenant, Object.keys(tenant).filter((c) => !TENANT_OWNED.includes(c)));
+    if (tenant) await updateTenant(target, tenant, Object.keys(tenant).filter((c) => options.identityProvider || !TENANT_OWNED.includes(c)));
     await target(`DELETE FROM tenant_limit_overrides WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(target, "tenant_limit_overrides", await readRows(source, "tenant_limit_overrides", tenantId));
     const [cache] = (await readRows(source, "tenant_cache_generations", tenantId)) as { ttl_seconds?: number | null }[];
@@ -66,6 +71,33 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
       await target(`INSERT INTO audit_log SELECT * FROM jsonb_populate_recordset(NULL::audit_log, $1::jsonb) ON CONFLICT DO NOTHING`, [JSON.stringify(entries)]);
     }
     // Any platform change may change answers: the placement's cached responses go.
+    await target(`SELECT app_bump_cache_generations(ARRAY[$1::uuid])`, [tenantId]);
+    await client.query("COMMIT");
+    client.release();
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+}
+
+/**
+ * Within the main database's transaction `source` (before it commits): a
+ * member the main database made for the tenant (a first SSO login's
+ * identity and VIEWER membership) into its placement, which decides its
+ * requests. Only a new identity is written there (never over one the
+ * placement has), never with platform powers; the placement's cached
+ * responses go (its member list changed).
+ */
+export async function syncMemberToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, userId: string, source: Query): Promise<void> {
+  const client = await owner(admin, ref);
+  try {
+    await beginCopy(client, tenantId, schemaOf(ref));
+    const target = pgQuery(client);
+    const rows = async (table: "users" | "memberships", where: string) =>
+      (await source<{ rows: unknown[] }>(`SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb) AS rows FROM ${table} x WHERE ${where}`, [tenantId, userId]))[0]?.rows ?? [];
+    const users = (await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")) as Record<string, unknown>[];
+    await writeRows(target, "users", users.map((u) => ({ ...u, is_platform_admin: false })));
+    await writeRows(target, "memberships", await rows("memberships", "tenant_id = $1::uuid AND user_id = $2::uuid"));
     await target(`SELECT app_bump_cache_generations(ARRAY[$1::uuid])`, [tenantId]);
     await client.query("COMMIT");
     client.release();

@@ -18,7 +18,7 @@ import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credential
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import { bindPlatformClient } from "./platform-client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
-import { placedDirectorySync } from "./placement-directory.ts";
+import { placedDirectorySync, placeNewMember, refuseWhileMoving } from "./placement-directory.ts";
 import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
@@ -244,8 +244,12 @@ async function provisionProviderUser(deps: ContextDeps, own: TenantIdpToken, ten
     if (existing) return existing;
     const seats = tenant.limits.SEATS;
     if (seats !== null && (await tx.membership.count({ where: { tenantId: tenant.id } })) >= seats) return null;
+    // A write of the tenant's: never during a move of it (docs/placement.md, "Moving a tenant").
+    await refuseWhileMoving(tx, tenant.id);
     const created = await tx.user.create({ data: { email, name: own.email ?? own.token.sub.slice(0, 200), authSubject: own.subject }, select });
     await tx.membership.create({ data: { tenantId: tenant.id, userId: created.id, role: "VIEWER" } });
+    // A placed tenant's requests are decided in its placement: the member is written there before this commits.
+    await placeNewMember(deps.app, tenant.id, created.id, tx);
     return created;
   });
   if (user) await Promise.all([deps.directory.invalidateUser(own.subject), deps.directory.invalidateMembership(tenant.id, user.id)]);

@@ -1,6 +1,10 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
-import { syncToDirectory } from "../db/placement-sync.ts";
+import { syncMemberToPlacement, syncToDirectory } from "../db/placement-sync.ts";
+import { moveFenceSql } from "../db/placement-move.ts";
+import { assertPlacementOf, placementOf } from "../db/placement-admin.ts";
+import type { Placement } from "../generated/prisma/enums.ts";
+import { tenantMoving } from "../errors.ts";
 import type { Directory, TenantInfo } from "./directory.ts";
 
 /**
@@ -31,4 +35,40 @@ export function placedDirectorySync(app: PrismaClient, directory: Directory, ten
       // See above: refused until the next change, never granted.
     }
   };
+}
+
+/** What runs SQL in the main database's transaction (a Prisma interactive transaction). */
+type MainTx = Pick<PrismaClient, "$queryRawUnsafe">;
+
+/**
+ * A write of the tenant's made in the main database (a first SSO login's
+ * membership) takes the move fence shared with a try, like every mutation:
+ * refused with TENANT_MOVING while a move of the tenant holds it (the mover
+ * holds it in the main database whatever the source), never written into a
+ * copy being left.
+ */
+export async function refuseWhileMoving(tx: MainTx, tenantId: string): Promise<void> {
+  const [row] = await tx.$queryRawUnsafe<{ ok: boolean }[]>(`SELECT pg_try_advisory_xact_lock_shared(${moveFenceSql("$1::text")}) AS ok`, tenantId);
+  if (!row?.ok) throw tenantMoving();
+}
+
+/**
+ * A member the main database's transaction `tx` just made for a placed
+ * tenant (a first SSO login) is written into its placement before `tx`
+ * commits: the placement reads the request's facts, so without it the new
+ * member would be refused. A failure fails the login (nothing committed in
+ * the main database). Nothing for a POOLED tenant.
+ */
+export async function placeNewMember(app: PrismaClient, tenantId: string, userId: string, tx: MainTx): Promise<void> {
+  // The placement as the directory row says in this transaction (never the cache's).
+  const [row] = await tx.$queryRawUnsafe<{ placement: Placement; placementServer: string | null; placementName: string | null }[]>(
+    `SELECT placement::text AS placement, placement_server AS "placementServer", placement_name AS "placementName" FROM tenants WHERE id = $1::uuid`,
+    tenantId,
+  );
+  if (!row || row.placement === "POOLED") return;
+  const ref = placementOf(row);
+  assertPlacementOf(tenantId, ref);
+  const placements = placementPoolsOf(app);
+  if (!placements) throw new Error("no placement pools: a placed tenant's member cannot be made");
+  await syncMemberToPlacement(placements.admin, ref, tenantId, userId, (sql, params) => tx.$queryRawUnsafe(sql, ...params));
 }

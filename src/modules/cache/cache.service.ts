@@ -1,4 +1,5 @@
-import { refuseWhileMoving, syncPlacedTenant } from "../platform/placement.service.ts";
+import { syncPlacedTenant } from "../platform/placement.service.ts";
+import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
 import { notFound } from "../../errors.ts";
 import { clearResponseCache } from "../../infra/response-cache.ts";

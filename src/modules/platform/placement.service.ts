@@ -1,6 +1,6 @@
 import pg from "pg";
 import { badInput, notFound, TENANT_MOVING_RETRY_AFTER, tenantMoving } from "../../errors.ts";
-import { currentPlacement, MoveAbandoned, moveFenceSql, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
+import { currentPlacement, MoveAbandoned, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
@@ -87,21 +87,12 @@ export async function syncPlacedTenant(
   ctx: Context,
   tx: PlatformTx,
   tenant: { id: string; placement: Placement; placementServer: string | null; placementName: string | null },
+  options: { identityProvider?: boolean } = {},
 ): Promise<void> {
   if (tenant.placement === "POOLED") return;
-  await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx));
+  await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx), options);
 }
 
-/**
- * A platform change of a tenant takes the move fence shared in its
- * transaction of the main database (held to its COMMIT): refused with
- * TENANT_MOVING while a move of the tenant holds it, so no change is made to
- * a copy that is being left (docs/placement.md, "Moving a tenant").
- */
-export async function refuseWhileMoving(tx: PlatformTx, tenantId: string): Promise<void> {
-  const [row] = await tx.$queryRawUnsafe<{ ok: boolean }[]>(`SELECT pg_try_advisory_xact_lock_shared(${moveFenceSql("$1::text")}) AS ok`, tenantId);
-  if (!row?.ok) throw tenantMoving();
-}
 
 /**
  * moveTenant (docs/placement.md, "Moving a tenant"): the tenant's rows move

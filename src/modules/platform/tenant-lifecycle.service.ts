@@ -4,7 +4,8 @@ import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import { createPlacement, placementIn, refuseWhileMoving, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
+import { createPlacement, placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
+import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
@@ -150,7 +151,8 @@ export async function changeTenant(
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     await change(tx, current);
-    await syncPlacedTenant(ctx, tx, current);
+    // A platform admin's setTenantIdentityProvider writes the provider columns into the placement too (otherwise they are the tenant's own).
+    await syncPlacedTenant(ctx, tx, current, { identityProvider: action === "tenant.setIdentityProvider" });
     return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
   });
   await ctx.directory.invalidateTenant(tenant.id, tenant.slug);

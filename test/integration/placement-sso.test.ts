@@ -1,0 +1,124 @@
+import { createServer, type Server } from "node:http";
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp, type App } from "../../src/app.ts";
+import { placementOf } from "../../src/db/placement-admin.ts";
+import { Directory } from "../../src/tenancy/directory.ts";
+import { TenantIdentityProviders } from "../../src/tenancy/tenant-idp.ts";
+import { testAppDeps, type TestApp } from "../helpers/app.ts";
+import { placementApp, tenantRows } from "../helpers/placements.ts";
+
+/**
+ * A first SSO login (just-in-time VIEWER membership, docs/tenant-config.md)
+ * into a SCHEMA and a DATABASE tenant (issue 15 point 2, docs/placement.md):
+ * the identity and membership are made in the main database and written
+ * into the tenant's placement in the same transaction, so the placement,
+ * which decides the request, knows the new member. They land in that
+ * tenant's placement only.
+ */
+
+const WHO = `{ viewer { role tenant { slug } memberships { role } } projects(first: 5) { totalCount } }`;
+const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(input: $input) { tenant { id } } }`;
+const SET_IDP = `mutation($input: SetTenantIdentityProviderInput!) { setTenantIdentityProvider(input: $input) { tenant { slug } } }`;
+
+describe("first SSO login into a placed tenant", () => {
+  const placed = placementApp();
+  let t: TestApp;
+  let app: App;
+  let server: Server;
+  let base: string;
+  const keys = new Map<string, { privateKey: CryptoKey; jwk: JWK }>();
+  const tenants: Record<string, { id: string; slug: string }> = {};
+  const suffix = Math.random().toString(36).slice(2, 8);
+
+  const gql = async (query: string, token: string, variables?: unknown) => {
+    const res = await app.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    return { status: res.status, body: (await res.json()) as { data?: any; errors?: any[] } };
+  };
+  const sign = async (name: string, sub: string) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: name })
+      .setSubject(sub)
+      .setIssuer(`${base}/${name}`)
+      .setAudience("tenantgraph")
+      .setIssuedAt()
+      .setExpirationTime("10m")
+      .sign(keys.get(name)!.privateKey);
+
+  beforeAll(async () => {
+    t = placed.t;
+    server = createServer((req, res) => {
+      const name = /^\/([a-z0-9-]+)\/jwks\.json$/.exec(req.url ?? "")?.[1];
+      const key = name ? keys.get(name) : undefined;
+      if (!key) return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [key.jwk] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const directory = new Directory(t.clients.platform, t.store);
+    app = createApp(testAppDeps(t.clients, t.store, { directory, tenantIdps: new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true }) }));
+    for (const placement of ["SCHEMA", "DATABASE"] as const) {
+      const slug = `sso-${placement.toLowerCase()}-${suffix}`;
+      const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+      keys.set(slug, { privateKey, jwk: { ...(await exportJWK(publicKey)), kid: slug, alg: "ES256", use: "sig" } });
+      const made = await gql(PROVISION, placed.admin, {
+        input: { name: slug, slug, plan: "ENTERPRISE", owner: { email: `owner@${slug}.test` }, placement },
+      });
+      expect(made.body.errors).toBeUndefined();
+      const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+      placed.made.push(placementOf(row));
+      tenants[placement] = { id: row.id, slug };
+      const tenantId = made.body.data.provisionTenant.tenant.id as string;
+      const set = await gql(SET_IDP, placed.admin, { input: { tenantId, issuer: `${base}/${slug}`, jwksUrl: `${base}/${slug}/jwks.json`, audience: "tenantgraph" } });
+      expect(set.body.errors).toBeUndefined();
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await new Promise((resolve) => server?.close(resolve));
+  });
+
+  it("makes a VIEWER that the placement accepts, written in that tenant's placement only", async () => {
+    for (const [placement, other] of [["SCHEMA", "DATABASE"], ["DATABASE", "SCHEMA"]] as const) {
+      const { slug, id } = tenants[placement]!;
+      const token = await sign(slug, "alice");
+      const first = await gql(WHO, token);
+      expect(first.body.errors, placement).toBeUndefined();
+      expect(first.body.data.viewer).toEqual({ role: "VIEWER", tenant: { slug }, memberships: [{ role: "VIEWER" }] });
+      expect(first.body.data.projects.totalCount).toBe(0);
+      // The identity and its membership are in the tenant's placement and the directory.
+      const subject = `${base}/${slug}#alice`;
+      const rows = await tenantRows(t.clients, id);
+      const inPlacement = await rows.user.findUniqueOrThrow({ where: { authSubject: subject }, include: { memberships: true } });
+      expect(inPlacement.isPlatformAdmin).toBe(false);
+      expect(inPlacement.memberships.map((m) => [m.tenantId, m.role])).toEqual([[id, "VIEWER"]]);
+      const inDirectory = await t.clients.platform.user.findUniqueOrThrow({ where: { authSubject: subject } });
+      expect(inDirectory.id).toBe(inPlacement.id);
+      // Never in the other placed tenant's placement.
+      const elsewhere = await tenantRows(t.clients, tenants[other]!.id);
+      expect(await elsewhere.user.count({ where: { authSubject: subject } })).toBe(0);
+      expect(await elsewhere.membership.count({ where: { userId: inPlacement.id } })).toBe(0);
+      // A second login is the same member: no second identity or membership.
+      expect((await gql(WHO, token)).body.data.viewer.role).toBe("VIEWER");
+      expect(await rows.membership.count({ where: { userId: inPlacement.id } })).toBe(1);
+    }
+  });
+
+  it("a provider's subject never enters the other placed tenant", async () => {
+    const token = await sign(tenants.SCHEMA!.slug, "bob");
+    const res = await app.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-tenant-id": tenants.DATABASE!.slug },
+      body: JSON.stringify({ query: WHO }),
+    });
+    const body = (await res.json()) as { data?: any; errors?: any[] };
+    expect(body.errors?.[0]?.extensions?.code).toBe("TENANT_ACCESS_DENIED");
+    expect(body.data ?? null).toBeNull();
+    const elsewhere = await tenantRows(t.clients, tenants.DATABASE!.id);
+    expect(await elsewhere.user.count({ where: { authSubject: { endsWith: "#bob" } } })).toBe(0);
+  });
+});

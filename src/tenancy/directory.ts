@@ -6,7 +6,9 @@ import { effectiveFeatures, type Feature } from "./features.ts";
 import { isUuid } from "../uuid.ts";
 import { createHash } from "node:crypto";
 import { hashApiKey } from "./credentials.ts";
-import { placementOf, type PlacementRef } from "../db/placement-admin.ts";
+import { assertPlacementOf, placementOf, type PlacementRef } from "../db/placement-admin.ts";
+import { placementPoolsOf } from "../db/clients.ts";
+import { placeIdentities } from "../db/placement-sync.ts";
 
 /**
  * Who is who, before a tenant is known: users by subject, tenants by id or
@@ -116,6 +118,8 @@ export interface DirectoryView {
   /** The user's own memberships in every tenant not pending deletion, oldest first (viewer.memberships). */
   membershipsOf(userId: string): Promise<Membership[]>;
   platformAdminFlag(userId: string): Promise<boolean | null>;
+  /** Before a placed tenant invites `email`: the identities known by it are copied into its placement (answers nothing; src/db/placement-sync.ts placeIdentities). */
+  placeIdentities(tenant: TenantInfo, email: string): Promise<void>;
   invalidateUser(subject: string): Promise<void>;
   invalidateTenant(tenantId: string, slug?: string): Promise<void>;
   invalidateMembership(tenantId: string, userId: string): Promise<void>;
@@ -322,6 +326,7 @@ export class Directory {
       tenant: (ref: string) => this.tenant(ref),
       membershipsOf: (userId: string) => this.membershipsOf(userId),
       platformAdminFlag: (userId: string) => this.platformAdminFlag(userId),
+      placeIdentities: (tenant: TenantInfo, email: string) => this.placeIdentities(tenant, email),
       invalidateUser: (subject: string) => this.invalidateUser(subject),
       invalidateTenant: (tenantId: string, slug?: string) => this.invalidateTenant(tenantId, slug),
       invalidateMembership: (tenantId: string, userId: string) => this.invalidateMembership(tenantId, userId),
@@ -335,6 +340,23 @@ export class Directory {
   async platformAdminFlag(userId: string): Promise<boolean | null> {
     const u = await this.db.user.findUnique({ where: { id: userId }, select: { isPlatformAdmin: true } });
     return u ? u.isPlatformAdmin : null;
+  }
+
+  /**
+   * Before a placed tenant invites `email` (docs/placement.md): the global
+   * identities holding it are copied into the tenant's placement, so its
+   * app_add_member finds the person under their one id. Nothing for a
+   * POOLED tenant; the route must be the tenant's own.
+   */
+  async placeIdentities(tenant: TenantInfo, email: string): Promise<void> {
+    const ref = tenant.placement;
+    if (!ref || ref.placement === "POOLED") return;
+    assertPlacementOf(tenant.id, ref);
+    const placements = placementPoolsOf(this.db);
+    if (!placements) throw new Error("no placement pools: a placed tenant's member cannot be invited");
+    const [found] = await this.db.$queryRaw<{ rows: Record<string, unknown>[] }[]>`
+      SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]'::jsonb) AS rows FROM users u WHERE u.email = ${email} OR u.auth_subject = ${email}`;
+    await placeIdentities(placements.admin, ref, tenant.id, found?.rows ?? []);
   }
 
   invalidateUser(subject: string) {

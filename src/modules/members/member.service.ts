@@ -43,6 +43,8 @@ export async function inviteMember(ctx: TenantContext, input: { email: string; r
   const email = input.email.trim().toLowerCase();
   if (input.role === "OWNER") requireOwnerFor(ctx, "grant OWNER");
   const name = input.name != null ? v.name("name", input.name) : null;
+  // A placed tenant: the person's global identity first goes to its placement (one person, one id).
+  await ctx.directory.placeIdentities(ctx.tenant, email);
   const membership = await ctx.tenantDb
     .transaction(async (tx) => {
       // SEATS: counted and locked before the insert, in this transaction.

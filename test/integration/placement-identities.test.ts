@@ -14,7 +14,9 @@ import { placementApp, tenantRows } from "../helpers/placements.ts";
  * the identity and membership are made in the main database and written
  * into the tenant's placement in the same transaction, so the placement,
  * which decides the request, knows the new member. They land in that
- * tenant's placement only.
+ * tenant's placement only. And an invitation by a placed tenant of a person
+ * the platform knows answers that person's one id (their identity is copied
+ * into the placement first), like a POOLED tenant's.
  */
 
 const WHO = `{ viewer { role tenant { slug } memberships { role } } projects(first: 5) { totalCount } }`;
@@ -120,5 +122,20 @@ describe("first SSO login into a placed tenant", () => {
     expect(body.data ?? null).toBeNull();
     const elsewhere = await tenantRows(t.clients, tenants.DATABASE!.id);
     expect(await elsewhere.user.count({ where: { authSubject: { endsWith: "#bob" } } })).toBe(0);
+  });
+
+  it("an invitation of a known person answers their one id, in a SCHEMA and a DATABASE tenant", async () => {
+    const known = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "viewer@acme.test" } });
+    for (const placement of ["SCHEMA", "DATABASE"] as const) {
+      const { slug, id } = tenants[placement]!;
+      const r = await gql(`mutation { inviteMember(input: { email: "viewer@acme.test", role: VIEWER }) { membership { user { id email } } } }`, await t.token(`owner@${slug}.test`, slug));
+      expect(r.body.errors, placement).toBeUndefined();
+      expect(r.body.data.inviteMember.membership.user.email).toBe("viewer@acme.test");
+      // The id answered is the person's own, in the placement and the directory alike (no second identity).
+      expect(Buffer.from(r.body.data.inviteMember.membership.user.id, "base64").toString()).toBe(`User:${known.id}`);
+      const rows = await tenantRows(t.clients, id);
+      expect((await rows.membership.findFirstOrThrow({ where: { tenantId: id, user: { email: "viewer@acme.test" } } })).userId).toBe(known.id);
+      expect(await t.clients.platform.membership.count({ where: { tenantId: id, userId: known.id } })).toBe(1);
+    }
   });
 });

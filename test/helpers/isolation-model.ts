@@ -118,7 +118,11 @@ export interface ModelEnv {
 
 const ALL_LIMITS = ["API_REQUESTS_PER_MINUTE", "DEPLOYMENTS_PER_HOUR", "WORKFLOWS_PER_HOUR", "SEATS", "PROJECTS"] as const;
 
-export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
+/**
+ * `spread` (default: TEST_PLACEMENTS=spread): globex and wayne placed in a
+ * schema and a database of their own after the seeding.
+ */
+export async function createModelEnv(wall: Wall, options: { spread?: boolean } = {}): Promise<ModelEnv> {
   const db = await createTestDatabase();
   // "scope" and "none": the tenant pool logs in as the owner (a superuser), so
   // RLS does not apply; "rls": as tenantgraph_app.
@@ -150,7 +154,7 @@ export async function createModelEnv(wall: Wall): Promise<ModelEnv> {
     }
   }
   // TEST_PLACEMENTS=spread: globex in a schema, wayne in a database of their own (test/helpers/placements.ts).
-  const dropPlacements = spreadPlacements() ? await spreadDemoTenants(clients) : undefined;
+  const dropPlacements = (options.spread ?? spreadPlacements()) ? await spreadDemoTenants(clients) : undefined;
   const rows = await Promise.all(tenants.map((t) => tenantRows(clients, t.id)));
   // Proof the wall under test is the only one: the tenant pool's role.
   const [who] = await clients.app.$queryRaw<Array<{ bypass: boolean }>>`SELECT rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user`;

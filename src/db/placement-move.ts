@@ -1,6 +1,6 @@
 import pg from "pg";
 import type { Placement } from "../generated/prisma/enums.ts";
-import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
+import { DEFAULT_SERVER, placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { columnsOf, copyInParallel, inParallel } from "./placement-copy.ts";
 import { placementSyncLockSql } from "./placement-sync.ts";
 import { beginCopy, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type Query, type TenantTable } from "./placement-rows.ts";
@@ -519,6 +519,19 @@ async function replaceFromStaging(main: pg.Client, tenantId: string, staging: st
     const list = cols.join(", ");
     await main.query(`INSERT INTO "${table}" (${list}) SELECT ${list} FROM "${staging}"."${table}"${keep}`);
   }
+}
+
+/**
+ * After a purge (the directory row gone): whatever a move of the tenant that
+ * crashed or failed may have left (its SCHEMA name, its DATABASE name on
+ * every server, the staging schema) is dropped, so no copy of a purged
+ * tenant's rows stays behind. Names derived from the tenant's id: never
+ * another tenant's.
+ */
+export async function dropMoveLeftovers(admin: PlacementAdmin, tenantId: string): Promise<void> {
+  const refs = [placementFor(tenantId, "SCHEMA"), ...[DEFAULT_SERVER, ...Object.keys(admin.servers)].map((server) => placementFor(tenantId, "DATABASE", server))];
+  for (const ref of refs) await admin.drop(ref);
+  await onMain(admin, `DROP SCHEMA IF EXISTS "${stagingSchemaOf(tenantId)}" CASCADE`);
 }
 
 /** Another move of the tenant holds its move lock: this one did nothing (moveTenant answers TENANT_MOVING). */

@@ -124,4 +124,20 @@ describe("a move whose mover dies", () => {
     expect((await t.gql(CREATE, { token: owner, variables: { name: "after-move" } })).body.errors).toBeUndefined();
     expect(await names(owner)).toEqual(["after-move", "p1", "p2"]);
   });
+
+  it("a purge removes what a crashed move left (a half-made target, a staging schema): no copy of the purged tenant stays", async () => {
+    const { tenantId, gid } = await tenant("crash-purged", "POOLED");
+    const target = placementFor(tenantId, "DATABASE");
+    await killMoverAt(tenantId, "POOLED", "DATABASE", await holding(`pg_advisory_lock_shared(${moveFenceSql("$1::text")})`, tenantId));
+    // And the staging schema a move into the main database would have left, with a row in it.
+    const staging = `tg_move_${placementFor(tenantId, "SCHEMA").name!.slice("tenant_".length)}`;
+    await sql(t.db.url, `CREATE SCHEMA "${staging}"; CREATE UNLOGGED TABLE "${staging}".projects (LIKE public.projects); INSERT INTO "${staging}".projects SELECT * FROM public.projects WHERE tenant_id = '${tenantId}'`);
+    expect(await t.clients.placements.admin.exists(target)).toBe(true);
+    for (const op of ["scheduleTenantDeletion", "purgeTenant"]) {
+      const res = await t.gql(`mutation($input: ${op[0]!.toUpperCase()}${op.slice(1)}Input!) { ${op}(input: $input) { __typename } }`, { token: admin, variables: { input: { tenantId: gid } } });
+      expect(res.body.errors).toBeUndefined();
+    }
+    expect(await t.clients.placements.admin.exists(target)).toBe(false);
+    expect((await sql<{ n: number }>(t.db.url, `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [staging]))[0]!.n).toBe(0);
+  });
 });

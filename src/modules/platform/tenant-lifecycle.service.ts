@@ -3,6 +3,7 @@ import { QuotaResource, type Placement, type Plan, type TenantStatus } from "../
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
+import { dropMoveLeftovers } from "../../db/placement-move.ts";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
 import { createPlacement, placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
@@ -236,11 +237,13 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
   });
   // A placed tenant's schema or database goes with it (after the directory
   // row: no request can be routed there any more).
+  const placements = platformPlacements(ctx);
   if (placement) {
-    const placements = platformPlacements(ctx);
     await placements.forget(placement);
     await placements.admin.drop(placement);
   }
+  // And anything a crashed or failed move of it left (a half-made target, a staging schema): no copy of its rows stays.
+  await dropMoveLeftovers(placements.admin, tenantId);
   // The purge has committed: with the store down its keys are left to expire
   // (every one has a TTL), rather than answering an error for a done purge.
   await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {

@@ -30,6 +30,23 @@ const owner = (admin: PlacementAdmin, ref: PlacementRef) => admin.ownerClient(re
 
 const schemaOf = (ref: PlacementRef) => (ref.placement === "SCHEMA" ? ref.name : null);
 
+/** One transaction of the placement's owner connection, in the copy's settings (src/db/placement-rows.ts beginCopy): `write`, then COMMIT. */
+async function inPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, write: (target: Query) => Promise<void>): Promise<void> {
+  const client = await owner(admin, ref);
+  try {
+    await beginCopy(client, tenantId, schemaOf(ref));
+    await write(pgQuery(client));
+    await client.query("COMMIT");
+    client.release();
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+}
+
+/** Identities as a placement or the directory may hold a copy of them: never with platform powers (a global fact, the main database's). */
+const withoutPlatformPowers = (users: unknown[]) => (users as Record<string, unknown>[]).map((u) => ({ ...u, is_platform_admin: false }));
+
 /** UPDATE of the tenants row from its JSON copy, on these columns. */
 async function updateTenant(target: Query, row: Record<string, unknown>, columns: string[]): Promise<void> {
   const set = columns.filter((c) => IDENT.test(c) && c !== "id").map((c) => `"${c}" = r."${c}"`);
@@ -44,10 +61,7 @@ async function updateTenant(target: Query, row: Record<string, unknown>, columns
  * other change leaves them to the tenant).
  */
 export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, source: Query, options: { identityProvider?: boolean } = {}): Promise<void> {
-  const client = await owner(admin, ref);
-  try {
-    await beginCopy(client, tenantId, schemaOf(ref));
-    const target = pgQuery(client);
+  await inPlacement(admin, ref, tenantId, async (target) => {
     const [tenant] = (await readRows(source, "tenants", tenantId)) as Record<string, unknown>[];
     // The identity-provider columns are the tenant's own (set in its placement): never overwritten from the directory's copy.
     if (tenant) await updateTenant(target, tenant, Object.keys(tenant).filter((c) => options.identityProvider || !TENANT_OWNED.includes(c)));
@@ -72,12 +86,7 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
     }
     // Any platform change may change answers: the placement's cached responses go.
     await target(`SELECT app_bump_cache_generations(ARRAY[$1::uuid])`, [tenantId]);
-    await client.query("COMMIT");
-    client.release();
-  } catch (err) {
-    client.release(err as Error);
-    throw err;
-  }
+  });
 }
 
 /**
@@ -89,22 +98,13 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
  * responses go (its member list changed).
  */
 export async function syncMemberToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, userId: string, source: Query): Promise<void> {
-  const client = await owner(admin, ref);
-  try {
-    await beginCopy(client, tenantId, schemaOf(ref));
-    const target = pgQuery(client);
+  await inPlacement(admin, ref, tenantId, async (target) => {
     const rows = async (table: "users" | "memberships", where: string) =>
       (await source<{ rows: unknown[] }>(`SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb) AS rows FROM ${table} x WHERE ${where}`, [tenantId, userId]))[0]?.rows ?? [];
-    const users = (await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")) as Record<string, unknown>[];
-    await writeRows(target, "users", users.map((u) => ({ ...u, is_platform_admin: false })));
+    await writeRows(target, "users", withoutPlatformPowers(await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")));
     await writeRows(target, "memberships", await rows("memberships", "tenant_id = $1::uuid AND user_id = $2::uuid"));
     await target(`SELECT app_bump_cache_generations(ARRAY[$1::uuid])`, [tenantId]);
-    await client.query("COMMIT");
-    client.release();
-  } catch (err) {
-    client.release(err as Error);
-    throw err;
-  }
+  });
 }
 
 /**
@@ -119,16 +119,9 @@ export async function syncMemberToPlacement(admin: PlacementAdmin, ref: Placemen
  */
 export async function placeIdentities(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, identities: Record<string, unknown>[]): Promise<void> {
   if (identities.length === 0) return;
-  const client = await owner(admin, ref);
-  try {
-    await beginCopy(client, tenantId, schemaOf(ref));
-    await writeRows(pgQuery(client), "users", identities.map((u) => ({ ...u, is_platform_admin: false })));
-    await client.query("COMMIT");
-    client.release();
-  } catch (err) {
-    client.release(err as Error);
-    throw err;
-  }
+  await inPlacement(admin, ref, tenantId, async (target) => {
+    await writeRows(target, "users", withoutPlatformPowers(identities));
+  });
 }
 
 export interface DirectoryChanges {
@@ -206,7 +199,7 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
     ];
     // Only new identities (an existing one is never overwritten), and never
     // with platform powers: a placement is not the authority for a global fact.
-    const made = await writeRows(to, "users", ids.map((u) => ({ ...u, is_platform_admin: false })));
+    const made = await writeRows(to, "users", withoutPlatformPowers(ids));
     await to(`DELETE FROM memberships WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(to, "memberships", members);
     await to(`DELETE FROM api_keys WHERE tenant_id = $1::uuid`, [tenantId]);

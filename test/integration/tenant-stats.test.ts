@@ -15,31 +15,22 @@ import { placementApp, sql } from "../helpers/placements.ts";
 
 /** Every tenant whose counters row differs from its rows (or is missing), in this database/schema: [] when exact. */
 const DRIFT = `
-  SELECT t.slug, to_jsonb(st) - 'tenant_id' AS counters, jsonb_build_object(
-    'members', (SELECT count(*) FROM memberships x WHERE x.tenant_id = t.id),
-    'projects', (SELECT count(*) FROM projects x WHERE x.tenant_id = t.id),
-    'workflows', (SELECT count(*) FROM workflows x WHERE x.tenant_id = t.id),
-    'deployments', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id),
-    'deployments_queued', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'QUEUED'),
-    'deployments_building', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'BUILDING'),
-    'deployments_ready', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'READY'),
-    'deployments_error', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'ERROR'),
-    'deployments_canceled', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'CANCELED'),
-    'api_requests', (SELECT coalesce(sum(count), 0) FROM usage_counters x WHERE x.tenant_id = t.id AND x.resource = 'API_REQUESTS_PER_MINUTE')
-  ) AS actual
-  FROM tenants t LEFT JOIN tenant_stats st ON st.tenant_id = t.id
-  WHERE (to_jsonb(st) - 'tenant_id') IS DISTINCT FROM jsonb_build_object(
-    'members', (SELECT count(*) FROM memberships x WHERE x.tenant_id = t.id),
-    'projects', (SELECT count(*) FROM projects x WHERE x.tenant_id = t.id),
-    'workflows', (SELECT count(*) FROM workflows x WHERE x.tenant_id = t.id),
-    'deployments', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id),
-    'deployments_queued', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'QUEUED'),
-    'deployments_building', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'BUILDING'),
-    'deployments_ready', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'READY'),
-    'deployments_error', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'ERROR'),
-    'deployments_canceled', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'CANCELED'),
-    'api_requests', (SELECT coalesce(sum(count), 0) FROM usage_counters x WHERE x.tenant_id = t.id AND x.resource = 'API_REQUESTS_PER_MINUTE'))
-  ORDER BY t.slug`;
+  SELECT slug, counters, actual FROM (
+    SELECT t.slug, to_jsonb(st) - 'tenant_id' AS counters, jsonb_build_object(
+      'members', (SELECT count(*) FROM memberships x WHERE x.tenant_id = t.id),
+      'projects', (SELECT count(*) FROM projects x WHERE x.tenant_id = t.id),
+      'workflows', (SELECT count(*) FROM workflows x WHERE x.tenant_id = t.id),
+      'deployments', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id),
+      'deployments_queued', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'QUEUED'),
+      'deployments_building', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'BUILDING'),
+      'deployments_ready', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'READY'),
+      'deployments_error', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'ERROR'),
+      'deployments_canceled', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'CANCELED'),
+      'api_requests', (SELECT coalesce(sum(count), 0) FROM usage_counters x WHERE x.tenant_id = t.id AND x.resource = 'API_REQUESTS_PER_MINUTE')
+    ) AS actual
+    FROM tenants t LEFT JOIN tenant_stats st ON st.tenant_id = t.id) c
+  WHERE counters IS DISTINCT FROM actual
+  ORDER BY slug`;
 
 const USAGE = `query($first: Int, $orderBy: TenantUsageOrder) { platform {
   tenantUsage(first: $first, orderBy: $orderBy) { totalCount edges { node { tenant { slug } members projects workflows deployments apiRequests deploymentsByStatus { status count } } } }

@@ -149,6 +149,9 @@ const STATS_SORT: Record<Exclude<UsageOrderField, "CREATED_AT">, { column: strin
 const STATS_BY_STATUS = Prisma.sql`jsonb_build_object('QUEUED', st.deployments_queued, 'BUILDING', st.deployments_building,
   'READY', st.deployments_ready, 'ERROR', st.deployments_error, 'CANCELED', st.deployments_canceled)`;
 
+/** The tenant's own columns of a usage row (UsageRow), from `tenants t`. */
+const TENANT_COLUMNS = Prisma.sql`t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes`;
+
 const isRanged = (range: Range) => range.from != null || range.to != null;
 
 /**
@@ -211,7 +214,7 @@ export async function tenantUsage(
     r AS (SELECT tenant_id, sum(count)::bigint AS n FROM usage_counters
           WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", args)} GROUP BY tenant_id),
     s AS (
-      SELECT st.tenant_id AS id, t.created_at, st.members, st.projects + coalesce(p.projects, 0) AS projects,
+      SELECT ${TENANT_COLUMNS}, st.members, st.projects + coalesce(p.projects, 0) AS projects,
         st.workflows + coalesce(p.workflows, 0) AS workflows, coalesce(d.n, 0) AS deployments, d.by_status,
         coalesce(r.n, 0)::bigint AS api_requests
       FROM tenant_stats st
@@ -221,7 +224,7 @@ export async function tenantUsage(
       LEFT JOIN r ON r.tenant_id = st.tenant_id)`
         : Prisma.sql`
     pooled AS (
-      SELECT st.tenant_id AS id, t.created_at, st.members, st.projects, st.workflows, st.deployments,
+      SELECT ${TENANT_COLUMNS}, st.members, st.projects, st.workflows, st.deployments,
         ${STATS_BY_STATUS} AS by_status, st.api_requests
       FROM tenant_stats st
       JOIN tenants t ON t.id = st.tenant_id
@@ -231,18 +234,20 @@ export async function tenantUsage(
       LIMIT ${limit}),
     s AS (
       SELECT * FROM pooled
-      UNION ALL
-      SELECT st.tenant_id, t.created_at, st.members, st.projects + p.projects, st.workflows + p.workflows,
+      ${
+        placed.ids.length === 0
+          ? Prisma.empty
+          : Prisma.sql`UNION ALL
+      SELECT ${TENANT_COLUMNS}, st.members, st.projects + p.projects, st.workflows + p.workflows,
         st.deployments + p.deployments, p.by_status, st.api_requests
       FROM placed p
       JOIN tenant_stats st ON st.tenant_id = p.tenant_id
-      JOIN tenants t ON t.id = p.tenant_id)`;
+      JOIN tenants t ON t.id = p.tenant_id`
+      })`;
       const found = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
     WITH ${placedCte(placed)}, ${rows}
-    SELECT t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes,
-      s.members, s.projects, s.workflows, s.deployments, s.by_status, s.api_requests,
-      (SELECT count(*)::int FROM tenants) AS total
-    FROM s JOIN tenants t ON t.id = s.id
+    SELECT s.*, (SELECT count(*)::int FROM tenants) AS total
+    FROM s
     WHERE ${keysetAfter(after, column, Prisma.sql`s.id`)}
     ORDER BY ${column} ${dir}, s.id ${dir}
     LIMIT ${limit}`);

@@ -246,7 +246,7 @@ export async function tenantUsage(
       })`;
       const found = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
     WITH ${placedCte(placed)}, ${rows}
-    SELECT s.*, (SELECT count(*)::int FROM tenants) AS total
+    SELECT s.*, (SELECT count(*)::int FROM tenant_stats) AS total
     FROM s
     WHERE ${keysetAfter(after, column, Prisma.sql`s.id`)}
     ORDER BY ${column} ${dir}, s.id ${dir}
@@ -278,8 +278,8 @@ export interface PlatformTotals {
 }
 
 /**
- * Platform-wide totals in one statement: the sums of the tenants' counters
- * (one row per tenant, not their rows); with from/to, deployments and API
+ * Platform-wide totals in one statement: one pass over the tenants (plan and
+ * status) and one over their counters (one row per tenant, not their rows); with from/to, deployments and API
  * requests are counted over the range (the cost follows its rows).
  */
 export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts = NO_PLACED_COUNTS): Promise<PlatformTotals> {
@@ -296,10 +296,11 @@ export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts 
       api_requests: bigint;
     }[]
   >(Prisma.sql`
+    WITH byp AS MATERIALIZED (SELECT plan, status, count(*)::int AS n FROM tenants GROUP BY plan, status)
     SELECT
-      (SELECT count(*)::int FROM tenants) AS tenants,
-      (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, count(*)::int AS n FROM tenants GROUP BY plan) x) AS by_plan,
-      (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM tenants GROUP BY status) x) AS by_status,
+      (SELECT coalesce(sum(n), 0)::int FROM byp) AS tenants,
+      (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, sum(n)::int AS n FROM byp GROUP BY plan) x) AS by_plan,
+      (SELECT jsonb_object_agg(status, n) FROM (SELECT status, sum(n)::int AS n FROM byp GROUP BY status) x) AS by_status,
       st.members, st.projects + ${placed.projects}::int AS projects,
       ${ranged ? Prisma.sql`(SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)})` : Prisma.sql`st.deployments`}
         + ${placed.deployments}::int AS deployments,

@@ -103,6 +103,7 @@ export async function syncMemberToPlacement(admin: PlacementAdmin, ref: Placemen
       (await source<{ rows: unknown[] }>(`SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb) AS rows FROM ${table} x WHERE ${where}`, [tenantId, userId]))[0]?.rows ?? [];
     await writeRows(target, "users", withoutPlatformPowers(await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")));
     await writeRows(target, "memberships", await rows("memberships", "tenant_id = $1::uuid AND user_id = $2::uuid"));
+    await recountStats(target, tenantId);
     await target(`SELECT app_bump_cache_generations(ARRAY[$1::uuid])`, [tenantId]);
   });
 }

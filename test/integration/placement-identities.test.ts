@@ -107,6 +107,9 @@ describe("first SSO login into a placed tenant", () => {
       // A second login is the same member: no second identity or membership.
       expect((await gql(WHO, token)).body.data.viewer.role).toBe("VIEWER");
       expect(await rows.membership.count({ where: { userId: inPlacement.id } })).toBe(1);
+      // The placement's analytics counters count the member written by the login's copy (replica writes fire no trigger: recounted).
+      const stats = await rows.tenantStats.findUniqueOrThrow({ where: { tenantId: id } });
+      expect(stats.members).toBe(await rows.membership.count({ where: { tenantId: id } }));
     }
   });
 

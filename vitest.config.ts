@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
+import ShuffledLongFirst from "./test/helpers/sequencer.ts";
 
 // Integration tests share one PostgreSQL server (DATABASE_URL, or an embedded
 // one started by the global setup); every test file clones its own database
@@ -24,9 +25,11 @@ const MOCKING = ["test/integration/jit.test.ts"];
  * Test files at once. Vitest's default is one per core but one (1 on a
  * 2-core machine: every file after the other), while an integration file
  * spends most of its time waiting on PostgreSQL and Redis: three files at
- * once keep both cores busy. The slow project runs after the others, one
- * file at a time: its files start processes and wait for real timeouts,
- * which must not compete with one another for the cores.
+ * once keep both cores busy. The slow project runs after the others, two
+ * files at a time: its files start processes and then mostly wait (for a
+ * server to be ready, a Redis to restart, a statement timeout), so one file
+ * at a time left a core idle; no assertion of theirs depends on how long
+ * anything took.
  *
  * Integration files share their worker's modules (isolate: false): the app
  * (schema, Pothos, Prisma) is imported once per worker instead of once per
@@ -48,10 +51,11 @@ export default defineConfig({
     pool: "forks",
     // Files and the tests inside each run in a random order (the seed is
     // printed; `--sequence.seed=N` replays an order): no test may depend on
-    // another having run before it, and CI keeps that honest.
-    sequence: { shuffle: { files: true, tests: true } },
+    // another having run before it, and CI keeps that honest. The longest
+    // files still start first (test/helpers/sequencer.ts).
+    sequence: { shuffle: { files: true, tests: true }, sequencer: ShuffledLongFirst },
     // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
-    // started, timeouts waited for, 100,000 rows streamed) runs with
+    // started, timeouts waited for, 100,000 rows streamed; two files at once) runs with
     // `npm run test:slow`, and CI runs both.
     projects: [
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"], maxWorkers: WORKERS } },
@@ -60,7 +64,7 @@ export default defineConfig({
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
       },
       { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
-      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 1, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },
+      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 2, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },
     ],
   },
 });

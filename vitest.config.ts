@@ -50,10 +50,16 @@ export default defineConfig({
     teardownTimeout: 60_000,
     pool: "forks",
     // Files and the tests inside each run in a random order (the seed is
-    // printed; `--sequence.seed=N` replays an order): no test may depend on
-    // another having run before it, and CI keeps that honest. The longest
-    // files still start first (test/helpers/sequencer.ts).
-    sequence: { shuffle: { files: true, tests: true }, sequencer: ShuffledLongFirst },
+    // printed; TEST_SEED=N replays an order): no test may depend on another
+    // having run before it, and CI keeps that honest. The longest files still
+    // start first (test/helpers/sequencer.ts). Not `--sequence.seed=N` over
+    // several projects: a `sequence` given on the command line replaces each
+    // project's, and the slow project loses its groupOrder (vitest refuses).
+    sequence: {
+      shuffle: { files: true, tests: true },
+      sequencer: ShuffledLongFirst,
+      ...(process.env.TEST_SEED ? { seed: Number(process.env.TEST_SEED) } : {}),
+    },
     // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
     // started, timeouts waited for, 100,000 rows streamed; two files at once) runs with
     // `npm run test:slow`, and CI runs both.

@@ -205,21 +205,21 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
     if (ref && ref.placement !== "POOLED" && !placed) throw new Error("no placement pools: a placed tenant cannot be exported");
     return {
       tenant,
-      run: async (sql) => {
+      run: async <T>(sql: Prisma.Sql) => {
         if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
         const read = async () => {
-          if (!placed) return deps.platform.$queryRaw(sql);
-          if (ref!.placement !== "SCHEMA") return placed.$queryRaw(sql);
+          if (!placed) return deps.platform.$queryRaw<T[]>(sql);
+          if (ref!.placement !== "SCHEMA") return placed.$queryRaw<T[]>(sql);
           const [, rows] = await placed.$transaction([
             placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
-            placed.$queryRaw(sql),
+            placed.$queryRaw<T[]>(sql),
           ]);
           return rows;
         };
         const rows = await read();
         const [now] = await deps.platform.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenant.id);
         sameRoute(tenant, now?.route ?? null);
-        return rows as never;
+        return rows;
       },
     };
   }
@@ -231,14 +231,14 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
   const stream = tenantDb.statements();
   return {
     tenant,
-    run: async (sql) => {
+    run: async <T>(sql: Prisma.Sql) => {
       const facts = await stream.authorize();
       if (facts.tenant?.status !== "ACTIVE") throw forbidden(NOT_OWNER, { requires: "OWNER" });
       requireRole(facts.member?.role, "OWNER", NOT_OWNER);
       sameRoute(tenant, facts.route);
-      const rows = await stream.queryRaw(sql);
+      const rows = await stream.queryRaw<T>(sql);
       sameRoute(tenant, (await stream.authorize()).route);
-      return rows as never;
+      return rows;
     },
   };
 }

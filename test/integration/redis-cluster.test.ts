@@ -8,6 +8,7 @@ import { quotaWindowKey, rateLimitWindowKey } from "../../src/policy/quota.ts";
 import { requestCounterKey } from "../../src/infra/request-counter.ts";
 import { responseCacheKey } from "../../src/infra/response-cache.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
+import { eventually } from "../helpers/eventually.ts";
 import { startRedisCluster, type OwnRedisCluster } from "../helpers/redis-cluster.ts";
 
 /**
@@ -191,24 +192,22 @@ describe("Redis Cluster: a master fails", () => {
       // from then on a cluster that requires full coverage refuses every slot.
       const survivor = connectRedis(`redis://127.0.0.1:${cluster.nodes[1]!.port}`);
       try {
-        for (let i = 0; ; i++) {
+        await eventually("the survivors marking the master failed", async () => {
           const line = ((await survivor.cluster("NODES")) as string).split("\n").find((l) => l.includes(`:${victimPort}@`)) ?? "";
-          if ((line.split(" ")[2] ?? "").split(",").includes("fail")) break;
-          if (i > 300) throw new Error(`the survivors never marked the failed master: ${line}`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
+          return (line.split(" ")[2] ?? "").split(",").includes("fail");
+        });
       } finally {
         survivor.disconnect();
       }
       let outcome = { aliveServed: false, lostRefused: false };
-      for (let round = 0; round < 40 && !(outcome.aliveServed && outcome.lostRefused); round++) {
+      await eventually("the alive slot served and the lost one refused", async () => {
         const [a, l] = await Promise.allSettled([store.get(tenantKey(alive, "info")), store.get(tenantKey(lost, "info"))]);
         outcome = {
           aliveServed: a.status === "fulfilled" && a.value === "alive",
           lostRefused: l.status === "rejected" && isStoreUnavailable(l.reason),
         };
-        if (!(outcome.aliveServed && outcome.lostRefused)) await new Promise((r) => setTimeout(r, 100));
-      }
+        return outcome.aliveServed && outcome.lostRefused;
+      }).catch(() => {});
       expect(outcome).toEqual({ aliveServed: true, lostRefused: true });
     } finally {
       probe.disconnect();

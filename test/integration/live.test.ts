@@ -375,4 +375,44 @@ describe("a hub of its own", () => {
   });
 });
 
+describe("a hub of its own, counting its access reads", () => {
+  it("the periodic re-check reads one tenant at a time (the platform pool is every tier's authentication)", async () => {
+    const reads = { now: 0, max: 0, total: 0 };
+    const platform = new Proxy(t.clients.platform, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== "$queryRaw" || typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          reads.now++;
+          reads.total++;
+          reads.max = Math.max(reads.max, reads.now);
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } finally {
+            reads.now--;
+          }
+        };
+      },
+    });
+    const live = new LiveHub({ platform, events: t.clients.live, logger: createLogger("silent") });
+    const app = createApp(testAppDeps(t.clients, t.store, { live }));
+    const fetchApp = (url: string, init: RequestInit) => app.fetch(url, init);
+    const streams: LiveSubscription[] = [];
+    try {
+      for (const slug of ["acme", "globex", "wayne"]) {
+        streams.push(await sseSubscribe(fetchApp, "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${await t.memberToken(slug, "VIEWER")}` }));
+      }
+      expect(live.size).toBe(3);
+      reads.max = reads.total = 0;
+      live.recheckAll();
+      live.recheckAll(); // asked again during the sweep: one more sweep after it, still one at a time
+      await expect.poll(() => reads.total, { timeout: 10_000 }).toBe(6);
+      expect(reads.max).toBe(1);
+    } finally {
+      for (const s of streams) s.close();
+      await live.close();
+    }
+  });
+});
+
 const res = (body: any) => body.errors;

@@ -273,9 +273,37 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     }
   }
 
+  /**
+   * Re-checks every tenant's streams (the periodic safety net, and after the
+   * Redis subscriber reconnects), one tenant at a time: the reads go to the
+   * platform pool (4 connections), which every tier's authentication shares
+   * (the directory's misses); 100 tenants' reads at once queued behind each
+   * other there every 30 s. A sweep asked for while one runs runs once more
+   * after it (a reconnect during the sweep still re-checks every tenant).
+   */
   recheckAll(): void {
-    for (const tenantId of [...this.tenants.keys()]) void this.recheckTenant(tenantId);
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return;
+    }
+    this.sweeping = true;
+    void (async () => {
+      try {
+        do {
+          this.sweepAgain = false;
+          for (const tenantId of [...this.tenants.keys()]) {
+            if (this.stopping) return;
+            await this.recheckTenant(tenantId);
+          }
+        } while (this.sweepAgain);
+      } finally {
+        this.sweeping = false;
+      }
+    })();
   }
+
+  private sweeping = false;
+  private sweepAgain = false;
 
   /**
    * Shutdown, first step: refuses new streams, ends the open ones with

@@ -470,8 +470,8 @@ async function main() {
       if (noiseResult) r.noise!.push(noiseResult);
       if (NEIGHBOUR_SCENARIOS.includes(s.id)) {
         neighbourRuns.push({ run, id: s.id, p50: result.p50, p95: result.p95, rps: result.rps, cpuMsPerRequest, pools: poolSample, noise: noiseResult, loadAverage: os.loadavg()[0]! });
-        if (poolSample) log(`run ${run}/${opts.runs} ${s.id}: pools waiting max ${JSON.stringify(poolSample.waitingMax)} share ${JSON.stringify(poolSample.waitingShare)}; machine CPU busy ${poolSample.machineBusyPct.toFixed(0)}%${noiseResult ? `; noise ${noiseResult.rps.toFixed(1)} req/s p50 ${noiseResult.p50.toFixed(0)} p95 ${noiseResult.p95.toFixed(0)} ms, errors ${noiseResult.errors + noiseResult.gqlErrors}, non-2xx ${noiseResult.non2xx}` : ""}`);
       }
+      if (poolSample) log(`run ${run}/${opts.runs} ${s.id}: pools waiting max ${JSON.stringify(poolSample.waitingMax)} share ${JSON.stringify(poolSample.waitingShare)}; machine CPU busy ${poolSample.machineBusyPct.toFixed(0)}%${noiseResult ? `; noise ${noiseResult.rps.toFixed(1)} req/s p50 ${noiseResult.p50.toFixed(0)} p95 ${noiseResult.p95.toFixed(0)} ms, errors ${noiseResult.errors + noiseResult.gqlErrors}, non-2xx ${noiseResult.non2xx}` : ""}`);
       log(
         `run ${run}/${opts.runs} ${s.id.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} req/s  p50 ${result.p50.toFixed(1)}  p95 ${result.p95.toFixed(1)}  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors + result.gqlErrors}  non-2xx ${result.non2xx}  cpu ${cpuMsPerRequest.toFixed(2)} ms/req  rss ${rssPeakMb.toFixed(0)} MB`,
       );

@@ -295,33 +295,25 @@ async function main() {
       { id: "placed-db-32", title: `dashboard, one DATABASE-placed ENTERPRISE tenant alone (${neighbours.database.slug}, same data)`, target: "server", connections: C, gen: dashboardGen(neighbourTokens, new Set([neighbours.database.slug])), countAs: "placed-pooled-32" },
     ];
   };
+  /** The dashboard beside the live load: `streams` open subscriptions and the writer. */
+  const liveScenario = (id: string, title: string, streams: number): Scenario => ({
+    id,
+    title,
+    target: "server",
+    connections: C,
+    gen: dash,
+    floor: "floor-32",
+    countAs: "dashboard-32",
+    samplePools: true,
+    live: { streams, mutationsPerS: live.mutationsPerS },
+  });
   let scenarios: Scenario[] = [
     { id: "floor-32", title: `floor: dashboard`, target: "floor", connections: C, gen: dash },
     { id: "dashboard-32", title: "dashboard", target: "server", connections: C, gen: dash, floor: "floor-32", samplePools: true },
-    {
-      // The live scenario's writer without the streams: what the 10 mutations/s cost the dashboard,
-      // so that live-32 against it measures the streams alone (docs/live-updates.md, "Measured").
-      id: "writer-32",
-      title: `dashboard, ${live.mutationsPerS} mutations/s (the live scenario's writer), no streams`,
-      target: "server",
-      connections: C,
-      gen: dash,
-      floor: "floor-32",
-      countAs: "dashboard-32",
-      samplePools: true,
-      live: { streams: 0, mutationsPerS: live.mutationsPerS },
-    },
-    {
-      id: "live-32",
-      title: `dashboard, ${live.streams} subscription streams open, ${live.mutationsPerS} mutations/s`,
-      target: "server",
-      connections: C,
-      gen: dash,
-      floor: "floor-32",
-      countAs: "dashboard-32",
-      samplePools: true,
-      live,
-    },
+    // The live scenario's writer without the streams: what the 10 mutations/s cost the dashboard,
+    // so that live-32 against it measures the streams alone (docs/live-updates.md, "Like with like").
+    liveScenario("writer-32", `dashboard, ${live.mutationsPerS} mutations/s (the live scenario's writer), no streams`, 0),
+    liveScenario("live-32", `dashboard, ${live.streams} subscription streams open, ${live.mutationsPerS} mutations/s`, live.streams),
     {
       id: "noisy-32",
       title: `dashboard, 99 others + noisy tenant at ${noiseRate * 60}/min (limit ${opts.noisyLimitPerMinute})`,

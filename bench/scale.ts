@@ -173,6 +173,7 @@ async function main() {
     "",
     "The dashboard rotates over the same 99 tenants (bench-001 ... bench-099) at every scale; the ratio is the server's req/s over the floor's in the same run. tenantUsage and totals: one request at a time, platform admin, no range (the counters of tenant_stats).",
     "",
+    "",
   ];
   await writeFile(path.join(dir, `${stamp}-scale.md`), `${header.join("\n")}${text}\n`);
   await writeFile(path.join(dir, `${stamp}-scale.json`), JSON.stringify({ startedAt, machine, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, requests, rows }, null, 2));

@@ -139,7 +139,6 @@ export function createDatabases(opts: {
   });
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);
-  placementsOf.set(platform, placements);
   const all = [...PLANS.map((p) => tiers[p]), live];
   return {
     app,

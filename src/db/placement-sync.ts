@@ -108,23 +108,6 @@ export async function syncMemberToPlacement(admin: PlacementAdmin, ref: Placemen
   });
 }
 
-/**
- * Before a placed tenant adds a member by e-mail (app_add_member in its
- * placement): the global identities holding that e-mail (as e-mail or as
- * subject), read from the main database, are copied into the placement when
- * it lacks them, never with platform powers. app_add_member there then
- * behaves as in the main database: a known person joins under their one id
- * (the answer names it), an e-mail taken as another identity's subject
- * cannot be invited. An identity nobody in the tenant is named by stays
- * invisible to it (the placement's RLS, like the main database's).
- */
-export async function placeIdentities(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, identities: Record<string, unknown>[]): Promise<void> {
-  if (identities.length === 0) return;
-  await inPlacement(admin, ref, tenantId, async (target) => {
-    await writeRows(target, "users", withoutPlatformPowers(identities));
-  });
-}
-
 export interface DirectoryChanges {
   /** Users whose membership in the tenant was added, changed or removed. */
   userIds: string[];

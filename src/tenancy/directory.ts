@@ -7,8 +7,6 @@ import { isUuid } from "../uuid.ts";
 import { createHash } from "node:crypto";
 import { hashApiKey } from "./credentials.ts";
 import { assertPlacementOf, placementOf, type PlacementRef } from "../db/placement-admin.ts";
-import { placementPoolsOf } from "../db/clients.ts";
-import { placeIdentities } from "../db/placement-sync.ts";
 
 /**
  * Who is who, before a tenant is known: users by subject, tenants by id or
@@ -113,13 +111,18 @@ const keys = {
  * What a request may do with the directory (`ctx.directory`): named reads and
  * cache invalidations, never the platform client behind them.
  */
+/** A global identity as copied into a placement by an invitation (users columns). */
+export interface IdentityRow { id: string; email: string; name: string | null; auth_subject: string; created_at: Date }
+/** What an invitation by a placed tenant copies: the identity, "taken" (the e-mail is another identity's subject), or nothing. */
+export type PlacedIdentity = IdentityRow | "taken" | null;
+
 export interface DirectoryView {
   tenant(idOrSlug: string): Promise<TenantInfo | null>;
   /** The user's own memberships in every tenant not pending deletion, oldest first (viewer.memberships). */
   membershipsOf(userId: string): Promise<Membership[]>;
   platformAdminFlag(userId: string): Promise<boolean | null>;
-  /** Before a placed tenant invites `email`: the identities known by it are copied into its placement (answers nothing; src/db/placement-sync.ts placeIdentities). */
-  placeIdentities(tenant: TenantInfo, email: string): Promise<void>;
+  /** Before a placed tenant invites `email`: the one identity its app_add_member will use, to copy in the invitation's transaction (see Directory.identityToPlace). */
+  identityToPlace(tenant: TenantInfo, email: string): Promise<PlacedIdentity>;
   invalidateUser(subject: string): Promise<void>;
   invalidateTenant(tenantId: string, slug?: string): Promise<void>;
   invalidateMembership(tenantId: string, userId: string): Promise<void>;
@@ -326,7 +329,7 @@ export class Directory {
       tenant: (ref: string) => this.tenant(ref),
       membershipsOf: (userId: string) => this.membershipsOf(userId),
       platformAdminFlag: (userId: string) => this.platformAdminFlag(userId),
-      placeIdentities: (tenant: TenantInfo, email: string) => this.placeIdentities(tenant, email),
+      identityToPlace: (tenant: TenantInfo, email: string) => this.identityToPlace(tenant, email),
       invalidateUser: (subject: string) => this.invalidateUser(subject),
       invalidateTenant: (tenantId: string, slug?: string) => this.invalidateTenant(tenantId, slug),
       invalidateMembership: (tenantId: string, userId: string) => this.invalidateMembership(tenantId, userId),
@@ -343,20 +346,26 @@ export class Directory {
   }
 
   /**
-   * Before a placed tenant invites `email` (docs/placement.md): the global
-   * identities holding it are copied into the tenant's placement, so its
-   * app_add_member finds the person under their one id. Nothing for a
-   * POOLED tenant; the route must be the tenant's own.
+   * Before a placed tenant invites `email` (docs/placement.md, "Invitations
+   * of known people"): the global identity holding that e-mail, which the
+   * invitation's transaction copies into the placement (app_place_identity)
+   * right before app_add_member, so the person joins under their one id and
+   * a refused invitation leaves nothing behind. "taken": nobody has the
+   * e-mail but another identity holds it as its subject (app_add_member in
+   * the main database refuses it too). Null for a POOLED tenant or an
+   * unknown e-mail. Reads only; the route must be the tenant's own.
    */
-  async placeIdentities(tenant: TenantInfo, email: string): Promise<void> {
+  async identityToPlace(tenant: TenantInfo, email: string): Promise<PlacedIdentity> {
     const ref = tenant.placement;
-    if (!ref || ref.placement === "POOLED") return;
+    if (!ref || ref.placement === "POOLED") return null;
     assertPlacementOf(tenant.id, ref);
-    const placements = placementPoolsOf(this.db);
-    if (!placements) throw new Error("no placement pools: a placed tenant's member cannot be invited");
-    const [found] = await this.db.$queryRaw<{ rows: Record<string, unknown>[] }[]>`
-      SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]'::jsonb) AS rows FROM users u WHERE u.email = ${email} OR u.auth_subject = ${email}`;
-    await placeIdentities(placements.admin, ref, tenant.id, found?.rows ?? []);
+    const rows = await this.db.$queryRaw<(IdentityRow & { by_email: boolean })[]>`
+      SELECT id::text, email, name, auth_subject, created_at, email = ${email} AS by_email
+      FROM users WHERE email = ${email} OR auth_subject = ${email} ORDER BY (email = ${email}) DESC LIMIT 1`;
+    const [row] = rows;
+    if (!row) return null;
+    if (!row.by_email) return "taken";
+    return { id: row.id, email: row.email, name: row.name, auth_subject: row.auth_subject, created_at: row.created_at };
   }
 
   invalidateUser(subject: string) {

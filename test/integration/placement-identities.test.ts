@@ -141,4 +141,25 @@ describe("first SSO login into a placed tenant", () => {
       expect(await t.clients.platform.membership.count({ where: { tenantId: id, userId: known.id } })).toBe(1);
     }
   });
+
+  it("a refused invitation leaves no identity of another tenant in the placement (SEATS full)", async () => {
+    const slug = `inv-seats-${suffix}`;
+    const made = await gql(PROVISION, placed.admin, {
+      input: { name: slug, slug, plan: "ENTERPRISE", owner: { email: `owner@${slug}.test` }, placement: "SCHEMA", limits: [{ resource: "SEATS", limit: 1 }] },
+    });
+    expect(made.body.errors).toBeUndefined();
+    const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
+    placed.made.push(placementOf(row));
+    // acme's member, never a member of this tenant.
+    const victim = await t.clients.platform.user.findUniqueOrThrow({ where: { email: "viewer@acme.test" } });
+    const r = await gql(`mutation { inviteMember(input: { email: "viewer@acme.test", role: VIEWER }) { membership { id } } }`, await t.token(`owner@${slug}.test`, slug));
+    expect(r.body.errors?.[0]?.extensions?.code).toBe("QUOTA_EXCEEDED");
+    const rows = await tenantRows(t.clients, row.id);
+    expect(await rows.membership.count({ where: { userId: victim.id } })).toBe(0);
+    // The copy of the identity was made in the refused invitation's transaction: rolled back with it.
+    expect(await rows.user.count({ where: { id: victim.id } })).toBe(0);
+    // The copying function exists in placements only: the app role of the main database cannot make identities.
+    const [fn] = await t.clients.platform.$queryRaw<{ f: string | null }[]>`SELECT to_regproc('app_place_identity')::text AS f`;
+    expect(fn?.f ?? null).toBeNull();
+  }, 120_000);
 });

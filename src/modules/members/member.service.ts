@@ -5,6 +5,7 @@ import { requireRole } from "../../policy/roles.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
 import type { TenantContext } from "../../tenancy/context.ts";
+import type { IdentityRow } from "../../tenancy/directory.ts";
 import type { ScopedTx } from "../../tenancy/tenant-db.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
@@ -34,6 +35,11 @@ async function addMember(tx: ScopedTx, email: string, name: string | null, role:
   return rows[0] ?? null;
 }
 
+/** A placed tenant's invitation: the global identity into its placement (app_place_identity, placements only; a plain user, never over an existing one). */
+function placeIdentity(tx: ScopedTx, u: IdentityRow) {
+  return tx.$executeRaw`SELECT app_place_identity(${u.id}::uuid, ${u.email}, ${u.name}, ${u.auth_subject}, ${u.created_at}::timestamptz)`;
+}
+
 function lockOwners(tx: ScopedTx, tenantId: string) {
   return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:owners`}))`;
 }
@@ -43,12 +49,15 @@ export async function inviteMember(ctx: TenantContext, input: { email: string; r
   const email = input.email.trim().toLowerCase();
   if (input.role === "OWNER") requireOwnerFor(ctx, "grant OWNER");
   const name = input.name != null ? v.name("name", input.name) : null;
-  // A placed tenant: the person's global identity first goes to its placement (one person, one id).
-  await ctx.directory.placeIdentities(ctx.tenant, email);
+  // A placed tenant: the person's global identity, copied into its placement below (one person, one id).
+  const identity = await ctx.directory.identityToPlace(ctx.tenant, email);
   const membership = await ctx.tenantDb
     .transaction(async (tx) => {
       // SEATS: counted and locked before the insert, in this transaction.
       await checkDeclaredCountQuota(tx, ctx, false);
+      if (identity === "taken") throw badInput("email", "This e-mail cannot be invited");
+      // In this transaction: a refused invitation rolls the copy back (docs/placement.md).
+      if (identity) await placeIdentity(tx, identity);
       const added = await addMember(tx, email, name, input.role);
       if (!added) throw badInput("email", "This e-mail cannot be invited");
       if (added.already_member) throw badInput("email", `${email} is already a member`);

@@ -13,7 +13,8 @@ import { childEnv, ROOT } from "../helpers/server-process.ts";
  * process (test/helpers/move-child.ts) killed with SIGKILL at a point the
  * test holds it at with a real lock. The tenant must stay where it was (or
  * refused, never served by two copies), and the next move must finish,
- * replacing what the dead one left.
+ * replacing what the dead one left. Each test makes placements and starts a
+ * process: minutes on a loaded machine, hence the timeouts.
  */
 const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(input: $input) { tenant { id } } }`;
 const MOVE = `mutation($input: MoveTenantInput!) { moveTenant(input: $input) { tenant { id placement } movedRows } }`;
@@ -106,7 +107,7 @@ describe("a move whose mover dies", () => {
     expect(moved.body.data.moveTenant.tenant.placement).toBe("DATABASE");
     expect(await names(owner)).toEqual(["after-crash", "p1", "p2"]);
     expect(await t.clients.platform.project.count({ where: { tenantId } })).toBe(0);
-  });
+  }, 120_000);
 
   it("killed between the old copy's mark and the switch: the tenant is refused (never two copies), and the next move completes", async () => {
     const { tenantId, gid, owner } = await tenant("crash-late", "DATABASE");
@@ -123,7 +124,7 @@ describe("a move whose mover dies", () => {
     expect(await t.clients.placements.admin.exists(source)).toBe(false);
     expect((await t.gql(CREATE, { token: owner, variables: { name: "after-move" } })).body.errors).toBeUndefined();
     expect(await names(owner)).toEqual(["after-move", "p1", "p2"]);
-  });
+  }, 120_000);
 
   it("a purge removes what a crashed move left (a half-made target, a staging schema): no copy of the purged tenant stays", async () => {
     const { tenantId, gid } = await tenant("crash-purged", "POOLED");
@@ -139,5 +140,5 @@ describe("a move whose mover dies", () => {
     }
     expect(await t.clients.placements.admin.exists(target)).toBe(false);
     expect((await sql<{ n: number }>(t.db.url, `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [staging]))[0]!.n).toBe(0);
-  });
+  }, 120_000);
 });

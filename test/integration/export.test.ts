@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import v8 from "node:v8";
 import vm from "node:vm";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { hashApiKey } from "../../src/tenancy/credentials.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
@@ -172,10 +172,14 @@ describe("GET /export", () => {
     const project = (await owner.query(`SELECT id FROM projects WHERE tenant_id = $1 LIMIT 1`, [acmeId])).rows[0].id;
     await owner.query(
       `INSERT INTO deployments (tenant_id, project_id, status, branch, commit_sha, url)
-       SELECT $1, $2, 'READY', 'branch-' || i, md5(i::text), 'https://d' || i || '.example.dev'
+       SELECT $1, $2, 'READY', 'bulk-' || i, md5(i::text), 'https://d' || i || '.example.dev'
        FROM generate_series(1, 100000) i`,
       [acmeId, project],
     );
+    // Order-free: the other tests export acme too, and must not stream these rows (30 s each under load).
+    onTestFinished(async () => {
+      await owner.query(`DELETE FROM deployments WHERE tenant_id = $1 AND branch LIKE 'bulk-%'`, [acmeId]);
+    });
     // Fresh statistics, as autovacuum would gather after a bulk load (else the planner expects a few rows).
     await owner.query(`ANALYZE deployments`);
     forceGc();

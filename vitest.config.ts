@@ -70,7 +70,8 @@ export default defineConfig({
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
       },
       { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
-      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 2, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },
+      // Its tests start processes: on a loaded machine a start alone can outlast 30 s (nothing asserts a duration).
+      { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 2, testTimeout: 120_000, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },
     ],
   },
 });

@@ -9,9 +9,10 @@ import type pg from "pg";
  *
  * The tables, parents first. `users` holds the identities the tenant's rows
  * refer to (members, deployment creators): global identities, copied (never
- * moved) so the placement's foreign keys and joins hold. `tenant_stats` (the
- * analytics counters) is not among them: it is derived from these rows, and
- * every copy recounts it in its target (recountStats) instead.
+ * moved) so the placement's foreign keys and joins hold. `tenant_stats` and
+ * `tenant_request_totals` (the analytics counters) are not among them: they
+ * are derived from these rows, and every copy recounts them in its target
+ * (recountStats) instead.
  */
 export const TENANT_TABLES = [
   "tenants",
@@ -65,7 +66,7 @@ export async function writeRows(target: Query, table: TenantTable, rows: unknown
 }
 
 /**
- * The tenant's analytics counters (`tenant_stats`) recounted from its rows
+ * The tenant's analytics counters (`tenant_stats`, `tenant_request_totals`) recounted from its rows
  * in the copy's target, inside the copy's transaction, once its rows are
  * written: a copy's writes run as a replica (beginCopy), so the counters'
  * triggers do not fire; copying the counters row instead would count twice

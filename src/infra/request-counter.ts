@@ -32,7 +32,18 @@ import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
  * Storage: `usage_counters` rows with resource API_REQUESTS_PER_MINUTE (the
  * request resource of the QuotaResource enum; adding a new value would also
  * add it to the public GraphQL enum) and `window_start` = the start of the
- * hour: one row per tenant per hour. Analytics sum these rows.
+ * hour: one row per tenant per hour. A ranged `tenantUsage` sums these rows;
+ * the unranged one reads each tenant's total (`tenant_request_totals`), which
+ * the flush moves by the rows' difference in the same statement.
+ *
+ * Locks (migration 20261202007000_tenant_stats_locks): a flush covers many
+ * tenants, so it must never wait for one tenant's transaction, nor hold a
+ * row a tenant's transaction needs. It writes through
+ * app_request_counts_flush(), which locks the tenants' total rows in
+ * tenant_id order, skipping any another flush, a purge or a recount holds
+ * (those tenant-hours stay pending for the next flush), and runs with a
+ * lock_timeout; no tenant mutation locks those rows, and no trigger fires on
+ * usage_counters.
  */
 
 export const REQUEST_RESOURCE = "API_REQUESTS_PER_MINUTE" as const;
@@ -148,9 +159,11 @@ export class RequestCounter {
         }
       }
       const rows = await this.readTotals([...entries]);
-      if (rows.length) await this.write(rows);
+      const skipped = rows.length ? await this.write(rows) : new Set<string>();
+      // Tenants whose total row was held: their totals are still in the store, for the next flush.
+      for (const r of rows) if (skipped.has(r.tenantId)) this.dirty.add(`${r.tenantId}|${r.hour}`);
       this.swept = true;
-      return rows.length;
+      return rows.filter((r) => !skipped.has(r.tenantId)).length;
     } catch (err) {
       // Try again next time: the totals are still in the store.
       for (const e of pending) this.dirty.add(e);
@@ -175,21 +188,20 @@ export class RequestCounter {
   }
 
   /**
-   * One statement for the whole batch; tenants purged meanwhile are skipped by the join.
-   * "total": the counts are the store's running totals (idempotent); "add": increments.
+   * One statement for the whole batch (app_request_counts_flush: the hourly
+   * rows and the tenants' totals); tenants purged meanwhile are dropped.
+   * "total": the counts are the store's running totals (idempotent), and a
+   * tenant whose total row another transaction holds is skipped (answered);
+   * "add": increments (shutdown with the store down), waiting for such a row
+   * up to the function's lock_timeout instead.
    */
-  private async write(rows: { tenantId: string; hour: number; count: number }[], mode: "total" | "add" = "total") {
-    const merge = mode === "total" ? Prisma.sql`GREATEST(usage_counters.count, EXCLUDED.count)` : Prisma.sql`usage_counters.count + EXCLUDED.count`;
+  private async write(rows: { tenantId: string; hour: number; count: number }[], mode: "total" | "add" = "total"): Promise<Set<string>> {
     const ids = rows.map((r) => r.tenantId);
     const windows = rows.map((r) => new Date(r.hour).toISOString());
     const counts = rows.map((r) => r.count);
-    await this.db.$executeRaw(Prisma.sql`
-      INSERT INTO usage_counters (tenant_id, resource, window_start, count)
-      SELECT x.tenant_id, ${REQUEST_RESOURCE}::"QuotaResource", x.window_start, x.count
-      FROM unnest(${ids}::uuid[], ${windows}::timestamptz[], ${counts}::int[]) AS x(tenant_id, window_start, count)
-      JOIN tenants t ON t.id = x.tenant_id
-      ON CONFLICT (tenant_id, resource, window_start)
-      DO UPDATE SET count = ${merge}`);
+    const [res] = await this.db.$queryRaw<{ skipped: string[] }[]>(Prisma.sql`
+      SELECT app_request_counts_flush(${ids}::uuid[], ${windows}::timestamptz[], ${counts}::int[], ${mode === "add"})::text[] AS skipped`);
+    return new Set(res?.skipped ?? []);
   }
 
   /** Flushes every `intervalMs` until stop(). */

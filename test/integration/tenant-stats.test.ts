@@ -1,5 +1,8 @@
+import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { beforeAll, describe, expect, it } from "vitest";
+import { Prisma } from "../../src/generated/prisma/client.ts";
+import { hourStart, RequestCounter } from "../../src/infra/request-counter.ts";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { placementOf, POOLED, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import type { TestApp } from "../helpers/app.ts";
@@ -16,7 +19,7 @@ import { placementApp, sql } from "../helpers/placements.ts";
 /** Every tenant whose counters row differs from its rows (or is missing), in this database/schema: [] when exact. */
 const DRIFT = `
   SELECT slug, counters, actual FROM (
-    SELECT t.slug, to_jsonb(st) - 'tenant_id' AS counters, jsonb_build_object(
+    SELECT t.slug, (to_jsonb(st) - 'tenant_id') || jsonb_build_object('api_requests', rq.api_requests) AS counters, jsonb_build_object(
       'members', (SELECT count(*) FROM memberships x WHERE x.tenant_id = t.id),
       'projects', (SELECT count(*) FROM projects x WHERE x.tenant_id = t.id),
       'workflows', (SELECT count(*) FROM workflows x WHERE x.tenant_id = t.id),
@@ -28,7 +31,7 @@ const DRIFT = `
       'deployments_canceled', (SELECT count(*) FROM deployments x WHERE x.tenant_id = t.id AND x.status = 'CANCELED'),
       'api_requests', (SELECT coalesce(sum(count), 0) FROM usage_counters x WHERE x.tenant_id = t.id AND x.resource = 'API_REQUESTS_PER_MINUTE')
     ) AS actual
-    FROM tenants t LEFT JOIN tenant_stats st ON st.tenant_id = t.id) c
+    FROM tenants t LEFT JOIN tenant_stats st ON st.tenant_id = t.id LEFT JOIN tenant_request_totals rq ON rq.tenant_id = t.id) c
   WHERE counters IS DISTINCT FROM actual
   ORDER BY slug`;
 
@@ -64,6 +67,15 @@ describe("tenant_stats: the analytics counters", () => {
     } finally {
       await c.end();
     }
+  }
+
+  /** The request counter's flush (as src/infra/request-counter.ts calls it, the platform role): `count` for each tenant in each of the last 3 hours. */
+  async function flushCounts(tenants: string[], count: number) {
+    const hours = [0, 1, 2].map((h) => new Date(hourStart(Date.now()) - h * 3_600_000).toISOString());
+    const rows = tenants.flatMap((id) => hours.map((h) => [id, h] as const));
+    await t.clients.platform.$queryRaw(
+      Prisma.sql`SELECT app_request_counts_flush(${rows.map((r) => r[0])}::uuid[], ${rows.map((r) => r[1])}::timestamptz[], ${rows.map(() => count)}::int[], false)`,
+    );
   }
 
   const tenantId = async (slug: string) => (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug } })).id;
@@ -132,15 +144,12 @@ describe("tenant_stats: the analytics counters", () => {
   it("POOLED: exact after inserts, status changes and deletes through the API, bulk statements, request counts and a rolled-back transaction", async () => {
     const { id, owner } = await provision("stats-pooled", "POOLED");
     await churn(owner);
-    // Bulk, several tenants in one statement (the platform path), and the request counter's upsert (GREATEST merge: UPDATEs too).
+    // Bulk, several tenants in one statement (the platform path), and the request counter's flush (GREATEST merge: UPDATEs too).
     const acme = await tenantId("acme");
     await sql(t.db.url, `INSERT INTO workflows (tenant_id, name) SELECT x, 'bulk ' || i FROM unnest($1::uuid[]) x, generate_series(1, 4) i`, [[id, acme]]);
-    const upsert = `INSERT INTO usage_counters (tenant_id, resource, window_start, count)
-      SELECT x, 'API_REQUESTS_PER_MINUTE', date_trunc('hour', now()) - h * interval '1 hour', $2::int FROM unnest($1::uuid[]) x, generate_series(0, 2) h
-      ON CONFLICT (tenant_id, resource, window_start) DO UPDATE SET count = GREATEST(usage_counters.count, EXCLUDED.count)`;
-    await sql(t.db.url, upsert, [[id, acme], 7]);
-    await sql(t.db.url, upsert, [[id, acme], 11]);
-    await sql(t.db.url, upsert, [[id, acme], 5]);
+    await flushCounts([id, acme], 7);
+    await flushCounts([id, acme], 11);
+    await flushCounts([id, acme], 5);
     // Another quota resource is not an API request.
     await sql(t.db.url, `INSERT INTO usage_counters (tenant_id, resource, window_start, count) VALUES ($1, 'DEPLOYMENTS_PER_HOUR', now(), 40)`, [id]);
     // Rolled back: its rows and its counts both.
@@ -150,7 +159,11 @@ describe("tenant_stats: the analytics counters", () => {
         throw new Error("abort");
       }),
     ).rejects.toThrow("abort");
-    const [stats] = await sql<Record<string, string | number>>(t.db.url, `SELECT * FROM tenant_stats WHERE tenant_id = $1`, [id]);
+    const [stats] = await sql<Record<string, string | number>>(
+      t.db.url,
+      `SELECT st.*, rq.api_requests FROM tenant_stats st JOIN tenant_request_totals rq USING (tenant_id) WHERE tenant_id = $1`,
+      [id],
+    );
     expect(stats).toMatchObject({ projects: 2, workflows: 5, deployments: 4, deployments_ready: 2, deployments_building: 2, api_requests: "33" });
     expect(await drift()).toEqual([]);
 
@@ -212,7 +225,9 @@ describe("tenant_stats: the analytics counters", () => {
       `INSERT INTO tenant_stats (tenant_id, deployments) VALUES ('${globex}', 5)`,
       `DELETE FROM tenant_stats`,
       `SELECT app_tenant_stats_recount('${globex}')`,
-      `SELECT app_tenant_stats_add(ARRAY[ROW('${acme}', 0, 0, 0, 1000, 0, 0, 0, 0, 0, 0)::tenant_stats])`,
+      `SELECT app_tenant_stats_add(ARRAY[ROW('${acme}', 0, 0, 0, 1000, 0, 0, 0, 0, 0)::tenant_stats])`,
+      `UPDATE tenant_request_totals SET api_requests = api_requests + 1000`,
+      `SELECT app_request_counts_flush(ARRAY['${acme}']::uuid[], ARRAY[now()], ARRAY[1000], false)`,
     ];
     for (const statement of attempts) {
       await expect(asApp(acme, (c) => c.query(statement)), statement).rejects.toMatchObject({ code: "42501" });
@@ -222,7 +237,11 @@ describe("tenant_stats: the analytics counters", () => {
     try {
       await c.query("BEGIN; SET LOCAL ROLE tenantgraph_platform");
       expect((await c.query(`SELECT count(*)::int AS n FROM tenant_stats`)).rows[0].n).toBeGreaterThan(1);
-      await expect(c.query(`UPDATE tenant_stats SET projects = 0`)).rejects.toMatchObject({ code: "42501" });
+      for (const statement of [`UPDATE tenant_stats SET projects = 0`, `UPDATE tenant_request_totals SET api_requests = 0`]) {
+        await c.query("SAVEPOINT s");
+        await expect(c.query(statement), statement).rejects.toMatchObject({ code: "42501" });
+        await c.query("ROLLBACK TO SAVEPOINT s");
+      }
     } finally {
       await c.query("ROLLBACK").catch(() => {});
       await c.end();
@@ -276,6 +295,224 @@ describe("tenant_stats: the analytics counters", () => {
       const { bySlug } = await analytics();
       expect(bySlug.get("stats-moved")).toMatchObject({ members: want.members, projects: want.projects, workflows: want.workflows, deployments: want.deployments });
     }
+    expect(await drift()).toEqual([]);
+  }, 120_000);
+
+  // Locks (migration 20261202007000_tenant_stats_locks, the review of 20b69ef):
+  // no statement covering many tenants waits for, or holds, a row a tenant's
+  // transaction locks.
+
+  /** Connections left open by a test (transactions in flight): rolled back and closed after it. */
+  const open: pg.Client[] = [];
+  afterEach(async () => {
+    for (const c of open.splice(0)) {
+      await c.query("ROLLBACK").catch(() => {});
+      await c.end().catch(() => {});
+    }
+  });
+  /** An open transaction (as `role`: the app role in `tenantId`, as a mutation runs; the platform role; or the owner). */
+  async function begin(role: "app" | "platform" | "owner", tenantId?: string): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: t.db.url });
+    c.on("error", () => {});
+    await c.connect();
+    open.push(c);
+    await c.query("BEGIN");
+    if (role === "app") await c.query(`SET LOCAL ROLE tenantgraph_app; SELECT set_config('app.tenant_id', '${tenantId}', true)`);
+    if (role === "platform") await c.query("SET LOCAL ROLE tenantgraph_platform");
+    return c;
+  }
+  const newProject = (c: pg.Client) =>
+    c.query(`INSERT INTO projects (tenant_id, name, slug) VALUES (app_current_tenant(), 'p', $1)`, [randomBytes(6).toString("hex")]);
+
+  /** Fresh tenants (a project, a READY deployment and a workflow each), their ids in ascending order. */
+  async function freshTenants(n: number, status = "ACTIVE"): Promise<string[]> {
+    const ids = Array.from({ length: n }, (_, i) => `${String(i).repeat(8)}-0000-4000-8000-${randomBytes(6).toString("hex")}`);
+    for (const id of ids) {
+      await sql(t.db.url, `INSERT INTO tenants (id, slug, name, status) VALUES ($1, $2, $2, $3)`, [id, `locks-${randomBytes(5).toString("hex")}`, status]);
+      const [p] = await sql<{ id: string }>(t.db.url, `INSERT INTO projects (tenant_id, name, slug) VALUES ($1, 'p', $2) RETURNING id`, [id, `p-${id}`]);
+      await sql(t.db.url, `INSERT INTO deployments (tenant_id, project_id, status) VALUES ($1, $2, 'READY')`, [id, p!.id]);
+      await sql(t.db.url, `INSERT INTO workflows (tenant_id, project_id, name) VALUES ($1, $2, $3)`, [id, p!.id, `w-${id}`]);
+    }
+    return ids;
+  }
+
+  /** Backends of this database waiting on a lock. */
+  const lockWaiters = async () =>
+    (await sql<{ pid: number }>(t.db.url, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).map((r) => r.pid);
+  /** `work`'s result, provided no backend (but those of `waitingBefore`) waited on a lock until it settled; throws as soon as one does. */
+  async function withoutWaiting<T>(work: Promise<T>, waitingBefore: number[] = []): Promise<T> {
+    let settled = false;
+    work.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!settled) {
+      const waiting = (await lockWaiters()).filter((pid) => !waitingBefore.includes(pid));
+      if (waiting.length && !settled) throw new Error(`backends ${waiting.join(", ")} wait on a lock`);
+    }
+    return work;
+  }
+  /** Until a backend (not of `before`) waits on a lock: its pids. */
+  async function untilWaiting(before: number[]): Promise<number[]> {
+    for (;;) {
+      const waiting = (await lockWaiters()).filter((pid) => !before.includes(pid));
+      if (waiting.length) return waiting;
+    }
+  }
+
+  const HOUR = 3_600_000;
+  /** Request counters as replicas run them, on one shared store, in hours of their own (`clock.at`). */
+  function replicas(n: number) {
+    const clock = { at: Date.UTC(2025, 0, 1, 10) };
+    const made = Array.from({ length: n }, () => new RequestCounter({ db: t.clients.platform, store: t.store, now: () => clock.at }));
+    return { clock, made };
+  }
+  const apiTotal = async (id: string) =>
+    Number((await sql<{ n: string }>(t.db.url, `SELECT api_requests AS n FROM tenant_request_totals WHERE tenant_id = $1`, [id]))[0]?.n);
+
+  it("H1/M1: the request flush never waits for a tenant's open mutation (so never makes another tenant wait for it), and crossing flushes of two replicas neither wait nor deadlock", async () => {
+    const [a, b] = (await freshTenants(2)) as [string, string];
+    const { clock, made } = replicas(2);
+    const [r1, r2] = made as [RequestCounter, RequestCounter];
+    const h0 = clock.at;
+    const h1 = h0 - HOUR;
+    // Each replica's first flush sweeps the store (restart); rows at h1 that the next flushes UPDATE.
+    clock.at = h1;
+    await r1.record(a, 1);
+    await r1.record(b, 1);
+    await r1.flush();
+    await r2.flush();
+    // Both tenants have a mutation in flight that wrote counted rows (their counter rows locked until COMMIT).
+    const holdA = await begin("app", a);
+    await newProject(holdA);
+    const holdB = await begin("app", b);
+    await newProject(holdB);
+    // r2: a's h1 row updated, b's h0 row inserted; r1 the other way round (two replicas at an hour boundary).
+    clock.at = h1;
+    await r2.record(a, 4);
+    await r1.record(b, 5);
+    clock.at = h0;
+    await r2.record(b, 5);
+    await r1.record(a, 6);
+    await withoutWaiting(Promise.all([r1.flush(), r2.flush(), r1.flush(), r2.flush()]));
+    // a's next mutation writes at once while b's is still open (before: a flush held a's row, waiting for b's COMMIT).
+    await holdA.query("COMMIT");
+    const writerA = await begin("app", a);
+    await writerA.query(`SET LOCAL lock_timeout = '1500ms'`);
+    await newProject(writerA);
+    await writerA.query("COMMIT");
+    await holdB.query("COMMIT");
+    // What one replica skipped while the other held the tenant's total, one after the other.
+    await r1.flush();
+    await r2.flush();
+    expect({ a: await apiTotal(a), b: await apiTotal(b) }).toEqual({ a: 5 + 6, b: 6 + 5 });
+    expect(await drift()).toEqual([]);
+  });
+
+  it("a flush skips (never waits for) a tenant whose request total another transaction holds, and writes it at the next flush", async () => {
+    const [a, b] = (await freshTenants(2)) as [string, string];
+    const { clock, made } = replicas(1);
+    const [r] = made as [RequestCounter];
+    clock.at -= 5 * HOUR;
+    await r.flush();
+    const holder = await begin("owner");
+    await holder.query(`SELECT 1 FROM tenant_request_totals WHERE tenant_id = $1 FOR NO KEY UPDATE`, [b]);
+    await r.record(a, 2);
+    await r.record(b, 3);
+    expect(await withoutWaiting(r.flush())).toBe(1);
+    expect({ a: await apiTotal(a), b: await apiTotal(b) }).toEqual({ a: 2, b: 0 });
+    await holder.query("ROLLBACK");
+    expect(await r.flush()).toBe(1);
+    expect({ a: await apiTotal(a), b: await apiTotal(b) }).toEqual({ a: 2, b: 3 });
+    expect(await drift()).toEqual([]);
+  });
+
+  it("M2: purgeTenant and a flush of the same tenant neither deadlock nor wait for each other (the purge takes the request total first)", async () => {
+    const [x] = (await freshTenants(1, "PENDING_DELETION")) as [string];
+    const { clock, made } = replicas(1);
+    const [r] = made as [RequestCounter];
+    clock.at -= 8 * HOUR;
+    await r.record(x, 1);
+    await r.flush();
+    // The purge is held at its API keys, after its counted rows (whose counters row it then holds to its COMMIT).
+    await sql(t.db.url, `INSERT INTO api_keys (tenant_id, name, role, prefix, secret_hash) VALUES ($1, 'k', 'ADMIN', 'tg_held', $2)`, [x, randomBytes(16).toString("hex")]);
+    const hold = await begin("owner");
+    await hold.query(`SELECT 1 FROM api_keys WHERE tenant_id = $1 FOR UPDATE`, [x]);
+    const before = await lockWaiters();
+    const purge = t.gql(`mutation($id: ID!) { purgeTenant(input: { tenantId: $id }) { purgedTenantId } }`, {
+      token: admin,
+      variables: { id: toGlobalId("Tenant", x) },
+    });
+    const purgeWaits = await untilWaiting(before);
+    // Requests of the tenant meanwhile: the flush skips it (the purge holds its total), waiting for nothing
+    // (before: the flush took the tenant's request row and waited for its counters row; the purge, for that request row: 40P01).
+    await r.record(x, 5);
+    expect(await withoutWaiting(r.flush(), [...before, ...purgeWaits])).toBe(0);
+    await hold.query("ROLLBACK");
+    expect((await purge).body.errors).toBeUndefined();
+    // Purged: the next flush drops it.
+    expect(await r.flush()).toBe(0);
+    expect(await sql(t.db.url, `SELECT 1 FROM usage_counters WHERE tenant_id = $1 UNION ALL SELECT 1 FROM tenant_request_totals WHERE tenant_id = $1`, [x])).toEqual([]);
+    expect(await drift()).toEqual([]);
+  });
+
+  it("L1: a row never moves to another tenant and a tenant never changes id (the statement fails, the counters stay exact); the app role still meets RLS first", async () => {
+    const [x, y] = (await freshTenants(2)) as [string, string];
+    await flushCounts([x], 4);
+    const [m] = await sql<{ id: string }>(t.db.url, `SELECT id FROM users LIMIT 1`);
+    await sql(t.db.url, `INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'VIEWER')`, [x, m!.id]);
+    const moves = [
+      `UPDATE projects SET tenant_id = '${y}' WHERE tenant_id = '${x}'`,
+      `UPDATE workflows SET tenant_id = '${y}', project_id = NULL WHERE tenant_id = '${x}'`,
+      `UPDATE memberships SET tenant_id = '${y}' WHERE tenant_id = '${x}'`,
+      `UPDATE usage_counters SET tenant_id = '${y}' WHERE tenant_id = '${x}'`,
+      `UPDATE tenants SET id = gen_random_uuid() WHERE id = '${x}'`,
+    ];
+    for (const role of ["platform", "owner"] as const) {
+      for (const statement of moves) {
+        const c = await begin(role);
+        await expect(c.query(statement), `${role}: ${statement}`).rejects.toMatchObject({ code: "23001" });
+      }
+    }
+    const app = await begin("app", x);
+    await expect(app.query(moves[0]!)).rejects.toMatchObject({ code: "42501" });
+    // Changing other columns, or setting tenant_id to itself, is no move.
+    await sql(t.db.url, `UPDATE projects SET tenant_id = tenant_id, name = 'renamed' WHERE tenant_id = $1`, [x]);
+    expect(await drift()).toEqual([]);
+  });
+
+  it("L2: TRUNCATE of a counted table zeroes its counters", async () => {
+    const [x] = (await freshTenants(1)) as [string];
+    await flushCounts([x], 2);
+    const owner = await begin("owner");
+    // The counters first: TRUNCATE is maintenance, and a writer holding a counters row while it waits for the truncated table would deadlock with it.
+    await owner.query(`LOCK TABLE tenant_stats, tenant_request_totals IN EXCLUSIVE MODE`);
+    for (const table of ["workflows", "usage_counters", "memberships", "projects CASCADE"]) {
+      await owner.query(`TRUNCATE ${table}`);
+      expect((await owner.query(DRIFT)).rows, table).toEqual([]);
+    }
+    const [st] = (await owner.query(`SELECT st.projects, st.workflows, st.deployments, rq.api_requests FROM tenant_stats st JOIN tenant_request_totals rq USING (tenant_id) WHERE tenant_id = $1`, [x])).rows;
+    expect(st).toEqual({ projects: 0, workflows: 0, deployments: 0, api_requests: "0" });
+  });
+
+  it("P1: a deployments UPDATE that changes no status takes no lock on the counters row; one that does, does", async () => {
+    const [x] = (await freshTenants(1)) as [string];
+    const writer = await begin("app", x);
+    await writer.query(`UPDATE deployments SET url = 'https://p1.test' WHERE tenant_id = app_current_tenant()`);
+    const probe = async () => {
+      const c = await begin("owner");
+      try {
+        await c.query(`SELECT 1 FROM tenant_stats WHERE tenant_id = $1 FOR NO KEY UPDATE NOWAIT`, [x]);
+      } finally {
+        await c.query("ROLLBACK");
+      }
+    };
+    await probe();
+    await writer.query(`UPDATE deployments SET status = 'ERROR' WHERE tenant_id = app_current_tenant()`);
+    await expect(probe()).rejects.toMatchObject({ code: "55P03" });
+    await writer.query("COMMIT");
+    const [st] = await sql(t.db.url, `SELECT deployments, deployments_ready, deployments_error FROM tenant_stats WHERE tenant_id = $1`, [x]);
+    expect(st).toEqual({ deployments: 1, deployments_ready: 0, deployments_error: 1 });
     expect(await drift()).toEqual([]);
   });
 });

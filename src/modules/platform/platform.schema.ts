@@ -49,7 +49,7 @@ const TenantStatusCountRef = builder.objectRef<{ status: TenantStatus; count: nu
 
 export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
   description:
-    "One tenant's usage. members, projects, workflows (and, without from/to, deployments and apiRequests) are exact counters, updated in the transaction of each change: no lag. With from/to, deployments and apiRequests count the activity within the range (apiRequests by whole hours).",
+    "One tenant's usage. members, projects, workflows (and, without from/to, deployments) are exact counters, updated in the transaction of each change: no lag. apiRequests without from/to is the tenant's total as of the request counter's last flush (every few seconds). With from/to, deployments and apiRequests count the activity within the range (apiRequests by whole hours).",
   fields: (t) => ({
     // A plain row from the platform path: never re-read through the tenant-scoped client.
     tenant: t.field({ type: TenantRef, resolve: (s) => asTenant(s.tenant) }),
@@ -143,7 +143,7 @@ PlatformRef.implement({
     tenantUsage: t.field({
       type: TenantUsageStatsConnection,
       description:
-        "Per-tenant usage, one page, sorted by orderBy (default CREATED_AT DESC). Without from/to it reads the tenants' counters (exact, kept in the transaction of every change, no lag): its cost follows the page, not the data. With from/to, deployments and apiRequests are counted from the rows in the range for every tenant, so its cost follows the rows in the range.",
+        "Per-tenant usage, one page, sorted by orderBy (default CREATED_AT DESC). Without from/to it reads the tenants' counters (exact, kept in the transaction of every change, no lag; apiRequests as of the request counter's last flush): its cost follows the page, not the data. With from/to, deployments and apiRequests are counted from the rows in the range for every tenant, so its cost follows the rows in the range.",
       args: {
         first: t.arg.int(),
         after: t.arg.string(),
@@ -163,7 +163,7 @@ PlatformRef.implement({
     totals: t.field({
       type: PlatformTotalsRef,
       description:
-        "Platform-wide totals: sums of the tenants' counters (exact, no lag; the cost follows the number of tenants, not their rows). With from/to, deployments and apiRequests are counted from the rows in the range (apiRequests by whole hours).",
+        "Platform-wide totals: sums of the tenants' counters (exact, no lag; apiRequests as of the request counter's last flush; the cost follows the number of tenants, not their rows). With from/to, deployments and apiRequests are counted from the rows in the range (apiRequests by whole hours).",
       args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
       resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => service.totals(tx, args, await placedCounts(ctx, tx, args))),
     }),

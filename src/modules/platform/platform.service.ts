@@ -14,7 +14,9 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from
 /**
  * Cross-tenant analytics: each answer is ONE statement over the tenants'
  * counters (`tenant_stats`, migration 20261202006000_tenant_stats: exact,
- * kept by triggers in the transaction of every change), run on the platform
+ * kept by triggers in the transaction of every change; API requests in
+ * `tenant_request_totals`, migration 20261202007000_tenant_stats_locks,
+ * moved by the request counter's flush: one flush interval behind), run on the platform
  * client inside crossTenant() (src/policy/platform.ts), never a loop over
  * tenants.
  *
@@ -136,13 +138,17 @@ const usageStats = (r: UsageRow): TenantUsageStats => ({
   apiRequests: Number(r.api_requests),
 });
 
-/** The columns of tenant_stats a sort can use, with their SQL type (for the keyset value). */
-const STATS_SORT: Record<Exclude<UsageOrderField, "CREATED_AT">, { column: string; type: "int" | "bigint" }> = {
-  MEMBERS: { column: "members", type: "int" },
-  PROJECTS: { column: "projects", type: "int" },
-  DEPLOYMENTS: { column: "deployments", type: "int" },
-  WORKFLOWS: { column: "workflows", type: "int" },
-  API_REQUESTS: { column: "api_requests", type: "bigint" },
+/**
+ * The counter columns a sort can use (`st`: tenant_stats, `rq`:
+ * tenant_request_totals), each indexed with its table's tenant_id, and their
+ * SQL type (for the keyset value).
+ */
+const STATS_SORT: Record<Exclude<UsageOrderField, "CREATED_AT">, { column: string; id: string; type: "int" | "bigint" }> = {
+  MEMBERS: { column: "st.members", id: "st.tenant_id", type: "int" },
+  PROJECTS: { column: "st.projects", id: "st.tenant_id", type: "int" },
+  DEPLOYMENTS: { column: "st.deployments", id: "st.tenant_id", type: "int" },
+  WORKFLOWS: { column: "st.workflows", id: "st.tenant_id", type: "int" },
+  API_REQUESTS: { column: "rq.api_requests", id: "rq.tenant_id", type: "bigint" },
 };
 
 /** A tenant_stats row's deployments by status, as the statement's `by_status`. */
@@ -225,12 +231,13 @@ export async function tenantUsage(
         : Prisma.sql`
     pooled AS (
       SELECT ${TENANT_COLUMNS}, st.members, st.projects, st.workflows, st.deployments,
-        ${STATS_BY_STATUS} AS by_status, st.api_requests
+        ${STATS_BY_STATUS} AS by_status, rq.api_requests
       FROM tenant_stats st
+      JOIN tenant_request_totals rq ON rq.tenant_id = st.tenant_id
       JOIN tenants t ON t.id = st.tenant_id
       WHERE st.tenant_id <> ALL(${placed.ids}::uuid[])
-        AND ${sort === null ? keysetAfter(after, Prisma.sql`t.created_at`, Prisma.sql`t.id`) : keysetAfter(after, Prisma.raw(`st.${sort.column}`), Prisma.sql`st.tenant_id`)}
-      ORDER BY ${sort === null ? Prisma.sql`t.created_at ${dir}, t.id ${dir}` : Prisma.sql`${Prisma.raw(`st.${sort.column}`)} ${dir}, st.tenant_id ${dir}`}
+        AND ${sort === null ? keysetAfter(after, Prisma.sql`t.created_at`, Prisma.sql`t.id`) : keysetAfter(after, Prisma.raw(sort.column), Prisma.raw(sort.id))}
+      ORDER BY ${sort === null ? Prisma.sql`t.created_at ${dir}, t.id ${dir}` : Prisma.sql`${Prisma.raw(sort.column)} ${dir}, ${Prisma.raw(sort.id)} ${dir}`}
       LIMIT ${limit}),
     s AS (
       SELECT * FROM pooled
@@ -239,9 +246,10 @@ export async function tenantUsage(
           ? Prisma.empty
           : Prisma.sql`UNION ALL
       SELECT ${TENANT_COLUMNS}, st.members, st.projects + p.projects, st.workflows + p.workflows,
-        st.deployments + p.deployments, p.by_status, st.api_requests
+        st.deployments + p.deployments, p.by_status, rq.api_requests
       FROM placed p
       JOIN tenant_stats st ON st.tenant_id = p.tenant_id
+      JOIN tenant_request_totals rq ON rq.tenant_id = p.tenant_id
       JOIN tenants t ON t.id = p.tenant_id`
       })`;
       const found = await tx.$queryRaw<UsageRow[]>(Prisma.sql`
@@ -308,10 +316,10 @@ export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts 
         ranged
           ? Prisma.sql`(SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
         WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)})`
-          : Prisma.sql`st.api_requests`
+          : Prisma.sql`(SELECT coalesce(sum(api_requests), 0)::bigint FROM tenant_request_totals)`
       } AS api_requests
     FROM (SELECT coalesce(sum(members), 0)::int AS members, coalesce(sum(projects), 0)::int AS projects,
-            coalesce(sum(deployments), 0)::int AS deployments, coalesce(sum(api_requests), 0)::bigint AS api_requests
+            coalesce(sum(deployments), 0)::int AS deployments
           FROM tenant_stats) st`);
   return {
     tenants: row!.tenants,

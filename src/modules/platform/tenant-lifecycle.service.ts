@@ -224,12 +224,16 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
     }
     const keys = await tx.apiKey.findMany({ where: { tenantId }, select: { secretHash: true, previousSecretHash: true } });
     const where = { tenantId };
+    // The request total's row first, then the request rows: the order of the
+    // request counter's flush (migration 20261202007000_tenant_stats_locks),
+    // which then skips this tenant instead of deadlocking with the purge.
+    await tx.tenantRequestTotals.deleteMany({ where });
+    await tx.usageCounter.deleteMany({ where });
     await tx.deployment.deleteMany({ where });
     await tx.workflow.deleteMany({ where });
     await tx.project.deleteMany({ where });
     await tx.apiKey.deleteMany({ where });
     await tx.membership.deleteMany({ where });
-    await tx.usageCounter.deleteMany({ where });
     await tx.tenantLimitOverride.deleteMany({ where });
     await tx.auditLogEntry.deleteMany({ where });
     await tx.tenant.delete({ where: { id: tenantId } });

@@ -272,6 +272,16 @@ describe("tenant_stats: the analytics counters", () => {
     for (const [slug, p] of [["stats-schema", placed[0]!], ["stats-db", placed[1]!]] as const) {
       const ref = placementOf(await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: p.id } }));
       expect(await drift(ref)).toEqual([]);
+      if (ref.placement === "SCHEMA") {
+        // Every function of the counters lives in the placement's schema, pinned to it (temporary objects last).
+        const fns = await sql<{ name: string; cfg: string[] }>(
+          t.db.url,
+          `SELECT proname AS name, proconfig AS cfg FROM pg_proc WHERE pronamespace = $1::regnamespace AND proname ~ '^app_(tenant_stats|request_counts|refuse_tenant)' ORDER BY 1`,
+          [ref.name],
+        );
+        expect(fns.map((f) => f.name)).toEqual(["app_refuse_tenant_change", "app_request_counts_flush", "app_tenant_stats_add", "app_tenant_stats_deployments", "app_tenant_stats_new_tenants", "app_tenant_stats_recount", "app_tenant_stats_rows", "app_tenant_stats_truncated"]);
+        for (const f of fns) expect(f.cfg, f.name).toContain(`search_path=${ref.name}, pg_temp`);
+      }
       const want = await expected(p.id, ref);
       expect(want).toMatchObject({ projects: 2, deployments: 4, ready: 2, building: 2, workflows: 1 });
       expect(bySlug.get(slug)).toMatchObject({ members: want.members, projects: 2, workflows: 1, deployments: 4 });

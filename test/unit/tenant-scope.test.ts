@@ -8,7 +8,7 @@ const scope = { tenantId: A };
 describe("TENANT_MODELS", () => {
   it("is every model with a tenantId, and not the global ones", () => {
     expect([...TENANT_MODELS].sort()).toEqual(
-      ["ApiKey", "AuditLogEntry", "Deployment", "IdempotencyKey", "Membership", "Project", "TenantCacheGeneration", "TenantLimitOverride", "TenantStats", "UsageCounter", "Workflow"].sort(),
+      ["ApiKey", "AuditLogEntry", "Deployment", "IdempotencyKey", "Membership", "Project", "TenantCacheGeneration", "TenantLimitOverride", "TenantRequestTotals", "TenantStats", "UsageCounter", "Workflow"].sort(),
     );
   });
 });

@@ -161,20 +161,38 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   const started = now();
   // One move of a tenant at a time (two admins, a client retrying after a
   // timeout): the other is refused before it looks at the target, so it can
-  // never drop a placement this one made. A session lock: a mover that dies
-  // releases it.
-  const mover = await connect(admin, POOLED);
+  // never drop a placement this one made. A session lock, on the connection
+  // of the main database that later holds the fence there and commits the
+  // switch: a mover that dies releases it, and a move whose lock is gone
+  // (its backend terminated, an idle-session timeout) cannot switch either,
+  // so a second move that took the lock meanwhile may replace its target.
+  const main = await connect(admin, POOLED);
   try {
-    const [lock] = (await mover.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenantId])).rows;
+    const [lock] = (await main.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenantId])).rows;
     if (!lock?.held) throw new MoveInProgress(tenantId);
     // Read under the lock: a move that finished between the caller's look and this lock has changed it.
-    const [row] = (await mover.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows;
-    if (row?.route !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
-    return await moveLocked(admin, tenantId, from, to, now, started, options);
+    if ((await routeIn(main, tenantId)) !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
+    return await moveLocked(admin, main, tenantId, from, to, now, started, options);
   } finally {
     // Ending the session releases the lock.
-    await release(mover);
+    await release(main);
   }
+}
+
+/** The route the main database's directory row of the tenant names (undefined: no such tenant). */
+async function routeIn(main: pg.Client, tenantId: string): Promise<string | undefined> {
+  return (await main.query<{ route: string }>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1`, [tenantId])).rows[0]?.route;
+}
+
+/**
+ * Drops a placement the move made or replaces, only while the move lock is
+ * proven held on `main` (the backend that took it answers): a move that lost
+ * it leaves the placement to the move holding it now (which may have made
+ * it again, or switched to it), or to a purge.
+ */
+async function dropHeld(admin: PlacementAdmin, main: pg.Client, ref: PlacementRef): Promise<void> {
+  await checkFences([main], "the move lock was lost; left for the next move or a purge");
+  await admin.drop(ref);
 }
 
 /** The directory row (or a copy's tenants row) made to name a placement. */
@@ -185,7 +203,7 @@ const nameParams = (tenantId: string, ref: PlacementRef) => [tenantId, ref.place
 /** The schema of the main database where a move into it (to POOLED) stages the copied rows: `tg_move_<id hex>`. */
 const stagingSchemaOf = (tenantId: string) => `tg_move_${placementFor(tenantId, "SCHEMA").name!.slice("tenant_".length)}`;
 
-async function moveLocked(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, now: () => number, started: number, options: MoveOptions): Promise<Move> {
+async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef, now: () => number, started: number, options: MoveOptions): Promise<Move> {
   const toPooled = to.placement === "POOLED";
   // The target is created and migrated before the fence: writes are refused for the copy alone.
   // Dropped on failure only once this move's CREATE succeeded: a placement it did not make is never dropped.
@@ -194,30 +212,30 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
     // Under the move lock, with the directory naming `from`: a target that
     // exists is what a move that crashed or failed left (a half-made target,
     // an old copy not dropped), never the tenant's live copy: removed.
-    if (await admin.exists(to)) await admin.drop(to);
+    if (await admin.exists(to)) await dropHeld(admin, main, to);
     try {
       await admin.create(to);
     } catch (err) {
       // Created but not migrated: still this move's (a CREATE that failed as "exists already" raced another creator: not ours).
-      if (!isAlreadyExists(err)) await admin.drop(to).catch(() => {});
+      if (!isAlreadyExists(err)) await dropHeld(admin, main, to).catch(() => {});
       throw err;
     }
     made = true;
   }
   // The fence is in the source database (the tenant's mutations take it
-  // there) and in the main one (platform changes of the tenant take it
-  // there: src/modules/platform/placement.service.ts refuseWhileMoving).
-  const fences: pg.Client[] = [];
+  // there: src/modules/platform/placement.service.ts refuseWhileMoving),
+  // the latter on the move lock's connection.
+  let sourceFence = main;
   try {
-    for (const ref of from.placement === "DATABASE" ? [from, POOLED] : [from]) fences.push(await connect(admin, ref));
+    if (from.placement === "DATABASE") sourceFence = await connect(admin, from);
   } catch (err) {
-    for (const f of fences) await release(f);
-    if (made) await admin.drop(to).catch(() => {});
+    if (made) await dropHeld(admin, main, to).catch(() => {});
     throw err;
   }
+  const fences = sourceFence === main ? [main] : [sourceFence, main];
+  const releaseSource = () => (sourceFence === main ? Promise.resolve() : release(sourceFence));
   // The switch runs on the main database's fence connection, and a DATABASE
   // source's mark on its own: a fence lost before their COMMIT fails them.
-  const [sourceFence, mainFence] = [fences[0]!, fences.at(-1)!];
   let fenced = false;
   let writesRefusedMs = 0;
   const unfence = async () => {
@@ -236,12 +254,15 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
   /** The switch's COMMIT was sent: whether it committed, only the directory row can tell. */
   let switching = false;
   const staging = toPooled ? stagingSchemaOf(tenantId) : null;
-  const dropStaging = () => (staging ? onMain(admin, `DROP SCHEMA IF EXISTS "${staging}" CASCADE`) : Promise.resolve());
+  // On the move lock's connection: a move that lost its lock leaves the schema to the one holding it.
+  const dropStaging = async () => {
+    if (staging) await main.query(`DROP SCHEMA IF EXISTS "${staging}" CASCADE`);
+  };
   let snap: pg.Client | undefined;
   try {
     // Into the main database the rows are staged in a schema of the move's (made before the fence, like a target; one a crashed move left is replaced).
     if (staging) {
-      await onMain(admin, `DROP SCHEMA IF EXISTS "${staging}" CASCADE; CREATE SCHEMA "${staging}"; ${tablesOf(to).map((t) => `CREATE UNLOGGED TABLE "${staging}"."${t}" (LIKE public."${t}")`).join("; ")}`);
+      await main.query(`DROP SCHEMA IF EXISTS "${staging}" CASCADE; CREATE SCHEMA "${staging}"; ${tablesOf(to).map((t) => `CREATE UNLOGGED TABLE "${staging}"."${t}" (LIKE public."${t}")`).join("; ")}`);
     }
     fencedAt = now();
     for (const fence of fences) {
@@ -250,6 +271,8 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
       await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
       await fence.query("RESET lock_timeout");
     }
+    // Read again behind the fence: the switch names the target only if the directory still names the source.
+    if ((await routeIn(main, tenantId)) !== routeOf(from)) throw new MoveAbandoned("the directory no longer names the tenant's source");
     // One snapshot of the source, exported to the copy's connections.
     snap = await openRead(admin, from, tenantId);
     const [exported] = (await snap.query<{ id: string }>("SELECT pg_export_snapshot() AS id")).rows;
@@ -280,7 +303,7 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
       marked = true;
       await nameOn(sourceFence, tenantId, null, to);
     }
-    await switchOn(mainFence, tenantId, from, to, staging, (copy) => compareCopy(snap!, tenantId, to, expected, copy), () => {
+    await switchOn(main, tenantId, from, to, staging, (copy) => compareCopy(snap!, tenantId, to, expected, copy), () => {
       switching = true;
     });
   } catch (err) {
@@ -294,10 +317,11 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
       // A step that failed because a fence connection died (the switch runs on one): abandoned, like a fence found lost.
       for (const f of fences) await f.query("ROLLBACK").catch(() => {});
       const lost = fenced && !(err instanceof MoveAbandoned) && !(err instanceof MoveVerificationFailed) && (await checkFences(fences).then(() => false, () => true));
-      if (switched === false && marked) await nameIn(admin, tenantId, from, from).catch(() => {});
+      // Undone by the holder of the move lock only (one that lost it leaves the tenant refused, failing closed, to the next move).
+      if (switched === false && marked) await checkFences([main]).then(() => nameIn(admin, tenantId, from, from)).catch(() => {});
       if (fenced) await unfence().catch(() => {});
-      for (const f of fences) await release(f);
-      if (made && switched === false) await admin.drop(to).catch(() => {});
+      await releaseSource();
+      if (made && switched === false) await dropHeld(admin, main, to).catch(() => {});
       await dropStaging().catch(() => {});
       throw lost ? new MoveAbandoned("the move's write fence was lost") : err;
     }
@@ -308,12 +332,12 @@ async function moveLocked(admin: PlacementAdmin, tenantId: string, from: Placeme
   await release(snap);
   const leftovers: string[] = [];
   await unfence().catch((err: unknown) => leftovers.push(`the fence was not released (${String(err)}); its connection's end releases it`));
-  for (const f of fences) await release(f);
+  await releaseSource();
   await dropStaging().catch((err: unknown) => leftovers.push(`the staging schema ${staging} was not dropped (${String(err)}); the next move of the tenant drops it`));
   // Requests that were reading the old copy may hold its tables: DROP then
   // waits for them, or deadlocks with one and is tried again.
   if (from.placement !== "POOLED") {
-    await persist(() => admin.drop(from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
+    await persist(() => dropHeld(admin, main, from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
   }
   return { from, to, rows: copied.rows, tables: copied.tables, durationMs: now() - started, writesRefusedMs, leftovers };
 }
@@ -334,10 +358,10 @@ async function onMain(admin: PlacementAdmin, sql: string): Promise<void> {
  * it was held throughout (a terminated backend, a reset connection: the lock
  * is gone, writes may have committed after the snapshot).
  */
-async function checkFences(fences: pg.Client[]): Promise<void> {
+async function checkFences(fences: pg.Client[], lost = "the move's write fence was lost"): Promise<void> {
   for (const fence of fences) {
     const pid = await fence.query<{ pid: number }>("SELECT pg_backend_pid() AS pid").then((r) => r.rows[0]?.pid, () => undefined);
-    if (pid === undefined || pid !== (fence as unknown as { processID: number }).processID) throw new MoveAbandoned("the move's write fence was lost");
+    if (pid === undefined || pid !== (fence as unknown as { processID: number }).processID) throw new MoveAbandoned(lost);
   }
 }
 
@@ -479,7 +503,9 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
   // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
   await fence.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
   if (staging) await replaceFromStaging(fence, tenantId, staging);
-  await fence.query(NAME_SQL(), nameParams(tenantId, to));
+  // Only if the directory still names the source (a compare-and-set): else abandoned, nothing changed.
+  const named = await fence.query(`${NAME_SQL()} AND ${ROUTE_SQL} = $5`, [...nameParams(tenantId, to), routeOf(from)]);
+  if (named.rowCount !== 1) throw new MoveAbandoned("the directory no longer names the tenant's source");
   if (from.placement === "SCHEMA") await fence.query(NAME_SQL(from.name), nameParams(tenantId, to));
   if (from.placement === "POOLED") {
     for (const table of DATA_TABLES) await fence.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
@@ -510,7 +536,8 @@ async function replaceFromStaging(main: pg.Client, tenantId: string, staging: st
     if (table === "usage_counters") continue;
     const cols = await columnsOf(main, table);
     if (table === "tenants") {
-      const set = cols.filter((c) => c !== "id").map((c) => `${c} = s.${c}`).join(", ");
+      // The placement columns are the directory's own (the switch names the target, if the directory still names the source).
+      const set = cols.filter((c) => !["id", "placement", "placement_server", "placement_name"].includes(c)).map((c) => `${c} = s.${c}`).join(", ");
       const res = await main.query(`UPDATE tenants SET ${set} FROM "${staging}".tenants s WHERE tenants.id = s.id AND tenants.id = $1`, [tenantId]);
       if (res.rowCount !== 1) throw new Error("the directory row of the tenant is missing");
       continue;

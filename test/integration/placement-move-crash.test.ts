@@ -1,12 +1,13 @@
 import { spawn } from "node:child_process";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { placementFor, placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql } from "../../src/db/placement-move.ts";
+import { placementFor, placementOf, POOLED, type PlacementRef } from "../../src/db/placement-admin.ts";
+import { moveFenceSql, moveTenantRows } from "../../src/db/placement-move.ts";
 import { placementSyncLockSql } from "../../src/db/placement-sync.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp, sql } from "../helpers/placements.ts";
 import { childEnv, ROOT } from "../helpers/server-process.ts";
+import { tenantKey } from "../../src/infra/store.ts";
 
 /**
  * A mover that dies mid-move (docs/placement.md, "Moving a tenant"): a real
@@ -141,4 +142,44 @@ describe("a move whose mover dies", () => {
     expect(await t.clients.placements.admin.exists(target)).toBe(false);
     expect((await sql<{ n: number }>(t.db.url, `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [staging]))[0]!.n).toBe(0);
   }, 120_000);
+
+  it("a move whose move-lock session dies at its switch cannot commit it: a second move that took the lock keeps every row", async () => {
+    const { tenantId, owner } = await tenant("lock-lost", "POOLED");
+    const admin_ = t.clients.placements.admin;
+    const target = placementFor(tenantId, "DATABASE");
+    const orig = pg.Client.prototype.query;
+    let locker: pg.Client | undefined;
+    let hooked = false;
+    let second: Promise<unknown> | undefined;
+    const outcome: string[] = [];
+    const settle = (name: string) => [() => outcome.push(`${name} ok`), (e: Error) => outcome.push(`${name} failed: ${e.message}`)] as const;
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
+      if (typeof text === "string" && text.includes("tenant-mover:") && !locker) locker = this;
+      if (!hooked && typeof text === "string" && text.includes(`pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`)) {
+        hooked = true;
+        // The first move is at its switch (copy verified). The session holding its move lock dies; a second move (a client retrying) runs to its end.
+        return (async () => {
+          await sql(t.db.url, `SELECT pg_terminate_backend($1)`, [(locker as unknown as { processID: number }).processID]);
+          second = moveTenantRows(admin_, tenantId, POOLED, target).then(...settle("B"));
+          await second;
+          return call();
+        })();
+      }
+      return call();
+    };
+    try {
+      await moveTenantRows(admin_, tenantId, POOLED, target).then(...settle("A"));
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+    await second;
+    // Before: both succeeded, the first switching the directory to the second's (re-made, still empty) database: no project left.
+    expect(outcome).toEqual(["B ok", expect.stringMatching(/^A failed: .*abandoned/)]);
+    expect(await placementNow(tenantId)).toEqual(target);
+    await t.store.del(tenantKey(tenantId, "info"));
+    expect(await names(owner)).toEqual(["p1", "p2"]);
+    // The first move left the second's target alone.
+    expect(await admin_.exists(target)).toBe(true);
+  });
 });

@@ -502,6 +502,8 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
   await beginCopy(fence, tenantId, null);
   // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
   await fence.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
+  // The platform admins among the identities the tenant brings, as the main database (their authority) has them before the switch.
+  const admins = staging ? await platformAdminsAmong(fence, `SELECT id FROM "${staging}".users`, []) : "";
   if (staging) await replaceFromStaging(fence, tenantId, staging);
   // Only if the directory still names the source (a compare-and-set): else abandoned, nothing changed.
   const named = await fence.query(`${NAME_SQL()} AND ${ROUTE_SQL} = $5`, [...nameParams(tenantId, to), routeOf(from)]);
@@ -513,9 +515,21 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
   }
   // The main database's analytics counters follow its rows of the tenant: all of them to POOLED (the copy fires no trigger), the directory's (members, API requests) only when it leaves.
   if (staging || from.placement === "POOLED") await recountStats(pgQuery(fence), tenantId);
-  if (staging) await verify(await printsOf(pgQuery(fence), tenantId, tablesOf(to), true));
+  if (staging) {
+    await verify(await printsOf(pgQuery(fence), tenantId, tablesOf(to), true));
+    // Identities are compared by presence, and by their platform flag here: the main database's own, never a placement's copy's.
+    if ((await platformAdminsAmong(fence, `SELECT x.id FROM users x WHERE ${tenantRowsWhere("users")}`, [tenantId])) !== admins) {
+      throw new MoveVerificationFailed(tenantId, to, ["users (is_platform_admin)"]);
+    }
+  }
   committing();
   await fence.query("COMMIT");
+}
+
+/** The platform admins (main database) among the users `ids` (SQL) selects, as one string. */
+async function platformAdminsAmong(main: pg.Client, ids: string, params: unknown[]): Promise<string> {
+  const { rows } = await main.query<{ ids: string }>(`SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') AS ids FROM users WHERE is_platform_admin AND id IN (${ids})`, params);
+  return rows[0]?.ids ?? "";
 }
 
 /**
@@ -543,8 +557,11 @@ async function replaceFromStaging(main: pg.Client, tenantId: string, staging: st
       continue;
     }
     const keep = table === "users" || table === "audit_log" ? " ON CONFLICT DO NOTHING" : "";
-    const list = cols.join(", ");
-    await main.query(`INSERT INTO "${table}" (${list}) SELECT ${list} FROM "${staging}"."${table}"${keep}`);
+    // Identities: only new ones come in (an existing one is never overwritten), and never with
+    // platform powers: a placement's copy of a user the main database deleted (an offboarded admin)
+    // is not the authority for a global fact (the directory sync's rule, src/db/placement-sync.ts).
+    const values = cols.map((c) => (table === "users" && c === "is_platform_admin" ? "false" : c)).join(", ");
+    await main.query(`INSERT INTO "${table}" (${cols.join(", ")}) SELECT ${values} FROM "${staging}"."${table}"${keep}`);
   }
 }
 

@@ -439,4 +439,22 @@ describe("placement move and directory sync", () => {
     expect(w.body.errors).toBeUndefined();
     expect(await whereIs(tenantId, "after-ambiguous")).toEqual(["DATABASE"]);
   });
+
+  it("a move to POOLED does not bring back a platform admin the main database deleted, nor his platform powers", async () => {
+    const boss = await t.clients.platform.user.create({ data: { email: "boss@offboarded.test", authSubject: "boss-offboarded", isPlatformAdmin: true } });
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: "offboarded", slug: "offboarded", plan: "PRO", owner: { email: boss.email }, placement: "SCHEMA" } } });
+    expect(res.body.errors).toBeUndefined();
+    const tenantId = (await t.clients.platform.tenant.findFirstOrThrow({ where: { slug: "offboarded" } })).id;
+    made.push(placementFor(tenantId, "SCHEMA"));
+    // Offboarded: deleted from the main database; the placement keeps its copy of the identity, flag included.
+    await onMain(`DELETE FROM users WHERE id = $1`, [boss.id]);
+    await t.store.del(`u:sub:${boss.authSubject}`);
+    const moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: res.body.data.provisionTenant.tenant.id, placement: "POOLED" } } });
+    expect(moved.body.errors).toBeUndefined();
+    // Before: the users row came back with is_platform_admin = true and his token listed every tenant.
+    expect(await onMain(`SELECT is_platform_admin FROM users WHERE id = $1`, [boss.id])).toEqual([{ is_platform_admin: false }]);
+    await t.store.del(`u:sub:${boss.authSubject}`);
+    const platform = await t.gql(`{ platform { tenants(first: 5) { edges { node { slug } } } } }`, { token: await t.token(boss.authSubject) });
+    expect(platform.body.data?.platform ?? null).toBeNull();
+  });
 });

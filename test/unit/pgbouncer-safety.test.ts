@@ -15,7 +15,9 @@ import { describe, expect, it } from "vitest";
  * PgBouncer: DATABASE_URL is the migrator's direct URL (docs/scale-out.md).
  * Likewise a tenant move (src/db/placement-move.ts) holds its write fence,
  * a session advisory lock (with a session lock_timeout while it waits), on
- * connections of its own to the owners' direct URLs, never pooled.
+ * connections of its own to the owners' direct URLs, never pooled; its copy
+ * workers (src/db/placement-copy.ts) also run on those direct connections and
+ * stage rows that may exist already in a temporary table dropped at COMMIT.
  */
 const SESSION_STATE: [string, RegExp][] = [
   ["LISTEN/NOTIFY (a listener lives on one session)", /\b(LISTEN|UNLISTEN)\s+\w|pg_notify\s*\(/],
@@ -29,6 +31,7 @@ const SESSION_STATE: [string, RegExp][] = [
 const ALLOWED: Record<string, string[]> = {
   "src/db/migrate.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
   "src/db/placement-move.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
+  "src/db/placement-copy.ts": ["a temporary table (lives on one session)"],
 };
 
 const files = (dir: string): string[] =>

@@ -73,9 +73,14 @@ describe.runIf(bouncer)("behind PgBouncer (transaction pooling)", () => {
   });
 
   it("a session-level setting would leak to the next client of the server connection: what the above rules out", async () => {
-    // A pool of its own, so the leaked setting reaches nothing else; the
-    // database is dropped (and its server connections closed) at the end.
-    const pool = createPool(clients.appPools.PRO.options.connectionString!, undefined, 4);
+    // A pool of its own, logged in as another user (`root`), so the leaked
+    // setting stays on server connections of PgBouncer's (database, root)
+    // pool, which no other test uses: the app's pools log in as tg_pgb_app
+    // and the tests run in random order (shuffled, the leak reached the test
+    // above through a shared server connection).
+    const url = new URL(clients.appPools.PRO.options.connectionString!);
+    url.username = "root";
+    const pool = createPool(url.toString(), undefined, 4);
     try {
       await pool.query(`SELECT set_config('app.tenant_id', '${ids.acme}', false)`);
       const seen = await Promise.all(

@@ -376,7 +376,7 @@ export async function buildContext(
     domain = others.domain;
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
-    noteApiKeyUse(deps.platform, apiKey, now());
+    noteApiKeyUse(deps.platform, apiKey, now(), tenant.placement && { pools: placementPoolsOf(deps.app), ref: tenant.placement });
   }
 
   if (tenant) {

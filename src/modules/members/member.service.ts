@@ -40,8 +40,22 @@ function placeIdentity(tx: ScopedTx, u: IdentityRow) {
   return tx.$executeRaw`SELECT app_place_identity(${u.id}::uuid, ${u.email}, ${u.name}, ${u.auth_subject}, ${u.created_at}::timestamptz)`;
 }
 
-function lockOwners(tx: ScopedTx, tenantId: string) {
-  return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:owners`}))`;
+/**
+ * The membership to change, read under the tenant's owners lock: two
+ * demotions or removals of the last two OWNERs cannot both pass the check
+ * of `keepAnOwner`.
+ */
+async function lockedMembership(tx: ScopedTx, tenantId: string, membershipId: string) {
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:owners`}))`;
+  const current = await tx.membership.findFirst({ where: { id: membershipId } });
+  if (!current) throw notFound("Membership");
+  return current;
+}
+
+/** A tenant always keeps an OWNER: one may lose the role only while another has it. */
+async function keepAnOwner(tx: ScopedTx, field: string, message: string) {
+  const owners = await tx.membership.count({ where: { role: "OWNER" } });
+  if (owners <= 1) throw badInput(field, message);
 }
 
 export async function inviteMember(ctx: TenantContext, input: { email: string; role: Role; name?: string | null }) {
@@ -88,14 +102,9 @@ export async function inviteMember(ctx: TenantContext, input: { email: string; r
 export async function updateMemberRole(ctx: TenantContext, membershipId: string, role: Role, input: unknown) {
   const tenantId = ctx.tenant.id;
   const updated = await ctx.tenantDb.transaction(async (tx) => {
-    await lockOwners(tx, tenantId);
-    const current = await tx.membership.findFirst({ where: { id: membershipId } });
-    if (!current) throw notFound("Membership");
+    const current = await lockedMembership(tx, tenantId, membershipId);
     if (current.role === "OWNER" || role === "OWNER") requireOwnerFor(ctx, "grant or revoke OWNER");
-    if (current.role === "OWNER" && role !== "OWNER") {
-      const owners = await tx.membership.count({ where: { role: "OWNER" } });
-      if (owners <= 1) throw badInput("role", "The last OWNER cannot be demoted");
-    }
+    if (current.role === "OWNER" && role !== "OWNER") await keepAnOwner(tx, "role", "The last OWNER cannot be demoted");
     const row = await tx.membership.update({
       where: { tenantId_id: { tenantId, id: membershipId } },
       data: { role },
@@ -116,13 +125,10 @@ export async function updateMemberRole(ctx: TenantContext, membershipId: string,
 export async function removeMember(ctx: TenantContext, membershipId: string, input: unknown) {
   const tenantId = ctx.tenant.id;
   const removed = await ctx.tenantDb.transaction(async (tx) => {
-    await lockOwners(tx, tenantId);
-    const current = await tx.membership.findFirst({ where: { id: membershipId } });
-    if (!current) throw notFound("Membership");
+    const current = await lockedMembership(tx, tenantId, membershipId);
     if (current.role === "OWNER") {
       requireOwnerFor(ctx, "remove an OWNER");
-      const owners = await tx.membership.count({ where: { role: "OWNER" } });
-      if (owners <= 1) throw badInput("membershipId", "The last OWNER cannot be removed");
+      await keepAnOwner(tx, "membershipId", "The last OWNER cannot be removed");
     }
     await tx.membership.delete({ where: { tenantId_id: { tenantId, id: membershipId } } });
     await writeAudit(tx, ctx, {

@@ -34,7 +34,10 @@ import { beginCopy, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type 
  *      database's and are verified there; leaving POOLED the tenant's data
  *      rows leave the shared tables; a placed source's tenants row names the
  *      target (a DATABASE source's just before, on its own fence connection),
- *      so a request a stale directory cache routes there is refused;
+ *      so a request a stale directory cache routes there is refused; the
+ *      target's tenants row, which named the source since the copy (every
+ *      request a stale route sent there refused), names the target: a
+ *      SCHEMA target's in the switch, a DATABASE target's just after;
  *   6. the fence is released and the old placement dropped.
  * The caller evicts the directory's cache entries of the tenant.
  */
@@ -331,6 +334,14 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
   // cache and audit it); what could not be finished is reported.
   await release(snap);
   const leftovers: string[] = [];
+  // A DATABASE target's tenants row names the source until now (another
+  // database: no transaction spans both): every request there is refused
+  // until this mark, as it was before the switch. Not marked (its server
+  // unreachable), the tenant stays refused (fails closed) until the mark is
+  // retried: the move's journal keeps it (settleMoves).
+  if (to.placement === "DATABASE") {
+    await persist(() => nameIn(admin, tenantId, to, to)).catch((err: unknown) => leftovers.push(`the new placement's tenants row was not made to name it (${String(err)}); the tenant is refused until it is`));
+  }
   await unfence().catch((err: unknown) => leftovers.push(`the fence was not released (${String(err)}); its connection's end releases it`));
   await releaseSource();
   await dropStaging().catch((err: unknown) => leftovers.push(`the staging schema ${staging} was not dropped (${String(err)}); the next move of the tenant drops it`));
@@ -438,10 +449,14 @@ async function printsNow(admin: PlacementAdmin, ref: PlacementRef, tenantId: str
 /**
  * Step 3: every table copied with COPY from the snapshot `snapshot` of the
  * source, several at once (src/db/placement-copy.ts). Into a SCHEMA or
- * DATABASE target the rows go straight in (it is not live: nothing else
- * writes there) and its tenants row then names the target; into the main
- * database (to POOLED) they go to the move's staging schema, and the switch
- * moves them into the shared tables. Answers the rows copied.
+ * DATABASE target the rows go straight in; its tenants row, copied as it
+ * is, names the SOURCE until the switch, so a request a stale directory
+ * entry routes to the target (one naming it from an earlier stay of the
+ * tenant there) is refused by the route check, reads and writes alike:
+ * nothing is acknowledged in a copy that may still be dropped, nothing
+ * races the verification. The switch names the target (step 5). Into the
+ * main database (to POOLED) they go to the move's staging schema, and the
+ * switch moves them into the shared tables. Answers the rows copied.
  */
 async function copyTenant(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, snapshot: string, workers: number): Promise<number> {
   const targetSchema = to.placement === "SCHEMA" ? to.name : null;
@@ -464,7 +479,6 @@ async function copyTenant(admin: PlacementAdmin, tenantId: string, from: Placeme
     const target = await connect(admin, to);
     try {
       await beginCopy(target, tenantId, targetSchema);
-      await target.query(NAME_SQL(), nameParams(tenantId, to));
       // The analytics counters: recounted from the copy (never copied; the copy fires no trigger).
       await recountStats(pgQuery(target), tenantId);
       await target.query("COMMIT");
@@ -496,7 +510,8 @@ async function compareCopy(snap: pg.Client, tenantId: string, to: PlacementRef, 
  * COMMIT fails it): the directory row names the target; to POOLED the staged
  * rows replace the main database's rows of the tenant and are verified;
  * leaving POOLED the tenant's data rows leave the shared tables; a SCHEMA
- * source's tenants row names the target too.
+ * source's tenants row names the target too, and so does a SCHEMA
+ * target's (it named the source until now).
  */
 async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, verify: (copy: Record<string, string>) => Promise<void>, committing: () => void) {
   await beginCopy(fence, tenantId, null);
@@ -509,6 +524,8 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
   const named = await fence.query(`${NAME_SQL()} AND ${ROUTE_SQL} = $5`, [...nameParams(tenantId, to), routeOf(from)]);
   if (named.rowCount !== 1) throw new MoveAbandoned("the directory no longer names the tenant's source");
   if (from.placement === "SCHEMA") await fence.query(NAME_SQL(from.name), nameParams(tenantId, to));
+  // A SCHEMA target's row (it named the source since the copy) names the target with the switch, atomically; a DATABASE target's right after the switch commits.
+  if (to.placement === "SCHEMA") await fence.query(NAME_SQL(to.name), nameParams(tenantId, to));
   if (from.placement === "POOLED") {
     for (const table of DATA_TABLES) await fence.query(`DELETE FROM "${table}" WHERE tenant_id = $1`, [tenantId]);
     await fence.query(`DELETE FROM audit_log WHERE tenant_id = $1 AND NOT cross_tenant`, [tenantId]);

@@ -6,6 +6,7 @@ import { syncToDirectory } from "../../src/db/placement-sync.ts";
 import { noteApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp } from "../helpers/placements.ts";
+import { tenantKey } from "../../src/infra/store.ts";
 
 /**
  * A move and the directory syncs of a placed tenant (docs/placement.md,
@@ -16,6 +17,8 @@ const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(inp
 const KEY = `mutation($name: String!) { createApiKey(input: { name: $name, role: VIEWER }) { apiKey { id name } } }`;
 /** A statement naming a placement in a tenants row: the target's, the directory's switch, an old copy's mark ("tenant_…".tenants in the main database). */
 const NAMING = /^UPDATE ("[a-z0-9_]+"\.)?tenants SET placement = \$2/;
+/** The recount of the analytics counters, which ends the copy into a SCHEMA or DATABASE target (after every table, before the verification). */
+const RECOUNT = "SELECT app_tenant_stats_recount(";
 
 describe("placement move and directory sync", () => {
   const app = placementApp();
@@ -228,10 +231,11 @@ describe("placement move and directory sync", () => {
     const { tenantId, gid, owner } = await schemaTenant("split-brain");
     // Cache the SCHEMA route (the entry a stale replica would keep).
     expect((await t.gql(`{ projects(first: 5) { edges { node { name } } } }`, { token: owner })).body.errors).toBeUndefined();
-    // The statements naming a placement in a tenants row (the copy's, then the
-    // old copy's mark and the directory's switch, in some order): the third to
-    // the seventh fail, so one of the last two fails for good.
-    const moved = await withFailing((_, n) => n >= 3 && n <= 7, (text) => NAMING.test(text), () =>
+    // The statements naming a placement in a tenants row (the directory's
+    // switch, the old copy's mark in the same transaction, then the new
+    // DATABASE copy's own mark after the COMMIT): the second to the sixth
+    // fail, so the switch fails at the old copy's mark.
+    const moved = await withFailing((_, n) => n >= 2 && n <= 6, (text) => NAMING.test(text), () =>
       t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
     );
     expect(moved.body.errors?.[0]).toBeTruthy();
@@ -257,6 +261,68 @@ describe("placement move and directory sync", () => {
     expect(w.body.errors).toBeUndefined();
     expect(await whereIs(tenantId, "after-switch-write")).toEqual(["DATABASE"]);
   });
+
+  it("a stale route naming a DATABASE target of a move under way is refused there until the switch: no write acknowledged in a copy then dropped", async () => {
+    // A tenant that lived in the database before: its directory entry from then is kept (a replica's lost eviction).
+    const slug = "stale-target";
+    const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: slug, slug, plan: "PRO", owner: { email: `owner@${slug}.test` }, placement: "DATABASE" } } });
+    expect(res.body.errors).toBeUndefined();
+    const gid = res.body.data.provisionTenant.tenant.id as string;
+    const tenantId = (await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } })).id;
+    const target = placementFor(tenantId, "DATABASE");
+    made.push(target);
+    const owner = await t.token(`owner@${slug}.test`, slug);
+    expect((await t.gql(`mutation { createProject(input: { name: "seed" }) { project { id } } }`, { token: owner })).body.errors).toBeUndefined();
+    expect((await t.gql(`{ projects(first: 10) { edges { node { name } } } }`, { token: owner })).body.errors).toBeUndefined();
+    const key = tenantKey(tenantId, "info");
+    const stale = await t.store.get(key);
+    expect(stale).not.toBeNull();
+    expect((await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "POOLED" } } })).body.errors).toBeUndefined();
+    // Back to the same database: held at the switch's first statement (the copy made and verified), the stale entry
+    // routes a write and a read there; then the switch fails, so the target is dropped.
+    const orig = pg.Client.prototype.query;
+    let write: Awaited<ReturnType<TestApp["gql"]>> | undefined;
+    let read: Awaited<ReturnType<TestApp["gql"]>> | undefined;
+    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
+      const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
+      if (!write && typeof text === "string" && text.includes("pg_advisory_xact_lock(hashtext('placement-sync:'")) {
+        return (async () => {
+          await t.store.set(key, stale!, 300);
+          write = await t.gql(`mutation { createProject(input: { name: "into-target" }) { project { id } } }`, { token: owner });
+          await t.store.set(key, stale!, 300);
+          read = await t.gql(`{ projects(first: 10) { edges { node { name } } } }`, { token: owner });
+          throw Object.assign(new Error("injected: the switch failed"), { code: "57P01" });
+        })();
+      }
+      return call();
+    };
+    let moved;
+    try {
+      moved = await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } });
+    } finally {
+      (pg.Client.prototype as { query: unknown }).query = orig;
+    }
+    expect(moved.body.errors?.[0]).toBeTruthy();
+    expect((await t.clients.platform.tenant.findUniqueOrThrow({ where: { id: tenantId } })).placement).toBe("POOLED");
+    expect(await t.clients.placements.admin.exists(target)).toBe(false);
+    // Before: the target's tenants row named the target, no fence there: the write was acknowledged, then dropped with the target.
+    expect(write?.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    expect(write?.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(read?.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    await t.store.del(key);
+    const names = (await t.gql(`{ projects(first: 10) { edges { node { name } } } }`, { token: owner })).body.data.projects.edges.map((e: { node: { name: string } }) => e.node.name);
+    expect(names).toEqual(["seed"]);
+    // And the move, repeated, switches: the target's row names it, the tenant is served there.
+    const again = await writeAfterMove(gid, owner, "after-switch");
+    expect(again).toEqual(["after-switch", "seed"]);
+  });
+
+  /** Moves the tenant to its DATABASE placement, writes `name` (retried on TENANT_MOVING), answers its projects' names. */
+  async function writeAfterMove(gid: string, owner: string, name: string) {
+    expect((await t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } })).body.errors).toBeUndefined();
+    expect((await writeAfter(owner, name)).body.errors).toBeUndefined();
+    return (await t.gql(`{ projects(first: 10) { edges { node { name } } } }`, { token: owner })).body.data.projects.edges.map((e: { node: { name: string } }) => e.node.name).sort();
+  }
 
   it("the route names the server: one database name on two servers gives two routes", () => {
     expect(routeOf({ placement: "DATABASE", server: "a", name: "tg_tenant_x" })).not.toBe(routeOf({ placement: "DATABASE", server: "b", name: "tg_tenant_x" }));
@@ -321,8 +387,8 @@ describe("placement move and directory sync", () => {
 
   it("a move whose write fence is lost is abandoned: a write acknowledged meanwhile is not lost", async () => {
     const { tenantId, gid, owner } = await pooledTenant("fence-lost");
-    // After the copy, before the switch (the target's tenants row named): the fence's backend is terminated and the tenant writes.
-    const r = await moveLosingFence(gid, owner, "while-unfenced", (text, client, fence) => client !== fence && NAMING.test(text));
+    // After the copy, before the switch (the copy's counters recounted in the target): the fence's backend is terminated and the tenant writes.
+    const r = await moveLosingFence(gid, owner, "while-unfenced", (text, client, fence) => client !== fence && text.startsWith(RECOUNT));
     await expectKept(tenantId, owner, "while-unfenced", r);
   });
 
@@ -339,7 +405,8 @@ describe("placement move and directory sync", () => {
     let done = false;
     (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
       const call = () => (orig as (...a: unknown[]) => unknown).call(this, text, ...rest);
-      if (!done && typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2")) {
+      // After the copy (its counters recounted in the target), before the verification.
+      if (!done && typeof text === "string" && text.startsWith(RECOUNT)) {
         done = true;
         // A writer that does not take the fence (as the main database's owner), after the snapshot.
         return onMain(`INSERT INTO projects (tenant_id, name, slug) VALUES ($1, 'unfenced', 'unfenced')`, [tenantId]).then(call);
@@ -410,13 +477,12 @@ describe("placement move and directory sync", () => {
   it("a switch whose COMMIT is answered by a broken connection but committed: the move holds, nothing is dropped", async () => {
     const { tenantId, gid, owner } = await schemaTenant("ambiguous-commit");
     const orig = pg.Client.prototype.query;
-    let updates = 0;
     let switcher: pg.Client | undefined;
     let injected = false;
     (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, text: unknown, ...rest: unknown[]) {
       const call = () => (orig as (...a: unknown[]) => Promise<unknown>).call(this, text, ...rest);
-      // The copy's, the old copy's mark, then the directory's switch.
-      if (typeof text === "string" && NAMING.test(text) && ++updates === 3) switcher = this;
+      // The directory's switch (a compare-and-set: "... AND <route> = $5").
+      if (typeof text === "string" && text.startsWith("UPDATE tenants SET placement = $2") && text.includes(" AND ")) switcher = this;
       if (text === "COMMIT" && switcher === this) {
         switcher = undefined;
         injected = true;

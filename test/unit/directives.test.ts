@@ -281,6 +281,15 @@ describe("t.auth is the one way to declare @auth on a field", () => {
     expect(() => build("directive")).toThrow(/Query\.secret: declare @auth with t\.auth\(role\)/);
   });
 
+  it("t.auth refuses @crossTenant (its resolver would be typed with a tenant a platform admin lacks); t.authOrCrossTenant declares both", () => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({ fields: (t) => ({ both: t.auth("OWNER").string({ directives: { crossTenant: {} }, resolve: (_root, _args, ctx) => ctx.tenant.slug }) }) });
+    expect(() => b.toSchema()).toThrow(/t\.authOrCrossTenant/);
+    const ok = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    ok.queryType({ fields: (t) => ({ both: t.authOrCrossTenant("OWNER").string({ resolve: (_root, _args, ctx) => ctx.tenant?.slug ?? "platform" }) }) });
+    expect(directivesOf(ok.toSchema().getQueryType()!.getFields().both!)).toEqual(["auth", "crossTenant"]);
+  });
+
   it("@audit or @quota outside Mutation is refused when the schema is built", () => {
     const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
     b.queryType({ fields: (t) => ({ audited: t.auth("ADMIN").string({ directives: { audit: { action: "thing.read" } }, resolve: () => "x" }) }) });

@@ -70,10 +70,10 @@ builder.mutationFields((t) => ({
   }),
   // OWNER in the tenant, or (no tenant) a platform admin through @crossTenant:
   // the service takes a plain Context and checks which one it is.
-  setTenantIdentityProvider: t.auth("OWNER").field({
+  setTenantIdentityProvider: t.authOrCrossTenant("OWNER").field({
     type: SetTenantIdentityProviderPayload,
     description: "The tenant's own identity provider: its OWNER (needs sso) or a platform admin.",
-    directives: { feature: { name: "sso" }, crossTenant: {}, audit: { action: "tenant.setIdentityProvider" } },
+    directives: { feature: { name: "sso" }, audit: { action: "tenant.setIdentityProvider" } },
     args: { input: t.arg({ type: SetTenantIdentityProviderInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => ({
       tenant: (await service.setTenantIdentityProvider(ctx, tenantIdOf(input), input, operationMetadata(info, { input }))),

@@ -8,9 +8,12 @@ import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 
 /**
- * The one cross-tenant database path. Only platform admins get it, and only
- * through `crossTenant()`, which writes the audit entry first: if the entry
- * cannot be written, the operation does not run.
+ * The one cross-tenant path to the main database. Only platform admins get
+ * it, and only through `crossTenant()`, which writes the audit entry first:
+ * if the entry cannot be written, the operation does not run. (The
+ * placements' pools, for provisioning, moves and analytics of placed
+ * tenants, come from `platformPlacements()` below, platform admins only; the
+ * operations using them write their audit entry through `crossTenant()`.)
  */
 export type PlatformTx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends" | "$use">;
 

@@ -114,6 +114,17 @@ function handle(serverUrl: string, name: string): TestDatabase {
   return { name, url: databaseUrl(serverUrl, name), drop: () => dropDatabase(serverUrl, name) };
 }
 
+/**
+ * Every connection to a test database runs with PostgreSQL's JIT off. The
+ * tests' tables are small and never analyzed, so the planner's default
+ * estimates put a statement with many subqueries (tenant-stats' drift check,
+ * the isolation model's digests) past jit_above_cost, and the server then
+ * spends seconds compiling it (3.6 s of LLVM for a drift check that runs in
+ * 10 ms). JIT changes how a plan runs, never what it returns; nothing here
+ * measures speed (`npm run bench` does, on its own databases).
+ */
+const NO_JIT = (name: string) => `ALTER DATABASE ${quote(name)} SET jit = off`;
+
 /** A fresh, migrated database of its own (a clone of the template). */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = testServerUrl();
@@ -123,6 +134,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     for (let attempt = 1; ; attempt++) {
       try {
         await c.query(`CREATE DATABASE ${quote(name)} TEMPLATE ${quote(template)}`);
+        await c.query(NO_JIT(name));
         return;
       } catch (err) {
         // "source database is being accessed by other users": a concurrent clone.
@@ -138,7 +150,10 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 export async function createEmptyDatabase(): Promise<TestDatabase> {
   const serverUrl = testServerUrl();
   const name = uniqueName("tg_test");
-  await withAdmin(serverUrl, (c) => c.query(`CREATE DATABASE ${quote(name)}`));
+  await withAdmin(serverUrl, async (c) => {
+    await c.query(`CREATE DATABASE ${quote(name)}`);
+    await c.query(NO_JIT(name));
+  });
   return handle(serverUrl, name);
 }
 

@@ -162,9 +162,14 @@ export function placementApp(): { t: TestApp; admin: string; made: PlacementRef[
   return app;
 }
 
-/** One statement on a connection of its own (`schema`: its search_path, for catalog text naming functions). */
+/**
+ * One statement on a connection of its own (`schema`: its search_path, for
+ * catalog text naming functions). JIT off, as in the test databases
+ * (test/helpers/db.ts): a placement's database is made by the app, without
+ * that setting, and a check with many subqueries would be compiled for seconds.
+ */
 export async function sql<R = Record<string, unknown>>(url: string, text: string, params: unknown[] = [], schema?: string): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url });
+  const c = new pg.Client({ connectionString: url, options: "-c jit=off" });
   await c.connect();
   try {
     if (schema) await c.query(`SET search_path TO "${schema}"`);

@@ -204,7 +204,7 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     resolver: GraphQLFieldResolver<unknown, Types["Context"], object> | undefined,
     fieldConfig: PothosOutputFieldConfig<Types>,
   ): GraphQLFieldResolver<unknown, Types["Context"], object> | undefined {
-    if (!resolver) return resolver;
+    if (!resolver || (this.options as { disablePolicyEnforcer?: boolean }).disablePolicyEnforcer) return resolver;
     const policy = this.policyFor(fieldConfig);
     if (!isEnforced(policy)) return resolver;
     return enforce(resolver, policy, `${fieldConfig.parentType}.${fieldConfig.name}`);
@@ -216,7 +216,7 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     subscribe: GraphQLFieldResolver<unknown, Types["Context"], object> | undefined,
     fieldConfig: PothosOutputFieldConfig<Types>,
   ): GraphQLFieldResolver<unknown, Types["Context"], object> | undefined {
-    if (!subscribe) return subscribe;
+    if (!subscribe || (this.options as { disablePolicyEnforcer?: boolean }).disablePolicyEnforcer) return subscribe;
     const policy = this.policyFor(fieldConfig);
     if (!isEnforced(policy)) return subscribe;
     return (parent, args, ctx, info) => {
@@ -235,6 +235,10 @@ declare global {
   export namespace PothosSchemaTypes {
     export interface Plugins<Types extends SchemaTypes> {
       policyEnforcer: PolicyEnforcerPlugin<Types>;
+    }
+    export interface BuildSchemaOptions<Types extends SchemaTypes> {
+      /** Builds the schema without the enforcer: for measuring its cost only. */
+      disablePolicyEnforcer?: boolean;
     }
   }
 }

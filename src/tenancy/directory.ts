@@ -24,6 +24,16 @@ import { assertPlacementOf, placementOf, type PlacementRef } from "../db/placeme
  * keep the cache close to the truth; they are best effort and never fail
  * the write that committed.
  *
+ * Whose entries (docs/revocation.md): every entry names the main database
+ * it was read from (its cluster's system identifier and its oid), and an
+ * entry of another is a miss. Two deployments whose servers share one Redis
+ * (a second bench or server on the same machine, staging beside production
+ * on one managed Redis) cache the same keys (`tslug:acme`,
+ * `u:sub:<subject>`) with their own ids; taken as candidates, the other's
+ * ids made PostgreSQL refuse this deployment's members, and routed a tenant
+ * the other had placed in a database of the same server into that database,
+ * whose facts confirmed the other's member.
+ *
  * The store is optional to correctness, so it is never waited on for long:
  * a read that takes more than STORE_BUDGET_MS, or fails, is answered from
  * PostgreSQL, and the store is then skipped for STORE_BACKOFF_MS, so with
@@ -96,6 +106,30 @@ export const STORE_BUDGET_MS = 500;
 /** After a store failure or timeout, the directory goes straight to PostgreSQL this long. */
 export const STORE_BACKOFF_MS = 1_000;
 const UNAVAILABLE = Symbol("store unavailable");
+
+/** The field of an entry naming the database it was read from, and the field holding a value that is not an object. */
+const OWNER = "@db";
+const SCALAR = "@v";
+
+/** An entry as stored: the value with the database that answered it. */
+function encodeEntry(value: unknown, owner: string): string {
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) return JSON.stringify({ ...value, [OWNER]: owner });
+  return JSON.stringify({ [OWNER]: owner, [SCALAR]: value ?? null });
+}
+
+/** The value of an entry read from `owner`; undefined for an entry of another database (or of an older format): a miss. */
+function decodeEntry<T>(text: string, owner: string): { value: T | null } | undefined {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (entry === null || typeof entry !== "object" || (entry as Record<string, unknown>)[OWNER] !== owner) return undefined;
+  if (SCALAR in entry) return { value: (entry as Record<string, unknown>)[SCALAR] as T | null };
+  const { [OWNER]: _owner, ...value } = entry as Record<string, unknown>;
+  return { value: value as T };
+}
 
 const keys = {
   user: (subject: string) => `u:sub:${subject}`,
@@ -176,12 +210,40 @@ export class Directory {
     }
   }
 
+  /** The database whose entries this directory reads: see `deployment()`. */
+  private owner: Promise<string> | undefined;
+
+  /**
+   * The identity of the main database: its cluster's system identifier and
+   * its oid (a database made again under the same name is another one; the
+   * bench recreates its own). Read once; a failed read is tried again.
+   */
+  deployment(): Promise<string> {
+    this.owner ??= (async () => {
+      const [row] = await this.db.$queryRaw<{ id: string }[]>`
+        SELECT d.oid::text || ':' || d.datname AS id FROM pg_database d WHERE d.datname = current_database()`;
+      // pg_control_system() is open to every role on PostgreSQL; a managed
+      // service that withholds it leaves the oid and name alone.
+      const cluster = await this.db.$queryRaw<{ id: string }[]>`SELECT system_identifier::text AS id FROM pg_control_system()`.then(
+        (rows) => rows[0]?.id ?? "",
+        () => "",
+      );
+      return `${cluster}:${row!.id}`;
+    })().catch((err: unknown) => {
+      this.owner = undefined;
+      throw err;
+    });
+    return this.owner;
+  }
+
   /** `fresh`: skip the cached answer (it was about to refuse: PostgreSQL confirms first). */
   private async cached<T>(key: string, load: () => Promise<T | null>, fresh = false): Promise<T | null> {
+    const owner = await this.deployment();
     const hit = fresh ? null : await this.withStore(() => this.store.get(key));
-    const found = hit !== UNAVAILABLE && hit !== null;
-    this.onCacheLookup?.(key, found);
-    if (found) return hit === "" ? null : (JSON.parse(hit) as T);
+    // An entry another deployment wrote under the same key is a miss (and is replaced).
+    const entry = hit !== UNAVAILABLE && hit !== null ? decodeEntry<T>(hit, owner) : undefined;
+    this.onCacheLookup?.(key, !!entry);
+    if (entry) return entry.value;
     // Concurrent misses of one key in this process share one read: a key that
     // expires under load is read once, not once per request waiting for it, on
     // the platform pool that every tier shares. A `fresh` read (about to
@@ -201,7 +263,7 @@ export class Directory {
     // Misses are cached briefly, so a flood of unknown ids cannot hammer
     // PostgreSQL. Not waited for: the answer is already known.
     const ttl = value === null ? 5 : TTL - Math.floor(Math.random() * TTL_JITTER);
-    if (hit !== UNAVAILABLE) void this.withStore(() => this.store.set(key, value === null ? "" : JSON.stringify(value), ttl));
+    if (hit !== UNAVAILABLE) void this.withStore(() => this.store.set(key, encodeEntry(value, owner), ttl));
     return value;
   }
 

@@ -210,7 +210,7 @@ export class Directory {
     }
   }
 
-  /** The database whose entries this directory reads: see `deployment()`. */
+  /** The database whose entries this directory reads (`deployment()`). */
   private owner: Promise<string> | undefined;
 
   /**
@@ -218,7 +218,7 @@ export class Directory {
    * its oid (a database made again under the same name is another one; the
    * bench recreates its own). Read once; a failed read is tried again.
    */
-  deployment(): Promise<string> {
+  private deployment(): Promise<string> {
     this.owner ??= (async () => {
       const [row] = await this.db.$queryRaw<{ id: string }[]>`
         SELECT d.oid::text || ':' || d.datname AS id FROM pg_database d WHERE d.datname = current_database()`;

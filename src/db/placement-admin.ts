@@ -86,7 +86,8 @@ export const withDatabase = (url: string, database: string) => {
 };
 
 async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
+  // A server that does not answer (down, unreachable) fails the step in 10 s, not the kernel's minutes.
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
     return await fn(client);

@@ -211,11 +211,22 @@ export function scheduleTenantDeletion(ctx: Context, tenantId: string, metadata:
  * added later), then every store key `t:{<id>}:*` (SCAN, never KEYS), the
  * slug and API key cache entries. Users stay: they are global identities
  * that may belong to other tenants. The platform audit log keeps the record.
+ *
+ * A placed tenant's schema or database, and whatever a crashed or failed
+ * move of it left, are dropped INSIDE that transaction, last, before it
+ * commits (docs/placement.md, "Purge"): a drop that fails (a placement
+ * server down) fails the purge with nothing changed, and the purge can be
+ * called again. Only the COMMIT can fail after the drops: the tenant then
+ * stays PENDING_DELETION (refused) with its placement gone, and a second
+ * purge completes (the drops are IF EXISTS). The tenant's row is locked
+ * first, so no reactivation can commit between the drop and the purge.
  */
 export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
   await existingTenant(ctx, tenantId);
-  const { slug, hashes, placement } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+  const placements = platformPlacements(ctx);
+  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
     await refuseWhileMoving(tx, tenantId);
+    await tx.$queryRawUnsafe(`SELECT 1 FROM tenants WHERE id = $1::uuid FOR UPDATE`, tenantId);
     const placement = await placementIn(tx, tenantId);
     const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!tenant) throw notFound("Tenant");
@@ -237,17 +248,15 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
     await tx.tenantLimitOverride.deleteMany({ where });
     await tx.auditLogEntry.deleteMany({ where });
     await tx.tenant.delete({ where: { id: tenantId } });
-    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]), placement };
+    // Last before the COMMIT: the placement (its pools closed first), then
+    // anything a crashed or failed move of the tenant left (a half-made
+    // target, a staging schema): no copy of its rows stays. A failure here
+    // rolls the purge back.
+    if (placement) await placements.forget(placement);
+    if (placement) await placements.admin.drop(placement);
+    await dropMoveLeftovers(placements.admin, tenantId);
+    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
   });
-  // A placed tenant's schema or database goes with it (after the directory
-  // row: no request can be routed there any more).
-  const placements = platformPlacements(ctx);
-  if (placement) {
-    await placements.forget(placement);
-    await placements.admin.drop(placement);
-  }
-  // And anything a crashed or failed move of it left (a half-made target, a staging schema): no copy of its rows stays.
-  await dropMoveLeftovers(placements.admin, tenantId);
   // The purge has committed: with the store down its keys are left to expire
   // (every one has a TTL), rather than answering an error for a done purge.
   await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {

@@ -89,6 +89,13 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
   });
 }
 
+/** A first SSO login found the tenant's seats taken in its placement: nothing was written there. */
+export class NoSeatLeft extends Error {
+  constructor() {
+    super("no seat left in the tenant's placement");
+  }
+}
+
 /**
  * Within the main database's transaction `source` (before it commits): a
  * member the main database made for the tenant (a first SSO login's
@@ -96,9 +103,20 @@ export async function syncToPlacement(admin: PlacementAdmin, ref: PlacementRef, 
  * requests. Only a new identity is written there (never over one the
  * placement has), never with platform powers; the placement's cached
  * responses go (its member list changed).
+ *
+ * `seats` (the tenant's SEATS limit, null = unlimited) is checked in the
+ * placement, where the memberships are authoritative: under the SEATS lock
+ * inviteMember takes there (src/policy/quota.ts lockCountQuota), the
+ * tenant's memberships are counted before the insert; none left throws
+ * NoSeatLeft (nothing written).
  */
-export async function syncMemberToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, userId: string, source: Query): Promise<void> {
+export async function syncMemberToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, userId: string, source: Query, seats: number | null = null): Promise<void> {
   await inPlacement(admin, ref, tenantId, async (target) => {
+    await target(`SELECT pg_advisory_xact_lock(hashtext($1::text || ':quota:SEATS'))`, [tenantId]);
+    if (seats !== null) {
+      const [row] = await target<{ n: number }>(`SELECT count(*)::int AS n FROM memberships WHERE tenant_id = $1::uuid`, [tenantId]);
+      if ((row?.n ?? 0) >= seats) throw new NoSeatLeft();
+    }
     const rows = async (table: "users" | "memberships", where: string) =>
       (await source<{ rows: unknown[] }>(`SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb) AS rows FROM ${table} x WHERE ${where}`, [tenantId, userId]))[0]?.rows ?? [];
     await writeRows(target, "users", withoutPlatformPowers(await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")));

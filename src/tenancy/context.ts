@@ -18,7 +18,9 @@ import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credential
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import { bindPlatformClient } from "./platform-client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
-import { placedDirectorySync, placeNewMember, refuseWhileMoving } from "./placement-directory.ts";
+import { directoryPlacement, placedDirectorySync, placeNewMember, refuseWhileMoving } from "./placement-directory.ts";
+import { NoSeatLeft } from "../db/placement-sync.ts";
+import { POOLED } from "../db/placement-admin.ts";
 import { TenantIdentityProviders, type TenantIdpToken } from "./tenant-idp.ts";
 import { TenantDb, type ScopedTx } from "./tenant-db.ts";
 import type { LiveUpdates } from "../infra/live-events.ts";
@@ -232,26 +234,42 @@ async function requestTenant(
  * provider's tenant, within its SEATS, under the lock inviteMember takes.
  * A subject known already is never given a membership here: one removed by
  * an ADMIN stays removed. Null: no seat left, or `sso` withdrawn.
+ *
+ * The seats are counted where the tenant's memberships are authoritative:
+ * a POOLED tenant's in the main database, a placed tenant's in its placement
+ * (src/db/placement-sync.ts syncMemberToPlacement, under the SEATS lock
+ * there), never in the directory's copy, which may be stale.
  */
 async function provisionProviderUser(deps: ContextDeps, own: TenantIdpToken, tenant: TenantInfo): Promise<UserInfo | null> {
   if (!tenant.features.includes("sso")) return null;
   const email = `${createHash("sha256").update(own.subject, "utf8").digest("hex").slice(0, 32)}@sso.invalid`;
   const select = { id: true, email: true, name: true, authSubject: true, isPlatformAdmin: true } as const;
-  const user = await deps.platform.$transaction(async (tx) => {
-    // The lock and count of SEATS (src/policy/quota.ts, lockCountQuota/countUsage).
-    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenant.id}:quota:SEATS`}))`;
-    const existing = await tx.user.findUnique({ where: { authSubject: own.subject }, select });
-    if (existing) return existing;
-    const seats = tenant.limits.SEATS;
-    if (seats !== null && (await tx.membership.count({ where: { tenantId: tenant.id } })) >= seats) return null;
-    // A write of the tenant's: never during a move of it (docs/placement.md, "Moving a tenant").
-    await refuseWhileMoving(tx, tenant.id);
-    const created = await tx.user.create({ data: { email, name: own.email ?? own.token.sub.slice(0, 200), authSubject: own.subject }, select });
-    await tx.membership.create({ data: { tenantId: tenant.id, userId: created.id, role: "VIEWER" } });
-    // A placed tenant's requests are decided in its placement: the member is written there before this commits.
-    await placeNewMember(deps.app, tenant.id, created.id, tx);
-    return created;
-  });
+  const seats = tenant.limits.SEATS;
+  const user = await deps.platform
+    .$transaction(async (tx) => {
+      // One first login of the tenant's at a time (two of one subject: the second finds the first's user).
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenant.id}:sso-first-login`}))`;
+      const existing = await tx.user.findUnique({ where: { authSubject: own.subject }, select });
+      if (existing) return existing;
+      // A write of the tenant's: never during a move of it (docs/placement.md, "Moving a tenant"); the
+      // directory row's placement then stays what it is until this commits.
+      await refuseWhileMoving(tx, tenant.id);
+      const placement = (await directoryPlacement(tx, tenant.id)) ?? POOLED;
+      if (placement.placement === "POOLED") {
+        // The lock and count of SEATS (src/policy/quota.ts, lockCountQuota/countUsage).
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenant.id}:quota:SEATS`}))`;
+        if (seats !== null && (await tx.membership.count({ where: { tenantId: tenant.id } })) >= seats) return null;
+      }
+      const created = await tx.user.create({ data: { email, name: own.email ?? own.token.sub.slice(0, 200), authSubject: own.subject }, select });
+      await tx.membership.create({ data: { tenantId: tenant.id, userId: created.id, role: "VIEWER" } });
+      // A placed tenant's requests are decided in its placement: the member is written there, its seats counted there, before this commits.
+      await placeNewMember(deps.app, tenant.id, created.id, tx, placement, seats);
+      return created;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof NoSeatLeft) return null;
+      throw err;
+    });
   if (user) await Promise.all([deps.directory.invalidateUser(own.subject), deps.directory.invalidateMembership(tenant.id, user.id)]);
   return user;
 }

@@ -2,7 +2,7 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
 import { syncMemberToPlacement, syncToDirectory } from "../db/placement-sync.ts";
 import { moveFenceSql } from "../db/placement-move.ts";
-import { assertPlacementOf, placementOf } from "../db/placement-admin.ts";
+import { assertPlacementOf, placementOf, type PlacementRef } from "../db/placement-admin.ts";
 import type { Placement } from "../generated/prisma/enums.ts";
 import { tenantMoving } from "../errors.ts";
 import type { Directory, TenantInfo } from "./directory.ts";
@@ -52,23 +52,28 @@ export async function refuseWhileMoving(tx: MainTx, tenantId: string): Promise<v
   if (!row?.ok) throw tenantMoving();
 }
 
-/**
- * A member the main database's transaction `tx` just made for a placed
- * tenant (a first SSO login) is written into its placement before `tx`
- * commits: the placement reads the request's facts, so without it the new
- * member would be refused. A failure fails the login (nothing committed in
- * the main database). Nothing for a POOLED tenant.
- */
-export async function placeNewMember(app: PrismaClient, tenantId: string, userId: string, tx: MainTx): Promise<void> {
-  // The placement as the directory row says in this transaction (never the cache's).
+/** The tenant's placement as the directory row says in the main database's transaction `tx` (never the cache's). */
+export async function directoryPlacement(tx: MainTx, tenantId: string): Promise<PlacementRef | null> {
   const [row] = await tx.$queryRawUnsafe<{ placement: Placement; placementServer: string | null; placementName: string | null }[]>(
     `SELECT placement::text AS placement, placement_server AS "placementServer", placement_name AS "placementName" FROM tenants WHERE id = $1::uuid`,
     tenantId,
   );
-  if (!row || row.placement === "POOLED") return;
-  const ref = placementOf(row);
+  return row ? placementOf(row) : null;
+}
+
+/**
+ * A member the main database's transaction `tx` just made for a placed
+ * tenant (a first SSO login) is written into its placement (`ref`, as
+ * directoryPlacement read it in `tx`) before `tx` commits: the placement
+ * reads the request's facts, so without it the new member would be refused.
+ * The tenant's SEATS (`seats`) are counted there, where its memberships
+ * are authoritative: none left throws NoSeatLeft. A failure fails the login
+ * (nothing committed in the main database). Nothing for a POOLED tenant.
+ */
+export async function placeNewMember(app: PrismaClient, tenantId: string, userId: string, tx: MainTx, ref: PlacementRef, seats: number | null): Promise<void> {
+  if (ref.placement === "POOLED") return;
   assertPlacementOf(tenantId, ref);
   const placements = placementPoolsOf(app);
   if (!placements) throw new Error("no placement pools: a placed tenant's member cannot be made");
-  await syncMemberToPlacement(placements.admin, ref, tenantId, userId, (sql, params) => tx.$queryRawUnsafe(sql, ...params));
+  await syncMemberToPlacement(placements.admin, ref, tenantId, userId, (sql, params) => tx.$queryRawUnsafe(sql, ...params), seats);
 }

@@ -3,7 +3,7 @@ import type pg from "pg";
 import type { Config } from "./config.ts";
 import { corsPolicy } from "./http/cors.ts";
 import { graphiqlOptionsFor } from "./http/graphiql.ts";
-import { useExport } from "./http/export.ts";
+import { useExport } from "./http/use-export.ts";
 import { existingStateOf, stateOf } from "./http/request-state.ts";
 import { useBodyLimit } from "./http/use-body-limit.ts";
 import { useClientAddress } from "./http/use-client-address.ts";
@@ -17,12 +17,14 @@ import { useRequestTransaction } from "./http/use-request-transaction.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
 import { useTenantResponseCache } from "./http/use-response-cache.ts";
 import type { Logger } from "./infra/logger.ts";
-import { useRequestLogging } from "./infra/logger.ts";
-import { Metrics, useMetrics } from "./infra/metrics.ts";
-import { useQueryLimits } from "./infra/query-limits.ts";
+import { useRequestLogging } from "./http/use-request-logging.ts";
+import { Metrics } from "./infra/metrics.ts";
+import { useMetrics } from "./http/use-metrics.ts";
+import { useQueryLimits } from "./http/use-query-limits.ts";
 import { maskError } from "./infra/unavailable.ts";
-import { RequestCounter, useRequestCounting } from "./infra/request-counter.ts";
-import { useQueryTimeoutErrors } from "./policy/query-timeout.ts";
+import { RequestCounter } from "./infra/request-counter.ts";
+import { useRequestCounting } from "./http/use-request-counting.ts";
+import { useQueryTimeoutErrors } from "./http/use-query-timeout-errors.ts";
 import { CursorCodec } from "./infra/cursor.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
@@ -33,7 +35,8 @@ import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
  * createApp(deps): the Yoga server and its plugins, with no knowledge of how
  * PostgreSQL and Redis were opened (src/server.ts does that), so tests build
  * the same app over their own databases. Each plugin lives in its own file
- * (src/http/use-*.ts and the infra/policy plugins); this is only the factory.
+ * (src/http/use-*.ts, over the libraries of src/infra/ and src/policy/);
+ * this is only the factory.
  */
 export interface AppDeps extends Omit<ContextDeps, "cursors"> {
   config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &

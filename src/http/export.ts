@@ -1,5 +1,3 @@
-import type { Plugin } from "graphql-yoga";
-import { GraphQLError } from "graphql";
 import { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, notFound, tenantMoving } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -11,7 +9,7 @@ import { ROUTE_SQL, routeOf } from "../db/placement-move.ts";
 import { syncPlacedTenant } from "../modules/platform/placement.service.ts";
 import { refuseWhileMoving } from "../tenancy/placement-directory.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
-import { buildContext, type Context, type ContextDeps, type RequestState } from "../tenancy/context.ts";
+import type { Context, ContextDeps } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
 
 /**
@@ -145,26 +143,6 @@ export function exportStream(run: Runner, tenantId: string, batchSize = 1000, lo
   );
 }
 
-function errorResponse(err: unknown, logger?: Logger): Response {
-  let status = 500;
-  let body: { message: string; extensions: Record<string, unknown> } = {
-    message: "Unexpected error.",
-    extensions: { code: "INTERNAL_SERVER_ERROR" },
-  };
-  if (err instanceof GraphQLError && typeof err.extensions.code === "string") {
-    const { http, ...extensions } = err.extensions as { http?: { status?: number; headers?: Record<string, string> } };
-    const byCode: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, BAD_USER_INPUT: 400 };
-    status = http?.status ?? byCode[err.extensions.code] ?? 403;
-    body = { message: err.message, extensions };
-    return new Response(JSON.stringify({ errors: [body] }), {
-      status,
-      headers: { "content-type": "application/json", ...(http?.headers ?? {}) },
-    });
-  }
-  logger?.error({ err }, "export request failed");
-  return new Response(JSON.stringify({ errors: [body] }), { status, headers: { "content-type": "application/json" } });
-}
-
 const NOT_OWNER = "Only the tenant's OWNER can export its data";
 const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_ADMIN" });
 
@@ -175,7 +153,7 @@ const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_A
  * caller demoted, removed or suspended mid-stream gets a cut-off export (no
  * ExportComplete line).
  */
-async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
+export async function authorizeExport(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
   // A move of the tenant mid-stream (docs/placement.md, "Moving a tenant")
   // empties the copy being read: each batch is followed by a look at the
   // route, and a changed one cuts the export off (no ExportComplete line)
@@ -239,49 +217,6 @@ async function authorize(ctx: Context, deps: ContextDeps, url: URL): Promise<{ t
       const rows = await stream.queryRaw<T>(sql);
       sameRoute(tenant, (await stream.authorize()).route);
       return rows;
-    },
-  };
-}
-
-export interface ExportOptions {
-  stateOf: (request: Request) => RequestState;
-  logger?: Logger;
-  /** @default 1000 */
-  batchSize?: number;
-}
-
-export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
-  return {
-    async onRequest({ request, url, endResponse }) {
-      if (url.pathname !== "/export") return;
-      if (request.method !== "GET") {
-        return endResponse(new Response(null, { status: 405, headers: { allow: "GET" } }));
-      }
-      let ctx: Context | undefined;
-      try {
-        const state = opts.stateOf(request);
-        ctx = await buildContext(deps, request, state, { ip: state.ip ?? null });
-        // A write (the audit entry) and short transactions: confirmed like a mutation.
-        ctx.operation = "mutation";
-        await ctx.authorize();
-        const { tenant, run } = await authorize(ctx, deps, url);
-        // The audit entry is committed before any row is streamed.
-        await ctx.finish();
-        const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);
-        endResponse(
-          new Response(stream, {
-            status: 200,
-            headers: {
-              "content-type": NDJSON,
-              "content-disposition": `attachment; filename="${tenant.slug}-export.ndjson"`,
-              "cache-control": "no-store",
-            },
-          }),
-        );
-      } catch (err) {
-        await ctx?.finish().catch(() => undefined);
-        endResponse(errorResponse(err, opts.logger));
-      }
     },
   };
 }

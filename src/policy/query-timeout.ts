@@ -1,5 +1,4 @@
-import { GraphQLError, type ExecutionResult } from "graphql";
-import type { Plugin } from "graphql-yoga";
+import { GraphQLError } from "graphql";
 
 /**
  * Noisy neighbours: each plan caps a statement (PLAN_STATEMENT_TIMEOUT_MS,
@@ -36,26 +35,3 @@ export const queryTimeoutError = (from?: GraphQLError) =>
     path: from?.path,
     extensions: { code: QUERY_TIMEOUT },
   });
-
-function mapErrors(result: ExecutionResult): ExecutionResult | undefined {
-  if (!result.errors?.some((e) => isStatementTimeout(e.originalError))) return undefined;
-  return {
-    ...result,
-    errors: result.errors.map((e) => (isStatementTimeout(e.originalError) ? queryTimeoutError(e) : e)),
-  };
-}
-
-/** Runs before Yoga's error masking (user plugins come first). */
-export function useQueryTimeoutErrors(): Plugin {
-  return {
-    onExecute() {
-      return {
-        onExecuteDone({ result, setResult }) {
-          if (Symbol.asyncIterator in (result as object)) return;
-          const mapped = mapErrors(result as ExecutionResult);
-          if (mapped) setResult(mapped);
-        },
-      };
-    },
-  };
-}

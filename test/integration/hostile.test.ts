@@ -1,7 +1,7 @@
 import { print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
-import { QUERY_LIMIT_DEFAULTS } from "../../src/infra/query-limits.ts";
+import { QUERY_LIMIT_DEFAULTS } from "../../src/http/use-query-limits.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { ownerClient } from "../helpers/db.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";

@@ -459,8 +459,24 @@ export class TenantDb {
    * unknown) or ended as a rollback (a statement of it had failed:
    * `TransactionRolledBack`); once committed, publishes the live changes and
    * runs the afterCommit hooks (their failures are theirs).
+   *
+   * Calls while one is under way share it (a stream's last event and its
+   * end both finish the event's scope). Before, each sent its COMMIT and
+   * released the connection: the second COMMIT and release reached the
+   * request that had been handed the connection in between, whose
+   * connection went back to the pool while it still used it.
    */
-  async finish(): Promise<void> {
+  finish(): Promise<void> {
+    this.finishing ??= this.end().finally(() => {
+      this.finishing = undefined;
+    });
+    return this.finishing;
+  }
+
+  /** The finish under way, if one is. */
+  private finishing: Promise<void> | undefined;
+
+  private async end(): Promise<void> {
     this.closed = true;
     if (!this.session || !this.slots) return;
     const session = await this.session.catch(() => undefined);

@@ -154,6 +154,35 @@ describe("request slots", () => {
     expect(now).toBe(before - 1);
   });
 
+  it("a finish called twice at once ends its transaction once: the connection's next holder keeps it", async () => {
+    // A stream's last event and its end both finish the event's scope. Before,
+    // the second COMMIT and release reached the request handed the connection
+    // in between: its connection went back to the pool while it used it.
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const pool = t.clients.appPools.PRO;
+    // Every connection of the tier but one held: the second request gets the one the first gives back.
+    const others = await Promise.all(Array.from({ length: pool.options.max - 1 }, () => pool.connect()));
+    try {
+      const open = () => new TenantDb(t.clients.app, { tenantId: acme.id, plan: "PRO", statementTimeoutMs: 0, mode: "request" });
+      const first = open();
+      await first.queryRaw(Prisma.sql`SELECT 1`);
+      const second = open();
+      const opened = second.queryRaw(Prisma.sql`SELECT 1`);
+      await Promise.all([first.finish(), first.finish()]);
+      await opened;
+      // The second request still holds its connection, inside its transaction with its settings.
+      expect(pool.idleCount).toBe(0);
+      const [row] = await second.queryRaw<{ tenant: string; inTransaction: boolean }>(
+        Prisma.sql`SELECT current_setting('app.tenant_id', true) AS tenant, now() <> statement_timestamp() AS "inTransaction"`,
+      );
+      expect(row).toEqual({ tenant: acme.id, inTransaction: true });
+      await second.finish();
+      expect(pool.idleCount).toBe(1);
+    } finally {
+      others.forEach((c) => c.release());
+    }
+  });
+
   it("the tenant setting does not outlive the request on its pooled connection", async () => {
     const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
     for (let i = 0; i < requestSlotsOf(t.clients.app)!.max; i++) {

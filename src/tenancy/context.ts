@@ -460,6 +460,9 @@ export async function buildContext(
  */
 /** The secret hash of a request's API key (its authorization facts are read by it), per context. */
 const apiKeyHashes = new WeakMap<Context, string | null>();
+
+/** The SHA-256 of the API-key secret the request was made with (a stream keeps it: its re-checks judge that secret); null without one. */
+export const apiKeyHashOf = (ctx: Context): string | null => apiKeyHashes.get(ctx) ?? null;
 /** The app's dependencies, per context: kept off the object the resolvers see. */
 const depsOf = new WeakMap<Context, ContextDeps>();
 

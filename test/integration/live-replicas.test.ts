@@ -184,6 +184,29 @@ describe.runIf(testRedisTarget())("live updates across two processes", () => {
     expect(err.extensions.requires).toBe("ADMIN");
   });
 
+  it("a key rotated through A without grace closes B's streams of the old secret; the new secret's go on", async () => {
+    const x = tenants.x;
+    const owner = await token(x.members.OWNER!.subject, x);
+    const made = await gql(A, `mutation { createApiKey(input: { name: "replicas", role: ADMIN }) { apiKey { id } secret } }`, owner);
+    const keySse = async (secret: string) => {
+      const s = await sseSubscribe(fetch, `${B.url}/graphql`, { query: AUDIT }, { "x-api-key": secret });
+      open.push(s);
+      expect(s.status).toBe(200);
+      return s;
+    };
+    const old = await keySse(made.createApiKey.secret);
+    const rotated = await gql(A, `mutation($i: RotateApiKeyInput!) { rotateApiKey(input: $i) { secret } }`, owner, {
+      i: { id: made.createApiKey.apiKey.id, gracePeriodMinutes: 0 },
+    });
+    // B judges the secret the stream was opened with: PostgreSQL refuses it now.
+    const first = await old.next();
+    expect([first.kind, first.payload?.errors?.[0]?.extensions?.code]).toEqual(["next", "UNAUTHENTICATED"]);
+    expect((await old.next()).kind).toBe("complete");
+    const fresh = await keySse(rotated.rotateApiKey.secret);
+    await deploy(A, x);
+    expect((await fresh.nextData()).auditLogAppended).toEqual({ action: "deployment.create", targetType: "Deployment" });
+  });
+
   it("suspending a tenant through A closes its streams on B (WebSocket) with TENANT_SUSPENDED", async () => {
     const y = tenants.y;
     const s = await ws(B, "OWNER", y, AUDIT);

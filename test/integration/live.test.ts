@@ -7,6 +7,7 @@ import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../he
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 import { createSqlCounter } from "../helpers/sql-counter.ts";
 import { readEvents } from "../../src/modules/live/event-read.ts";
+import { ManualClock } from "../helpers/manual-clock.ts";
 
 /**
  * Subscriptions in one process (SPEC section 10): events after commit,
@@ -63,6 +64,42 @@ async function subscriptionsUsed(slug: string): Promise<number> {
 async function memberId(slug: string, email: string): Promise<string> {
   const r = await t.gql(`{ members(first: 50) { edges { node { id user { email } } } } }`, { token: await t.memberToken(slug, "OWNER") });
   return r.body.data.members.edges.find((e: any) => e.node.user.email === email).node.id;
+}
+
+type Fetcher = { fetch: (url: string, init: RequestInit) => Promise<Response> | Response };
+
+async function call(app: Fetcher, query: string, headers: Record<string, string>, variables?: Record<string, unknown>) {
+  const res = await app.fetch("http://localhost/graphql", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: any[] };
+  expect(body.errors).toBeUndefined();
+  return body.data;
+}
+
+/** A new ADMIN key of the tenant of `owner` (a bearer token): its id and secret. */
+async function createKey(app: Fetcher, owner: string, name: string): Promise<{ id: string; secret: string }> {
+  const data = await call(app, `mutation($n: String!) { createApiKey(input: { name: $n, role: ADMIN }) { apiKey { id } secret } }`, { authorization: `Bearer ${owner}` }, { n: name });
+  return { id: data.createApiKey.apiKey.id, secret: data.createApiKey.secret };
+}
+
+/** Rotates the key; the new secret. */
+async function rotateKey(app: Fetcher, owner: string, id: string, gracePeriodMinutes: number): Promise<string> {
+  const data = await call(app, `mutation($i: RotateApiKeyInput!) { rotateApiKey(input: $i) { secret } }`, { authorization: `Bearer ${owner}` }, { i: { id, gracePeriodMinutes } });
+  return data.rotateApiKey.secret;
+}
+
+async function keySubscribe(app: Fetcher, query: string, secret: string) {
+  const s = await sseSubscribe((url, init) => app.fetch(url, init), "http://localhost/graphql", { query }, { "x-api-key": secret });
+  open.push(s);
+  expect(s.status).toBe(200);
+  return s;
+}
+
+async function createWorkflow(app: Fetcher, slug: string, name: string) {
+  await call(app, `mutation($n: String!) { createWorkflow(input: { name: $n }) { workflow { id } } }`, { authorization: `Bearer ${await t.memberToken(slug, "DEVELOPER")}` }, { n: name });
 }
 
 /** A stream's end: a `next` carrying the coded error, then `complete`. */
@@ -163,10 +200,13 @@ describe("delivery reads", () => {
 
   it("an event is read once for all of a tenant's streams, in one message on the live pool, the node's project with it", async () => {
     const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+    // The hub's clock, which the credentials are judged at (with PostgreSQL's time).
+    const time = /'\d{4}-\d\d-\d\dT[\d:.]+Z'::timestamptz/g;
+    const shape = (sql: string) => sql.replace(uuid, "<uuid>").replace(time, "<time>");
     const one = await deliveryStatements(1);
     const five = await deliveryStatements(5);
     // One message for 5 subscribers as for 1: the access facts of all of them, the node, its project.
-    expect(five.live.map((sql) => sql.replace(uuid, "<uuid>"))).toEqual(one.live.map((sql) => sql.replace(uuid, "<uuid>")));
+    expect(five.live.map(shape)).toEqual(one.live.map(shape));
     expect(five.live).toHaveLength(1);
     expect(five.live[0]).toMatch(/^BEGIN READ ONLY;.*FROM tenants t WHERE t\.id.*FROM deployments WHERE.*FROM projects WHERE.*COMMIT$/);
     // Deliveries take nothing from the request pools: only the mutation's statements are there.
@@ -271,6 +311,39 @@ describe("authorization stays live", () => {
     let m = await s.next();
     if (m.kind === "next" && !m.payload.errors) m = await s.next();
     expect(m.payload?.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("a key rotated without grace: the old secret's streams end with UNAUTHENTICATED, the new secret's go on", async () => {
+    const owner = await t.memberToken("wayne", "OWNER");
+    const key = await createKey(t.app, owner, "live rotate");
+    const old = await keySubscribe(t.app, AUDIT, key.secret);
+    const s1 = await rotateKey(t.app, owner, key.id, 0);
+    // A request with the old secret is refused, and so is its open stream:
+    // it ends before the rotation's own entry could reach it.
+    expect((await t.gql(`{ tenant { slug } }`, { headers: { "x-api-key": key.secret } })).status).toBe(401);
+    await expectClosedWith(old, "UNAUTHENTICATED");
+    const fresh = await keySubscribe(t.app, AUDIT, s1);
+    await createWorkflow(t.app, "wayne", "after-rotation");
+    expect((await fresh.nextData()).auditLogAppended).toMatchObject({ action: "workflow.create", actorLabel: "developer@wayne.test" });
+    fresh.close();
+  });
+
+  it("a second rotation ends the streams of the secret still in its grace", async () => {
+    const owner = await t.memberToken("wayne", "OWNER");
+    const key = await createKey(t.app, owner, "live rotate twice");
+    const s1 = await rotateKey(t.app, owner, key.id, 60);
+    // Inside its grace the old secret is served, its stream too.
+    const inGrace = await keySubscribe(t.app, AUDIT, key.secret);
+    const current = await keySubscribe(t.app, AUDIT, s1);
+    await createWorkflow(t.app, "wayne", "in-grace");
+    expect((await inGrace.nextData()).auditLogAppended.action).toBe("workflow.create");
+    expect((await current.nextData()).auditLogAppended.action).toBe("workflow.create");
+    await rotateKey(t.app, owner, key.id, 60);
+    // The first secret is gone (the previous one is now the second's): its stream ends.
+    await expectClosedWith(inGrace, "UNAUTHENTICATED");
+    // The second secret, now in its own grace, is still served.
+    expect((await current.nextData()).auditLogAppended.action).toBe("apiKey.rotate");
+    current.close();
   });
 
   it("a key's streams end with FEATURE_NOT_AVAILABLE when the tenant loses api_access", async () => {
@@ -380,6 +453,58 @@ describe("a hub of its own", () => {
     expect(last.payload.errors[0].extensions).toMatchObject({ code: "SERVICE_UNAVAILABLE", reconnect: true });
     expect((await steady.next()).kind).toBe("complete");
     await slow.body?.cancel().catch(() => {});
+  });
+});
+
+describe("a hub on a manual clock", () => {
+  /** An app whose clock, and its hub's, the test moves (nothing waits for real time). */
+  function onManualClock() {
+    const clock = new ManualClock();
+    const live = new LiveHub({ platform: t.clients.platform, events: t.clients.live, logger: createLogger("silent"), now: clock.now, wakeAt: clock.wakeAt });
+    const app = createApp(testAppDeps(t.clients, t.store, { live, clock: clock.now }));
+    return { clock, live, app };
+  }
+
+  it("a stream opened with the old secret inside its grace ends when the grace ends; the new secret's goes on", async () => {
+    const { clock, live, app } = onManualClock();
+    try {
+      const owner = await t.memberToken("wayne", "OWNER");
+      const key = await createKey(app, owner, "live grace");
+      const s1 = await rotateKey(app, owner, key.id, 5);
+      const old = await keySubscribe(app, AUDIT, key.secret);
+      const fresh = await keySubscribe(app, AUDIT, s1);
+      // A second before the grace ends, the old secret's stream is served.
+      clock.advance(5 * 60_000 - 1_000);
+      await createWorkflow(app, "wayne", "before-grace-end");
+      expect((await old.nextData()).auditLogAppended.action).toBe("workflow.create");
+      expect((await fresh.nextData()).auditLogAppended.action).toBe("workflow.create");
+      // The grace ends: the old secret's stream ends by itself (no event, no access change).
+      clock.advance(1_001);
+      await expectClosedWith(old, "UNAUTHENTICATED");
+      await createWorkflow(app, "wayne", "after-grace-end");
+      expect((await fresh.nextData()).auditLogAppended.action).toBe("workflow.create");
+      fresh.close();
+    } finally {
+      await live.close();
+    }
+  });
+
+  it("a token's streams end at the token's expiry", async () => {
+    const { clock, live, app } = onManualClock();
+    try {
+      const s = await sseSubscribe((url, init) => app.fetch(url, init), "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${await t.token("viewer@acme.test", "acme", "10m")}` });
+      open.push(s);
+      expect(s.status).toBe(200);
+      clock.advance(9 * 60_000);
+      const [project] = await projectsOf("acme");
+      const made = await call(app, `mutation($p: ID!) { createDeployment(input: { projectId: $p }) { deployment { id } } }`, { authorization: `Bearer ${await t.memberToken("acme", "DEVELOPER")}` }, { p: project!.id });
+      // Still open a minute before the token's end.
+      expect((await s.nextData()).deploymentUpdated.id).toBe(made.createDeployment.deployment.id);
+      clock.advance(60_000);
+      await expectClosedWith(s, "UNAUTHENTICATED");
+    } finally {
+      await live.close();
+    }
   });
 });
 

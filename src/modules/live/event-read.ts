@@ -1,14 +1,14 @@
 import type pg from "pg";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
 import { ROUTE_SQL } from "../../db/placement-move.ts";
-import { factsFrom, type AccessFacts, type Principal } from "./access.ts";
+import { accessFactsSql, factsFrom, type AccessFacts, type Principal } from "./access.ts";
 
 /**
  * The read of a tenant's pending live events (docs/live-updates.md): ONE
  * simple-protocol message, so one round-trip and no connection held while
  * the process is busy elsewhere. A read-only transaction of its own in the
  * tenant's scope: BEGIN, the RLS setting (wall 2), the access facts of every
- * subscriber, the nodes of each type and the projects they name, COMMIT.
+ * subscriber (src/modules/live/access.ts), the nodes of each type and the projects they name, COMMIT.
  * Raw SQL passes by wall 1 (the Prisma scope), so every statement filters
  * tenant_id itself, as the per-parent loaders do. Every inlined value is a
  * checked UUID. The rows have the shape Prisma returns for these models
@@ -64,26 +64,25 @@ export interface EventSource {
 
 const SCHEMA_NAME = /^tenant_[0-9a-f]{32}$/;
 
-export function eventReadSql(tenantId: string, principals: Principal[], ids: Map<LiveNodeType, Set<string>>, schema: string | null = null): string {
-  const all = [tenantId, ...principals.flatMap((p) => [p.userId, p.apiKeyId]), ...[...ids.values()].flatMap((s) => [...s])];
-  if (!all.every((v) => v === null || UUID.test(v))) throw new Error("invalid live event read parameters");
+export function eventReadSql(
+  tenantId: string,
+  principals: Principal[],
+  ids: Map<LiveNodeType, Set<string>>,
+  schema: string | null = null,
+  at: number = Date.now(),
+): string {
+  const all = [tenantId, ...[...ids.values()].flatMap((s) => [...s])];
+  if (!all.every((v) => UUID.test(v))) throw new Error("invalid live event read parameters");
   if (schema !== null && !SCHEMA_NAME.test(schema)) throw new Error("invalid live event read schema");
   const t = `'${tenantId}'::uuid`;
-  const userIds = new Set(principals.map((p) => p.userId).filter((v): v is string => !!v));
-  const keyIds = new Set(principals.map((p) => p.apiKeyId).filter((v): v is string => !!v));
   const nodeIds = (type: LiveNodeType) => uuids(ids.get(type) ?? []);
   return [
     "BEGIN READ ONLY",
     `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '', true), set_config('app.api_key_id', '', true), set_config('statement_timeout', '5000', true)${
       schema ? `, set_config('search_path', '"${schema}"', true)` : ""
     }`,
-    // The statement of accessFactsSql (src/modules/live/access.ts), inlined.
-    `SELECT t.status::text AS status, t.plan::text AS plan, t.feature_overrides AS features, t.idp_issuer AS "idpIssuer", t.domain,
-      COALESCE((SELECT json_object_agg(m.user_id, m.role) FROM memberships m WHERE m.tenant_id = t.id AND m.user_id = ANY(${uuids(userIds)})), '{}'::json) AS roles,
-      COALESCE((SELECT json_object_agg(k.id, json_build_object('role', k.role, 'revoked', k.revoked_at IS NOT NULL, 'expiresAt', k.expires_at))
-                  FROM api_keys k WHERE k.tenant_id = t.id AND k.id = ANY(${uuids(keyIds)})), '{}'::json) AS keys,
-      ${ROUTE_SQL} AS route
-      FROM tenants t WHERE t.id = ${t}`,
+    // The access facts of every subscriber (its key judged by app_api_key_grant with its own secret), and the route.
+    accessFactsSql(tenantId, principals, at, `,\n      ${ROUTE_SQL} AS route`),
     ...TYPES.map((type) => `SELECT ${NODE_SQL[type].columns} FROM ${NODE_SQL[type].table} WHERE tenant_id = ${t} AND id = ANY(${nodeIds(type)})`),
     `SELECT ${PROJECT_COLUMNS} FROM projects WHERE tenant_id = ${t} AND id IN (${WITH_PROJECT.map(
       (type) => `SELECT project_id FROM ${NODE_SQL[type].table} WHERE tenant_id = ${t} AND id = ANY(${nodeIds(type)})`,
@@ -109,9 +108,16 @@ function idsOf(events: LiveEvent[]): Map<LiveNodeType, Set<string>> {
  * connection of the source's pool (one round-trip); with no events, the
  * facts alone (a placed tenant's re-check).
  */
-export async function readEvents(source: pg.Pool | EventSource, tenantId: string, principals: Principal[], events: LiveEvent[]): Promise<EventRead> {
+export async function readEvents(
+  source: pg.Pool | EventSource,
+  tenantId: string,
+  principals: Principal[],
+  events: LiveEvent[],
+  /** The hub's clock, ms epoch: credentials are judged at the later of it and PostgreSQL's time. */
+  at: number = Date.now(),
+): Promise<EventRead> {
   const { pool, schema } = "pool" in source ? source : { pool: source, schema: null };
-  const sql = eventReadSql(tenantId, principals, idsOf(events), schema);
+  const sql = eventReadSql(tenantId, principals, idsOf(events), schema, at);
   const connection = await pool.connect();
   let results: pg.QueryResult[];
   try {

@@ -15,7 +15,7 @@ import type { PlacementPools } from "../../db/placement-pools.ts";
 import { routeOf } from "../../db/placement-move.ts";
 import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
-import { LiveStream, shutdownError, unavailable, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
+import { LiveStream, shutdownError, timersOn, unavailable, type LiveClock, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
 
 /**
  * The live-updates hub of one process (docs/live-updates.md). Committed
@@ -53,6 +53,10 @@ export interface LiveHubOptions {
   leaseMs?: number;
   /** How long a closed stream's consumer gets to take its last event before the connection is cut. */
   abortAfterMs?: number;
+  /** The time, ms epoch: the app's clock (ContextDeps.clock). Credentials are judged by it (and by PostgreSQL's time, whichever is later). Default Date.now. */
+  now?: () => number;
+  /** Wakes the hub at a time of `now` (a credential's own end); default: a real timer for the time left. Tests move a manual clock instead. */
+  wakeAt?: LiveClock["wakeAt"];
 }
 
 interface TenantStreams {
@@ -71,6 +75,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   readonly logger: Logger;
   readonly bufferSize: number;
   readonly abortAfterMs: number;
+  readonly clock: LiveClock;
   private readonly bus: LiveBus;
   private readonly slots: StreamSlots;
   private readonly tenants = new Map<string, TenantStreams>();
@@ -83,6 +88,8 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     this.logger = options.logger;
     this.bufferSize = options.bufferSize ?? 100;
     this.abortAfterMs = options.abortAfterMs ?? 2_000;
+    const timers = timersOn(options.now);
+    this.clock = { now: timers.now, wakeAt: options.wakeAt ?? timers.wakeAt };
     const eventPool = requestSlotsOf(options.events)?.pool;
     if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
     this.eventPool = eventPool;
@@ -202,7 +209,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         const streams = [...new Set(batch.flatMap((b) => b.streams))];
         let read: EventRead;
         try {
-          read = await readEvents(this.source(tenantId, entry.ref), tenantId, streams.map((s) => s.principal), batch.map((b) => b.event));
+          read = await readEvents(this.source(tenantId, entry.ref), tenantId, streams.map((s) => s.principal), batch.map((b) => b.event), this.clock.now());
         } catch (err) {
           this.logger.warn({ err, tenantId }, "live events could not be loaded");
           for (const s of streams) s.close(unavailable());
@@ -210,7 +217,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         }
         if (!this.confirmRoute(streams, entry.ref, read.route)) continue;
         // Each subscriber's own authorization, from the facts of this read.
-        const now = Date.now();
+        const now = this.clock.now();
         for (const s of streams) s.apply(verdict(s.principal, read.facts, now));
         for (const { event, streams: recipients } of batch) {
           const node = "id" in event ? read.nodes.get(`${event.type}:${event.id}`) : undefined;
@@ -252,15 +259,15 @@ export class LiveHub implements LiveUpdates, StreamOwner {
         const streams = [...entry.streams];
         if (!streams.length) break;
         const principals = streams.map((s) => s.principal);
+        const now = this.clock.now();
         let facts;
-        if (entry.ref.placement === "POOLED") facts = await readAccessFacts(this.options.platform, tenantId, principals);
+        if (entry.ref.placement === "POOLED") facts = await readAccessFacts(this.options.platform, tenantId, principals, now);
         else {
           // A placed tenant's facts are its placement's (the directory's copy may lag a sync).
-          const read = await readEvents(this.source(tenantId, entry.ref), tenantId, principals, []);
+          const read = await readEvents(this.source(tenantId, entry.ref), tenantId, principals, [], now);
           if (!this.confirmRoute(streams, entry.ref, read.route)) break;
           facts = read.facts;
         }
-        const now = Date.now();
         for (const s of streams) s.apply(verdict(s.principal, facts, now));
       } while (entry.again);
     } catch (err) {

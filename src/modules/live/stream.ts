@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { AppError } from "../../errors.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
-import { renewScope, type Context } from "../../tenancy/context.ts";
+import { apiKeyHashOf, renewScope, type Context } from "../../tenancy/context.ts";
 import type { Principal } from "./access.ts";
 
 /**
@@ -17,8 +17,34 @@ import type { Principal } from "./access.ts";
 export interface StreamOwner {
   readonly bufferSize: number;
   readonly abortAfterMs: number;
+  /** The hub's clock (LiveClock): credentials end by it. */
+  readonly clock: LiveClock;
   unregister(stream: LiveStream): void;
   recheckTenant(tenantId: string): Promise<void>;
+}
+
+/**
+ * The time of the live hub: `now` (the app's clock, ContextDeps.clock) and
+ * a wake-up at a time of that clock (a credential's own end). A test moves
+ * both by hand (test/helpers/manual-clock.ts) instead of waiting.
+ */
+export interface LiveClock {
+  now(): number;
+  /** Calls `fn` once `now()` has reached `at` (ms epoch); returns the cancel. */
+  wakeAt(at: number, fn: () => void): () => void;
+}
+
+/** `now` with real timers for the time left (a clock that moves with real time). */
+export function timersOn(now: () => number = Date.now): LiveClock {
+  return {
+    now,
+    wakeAt(at, fn) {
+      // A timer fires at most 2^31-1 ms ahead; one that fires early re-checks and wakes again at the true end.
+      const timer = setTimeout(fn, Math.max(0, Math.min(at - now(), 2 ** 31 - 1)) + 1);
+      timer.unref();
+      return () => clearTimeout(timer);
+    },
+  };
 }
 
 /** How a stream of one subscription field finds its nodes. */
@@ -55,7 +81,9 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
   private closed = false;
   private done = false;
   private wake: (() => void) | null = null;
-  private expiry: NodeJS.Timeout | undefined;
+  /** Cancels the wake-up at the credential's own end. */
+  private expiry: (() => void) | undefined;
+  private wakeTime: number | null = null;
   private abortTimer: NodeJS.Timeout | undefined;
   readonly finished: Promise<void>;
   private finish!: () => void;
@@ -70,17 +98,25 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
     this.principal = {
       userId: ctx.apiKey ? null : (ctx.user?.id ?? null),
       apiKeyId: ctx.apiKey?.id ?? null,
+      apiKeyHash: ctx.apiKey ? apiKeyHashOf(ctx) : null,
       requires: spec.requires,
-      notAfter: ctx.credentialsExpireAt,
+      tokenExpiresAt: ctx.apiKey ? null : ctx.credentialsExpireAt,
       idpIssuer: ctx.binding?.idpIssuer ?? null,
       domain: ctx.binding?.domain ?? null,
     };
     this.finished = new Promise((resolve) => (this.finish = resolve));
-    if (this.principal.notAfter !== null) {
-      const ms = Math.max(0, Math.min(this.principal.notAfter - Date.now(), 2 ** 31 - 1));
-      this.expiry = setTimeout(() => this.hub.recheckTenant(this.tenantId), ms + 1);
-      this.expiry.unref();
-    }
+    // The first wake-up: the token's exp, or the key's end as the directory
+    // proposed it (expiry, grace end); every re-check sets it again from
+    // PostgreSQL's answer.
+    this.wakeAt(ctx.credentialsExpireAt);
+  }
+
+  /** Re-checks the tenant's streams once the hub's clock reaches `at` (null: no wake-up). */
+  private wakeAt(at: number | null) {
+    if (at === this.wakeTime && this.expiry) return;
+    this.expiry?.();
+    this.wakeTime = at;
+    this.expiry = at === null || this.closed ? undefined : this.hub.clock.wakeAt(at, () => void this.hub.recheckTenant(this.tenantId));
   }
 
   /** Whether the event may concern this stream (its node is read before it is delivered). */
@@ -107,9 +143,13 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
   }
 
   /** The verdict of a re-check: the stream goes on with the current role, or ends with the error. */
-  apply(result: { role: Role } | { error: AppError }) {
-    if ("error" in result) this.close(result.error);
-    else this.ctx.role = result.role;
+  apply(result: { role: Role; until: number | null } | { error: AppError }) {
+    if ("error" in result) {
+      this.close(result.error);
+      return;
+    }
+    this.ctx.role = result.role;
+    this.wakeAt(result.until);
   }
 
   /**
@@ -122,7 +162,8 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
     this.closed = true;
     this.ending = error;
     this.queue = [];
-    clearTimeout(this.expiry);
+    this.expiry?.();
+    this.expiry = undefined;
     this.hub.unregister(this);
     if (error) {
       this.abortTimer = setTimeout(() => this.abort(), this.hub.abortAfterMs);

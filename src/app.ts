@@ -61,7 +61,7 @@ export type App = YogaServerInstance<Record<string, unknown>, Context>;
 export function createApp(appDeps: AppDeps): App {
   const { config, logger } = appDeps;
   // Without a hub from the caller (tests, scripts): an in-process one.
-  appDeps.live ??= new LiveHub({ platform: appDeps.platform, events: appDeps.liveDb ?? appDeps.app, logger });
+  appDeps.live ??= new LiveHub({ platform: appDeps.platform, events: appDeps.liveDb ?? appDeps.app, logger, now: appDeps.clock });
   appDeps.tenantIdps ??= new TenantIdentityProviders(appDeps.directory, {
     globalIssuer: config.jwtIssuer,
     globalJwksUrl: config.jwksUrl,

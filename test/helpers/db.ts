@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { appendFileSync } from "node:fs";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { inject } from "vitest";
@@ -21,6 +22,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     testDbServerUrl: string;
     testDbTemplate: string;
+    /** The file listing the run's retired test databases, dropped by the global teardown (test/helpers/drop-list.ts). */
+    testDbDropList: string;
   }
 }
 
@@ -28,6 +31,7 @@ export interface TestDatabase {
   /** Owner (superuser) URL of the new database: RLS does not apply to it. */
   url: string;
   name: string;
+  /** Done with it: no connection is left or accepted, and the run's teardown drops it. */
   drop(): Promise<void>;
 }
 
@@ -110,8 +114,33 @@ export async function createTemplateDatabase(serverUrl: string): Promise<string>
   return name;
 }
 
+/**
+ * A test file's database when the file is done with it: listed for the
+ * global teardown to drop, closed to new connections, and its remaining
+ * connections ended. Not dropped here: PostgreSQL 15 makes every DROP
+ * DATABASE wait for a checkpoint of the whole server (a fraction of a second
+ * to several seconds while other files write), and the file's worker waited
+ * for it before its next file; the teardown drops them all together, where
+ * concurrent drops share their checkpoints. Without a drop list (the
+ * database helpers used outside vitest.config.ts's global setup): dropped at once.
+ */
+async function retireDatabase(serverUrl: string, name: string): Promise<void> {
+  const list = inject("testDbDropList");
+  if (!list) return dropDatabase(serverUrl, name);
+  appendFileSync(list, `${name}\n`);
+  await withAdmin(serverUrl, async (c) => {
+    try {
+      await c.query(`ALTER DATABASE ${quote(name)} WITH ALLOW_CONNECTIONS false`);
+    } catch (err) {
+      if ((err as { code?: string }).code === "3D000") return; // dropped already
+      throw err;
+    }
+    await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+  });
+}
+
 function handle(serverUrl: string, name: string): TestDatabase {
-  return { name, url: databaseUrl(serverUrl, name), drop: () => dropDatabase(serverUrl, name) };
+  return { name, url: databaseUrl(serverUrl, name), drop: () => retireDatabase(serverUrl, name) };
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../../src/db/embedded.ts";
-import { createTemplateDatabase, dropDatabase, ensurePgBouncerLogins } from "./db.ts";
+import { createTemplateDatabase, ensurePgBouncerLogins } from "./db.ts";
+import { dropListed, openDropList, sweepDeadRuns } from "./drop-list.ts";
 import { clusterAnswers, startRedisCluster, testRedisTarget, type OwnRedisCluster } from "./redis-cluster.ts";
 
 /**
@@ -11,6 +12,8 @@ import { clusterAnswers, startRedisCluster, testRedisTarget, type OwnRedisCluste
 interface SharedDatabase {
   serverUrl: string;
   template: string;
+  /** The run's retired test databases, dropped at the end (test/helpers/drop-list.ts). */
+  dropList: string;
   embedded?: EmbeddedDatabase;
 }
 
@@ -37,9 +40,10 @@ async function startDatabase(): Promise<SharedDatabase> {
     serverUrl = embedded.url;
   }
   try {
+    await sweepDeadRuns(serverUrl);
     const template = await createTemplateDatabase(serverUrl);
     await ensurePgBouncerLogins(serverUrl);
-    return { serverUrl, template, embedded };
+    return { serverUrl, template, dropList: openDropList(template), embedded };
   } catch (err) {
     await embedded?.stop();
     throw err;
@@ -61,9 +65,10 @@ export default async function setup(project: TestProject) {
   shared.__tenantgraphTestCluster ??= startRedisClusterIfDown();
   shared.__tenantgraphTestDb ??= startDatabase();
   shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 0) + 1;
-  const { serverUrl, template, embedded } = await shared.__tenantgraphTestDb;
+  const { serverUrl, template, dropList, embedded } = await shared.__tenantgraphTestDb;
   project.provide("testDbServerUrl", serverUrl);
   project.provide("testDbTemplate", template);
+  project.provide("testDbDropList", dropList);
 
   return async () => {
     shared.__tenantgraphTestDbUsers = (shared.__tenantgraphTestDbUsers ?? 1) - 1;
@@ -71,9 +76,8 @@ export default async function setup(project: TestProject) {
     shared.__tenantgraphTestDb = undefined;
     await (await shared.__tenantgraphTestCluster)?.close();
     shared.__tenantgraphTestCluster = undefined;
-    await dropDatabase(serverUrl, template).catch((err: unknown) => {
-      console.error(`could not drop template database ${template}:`, err);
-    });
+    // Every test database the run retired, then the template.
+    await dropListed(serverUrl, dropList, template);
     await embedded?.stop();
   };
 }

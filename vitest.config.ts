@@ -18,6 +18,20 @@ const SLOW = [
   "test/integration/response-cache-faults.test.ts",
 ];
 
+/**
+ * Integration files that make placements (a schema or a database, every
+ * migration run in it) and move tenants between them: a minute or more of
+ * DDL each. Their own project, `heavy`, so `npm test` stays fast;
+ * `npm run test:heavy` runs them, and `npm run test:all` (CI) runs them
+ * together with the integration files, longest first.
+ */
+const HEAVY = [
+  "test/integration/placement.test.ts",
+  "test/integration/placement-move.test.ts",
+  "test/integration/placement-move-fence.test.ts",
+  "test/integration/placement-move-crash.test.ts",
+];
+
 /** Files that mock a module (vi.mock): they need a module registry of their own. */
 const MOCKING = ["test/integration/jit.test.ts"];
 
@@ -60,15 +74,17 @@ export default defineConfig({
       sequencer: ShuffledLongFirst,
       ...(process.env.TEST_SEED ? { seed: Number(process.env.TEST_SEED) } : {}),
     },
-    // `npm test` runs unit + integration (and integration-isolated); the slow project (processes
-    // started, timeouts waited for, 100,000 rows streamed; two files at once) runs with
-    // `npm run test:slow`, and CI runs both.
+    // `npm test` runs unit + integration (and integration-isolated); the heavy project (placements
+    // made and tenants moved) runs with `npm run test:heavy`, the slow one (processes started,
+    // timeouts waited for, 100,000 rows streamed; two files at once, after the others) with
+    // `npm run test:slow`; CI runs them all (`npm run test:all`).
     projects: [
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"], maxWorkers: WORKERS } },
       {
         extends: true,
-        test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...MOCKING], maxWorkers: WORKERS, isolate: false },
+        test: { name: "integration", include: ["test/integration/**/*.test.ts"], exclude: [...SLOW, ...HEAVY, ...MOCKING], maxWorkers: WORKERS, isolate: false },
       },
+      { extends: true, test: { name: "heavy", include: HEAVY, maxWorkers: WORKERS, isolate: false } },
       { extends: true, test: { name: "integration-isolated", include: MOCKING, maxWorkers: WORKERS } },
       // Its tests start processes: on a loaded machine a start alone can outlast 30 s (nothing asserts a duration).
       { extends: true, test: { name: "slow", include: SLOW, maxWorkers: 2, testTimeout: 120_000, sequence: { groupOrder: 1, shuffle: { files: true, tests: true } } } },

@@ -1,7 +1,8 @@
 /**
  * The randomized model-based isolation test (test/helpers/isolation-model.ts),
- * once with each wall alone. `npm test` runs a few hundred operations per
- * wall; `npm run test:model` runs MODEL_OPS (default 10,000) per wall and
+ * once with each wall alone: 300 operations per wall (`npm run test:all`,
+ * CI, test:spread), 100 in `npm test` (its script sets MODEL_OPS, the quick
+ * run); `npm run test:model` runs MODEL_OPS (default 10,000) per wall and
  * prints the figures. MODEL_SEED replays a run.
  *
  * The control, both walls off, must find leaks: that is what shows the model

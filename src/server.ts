@@ -2,6 +2,7 @@ import type { createApp as CreateApp } from "./app.ts";
 import { ConfigError, loadConfig, redisTarget, type Config } from "./config.ts";
 import { createDatabases } from "./db/clients.ts";
 import { PlacementAdmin } from "./db/placement-admin.ts";
+import { settleMoves } from "./db/placement-move.ts";
 import type { EmbeddedDatabase } from "./db/embedded.ts";
 import { DEMO_TENANTS, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger } from "./infra/logger.ts";
@@ -27,6 +28,9 @@ import { demoTenantsPresent, demoToken, printWelcome } from "./http/welcome.ts";
  * directory or port, DATABASE_URL, REDIS_URL) stops the process with one
  * plain sentence naming it and the remedy (src/infra/startup.ts, src/db/embedded-checks.ts).
  */
+
+/** How often unfinished tenant moves are settled (src/db/placement-move.ts settleMoves). */
+const MOVE_SWEEP_MS = 5 * 60_000;
 
 /** What a signal during start-up must still stop (the embedded PostgreSQL). */
 let startupCleanup: (() => Promise<void>) | undefined;
@@ -116,6 +120,18 @@ async function main() {
     logger.info("seeded demo tenants acme, globex, wayne");
   }
   await ensurePlatformAdmins(db.platform, config.platformAdminSubjects);
+  // Tenant moves left unfinished (a crashed mover, an old placement not dropped: docs/placement.md, "Moving a
+  // tenant"): settled now and every few minutes; a failure is logged and stays in the journal for the next sweep.
+  const settle = () =>
+    settleMoves(db.placements.admin).then(
+      ({ settled, failures }) => {
+        if (settled) logger.info({ settled }, "unfinished tenant moves settled");
+        for (const failure of failures) logger.warn({ failure }, "an unfinished tenant move could not be settled; retried by the next sweep");
+      },
+      (err: unknown) => logger.warn({ err }, "settling unfinished tenant moves failed"),
+    );
+  await settle();
+  const settleTimer = setInterval(() => void settle(), MOVE_SWEEP_MS).unref();
   const demo = !config.production && !config.jwksUrl && (seeded || (await demoTenantsPresent(db.platform)));
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
@@ -173,6 +189,7 @@ async function main() {
     await websocket.close().catch((err: unknown) => logger.warn({ err }, "closing websockets failed"));
     await http.drain(config.shutdownDrainMs, logger);
     await storage.stop();
+    clearInterval(settleTimer);
     // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
     await flushApiKeyUse();

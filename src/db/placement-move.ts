@@ -3,7 +3,7 @@ import type { Placement } from "../generated/prisma/enums.ts";
 import { DEFAULT_SERVER, placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { columnsOf, copyInParallel, inParallel } from "./placement-copy.ts";
 import { placementSyncLockSql } from "./placement-sync.ts";
-import { beginCopy, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type Query, type TenantTable } from "./placement-rows.ts";
+import { beginCopy, checkedId, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type Query, type TenantTable } from "./placement-rows.ts";
 
 /**
  * Moving a tenant between placements, live (docs/placement.md, "Moving a
@@ -39,7 +39,10 @@ import { beginCopy, pgQuery, recountStats, TENANT_TABLES, tenantRowsWhere, type 
  *      request a stale route sent there refused), names the target: a
  *      SCHEMA target's in the switch, a DATABASE target's just after;
  *   6. the fence is released and the old placement dropped.
- * The caller evicts the directory's cache entries of the tenant.
+ * The caller evicts the directory's cache entries of the tenant. Every move
+ * is journaled (table placement_moves) from its start until everything is
+ * done; what a crash, a failed undo or a leftover after the switch leaves
+ * there is settled by the next move of the tenant or the sweep (settleMoves).
  */
 
 /** The shared tables a tenant's data rows leave when it leaves POOLED (children first). */
@@ -173,9 +176,24 @@ export async function moveTenantRows(admin: PlacementAdmin, tenantId: string, fr
   try {
     const [lock] = (await main.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenantId])).rows;
     if (!lock?.held) throw new MoveInProgress(tenantId);
+    // What earlier moves of the tenant left unfinished (a crash, a failed undo, an old copy not dropped) first; a failure stays in the journal.
+    await settleLocked(admin, main, tenantId).catch(() => {});
     // Read under the lock: a move that finished between the caller's look and this lock has changed it.
     if ((await routeIn(main, tenantId)) !== routeOf(from)) throw new Error("the tenant's placement changed before the move began");
-    return await moveLocked(admin, main, tenantId, from, to, now, started, options);
+    // The move is journaled before it touches anything: a crash leaves the row, which the next move or the sweep settles.
+    const journal = await journalStart(main, tenantId, from, to);
+    const undone: string[] = [];
+    try {
+      return await moveLocked(admin, main, tenantId, from, to, now, started, options, journal, undone);
+    } catch (err) {
+      // Failed with everything undone: the journal row goes. Else (a target not dropped, the old copy's mark
+      // not undone, the switch's outcome unknown) it stays, for the next move of the tenant or the sweep.
+      await (undone.length
+        ? main.query(`UPDATE placement_moves SET last_error = $2, updated_at = now() WHERE id = $1`, [journal, `${String(err)}; left: ${undone.join("; ")}`])
+        : main.query(`DELETE FROM placement_moves WHERE id = $1`, [journal])
+      ).catch(() => {});
+      throw err;
+    }
   } finally {
     // Ending the session releases the lock.
     await release(main);
@@ -206,7 +224,19 @@ const nameParams = (tenantId: string, ref: PlacementRef) => [tenantId, ref.place
 /** The schema of the main database where a move into it (to POOLED) stages the copied rows: `tg_move_<id hex>`. */
 const stagingSchemaOf = (tenantId: string) => `tg_move_${placementFor(tenantId, "SCHEMA").name!.slice("tenant_".length)}`;
 
-async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef, now: () => number, started: number, options: MoveOptions): Promise<Move> {
+async function moveLocked(
+  admin: PlacementAdmin,
+  main: pg.Client,
+  tenantId: string,
+  from: PlacementRef,
+  to: PlacementRef,
+  now: () => number,
+  started: number,
+  options: MoveOptions,
+  journal: string,
+  /** What a failed move could not undo (its journal row then stays). */
+  undone: string[],
+): Promise<Move> {
   const toPooled = to.placement === "POOLED";
   // The target is created and migrated before the fence: writes are refused for the copy alone.
   // Dropped on failure only once this move's CREATE succeeded: a placement it did not make is never dropped.
@@ -220,7 +250,7 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
       await admin.create(to);
     } catch (err) {
       // Created but not migrated: still this move's (a CREATE that failed as "exists already" raced another creator: not ours).
-      if (!isAlreadyExists(err)) await dropHeld(admin, main, to).catch(() => {});
+      if (!isAlreadyExists(err)) await dropHeld(admin, main, to).catch((e: unknown) => undone.push(`the target was not dropped (${String(e)})`));
       throw err;
     }
     made = true;
@@ -232,7 +262,7 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
   try {
     if (from.placement === "DATABASE") sourceFence = await connect(admin, from);
   } catch (err) {
-    if (made) await dropHeld(admin, main, to).catch(() => {});
+    if (made) await dropHeld(admin, main, to).catch((e: unknown) => undone.push(`the target was not dropped (${String(e)})`));
     throw err;
   }
   const fences = sourceFence === main ? [main] : [sourceFence, main];
@@ -306,7 +336,7 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
       marked = true;
       await nameOn(sourceFence, tenantId, null, to);
     }
-    await switchOn(main, tenantId, from, to, staging, (copy) => compareCopy(snap!, tenantId, to, expected, copy), () => {
+    await switchOn(main, tenantId, from, to, staging, journal, (copy) => compareCopy(snap!, tenantId, to, expected, copy), () => {
       switching = true;
     });
   } catch (err) {
@@ -321,11 +351,12 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
       for (const f of fences) await f.query("ROLLBACK").catch(() => {});
       const lost = fenced && !(err instanceof MoveAbandoned) && !(err instanceof MoveVerificationFailed) && (await checkFences(fences).then(() => false, () => true));
       // Undone by the holder of the move lock only (one that lost it leaves the tenant refused, failing closed, to the next move).
-      if (switched === false && marked) await checkFences([main]).then(() => nameIn(admin, tenantId, from, from)).catch(() => {});
+      if (switched === undefined) undone.push("the switch's outcome is unknown (the directory could not be read)");
+      if (switched === false && marked) await checkFences([main]).then(() => nameIn(admin, tenantId, from, from)).catch((e: unknown) => undone.push(`the old copy's mark was not undone (${String(e)})`));
       if (fenced) await unfence().catch(() => {});
       await releaseSource();
-      if (made && switched === false) await dropHeld(admin, main, to).catch(() => {});
-      await dropStaging().catch(() => {});
+      if (made && switched === false) await dropHeld(admin, main, to).catch((e: unknown) => undone.push(`the target was not dropped (${String(e)})`));
+      await dropStaging().catch((e: unknown) => undone.push(`the staging schema was not dropped (${String(e)})`));
       throw lost ? new MoveAbandoned("the move's write fence was lost") : err;
     }
   }
@@ -344,12 +375,18 @@ async function moveLocked(admin: PlacementAdmin, main: pg.Client, tenantId: stri
   }
   await unfence().catch((err: unknown) => leftovers.push(`the fence was not released (${String(err)}); its connection's end releases it`));
   await releaseSource();
-  await dropStaging().catch((err: unknown) => leftovers.push(`the staging schema ${staging} was not dropped (${String(err)}); the next move of the tenant drops it`));
+  await dropStaging().catch((err: unknown) => leftovers.push(`the staging schema ${staging} was not dropped (${String(err)})`));
   // Requests that were reading the old copy may hold its tables: DROP then
   // waits for them, or deadlocks with one and is tried again.
   if (from.placement !== "POOLED") {
     await persist(() => dropHeld(admin, main, from)).catch((err: unknown) => leftovers.push(`the old placement ${placementKey(from)} was not dropped (${String(err)})`));
   }
+  // Finished: the journal row goes. Else it stays, with what is left, for the next move of the tenant or the sweep (settleMoves).
+  await (leftovers.length
+    ? main.query(`UPDATE placement_moves SET last_error = $2, updated_at = now() WHERE id = $1`, [journal, leftovers.join("; ")])
+    : main.query(`DELETE FROM placement_moves WHERE id = $1`, [journal])
+  ).catch((err: unknown) => leftovers.push(`the move's journal row was not updated (${String(err)})`));
+  if (leftovers.length) leftovers.push("retried by the next move of the tenant and the sweep of unfinished moves (placement_moves)");
   return { from, to, rows: copied.rows, tables: copied.tables, durationMs: now() - started, writesRefusedMs, leftovers };
 }
 
@@ -513,7 +550,16 @@ async function compareCopy(snap: pg.Client, tenantId: string, to: PlacementRef, 
  * source's tenants row names the target too, and so does a SCHEMA
  * target's (it named the source until now).
  */
-async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, verify: (copy: Record<string, string>) => Promise<void>, committing: () => void) {
+async function switchOn(
+  fence: pg.Client,
+  tenantId: string,
+  from: PlacementRef,
+  to: PlacementRef,
+  staging: string | null,
+  journal: string,
+  verify: (copy: Record<string, string>) => Promise<void>,
+  committing: () => void,
+) {
   await beginCopy(fence, tenantId, null);
   // After the directory syncs of the source in flight (src/db/placement-sync.ts): one that follows sees the switch and does nothing.
   await fence.query(`SELECT pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, [tenantId]);
@@ -539,6 +585,8 @@ async function switchOn(fence: pg.Client, tenantId: string, from: PlacementRef, 
       throw new MoveVerificationFailed(tenantId, to, ["users (is_platform_admin)"]);
     }
   }
+  // The journal says the switch committed with it (a crash from here on: the sweep finishes the move rather than undoing it).
+  await fence.query(`UPDATE placement_moves SET state = 'switched', updated_at = now() WHERE id = $1`, [journal]);
   committing();
   await fence.query("COMMIT");
 }
@@ -593,6 +641,103 @@ export async function dropMoveLeftovers(admin: PlacementAdmin, tenantId: string)
   const refs = [placementFor(tenantId, "SCHEMA"), ...[DEFAULT_SERVER, ...Object.keys(admin.servers)].map((server) => placementFor(tenantId, "DATABASE", server))];
   for (const ref of refs) await admin.drop(ref);
   await onMain(admin, `DROP SCHEMA IF EXISTS "${stagingSchemaOf(tenantId)}" CASCADE`);
+  // Nothing of the tenant's moves is left to settle (the tenant id is checked: it named the placements above).
+  await onMain(admin, `DELETE FROM placement_moves WHERE tenant = '${checkedId(tenantId)}'`);
+}
+
+/** A move's journal row (main database, owner only), written under the move lock before the move touches anything; answers its id. */
+async function journalStart(main: pg.Client, tenantId: string, from: PlacementRef, to: PlacementRef): Promise<string> {
+  const { rows } = await main.query<{ id: string }>(
+    `INSERT INTO placement_moves (tenant, from_placement, from_server, to_placement, to_server) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+    [tenantId, from.placement, from.server, to.placement, to.server],
+  );
+  return rows[0]!.id;
+}
+
+interface JournalRow {
+  id: string;
+  from_placement: Placement;
+  from_server: string | null;
+  to_placement: Placement;
+  to_server: string | null;
+}
+
+/**
+ * Settles the tenant's journal rows (moves that crashed, failed without
+ * undoing everything, or switched with leftovers), on `main` holding the
+ * tenant's move lock (no move of it runs). With the directory row as it is
+ * now: of the placements a row names (its source and target), the one the
+ * directory names is the tenant's live copy, whose tenants row is made to
+ * name it (an old copy's mark a failed switch could not undo, a new
+ * DATABASE copy's mark not made after the switch); any other is what a move
+ * left (a target never switched to, an old copy not dropped) and is dropped
+ * (only with the lock proven held), as is the staging schema. A row settled
+ * is removed; a failure stays in it (`attempts`, `last_error`) for the next
+ * try. Answers the failures. Names derive from the tenant's id.
+ */
+async function settleLocked(admin: PlacementAdmin, main: pg.Client, tenantId: string): Promise<string[]> {
+  const { rows } = await main.query<JournalRow>(
+    `SELECT id, from_placement, from_server, to_placement, to_server FROM placement_moves WHERE tenant = $1 ORDER BY started_at, id`,
+    [tenantId],
+  );
+  if (rows.length === 0) return [];
+  const route = await routeIn(main, tenantId);
+  const failures: string[] = [];
+  for (const row of rows) {
+    try {
+      for (const ref of [placementFor(tenantId, row.from_placement, row.from_server), placementFor(tenantId, row.to_placement, row.to_server)]) {
+        if (ref.placement === "POOLED") await main.query(`DROP SCHEMA IF EXISTS "${stagingSchemaOf(tenantId)}" CASCADE`);
+        else if (routeOf(ref) === route) await healIn(admin, tenantId, ref);
+        else await dropHeld(admin, main, ref);
+      }
+      await main.query(`DELETE FROM placement_moves WHERE id = $1`, [row.id]);
+    } catch (err) {
+      failures.push(String(err));
+      await main.query(`UPDATE placement_moves SET attempts = attempts + 1, last_error = $2, updated_at = now() WHERE id = $1`, [row.id, String(err)]).catch(() => {});
+    }
+  }
+  return failures;
+}
+
+/** The live copy's tenants row made to name that copy, if it names another (a mark left behind). */
+async function healIn(admin: PlacementAdmin, tenantId: string, ref: PlacementRef): Promise<void> {
+  const c = await connect(admin, ref);
+  try {
+    await beginCopy(c, tenantId, ref.placement === "SCHEMA" ? ref.name : null);
+    await c.query(`${NAME_SQL()} AND ${ROUTE_SQL} IS DISTINCT FROM $5`, [...nameParams(tenantId, ref), routeOf(ref)]);
+    await c.query("COMMIT");
+  } finally {
+    await release(c);
+  }
+}
+
+/**
+ * The sweep of unfinished moves (server start-up and every few minutes,
+ * src/server.ts): every tenant with journal rows whose move lock is free (a
+ * move under way is left alone) is settled as above. Answers how many
+ * tenants were settled and the failures (kept in their rows for the next sweep).
+ */
+export async function settleMoves(admin: PlacementAdmin): Promise<{ settled: number; failures: string[] }> {
+  const main = await connect(admin, POOLED);
+  try {
+    const { rows } = await main.query<{ tenant: string }>(`SELECT DISTINCT tenant::text AS tenant FROM placement_moves ORDER BY 1`);
+    let settled = 0;
+    const failures: string[] = [];
+    for (const { tenant } of rows) {
+      const [lock] = (await main.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [tenant])).rows;
+      if (!lock?.held) continue;
+      try {
+        const failed = await settleLocked(admin, main, tenant);
+        if (failed.length) failures.push(...failed.map((f) => `tenant ${tenant}: ${f}`));
+        else settled++;
+      } finally {
+        await main.query(`SELECT pg_advisory_unlock(${moveLockSql("$1::text")})`, [tenant]);
+      }
+    }
+    return { settled, failures };
+  } finally {
+    await release(main);
+  }
 }
 
 /** Another move of the tenant holds its move lock: this one did nothing (moveTenant answers TENANT_MOVING). */

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql, moveTenantRows } from "../../src/db/placement-move.ts";
+import { moveFenceSql, moveTenantRows, settleMoves } from "../../src/db/placement-move.ts";
 import { placementSyncLockSql } from "../../src/db/placement-sync.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp, sql } from "../helpers/placements.ts";
@@ -125,6 +125,26 @@ describe("a move whose mover dies", () => {
     expect(await t.clients.placements.admin.exists(source)).toBe(false);
     expect((await t.gql(CREATE, { token: owner, variables: { name: "after-move" } })).body.errors).toBeUndefined();
     expect(await names(owner)).toEqual(["after-move", "p1", "p2"]);
+  }, 120_000);
+
+  it("a crash is journaled, and the sweep of unfinished moves heals it: the old copy's mark undone, the half-made target dropped", async () => {
+    const { tenantId, owner } = await tenant("crash-swept", "DATABASE");
+    const source = await placementNow(tenantId);
+    const target = placementFor(tenantId, "SCHEMA");
+    await killMoverAt(tenantId, "DATABASE", "SCHEMA", await holding(`pg_advisory_xact_lock(${placementSyncLockSql("$1::text")})`, tenantId));
+    // The attempt is on record (before: a crash left no trace), and the tenant is refused (its copy marked as left).
+    const journal = () => sql<{ state: string; from_placement: string; to_placement: string }>(t.db.url, `SELECT state, from_placement::text, to_placement::text FROM placement_moves WHERE tenant = $1`, [tenantId]);
+    expect(await journal()).toEqual([{ state: "started", from_placement: "DATABASE", to_placement: "SCHEMA" }]);
+    expect((await t.gql(CREATE, { token: owner, variables: { name: "while-stranded" } })).body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+    // The sweep (server start-up, every few minutes): the directory names the source, so its mark is undone and the target dropped.
+    const swept = await settleMoves(t.clients.placements.admin);
+    expect(swept.failures.filter((f) => f.includes(tenantId))).toEqual([]);
+    expect(await journal()).toEqual([]);
+    expect(await t.clients.placements.admin.exists(target)).toBe(false);
+    expect(await placementNow(tenantId)).toEqual(source);
+    // Served again where it is, without a move (before: refused until an operator repeated the move).
+    expect((await t.gql(CREATE, { token: owner, variables: { name: "after-sweep" } })).body.errors).toBeUndefined();
+    expect(await names(owner)).toEqual(["after-sweep", "p1", "p2"]);
   }, 120_000);
 
   it("a purge removes what a crashed move left (a half-made target, a staging schema): no copy of the purged tenant stays", async () => {

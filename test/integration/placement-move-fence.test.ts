@@ -1,7 +1,7 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql, moveTenantRows, routeOf } from "../../src/db/placement-move.ts";
+import { moveFenceSql, moveTenantRows, routeOf, settleMoves } from "../../src/db/placement-move.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
 import { noteApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";
@@ -246,8 +246,9 @@ describe("placement move and directory sync", () => {
     expect(await whereIs(tenantId, "after-failed-move")).toEqual([row.placement]);
   });
 
-  it("a failure after the switch does not fail the move: evicted, audited, the old copy reported as left", async () => {
+  it("a failure after the switch does not fail the move: evicted, audited, the old copy reported as left, and dropped by the sweep", async () => {
     const { tenantId, gid, owner } = await schemaTenant("after-switch");
+    const old = placementFor(tenantId, "SCHEMA");
     expect((await t.gql(`{ projects(first: 5) { edges { node { name } } } }`, { token: owner })).body.errors).toBeUndefined();
     const moved = await withFailing(() => true, (text) => text.startsWith("DROP SCHEMA"), () =>
       t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
@@ -260,6 +261,39 @@ describe("placement move and directory sync", () => {
     const w = await writeAfter(owner, "after-switch-write");
     expect(w.body.errors).toBeUndefined();
     expect(await whereIs(tenantId, "after-switch-write")).toEqual(["DATABASE"]);
+    // The leftover is durable (before: reported once, the old copy then stayed for good): the journal keeps it, and the sweep drops it.
+    const journal = () => onMain<{ state: string }>(`SELECT state FROM placement_moves WHERE tenant = $1`, [tenantId]);
+    expect(await journal()).toEqual([{ state: "switched" }]);
+    expect(await t.clients.placements.admin.exists(old)).toBe(true);
+    const swept = await settleMoves(t.clients.placements.admin);
+    expect(swept.failures.filter((f) => f.includes(tenantId))).toEqual([]);
+    expect(await t.clients.placements.admin.exists(old)).toBe(false);
+    expect(await journal()).toEqual([]);
+    expect(await whereIs(tenantId, "after-switch-write")).toEqual(["DATABASE"]);
+  });
+
+  it("the next move of the tenant retries what an earlier one left (an old copy not dropped)", async () => {
+    const { tenantId, gid } = await schemaTenant("left-then-moved");
+    const old = placementFor(tenantId, "SCHEMA");
+    const moved = await withFailing(() => true, (text) => text.startsWith("DROP SCHEMA"), () =>
+      t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "DATABASE" } } }),
+    );
+    expect(moved.body.errors).toBeUndefined();
+    expect(await t.clients.placements.admin.exists(old)).toBe(true);
+    // Back to POOLED: before anything else the move settles the earlier one's journal row (the old SCHEMA copy dropped).
+    let seen = false;
+    const back = await withFailing(
+      () => false,
+      (text) => (text.startsWith("DROP SCHEMA") && text.includes(old.name!) ? (seen = true) : false),
+      () => t.gql(MOVE, { token: admin, variables: { input: { tenantId: gid, placement: "POOLED" } } }),
+    );
+    expect(back.body.errors).toBeUndefined();
+    expect(seen).toBe(true);
+    expect(await t.clients.placements.admin.exists(old)).toBe(false);
+    expect(await onMain(`SELECT 1 FROM placement_moves WHERE tenant = $1`, [tenantId])).toEqual([]);
+    // Both attempts and both moves are audited.
+    const actions = (await t.clients.platform.auditLogEntry.findMany({ where: { tenantId, action: { startsWith: "tenant.move" } }, orderBy: { createdAt: "asc" } })).map((a) => a.action);
+    expect(actions).toEqual(["tenant.move.start", "tenant.move", "tenant.move.start", "tenant.move"]);
   });
 
   it("a stale route naming a DATABASE target of a move under way is refused there until the switch: no write acknowledged in a copy then dropped", async () => {

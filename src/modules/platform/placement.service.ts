@@ -110,6 +110,11 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   if (!from || !current) throw notFound("Tenant");
   const to = requestedPlacement(placements.admin, tenantId, placement, target);
   if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
+  // The attempt is audited before anything moves: a move that crashes or fails leaves this entry without its
+  // `tenant.move` (the journal, placement_moves, keeps what it left for the next move or the sweep).
+  await crossTenant(ctx, { action: "tenant.move.start", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to) } }, async (tx) => {
+    await syncPlacedTenant(ctx, tx, await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } }));
+  });
   const move = await moveTenantRows(placements.admin, tenantId, from, to).catch((err: unknown) => {
     // Another move of the tenant is under way (two admins, a retry): retryable.
     if (err instanceof MoveInProgress) throw tenantMoving();

@@ -38,6 +38,8 @@ export interface Config {
   poolSizes: PoolSizes;
   /** PLACEMENT_DATABASE_URLS: servers that can host DATABASE placements, by name (the main server is `default`). */
   placementServers: Record<string, string>;
+  /** PLACEMENT_POOL_IDLE_MS: a placement's pools unused this long are dropped, reopened on next use (0: never; docs/placement.md "Pools"). */
+  placementPoolIdleMs: number;
   embeddedPgPort: number;
   embeddedPgDataDir: string;
   /** One Redis server (REDIS_URL); exclusive with redisClusterNodes. */
@@ -292,6 +294,7 @@ export function loadConfig(env: Env = process.env): Config {
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),
     poolSizes: poolSizes(env),
     placementServers: placementServers(env),
+    placementPoolIdleMs: int(env, "PLACEMENT_POOL_IDLE_MS", 300_000, 0, 86_400_000),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     embeddedPgDataDir: str(env, "EMBEDDED_PG_DATA_DIR") ?? ".data",
     redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),

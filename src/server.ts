@@ -109,6 +109,7 @@ async function main() {
     platformUrl: config.platformDatabaseUrl,
     pools: config.poolSizes,
     placementServers: config.placementServers,
+    placementPools: { idleMs: config.placementPoolIdleMs },
   });
   // Each pool is the role it must be (not the migrator: RLS would not bind it).
   await checkServerRoles(db);

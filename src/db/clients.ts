@@ -5,7 +5,7 @@ import type { Plan } from "../generated/prisma/enums.ts";
 import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config.ts";
 import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
-import { PlacementPools } from "./placement-pools.ts";
+import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts";
 
 /**
  * The database handles of one process. None is the table owner:
@@ -112,6 +112,8 @@ export function createDatabases(opts: {
   pools?: Partial<PoolSizes>;
   /** Servers that can host DATABASE placements (PLACEMENT_DATABASE_URLS). */
   placementServers?: Record<string, string>;
+  /** The placements' idle eviction (PLACEMENT_POOL_IDLE_MS, src/db/placement-pools.ts). */
+  placementPools?: PlacementPoolsOptions;
 }): Databases {
   const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
   const appUrl = opts.appUrl ?? opts.ownerUrl;
@@ -136,7 +138,7 @@ export function createDatabases(opts: {
     if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max);
     if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max);
     return createPool(placementAdmin.databaseUrl(ref), role, max);
-  });
+  }, opts.placementPools);
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);
   const all = [...PLANS.map((p) => tiers[p]), live];

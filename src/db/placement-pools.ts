@@ -22,6 +22,18 @@ import { placementKey, type PlacementAdmin, type PlacementRef } from "./placemen
  * PLATFORM_DATABASE_URL (their own logins) for SCHEMA placements and for
  * DATABASE placements on the main server; elsewhere through the server's
  * URL with the role set at connection start.
+ *
+ * Idle eviction (PLACEMENT_POOL_IDLE_MS): a group none of whose pools was
+ * used (a client asked for, a connection checked out or given back) for
+ * that long, and that holds no checked-out connection and no waiter, is
+ * dropped: its pools, clients and request slots leave the maps, and the
+ * next use of the placement opens them anew. Never while a request holds a
+ * connection of the group. The dropped pools are not ended: their idle
+ * connections are already closed by the pools' own 30 s idle timeout
+ * (src/db/clients.ts createPool), and a holder of the old client (a
+ * subscription's TenantDb, made once per stream) still works; the objects
+ * are reclaimed with the last holder. So a process keeps the objects of the
+ * placements used in the last PLACEMENT_POOL_IDLE_MS only.
  */
 
 export interface PlacementClient {
@@ -32,16 +44,72 @@ export interface PlacementClient {
 /** Opens a pool of `tier` on the placement (the same login settings as the main pools where they apply; `live` logs in as the app pools do). */
 type CreatePool = (ref: PlacementRef, tier: Plan | "platform" | "live", max: number) => pg.Pool;
 
+export interface PlacementPoolsOptions {
+  /** A group unused this long is dropped (0: never). */
+  idleMs?: number;
+  /** The clock of the idle eviction (tests inject one). */
+  clock?: () => number;
+  /** How often the eviction runs on its own (default: every min(idleMs, 60 s)); 0: only when evictIdle is called. */
+  sweepMs?: number;
+}
+
+export const DEFAULT_PLACEMENT_POOL_IDLE_MS = 300_000;
+
 export class PlacementPools {
   private readonly pools = new Map<string, pg.Pool>();
   private readonly clients = new Map<string, PlacementClient>();
   private readonly platforms = new Map<string, PrismaClient>();
+  /** Per group: when it was last used. */
+  private readonly lastUsed = new Map<string, number>();
+  private readonly idleMs: number;
+  private readonly clock: () => number;
+  private sweep: NodeJS.Timeout | undefined;
 
   constructor(
     readonly admin: PlacementAdmin,
     private readonly sizes: Record<Plan, number> & { platform: number; live: number },
     private readonly createPool: CreatePool,
-  ) {}
+    options: PlacementPoolsOptions = {},
+  ) {
+    this.idleMs = options.idleMs ?? DEFAULT_PLACEMENT_POOL_IDLE_MS;
+    this.clock = options.clock ?? Date.now;
+    const every = options.sweepMs ?? Math.min(this.idleMs, 60_000);
+    if (this.idleMs > 0 && every > 0) {
+      this.sweep = setInterval(() => this.evictIdle(), every);
+      this.sweep.unref();
+    }
+  }
+
+  private touch(group: string): void {
+    this.lastUsed.set(group, this.clock());
+  }
+
+  /**
+   * Drops every group unused for idleMs that holds no checked-out
+   * connection (and has no waiter); answers the groups dropped. Their next
+   * use opens them anew.
+   */
+  evictIdle(now = this.clock()): string[] {
+    if (this.idleMs <= 0) return [];
+    const evicted: string[] = [];
+    for (const [group, last] of this.lastUsed) {
+      if (now - last < this.idleMs) continue;
+      const pools = [...this.pools].filter(([key]) => key.startsWith(`${group}:`));
+      if (pools.some(([, p]) => p.totalCount > p.idleCount || p.waitingCount > 0)) continue;
+      for (const [key] of pools) this.pools.delete(key);
+      const keyGroup = (key: string) => this.groupOfKey(key.slice(0, key.lastIndexOf(":")));
+      for (const key of [...this.clients.keys()]) if (keyGroup(key) === group) this.clients.delete(key);
+      for (const key of [...this.platforms.keys()]) if (this.groupOfKey(key) === group) this.platforms.delete(key);
+      this.lastUsed.delete(group);
+      evicted.push(group);
+    }
+    return evicted;
+  }
+
+  /** The group of a placement key (`SCHEMA:<name>` or a DATABASE key). */
+  private groupOfKey(placementKeyText: string): string {
+    return placementKeyText.startsWith("schema:") ? "schema" : placementKeyText;
+  }
 
   /** Pools made so far, by name (metrics): `<placement>:<plan>` and `<placement>:platform`. */
   get all(): ReadonlyMap<string, pg.Pool> {
@@ -58,8 +126,13 @@ export class PlacementPools {
     let pool = this.pools.get(key);
     if (!pool) {
       pool = this.createPool(ref, tier, this.sizes[tier]);
+      const group = this.group(ref);
+      // A connection checked out or given back is a use of the group.
+      pool.on("acquire", () => this.touch(group));
+      pool.on("release", () => this.touch(group));
       this.pools.set(key, pool);
     }
+    this.touch(this.group(ref));
     return pool;
   }
 
@@ -67,6 +140,7 @@ export class PlacementPools {
   tier(ref: PlacementRef, plan: Plan): PlacementClient {
     const key = `${placementKey(ref)}:${plan}`;
     let client = this.clients.get(key);
+    this.touch(this.group(ref));
     if (!client) {
       const pool = this.pool(ref, plan);
       const schema = ref.placement === "SCHEMA" ? ref.name! : undefined;
@@ -92,6 +166,7 @@ export class PlacementPools {
   platform(ref: PlacementRef): PrismaClient {
     const key = placementKey(ref);
     let client = this.platforms.get(key);
+    this.touch(this.group(ref));
     if (!client) {
       const schema = ref.placement === "SCHEMA" ? ref.name! : undefined;
       client = new PrismaClient({ adapter: new PrismaPg(this.pool(ref, "platform"), { schema }) });
@@ -128,6 +203,9 @@ export class PlacementPools {
   }
 
   async close(): Promise<void> {
+    if (this.sweep) clearInterval(this.sweep);
+    this.sweep = undefined;
+    this.lastUsed.clear();
     await Promise.allSettled([...[...this.clients.values()].flatMap((c) => [c.prisma.$disconnect(), c.slots.close()]), ...[...this.platforms.values()].map((p) => p.$disconnect())]);
     await Promise.allSettled([...this.pools.values()].map((p) => p.end()));
     this.clients.clear();

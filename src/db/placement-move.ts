@@ -604,7 +604,7 @@ async function platformAdminsAmong(main: pg.Client, ids: string, params: unknown
  * the platform's cross-tenant audit entries already there stay.
  */
 async function replaceFromStaging(main: pg.Client, tenantId: string, staging: string): Promise<void> {
-  // An API key's last use is written in the main database only (src/tenancy/last-used.ts): the later of the two copies' stays.
+  // An API key's last use is written where the tenant lives (src/tenancy/last-used.ts), and the main database's copy may hold an older one from before: the later of the two stays.
   await main.query(
     `UPDATE "${staging}".api_keys s SET last_used_at = greatest(s.last_used_at, a.last_used_at) FROM api_keys a WHERE a.tenant_id = $1 AND s.tenant_id = a.tenant_id AND s.id = a.id`,
     [tenantId],

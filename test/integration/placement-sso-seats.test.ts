@@ -1,11 +1,7 @@
-import { createServer, type Server } from "node:http";
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp, type App } from "../../src/app.ts";
 import { placementOf } from "../../src/db/placement-admin.ts";
-import { Directory } from "../../src/tenancy/directory.ts";
-import { TenantIdentityProviders } from "../../src/tenancy/tenant-idp.ts";
-import { testAppDeps, type TestApp } from "../helpers/app.ts";
+import type { TestApp } from "../helpers/app.ts";
+import { startSsoIssuers, type SsoIssuers } from "../helpers/sso-issuers.ts";
 import { placementApp, tenantRows } from "../helpers/placements.ts";
 
 /**
@@ -26,53 +22,25 @@ const INVITE = `mutation($email: EmailAddress!) { inviteMember(input: { email: $
 describe("SSO seats of a placed tenant", () => {
   const placed = placementApp();
   let t: TestApp;
-  let app: App;
-  let server: Server;
-  let base: string;
-  const keys = new Map<string, { privateKey: CryptoKey; jwk: JWK }>();
+  let sso: SsoIssuers;
   const suffix = Math.random().toString(36).slice(2, 8);
 
-  const gql = async (query: string, token: string, variables?: unknown) => {
-    const res = await app.fetch("http://localhost/graphql", {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({ query, variables }),
-    });
-    return { status: res.status, body: (await res.json()) as { data?: any; errors?: any[] } };
-  };
-  const sign = async (name: string, sub: string) =>
-    new SignJWT({})
-      .setProtectedHeader({ alg: "ES256", kid: name })
-      .setSubject(sub)
-      .setIssuer(`${base}/${name}`)
-      .setAudience("tenantgraph")
-      .setIssuedAt()
-      .setExpirationTime("10m")
-      .sign(keys.get(name)!.privateKey);
+  const gql: SsoIssuers["gql"] = (query, token, variables) => sso.gql(query, token, variables);
+  const sign: SsoIssuers["sign"] = (name, sub) => sso.sign(name, sub);
 
   beforeAll(async () => {
     t = placed.t;
-    server = createServer((req, res) => {
-      const name = /^\/([a-z0-9-]+)\/jwks\.json$/.exec(req.url ?? "")?.[1];
-      const key = name ? keys.get(name) : undefined;
-      if (!key) return void res.writeHead(404).end();
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [key.jwk] }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    const directory = new Directory(t.clients.platform, t.store);
-    app = createApp(testAppDeps(t.clients, t.store, { directory, tenantIdps: new TenantIdentityProviders(directory, { cooldownMs: 0, allowHttp: true }) }));
+    sso = await startSsoIssuers(t);
   });
 
   afterAll(async () => {
-    await new Promise((resolve) => server?.close(resolve));
+    await sso?.close();
   });
 
   /** An ENTERPRISE tenant of `placement` with SEATS = 2 and its own identity provider. */
   async function ssoTenant(tag: string, placement: "SCHEMA" | "DATABASE") {
     const slug = `seats-${tag}-${suffix}`;
-    const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-    keys.set(slug, { privateKey, jwk: { ...(await exportJWK(publicKey)), kid: slug, alg: "ES256", use: "sig" } });
+    await sso.addIssuer(slug);
     const made = await gql(PROVISION, placed.admin, {
       input: { name: slug, slug, plan: "ENTERPRISE", owner: { email: `owner@${slug}.test` }, placement, limits: [{ resource: "SEATS", limit: 2 }] },
     });
@@ -80,7 +48,7 @@ describe("SSO seats of a placed tenant", () => {
     const row = await t.clients.platform.tenant.findFirstOrThrow({ where: { slug } });
     placed.made.push(placementOf(row));
     const tenantId = made.body.data.provisionTenant.tenant.id as string;
-    const set = await gql(SET_IDP, placed.admin, { input: { tenantId, issuer: `${base}/${slug}`, jwksUrl: `${base}/${slug}/jwks.json`, audience: "tenantgraph" } });
+    const set = await gql(SET_IDP, placed.admin, { input: { tenantId, issuer: `${sso.base}/${slug}`, jwksUrl: `${sso.base}/${slug}/jwks.json`, audience: "tenantgraph" } });
     expect(set.body.errors).toBeUndefined();
     return { slug, id: row.id, owner: await t.token(`owner@${slug}.test`, slug) };
   }
@@ -101,7 +69,7 @@ describe("SSO seats of a placed tenant", () => {
     expect(login.body.data?.viewer ?? null).toBeNull();
     expect(login.body.errors?.[0]?.extensions?.code).toBe("TENANT_ACCESS_DENIED");
     // Nothing written: no identity, no membership, in the placement or the directory.
-    const subject = `${base}/${k.slug}#carol`;
+    const subject = `${sso.base}/${k.slug}#carol`;
     expect(await rows.membership.count({ where: { tenantId: k.id } })).toBe(2);
     expect(await rows.user.count({ where: { authSubject: subject } })).toBe(0);
     expect(await t.clients.platform.user.count({ where: { authSubject: subject } })).toBe(0);

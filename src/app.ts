@@ -109,7 +109,7 @@ export function createApp(appDeps: AppDeps): App {
       useInputGuard(),
       useRequestTransaction({ idempotencySecret: config.jwtSecret }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
-      useTenantResponseCache({ store: deps.store, metrics, logger, schema, options: deps.responseCache }),
+      useTenantResponseCache({ store: deps.store, metrics, logger, schema, options: deps.responseCache, databaseId: () => deps.directory.databaseId() }),
       useQueryTimeoutErrors(),
       useQueryLimits({ introspection: config.introspection, blockFieldSuggestions: config.production }),
       useMetrics(metrics, { token: config.metricsToken, tenantOf }),

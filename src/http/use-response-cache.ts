@@ -45,6 +45,12 @@ export interface ResponseCacheDeps {
   schema: GraphQLSchema;
   /** Undefined: the cache is off (every response BYPASS). */
   options?: ResponseCacheOptions;
+  /**
+   * The main database's identity (the directory's): part of every key, so a
+   * deployment whose database is a copy of another's (same tenant ids, same
+   * cache generations) sharing its Redis never reads the other's answers.
+   */
+  databaseId: () => Promise<string>;
 }
 
 /** Fields whose answer depends on who asks, not only on the role: the caller joins the key. */
@@ -108,10 +114,11 @@ export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context>
           },
           // The role, the kind of caller and the generation: what every answer depends on.
           session: (ctx) => `${ctx.role ?? ""}|${ctx.apiKey ? "key" : "user"}|${ctx.cacheFacts?.generation ?? ""}`,
-          buildResponseCacheKey: ({ documentString, variableValues, operationName, sessionId, context }) => {
+          buildResponseCacheKey: async ({ documentString, variableValues, operationName, sessionId, context }) => {
             const ctx = context as Context;
             const caller = CALLER_FIELDS.test(documentString) ? (ctx.apiKey ? `key:${ctx.apiKey.id}` : `user:${ctx.user?.id ?? ""}`) : "";
-            return responseCacheKey(ctx.tenant!.id, [documentString, operationName ?? "", stableJson(variableValues ?? {}), sessionId ?? "", caller]);
+            const database = await deps.databaseId();
+            return responseCacheKey(ctx.tenant!.id, [documentString, operationName ?? "", stableJson(variableValues ?? {}), sessionId ?? "", caller, database]);
           },
           cache: (ctx) => new RequestResponseCache(deps.store, (outcome) => note(ctx as Context, outcome), maxTtl),
           ttl: Infinity,

@@ -236,6 +236,11 @@ export class Directory {
     return this.owner;
   }
 
+  /** The main database's identity, as every entry records it (the response cache keys by it too). */
+  databaseId(): Promise<string> {
+    return this.deployment();
+  }
+
   /** `fresh`: skip the cached answer (it was about to refuse: PostgreSQL confirms first). */
   private async cached<T>(key: string, load: () => Promise<T | null>, fresh = false): Promise<T | null> {
     const owner = await this.deployment();

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { isUuid } from "../uuid.ts";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
@@ -41,7 +42,6 @@ import { withOutbox, type LiveChange, type LivePublisher } from "../infra/live-e
  * sends one message of its own: BEGIN, the settings, the facts, COMMIT.
  */
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** What PostgreSQL says about the caller, in the request's transaction (see the migration of app_request_facts). */
@@ -218,9 +218,9 @@ export class TenantDb {
     const { tenantId, userId, apiKeyId, statementTimeoutMs } = this.options;
     const idleMs = this.options.transactionTimeoutMs ?? 60_000;
     if (
-      !UUID.test(tenantId) ||
-      (userId && !UUID.test(userId)) ||
-      (apiKeyId && !UUID.test(apiKeyId)) ||
+      !isUuid(tenantId) ||
+      (userId && !isUuid(userId)) ||
+      (apiKeyId && !isUuid(apiKeyId)) ||
       ![statementTimeoutMs, idleMs].every((n) => Number.isSafeInteger(n) && n >= 0)
     ) {
       throw new Error("invalid tenant transaction settings");
@@ -255,7 +255,7 @@ export class TenantDb {
     if (!auth) return undefined;
     const { apiKeyId } = this.options;
     const { apiKeyHash } = auth;
-    if ((apiKeyId && !UUID.test(apiKeyId)) || (apiKeyHash && !SHA256_HEX.test(apiKeyHash))) {
+    if ((apiKeyId && !isUuid(apiKeyId)) || (apiKeyHash && !SHA256_HEX.test(apiKeyHash))) {
       throw new Error("invalid authorization parameters");
     }
     const literal = (v: string | null | undefined) => (v ? `'${v}'` : "NULL");

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { isUuid } from "../../uuid.ts";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
 import { ROUTE_SQL } from "../../db/placement-move.ts";
 import { accessFactsSql, factsFrom, type AccessFacts, type Principal } from "./access.ts";
@@ -16,7 +17,6 @@ import { accessFactsSql, factsFrom, type AccessFacts, type Principal } from "./a
  * types resolve them like a query's (event-read.test.ts compares them).
  */
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const NODE_SQL: Record<LiveNodeType, { table: string; columns: string }> = {
   Deployment: {
@@ -72,7 +72,7 @@ export function eventReadSql(
   at: number = Date.now(),
 ): string {
   const all = [tenantId, ...[...ids.values()].flatMap((s) => [...s])];
-  if (!all.every((v) => UUID.test(v))) throw new Error("invalid live event read parameters");
+  if (!all.every((v) => isUuid(v))) throw new Error("invalid live event read parameters");
   if (schema !== null && !SCHEMA_NAME.test(schema)) throw new Error("invalid live event read schema");
   const t = `'${tenantId}'::uuid`;
   const nodeIds = (type: LiveNodeType) => uuids(ids.get(type) ?? []);
@@ -95,7 +95,7 @@ export function eventReadSql(
 function idsOf(events: LiveEvent[]): Map<LiveNodeType, Set<string>> {
   const ids = new Map<LiveNodeType, Set<string>>();
   for (const e of events) {
-    if (!("id" in e) || typeof e.id !== "string" || !UUID.test(e.id)) continue;
+    if (!("id" in e) || typeof e.id !== "string" || !isUuid(e.id)) continue;
     const set = ids.get(e.type) ?? new Set<string>();
     set.add(e.id);
     ids.set(e.type, set);

@@ -22,4 +22,7 @@ export function fromGlobalId(field: string, globalId: string, expectedType: stri
 }
 
 /** The id itself when it is a UUID, else the nil UUID (a where that matches nothing). */
+/** The tenant an input names by its `tenantId` (the platform mutations). */
+export const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
+
 export const uuidOrNone = (id: string) => (isUuid(id) ? id : NIL_UUID);

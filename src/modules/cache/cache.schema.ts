@@ -1,5 +1,5 @@
 import { builder } from "../../graphql/builder.ts";
-import { fromGlobalId } from "../../graphql/ids.ts";
+import { tenantIdOf } from "../../graphql/ids.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { cacheHitRate } from "../../infra/response-cache.ts";
 import { operationMetadata } from "../../policy/audit.ts";
@@ -27,7 +27,7 @@ builder.mutationField("clearTenantCache", (t) =>
     resolve: async (_root, { input }, ctx, info) => ({
       tenant: (await service.clearTenantCache(
         ctx,
-        fromGlobalId("tenantId", String(input.tenantId), "Tenant"),
+        tenantIdOf(input),
         operationMetadata(info, { input }),
       )),
     }),

@@ -1,7 +1,7 @@
 import { builder } from "../../graphql/builder.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { PlacementEnum, PlanEnum, QuotaResourceEnum } from "../../graphql/enums.ts";
-import { fromGlobalId, toGlobalId } from "../../graphql/ids.ts";
+import { tenantIdOf, toGlobalId } from "../../graphql/ids.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
 import { operationMetadata } from "../../policy/audit.ts";
@@ -90,7 +90,6 @@ const MoveTenantPayload = builder.objectRef<Awaited<ReturnType<typeof placementS
 });
 const PurgeTenantPayload = payloadType("PurgeTenantPayload", { purgedTenantId: { type: "ID" } });
 
-const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
 
 builder.mutationFields((t) => ({
   provisionTenant: t.field({

@@ -1,5 +1,5 @@
 import { builder } from "../../graphql/builder.ts";
-import { fromGlobalId } from "../../graphql/ids.ts";
+import { tenantIdOf } from "../../graphql/ids.ts";
 import { payloadType } from "../../graphql/payload.ts";
 import { operationMetadata } from "../../policy/audit.ts";
 import { effectiveFeatures } from "../../tenancy/features.ts";
@@ -56,7 +56,6 @@ const SetTenantFeaturesPayload = payloadType("SetTenantFeaturesPayload", { tenan
 const SetTenantIdentityProviderPayload = payloadType("SetTenantIdentityProviderPayload", { tenant: { type: TenantRef } });
 const SetTenantDomainPayload = payloadType("SetTenantDomainPayload", { tenant: { type: TenantRef } });
 
-const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
 
 builder.mutationFields((t) => ({
   setTenantFeatures: t.field({

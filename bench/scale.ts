@@ -1,12 +1,13 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 import { post, runLoad, percentile, type RequestGenerator } from "./load.ts";
 import { benchOptionsOrExit, int, type BenchOptions } from "./options.ts";
 import { floorEnv, ROOT, serverEnv, startChild, waitReady, type Child } from "./processes.ts";
 import { median } from "./report.ts";
 import { dashboardGen, signTokens } from "./scenarios.ts";
-import { clearStaleDirectoryCache, seedBenchDatabase, tenantSlug } from "./seed.ts";
+import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase, tenantSlug, type Fixture } from "./seed.ts";
 
 /**
  * npm run bench:scale (issue 15 point 7): the scale table. For each tenant
@@ -26,6 +27,11 @@ import { clearStaleDirectoryCache, seedBenchDatabase, tenantSlug } from "./seed.
  *
  * The load average is recorded before and after each scale (the machine may
  * be shared). Results: bench/results/<stamp>-scale.{md,json}.
+ *
+ * BENCH_SCALE_KEEP=1: each scale has a database of its own
+ * (<BENCH_DATABASE>_<tenants>), kept and reused by the next run with it set,
+ * so the 10,000-tenant seed (15 min) can be made while the machine is busy
+ * and measured later on a quiet one; BENCH_SCALE_SEED_ONLY=1 seeds and stops.
  */
 
 const log = (line: string) => process.stdout.write(`[bench:scale] ${line}\n`);
@@ -69,10 +75,27 @@ async function latency(url: string, gen: RequestGenerator, n: number): Promise<L
   return { p50: percentile(ms, 50), p95: percentile(ms, 95) };
 }
 
+const KEEP = process.env.BENCH_SCALE_KEEP === "1" || process.env.BENCH_SCALE_SEED_ONLY === "1";
+
+/** A kept database seeded earlier with as many tenants (seed time 0), or a new seed. */
+async function seededFixture(scaled: BenchOptions): Promise<Fixture> {
+  const kept = KEEP ? await loadFixture(scaled) : undefined;
+  if (!kept) return seedBenchDatabase(scaled, log);
+  log(`${scaled.database}: reusing its ${scaled.tenants} tenants (seeded earlier)`);
+  const db = new pg.Client({ connectionString: kept.url });
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM deployments");
+    return { ...kept, counts: { ...kept.counts, deployments: Number(rows[0]!.n) } };
+  } finally {
+    await db.end();
+  }
+}
+
 async function measure(opts: BenchOptions, tenants: number, requests: number): Promise<ScaleRow> {
   const loadBefore = loadAverage();
-  const scaled = { ...opts, tenants };
-  const fixture = await seedBenchDatabase(scaled, log);
+  const scaled = { ...opts, tenants, ...(KEEP ? { database: `${opts.database}_${tenants}` } : {}) };
+  const fixture = await seededFixture(scaled);
   await clearStaleDirectoryCache(opts.redisUrl);
   // The dashboard's tenants: the same 99 at every scale.
   const same = new Set(Array.from({ length: 99 }, (_, i) => tenantSlug(i + 1)));
@@ -158,6 +181,10 @@ async function main() {
   const startedAt = new Date();
   log(`scales ${scales.join(", ")}; runs=${opts.runs} duration=${opts.durationS}s warm-up=${opts.warmupS}s connections=${opts.connections}; load average ${loadAverage()}`);
   const rows: ScaleRow[] = [];
+  if (process.env.BENCH_SCALE_SEED_ONLY === "1") {
+    for (const n of scales) await seededFixture({ ...opts, tenants: n, database: `${opts.database}_${n}` });
+    return;
+  }
   for (const n of scales) rows.push(await measure(opts, n, requests));
   const text = report(rows);
   process.stdout.write(`\n${text}\n`);

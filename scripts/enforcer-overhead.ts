@@ -9,6 +9,8 @@
  * It creates a scratch database, migrates and seeds it, and drops it after.
  */
 import { CursorCodec } from "../src/infra/cursor.ts";
+import { RateLimiter } from "../src/infra/rate-limit.ts";
+import { ApiKeyUse } from "../src/tenancy/last-used.ts";
 import { randomBytes } from "node:crypto";
 import { execute, parse, type GraphQLSchema } from "graphql";
 import pg from "pg";
@@ -49,6 +51,8 @@ try {
     directory: new Directory(dbs.platform, store),
     verifyToken: createTokenVerifier({ jwtSecret: secret, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
     cursors: new CursorCodec(secret),
+    rateLimiter: new RateLimiter(store),
+    apiKeyUse: new ApiKeyUse(dbs.platform),
   };
   await dbs.platform.tenantLimitOverride.create({
     data: { tenantId: (await dbs.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id, resource: "API_REQUESTS_PER_MINUTE", limit: null },

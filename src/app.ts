@@ -26,6 +26,9 @@ import { RequestCounter } from "./infra/request-counter.ts";
 import { useRequestCounting } from "./http/use-request-counting.ts";
 import { useQueryTimeoutErrors } from "./http/use-query-timeout-errors.ts";
 import { CursorCodec } from "./infra/cursor.ts";
+import { InFlight } from "./infra/in-flight.ts";
+import { RateLimiter } from "./infra/rate-limit.ts";
+import { ApiKeyUse } from "./tenancy/last-used.ts";
 import { schema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
 import { LiveHub } from "./modules/live/hub.ts";
@@ -38,13 +41,19 @@ import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
  * (src/http/use-*.ts, over the libraries of src/infra/ and src/policy/);
  * this is only the factory.
  */
-export interface AppDeps extends Omit<ContextDeps, "cursors"> {
+export interface AppDeps extends Omit<ContextDeps, "cursors" | "rateLimiter" | "apiKeyUse"> {
   config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &
     Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
   metrics?: Metrics;
   /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
   requestCounter?: RequestCounter;
+  /**
+   * The app's fire-and-forget writes (API keys' last uses, response-cache
+   * entries): server.ts waits for them at shutdown, a test before reading
+   * what they wrote. A fresh one when omitted.
+   */
+  inFlight?: InFlight;
   /** PostgreSQL pools exposed as metrics, by name. */
   pools?: Record<string, pg.Pool>;
   logger: Logger;
@@ -67,9 +76,16 @@ export function createApp(appDeps: AppDeps): App {
     globalJwksUrl: config.jwksUrl,
     allowHttp: !config.production,
   });
+  const inFlight = appDeps.inFlight ?? new InFlight();
   // Cursors are signed with a key of the server's secret, handed to the
-  // pagination code through the context.
-  const deps = { ...appDeps, cursors: new CursorCodec(config.jwtSecret) };
+  // pagination code through the context. What the app remembers between
+  // requests (rate-limit fallback windows, last uses) is its own.
+  const deps = {
+    ...appDeps,
+    cursors: new CursorCodec(config.jwtSecret),
+    rateLimiter: new RateLimiter(appDeps.store, appDeps.clock),
+    apiKeyUse: new ApiKeyUse(appDeps.platform, inFlight),
+  };
   const tenantOf = (r: Request) => existingStateOf(r)?.tenantId;
   const metrics = deps.metrics ?? new Metrics({ pools: deps.pools, directory: deps.directory });
   return createYoga<Record<string, unknown>, Context>({
@@ -109,12 +125,12 @@ export function createApp(appDeps: AppDeps): App {
       useInputGuard(),
       useRequestTransaction({ idempotencySecret: config.jwtSecret }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
-      useTenantResponseCache({ store: deps.store, metrics, logger, schema, options: deps.responseCache, databaseId: () => deps.directory.databaseId() }),
+      useTenantResponseCache({ store: deps.store, metrics, logger, schema, inFlight, options: deps.responseCache, databaseId: () => deps.directory.databaseId() }),
       useQueryTimeoutErrors(),
       useQueryLimits({ introspection: config.introspection, blockFieldSuggestions: config.production }),
       useMetrics(metrics, { token: config.metricsToken, tenantOf }),
       useRequestLogging(logger, existingStateOf),
-      useRequestCounting(deps.requestCounter ?? new RequestCounter({ db: deps.platform, store: deps.store, logger }), tenantOf, logger),
+      useRequestCounting(deps.requestCounter ?? new RequestCounter({ db: deps.platform, store: deps.store, logger, now: deps.clock }), tenantOf, logger),
       useExport(deps, { stateOf, logger }),
     ],
   });

@@ -8,7 +8,7 @@ import { DEMO_TENANTS, ensurePlatformAdmins, seedDemo } from "./db/seed.ts";
 import { createLogger } from "./infra/logger.ts";
 import { MemoryStore, RedisStore, type Store } from "./infra/store.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
-import { flushApiKeyUse } from "./tenancy/last-used.ts";
+import { InFlight } from "./infra/in-flight.ts";
 import { checkPostgres, checkRedis, checkServerRoles, StartupError } from "./infra/startup.ts";
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
@@ -136,6 +136,8 @@ async function main() {
   const demo = !config.production && !config.jwksUrl && (seeded || (await demoTenantsPresent(db.platform)));
 
   const requestCounter = new RequestCounter({ db: db.platform, store, logger });
+  // The app's fire-and-forget writes (last uses, cache entries), waited for at shutdown.
+  const inFlight = new InFlight();
   // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
   const live = new LiveHub({ redis: redisAt, platform: db.platform, events: db.live, logger });
   const { createApp } = await appModule;
@@ -152,6 +154,7 @@ async function main() {
   let draining = false;
   const app = createApp({
     requestCounter,
+    inFlight,
     metrics,
     pools: db.pools,
     app: db.app,
@@ -193,7 +196,7 @@ async function main() {
     clearInterval(settleTimer);
     // The buffered counts reach PostgreSQL before the pools close.
     await requestCounter.stop().catch((err: unknown) => logger.warn({ err }, "final request count flush failed"));
-    await flushApiKeyUse();
+    await inFlight.settle();
     // Publishing lasted the drain (mutations committed in it are announced).
     await live.close().catch((err: unknown) => logger.warn({ err }, "closing live updates failed"));
     await db.close();

@@ -1,6 +1,7 @@
 import { useResponseCache } from "@envelop/response-cache";
 import { isObjectType, type GraphQLSchema } from "graphql";
 import type { Plugin } from "graphql-yoga";
+import type { InFlight } from "../infra/in-flight.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Metrics } from "../infra/metrics.ts";
 import {
@@ -43,6 +44,8 @@ export interface ResponseCacheDeps {
   metrics: Metrics;
   logger: Logger;
   schema: GraphQLSchema;
+  /** The app's fire-and-forget writes: the cache's stores are tracked there. */
+  inFlight: InFlight;
   /** Undefined: the cache is off (every response BYPASS). */
   options?: ResponseCacheOptions;
   /**
@@ -120,7 +123,7 @@ export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context>
             const database = await deps.databaseId();
             return responseCacheKey(ctx.tenant!.id, [documentString, operationName ?? "", stableJson(variableValues ?? {}), sessionId ?? "", caller, database]);
           },
-          cache: (ctx) => new RequestResponseCache(deps.store, (outcome) => note(ctx as Context, outcome), maxTtl),
+          cache: (ctx) => new RequestResponseCache(deps.store, deps.inFlight, (outcome) => note(ctx as Context, outcome), maxTtl),
           ttl: Infinity,
           ttlPerSchemaCoordinate: uncachedCoordinates(deps.schema),
           onTtl: ({ ttl, context }) => {

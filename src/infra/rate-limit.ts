@@ -23,7 +23,7 @@ export const isRateLimited = (err: unknown): err is AppError & { rateLimit: Rate
  * bounded by the number of tenants). The limit then holds per process: with
  * N replicas a tenant may get up to N times its limit until Redis is back.
  */
-export class LocalWindows {
+class LocalWindows {
   private readonly windows = new Map<string, { window: number; count: number }>();
 
   hit(tenantId: string, window: number): number {
@@ -34,38 +34,44 @@ export class LocalWindows {
   }
 }
 
-const local = new LocalWindows();
-
 /**
- * API_REQUESTS_PER_MINUTE: a fixed one-minute window per tenant, counted
- * atomically in the shared store, so the limit holds across replicas. Each
- * tenant has its own key: one tenant at its limit costs the others nothing.
+ * API_REQUESTS_PER_MINUTE: a fixed one-minute window per tenant of the app's
+ * clock, counted atomically in the shared store, so the limit holds across
+ * replicas. Each tenant has its own key: one tenant at its limit costs the
+ * others nothing. One per app (createApp): its in-memory fallback windows
+ * are that app's own.
  */
-export async function consumeRequest(
-  store: Store,
-  tenantId: string,
-  limit: number | null,
-  now: () => number = Date.now,
-  fallback: LocalWindows = local,
-): Promise<RateLimitState> {
-  const window = Math.floor(now() / WINDOW_MS);
-  // The window ends when the clock says so, in the store and out of it.
-  const reset = ((window + 1) * WINDOW_MS) / 1000;
-  let count: number;
-  let scope: RateLimitState["scope"] = "shared";
-  try {
-    count = (await store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS)).count;
-  } catch (err) {
-    if (!isStoreUnavailable(err)) throw err;
-    count = fallback.hit(tenantId, window);
-    scope = "local";
+export class RateLimiter {
+  private readonly fallback = new LocalWindows();
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Counts one request of `tenantId`; throws RATE_LIMITED (with the window's state) over `limit`. */
+  async consume(tenantId: string, limit: number | null): Promise<RateLimitState> {
+    const now = this.now();
+    const window = Math.floor(now / WINDOW_MS);
+    // The window ends when the clock says so, in the store and out of it.
+    const reset = ((window + 1) * WINDOW_MS) / 1000;
+    let count: number;
+    let scope: RateLimitState["scope"] = "shared";
+    try {
+      count = (await this.store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS)).count;
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      count = this.fallback.hit(tenantId, window);
+      scope = "local";
+    }
+    if (limit === null) return { limit: -1, remaining: -1, reset, scope };
+    const state = { limit, remaining: Math.max(0, limit - count), reset, scope };
+    if (count > limit) {
+      throw Object.assign(rateLimited(limit, reset, retryAfter(reset, now)), { rateLimit: state });
+    }
+    return state;
   }
-  if (limit === null) return { limit: -1, remaining: -1, reset, scope };
-  const state = { limit, remaining: Math.max(0, limit - count), reset, scope };
-  if (count > limit) {
-    throw Object.assign(rateLimited(limit, reset, Math.max(1, reset - Math.floor(now() / 1000))), {
-      rateLimit: state,
-    });
-  }
-  return state;
 }
+
+/** Seconds from `now` (ms epoch) until a window's `reset` (unix seconds), at least 1: RATE_LIMITED's Retry-After. */
+export const retryAfter = (reset: number, now: number) => Math.max(1, reset - Math.floor(now / 1000));

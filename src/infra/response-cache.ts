@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Cache } from "@envelop/response-cache";
 import type { ExecutionResult } from "graphql";
 import type { Plan } from "../generated/prisma/enums.ts";
+import type { InFlight } from "./in-flight.ts";
 import type { Logger } from "./logger.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
 
@@ -84,14 +85,6 @@ export async function clearResponseCache(store: Store, tenantId: string, logger?
   }
 }
 
-/** Cache writes not yet answered by the store. */
-const pendingWrites = new Set<Promise<void>>();
-
-/** Waits for every cache write already started (tests: the next read of the same query is then a HIT). */
-export async function settleResponseCacheWrites(): Promise<void> {
-  while (pendingWrites.size) await Promise.allSettled([...pendingWrites]);
-}
-
 /** What one request's cache saw, for X-Cache and the counters. */
 export interface LookupObserver {
   (outcome: CacheOutcome): void;
@@ -109,6 +102,8 @@ export class RequestResponseCache implements Cache {
 
   constructor(
     private readonly store: Store,
+    /** The app's fire-and-forget writes (a test waits there for a stored entry before reading it again). */
+    private readonly writes: InFlight,
     private readonly observe: LookupObserver,
     private readonly maxTtlSeconds = MAX_TTL_SECONDS,
   ) {}
@@ -135,11 +130,7 @@ export class RequestResponseCache implements Cache {
     // The response is this very text: serialized once, for the store and the client.
     if (!result.errors && !result.extensions) useAsBody(result, text);
     // Not waited for: the response does not depend on it.
-    const write: Promise<void> = this.store
-      .set(key, text, seconds)
-      .catch(() => undefined)
-      .finally(() => pendingWrites.delete(write));
-    pendingWrites.add(write);
+    void this.writes.track(this.store.set(key, text, seconds).catch(() => undefined));
   }
 
   /** Nothing to do: the tenant's generation changes with every committed change (see above). */

@@ -3,7 +3,7 @@ import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantMoving, ten
 import { POOLED } from "../db/placement-admin.ts";
 import { routeOf } from "../db/placement-move.ts";
 import { effectiveFeatures, sameFeatures } from "./features.ts";
-import type { RateLimitState } from "../infra/rate-limit.ts";
+import { retryAfter, type RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import type { RequestFacts, TenantDb } from "./tenant-db.ts";
@@ -45,6 +45,8 @@ export interface AuthorizedCaller {
   cacheFacts?: RequestFacts["cache"] | null;
   readonly tenantDb: TenantDb;
   readonly directory: DirectoryView;
+  /** The app's clock, ms epoch (a RATE_LIMITED answer's Retry-After). */
+  readonly now: () => number;
 }
 
 export interface AuthorizationInput {
@@ -174,7 +176,7 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
   if (input.idp && !features.includes("sso")) throw featureNotAvailable("sso", plan, 403);
   if (input.domain && !features.includes("custom_domain")) throw featureNotAvailable("custom_domain", plan, 403);
   if (plan !== cached.plan) await ctx.tenantDb.setStatementTimeout(PLAN_STATEMENT_TIMEOUT_MS[plan]);
-  recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE);
+  recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE, ctx.now());
   // Only once every check above has passed: the response cache is addressed by it.
   ctx.cacheFacts = facts.cache ?? null;
 }
@@ -185,17 +187,17 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
  * request's count is exact (limit - remaining); after an unlimited window
  * the count is not known, and the new limit applies from the next request.
  */
-function recheckRateLimit(input: AuthorizationInput, before: number | null, now: number | null) {
+function recheckRateLimit(input: AuthorizationInput, before: number | null, limit: number | null, now: number) {
   const state = input.rateLimit();
-  if (before === now || !state || state.limit < 0) return;
+  if (before === limit || !state || state.limit < 0) return;
   const used = state.limit - state.remaining;
-  if (now === null) {
+  if (limit === null) {
     input.setRateLimit({ limit: -1, remaining: -1, reset: state.reset });
     return;
   }
-  const updated = { limit: now, remaining: Math.max(0, now - used), reset: state.reset };
+  const updated = { limit, remaining: Math.max(0, limit - used), reset: state.reset };
   input.setRateLimit(updated);
-  if (used > now) {
-    throw Object.assign(rateLimited(now, state.reset, Math.max(1, state.reset - Math.floor(Date.now() / 1000))), { rateLimit: updated });
+  if (used > limit) {
+    throw Object.assign(rateLimited(limit, state.reset, retryAfter(state.reset, now)), { rateLimit: updated });
   }
 }

@@ -7,12 +7,12 @@ import {
   tenantSuspended,
   unauthenticated,
 } from "../errors.ts";
-import { consumeRequest, isRateLimited, type RateLimitState } from "../infra/rate-limit.ts";
+import { isRateLimited, type RateLimiter, type RateLimitState } from "../infra/rate-limit.ts";
 import type { ResponseCacheOptions } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
 import type { CursorCodec } from "../infra/cursor.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
-import { noteApiKeyUse } from "./last-used.ts";
+import type { ApiKeyUse } from "./last-used.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type TokenVerifier, type VerifiedToken } from "./credentials.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
@@ -72,6 +72,9 @@ export interface ContextDeps {
   cursors: CursorCodec;
   /** The time, ms epoch (rate-limit and quota windows, key expiry, last use); tests inject one. Default Date.now. */
   clock?: () => number;
+  /** The app's rate limiter and API keys' last uses (createApp makes them: two apps share neither). */
+  rateLimiter: RateLimiter;
+  apiKeyUse: ApiKeyUse;
 }
 
 export interface Context {
@@ -394,13 +397,13 @@ export async function buildContext(
     domain = others.domain;
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
-    noteApiKeyUse(deps.platform, apiKey, now(), tenant.placement && { pools: placementPoolsOf(deps.app), ref: tenant.placement });
+    deps.apiKeyUse.note(apiKey, now(), tenant.placement && { pools: placementPoolsOf(deps.app), ref: tenant.placement });
   }
 
   if (tenant) {
     state.tenantId = tenant.id;
     try {
-      state.rateLimit = await consumeRequest(deps.store, tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE, now);
+      state.rateLimit = await deps.rateLimiter.consume(tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE);
     } catch (err) {
       if (isRateLimited(err)) state.rateLimit = err.rateLimit;
       throw err;

@@ -2,6 +2,7 @@ import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
 import { moveFenceSql, ROUTE_SQL, routeOf } from "../db/placement-move.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
+import { InFlight } from "../infra/in-flight.ts";
 
 /**
  * `ApiKey.lastUsedAt` without a write per request: each process writes a
@@ -26,35 +27,37 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 export const LAST_USED_FLUSH_MS = 60_000;
 const MAX_TRACKED = 50_000;
 
-const lastFlush = new Map<string, number>();
-/** Writes not yet answered: a graceful shutdown waits for them (flushApiKeyUse). */
-const inFlight = new Set<Promise<unknown>>();
+/** The last uses of one app's keys (createApp): what it wrote when, and the writes under way. */
+export class ApiKeyUse {
+  private readonly lastFlush = new Map<string, number>();
 
-/**
- * Notes one use of `key` at `now`. Returns the write when one was started
- * (the request does not wait for it; a test can), undefined when the key's
- * timestamp was written less than a minute before `now`.
- */
-export function noteApiKeyUse(
-  platform: PrismaClient,
-  key: { id: string; tenantId: string },
-  now = Date.now(),
-  placed?: { pools: PlacementPools | undefined; ref: PlacementRef },
-): Promise<void> | undefined {
-  const last = lastFlush.get(key.id);
-  if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return undefined;
-  if (lastFlush.size >= MAX_TRACKED) lastFlush.clear();
-  lastFlush.set(key.id, now);
-  const write: Promise<void> = Promise.resolve()
-    .then(() => (placed && placed.ref.placement !== "POOLED" ? writeInPlacement(placed.pools, placed.ref, key, now) : writeInMain(platform, key, now)))
-    .then(
-      // Not written (the tenant is moving, or moved, or the key is gone): the next use tries again.
-      (n) => void (n === 0 && lastFlush.delete(key.id)),
-      () => void lastFlush.delete(key.id),
-    )
-    .finally(() => inFlight.delete(write));
-  inFlight.add(write);
-  return write;
+  constructor(
+    private readonly platform: PrismaClient,
+    /** The app's fire-and-forget writes: a graceful shutdown waits for them before the pools close. */
+    private readonly writes: InFlight = new InFlight(),
+  ) {}
+
+  /**
+   * Notes one use of `key` at `now` (the app's clock). Returns the write when
+   * one was started (the request does not wait for it; a test can),
+   * undefined when the key's timestamp was written less than a minute before
+   * `now`.
+   */
+  note(key: { id: string; tenantId: string }, now: number, placed?: { pools: PlacementPools | undefined; ref: PlacementRef }): Promise<void> | undefined {
+    const last = this.lastFlush.get(key.id);
+    if (last !== undefined && now - last < LAST_USED_FLUSH_MS) return undefined;
+    if (this.lastFlush.size >= MAX_TRACKED) this.lastFlush.clear();
+    this.lastFlush.set(key.id, now);
+    return this.writes.track(
+      Promise.resolve()
+        .then(() => (placed && placed.ref.placement !== "POOLED" ? writeInPlacement(placed.pools, placed.ref, key, now) : writeInMain(this.platform, key, now)))
+        .then(
+          // Not written (the tenant is moving, or moved, or the key is gone): the next use tries again.
+          (n) => void (n === 0 && this.lastFlush.delete(key.id)),
+          () => void this.lastFlush.delete(key.id),
+        ),
+    );
+  }
 }
 
 const writeInMain = (platform: PrismaClient, key: { id: string; tenantId: string }, now: number) =>
@@ -81,9 +84,4 @@ function writeInPlacement(pools: PlacementPools | undefined, ref: PlacementRef, 
     key.tenantId,
     routeOf(ref),
   );
-}
-
-/** Waits for every last-used write already started (before the pools close). */
-export async function flushApiKeyUse(): Promise<void> {
-  while (inFlight.size) await Promise.allSettled([...inFlight]);
 }

@@ -2,6 +2,7 @@ import { createApp, type App, type AppDeps } from "../../src/app.ts";
 import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createLogger, type Logger } from "../../src/infra/logger.ts";
+import { InFlight } from "../../src/infra/in-flight.ts";
 import type { ResponseCacheOptions } from "../../src/infra/response-cache.ts";
 import type { Store } from "../../src/infra/store.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
@@ -54,6 +55,7 @@ export function testAppDeps(
     config: { graphiql: true, introspection: true, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: false, ...config },
     logger: createLogger("silent"),
     probes: {},
+    inFlight: new InFlight(),
     ...tenantScopeFromEnv(),
     ...rest,
   };
@@ -76,6 +78,8 @@ export interface TestApp {
   /** Token of the demo member with `role` in tenant `slug` (tid claim set). */
   memberToken(slug: string, role: Role): Promise<string>;
   adminToken(): Promise<string>;
+  /** Waits for the app's fire-and-forget writes started so far (last uses, response-cache entries). */
+  settle(): Promise<void>;
   /** POST /graphql; returns status, headers and parsed JSON body. */
   gql<T = any>(
     query: string,
@@ -95,19 +99,18 @@ export async function createTestApp(
   // Every test app gets a store of its own: the real Redis under a random
   // prefix (test databases reuse the demo slugs with fresh ids), or memory.
   const store = options.store ?? isolatedStore();
-  const app = createApp(
-    testAppDeps(clients, store, {
-      config: { metricsToken: options.metricsToken },
-      logger: options.logger ?? createLogger("silent"),
-      pools: clients.pools,
-      ...(options.responseCache ? { responseCache: options.responseCache } : {}),
-      clock: options.clock,
-      probes: {
-        postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
-        store: () => store.ping(),
-      },
-    }),
-  );
+  const deps = testAppDeps(clients, store, {
+    config: { metricsToken: options.metricsToken },
+    logger: options.logger ?? createLogger("silent"),
+    pools: clients.pools,
+    ...(options.responseCache ? { responseCache: options.responseCache } : {}),
+    clock: options.clock,
+    probes: {
+      postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
+      store: () => store.ping(),
+    },
+  });
+  const app = createApp(deps);
   const token = (sub: string, tenant?: string, ttl = "1h") => signDevToken({ secret: TEST_JWT_SECRET, sub, tenant, ttl });
   return {
     app,
@@ -117,6 +120,7 @@ export async function createTestApp(
     token,
     memberToken: (slug, role) => token(demoEmail(role, slug), slug),
     adminToken: () => token(DEMO_PLATFORM_ADMIN.subject),
+    settle: () => deps.inFlight!.settle(),
     async gql(query, opts = {}) {
       const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };
       if (opts.token) headers.authorization = `Bearer ${opts.token}`;

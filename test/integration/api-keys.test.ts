@@ -1,13 +1,16 @@
 import { createHash } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { LAST_USED_FLUSH_MS, noteApiKeyUse } from "../../src/tenancy/last-used.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeyUse, LAST_USED_FLUSH_MS } from "../../src/tenancy/last-used.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { ManualClock } from "../helpers/manual-clock.ts";
 import { createReplica, sharedStores, type Gql } from "../helpers/replica.ts";
 
 /**
  * API keys end to end: created through GraphQL, used with X-API-Key (tenant
  * and role fixed by the key), lastUsedAt coalesced, expiry, rotation with a
  * grace period, and revocation refused on the next request on every replica.
+ * The app runs on a clock of the test's (starting at the real time, moved
+ * only by the test), so the times it writes are the clock's, exactly.
  */
 
 const CREATE = `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret apiKey { id name role prefix createdAt lastUsedAt expiresAt revokedAt } } }`;
@@ -20,6 +23,7 @@ describe("API keys", () => {
   let replica: { gql: Gql; close(): Promise<void> };
   const [storeA, storeB] = sharedStores(2);
   let admin: string;
+  const clock = new ManualClock();
 
   const withKey = (secret: string, app: { gql: Gql } = t, headers: Record<string, string> = {}) => (query: string, variables?: Record<string, unknown>) =>
     app.gql(query, { variables, headers: { "x-api-key": secret, ...headers } });
@@ -30,7 +34,7 @@ describe("API keys", () => {
   };
 
   beforeAll(async () => {
-    t = await createTestApp({ store: storeA });
+    t = await createTestApp({ store: storeA, clock: clock.now });
     replica = createReplica(t, storeB!);
     admin = await t.memberToken("acme", "ADMIN");
   });
@@ -96,17 +100,16 @@ describe("API keys", () => {
     expect(bogus.body.errors?.[0].extensions.code).toBe("UNAUTHENTICATED");
   });
 
-  it("a request with a key records its lastUsedAt (fire-and-forget), which the key's node shows", async () => {
+  it("a request with a key records its lastUsedAt (fire-and-forget) at the app's clock, which the key's node shows", async () => {
     const { secret, apiKey } = await create({ name: "used", role: "VIEWER" });
+    clock.advance(1_000);
     expect((await withKey(secret)(WHO)).status).toBe(200);
-    // The request does not wait for the write: wait for it to land.
-    const row = await vi.waitFor(async () => {
-      const r = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
-      expect(r.lastUsedAt).not.toBeNull();
-      return r;
-    });
+    // The request does not wait for the write: the app's writes under way are awaited.
+    await t.settle();
+    const row = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
+    expect(row.lastUsedAt?.getTime()).toBe(clock.now());
     const listed = await t.gql(`query($id: ID!) { node(id: $id) { ... on ApiKey { lastUsedAt } } }`, { token: admin, variables: { id: apiKey.id } });
-    expect(Date.parse(listed.body.data.node.lastUsedAt)).toBe(row.lastUsedAt!.getTime());
+    expect(Date.parse(listed.body.data.node.lastUsedAt)).toBe(clock.now());
   });
 
   it("coalesces lastUsedAt writes to one a minute per key (clock injected)", async () => {
@@ -114,14 +117,15 @@ describe("API keys", () => {
     const key = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
     const lastUsed = async () => (await t.clients.platform.apiKey.findUniqueOrThrow({ where: { tenantId_id: { tenantId: key.tenantId, id: key.id } } })).lastUsedAt?.getTime();
     const t0 = Date.UTC(2030, 0, 1, 12, 0, 0);
-    await noteApiKeyUse(t.clients.platform, key, t0);
+    const uses = new ApiKeyUse(t.clients.platform);
+    await uses.note(key, t0);
     expect(await lastUsed()).toBe(t0);
     // Within the minute: no write at all.
-    expect(noteApiKeyUse(t.clients.platform, key, t0 + 1_000)).toBeUndefined();
-    expect(noteApiKeyUse(t.clients.platform, key, t0 + LAST_USED_FLUSH_MS - 1)).toBeUndefined();
+    expect(uses.note(key, t0 + 1_000)).toBeUndefined();
+    expect(uses.note(key, t0 + LAST_USED_FLUSH_MS - 1)).toBeUndefined();
     expect(await lastUsed()).toBe(t0);
     // A minute later: written again.
-    await noteApiKeyUse(t.clients.platform, key, t0 + LAST_USED_FLUSH_MS);
+    await uses.note(key, t0 + LAST_USED_FLUSH_MS);
     expect(await lastUsed()).toBe(t0 + LAST_USED_FLUSH_MS);
   });
 
@@ -138,12 +142,13 @@ describe("API keys", () => {
     expect(res.body.errors?.[0].extensions.code).toBe("UNAUTHENTICATED");
   });
 
-  it("revocation holds on the next request on every replica", async () => {
+  it("revocation holds on the next request on every replica; revokedAt is the app's clock", async () => {
     const { secret, apiKey } = await create({ name: "doomed", role: "VIEWER" });
     expect((await withKey(secret, t)(WHO)).status).toBe(200);
     expect((await withKey(secret, replica)(WHO)).status).toBe(200);
-    const res = await replica.gql(REVOKE, { token: admin, variables: { i: { id: apiKey.id } } });
-    expect(res.body.data.revokeApiKey.apiKey.revokedAt).not.toBeNull();
+    clock.advance(2_000);
+    const res = await t.gql(REVOKE, { token: admin, variables: { i: { id: apiKey.id } } });
+    expect(Date.parse(res.body.data.revokeApiKey.apiKey.revokedAt)).toBe(clock.now());
     for (const app of [t, replica]) {
       const after = await withKey(secret, app)(WHO);
       expect(after.status).toBe(401);

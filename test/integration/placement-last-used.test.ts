@@ -1,9 +1,9 @@
 import pg from "pg";
-import { beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { moveFenceSql } from "../../src/db/placement-move.ts";
 import { placementPoolsOf } from "../../src/db/clients.ts";
-import { noteApiKeyUse } from "../../src/tenancy/last-used.ts";
+import { ApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp, tenantRows } from "../helpers/placements.ts";
 
@@ -46,12 +46,11 @@ describe("an API key's last use in a placed tenant", () => {
     expect(before.body.data.node.lastUsedAt).toBeNull();
     const used = await t.gql(`{ tenant { slug } }`, { headers: { "x-api-key": k.secret } });
     expect(used.body.errors).toBeUndefined();
-    // The request does not wait for the write: wait for the tenant to see it (read in its placement).
-    const seen = await vi.waitFor(async () => {
-      const res = await t.gql(LAST_USED, { token: k.owner, variables: { id: k.nodeId } });
-      expect(res.body.data.node.lastUsedAt).not.toBeNull();
-      return Date.parse(res.body.data.node.lastUsedAt as string);
-    });
+    // The request does not wait for the write: the app's writes under way are awaited, then the tenant sees it (read in its placement).
+    await t.settle();
+    const res = await t.gql(LAST_USED, { token: k.owner, variables: { id: k.nodeId } });
+    expect(res.body.data.node.lastUsedAt).not.toBeNull();
+    const seen = Date.parse(res.body.data.node.lastUsedAt as string);
     const inPlacement = await (await tenantRows(t.clients, k.tenantId)).apiKey.findFirstOrThrow({ where: { id: k.keyId } });
     expect(inPlacement.lastUsedAt?.getTime()).toBe(seen);
   });
@@ -75,15 +74,16 @@ describe("an API key's last use in a placed tenant", () => {
     const on = { pools: placementPoolsOf(t.clients.app), ref: k.ref };
     const key = { id: k.keyId, tenantId: k.tenantId };
     const t0 = Date.UTC(2031, 0, 1, 12, 0, 0);
-    await holdingFence(k, async () => noteApiKeyUse(t.clients.platform, key, t0, on));
+    const uses = new ApiKeyUse(t.clients.platform);
+    await holdingFence(k, async () => uses.note(key, t0, on));
     expect(await lastUsed()).toBeNull();
     // A copy whose tenants row names another placement (a move switched away from it): nothing written.
     await rows.$executeRawUnsafe(`UPDATE tenants SET placement = 'POOLED', placement_server = NULL, placement_name = NULL WHERE id = $1::uuid`, k.tenantId);
-    await noteApiKeyUse(t.clients.platform, key, t0 + 1_000, on);
+    await uses.note(key, t0 + 1_000, on);
     expect(await lastUsed()).toBeNull();
     await rows.$executeRawUnsafe(`UPDATE tenants SET placement = $2::"Placement", placement_server = $3, placement_name = $4 WHERE id = $1::uuid`, k.tenantId, k.ref.placement, k.ref.server, k.ref.name);
     // Neither counted as written: the next use (within the minute) writes it.
-    await noteApiKeyUse(t.clients.platform, key, t0 + 2_000, on);
+    await uses.note(key, t0 + 2_000, on);
     expect(await lastUsed()).toBe(t0 + 2_000);
   });
 });

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
 import { moveFenceSql, moveTenantRows, routeOf, settleMoves } from "../../src/db/placement-move.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
-import { noteApiKeyUse } from "../../src/tenancy/last-used.ts";
+import { ApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp } from "../helpers/placements.ts";
 import { tenantKey } from "../../src/infra/store.ts";
@@ -99,18 +99,19 @@ describe("placement move and directory sync", () => {
     const { tenantId, keyId } = await placedWithKey("last-used-fenced");
     const key = { id: keyId, tenantId };
     const t0 = Date.now();
+    const uses = new ApiKeyUse(t.clients.platform);
     // The fence as a move holds it in the main database (where last uses are written, whatever the source).
     const fence = new pg.Client({ connectionString: t.db.url });
     await fence.connect();
     try {
       await fence.query(`SELECT pg_advisory_lock(${moveFenceSql("$1::text")})`, [tenantId]);
-      await noteApiKeyUse(t.clients.platform, key, t0);
+      await uses.note(key, t0);
       expect(await lastUsedInMain(keyId)).toBeNull();
     } finally {
       await fence.end();
     }
     // Within the minute, yet written: the one before was not.
-    const next = noteApiKeyUse(t.clients.platform, key, t0 + 1_000);
+    const next = uses.note(key, t0 + 1_000);
     expect(next).toBeDefined();
     await next;
     expect(await lastUsedInMain(keyId)).toEqual(new Date(t0 + 1_000));

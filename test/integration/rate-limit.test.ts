@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { consumeRequest } from "../../src/infra/rate-limit.ts";
+import { RateLimiter } from "../../src/infra/rate-limit.ts";
 import { MemoryStore } from "../../src/infra/store.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
@@ -107,6 +107,23 @@ describe("rate limit", () => {
     expect(results.filter((r) => r.status === 429)).toHaveLength(10);
   });
 
+  it("a limit lowered behind the cache: the request counted against the cached one is refused with the clock's Retry-After", async () => {
+    await setLimit("globex", 5);
+    const token = await t.memberToken("globex", "VIEWER");
+    for (let i = 0; i < 3; i++) expect((await t.gql(`{ tenant { slug } }`, { token })).status).toBe(200);
+    // PostgreSQL's limit drops to 2; the directory's cached tenant still says 5.
+    await t.clients.platform.tenantLimitOverride.update({
+      where: { tenantId_resource: { tenantId: ids.globex!, resource: "API_REQUESTS_PER_MINUTE" } },
+      data: { limit: 2 },
+    });
+    const res = await t.gql(`{ tenant { slug } }`, { token });
+    expect(res.status).toBe(429);
+    expect(res.body.errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", limit: 2 });
+    expect(res.headers.get("x-ratelimit-limit")).toBe("2");
+    // The clock stands a second into its minute.
+    expect(Number(res.headers.get("retry-after"))).toBe(59);
+  });
+
   it("a null override means unlimited: no rate-limit headers", async () => {
     await setLimit("wayne", null);
     const res = await t.gql(`{ tenant { slug } }`, { token: await t.memberToken("wayne", "VIEWER") });
@@ -139,17 +156,16 @@ describe("rate limit", () => {
   });
 });
 
-describe("consumeRequest (unit, in-process store)", () => {
+describe("RateLimiter (unit, in-process store)", () => {
   it("counts per tenant and refuses over the limit with the state attached", async () => {
-    const store = new MemoryStore();
-    const fixed = () => 61_000;
-    const a = await consumeRequest(store, "tenant-a", 2, fixed);
+    const limiter = new RateLimiter(new MemoryStore(), () => 61_000);
+    const a = await limiter.consume("tenant-a", 2);
     expect(a).toMatchObject({ limit: 2, remaining: 1 });
-    expect((await consumeRequest(store, "tenant-a", 2, fixed)).remaining).toBe(0);
-    await expect(consumeRequest(store, "tenant-a", 2, fixed)).rejects.toMatchObject({
+    expect((await limiter.consume("tenant-a", 2)).remaining).toBe(0);
+    await expect(limiter.consume("tenant-a", 2)).rejects.toMatchObject({
       extensions: { code: "RATE_LIMITED", http: { status: 429 } },
       rateLimit: { limit: 2, remaining: 0 },
     });
-    expect((await consumeRequest(store, "tenant-b", 2, fixed)).remaining).toBe(1);
+    expect((await limiter.consume("tenant-b", 2)).remaining).toBe(1);
   });
 });

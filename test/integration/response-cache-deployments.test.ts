@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { createApp, type App } from "../../src/app.ts";
-import { DEFAULT_CACHE_TTL_SECONDS, settleResponseCacheWrites } from "../../src/infra/response-cache.ts";
+import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { demoEmail } from "../../src/db/seed.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import type { Store } from "../../src/infra/store.ts";
@@ -22,6 +22,7 @@ describe("a copy of the main database sharing Redis: response cache", () => {
   let a: TestApp;
   let shared: Store;
   let bApp: App;
+  let settleB: () => Promise<void>;
   let bClients: ReturnType<typeof createTestClients>;
   const bName = `tg_probe_clone_${process.pid}_${Date.now()}`;
 
@@ -42,7 +43,9 @@ describe("a copy of the main database sharing Redis: response cache", () => {
     }
     await admin.end();
     bClients = createTestClients(databaseUrl(testServerUrl(), bName));
-    bApp = createApp(testAppDeps(bClients, shared, { logger: createLogger("silent"), pools: bClients.pools, responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } }));
+    const bDeps = testAppDeps(bClients, shared, { logger: createLogger("silent"), pools: bClients.pools, responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
+    bApp = createApp(bDeps);
+    settleB = () => bDeps.inFlight!.settle();
   }, 120_000);
   afterAll(async () => {
     await bClients?.close();
@@ -61,7 +64,7 @@ describe("a copy of the main database sharing Redis: response cache", () => {
       const body = await res.json();
       // A's pooled connections were terminated for the clone: retry a connection error once or twice.
       if (body.errors && i < 3 && /INTERNAL|UNAVAILABLE/.test(JSON.stringify(body.errors))) continue;
-      await settleResponseCacheWrites();
+      await (app === bApp ? settleB() : a.settle());
       return { body, cache: res.headers.get("x-cache") };
     }
   }

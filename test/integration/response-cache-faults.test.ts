@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_CACHE_TTL_SECONDS, settleResponseCacheWrites } from "../../src/infra/response-cache.ts";
+import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { RedisStore } from "../../src/infra/store.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
@@ -39,7 +39,7 @@ describe("response cache with its Redis down or restarted from an old dump", () 
 
   const read = async () => {
     const res = await t.gql(PROJECTS, { token: owner });
-    await settleResponseCacheWrites();
+    await t.settle();
     expect(res.body.errors).toBeUndefined();
     return { cache: res.headers.get("x-cache"), body: res.body };
   };

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
-import { DEFAULT_CACHE_TTL_SECONDS, settleResponseCacheWrites } from "../../src/infra/response-cache.ts";
+import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { hourStart, requestCounterKey } from "../../src/infra/request-counter.ts";
 import { RedisStore } from "../../src/infra/store.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
@@ -51,7 +51,7 @@ describe("response cache", () => {
   /** One read; its cache write (if any) has landed when it returns. */
   async function read(q: string, token: string, headers: Record<string, string> = {}, variables?: Record<string, unknown>) {
     const res = await t.gql(q, { token, headers, variables });
-    await settleResponseCacheWrites();
+    await t.settle();
     return res;
   }
   async function mutate(q: string, token: string, variables: Record<string, unknown>) {
@@ -306,7 +306,7 @@ describe("response cache", () => {
     const headers = { "x-api-key": created.createApiKey.secret };
     const viaKey = async () => {
       const res = await t.app.fetch("http://localhost/graphql", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ query: PROJECTS }) });
-      await settleResponseCacheWrites();
+      await t.settle();
       return { status: res.status, headers: res.headers, body: (await res.json()) as any };
     };
     await viaKey();

@@ -73,7 +73,7 @@ export async function revokeApiKey(ctx: TenantContext, id: string, input: unknow
     if (!current) throw notFound("ApiKey");
     const row = current.revokedAt
       ? current
-      : await tx.apiKey.update({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } }, data: { revokedAt: new Date() } });
+      : await tx.apiKey.update({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } }, data: { revokedAt: new Date(ctx.now()) } });
     await writeAudit(tx, ctx, { targetType: "ApiKey", targetId: id, metadata: { input } });
     // Streams opened with this key end (UNAUTHENTICATED) on every replica.
     publishAfterCommit(tx, ctx.tenant.id, { type: "access" });

@@ -206,13 +206,19 @@ export class RedisStore implements Store {
   }
 }
 
+/** The in-process store; its TTLs and windows run on `now` (the app's clock; tests inject one). */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
   private readonly data = new Map<string, { value: string; expiresAt: number }>();
+  private readonly now: () => number;
+
+  constructor(opts: { now?: () => number } = {}) {
+    this.now = opts.now ?? Date.now;
+  }
 
   private live(key: string) {
     const entry = this.data.get(key);
-    if (entry && entry.expiresAt <= Date.now()) {
+    if (entry && entry.expiresAt <= this.now()) {
       this.data.delete(key);
       return undefined;
     }
@@ -222,13 +228,13 @@ export class MemoryStore implements Store {
     return this.live(key)?.value ?? null;
   }
   async set(key: string, value: string, ttlSeconds: number) {
-    this.data.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000 });
+    this.data.set(key, { value, expiresAt: this.now() + ttlSeconds * 1000 });
   }
   async del(...keys: string[]) {
     for (const k of keys) this.data.delete(k);
   }
   async hit(key: string, windowMs: number, by = 1) {
-    const entry = this.live(key) ?? { value: "0", expiresAt: Date.now() + windowMs };
+    const entry = this.live(key) ?? { value: "0", expiresAt: this.now() + windowMs };
     entry.value = String(Number(entry.value) + by);
     this.data.set(key, entry);
     return { count: Number(entry.value), resetAt: entry.expiresAt };

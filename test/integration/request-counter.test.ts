@@ -7,7 +7,13 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
  * Issue 6 point 3: API requests per tenant per hour, counted in the store on
  * every tenant-scoped request, flushed to usage_counters in batches (one
  * statement per flush, none per request), and not lost across a restart.
+ * The app counts in the hours of its clock, which stands still here in an
+ * hour of the file's own (no request of a test falls in the next hour, and
+ * the counts read are the app's, not the wall clock's hour).
  */
+
+const NOW = Date.UTC(2026, 2, 1, 10, 30);
+const clock = () => NOW;
 
 describe("API request counting", () => {
   let t: TestApp;
@@ -15,7 +21,7 @@ describe("API request counting", () => {
   let globexId: string;
 
   beforeAll(async () => {
-    t = await createTestApp({ store: isolatedStore() });
+    t = await createTestApp({ store: isolatedStore(), clock });
     ({ acme: acmeId, globex: globexId } = (await tenantIdsBySlug(t)) as { acme: string; globex: string });
   });
   afterAll(async () => {
@@ -23,7 +29,7 @@ describe("API request counting", () => {
     await t?.store.close();
   });
 
-  const persisted = async (tenantId: string, at = Date.now()) =>
+  const persisted = async (tenantId: string, at = NOW) =>
     (
       await t.clients.platform.usageCounter.findUnique({
         where: { tenantId_resource_windowStart: { tenantId, resource: REQUEST_RESOURCE, windowStart: new Date(hourStart(at)) } },
@@ -32,12 +38,12 @@ describe("API request counting", () => {
 
   it("every tenant-scoped request is counted in the store, not in PostgreSQL", async () => {
     const token = await t.memberToken("acme", "VIEWER");
-    const before = Number((await t.store.get(requestCounterKey(acmeId, hourStart(Date.now())))) ?? 0);
+    const before = Number((await t.store.get(requestCounterKey(acmeId, hourStart(NOW)))) ?? 0);
     const persistedBefore = await persisted(acmeId);
     for (let i = 0; i < 3; i++) expect((await t.gql(`{ tenant { slug } }`, { token })).status).toBe(200);
     // A request without a tenant is not counted.
     await t.gql(`{ viewer { isPlatformAdmin } }`, { token: await t.adminToken() });
-    const after = Number(await t.store.get(requestCounterKey(acmeId, hourStart(Date.now()))));
+    const after = Number(await t.store.get(requestCounterKey(acmeId, hourStart(NOW))));
     expect(after - before).toBe(3);
     expect(await persisted(acmeId)).toBe(persistedBefore);
   });
@@ -66,8 +72,8 @@ describe("API request counting", () => {
   it("the app's own requests reach usage_counters through a flush and show up in Platform.tenantUsage", async () => {
     const token = await t.memberToken("acme", "VIEWER");
     await t.gql(`{ tenant { slug } }`, { token });
-    const inStore = Number(await t.store.get(requestCounterKey(acmeId, hourStart(Date.now()))));
-    await new RequestCounter({ db: t.clients.platform, store: t.store }).flush();
+    const inStore = Number(await t.store.get(requestCounterKey(acmeId, hourStart(NOW))));
+    await new RequestCounter({ db: t.clients.platform, store: t.store, now: clock }).flush();
     expect(await persisted(acmeId)).toBe(inStore);
     const res = await t.gql(`{ platform { tenantUsage(first: 10) { edges { node { tenant { slug } apiRequests } } } } }`, { token: await t.adminToken() });
     expect(res.body.errors).toBeUndefined();

@@ -5,6 +5,7 @@ import { placementFor, placementOf, POOLED, type PlacementRef } from "../../src/
 import { moveFenceSql, moveTenantRows, settleMoves } from "../../src/db/placement-move.ts";
 import { placementSyncLockSql } from "../../src/db/placement-sync.ts";
 import type { TestApp } from "../helpers/app.ts";
+import { eventually } from "../helpers/eventually.ts";
 import { placementApp, sql } from "../helpers/placements.ts";
 import { childEnv, ROOT } from "../helpers/server-process.ts";
 import { tenantKey } from "../../src/infra/store.ts";
@@ -50,24 +51,20 @@ describe("a move whose mover dies", () => {
   /** The mover's connections name themselves (PGAPPNAME), so the test sees where they wait. */
   const MOVER = "tg-move-child";
 
-  /** Resolves once a connection of the mover waits for an advisory lock (it reached the point the test holds). */
-  async function moverWaiting() {
-    for (;;) {
+  /** Resolves once a connection of the mover (another process) waits for an advisory lock (it reached the point the test holds). */
+  const moverWaiting = () =>
+    eventually("the mover waiting at the test's lock", async () => {
       const [row] = await sql<{ n: number }>(t.db.url, `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = $1`, [MOVER]);
-      if (row!.n > 0) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+      return row!.n > 0;
+    }, 60_000);
 
   /** Resolves once the dead mover's session locks (its move lock) are gone with its backends. */
-  async function moverGone(tenantId: string) {
-    for (;;) {
+  const moverGone = (tenantId: string) =>
+    eventually("the dead mover's move lock released", async () => {
       const [row] = await sql<{ free: boolean }>(t.db.url, `SELECT pg_try_advisory_lock(hashtext('tenant-mover:' || $1::text)) AS free`, [tenantId]);
       // The try's own session ends with sql()'s connection, releasing it.
-      if (row!.free) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+      return row!.free;
+    }, 60_000);
 
   /** Starts a mover process, waits until it is held at the test's lock, and kills it (SIGKILL). */
   async function killMoverAt(tenantId: string, from: string, to: string, held: pg.Client) {

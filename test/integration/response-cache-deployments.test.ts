@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
 import { createApp, type App } from "../../src/app.ts";
 import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
@@ -31,16 +31,14 @@ describe("a copy of the main database sharing Redis: response cache", () => {
     a = await createTestApp({ store: shared, responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
     const admin = new pg.Client({ connectionString: testServerUrl() });
     await admin.connect();
-    for (let i = 0; ; i++) {
-      try {
+    // A template must have no connection: A's pools reconnect meanwhile, so end them until the copy is made.
+    await vi.waitFor(
+      async () => {
         await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [a.db.name]);
         await admin.query(`CREATE DATABASE "${bName}" TEMPLATE "${a.db.name}"`);
-        break;
-      } catch (err) {
-        if (i > 20) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+      },
+      { timeout: 30_000, interval: 100 },
+    );
     await admin.end();
     bClients = createTestClients(databaseUrl(testServerUrl(), bName));
     const bDeps = testAppDeps(bClients, shared, { logger: createLogger("silent"), pools: bClients.pools, responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });

@@ -10,19 +10,16 @@ import { childEnv, ROOT, runTs } from "../helpers/server-process.ts";
 
 function npm(args: string[], env: Record<string, string | undefined>, timeoutMs = 120_000) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn("npm", ["run", "--silent", ...args], { cwd: ROOT, env: childEnv(env) });
+    // Killed by Node past `timeoutMs`: a hung script fails the test with its output.
+    const child = spawn("npm", ["run", "--silent", ...args], { cwd: ROOT, env: childEnv(env), timeout: timeoutMs, killSignal: "SIGKILL" });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`npm ${args.join(" ")} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
     child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+    child.on("close", (code, signal) => {
+      if (signal === "SIGKILL") reject(new Error(`npm ${args.join(" ")} timed out\n${stdout}\n${stderr}`));
+      else resolve({ code, stdout, stderr });
     });
   });
 }

@@ -12,8 +12,25 @@ import { isolatedStore } from "../helpers/isolated-store.ts";
  * statement_timeout (set per transaction), the GraphQL answer carries the
  * coded error QUERY_TIMEOUT, and another tenant's requests carry on
  * meanwhile. Asserted by what happened (SQLSTATE 57014, the error code,
- * requests that completed), never by how long it took.
+ * requests that completed), never by how long it took. The slow statements
+ * wait for a lock the test holds for longer than the test lasts: only their
+ * timeout can end them.
  */
+
+let lockKey = 0x5eed_0000 + (process.pid % 10_000) * 16;
+
+/** Holds an advisory lock on a connection of its own until `fn` ends; `fn` gets the statement that waits for it. */
+async function whileLockHeld<T>(url: string, fn: (waiting: Prisma.Sql) => Promise<T>): Promise<T> {
+  const key = ++lockKey;
+  const holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  try {
+    await holder.query("SELECT pg_advisory_lock($1)", [key]);
+    return await fn(Prisma.sql`SELECT pg_advisory_xact_lock(${key}::bigint)`);
+  } finally {
+    await holder.end();
+  }
+}
 
 describe("per-plan statement_timeout", () => {
   let t: TestApp;
@@ -59,7 +76,7 @@ describe("per-plan statement_timeout", () => {
 
   it("recognises the cancellation by its SQLSTATE, whatever the timeout", async () => {
     const db = new TenantDb(t.clients.app, { tenantId: tenants.acme!.id, statementTimeoutMs: 50, mode: "statement" });
-    const outcome = await db.queryRaw(Prisma.sql`SELECT pg_sleep(30)`).then(() => null, (e: unknown) => e);
+    const outcome = await whileLockHeld(t.db.url, (waiting) => db.queryRaw(waiting).then(() => null, (e: unknown) => e));
     expect(isStatementTimeout(outcome)).toBe(true);
     // The plain statement of the same tenant, under no timeout, is not one.
     const fine = await tenantDb("wayne").queryRaw(Prisma.sql`SELECT 1 AS one`).then(() => null, (e: unknown) => e);
@@ -71,10 +88,12 @@ describe("per-plan statement_timeout", () => {
   // statement of their own, a row lock of their own).
   describe.concurrent("at the FREE plan's 5 s", () => {
     it("cancels a FREE tenant's statement that outlasts its plan's timeout (SQLSTATE 57014) while another tenant proceeds", async () => {
-      // pg_sleep(30) would outlast the test: only the 5 s statement_timeout
-      // (the plan's, as the test above shows) can end it in time.
-      const slow = tenantDb("globex").queryRaw(Prisma.sql`SELECT pg_sleep(30)`);
-      const [outcome, completed] = await Promise.all([slow.then(() => null, (e: unknown) => e), neighbourWhile(slow)]);
+      // The lock is held until the test ends: only the 5 s statement_timeout
+      // (the plan's, as the test above shows) can end the wait.
+      const [outcome, completed] = await whileLockHeld(t.db.url, (waiting) => {
+        const slow = tenantDb("globex").queryRaw(waiting);
+        return Promise.all([slow.then(() => null, (e: unknown) => e), neighbourWhile(slow)]);
+      });
       expect(isStatementTimeout(outcome)).toBe(true);
       expect(outcome).not.toBeNull();
       expect(completed).toBeGreaterThan(0);

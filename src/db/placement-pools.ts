@@ -6,34 +6,13 @@ import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { placementKey, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 
 /**
- * The connection pools of the placements (docs/placement.md, "Pools"), made
- * on first use and kept for the process's life:
- *   - POOLED tenants use the main tier pools (src/db/clients.ts);
- *   - SCHEMA tenants share a second set of tier pools on the main database,
- *     so a busy SCHEMA tenant never takes a POOLED tenant's connections; a
- *     schema's clients name its tables (the adapter's `schema` option) and
- *     its transactions set search_path to it alone;
- *   - each DATABASE placement has tier pools of its own, on its database.
- * Every group is divided by plan, with the POOL_SIZE_<PLAN> sizes: one
- * tier's slow queries hold only that tier's connections of that placement;
- * each group also has a small pool for live-event reads (POOL_SIZE_LIVE).
- * The app pools connect as tenantgraph_app and the platform ones as
- * tenantgraph_platform, like the main ones: with APP_DATABASE_URL /
- * PLATFORM_DATABASE_URL (their own logins) for SCHEMA placements and for
- * DATABASE placements on the main server; elsewhere through the server's
- * URL with the role set at connection start.
- *
- * Idle eviction (PLACEMENT_POOL_IDLE_MS): a group none of whose pools was
- * used (a client asked for, a connection checked out or given back) for
- * that long, and that holds no checked-out connection and no waiter, is
- * dropped: its pools, clients and request slots leave the maps, and the
- * next use of the placement opens them anew. Never while a request holds a
- * connection of the group. The dropped pools are not ended: their idle
- * connections are already closed by the pools' own 30 s idle timeout
- * (src/db/clients.ts createPool), and a holder of the old client (a
- * subscription's TenantDb, made once per stream) still works; the objects
- * are reclaimed with the last holder. So a process keeps the objects of the
- * placements used in the last PLACEMENT_POOL_IDLE_MS only.
+ * The connection pools of the placements, made on first use: one group for
+ * the SCHEMA tenants (on the main database), one per DATABASE placement;
+ * each divided by plan (POOL_SIZE_<PLAN>) plus a live-event pool, logging in
+ * as the main pools do. A group idle for PLACEMENT_POOL_IDLE_MS, with no
+ * connection checked out and no waiter, is dropped and reopened on next use
+ * (its pools are not ended: a holder of an old client keeps working).
+ * Why and how: docs/placement.md, "Pools".
  */
 
 export interface PlacementClient {

@@ -3,46 +3,14 @@ import type { Logger } from "./logger.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
 
 /**
- * API requests per tenant per hour (`Platform.tenantUsage.apiRequests`).
- *
- * Counting: every tenant-scoped request adds one to `t:{<tenant>}:req:<hour>`
- * in the shared store (one atomic INCRBY, no database write). The key holds
- * the hour's running total across every replica sharing the store, and lives
- * two hours, so it outlasts its hour by at least one.
- *
- * Flushing: every `intervalMs` (and on shutdown) the flusher reads the totals
- * of the tenant-hours it saw since its last flush and writes them to
- * `usage_counters` in ONE statement, as absolute values merged with
- * GREATEST. That makes a flush idempotent: replicas may flush the same hour
- * concurrently, a flush may be retried, and a restarted process picks up what
- * the dead one never flushed, because its first flush sweeps every tenant's
- * current and previous hour from the store. With Redis nothing is lost on a
- * crash (the totals stay in Redis); with the in-process store the counts die
- * with the process, so at most one flush interval is lost.
- *
- * Store unavailable (docs/degraded-modes.md): a count that cannot reach the
- * store is buffered in the process, per tenant-hour, and added to the store
- * at the next flush that finds it again; the request is never failed for it.
- * If the store is still down at shutdown, the buffered counts are added to
- * `usage_counters` directly (a later flush of the store's total keeps the
- * greater of the two: an hour can be under-counted by the smaller, never
- * counted twice).
- *
- * Storage: `usage_counters` rows with resource API_REQUESTS_PER_MINUTE (the
- * request resource of the QuotaResource enum; adding a new value would also
- * add it to the public GraphQL enum) and `window_start` = the start of the
- * hour: one row per tenant per hour. A ranged `tenantUsage` sums these rows;
- * the unranged one reads each tenant's total (`tenant_request_totals`), which
- * the flush moves by the rows' difference in the same statement.
- *
- * Locks (migration 20261202007000_tenant_stats_locks): a flush covers many
- * tenants, so it must never wait for one tenant's transaction, nor hold a
- * row a tenant's transaction needs. It writes through
- * app_request_counts_flush(), which locks the tenants' total rows in
- * tenant_id order, skipping any another flush, a purge or a recount holds
- * (those tenant-hours stay pending for the next flush), and runs with a
- * lock_timeout; no tenant mutation locks those rows, and no trigger fires on
- * usage_counters.
+ * API requests per tenant per hour (`Platform.tenantUsage.apiRequests`):
+ * each tenant-scoped request adds one to `t:{<tenant>}:req:<hour>` in the
+ * shared store; every `intervalMs` and at shutdown the flusher writes the
+ * totals of the tenant-hours it saw (after a restart: every tenant's current
+ * and previous hour) to `usage_counters` in one idempotent statement,
+ * app_request_counts_flush(). A count the store cannot take is buffered in
+ * the process until it can. Design, idempotency and locks: docs/database.md,
+ * "API request counts"; degraded mode: docs/degraded-modes.md.
  */
 
 export const REQUEST_RESOURCE = "API_REQUESTS_PER_MINUTE" as const;

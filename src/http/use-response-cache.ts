@@ -98,7 +98,7 @@ export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context>
     if (!tenantId || outcome === "BYPASS") return;
     if (outcome === "HIT") deps.metrics.cacheHit("response", tenantId);
     else deps.metrics.cacheMiss("response", tenantId);
-    countLookup(deps.store, tenantId, outcome === "HIT");
+    void deps.inFlight.track(countLookup(deps.store, tenantId, outcome === "HIT", ctx.now()));
   };
   const options = deps.options;
   const maxTtl = options?.maxTtlSeconds ?? MAX_TTL_SECONDS;

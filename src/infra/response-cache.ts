@@ -47,17 +47,20 @@ const DAY_MS = 86_400_000;
 /** Counts kept per UTC day, for two days. */
 const statsKey = (tenantId: string, kind: "h" | "m", day: number) => tenantKey(tenantId, "rcs", String(day), kind);
 
-/** Counts one lookup of a tenant's cache (fire-and-forget; a store that cannot answer loses the count). */
-export function countLookup(store: Store, tenantId: string, hit: boolean, now = Date.now()): void {
-  store.hit(statsKey(tenantId, hit ? "h" : "m", Math.floor(now / DAY_MS)), 2 * DAY_MS).catch(() => undefined);
+/** Counts one lookup of a tenant's cache in the UTC day of `now` (the app's clock; fire-and-forget: a store that cannot answer loses the count). */
+export function countLookup(store: Store, tenantId: string, hit: boolean, now: number): Promise<void> {
+  return store.hit(statsKey(tenantId, hit ? "h" : "m", Math.floor(now / DAY_MS)), 2 * DAY_MS).then(
+    () => undefined,
+    () => undefined,
+  );
 }
 
 /**
- * The tenant's hit rate over the current and the previous UTC day (hits /
+ * The tenant's hit rate over the UTC day of `now` (the app's clock) and the previous one (hits /
  * (hits + misses)); null when it had no cacheable reads then, or the store
  * cannot answer.
  */
-export async function cacheHitRate(store: Store, tenantId: string, now = Date.now()): Promise<number | null> {
+export async function cacheHitRate(store: Store, tenantId: string, now: number): Promise<number | null> {
   const today = Math.floor(now / DAY_MS);
   try {
     const counts = await Promise.all(

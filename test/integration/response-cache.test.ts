@@ -6,6 +6,8 @@ import { RedisStore } from "../../src/infra/store.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
 import { query } from "../helpers/catalog.ts";
 import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
+import { isolatedStore } from "../helpers/isolated-store.ts";
+import { ManualClock } from "../helpers/manual-clock.ts";
 
 /**
  * Issue 14: the tenant-aware response cache (docs/response-cache.md), on a
@@ -451,5 +453,49 @@ describe("response cache", () => {
     const after = await read(PROJECTS, token);
     expect(after.body.data ?? null).toBeNull();
     expect(xcache(after)).not.toBe("HIT");
+  });
+});
+
+/**
+ * The hit/miss counts behind `cacheHitRate` are kept per UTC day of the
+ * app's clock, counted and read by it: a clock ten days back counts in its
+ * own day, and the rate follows the clock out of its two-day window.
+ */
+describe("response cache hit rate on the app's clock", () => {
+  const clock = new ManualClock(Date.now() - 10 * 86_400_000);
+  let t: TestApp;
+  let ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    t = await createTestApp({ store: isolatedStore(), clock: clock.now, responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
+    ids = await tenantIdsBySlug(t);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await t?.store.close();
+  });
+
+  it("counts lookups in the clock's day, and reads the rate there", async () => {
+    const owner = await t.memberToken("acme", "OWNER");
+    const admin = await t.adminToken();
+    const outcomes = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await t.gql(`{ projects(first: 5) { edges { node { name } } } }`, { token: owner });
+      await t.settle();
+      outcomes.push(res.headers.get("x-cache"));
+    }
+    expect(outcomes).toEqual(["MISS", "HIT"]);
+    const day = Math.floor(clock.now() / 86_400_000);
+    expect(await t.store.get(`t:{${ids.acme}}:rcs:${day}:h`)).toBe("1");
+    expect(await t.store.get(`t:{${ids.acme}}:rcs:${day}:m`)).toBe("1");
+    const rate = async () => {
+      const res = await t.gql(`{ platform { tenantUsage(first: 10) { edges { node { tenant { slug } cacheHitRate } } } } }`, { token: admin });
+      expect(res.body.errors).toBeUndefined();
+      return res.body.data.platform.tenantUsage.edges.find((e: any) => e.node.tenant.slug === "acme").node.cacheHitRate;
+    };
+    expect(await rate()).toBe(0.5);
+    // Two days on, by the clock: the counts are out of the window.
+    clock.advance(2 * 86_400_000);
+    expect(await rate()).toBeNull();
   });
 });

@@ -38,6 +38,6 @@ builder.objectField(TenantUsageStatsRef, "cacheHitRate", (t) =>
   t.float({
     nullable: true,
     description: "Share of the tenant's cacheable reads answered from the response cache, over the current and the previous UTC day; null when none.",
-    resolve: (s, _args, ctx) => cacheHitRate(ctx.store, s.tenant.id),
+    resolve: (s, _args, ctx) => cacheHitRate(ctx.store, s.tenant.id, ctx.now()),
   }),
 );

@@ -12,6 +12,9 @@ export interface RateLimitState {
 
 const WINDOW_MS = 60_000;
 
+/** The store key of a tenant's one-minute window containing `now` (ms epoch): t:{id}:rl:<minute>. */
+export const rateLimitWindowKey = (tenantId: string, now: number) => tenantKey(tenantId, "rl", String(Math.floor(now / WINDOW_MS)));
+
 /** The RATE_LIMITED error consumeRequest throws: it carries the window's state for the response headers. */
 export const isRateLimited = (err: unknown): err is AppError & { rateLimit: RateLimitState } =>
   err instanceof AppError && "rateLimit" in err;
@@ -58,7 +61,7 @@ export class RateLimiter {
     let count: number;
     let scope: RateLimitState["scope"] = "shared";
     try {
-      count = (await this.store.hit(tenantKey(tenantId, "rl", String(window)), WINDOW_MS)).count;
+      count = (await this.store.hit(rateLimitWindowKey(tenantId, now), WINDOW_MS)).count;
     } catch (err) {
       if (!isStoreUnavailable(err)) throw err;
       count = this.fallback.hit(tenantId, window);

@@ -31,15 +31,13 @@ export const isCountResource = (r: QuotaResource): r is CountResource => COUNT_R
 export const HOUR_MS = 3_600_000;
 export const MINUTE_MS = 60_000;
 
-export const windowStart = (windowMs: number, now = Date.now()) => Math.floor(now / windowMs) * windowMs;
+/** The start of the window of `windowMs` containing `now` (the app's clock, ms epoch). */
+export const windowStart = (windowMs: number, now: number) => Math.floor(now / windowMs) * windowMs;
 
 /** The store key of a window-based quota for the window containing `now`. */
-export const quotaWindowKey = (tenantId: string, resource: QuotaResource, now = Date.now()) =>
+export const quotaWindowKey = (tenantId: string, resource: QuotaResource, now: number) =>
   tenantKey(tenantId, "q", resource, String(Math.floor(now / HOUR_MS)));
 
-/** The rate limiter's key (src/infra/rate-limit.ts): t:{id}:rl:<minute>. */
-export const rateLimitWindowKey = (tenantId: string, now = Date.now()) =>
-  tenantKey(tenantId, "rl", String(Math.floor(now / MINUTE_MS)));
 
 export function limitOf(tenant: TenantInfo, resource: QuotaResource): number | null {
   const limit = tenant.limits[resource];
@@ -99,7 +97,7 @@ export async function reserveWindowQuota(
   tenant: TenantInfo,
   resource: QuotaResource,
   cost: number,
-  now = Date.now(),
+  now: number,
 ): Promise<WindowReservation | null> {
   const limit = limitOf(tenant, resource);
   if (limit === null) return null;

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, scanNodes } from "../../src/infra/redis.ts";
 import { isStoreUnavailable, RedisStore, tenantKey } from "../../src/infra/store.ts";
 import { RedisStreamSlots, slotsKey } from "../../src/modules/live/stream-slots.ts";
-import { quotaWindowKey, rateLimitWindowKey } from "../../src/policy/quota.ts";
+import { rateLimitWindowKey } from "../../src/infra/rate-limit.ts";
+import { quotaWindowKey } from "../../src/policy/quota.ts";
 import { requestCounterKey } from "../../src/infra/request-counter.ts";
 import { responseCacheKey } from "../../src/infra/response-cache.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
@@ -67,8 +68,8 @@ describe("Redis Cluster", () => {
       const keys = [
         tenantKey(id, "info"),
         tenantKey(id, "m", randomUUID()),
-        quotaWindowKey(id, "DEPLOYMENTS_PER_HOUR"),
-        rateLimitWindowKey(id),
+        quotaWindowKey(id, "DEPLOYMENTS_PER_HOUR", Date.now()),
+        rateLimitWindowKey(id, Date.now()),
         requestCounterKey(id, 123),
         responseCacheKey(id, ["{ tenant { slug } }", "", "{}", "", "u"]),
         slotsKey(id),
@@ -92,8 +93,10 @@ describe("Redis Cluster", () => {
     await store.set(`tslug:${a}`, a, 60);
     await store.set(`ak:${a}`, "key", 60);
     expect(await store.get(tenantKey(a, "info"))).toBe("A");
-    expect((await store.hit(rateLimitWindowKey(a), 60_000)).count).toBe(1);
-    expect((await store.hit(rateLimitWindowKey(a), 60_000, 4)).count).toBe(5);
+    // One window's key (two readings of the wall clock could fall in two minutes).
+    const window = rateLimitWindowKey(a, Date.now());
+    expect((await store.hit(window, 60_000)).count).toBe(1);
+    expect((await store.hit(window, 60_000, 4)).count).toBe(5);
     // A directory invalidation: keys of several slots in one call.
     await store.del(tenantKey(a, "info"), `tslug:${a}`, `ak:${a}`);
     expect(await Promise.all([tenantKey(a, "info"), `tslug:${a}`, `ak:${a}`].map((k) => store.get(k)))).toEqual([null, null, null]);

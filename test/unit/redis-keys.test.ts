@@ -7,7 +7,8 @@ import { requestCounterKey } from "../../src/infra/request-counter.ts";
 import { responseCacheKey, responseCachePattern } from "../../src/infra/response-cache.ts";
 import { tenantKey } from "../../src/infra/store.ts";
 import { slotsKey } from "../../src/modules/live/stream-slots.ts";
-import { quotaWindowKey, rateLimitWindowKey } from "../../src/policy/quota.ts";
+import { rateLimitWindowKey } from "../../src/infra/rate-limit.ts";
+import { quotaWindowKey } from "../../src/policy/quota.ts";
 
 /**
  * Redis Cluster (docs/scale-out.md): a command, script, pipeline or MULTI

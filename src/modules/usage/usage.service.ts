@@ -6,10 +6,10 @@ import {
   countUsage,
   limitOf,
   quotaWindowKey,
-  rateLimitWindowKey,
   windowStart,
   windowUsage,
 } from "../../policy/quota.ts";
+import { rateLimitWindowKey } from "../../infra/rate-limit.ts";
 
 export interface QuotaUsage {
   resource: QuotaResource;

@@ -17,26 +17,11 @@ import { policyOf } from "../policy/enforcer.ts";
 import type { Context } from "../tenancy/context.ts";
 
 /**
- * The tenant-aware response cache (issue 14, docs/response-cache.md):
- * @envelop/response-cache with our own key, session, TTL and storage.
- *
- * It runs after `useRequestTransaction`, i.e. after the request's
- * authorization facts were read by PostgreSQL (membership, role, key,
- * suspension; the rate limit was counted while building the context), so a
- * cached answer is only ever served to a caller PostgreSQL has just
- * admitted. The same message read the tenant's cache generation
- * (`ctx.cacheFacts`), which is part of the key: any committed change of the
- * tenant moved it, so nothing cached before the change is addressed after.
- *
- * Used only for query operations with a tenant, not for mutations,
- * subscriptions or requests with `Cache-Control: no-cache`/`no-store`;
- * responses with errors are not stored, nor operations selecting a field
- * with a TTL of 0: @crossTenant fields (their audit entry must be written
- * each time), `Query.usage` (counts in Redis), `Viewer.memberships` (spans
- * tenants), `ApiKey.lastUsedAt` (written on a key's first use each
- * minute without moving the generation), introspection.
- *
- * Every response of /graphql carries `X-Cache: HIT | MISS | BYPASS`.
+ * The tenant-aware response cache: @envelop/response-cache with our own key,
+ * session, TTL and storage. It runs after `useRequestTransaction`, so an
+ * answer is only served to a caller PostgreSQL has just admitted, and the
+ * key holds the tenant's cache generation read with those facts. What is
+ * cached, for how long, and why: docs/response-cache.md.
  */
 
 export interface ResponseCacheDeps {

@@ -40,10 +40,10 @@ export function sharedStores(count: number): Store[] {
 
 export type Gql = TestApp["gql"];
 
-/** A second app over the database of `t`, with its own connections and directory. */
-export function createReplica(t: TestApp, store: Store): { gql: Gql; close(): Promise<void> } {
+/** A second app over the database of `t`, with its own connections and directory (and the clock given, e.g. the test app's). */
+export function createReplica(t: TestApp, store: Store, opts: { clock?: () => number } = {}): { gql: Gql; close(): Promise<void> } {
   const clients = createTestClients(t.db.url);
-  const app = createApp(testAppDeps(clients, store, { config: { graphiql: false } }));
+  const app = createApp(testAppDeps(clients, store, { config: { graphiql: false }, clock: opts.clock }));
   return {
     async gql(query, opts = {}) {
       const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };

@@ -35,7 +35,7 @@ describe("API keys", () => {
 
   beforeAll(async () => {
     t = await createTestApp({ store: storeA, clock: clock.now });
-    replica = createReplica(t, storeB!);
+    replica = createReplica(t, storeB!, { clock: clock.now });
     admin = await t.memberToken("acme", "ADMIN");
   });
   afterAll(async () => {
@@ -129,17 +129,17 @@ describe("API keys", () => {
     expect(await lastUsed()).toBe(t0 + LAST_USED_FLUSH_MS);
   });
 
-  it("refuses a key after its expiresAt", async () => {
-    const { secret, apiKey } = await create({ name: "short", role: "VIEWER", expiresAt: new Date(Date.now() + 3_600_000).toISOString() });
-    expect((await withKey(secret)(WHO)).status).toBe(200);
-    // The key's expiry moves into the past (as time would move it there).
-    const key = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
-    await t.clients.platform.apiKey.update({ where: { tenantId_id: { tenantId: key.tenantId, id: key.id } }, data: { expiresAt: new Date(Date.now() - 1_000) } });
-    const { Directory } = await import("../../src/tenancy/directory.ts");
-    await new Directory(t.clients.platform, storeA!).invalidateApiKeyHashes(key.secretHash);
-    const res = await withKey(secret)(WHO);
-    expect(res.status).toBe(401);
-    expect(res.body.errors?.[0].extensions.code).toBe("UNAUTHENTICATED");
+  it("refuses a key from its expiresAt on, by the app's clock, on every replica", async () => {
+    const { secret } = await create({ name: "short", role: "VIEWER", expiresAt: new Date(clock.now() + 3_600_000).toISOString() });
+    for (const app of [t, replica]) expect((await withKey(secret, app)(WHO)).status).toBe(200);
+    clock.advance(3_600_000 - 1);
+    for (const app of [t, replica]) expect((await withKey(secret, app)(WHO)).status).toBe(200);
+    clock.advance(1);
+    for (const app of [t, replica]) {
+      const res = await withKey(secret, app)(WHO);
+      expect(res.status).toBe(401);
+      expect(res.body.errors?.[0].extensions.code).toBe("UNAUTHENTICATED");
+    }
   });
 
   it("revocation holds on the next request on every replica; revokedAt is the app's clock", async () => {
@@ -170,14 +170,10 @@ describe("API keys", () => {
       expect((await withKey(old, app)(WHO)).status).toBe(200);
       expect((await withKey(next, app)(WHO)).status).toBe(200);
     }
-    // The grace period ends (moved into the past on the platform path, as time would).
-    const row = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
-    await t.clients.platform.apiKey.update({
-      where: { tenantId_id: { tenantId: row.tenantId, id: row.id } },
-      data: { previousExpiresAt: new Date(Date.now() - 1000) },
-    });
-    const { Directory } = await import("../../src/tenancy/directory.ts");
-    await new Directory(t.clients.platform, storeA!).invalidateApiKeyHashes(row.previousSecretHash);
+    // The grace period ends 30 minutes after the rotation, by the app's clock.
+    clock.advance(30 * 60_000 - 1);
+    for (const app of [t, replica]) expect((await withKey(old, app)(WHO)).status).toBe(200);
+    clock.advance(1);
     for (const app of [t, replica]) {
       expect((await withKey(old, app)(WHO)).status).toBe(401);
       expect((await withKey(next, app)(WHO)).status).toBe(200);

@@ -22,8 +22,8 @@ export interface Store {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
   del(...keys: string[]): Promise<void>;
-  /** Fixed-window counter: adds `by` and returns the new count and the window's reset time (ms epoch). */
-  hit(key: string, windowMs: number, by?: number): Promise<{ count: number; resetAt: number }>;
+  /** Fixed-window counter: adds `by` and returns the new count (the window ends `windowMs` after its first hit). */
+  hit(key: string, windowMs: number, by?: number): Promise<{ count: number }>;
   /** Deletes every key matching a glob pattern (SCAN, never KEYS). */
   deletePattern(pattern: string): Promise<number>;
   ping(): Promise<boolean>;
@@ -174,8 +174,8 @@ export class RedisStore implements Store {
     else await this.run(() => this.redis.del(...keys));
   }
   async hit(key: string, windowMs: number, by = 1) {
-    const [count, ttl] = await this.run(() => this.redis.tgHit(key, windowMs, by));
-    return { count, resetAt: Date.now() + ttl };
+    const [count] = await this.run(() => this.redis.tgHit(key, windowMs, by));
+    return { count };
   }
   /** On a cluster, SCANs every master; each batch is unlinked one hash tag at a time. */
   async deletePattern(pattern: string) {
@@ -237,7 +237,7 @@ export class MemoryStore implements Store {
     const entry = this.live(key) ?? { value: "0", expiresAt: this.now() + windowMs };
     entry.value = String(Number(entry.value) + by);
     this.data.set(key, entry);
-    return { count: Number(entry.value), resetAt: entry.expiresAt };
+    return { count: Number(entry.value) };
   }
   async deletePattern(pattern: string) {
     const re = new RegExp(

@@ -14,13 +14,13 @@ describe("MemoryStore on an injected clock", () => {
     expect(await store.get("k")).toBeNull();
   });
 
-  it("a counter's window resets when the clock reaches its end, and reports that end", async () => {
+  it("a counter's window resets when the clock reaches its end", async () => {
     const clock = new ManualClock(Date.UTC(2030, 0, 1));
     const store = new MemoryStore({ now: clock.now });
-    expect(await store.hit("c", 60_000)).toEqual({ count: 1, resetAt: clock.now() + 60_000 });
+    expect(await store.hit("c", 60_000)).toEqual({ count: 1 });
     clock.advance(59_999);
     expect((await store.hit("c", 60_000, 2)).count).toBe(3);
     clock.advance(1);
-    expect(await store.hit("c", 60_000)).toEqual({ count: 1, resetAt: clock.now() + 60_000 });
+    expect(await store.hit("c", 60_000)).toEqual({ count: 1 });
   });
 });

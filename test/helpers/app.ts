@@ -49,7 +49,7 @@ export function testAppDeps(
     platform: clients.platform,
     liveDb: clients.live,
     store,
-    directory: new Directory(clients.platform, store),
+    directory: new Directory(clients.platform, store, { now: overrides.clock }),
     verifyToken: createTokenVerifier({ jwtSecret: TEST_JWT_SECRET, jwtIssuer: undefined, jwtAudience: undefined, jwksUrl: undefined }),
     baseDomain: "localhost",
     config: { graphiql: true, introspection: true, maxBodyBytes: 1_048_576, jwtSecret: TEST_JWT_SECRET, production: false, ...config },

@@ -1,6 +1,7 @@
 import type { Placement } from "../generated/prisma/enums.ts";
 import { placementKey, placementOf, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { beginCopy, pgQuery, readRows, recountStats, writeRows, type Query } from "./placement-rows.ts";
+import { countUsage, lockCountQuota } from "./count-quota.ts";
 
 /**
  * Keeping a placed tenant's directory rows the same in its placement and in
@@ -106,17 +107,14 @@ export class NoSeatLeft extends Error {
  *
  * `seats` (the tenant's SEATS limit, null = unlimited) is checked in the
  * placement, where the memberships are authoritative: under the SEATS lock
- * inviteMember takes there (src/policy/quota.ts lockCountQuota), the
+ * inviteMember takes there (src/db/count-quota.ts), the
  * tenant's memberships are counted before the insert; none left throws
  * NoSeatLeft (nothing written).
  */
 export async function syncMemberToPlacement(admin: PlacementAdmin, ref: PlacementRef, tenantId: string, userId: string, source: Query, seats: number | null = null): Promise<void> {
   await inPlacement(admin, ref, tenantId, async (target) => {
-    await target(`SELECT pg_advisory_xact_lock(hashtext($1::text || ':quota:SEATS'))`, [tenantId]);
-    if (seats !== null) {
-      const [row] = await target<{ n: number }>(`SELECT count(*)::int AS n FROM memberships WHERE tenant_id = $1::uuid`, [tenantId]);
-      if ((row?.n ?? 0) >= seats) throw new NoSeatLeft();
-    }
+    await lockCountQuota(target, tenantId, "SEATS");
+    if (seats !== null && (await countUsage(target, tenantId, "SEATS")) >= seats) throw new NoSeatLeft();
     const rows = async (table: "users" | "memberships", where: string) =>
       (await source<{ rows: unknown[] }>(`SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb) AS rows FROM ${table} x WHERE ${where}`, [tenantId, userId]))[0]?.rows ?? [];
     await writeRows(target, "users", withoutPlatformPowers(await rows("users", "$1::uuid IS NOT NULL AND id = $2::uuid")));

@@ -60,7 +60,7 @@ export function countLookup(store: Store, tenantId: string, hit: boolean, now: n
  * (hits + misses)); null when it had no cacheable reads then, or the store
  * cannot answer.
  */
-export async function cacheHitRate(store: Store, tenantId: string, now: number): Promise<number | null> {
+export async function cacheHitRate(store: Pick<Store, "get">, tenantId: string, now: number): Promise<number | null> {
   const today = Math.floor(now / DAY_MS);
   try {
     const counts = await Promise.all(
@@ -77,7 +77,7 @@ export async function cacheHitRate(store: Store, tenantId: string, now: number):
 }
 
 /** Deletes every cached response of a tenant (the generation bump has already made them unreachable). */
-export async function clearResponseCache(store: Store, tenantId: string, logger?: Pick<Logger, "warn">): Promise<number> {
+export async function clearResponseCache(store: Pick<Store, "deletePattern">, tenantId: string, logger?: Pick<Logger, "warn">): Promise<number> {
   try {
     return await store.deletePattern(responseCachePattern(tenantId));
   } catch (err) {

@@ -4,6 +4,7 @@ import { quotaExceeded, serviceUnavailable } from "../errors.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "../infra/store.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import { countUsage as countRows, lockCountQuota as lockRows, type CountQuery, type CountResource } from "../db/count-quota.ts";
 
 /**
  * Quotas (SPEC section 6). Two kinds, with different atomicity tools:
@@ -23,7 +24,7 @@ import type { ScopedTx } from "../tenancy/tenant-db.ts";
  *    the window over-counted, never under.
  */
 
-export type CountResource = Extract<QuotaResource, "PROJECTS" | "SEATS">;
+export type { CountResource };
 
 export const COUNT_RESOURCES: ReadonlySet<QuotaResource> = new Set(["PROJECTS", "SEATS"]);
 export const isCountResource = (r: QuotaResource): r is CountResource => COUNT_RESOURCES.has(r);
@@ -44,21 +45,13 @@ export function limitOf(tenant: TenantInfo, resource: QuotaResource): number | n
   return limit === undefined ? null : limit;
 }
 
-/** What each count-based resource counts. Raw SQL: tenant_id is filtered explicitly. */
-const COUNT_SQL: Record<CountResource, (tenantId: string) => Prisma.Sql> = {
-  PROJECTS: (t) => Prisma.sql`SELECT count(*)::int AS n FROM projects WHERE tenant_id = ${t}::uuid`,
-  SEATS: (t) => Prisma.sql`SELECT count(*)::int AS n FROM memberships WHERE tenant_id = ${t}::uuid`,
-};
+/** A Prisma transaction as the positional query of src/db/count-quota.ts. */
+const rawQuery =
+  (tx: Pick<ScopedTx, "$queryRawUnsafe">): CountQuery =>
+  (sql, params) =>
+    tx.$queryRawUnsafe(sql, ...params);
 
-export async function countUsage(tx: Pick<ScopedTx, "$queryRaw">, tenantId: string, resource: CountResource) {
-  const rows = await tx.$queryRaw<{ n: number }[]>(COUNT_SQL[resource](tenantId));
-  return rows[0]?.n ?? 0;
-}
-
-/** Serializes count-quota checks of one tenant and resource until the transaction ends. */
-export function lockCountQuota(tx: Pick<ScopedTx, "$executeRaw">, tenantId: string, resource: CountResource) {
-  return tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`${tenantId}:quota:${resource}`}))`;
-}
+export const countUsage = (tx: Pick<ScopedTx, "$queryRawUnsafe">, tenantId: string, resource: CountResource) => countRows(rawQuery(tx), tenantId, resource);
 
 /**
  * Checks a count-based quota inside the inserting transaction.
@@ -67,7 +60,7 @@ export function lockCountQuota(tx: Pick<ScopedTx, "$executeRaw">, tenantId: stri
  * stays within the limit. Otherwise the check runs before the insert.
  */
 export async function checkCountQuota(
-  tx: Pick<ScopedTx, "$executeRaw" | "$queryRaw">,
+  tx: Pick<ScopedTx, "$executeRawUnsafe" | "$queryRawUnsafe">,
   tenant: TenantInfo,
   resource: CountResource,
   cost: number,
@@ -75,7 +68,8 @@ export async function checkCountQuota(
 ): Promise<void> {
   const limit = limitOf(tenant, resource);
   if (limit === null) return;
-  await lockCountQuota(tx, tenant.id, resource);
+  // $executeRaw: the lock answers a void column, which Prisma does not read as rows.
+  await lockRows((sql, params) => tx.$executeRawUnsafe(sql, ...params), tenant.id, resource);
   // A fresh snapshot after the lock (READ COMMITTED): it sees every row
   // committed by whoever held the lock before.
   const count = await countUsage(tx, tenant.id, resource);
@@ -93,7 +87,7 @@ export interface WindowReservation {
  * store. Over the limit the increment is taken back and QUOTA_EXCEEDED thrown.
  */
 export async function reserveWindowQuota(
-  store: Store,
+  store: Pick<Store, "hit">,
   tenant: TenantInfo,
   resource: QuotaResource,
   cost: number,
@@ -125,7 +119,7 @@ export async function reserveWindowQuota(
   return { refund };
 }
 
-export async function windowUsage(store: Store, key: string): Promise<number> {
+export async function windowUsage(store: Pick<Store, "get">, key: string): Promise<number> {
   const value = await store.get(key);
   const n = value === null ? 0 : Number(value);
   return Number.isFinite(n) && n > 0 ? n : 0;

@@ -6,7 +6,8 @@ import { effectiveFeatures, sameFeatures } from "./features.ts";
 import { retryAfter, type RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
-import type { RequestFacts, TenantDb } from "./tenant-db.ts";
+import type { RequestFacts } from "./tenant-db.ts";
+import type { TenantDbHandle } from "./context-types.ts";
 
 /**
  * PostgreSQL decides (docs/revocation.md).
@@ -43,7 +44,7 @@ export interface AuthorizedCaller {
   isPlatformAdmin: boolean;
   /** The tenant's response-cache generation and TTL override, as PostgreSQL read them with the facts (null: not read). */
   cacheFacts?: RequestFacts["cache"] | null;
-  readonly tenantDb: TenantDb;
+  readonly tenantDb: TenantDbHandle;
   readonly directory: DirectoryView;
   /** The app's clock, ms epoch (a RATE_LIMITED answer's Retry-After). */
   readonly now: () => number;

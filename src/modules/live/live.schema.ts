@@ -2,7 +2,6 @@ import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { LiveHub } from "./hub.ts";
 import { StreamEnd, type StreamSpec } from "./stream.ts";
 import { policyOf } from "../../policy/enforcer.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
@@ -36,10 +35,11 @@ function projectFilter(projectId: string | null | undefined): string | null {
 }
 
 function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "requires">) {
-  const live = ctx.live;
-  if (!(live instanceof LiveHub)) throw new Error("live updates are not configured");
+  const open = ctx.live?.open;
+  if (!open) throw new Error("live updates are not configured");
   const transport = ctx as unknown as { res?: { destroy(): void }; socket?: { terminate(): void } };
-  return live.open(ctx, { ...spec, requires: requiredRole(info) }, { res: transport.res, socket: transport.socket });
+  const stream: StreamSpec = { ...spec, requires: requiredRole(info) };
+  return open(stream, { res: transport.res, socket: transport.socket });
 }
 
 /**

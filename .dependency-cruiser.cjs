@@ -45,10 +45,26 @@ module.exports = {
     {
       name: "platform-client-cross-tenant-only",
       comment:
-        "The platform client of a request is bound by the context builder and read by the cross-tenant path alone (crossTenant(), behind @crossTenant): no resolver, service or loader reaches it.",
+        "The platform client and the placements' pools of a request are bound by the context builder and read by the cross-tenant path alone (crossTenant(), platformPlacements(), crossTenantReader() in src/policy/platform.ts): no resolver, service or loader reaches them.",
       severity: "error",
       from: { pathNot: "^src/(tenancy/context|policy/platform)\\.ts$" },
       to: { path: "^src/tenancy/platform-client\\.ts$" },
+    },
+    {
+      name: "cross-tenant-path-entered-by-enforcer",
+      comment:
+        "Only the enforcer (a @crossTenant call) and src/policy/platform.ts (/export's platform branch, crossTenantReader) put code on the cross-tenant path, which crossTenant() and platformPlacements() require at run time.",
+      severity: "error",
+      from: { pathNot: "^src/policy/(enforcer|platform)\\.ts$" },
+      to: { path: "^src/policy/cross-tenant-path\\.ts$" },
+    },
+    {
+      name: "clients-not-from-requests",
+      comment:
+        "The database clients and the placements' pools (src/db/clients.ts) reach the request path through the context builder only: no plugin, resolver, service or loader imports them (the live hub reads events in placements with pools of its own).",
+      severity: "error",
+      from: { path: "^src/(http|graphql|modules)/", pathNot: "^src/modules/live/hub\\.ts$" },
+      to: { path: "^src/db/clients\\.ts$" },
     },
     {
       name: "every-file-in-a-layer",

@@ -2,14 +2,13 @@ import { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, notFound, tenantMoving } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
-import { crossTenant } from "../policy/platform.ts";
-import { placementPoolsOf } from "../db/clients.ts";
-import { assertPlacementOf, POOLED } from "../db/placement-admin.ts";
-import { ROUTE_SQL, routeOf } from "../db/placement-move.ts";
+import { crossTenantReader } from "../policy/platform.ts";
+import { POOLED } from "../db/placement-admin.ts";
+import { routeOf } from "../db/placement-move.ts";
 import { syncPlacedTenant } from "../modules/platform/placement.service.ts";
 import { refuseWhileMoving } from "../tenancy/placement-directory.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";
-import type { Context, ContextDeps } from "../tenancy/context.ts";
+import type { Context } from "../tenancy/context.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
 
 /**
@@ -153,7 +152,7 @@ const notAdmin = () => forbidden("Platform admins only", { requires: "PLATFORM_A
  * caller demoted, removed or suspended mid-stream gets a cut-off export (no
  * ExportComplete line).
  */
-export async function authorizeExport(ctx: Context, deps: ContextDeps, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
+export async function authorizeExport(ctx: Context, url: URL): Promise<{ tenant: TenantInfo; run: Runner }> {
   // A move of the tenant mid-stream (docs/placement.md, "Moving a tenant")
   // empties the copy being read: each batch is followed by a look at the
   // route, and a changed one cuts the export off (no ExportComplete line)
@@ -168,35 +167,21 @@ export async function authorizeExport(ctx: Context, deps: ContextDeps, url: URL)
     if (!tenant) throw notFound("Tenant");
     // Audited before any row is read; the tenant sees the entry in its own
     // log: a placed tenant's is in its placement, copied there before the
-    // entry commits, like a platform change's (docs/placement.md).
-    await crossTenant(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, async (tx) => {
+    // entry commits, like a platform change's (docs/placement.md). Its rows
+    // are then read where they live.
+    const reader = await crossTenantReader(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, tenant.placement, async (tx) => {
       const row = await tx.tenant.findUniqueOrThrow({ where: { id: tenant.id }, select: { id: true, placement: true, placementServer: true, placementName: true } });
       if (row.placement === "POOLED") return;
       await refuseWhileMoving(tx, tenant.id);
       await syncPlacedTenant(ctx, tx, row);
     });
     const userId = ctx.user!.id;
-    // A placed tenant's rows are read in its placement (docs/placement.md).
-    const ref = tenant.placement;
-    if (ref) assertPlacementOf(tenant.id, ref);
-    const placed = ref && ref.placement !== "POOLED" ? placementPoolsOf(deps.app)?.platform(ref) : undefined;
-    if (ref && ref.placement !== "POOLED" && !placed) throw new Error("no placement pools: a placed tenant cannot be exported");
     return {
       tenant,
       run: async <T>(sql: Prisma.Sql) => {
         if ((await ctx.directory.platformAdminFlag(userId)) !== true) throw notAdmin();
-        const read = async () => {
-          if (!placed) return deps.platform.$queryRaw<T[]>(sql);
-          if (ref!.placement !== "SCHEMA") return placed.$queryRaw<T[]>(sql);
-          const [, rows] = await placed.$transaction([
-            placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
-            placed.$queryRaw<T[]>(sql),
-          ]);
-          return rows;
-        };
-        const rows = await read();
-        const [now] = await deps.platform.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenant.id);
-        sameRoute(tenant, now?.route ?? null);
+        const rows = await reader.queryRaw<T>(sql);
+        sameRoute(tenant, await reader.route());
         return rows;
       },
     };

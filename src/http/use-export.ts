@@ -45,7 +45,7 @@ export function useExport(deps: ContextDeps, opts: ExportOptions): Plugin {
         // A write (the audit entry) and short transactions: confirmed like a mutation.
         ctx.operation = "mutation";
         await ctx.authorize();
-        const { tenant, run } = await authorizeExport(ctx, deps, url);
+        const { tenant, run } = await authorizeExport(ctx, url);
         // The audit entry is committed before any row is streamed.
         await ctx.finish();
         const stream = exportStream(run, tenant.id, opts.batchSize ?? 1000, opts.logger);

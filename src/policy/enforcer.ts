@@ -5,6 +5,7 @@ import { featureNotAvailable, quotaExceeded } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { GATED_BY_T_AUTH } from "./auth-field.ts";
+import { onCrossTenantPath } from "./cross-tenant-path.ts";
 import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
@@ -139,6 +140,7 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
   if (!policy.quota && !policy.audit) {
     return (parent, args, ctx, info) => {
       checkAccess(ours(ctx), policy);
+      if (crossTenantCall(ours(ctx), policy)) return onCrossTenantPath(ctx as object, () => resolver(parent, args, ctx, info));
       return resolver(parent, args, ctx, info);
     };
   }
@@ -164,7 +166,8 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
     scopes.set(ctx, scope);
     let result: unknown;
     try {
-      result = await resolver(parent, args, requestCtx, info);
+      const run = () => resolver(parent, args, requestCtx, info);
+      result = await (crossTenant ? onCrossTenantPath(ctx, run) : run());
     } catch (err) {
       await reservation?.refund().catch(() => {});
       throw err;

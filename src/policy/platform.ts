@@ -1,19 +1,23 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
+import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
+import { ROUTE_SQL } from "../db/placement-move.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
 import { requirePlatformAdmin } from "./roles.ts";
 import { placementsOf, platformClientOf } from "../tenancy/platform-client.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
+import { assertCrossTenantPath, onCrossTenantPath } from "./cross-tenant-path.ts";
 
 /**
  * The one cross-tenant path to the main database. Only platform admins get
- * it, and only through `crossTenant()`, which writes the audit entry first:
- * if the entry cannot be written, the operation does not run. (The
- * placements' pools, for provisioning, moves and analytics of placed
- * tenants, come from `platformPlacements()` below, platform admins only; the
- * operations using them write their audit entry through `crossTenant()`.)
+ * it, only on the cross-tenant path (a @crossTenant field's resolver,
+ * src/policy/cross-tenant-path.ts), and only through `crossTenant()`, which
+ * writes the audit entry first: if the entry cannot be written, the
+ * operation does not run. The placements' pools come from
+ * `platformPlacements()`, under the same two conditions; /export's platform
+ * branch reads one tenant's rows through `crossTenantReader()`.
  */
 export type PlatformTx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends" | "$use">;
 
@@ -37,6 +41,7 @@ export async function crossTenant<T>(
   fn: (tx: PlatformTx) => Promise<T>,
 ): Promise<T> {
   requirePlatformAdmin(ctx);
+  assertCrossTenantPath(ctx, "crossTenant()");
   return withOutbox(ctx.live, (track) =>
     platformClientOf(ctx).$transaction(
       async (tx) => {
@@ -51,10 +56,60 @@ export async function crossTenant<T>(
   );
 }
 
-/** The placements' pools and owner-side admin, for platform operations (provisioning, moves, analytics). */
+/**
+ * The placements' pools and owner-side admin, for the platform operations
+ * that manage placements (provisioning, moves, purge, analytics, syncing a
+ * placed tenant's platform rows): platform admins on the cross-tenant path
+ * only, like crossTenant().
+ */
 export function platformPlacements(ctx: Context): PlacementPools {
   requirePlatformAdmin(ctx);
+  assertCrossTenantPath(ctx, "platformPlacements()");
   return placementsOf(ctx);
+}
+
+/** A platform admin's reads of one tenant's rows (src/http/export.ts), granted by crossTenantReader. */
+export interface TenantRowReader {
+  /** One statement on the tenant's rows: the main database's platform client, or its placement's. */
+  queryRaw<T>(sql: Prisma.Sql): Promise<T[]>;
+  /** The tenant's route as the main database says now (ROUTE_SQL); null when the tenant is gone. */
+  route(): Promise<string | null>;
+}
+
+/**
+ * The cross-tenant path of /export's platform branch: `op` (naming the one
+ * tenant) is audited by crossTenant(), `prepare` running in its transaction,
+ * before a reader of the tenant's rows is returned; the reader reaches that
+ * tenant's rows only (`ref`, its placement as the directory names it).
+ */
+export function crossTenantReader(
+  ctx: Context,
+  op: Omit<CrossTenantOperation<void>, "touched"> & { tenantIds: [string] },
+  ref: PlacementRef | undefined,
+  prepare: (tx: PlatformTx) => Promise<void>,
+): Promise<TenantRowReader> {
+  return onCrossTenantPath(ctx, async () => {
+    const tenantId = op.tenantIds[0];
+    if (ref) assertPlacementOf(tenantId, ref);
+    await crossTenant(ctx, op, prepare);
+    const main = platformClientOf(ctx);
+    const placed = ref && ref.placement !== "POOLED" ? placementsOf(ctx).platform(ref) : undefined;
+    return {
+      queryRaw: async <T>(sql: Prisma.Sql) => {
+        if (!placed) return main.$queryRaw<T[]>(sql);
+        if (ref!.placement !== "SCHEMA") return placed.$queryRaw<T[]>(sql);
+        const [, rows] = await placed.$transaction([
+          placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
+          placed.$queryRaw<T[]>(sql),
+        ]);
+        return rows;
+      },
+      route: async () => {
+        const [row] = await main.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenantId);
+        return row?.route ?? null;
+      },
+    };
+  });
 }
 
 export async function writeCrossTenantAudit(

@@ -2,14 +2,11 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 
 /**
- * The platform client of a request, kept out of the context object: no
- * resolver can reach it. buildContext binds it; the cross-tenant path
- * (`crossTenant()`, src/policy/platform.ts) is the one reader of the
- * client; the placements go to platform operations through
- * `platformPlacements()` (same file, platform admins only). The
- * dependency rule `platform-client-cross-tenant-only` (.dependency-cruiser.cjs)
- * lets no other file import this one. The placements (their pools and
- * owner-side admin, docs/placement.md) are bound the same way.
+ * The platform client and the placements' pools of a request, kept off the
+ * context object: buildContext binds them; src/policy/platform.ts alone reads
+ * them, on the cross-tenant path (crossTenant(), platformPlacements(),
+ * crossTenantReader()). The rule `platform-client-cross-tenant-only`
+ * (.dependency-cruiser.cjs) lets no other file import this one.
  */
 const clients = new WeakMap<object, { client: PrismaClient; placements?: PlacementPools }>();
 

@@ -214,8 +214,8 @@ describe("@audit and @quota bookkeeping", () => {
     const run = async (countAfterInsert: number) => {
       const calls: string[] = [];
       const tx = {
-        $executeRaw: async () => void calls.push("lock"),
-        $queryRaw: async () => (calls.push("count"), [{ n: countAfterInsert }]),
+        $executeRawUnsafe: async () => void calls.push("lock"),
+        $queryRawUnsafe: async () => (calls.push("count"), [{ n: countAfterInsert }]),
         auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) },
       } as never;
       const resolver = enforce(

@@ -9,6 +9,7 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import { getDatamodel } from "../generated/pothos-types.ts";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import type { Context } from "../tenancy/context.ts";
+import type { AuditAction } from "../db/audit-actions.ts";
 import { isUuid, NIL_UUID } from "../uuid.ts";
 import { badInput } from "../errors.ts";
 
@@ -20,7 +21,7 @@ export type PolicyDirectives = {
   auth: { locations: "OBJECT" | "FIELD_DEFINITION"; args: { requires: Role } };
   quota: { locations: "FIELD_DEFINITION"; args: { resource: QuotaResource; cost?: number } };
   crossTenant: { locations: "FIELD_DEFINITION"; args: Record<string, never> };
-  audit: { locations: "FIELD_DEFINITION"; args: { action: string } };
+  audit: { locations: "FIELD_DEFINITION"; args: { action: AuditAction } };
   feature: { locations: "OBJECT" | "FIELD_DEFINITION"; args: { name: string } };
 };
 

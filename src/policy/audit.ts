@@ -5,6 +5,7 @@ import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { encodeGlobalID } from "@pothos/plugin-relay";
 import { currentDirectiveScope } from "./enforcer.ts";
 import { publishAfterCommit } from "../infra/live-events.ts";
+import { isAuditAction, type AuditAction } from "../db/audit-actions.ts";
 
 /**
  * Audit entries. A mutation writes its entry with the same transaction handle
@@ -43,7 +44,7 @@ export function operationMetadata(info: GraphQLResolveInfo, args: unknown) {
 
 export interface AuditInput {
   /** Defaults to the field's @audit action. */
-  action?: string;
+  action?: AuditAction;
   targetType?: string;
   targetId?: string;
   metadata?: unknown;
@@ -63,6 +64,7 @@ export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, 
   const scope = currentDirectiveScope(ctx);
   const action = entry.action ?? scope?.action;
   if (!action) throw new Error("writeAudit: no action");
+  if (!isAuditAction(action)) throw new Error(`writeAudit: "${action}" is not in AUDIT_ACTIONS (src/db/audit-actions.ts)`);
   if (scope?.action && action !== scope.action) {
     // Thrown inside the transaction: the change is rolled back with it.
     throw new Error(`${scope.field} is declared @audit(${scope.action}) but wrote "${action}"`);

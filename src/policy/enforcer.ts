@@ -6,6 +6,7 @@ import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { GATED_BY_T_AUTH } from "./auth-field.ts";
 import { onCrossTenantPath } from "./cross-tenant-path.ts";
+import { isAuditAction } from "../db/audit-actions.ts";
 import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
 
@@ -194,6 +195,9 @@ export class PolicyEnforcerPlugin<Types extends SchemaTypes> extends BasePlugin<
     if (directiveList(declared).some((d) => d.name === "auth") && !fieldConfig.extensions?.[GATED_BY_T_AUTH]) {
       // The directive alone would leave the resolver's tenant and role optional by type.
       throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: declare @auth with t.auth(role)`);
+    }
+    if (policy.audit && !isAuditAction(policy.audit)) {
+      throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @audit(${policy.audit}) is not in AUDIT_ACTIONS (src/db/audit-actions.ts)`);
     }
     if ((policy.quota || policy.audit) && fieldConfig.parentType !== "Mutation") {
       throw new Error(`${fieldConfig.parentType}.${fieldConfig.name}: @quota and @audit belong on mutations`);

@@ -2,6 +2,7 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
 import { ROUTE_SQL } from "../db/placement-move.ts";
+import { isAuditAction } from "../db/audit-actions.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
 import { requirePlatformAdmin } from "./roles.ts";
@@ -22,6 +23,7 @@ import { assertCrossTenantPath, onCrossTenantPath } from "./cross-tenant-path.ts
 export type PlatformTx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends" | "$use">;
 
 export interface CrossTenantOperation<T = unknown> {
+  /** One of AUDIT_ACTIONS (src/db/audit-actions.ts); checked before anything is written. */
   action: string;
   /** Tenants the operation names; one named tenant also gets the entry in its own audit log. */
   tenantIds?: string[];
@@ -118,6 +120,7 @@ export async function writeCrossTenantAudit(
   op: Omit<CrossTenantOperation, "touched">,
   touched?: string[],
 ) {
+  if (!isAuditAction(op.action)) throw new Error(`crossTenant: "${op.action}" is not in AUDIT_ACTIONS (src/db/audit-actions.ts)`);
   const actor = actorFields(ctx);
   const metadata = redact(op.metadata) as Prisma.InputJsonValue | undefined;
   await tx.platformAuditEntry.create({

@@ -184,7 +184,7 @@ describe("checkAccess", () => {
 });
 
 describe("@audit and @quota bookkeeping", () => {
-  const policy: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create" };
+  const policy: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "project.create" };
 
   it("a mutation that wrote no audit entry does not report success", async () => {
     const resolver = enforce(async () => ({ ok: true }), policy, "Mutation.createThing");
@@ -194,8 +194,8 @@ describe("@audit and @quota bookkeeping", () => {
   it("writeAudit refuses an action other than the declared one, inside the transaction", async () => {
     let inserted = false;
     const tx = { auditLogEntry: { create: async () => (inserted = true) } } as never;
-    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, { action: "thing.delete" }), policy, "Mutation.createThing");
-    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/declared @audit\(thing\.create\)/);
+    const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, { action: "project.delete" }), policy, "Mutation.createThing");
+    await expect(resolver({}, { input: {} }, member("ADMIN"), {} as never)).rejects.toThrow(/declared @audit\(project\.create\)/);
     expect(inserted).toBe(false);
   });
 
@@ -204,11 +204,11 @@ describe("@audit and @quota bookkeeping", () => {
     const tx = { auditLogEntry: { create: async (a: any) => rows.push(a.data) } } as never;
     const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), policy, "Mutation.createThing");
     await resolver({}, { input: { name: "n", password: "hunter2" } }, member("ADMIN"), {} as never);
-    expect(rows[0]).toMatchObject({ action: "thing.create", metadata: { input: { name: "n", password: "[redacted]" } }, requestId: "req-1" });
+    expect(rows[0]).toMatchObject({ action: "project.create", metadata: { input: { name: "n", password: "[redacted]" } }, requestId: "req-1" });
   });
 
   it("a count quota is checked in the mutation's transaction, under its lock: over the limit QUOTA_EXCEEDED and no audit entry", async () => {
-    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create", quota: { resource: "PROJECTS", cost: 1 } };
+    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "project.create", quota: { resource: "PROJECTS", cost: 1 } };
     const limited = member("ADMIN");
     limited.tenant = { ...(tenant as object), limits: { PROJECTS: 3 } } as never;
     const run = async (countAfterInsert: number) => {
@@ -235,7 +235,7 @@ describe("@audit and @quota bookkeeping", () => {
   });
 
   it("a count-quota mutation whose resolver never checked the count does not report success, and writeAudit does not check it for it", async () => {
-    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "thing.create", quota: { resource: "PROJECTS", cost: 1 } };
+    const counted: FieldPolicy = { crossTenant: false, auth: "DEVELOPER", audit: "project.create", quota: { resource: "PROJECTS", cost: 1 } };
     const calls: string[] = [];
     const tx = { auditLogEntry: { create: async () => (calls.push("audit"), { id: "entry-1" }) } } as never;
     const resolver = enforce(async (_p, _a, ctx: Context) => writeAudit(tx, ctx, {}), counted, "Mutation.createThing");
@@ -292,7 +292,18 @@ describe("t.auth is the one way to declare @auth on a field", () => {
 
   it("@audit or @quota outside Mutation is refused when the schema is built", () => {
     const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
-    b.queryType({ fields: (t) => ({ audited: t.auth("ADMIN").string({ directives: { audit: { action: "thing.read" } }, resolve: () => "x" }) }) });
+    b.queryType({ fields: (t) => ({ audited: t.auth("ADMIN").string({ directives: { audit: { action: "project.update" } }, resolve: () => "x" }) }) });
     expect(() => b.toSchema()).toThrow(/Query\.audited: @quota and @audit belong on mutations/);
+  });
+
+  it("an audit action outside AUDIT_ACTIONS is refused: an @audit when the schema is built, writeAudit and crossTenant() before writing", async () => {
+    const b = new SchemaBuilder<{ Context: Context; Directives: PolicyDirectives }>({ plugins: [DirectivesPlugin, PolicyEnforcerPlugin] } as never);
+    b.queryType({ fields: (t) => ({ x: t.string({ resolve: () => "x" }) }) });
+    b.mutationType({ fields: (t) => ({ made: t.auth("ADMIN").string({ directives: { audit: { action: "thing.make" as never } }, resolve: () => "x" }) }) });
+    expect(() => b.toSchema()).toThrow(/Mutation\.made: @audit\(thing\.make\) is not in AUDIT_ACTIONS/);
+    const rows: unknown[] = [];
+    const tx = { auditLogEntry: { create: async (a: unknown) => void rows.push(a) } } as never;
+    await expect(writeAudit(tx, member("DEVELOPER"), { action: "thing.make" as never })).rejects.toThrow(/not in AUDIT_ACTIONS/);
+    expect(rows).toEqual([]);
   });
 });

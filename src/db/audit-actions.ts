@@ -33,6 +33,11 @@ export const AUDIT_ACTIONS = [
   "tenant.setDomain",
   "tenant.setIdentityProvider",
   "tenant.seed",
+  // Reads of the Platform type's fields (`platform.<field>`, src/modules/platform/platform.schema.ts).
+  "platform.tenants",
+  "platform.tenantUsage",
+  "platform.totals",
+  "platform.auditLog",
 ] as const;
 
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

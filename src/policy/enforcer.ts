@@ -5,7 +5,7 @@ import { featureNotAvailable, quotaExceeded } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/tenant-db.ts";
 import { GATED_BY_T_AUTH } from "./auth-field.ts";
-import { onCrossTenantPath } from "./cross-tenant-path.ts";
+import { enterCrossTenantPath } from "./cross-tenant-path.ts";
 import { isAuditAction } from "../db/audit-actions.ts";
 import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
@@ -79,7 +79,10 @@ const crossTenantCall = (ctx: Context, policy: FieldPolicy) => policy.crossTenan
 
 /** Access checks of @auth, @crossTenant and @feature; throws the coded error. */
 export function checkAccess(ctx: Context, policy: FieldPolicy): void {
-  if (crossTenantCall(ctx, policy)) return requirePlatformAdmin(ctx);
+  if (crossTenantCall(ctx, policy)) {
+    requirePlatformAdmin(ctx);
+    return enterCrossTenantPath(ctx);
+  }
   if (policy.auth || policy.quota || policy.audit || policy.feature) {
     assertTenantRole(ctx, policy.auth ?? "VIEWER");
     // Features as PostgreSQL reported them for this request (authorize.ts).
@@ -141,7 +144,6 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
   if (!policy.quota && !policy.audit) {
     return (parent, args, ctx, info) => {
       checkAccess(ours(ctx), policy);
-      if (crossTenantCall(ours(ctx), policy)) return onCrossTenantPath(ctx as object, () => resolver(parent, args, ctx, info));
       return resolver(parent, args, ctx, info);
     };
   }
@@ -167,8 +169,7 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
     scopes.set(ctx, scope);
     let result: unknown;
     try {
-      const run = () => resolver(parent, args, requestCtx, info);
-      result = await (crossTenant ? onCrossTenantPath(ctx, run) : run());
+      result = await resolver(parent, args, requestCtx, info);
     } catch (err) {
       await reservation?.refund().catch(() => {});
       throw err;

@@ -9,12 +9,12 @@ import { requirePlatformAdmin } from "./roles.ts";
 import { placementsOf, platformClientOf } from "../tenancy/platform-client.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
-import { assertCrossTenantPath, onCrossTenantPath } from "./cross-tenant-path.ts";
+import { assertCrossTenantPath, enterCrossTenantPath } from "./cross-tenant-path.ts";
 
 /**
  * The one cross-tenant path to the main database. Only platform admins get
- * it, only on the cross-tenant path (a @crossTenant field's resolver,
- * src/policy/cross-tenant-path.ts), and only through `crossTenant()`, which
+ * it, only on the cross-tenant path (a request admitted to a @crossTenant
+ * field, src/policy/cross-tenant-path.ts), and only through `crossTenant()`, which
  * writes the audit entry first: if the entry cannot be written, the
  * operation does not run. The placements' pools come from
  * `platformPlacements()`, under the same two conditions; /export's platform
@@ -90,7 +90,9 @@ export function crossTenantReader(
   ref: PlacementRef | undefined,
   prepare: (tx: PlatformTx) => Promise<void>,
 ): Promise<TenantRowReader> {
-  return onCrossTenantPath(ctx, async () => {
+  requirePlatformAdmin(ctx);
+  enterCrossTenantPath(ctx);
+  return (async () => {
     const tenantId = op.tenantIds[0];
     if (ref) assertPlacementOf(tenantId, ref);
     await crossTenant(ctx, op, prepare);
@@ -111,7 +113,7 @@ export function crossTenantReader(
         return row?.route ?? null;
       },
     };
-  });
+  })();
 }
 
 export async function writeCrossTenantAudit(

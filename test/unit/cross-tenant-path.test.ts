@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { onCrossTenantPath } from "../../src/policy/cross-tenant-path.ts";
+import { enterCrossTenantPath } from "../../src/policy/cross-tenant-path.ts";
 import { crossTenant, platformPlacements } from "../../src/policy/platform.ts";
 import type { Context } from "../../src/tenancy/context.ts";
 import { bindPlatformClient } from "../../src/tenancy/platform-client.ts";
@@ -22,16 +22,17 @@ describe("the cross-tenant path (issue 17 point 2)", () => {
     expect(calls).toEqual([]);
   });
 
-  it("on the path (a @crossTenant field's resolver) they answer", async () => {
+  it("on the path (a request admitted to a @crossTenant field) they answer", async () => {
     const { ctx, calls, placements } = adminContext();
-    expect(onCrossTenantPath(ctx, () => platformPlacements(ctx))).toBe(placements);
-    await onCrossTenantPath(ctx, () => crossTenant(ctx, { action: "tenant.export" }, async () => "done"));
+    enterCrossTenantPath(ctx);
+    expect(platformPlacements(ctx)).toBe(placements);
+    await crossTenant(ctx, { action: "tenant.export" }, async () => "done");
     expect(calls).toEqual(["transaction"]);
   });
 
-  it("the path is the context's own: another request's does not open it", () => {
+  it("the path is the request's own: another request's does not open it", () => {
     const { ctx } = adminContext();
-    const other = adminContext().ctx;
-    expect(() => onCrossTenantPath(other, () => platformPlacements(ctx))).toThrow(/only on the cross-tenant path/);
+    enterCrossTenantPath(adminContext().ctx);
+    expect(() => platformPlacements(ctx)).toThrow(/only on the cross-tenant path/);
   });
 });

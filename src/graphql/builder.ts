@@ -10,8 +10,8 @@ import { getDatamodel } from "../generated/pothos-types.ts";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { AuditAction } from "../db/audit-actions.ts";
-import { isUuid, NIL_UUID } from "../uuid.ts";
-import { badInput } from "../errors.ts";
+import { NIL_UUID } from "../uuid.ts";
+import { decodeGlobalId } from "./ids.ts";
 
 /**
  * The one SchemaBuilder. It defines no types: those live in
@@ -37,19 +37,10 @@ function isNodeType(typename: string): boolean {
   return config.kind === "Object" && ["loadWithoutCache", "loadManyWithoutCache", "loadOne", "loadMany"].some((k) => typeof options[k] === "function");
 }
 
-/**
- * Global ids are base64("<Type>:<uuid>"). Anything else is the caller's
- * mistake (BAD_USER_INPUT, without echoing the input back); a well-formed id
- * of an unknown type behaves like an id that does not exist.
- */
+/** node(id) and nodes(ids): the one decoder (src/graphql/ids.ts); a well-formed id of a type that is not a node finds nothing. */
 function decodeGlobalID(globalID: string): { typename: string; id: string } {
-  const invalid = () => badInput("id", "Not a valid id");
-  if (globalID.length > 200) throw invalid();
-  const decoded = Buffer.from(globalID, "base64").toString("utf8");
-  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
-  if (!match || !isUuid(match[2]!)) throw invalid();
-  if (!isNodeType(match[1]!)) return { typename: "Tenant", id: NIL_UUID };
-  return { typename: match[1]!, id: match[2]! };
+  const { typename, id } = decodeGlobalId("id", globalID);
+  return isNodeType(typename) ? { typename, id } : { typename: "Tenant", id: NIL_UUID };
 }
 
 export type BuilderTypes = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;

@@ -5,24 +5,29 @@ import { isUuid, NIL_UUID } from "../uuid.ts";
 /** Relay global ids: base64("<Type>:<uuid>"), Pothos's own encoding. */
 export const toGlobalId = encodeGlobalID;
 
+/**
+ * The one decoder of global ids (node, nodes and every id argument):
+ * base64("<Type>:<uuid>"). Anything else is the caller's mistake:
+ * BAD_USER_INPUT naming `field`, without echoing the input.
+ */
+export function decodeGlobalId(field: string, globalId: string): { typename: string; id: string } {
+  const invalid = () => badInput(field, `${field} is not a valid id`);
+  if (globalId.length > 200) throw invalid();
+  const decoded = Buffer.from(globalId, "base64").toString("utf8");
+  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
+  if (!match || !isUuid(match[2]!)) throw invalid();
+  return { typename: match[1]!, id: match[2]! };
+}
+
+/** The uuid of an id argument of `expectedType`; a well-formed id of another type is NOT_FOUND, like one of no row we can see. */
 export function fromGlobalId(field: string, globalId: string, expectedType: string): string {
-  let decoded: string;
-  try {
-    decoded = Buffer.from(globalId, "base64").toString("utf8");
-  } catch {
-    throw badInput(field, `${field} is not a valid id`);
-  }
-  const sep = decoded.indexOf(":");
-  const type = decoded.slice(0, sep);
-  const id = decoded.slice(sep + 1);
-  if (sep < 1 || !/^[A-Za-z]+$/.test(type) || !id) throw badInput(field, `${field} is not a valid id`);
-  // A well-formed id of another type, or of no row we can see, is NOT_FOUND.
-  if (type !== expectedType || !isUuid(id)) throw notFound(expectedType);
+  const { typename, id } = decodeGlobalId(field, globalId);
+  if (typename !== expectedType) throw notFound(expectedType);
   return id;
 }
 
-/** The id itself when it is a UUID, else the nil UUID (a where that matches nothing). */
 /** The tenant an input names by its `tenantId` (the platform mutations). */
 export const tenantIdOf = (input: { tenantId: string | number }) => fromGlobalId("tenantId", String(input.tenantId), "Tenant");
 
+/** The id itself when it is a UUID, else the nil UUID (a where that matches nothing). */
 export const uuidOrNone = (id: string) => (isUuid(id) ? id : NIL_UUID);

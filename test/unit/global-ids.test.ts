@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { builder } from "../../src/graphql/builder.ts";
 import { schema } from "../../src/schema.ts";
 import { NIL_UUID } from "../../src/uuid.ts";
+import { fromGlobalId } from "../../src/graphql/ids.ts";
 
 const ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const encode = (type: string) => Buffer.from(`${type}:${ID}`).toString("base64");
@@ -34,5 +35,25 @@ describe("global ids", () => {
       expect(error?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "id" });
       if (bad) expect(error?.message).not.toContain(bad);
     }
+  });
+
+  it("an id argument is decoded by the same decoder: the same code, message and offending field as node(id)", () => {
+    const caught = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        return { message: (err as Error).message, extensions: (err as { extensions?: unknown }).extensions };
+      }
+      return undefined;
+    };
+    for (const bad of ["", "not base64!", Buffer.from("Project:not-a-uuid").toString("base64"), Buffer.from("Project:").toString("base64"), "A".repeat(201)]) {
+      const asArgument = caught(() => fromGlobalId("id", bad, "Project"));
+      expect(asArgument?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "id" });
+      expect(asArgument).toEqual(caught(() => decode(bad, {})));
+      expect(caught(() => fromGlobalId("input.projectId", bad, "Project"))?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.projectId" });
+    }
+    // A well-formed id of another type: NOT_FOUND as an argument, nothing found as a node.
+    expect(caught(() => fromGlobalId("projectId", encode("Workflow"), "Project"))?.extensions).toMatchObject({ code: "NOT_FOUND" });
+    expect(fromGlobalId("projectId", encode("Project"), "Project")).toBe(ID);
   });
 });

@@ -1,4 +1,3 @@
-import { Prisma } from "../generated/prisma/client.ts";
 import type { QuotaResource } from "../generated/prisma/enums.ts";
 import { quotaExceeded, serviceUnavailable } from "../errors.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "../infra/store.ts";

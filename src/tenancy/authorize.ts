@@ -5,7 +5,7 @@ import { routeOf } from "../db/placement-move.ts";
 import { effectiveFeatures, sameFeatures } from "./features.ts";
 import { retryAfter, type RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
-import type { ApiKeyInfo, Directory, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
+import type { ApiKeyInfo, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import type { RequestFacts } from "./tenant-db.ts";
 import type { TenantDbHandle } from "./context-types.ts";
 

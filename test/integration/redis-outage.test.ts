@@ -136,13 +136,15 @@ describe("Redis outage under a real server process", () => {
     const downWorstMs = worstMs;
     const outageRequests = 1 + 16 + 1 + 1; // readyz is not tenant-scoped: 18 counted
 
-    // One line for the outage, none of ioredis' own.
+    // One line for the outage, none of ioredis' own (the child's output reaches this process through a pipe, maybe after its answers).
+    await eventually("the outage's log line", () => logLines("redis unavailable").length > 0);
     expect(logLines("redis unavailable")).toHaveLength(1);
     expect(server.output()).not.toContain("Unhandled error event");
 
     await redis.start();
     // Recovery without a restart: /readyz turns green by itself (ioredis retries at least once a second).
     await eventually("/readyz 200 with Redis back", async () => (await call("/readyz")).status === 200);
+    await eventually("the recovery's log line", () => logLines("redis available again").length > 0);
     expect(logLines("redis available again")).toHaveLength(1);
     const deployed = await createDeployment();
     expect(deployed.body.errors).toBeUndefined();

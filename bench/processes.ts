@@ -41,6 +41,9 @@ export interface Child {
  * measures the server as it is started in production.
  */
 export function serverNodeFlags(): string[] {
+  // BENCH_NODE_FLAGS="--max-old-space-size=224 --max-semi-space-size=32": other V8 flags than npm start's, for A/B trials.
+  const override = process.env.BENCH_NODE_FLAGS?.trim();
+  if (override) return override.split(/\s+/);
   const start: string = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start;
   const words = start.split(/\s+/);
   return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");

@@ -108,6 +108,12 @@ export function createApp(appDeps: AppDeps): App {
     batching: { limit: 5 },
     // No file uploads: multipart bodies are not GraphQL requests here.
     multipart: false,
+    // The body limit is useBodyLimit's (413 by the declared length, a
+    // chunked body read up to the limit). Yoga's own would wrap every body
+    // again in a TransformStream, a new Request and an AbortSignal per
+    // request, though Node's HTTP parser already frames a body by the
+    // content-length it declares (docs/performance.md, "Yoga's body limit").
+    maxRequestBodySize: false,
     cors: corsPolicy(config.corsOrigins ?? []),
     context: (initial) => {
       const state = stateOf(initial.request);

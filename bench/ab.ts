@@ -1,0 +1,153 @@
+import { spawn } from "node:child_process";
+import { runLoad, post } from "./load.ts";
+import { benchOptionsOrExit } from "./options.ts";
+import { cpuMs, rssMb, sampleRss, serverEnv, waitReady, type Child } from "./processes.ts";
+import { dashboardGen, signTokens } from "./scenarios.ts";
+import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
+
+/**
+ * Paired A/B of server variants on a shared machine:
+ *
+ *   DATABASE_URL=... REDIS_URL=... npx tsx bench/ab.ts "base=/work/wt-a" "semi32=/work/wt-a|--max-old-space-size=224 --max-semi-space-size=32" ...
+ *
+ * Each variant is a checkout (its src/server.ts through tsx) and optional V8
+ * flags (default: npm start's, from that checkout's package.json). All
+ * variants run at the same time on the bench database, each loaded with the
+ * dashboard at BENCH_CONNECTIONS / (number of variants) connections, for
+ * BENCH_RUNS rounds of BENCH_DURATION seconds (after BENCH_AB_WARM_REQUESTS, 600,
+ * requests each): whatever else the machine does
+ * in a round, every variant lives through it alike, so their CPU per request
+ * compares where successive `npm run bench` runs on a busy machine do not
+ * (their load moves between runs by more than the difference measured).
+ * Prints each round's CPU ms per request, req/s and peak RSS per variant,
+ * and the medians; the answers are checked identical first.
+ */
+
+const log = (line: string) => process.stdout.write(`[ab] ${line}\n`);
+
+interface Variant {
+  label: string;
+  dir: string;
+  flags: string[] | null;
+}
+
+function parseVariant(arg: string): Variant {
+  const eq = arg.indexOf("=");
+  if (eq < 1) throw new Error(`variant "${arg}": expected label=dir[|flags]`);
+  const label = arg.slice(0, eq);
+  const [dir, flags] = arg.slice(eq + 1).split("|") as [string, string | undefined];
+  return { label, dir, flags: flags?.trim() ? flags.trim().split(/\s+/) : null };
+}
+
+async function startFlags(dir: string): Promise<string[]> {
+  const { readFile } = await import("node:fs/promises");
+  const start: string = JSON.parse(await readFile(`${dir}/package.json`, "utf8")).scripts.start;
+  const words = start.split(/\s+/);
+  return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
+}
+
+function startServer(v: Variant, flags: string[], port: number, env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, [...flags, "--import", "tsx", "src/server.ts"], {
+    cwd: v.dir,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  const keep = (buf: Buffer) => output.push(...buf.toString("utf8").split("\n").filter((l) => l.trim()));
+  proc.stdout!.on("data", keep);
+  proc.stderr!.on("data", keep);
+  return {
+    name: v.label,
+    port,
+    proc,
+    output,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        proc.once("exit", () => resolve());
+        proc.kill("SIGTERM");
+      }),
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  const opts = benchOptionsOrExit();
+  const variants = process.argv.slice(2).map(parseVariant);
+  if (variants.length < 2) throw new Error("give at least two variants: label=dir[|flags]");
+  let fixture = await loadFixture(opts);
+  if (!fixture) fixture = await seedBenchDatabase(opts, log);
+  await clearStaleDirectoryCache(opts.redisUrl);
+  const tokens = await signTokens(fixture, opts.jwtSecret);
+  const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
+  const gen = dashboardGen(tokens, others);
+  const conns = Math.max(1, Math.floor(opts.connections / variants.length));
+
+  const servers: { v: Variant; child: Child; flags: string[] }[] = [];
+  try {
+    for (const [i, v] of variants.entries()) {
+      const flags = v.flags ?? (await startFlags(v.dir));
+      servers.push({ v, flags, child: startServer(v, flags, opts.port + 10 + i, serverEnv(opts, fixture.url)) });
+    }
+    await Promise.all(servers.map((s) => waitReady(s.child, 120_000)));
+    const answers = await Promise.all(servers.map((s) => post(`http://127.0.0.1:${s.child.port}`, gen(0))));
+    for (const [i, a] of answers.entries()) {
+      if (a.status !== 200 || a.json?.errors) throw new Error(`${servers[i]!.v.label}: ${a.status} ${a.text.slice(0, 300)}`);
+      if (a.text !== answers[0]!.text) throw new Error(`${servers[i]!.v.label} answers differently from ${servers[0]!.v.label}`);
+    }
+    log(`answers identical (${answers[0]!.text.length} bytes); ${variants.length} variants x ${conns} connections at once`);
+    for (const s of servers) log(`${s.v.label}: ${s.v.dir} ${s.flags.join(" ")}`);
+    const load = (durationS: number) =>
+      Promise.all(servers.map((s) => runLoad({ url: `http://127.0.0.1:${s.child.port}`, connections: conns, durationS, gen })));
+    // Warm until every variant has served WARM requests (graphql-jit compiles
+    // on the second sight, V8 optimises after many): a few seconds at a few
+    // req/s on a busy machine leave CPU per request still falling.
+    const warm = Number(process.env.BENCH_AB_WARM_REQUESTS ?? 600);
+    for (let served = 0, t0 = Date.now(); served < warm && Date.now() - t0 < 180_000; ) {
+      served = Math.min(...(await load(5)).map((r) => r.requests)) + served;
+    }
+    log(`warmed up: ${warm} requests each`);
+    const rows = new Map<string, { cpu: number[]; rps: number[]; p95: number[]; rss: number[] }>();
+    for (const s of servers) rows.set(s.v.label, { cpu: [], rps: [], p95: [], rss: [] });
+    for (let round = 1; round <= opts.runs; round++) {
+      const cpu0 = servers.map((s) => cpuMs(s.child.proc.pid!) ?? NaN);
+      const rss = servers.map((s) => sampleRss(s.child.proc.pid!));
+      const loadavg = (await import("node:os")).loadavg()[0]!.toFixed(1);
+      const results = await load(opts.durationS);
+      const parts: string[] = [];
+      for (const [i, s] of servers.entries()) {
+        const r = results[i]!;
+        const cpu = ((cpuMs(s.child.proc.pid!) ?? NaN) - cpu0[i]!) / r.requests;
+        const peak = rss[i]!.stop();
+        const row = rows.get(s.v.label)!;
+        row.cpu.push(cpu);
+        row.rps.push(r.rps);
+        row.p95.push(r.p95);
+        row.rss.push(peak);
+        parts.push(`${s.v.label} ${cpu.toFixed(2)} ms/req ${r.rps.toFixed(1)} req/s p95 ${r.p95.toFixed(0)} ms rss ${peak.toFixed(0)} MB`);
+      }
+      log(`round ${round}/${opts.runs} (load ${loadavg}): ${parts.join(" | ")}`);
+    }
+    // The machine's load moves CPU per request of every variant alike within
+    // a round: the paired figure is each round's ratio to the first variant.
+    const first = rows.get(servers[0]!.v.label)!;
+    log(`medians over ${opts.runs} rounds of ${opts.durationS} s (CPU vs ${servers[0]!.v.label}: median of the rounds' ratios):`);
+    for (const [label, r] of rows) {
+      const ratio = median(r.cpu.map((c, i) => c / first.cpu[i]!));
+      log(
+        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p95 ${median(r.p95).toFixed(0)} ms, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
+      );
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.child.stop()));
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { hourStart, requestCounterKey } from "../../src/infra/request-counter.ts";
@@ -36,10 +36,13 @@ describe("response cache", () => {
   let ids: Record<string, string>;
   let owner: string;
   let admin: string;
+  // The app's clock: each test in a minute of its own (rate-limit windows),
+  // all of them in one hour (request counts), whatever the wall clock does.
+  const clock = new ManualClock(hourStart(Date.now()) + 1_000);
 
   beforeAll(async () => {
     redis = await startOwnRedis();
-    t = await createTestApp({ store: new RedisStore(redis.url), responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
+    t = await createTestApp({ store: new RedisStore(redis.url), responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS }, clock: clock.now });
     ids = await tenantIdsBySlug(t);
     owner = await t.memberToken("acme", "OWNER");
     admin = await t.adminToken();
@@ -49,6 +52,7 @@ describe("response cache", () => {
     await t?.store.close();
     await redis?.close();
   });
+  beforeEach(() => clock.advance(60_000));
 
   /** One read; its cache write (if any) has landed when it returns. */
   async function read(q: string, token: string, headers: Record<string, string> = {}, variables?: Record<string, unknown>) {
@@ -361,7 +365,7 @@ describe("response cache", () => {
     }
 
     await warm(PROJECTS, owner);
-    const counter = requestCounterKey(ids.acme!, hourStart(Date.now()));
+    const counter = requestCounterKey(ids.acme!, hourStart(clock.now()));
     const requestsBefore = Number(await redis.client.get(counter));
     const a = await read(PROJECTS, owner);
     const b = await read(PROJECTS, owner);

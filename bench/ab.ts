@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { runLoad, post } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
-import { cpuMs, rssMb, sampleRss, serverEnv, waitReady, type Child } from "./processes.ts";
+import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
 import { dashboardGen, signTokens } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
@@ -39,35 +38,8 @@ function parseVariant(arg: string): Variant {
   return { label, dir, flags: flags?.trim() ? flags.trim().split(/\s+/) : null };
 }
 
-async function startFlags(dir: string): Promise<string[]> {
-  const { readFile } = await import("node:fs/promises");
-  const start: string = JSON.parse(await readFile(`${dir}/package.json`, "utf8")).scripts.start;
-  const words = start.split(/\s+/);
-  return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
-}
-
 function startServer(v: Variant, flags: string[], port: number, env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, [...flags, "--import", "tsx", "src/server.ts"], {
-    cwd: v.dir,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output: string[] = [];
-  const keep = (buf: Buffer) => output.push(...buf.toString("utf8").split("\n").filter((l) => l.trim()));
-  proc.stdout!.on("data", keep);
-  proc.stderr!.on("data", keep);
-  return {
-    name: v.label,
-    port,
-    proc,
-    output,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        proc.once("exit", () => resolve());
-        proc.kill("SIGTERM");
-      }),
-  };
+  return spawnChild(v.label, [...flags, "--import", "tsx", "src/server.ts"], v.dir, port, env);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -87,7 +59,7 @@ async function main() {
   const servers: { v: Variant; child: Child; flags: string[] }[] = [];
   try {
     for (const [i, v] of variants.entries()) {
-      const flags = v.flags ?? (await startFlags(v.dir));
+      const flags = v.flags ?? startScriptFlags(v.dir);
       servers.push({ v, flags, child: startServer(v, flags, opts.port + 10 + i, serverEnv(opts, fixture.url)) });
     }
     await Promise.all(servers.map((s) => waitReady(s.child, 120_000)));

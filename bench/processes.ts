@@ -40,11 +40,16 @@ export interface Child {
  * The V8 flags `npm start` gives the server (package.json), so the bench
  * measures the server as it is started in production.
  */
-export function serverNodeFlags(): string[] {
+export function serverNodeFlags(root = ROOT): string[] {
   // BENCH_NODE_FLAGS="--max-old-space-size=224 --max-semi-space-size=32": other V8 flags than npm start's, for A/B trials.
   const override = process.env.BENCH_NODE_FLAGS?.trim();
   if (override) return override.split(/\s+/);
-  const start: string = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start;
+  return startScriptFlags(root);
+}
+
+/** The V8 flags of `npm start` in the checkout at `root`. */
+export function startScriptFlags(root: string): string[] {
+  const start: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.start;
   const words = start.split(/\s+/);
   return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
 }
@@ -60,8 +65,13 @@ export function startChild(
   // BENCH_SERVER=dist: the server compiled by `npm run build`, run without a loader (as `npm run start:prod`).
   const compiled = script === "src/server.ts" && process.env.BENCH_SERVER === "dist";
   const args = compiled ? [...flags, ...nodeArgs, "dist/server.js"] : [...flags, ...nodeArgs, "--import", "tsx", script];
+  return spawnChild(name, args, ROOT, port, env);
+}
+
+/** `node <args>` in `cwd` on `port`: its last 200 lines of output kept, stopped by SIGTERM (SIGKILL after 10 s). */
+export function spawnChild(name: string, args: string[], cwd: string, port: number, env: Record<string, string>): Child {
   const proc = spawn(process.execPath, args, {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { LiveHub } from "../../src/modules/live/hub.ts";
@@ -492,10 +493,14 @@ describe("a hub on a manual clock", () => {
   it("a token's streams end at the token's expiry", async () => {
     const { clock, live, app } = onManualClock();
     try {
-      const s = await sseSubscribe((url, init) => app.fetch(url, init), "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${await t.token("viewer@acme.test", "acme", "10m")}` });
+      const token = await t.token("viewer@acme.test", "acme", "10m");
+      // The token's end in whole seconds of the wall clock it was signed by: the manual clock
+      // moves to it exactly (10 minutes from the clock's start could fall short of it by up to a second).
+      const end = decodeJwt(token).exp! * 1000;
+      const s = await sseSubscribe((url, init) => app.fetch(url, init), "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${token}` });
       open.push(s);
       expect(s.status).toBe(200);
-      clock.advance(9 * 60_000);
+      clock.advance(end - 60_000 - clock.now());
       const [project] = await projectsOf("acme");
       const made = await call(app, `mutation($p: ID!) { createDeployment(input: { projectId: $p }) { deployment { id } } }`, { authorization: `Bearer ${await t.memberToken("acme", "DEVELOPER")}` }, { p: project!.id });
       // Still open a minute before the token's end.

@@ -1,7 +1,9 @@
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import { checkedId, tenantRowsWhere, type TenantTable } from "./placement-rows.ts";
+import type { PlacementAdmin, PlacementRef } from "./placement-admin.ts";
+import { connect, openRead, release } from "./placement-move-connections.ts";
+import { beginCopy, checkedId, pgQuery, recountStats, tablesOf, tenantRowsWhere, type TenantTable } from "./placement-rows.ts";
 
 /**
  * The bulk of a move (docs/placement.md, "Moving a tenant"): the tenant's
@@ -120,5 +122,48 @@ export async function copyInParallel(plan: ParallelCopy): Promise<number> {
       await source!.query("COMMIT");
     },
   );
+  return rows;
+}
+
+/**
+ * Step 3: every table copied with COPY from the snapshot `snapshot` of the
+ * source, several at once (src/db/placement-copy.ts). Into a SCHEMA or
+ * DATABASE target the rows go straight in; its tenants row, copied as it
+ * is, names the SOURCE until the switch, so a request a stale directory
+ * entry routes to the target (one naming it from an earlier stay of the
+ * tenant there) is refused by the route check, reads and writes alike:
+ * nothing is acknowledged in a copy that may still be dropped, nothing
+ * races the verification. The switch names the target (step 5). Into the
+ * main database (to POOLED) they go to the move's staging schema, and the
+ * switch moves them into the shared tables. Answers the rows copied.
+ */
+export async function copyTenant(admin: PlacementAdmin, tenantId: string, from: PlacementRef, to: PlacementRef, staging: string | null, snapshot: string, workers: number): Promise<number> {
+  const targetSchema = to.placement === "SCHEMA" ? to.name : null;
+  const rows = await copyInParallel({
+    tenantId,
+    tables: tablesOf(to),
+    workers,
+    source: () => openRead(admin, from, tenantId, snapshot),
+    target: async () => {
+      const c = await connect(admin, to);
+      await beginCopy(c, tenantId, targetSchema).catch(async (err: unknown) => {
+        await release(c);
+        throw err;
+      });
+      return c;
+    },
+    into: (t) => (staging ? { name: `"${staging}"."${t}"`, keep: false } : { name: `"${t}"`, keep: t === "users" }),
+  });
+  if (!staging) {
+    const target = await connect(admin, to);
+    try {
+      await beginCopy(target, tenantId, targetSchema);
+      // The analytics counters: recounted from the copy (never copied; the copy fires no trigger).
+      await recountStats(pgQuery(target), tenantId);
+      await target.query("COMMIT");
+    } finally {
+      await release(target);
+    }
+  }
   return rows;
 }

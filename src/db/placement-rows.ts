@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { PlacementRef } from "./placement-admin.ts";
 
 /**
  * A tenant's rows, table by table, between two placements (provisioning
@@ -29,6 +30,13 @@ export const TENANT_TABLES = [
   "tenant_cache_generations",
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
+
+/** The tables a move copies and compares, the largest first (the parallel copy and prints hand them out in this order). */
+export function tablesOf(to: PlacementRef): TenantTable[] {
+  const large: TenantTable[] = ["deployments", "audit_log", "projects", "workflows", "idempotency_keys"];
+  // Into the main database the API request counters stay its own (they are always counted there).
+  return [...large, ...TENANT_TABLES.filter((t) => !large.includes(t))].filter((t) => !(to.placement === "POOLED" && t === "usage_counters"));
+}
 
 /** The rows of `table` that are the tenant's ($1: its id). */
 export function tenantRowsWhere(table: TenantTable): string {

@@ -4,7 +4,7 @@ import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
 import { crossTenantReader } from "../policy/platform.ts";
 import { POOLED } from "../db/placement-admin.ts";
-import { routeOf } from "../db/placement-move.ts";
+import { routeOf } from "../db/placement-route.ts";
 import { syncPlacedTenant } from "../modules/platform/placement.service.ts";
 import { refuseWhileMoving } from "../tenancy/placement-directory.ts";
 import { assertTenantRole, requirePlatformAdmin, requireRole } from "../policy/roles.ts";

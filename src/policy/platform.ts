@@ -1,7 +1,7 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
-import { ROUTE_SQL } from "../db/placement-move.ts";
+import { ROUTE_SQL } from "../db/placement-route.ts";
 import { isAuditAction } from "../db/audit-actions.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";

@@ -1,7 +1,7 @@
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import { featureNotAvailable, rateLimited, tenantAccessDenied, tenantMoving, tenantSuspended, unauthenticated } from "../errors.ts";
 import { POOLED } from "../db/placement-admin.ts";
-import { routeOf } from "../db/placement-move.ts";
+import { routeOf } from "../db/placement-route.ts";
 import { effectiveFeatures, sameFeatures } from "./features.ts";
 import { retryAfter, type RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";

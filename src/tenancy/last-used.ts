@@ -1,5 +1,6 @@
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
-import { moveFenceSql, ROUTE_SQL, routeOf } from "../db/placement-move.ts";
+import { moveFenceSql } from "../db/placement-fence.ts";
+import { ROUTE_SQL, routeOf } from "../db/placement-route.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { InFlight } from "../infra/in-flight.ts";

@@ -1,7 +1,7 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { placementPoolsOf } from "../db/clients.ts";
 import { syncMemberToPlacement, syncToDirectory } from "../db/placement-sync.ts";
-import { moveFenceSql } from "../db/placement-move.ts";
+import { moveFenceSql } from "../db/placement-fence.ts";
 import { assertPlacementOf, placementOf, type PlacementRef } from "../db/placement-admin.ts";
 import type { Placement } from "../generated/prisma/enums.ts";
 import { tenantMoving } from "../errors.ts";

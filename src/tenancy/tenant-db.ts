@@ -4,7 +4,8 @@ import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prism
 import { RequestConnection, requestSlotsOf, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
 import { assertPlacementOf, type PlacementRef } from "../db/placement-admin.ts";
-import { moveFenceSql, ROUTE_SQL } from "../db/placement-move.ts";
+import { moveFenceSql } from "../db/placement-fence.ts";
+import { ROUTE_SQL } from "../db/placement-route.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import { tenantScope, type TenantScope } from "./tenant-scope.ts";
@@ -76,7 +77,7 @@ export interface RequestFacts {
    * than its own (docs/placement.md, "Moving a tenant").
    */
   route?: string | null;
-  /** Mutations: false while a move of the tenant holds its write fence (src/db/placement-move.ts). */
+  /** Mutations: false while a move of the tenant holds its write fence (src/db/placement-fence.ts). */
   writable?: boolean;
 }
 

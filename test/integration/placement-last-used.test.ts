@@ -1,7 +1,7 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql } from "../../src/db/placement-move.ts";
+import { moveFenceSql } from "../../src/db/placement-fence.ts";
 import { placementPoolsOf } from "../../src/db/clients.ts";
 import { ApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";

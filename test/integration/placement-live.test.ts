@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { placementOf } from "../../src/db/placement-admin.ts";
-import { routeOf } from "../../src/db/placement-move.ts";
+import { routeOf } from "../../src/db/placement-route.ts";
 import { readEvents } from "../../src/modules/live/event-read.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";

@@ -1,7 +1,9 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { placementFor, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../src/db/placement-admin.ts";
-import { moveFenceSql, moveTenantRows, routeOf, settleMoves } from "../../src/db/placement-move.ts";
+import { moveFenceSql } from "../../src/db/placement-fence.ts";
+import { moveTenantRows, settleMoves } from "../../src/db/placement-move.ts";
+import { routeOf } from "../../src/db/placement-route.ts";
 import { syncToDirectory } from "../../src/db/placement-sync.ts";
 import { ApiKeyUse } from "../../src/tenancy/last-used.ts";
 import type { TestApp } from "../helpers/app.ts";

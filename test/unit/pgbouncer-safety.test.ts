@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
  * session advisory lock across the migrations (and may set a placement's
  * search_path for the session), and so connects directly, never through
  * PgBouncer: DATABASE_URL is the migrator's direct URL (docs/scale-out.md).
- * Likewise a tenant move (src/db/placement-move.ts) holds its write fence,
+ * Likewise a tenant move (src/db/placement-move*.ts) holds its write fence,
  * a session advisory lock (with a session lock_timeout while it waits), on
  * connections of its own to the owners' direct URLs, never pooled; its copy
  * workers (src/db/placement-copy.ts) also run on those direct connections and
@@ -30,7 +30,8 @@ const SESSION_STATE: [string, RegExp][] = [
 ];
 const ALLOWED: Record<string, string[]> = {
   "src/db/migrate.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
-  "src/db/placement-move.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
+  "src/db/placement-move.ts": ["a session advisory lock (use pg_advisory_xact_lock)"],
+  "src/db/placement-move-steps.ts": ["a session advisory lock (use pg_advisory_xact_lock)", "SET without LOCAL (session-wide)"],
   "src/db/placement-copy.ts": ["a temporary table (lives on one session)"],
 };
 

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { isUuid } from "../../uuid.ts";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
-import { ROUTE_SQL } from "../../db/placement-move.ts";
+import { ROUTE_SQL } from "../../db/placement-route.ts";
 import { accessFactsSql, factsFrom, type AccessFacts, type Principal } from "./access.ts";
 
 /**

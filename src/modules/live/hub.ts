@@ -12,7 +12,7 @@ import { readEvents, type EventRead, type EventSource } from "./event-read.ts";
 import { placementPoolsOf } from "../../db/clients.ts";
 import { assertPlacementOf, POOLED, type PlacementRef } from "../../db/placement-admin.ts";
 import type { PlacementPools } from "../../db/placement-pools.ts";
-import { routeOf } from "../../db/placement-move.ts";
+import { routeOf } from "../../db/placement-route.ts";
 import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 import { LiveStream, shutdownError, timersOn, unavailable, type LiveClock, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { badInput, notFound, TENANT_MOVING_RETRY_AFTER, tenantMoving } from "../../errors.ts";
-import { currentPlacement, MoveAbandoned, moveTenantRows, MoveInProgress } from "../../db/placement-move.ts";
+import { currentPlacement, moveTenantRows } from "../../db/placement-move.ts";
+import { MoveAbandoned, MoveInProgress } from "../../db/placement-move-errors.ts";
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";

@@ -2,7 +2,7 @@ import { getOperationAST, GraphQLError, type ExecutionResult } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { badIdempotencyKey, IDEMPOTENCY_HEADER } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
-import { TransactionRolledBack } from "../tenancy/tenant-db.ts";
+import { TransactionRolledBack } from "../tenancy/request-commit.ts";
 import { Idempotency, idempotencyKeyOf, requestHash, type IdempotencyClaim } from "./idempotency.ts";
 
 /**

@@ -1,7 +1,7 @@
 import type { GraphQLResolveInfo } from "graphql";
 import type { Prisma } from "../generated/prisma/client.ts";
 import type { Context } from "../tenancy/context.ts";
-import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import type { ScopedTx } from "../tenancy/scoped-client.ts";
 import { encodeGlobalID } from "@pothos/plugin-relay";
 import { currentDirectiveScope } from "./enforcer.ts";
 import { publishAfterCommit } from "../infra/live-events.ts";

@@ -3,7 +3,7 @@ import type { GraphQLFieldResolver } from "graphql";
 import type { QuotaResource, Role } from "../generated/prisma/enums.ts";
 import { featureNotAvailable, quotaExceeded } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
-import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import type { ScopedTx } from "../tenancy/scoped-client.ts";
 import { GATED_BY_T_AUTH } from "./auth-field.ts";
 import { enterCrossTenantPath } from "./cross-tenant-path.ts";
 import { isAuditAction } from "../db/audit-actions.ts";

@@ -2,7 +2,7 @@ import type { QuotaResource } from "../generated/prisma/enums.ts";
 import { quotaExceeded, serviceUnavailable } from "../errors.ts";
 import { isStoreUnavailable, tenantKey, type Store } from "../infra/store.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
-import type { ScopedTx } from "../tenancy/tenant-db.ts";
+import type { ScopedTx } from "../tenancy/scoped-client.ts";
 import { countUsage as countRows, lockCountQuota as lockRows, type CountQuery, type CountResource } from "../db/count-quota.ts";
 
 /**

@@ -6,7 +6,7 @@ import { effectiveFeatures, sameFeatures } from "./features.ts";
 import { retryAfter, type RateLimitState } from "../infra/rate-limit.ts";
 import { effectiveLimits, PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import type { ApiKeyInfo, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
-import type { RequestFacts } from "./tenant-db.ts";
+import type { RequestFacts } from "./request-facts.ts";
 import type { TenantDbHandle } from "./context-types.ts";
 
 /**

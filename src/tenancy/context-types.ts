@@ -9,7 +9,8 @@ import type { TokenVerifier } from "./credentials.ts";
 import type { ApiKeyUse } from "./last-used.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantInfo, UserInfo } from "./directory.ts";
 import type { TenantIdentityProviders } from "./tenant-idp.ts";
-import type { ScopedTx, TenantDb } from "./tenant-db.ts";
+import type { ScopedTx } from "./scoped-client.ts";
+import type { TenantDb } from "./tenant-db.ts";
 
 /**
  * The per-request context (built by src/tenancy/context.ts): who is calling,

@@ -2,7 +2,8 @@ import { tenantRequired } from "../errors.ts";
 import type { ContextDeps, Context, TenantDbHandle } from "./context-types.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { placedDirectorySync } from "./placement-directory.ts";
-import { TenantDb, type ScopedTx } from "./tenant-db.ts";
+import type { ScopedTx } from "./scoped-client.ts";
+import { TenantDb } from "./tenant-db.ts";
 
 /** The secret hash of a request's API key (its authorization facts are read by it), per context. */
 const apiKeyHashes = new WeakMap<Context, string | null>();

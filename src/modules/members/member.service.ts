@@ -6,7 +6,7 @@ import { writeAudit } from "../../policy/audit.ts";
 import { checkDeclaredCountQuota } from "../../policy/enforcer.ts";
 import type { TenantContext } from "../../tenancy/context.ts";
 import type { IdentityRow } from "../../tenancy/directory.ts";
-import type { ScopedTx } from "../../tenancy/tenant-db.ts";
+import type { ScopedTx } from "../../tenancy/scoped-client.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
 

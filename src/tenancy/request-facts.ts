@@ -1,0 +1,103 @@
+import type pg from "pg";
+import { moveFenceSql } from "../db/placement-fence.ts";
+import { ROUTE_SQL } from "../db/placement-route.ts";
+import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
+import { isUuid } from "../uuid.ts";
+import { openSql, type TransactionSettings } from "./transaction-settings.ts";
+
+/**
+ * The authorization facts (docs/revocation.md): with `authorization` set,
+ * the message that opens the request transaction also runs
+ * `app_request_facts(...)`, so PostgreSQL reports the caller's membership,
+ * role, key validity, tenant status, plan, limits and platform-admin flag
+ * in the same round-trip. In statement mode they take one message of their
+ * own: BEGIN, the settings, the facts, COMMIT.
+ */
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** What PostgreSQL says about the caller, in the request's transaction (see the migration of app_request_facts). */
+export interface RequestFacts {
+  /** The tenant named by app.tenant_id; null: it does not exist (any more). */
+  tenant: {
+    status: TenantStatus;
+    plan: Plan;
+    overrides: Partial<Record<QuotaResource, number | null>>;
+    /** The feature override (a JSON array); null: the plan's. */
+    features: unknown;
+    domain: string | null;
+    idp: { issuer: string; jwksUrl: string; audience: string | null } | null;
+    storageBytes: number;
+  } | null;
+  /** app.user_id's membership in it; null: none. */
+  member: { id: string; role: Role } | null;
+  /** users.is_platform_admin of app.user_id; null: no such user. */
+  admin: boolean | null;
+  /** The role of the API key when its secret is valid now; null otherwise. */
+  key: Role | null;
+  /**
+   * The tenant's response-cache generation and TTL override (app_request_cache,
+   * read beside the facts when the request may use the response cache;
+   * docs/response-cache.md).
+   */
+  cache?: { generation: string; ttl: number | null };
+  /**
+   * Where the tenant's rows are, as the tenants row of the database that
+   * answered says (`POOLED`, `SCHEMA:<name>`, `DATABASE:<name>`; null: no
+   * row). A request routed by a stale directory entry sees another route
+   * than its own (docs/placement.md, "Moving a tenant").
+   */
+  route?: string | null;
+  /** Mutations: false while a move of the tenant holds its write fence (src/db/placement-fence.ts). */
+  writable?: boolean;
+}
+
+/**
+ * The facts statement, sent after the settings (a statement of its own, so
+ * it runs after set_config whatever the planner does); undefined without
+ * `authorization`. Inlined values: checked to be a UUID and a SHA-256 hex digest.
+ */
+export function factsSql(settings: TransactionSettings): string | undefined {
+  const auth = settings.authorization;
+  if (!auth) return undefined;
+  const { apiKeyId } = settings;
+  const { apiKeyHash } = auth;
+  if ((apiKeyId && !isUuid(apiKeyId)) || (apiKeyHash && !SHA256_HEX.test(apiKeyHash))) {
+    throw new Error("invalid authorization parameters");
+  }
+  const literal = (v: string | null | undefined) => (v ? `'${v}'` : "NULL");
+  const cache = auth.cache ? ", app_request_cache() AS cache" : "";
+  // The route PostgreSQL confirms, and for a mutation the shared side of
+  // the move fence (held to its COMMIT; refused, not waited for, while a
+  // move holds or waits for the exclusive side).
+  const tenant = `'${settings.tenantId}'`;
+  const route = `, (SELECT ${ROUTE_SQL} FROM tenants WHERE id = ${tenant}::uuid) AS route`;
+  const fence = settings.mode === "mutation" ? `, pg_try_advisory_xact_lock_shared(${moveFenceSql(`${tenant}::text`)}) AS writable` : "";
+  return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}${route}${fence}`;
+}
+
+/** The facts row of the last result of the opening message. */
+export function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
+  const row = results[results.length - 1]?.rows[0];
+  const facts = row?.facts as RequestFacts | undefined;
+  if (!facts) throw new Error("app_request_facts returned nothing");
+  if (row.cache) facts.cache = row.cache;
+  if ("route" in row) facts.route = row.route as string | null;
+  if ("writable" in row) facts.writable = row.writable as boolean;
+  return facts;
+}
+
+/** Statement mode: the facts in one message of their own (BEGIN, the settings, the facts, COMMIT). */
+export async function factsInOneMessage(pool: pg.Pool, settings: TransactionSettings, facts: string): Promise<RequestFacts> {
+  const connection = await pool.connect();
+  try {
+    const results = (await connection.query(`${openSql(settings)}; ${facts}; COMMIT`)) as unknown as pg.QueryResult[];
+    connection.release();
+    return factsOf(results.slice(0, -1));
+  } catch (err) {
+    // A failed statement leaves the rest of the message unrun (and the
+    // transaction open): the connection is discarded, not reused.
+    connection.release(err as Error);
+    throw err;
+  }
+}

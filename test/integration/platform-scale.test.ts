@@ -1,7 +1,7 @@
 import { CursorCodec } from "../../src/infra/cursor.ts";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { tenantUsage } from "../../src/modules/platform/platform.service.ts";
+import { tenantUsage } from "../../src/modules/platform/tenant-usage.service.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
 import { createSqlCounter, ofPool } from "../helpers/sql-counter.ts";

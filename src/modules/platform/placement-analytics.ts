@@ -64,6 +64,9 @@ export interface PlacedCounts {
   deployments: number;
 }
 
+/** No placed tenants: the main database's statement alone. */
+export const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", ids: [], projects: 0, workflows: 0, deployments: 0 };
+
 /**
  * The placed tenants' projects, workflows and deployments, from the counters
  * of their placements (tenant_stats: one primary-key read each); with a

@@ -9,7 +9,10 @@ import { crossTenant } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
 import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
-import * as service from "./platform.service.ts";
+import { auditLog } from "./platform-audit.service.ts";
+import { totals, type PlatformTotals } from "./platform-totals.service.ts";
+import { tenantPage, tenantWhere } from "./tenant-list.service.ts";
+import { tenantUsage, type TenantUsageStats } from "./tenant-usage.service.ts";
 import { placedAudit, placedCounts } from "./placement-analytics.ts";
 
 /**
@@ -47,7 +50,7 @@ const TenantStatusCountRef = builder.objectRef<{ status: TenantStatus; count: nu
   }),
 });
 
-export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("TenantUsageStats").implement({
+export const TenantUsageStatsRef = builder.objectRef<TenantUsageStats>("TenantUsageStats").implement({
   description:
     "One tenant's usage. members, projects, workflows (and, without from/to, deployments) are exact counters, updated in the transaction of each change: no lag. apiRequests without from/to is the tenant's total as of the request counter's last flush (every few seconds). With from/to, deployments and apiRequests count the activity within the range (apiRequests by whole hours).",
   fields: (t) => ({
@@ -68,7 +71,7 @@ export const TenantUsageStatsRef = builder.objectRef<service.TenantUsageStats>("
 const TenantUsageStatsConnection = connectionType(TenantUsageStatsRef, "TenantUsageStats");
 const TenantConnection = connectionType(TenantRef, "Tenant");
 
-const PlatformTotalsRef = builder.objectRef<service.PlatformTotals>("PlatformTotals").implement({
+const PlatformTotalsRef = builder.objectRef<PlatformTotals>("PlatformTotals").implement({
   fields: (t) => ({
     tenants: t.exposeInt("tenants"),
     tenantsByPlan: t.field({ type: [PlanCountRef], resolve: (p) => p.tenantsByPlan }),
@@ -129,13 +132,13 @@ PlatformRef.implement({
       args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TenantFilter }) },
       resolve: (_root, args, ctx, info) => {
         const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "Tenant");
-        const where = service.tenantWhere(args.filter);
+        const where = tenantWhere(args.filter);
         const withCount = selects(info, "totalCount");
         return audited(
           ctx,
           info,
           args,
-          (tx) => service.tenantPage(tx, page, where, withCount),
+          (tx) => tenantPage(tx, page, where, withCount),
           (c) => c.edges.map((e) => e.node.id),
         );
       },
@@ -156,7 +159,7 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          async (tx) => service.tenantUsage(tx, ctx.cursors, args, await placedCounts(ctx, tx, args)),
+          async (tx) => tenantUsage(tx, ctx.cursors, args, await placedCounts(ctx, tx, args)),
           (c) => c.edges.map((e) => e.node.tenant.id),
         ),
     }),
@@ -165,7 +168,7 @@ PlatformRef.implement({
       description:
         "Platform-wide totals: sums of the tenants' counters (exact, no lag; apiRequests as of the request counter's last flush; the cost follows the number of tenants, not their rows). With from/to, deployments and apiRequests are counted from the rows in the range (apiRequests by whole hours).",
       args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
-      resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => service.totals(tx, args, await placedCounts(ctx, tx, args))),
+      resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => totals(tx, args, await placedCounts(ctx, tx, args))),
     }),
     auditLog: t.field({
       type: AuditLogEntryConnection,
@@ -176,7 +179,7 @@ PlatformRef.implement({
         return audited(ctx, info, args, async (tx) => {
           const desc = page.orderBy[0]?.createdAt === "desc";
           const placed = await placedAudit(ctx, tx, args.filter, page.keysets, desc, page.take, withCount);
-          const { rows, total } = await service.auditLog(tx, page, args.filter, withCount, placed);
+          const { rows, total } = await auditLog(tx, page, args.filter, withCount, placed);
           return toConnection(rows, page, () => Promise.resolve(total ?? 0));
         });
       },

@@ -1,48 +1,21 @@
-import { Prisma, type AuditLogEntry } from "../../generated/prisma/client.ts";
-import { placedAuditBranch, placedCte, type PlacedAudit, type PlacedCounts } from "./placement-analytics.ts";
-
-const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", ids: [], projects: 0, workflows: 0, deployments: 0 };
-import type { ActorType, DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
+import { resolveCursorConnection } from "@pothos/plugin-relay";
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { DeploymentStatus, Plan, TenantStatus } from "../../generated/prisma/enums.ts";
 import { badInput } from "../../errors.ts";
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "../../graphql/pagination.ts";
+import type { CursorCodec } from "../../infra/cursor.ts";
 import { REQUEST_RESOURCE } from "../../infra/request-counter.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
-import type { CursorCodec } from "../../infra/cursor.ts";
-import { NIL_UUID } from "../../uuid.ts";
-import { resolveCursorConnection } from "@pothos/plugin-relay";
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, toConnection, type PageRequest } from "../../graphql/pagination.ts";
+import { checkRange, isRanged, rangeOf, type Range } from "./analytics-range.ts";
+import { NO_PLACED_COUNTS, placedCte, type PlacedCounts } from "./placement-analytics.ts";
 
 /**
- * Cross-tenant analytics: each answer is ONE statement over the tenants'
- * counters (`tenant_stats`, migration 20261202006000_tenant_stats: exact,
- * kept by triggers in the transaction of every change; API requests in
- * `tenant_request_totals`, migration 20261202007000_tenant_stats_locks,
- * moved by the request counter's flush: one flush interval behind), run on the platform
- * client inside crossTenant() (src/policy/platform.ts), never a loop over
- * tenants.
- *
- * Time range: `from`/`to` bound the activity counts (deployments created and
- * API requests counted in [from, to), API requests by whole hours: their rows
- * are hourly); members, projects and workflows are the current counts. A
- * range is counted from the rows themselves (its cost follows the rows in
- * it); no range reads the counters alone.
+ * Platform.tenantUsage: per-tenant usage, one page, ONE statement over the
+ * tenants' counters (docs/placement.md, "Platform analytics"), run on the
+ * platform client inside crossTenant() (src/policy/platform.ts), never a loop over tenants.
  */
 
-export const DEPLOYMENT_STATUSES: DeploymentStatus[] = ["QUEUED", "BUILDING", "READY", "ERROR", "CANCELED"];
-const PLANS: Plan[] = ["FREE", "PRO", "ENTERPRISE"];
-const STATUSES: TenantStatus[] = ["ACTIVE", "SUSPENDED", "PENDING_DELETION"];
-
-export interface Range {
-  from?: Date | null;
-  to?: Date | null;
-}
-
-function checkRange(range: Range) {
-  if (range.from && range.to && range.from > range.to) throw badInput("from", "from must not be after to");
-}
-
-const rangeOf = (column: string, range: Range) =>
-  Prisma.sql`${range.from ? Prisma.sql`AND ${Prisma.raw(column)} >= ${range.from}` : Prisma.empty}
-    ${range.to ? Prisma.sql`AND ${Prisma.raw(column)} < ${range.to}` : Prisma.empty}`;
+const DEPLOYMENT_STATUSES: DeploymentStatus[] = ["QUEUED", "BUILDING", "READY", "ERROR", "CANCELED"];
 
 export interface TenantRow {
   id: string;
@@ -158,7 +131,6 @@ const STATS_BY_STATUS = Prisma.sql`jsonb_build_object('QUEUED', st.deployments_q
 /** The tenant's own columns of a usage row (UsageRow), from `tenants t`. */
 const TENANT_COLUMNS = Prisma.sql`t.id, t.slug, t.name, t.plan, t.status, t.region, t.created_at, t.feature_overrides, t.domain, t.storage_bytes`;
 
-const isRanged = (range: Range) => range.from != null || range.to != null;
 
 /**
  * Per-tenant usage, one page, in one statement (docs/placement.md,
@@ -273,177 +245,4 @@ export async function tenantUsage(
     pageInfo: { ...page.pageInfo, ...(empty && { startCursor: null, endCursor: null }) },
     totalCount: () => Promise.resolve(count),
   };
-}
-
-export interface PlatformTotals {
-  tenants: number;
-  tenantsByPlan: { plan: Plan; count: number }[];
-  tenantsByStatus: { status: TenantStatus; count: number }[];
-  members: number;
-  projects: number;
-  deployments: number;
-  apiRequests: number;
-}
-
-/**
- * Platform-wide totals in one statement: one pass over the tenants (plan and
- * status) and one over their counters (one row per tenant, not their rows); with from/to, deployments and API
- * requests are counted over the range (the cost follows its rows).
- */
-export async function totals(tx: PlatformTx, range: Range, placed: PlacedCounts = NO_PLACED_COUNTS): Promise<PlatformTotals> {
-  checkRange(range);
-  const ranged = isRanged(range);
-  const [row] = await tx.$queryRaw<
-    {
-      tenants: number;
-      by_plan: Record<string, number> | null;
-      by_status: Record<string, number> | null;
-      members: number;
-      projects: number;
-      deployments: number;
-      api_requests: bigint;
-    }[]
-  >(Prisma.sql`
-    WITH byp AS MATERIALIZED (SELECT plan, status, count(*)::int AS n FROM tenants GROUP BY plan, status)
-    SELECT
-      (SELECT coalesce(sum(n), 0)::int FROM byp) AS tenants,
-      (SELECT jsonb_object_agg(plan, n) FROM (SELECT plan, sum(n)::int AS n FROM byp GROUP BY plan) x) AS by_plan,
-      (SELECT jsonb_object_agg(status, n) FROM (SELECT status, sum(n)::int AS n FROM byp GROUP BY status) x) AS by_status,
-      st.members, st.projects + ${placed.projects}::int AS projects,
-      ${ranged ? Prisma.sql`(SELECT count(*)::int FROM deployments WHERE true ${rangeOf("created_at", range)})` : Prisma.sql`st.deployments`}
-        + ${placed.deployments}::int AS deployments,
-      ${
-        ranged
-          ? Prisma.sql`(SELECT coalesce(sum(count), 0)::bigint FROM usage_counters
-        WHERE resource = ${REQUEST_RESOURCE}::"QuotaResource" ${rangeOf("window_start", range)})`
-          : Prisma.sql`(SELECT coalesce(sum(api_requests), 0)::bigint FROM tenant_request_totals)`
-      } AS api_requests
-    FROM (SELECT coalesce(sum(members), 0)::int AS members, coalesce(sum(projects), 0)::int AS projects,
-            coalesce(sum(deployments), 0)::int AS deployments
-          FROM tenant_stats) st`);
-  return {
-    tenants: row!.tenants,
-    tenantsByPlan: PLANS.map((plan) => ({ plan, count: Number(row!.by_plan?.[plan] ?? 0) })),
-    tenantsByStatus: STATUSES.map((status) => ({ status, count: Number(row!.by_status?.[status] ?? 0) })),
-    members: row!.members,
-    projects: row!.projects,
-    deployments: row!.deployments,
-    apiRequests: Number(row!.api_requests),
-  };
-}
-
-export interface TenantFilterInput {
-  status?: TenantStatus | null;
-  plan?: Plan | null;
-  search?: string | null;
-}
-
-/** One page of tenants (Platform.tenants); the total is counted only when asked for. */
-export async function tenantPage(tx: PlatformTx, page: PageRequest, where: Prisma.TenantWhereInput, withCount: boolean) {
-  const rows = await tx.tenant.findMany({
-    where: page.where ? { AND: [where, page.where] } : where,
-    orderBy: page.orderBy,
-    take: page.take,
-  });
-  const total = withCount ? await tx.tenant.count({ where }) : 0;
-  return toConnection(rows, page, () => Promise.resolve(total));
-}
-
-export function tenantWhere(filter: TenantFilterInput | null | undefined): Prisma.TenantWhereInput {
-  const where: Prisma.TenantWhereInput = {};
-  if (!filter) return where;
-  if (filter.status) where.status = filter.status;
-  if (filter.plan) where.plan = filter.plan;
-  const search = filter.search?.trim();
-  if (search) {
-    if (search.length > 100) throw badInput("filter.search", "filter.search must be at most 100 characters");
-    where.OR = [{ name: { contains: search, mode: "insensitive" } }, { slug: { contains: search, mode: "insensitive" } }];
-  }
-  return where;
-}
-
-/** An entry of either log, as the AuditLogEntry type reads it. */
-export type AuditRow = AuditLogEntry;
-
-export interface AuditFilter {
-  action?: string | null;
-  actorId?: string | number | null;
-  since?: Date | null;
-}
-
-/**
- * The platform's audit trail: every platform operation (platform_audit_log,
- * `crossTenant: true`; `tenant` set when it named exactly one tenant) merged
- * with every tenant's own entries (audit_log rows with cross_tenant = false;
- * the cross_tenant copies made for access transparency are left out, their
- * original is the platform entry). Newest first, keyset on (created_at, id).
- */
-function auditUnion(filter: AuditFilter | null | undefined, placed: Prisma.Sql = Prisma.empty): Prisma.Sql {
-  const conditions: Prisma.Sql[] = [];
-  if (filter?.action != null) {
-    if (filter.action.length > 100) throw badInput("filter.action", "filter.action must be at most 100 characters");
-    conditions.push(Prisma.sql`e.action = ${filter.action}`);
-  }
-  if (filter?.actorId != null) {
-    const actorId = String(filter.actorId);
-    if (actorId.length > 200) throw badInput("filter.actorId", "filter.actorId must be at most 200 characters");
-    conditions.push(Prisma.sql`e.actor_id = ${actorId}`);
-  }
-  if (filter?.since != null) conditions.push(Prisma.sql`e.created_at >= ${filter.since}`);
-  const where = conditions.length ? Prisma.sql`WHERE ${Prisma.join(conditions, " AND ")}` : Prisma.empty;
-  return Prisma.sql`(
-    SELECT * FROM (
-      SELECT a.id, a.tenant_id, a.action, a.actor_type::text AS actor_type, a.actor_id, a.actor_label,
-        a.target_type, a.target_id, a.cross_tenant, a.metadata, a.request_id, a.ip, a.created_at
-      FROM audit_log a WHERE NOT a.cross_tenant
-      UNION ALL
-      SELECT pa.id, CASE WHEN cardinality(pa.tenant_ids) = 1 THEN pa.tenant_ids[1] END, pa.action,
-        pa.actor_type::text, pa.actor_id, pa.actor_label, NULL, NULL, true, pa.metadata, pa.request_id, pa.ip, pa.created_at
-      FROM platform_audit_log pa
-      ${placed}
-    ) e ${where}
-  )`;
-}
-
-export async function auditLog(
-  tx: PlatformTx,
-  page: PageRequest,
-  filter: AuditFilter | null | undefined,
-  withCount: boolean,
-  /** The placed tenants' own entries past the keysets, and their count (placement-analytics.ts). */
-  placed?: PlacedAudit,
-): Promise<{ rows: AuditRow[]; total: number | null }> {
-  const union = auditUnion(filter, placed ? placedAuditBranch(placed) : Prisma.empty);
-  const desc = page.orderBy[0]?.createdAt === "desc";
-  const cuts = page.keysets.map(
-    (k) => Prisma.sql`(u.created_at, u.id) ${Prisma.raw(k.op)} (${new Date(k.value)}::timestamptz, ${k.id}::uuid)`,
-  );
-  const dir = Prisma.raw(desc ? "DESC" : "ASC");
-  const raw = await tx.$queryRaw<Record<string, unknown>[]>(Prisma.sql`
-    SELECT u.* FROM ${union} u
-    ${cuts.length ? Prisma.sql`WHERE ${Prisma.join(cuts, " AND ")}` : Prisma.empty}
-    ORDER BY u.created_at ${dir}, u.id ${dir}
-    LIMIT ${page.take}`);
-  const rows = raw.map((r) => ({
-    id: r.id as string,
-    // No single tenant: the nil UUID, which AuditLogEntry.tenant (a directory lookup) resolves to null.
-    tenantId: (r.tenant_id as string | null) ?? NIL_UUID,
-    action: r.action as string,
-    actorType: r.actor_type as ActorType,
-    actorId: r.actor_id as string | null,
-    actorLabel: r.actor_label as string | null,
-    targetType: r.target_type as string | null,
-    targetId: r.target_id as string | null,
-    crossTenant: r.cross_tenant as boolean,
-    metadata: r.metadata as Prisma.JsonValue,
-    requestId: r.request_id as string | null,
-    ip: r.ip as string | null,
-    createdAt: r.created_at as Date,
-  }));
-  let total: number | null = null;
-  if (withCount) {
-    const [c] = await tx.$queryRaw<{ n: number }[]>(Prisma.sql`SELECT count(*)::int AS n FROM ${auditUnion(filter)} u`);
-    total = (c?.n ?? 0) + (placed?.count ?? 0);
-  }
-  return { rows, total };
 }

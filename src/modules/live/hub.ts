@@ -6,35 +6,25 @@ import { limitOf } from "../../policy/quota.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { requestSlotsOf } from "../../db/request-slots.ts";
 import type pg from "pg";
-import { readAccessFacts, verdict } from "./access.ts";
 import { LiveBus } from "./bus.ts";
-import { readEvents, type EventRead, type EventSource } from "./event-read.ts";
+import type { EventSource } from "./event-read.ts";
 import { placementPoolsOf } from "../../db/clients.ts";
 import { assertPlacementOf, POOLED, type PlacementRef } from "../../db/placement-admin.ts";
 import type { PlacementPools } from "../../db/placement-pools.ts";
-import { routeOf } from "../../db/placement-route.ts";
 import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events.ts";
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
-import { LiveStream, shutdownError, timersOn, unavailable, type LiveClock, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
+import { LiveStream, shutdownError, timersOn, type LiveClock, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
+import { TenantStreams, type TenantReads } from "./tenant-streams.ts";
 
 /**
  * The live-updates hub of one process (docs/live-updates.md). Committed
  * changes go out on their tenant's topic (bus.ts); a replica listens to a
- * tenant's topic only while it holds a stream of that tenant. A tenant's
- * events are read once for all its streams, in one message on the live pool
- * that also re-reads every subscriber's access facts (event-read.ts); each
- * stream's authorization is decided on its own facts (a stream whose access
- * ended is closed with the coded error), the others get the node. Events
- * arriving during a read are read together by the next one. `access`
+ * tenant's topic only while it holds a stream of that tenant, whose events
+ * and access re-checks its TenantStreams reads (tenant-streams.ts). `access`
  * events, a Redis reconnect and a periodic sweep re-check every open stream
- * of the tenant, so a stream is closed even when it receives no event.
- *
- * A placed tenant's (SCHEMA, DATABASE) events and re-checks are read in its
- * placement, on that placement's live pool (docs/placement.md), the route
- * its streams were opened with checked first (assertPlacementOf) and
- * confirmed by the placement's own tenants row in the same message: a
- * stale route (a move) closes the tenant's streams to reconnect, where the
- * directory names the new placement.
+ * of the tenant, so a stream is closed even when it receives no event. A
+ * placed tenant's (SCHEMA, DATABASE) reads go to its placement's live pool
+ * (docs/placement.md).
  */
 
 export interface LiveHubOptions {
@@ -59,18 +49,6 @@ export interface LiveHubOptions {
   wakeAt?: LiveClock["wakeAt"];
 }
 
-interface TenantStreams {
-  streams: Set<LiveStream>;
-  checking: boolean;
-  again: boolean;
-  /** Events waiting for the tenant's next read, with the streams open when each arrived that may want it. */
-  pending: { event: LiveEvent; streams: LiveStream[] }[];
-  /** A read of events is running. */
-  delivering: boolean;
-  /** Where the tenant's rows are, as its newest stream's directory entry said. */
-  ref: PlacementRef;
-}
-
 export class LiveHub implements LiveUpdates, StreamOwner {
   readonly logger: Logger;
   readonly bufferSize: number;
@@ -83,6 +61,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   private stopping = false;
   private readonly eventPool: pg.Pool;
   private readonly placements: PlacementPools | undefined;
+  private readonly reads: TenantReads;
 
   constructor(private readonly options: LiveHubOptions) {
     this.logger = options.logger;
@@ -94,6 +73,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
     this.eventPool = eventPool;
     this.placements = placementPoolsOf(options.events);
+    this.reads = { platform: options.platform, source: (tenantId, ref) => this.source(tenantId, ref), logger: this.logger, clock: this.clock };
     const leaseMs = options.leaseMs ?? 30_000;
     // Messages published while the subscriber was disconnected are lost:
     // re-check every stream once it is back (it re-subscribes by itself).
@@ -145,14 +125,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     if (!slot.ok) throw quotaExceeded("SUBSCRIPTIONS", limit!, slot.used, 1);
     let entry = this.tenants.get(tenant.id);
     if (!entry) {
-      const created: TenantStreams = {
-        streams: new Set(),
-        checking: false,
-        again: false,
-        pending: [],
-        delivering: false,
-        ref,
-      };
+      const created = new TenantStreams(tenant.id, ref, this.reads, (e) => this.forgetIfIdle(e));
       entry = created;
       this.tenants.set(tenant.id, entry);
       this.bus.listen(tenant.id, (event) => this.dispatch(tenant.id, created, event));
@@ -170,10 +143,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
       void this.recheckTenant(tenantId);
       return;
     }
-    const streams = [...entry.streams].filter((s) => s.wants(event));
-    if (!streams.length) return;
-    entry.pending.push({ event, streams });
-    if (!entry.delivering) void this.deliver(tenantId, entry);
+    entry.enqueue(event);
   }
 
   /** Where a tenant's events are read: the main live pool, or its placement's (a schema's as the read's search_path). */
@@ -184,100 +154,22 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     return { pool: this.placements.live(ref), schema: ref.placement === "SCHEMA" ? ref.name : null };
   }
 
-  /**
-   * Whether the read came from where the tenant's rows are: the answering
-   * database's own tenants row names the route it was sent on. Otherwise the
-   * tenant moved (or the entry was stale): its streams are closed, to
-   * reconnect through the directory. No tenant row at all is decided by the
-   * facts (access denied).
-   */
-  private confirmRoute(streams: LiveStream[], ref: PlacementRef, route: string | null): boolean {
-    if (route === null || route === routeOf(ref)) return true;
-    for (const s of streams) s.close(unavailable());
-    return false;
-  }
-
-  /**
-   * Reads the tenant's pending events, all of them in one read, and
-   * hands each node to the streams it is for, until none are pending.
-   */
-  private async deliver(tenantId: string, entry: TenantStreams): Promise<void> {
-    entry.delivering = true;
-    try {
-      while (entry.pending.length) {
-        const batch = entry.pending.splice(0);
-        const streams = [...new Set(batch.flatMap((b) => b.streams))];
-        let read: EventRead;
-        try {
-          read = await readEvents(this.source(tenantId, entry.ref), tenantId, streams.map((s) => s.principal), batch.map((b) => b.event), this.clock.now());
-        } catch (err) {
-          this.logger.warn({ err, tenantId }, "live events could not be loaded");
-          for (const s of streams) s.close(unavailable());
-          continue;
-        }
-        if (!this.confirmRoute(streams, entry.ref, read.route)) continue;
-        // Each subscriber's own authorization, from the facts of this read.
-        const now = this.clock.now();
-        for (const s of streams) s.apply(verdict(s.principal, read.facts, now));
-        for (const { event, streams: recipients } of batch) {
-          const node = "id" in event ? read.nodes.get(`${event.type}:${event.id}`) : undefined;
-          if (!node) continue;
-          for (const s of recipients) if (s.accepts(node)) s.push(node);
-        }
-      }
-    } finally {
-      entry.delivering = false;
-      this.forgetIfIdle(tenantId, entry);
-    }
-  }
-
-  private forgetIfIdle(tenantId: string, entry: TenantStreams) {
-    if (entry.streams.size === 0 && !entry.checking && !entry.delivering && this.tenants.get(tenantId) === entry) {
-      this.tenants.delete(tenantId);
-      this.bus.unlisten(tenantId);
+  private forgetIfIdle(entry: TenantStreams) {
+    if (entry.idle && this.tenants.get(entry.tenantId) === entry) {
+      this.tenants.delete(entry.tenantId);
+      this.bus.unlisten(entry.tenantId);
     }
   }
 
   unregister(stream: LiveStream) {
     const entry = this.tenants.get(stream.tenantId);
-    if (entry?.streams.delete(stream)) this.forgetIfIdle(stream.tenantId, entry);
+    if (entry?.streams.delete(stream)) this.forgetIfIdle(entry);
     this.slots.release(stream.tenantId, stream.id).catch((err) => this.logger.warn({ err }, "live updates: stream slot not released"));
   }
 
   /** Re-reads the access facts of every open stream of the tenant (one statement) and closes those whose access ended. */
   async recheckTenant(tenantId: string): Promise<void> {
-    const entry = this.tenants.get(tenantId);
-    if (!entry) return;
-    if (entry.checking) {
-      entry.again = true;
-      return;
-    }
-    entry.checking = true;
-    try {
-      do {
-        entry.again = false;
-        const streams = [...entry.streams];
-        if (!streams.length) break;
-        const principals = streams.map((s) => s.principal);
-        const now = this.clock.now();
-        let facts;
-        if (entry.ref.placement === "POOLED") facts = await readAccessFacts(this.options.platform, tenantId, principals, now);
-        else {
-          // A placed tenant's facts are its placement's (the directory's copy may lag a sync).
-          const read = await readEvents(this.source(tenantId, entry.ref), tenantId, principals, [], now);
-          if (!this.confirmRoute(streams, entry.ref, read.route)) break;
-          facts = read.facts;
-        }
-        for (const s of streams) s.apply(verdict(s.principal, facts, now));
-      } while (entry.again);
-    } catch (err) {
-      // PostgreSQL unreachable: no stream can load an event either (each
-      // event re-checks first); the next sweep tries again.
-      this.logger.warn({ err, tenantId }, "live updates: access re-check failed");
-    } finally {
-      entry.checking = false;
-      this.forgetIfIdle(tenantId, entry);
-    }
+    await this.tenants.get(tenantId)?.recheck();
   }
 
   /**

@@ -13,7 +13,7 @@ const LAYERS = [
   ["tenancy", "^src/tenancy/"],
   ["infra", "^src/infra/"],
   ["db", "^src/db/"],
-  ["base", "^src/(config|errors|uuid)\\.ts$|^src/generated/"],
+  ["base", "^src/(config|errors|uuid)\\.ts$|^src/config/|^src/generated/"],
 ];
 
 /** One rule per layer: nothing it imports from src/ may belong to a layer above it. */

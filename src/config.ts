@@ -4,23 +4,11 @@
  * bad value stops the process with one line naming the variable.
  */
 
-import { isIPv4, isIPv6 } from "node:net";
-
-/** Connections per process: one pool per plan, and the platform and live pools (src/db/clients.ts). */
-export interface PoolSizes {
-  FREE: number;
-  PRO: number;
-  ENTERPRISE: number;
-  platform: number;
-  live: number;
-}
-
-/**
- * 2 + 8 + 16 + 4 + 2 = 32 connections per process at most, so two replicas
- * stay well under PostgreSQL's default max_connections (100), with room for
- * migrations, an admin and a test run (docs/performance.md, "Tier pools").
- */
-export const DEFAULT_POOL_SIZES: PoolSizes = { FREE: 2, PRO: 8, ENTERPRISE: 16, platform: 4, live: 2 };
+import { bool, ConfigError, int, str, url, type Env } from "./config/env.ts";
+import { corsOrigins } from "./config/cors-origins.ts";
+import { placementServers } from "./config/placement-servers.ts";
+import { poolSizes, type PoolSizes } from "./config/pool-sizes.ts";
+import { trustProxy, type TrustProxy } from "./config/trust-proxy.ts";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -71,63 +59,8 @@ export interface Config {
   storageRefreshMs: number;
 }
 
-/**
- * TRUST_PROXY: `off` (the default), a hop count (that many proxies in front,
- * each appending to X-Forwarded-For), or the proxies' addresses and CIDR
- * ranges (any hop from one of them is believed, walking from the socket).
- */
-export type TrustProxy =
-  | { kind: "off" }
-  | { kind: "hops"; hops: number }
-  | { kind: "addresses"; ranges: { address: string; prefix: number; family: "ipv4" | "ipv6" }[] };
-
 export const DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef";
 
-export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`${variable}: ${message}`);
-    this.name = "ConfigError";
-  }
-}
-
-type Env = Record<string, string | undefined>;
-
-function str(env: Env, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v.trim() === "" ? undefined : v.trim();
-}
-
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = str(env, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `expected ${min}..${max}, got ${n}`);
-  return n;
-}
-
-function bool(env: Env, name: string, fallback: boolean): boolean {
-  const raw = str(env, name)?.toLowerCase();
-  if (raw === undefined) return fallback;
-  if (["1", "true", "yes", "on"].includes(raw)) return true;
-  if (["0", "false", "no", "off"].includes(raw)) return false;
-  throw new ConfigError(name, `expected true or false, got "${raw}"`);
-}
-
-function url(env: Env, name: string, protocols: string[]): string | undefined {
-  const raw = str(env, name);
-  if (raw === undefined) return undefined;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new ConfigError(name, "not a valid URL");
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(name, `expected a ${protocols.join(" or ")} URL, got ${parsed.protocol}`);
-  }
-  return raw;
-}
 
 /** A seed node of a Redis Cluster; credentials and TLS come from `redis[s]://user:pass@` entries. */
 export interface RedisClusterNode {
@@ -173,83 +106,6 @@ function redisClusterNodes(env: Env): RedisClusterNode[] | undefined {
 export const redisTarget = (config: Pick<Config, "redisUrl" | "redisClusterNodes">): RedisTarget | undefined =>
   config.redisClusterNodes ?? config.redisUrl;
 
-function trustProxy(env: Env): TrustProxy {
-  const raw = str(env, "TRUST_PROXY");
-  if (raw === undefined || ["off", "false", "0", "no"].includes(raw.toLowerCase())) return { kind: "off" };
-  if (/^\d+$/.test(raw)) {
-    const hops = Number(raw);
-    if (hops > 32) throw new ConfigError("TRUST_PROXY", `a hop count of at most 32, got ${hops}`);
-    return { kind: "hops", hops };
-  }
-  const ranges = raw.split(",").map((entry) => {
-    const text = entry.trim();
-    const [address = "", prefixText] = text.split("/");
-    const family = isIPv4(address) ? "ipv4" : isIPv6(address) ? "ipv6" : null;
-    if (!family) throw new ConfigError("TRUST_PROXY", `expected off, a hop count or IP addresses/CIDRs, got "${text}"`);
-    const max = family === "ipv4" ? 32 : 128;
-    const prefix = prefixText === undefined ? max : /^\d+$/.test(prefixText) ? Number(prefixText) : NaN;
-    if (!(prefix >= 0 && prefix <= max)) throw new ConfigError("TRUST_PROXY", `bad prefix length in "${text}"`);
-    return { address, prefix, family } as const;
-  });
-  return { kind: "addresses", ranges };
-}
-
-function corsOrigins(env: Env): string[] {
-  const raw = str(env, "CORS_ORIGINS");
-  if (raw === undefined) return [];
-  return raw.split(",").map((entry) => {
-    const text = entry.trim();
-    if (text === "*") return text;
-    let origin: string;
-    try {
-      origin = new URL(text).origin;
-    } catch {
-      throw new ConfigError("CORS_ORIGINS", `not an origin: "${text}"`);
-    }
-    // An origin is scheme://host[:port] exactly, as browsers send it.
-    if (origin === "null" || origin !== text.replace(/\/$/, "").toLowerCase()) {
-      throw new ConfigError("CORS_ORIGINS", `expected scheme://host[:port], got "${text}"`);
-    }
-    return origin;
-  });
-}
-
-/** `PLACEMENT_DATABASE_URLS`: `name=postgresql://...` pairs, comma-separated. */
-function parsePlacementServers(value: string | undefined): Record<string, string> {
-  const servers: Record<string, string> = {};
-  for (const part of (value ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
-    const eq = part.indexOf("=");
-    const name = part.slice(0, eq).trim();
-    const url = part.slice(eq + 1).trim();
-    if (eq < 1 || !/^[a-z][a-z0-9_-]{0,39}$/.test(name) || name === "default") throw new Error(`PLACEMENT_DATABASE_URLS: bad server name in "${name}"`);
-    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error(`PLACEMENT_DATABASE_URLS: ${name} needs a postgresql:// URL`);
-    servers[name] = url;
-  }
-  return servers;
-}
-
-function placementServers(env: Env): Record<string, string> {
-  try {
-    return parsePlacementServers(str(env, "PLACEMENT_DATABASE_URLS"));
-  } catch (err) {
-    throw new ConfigError("PLACEMENT_DATABASE_URLS", (err as Error).message);
-  }
-}
-
-function poolSizes(env: Env): PoolSizes {
-  // The one pool of the first round, divided by plan since: a value would be ignored without notice.
-  if (str(env, "DB_POOL_SIZE") !== undefined) {
-    throw new ConfigError("DB_POOL_SIZE", "replaced by POOL_SIZE_FREE, POOL_SIZE_PRO, POOL_SIZE_ENTERPRISE (connections per plan) and POOL_SIZE_PLATFORM");
-  }
-  const d = DEFAULT_POOL_SIZES;
-  return {
-    FREE: int(env, "POOL_SIZE_FREE", d.FREE, 1, 500),
-    PRO: int(env, "POOL_SIZE_PRO", d.PRO, 1, 500),
-    ENTERPRISE: int(env, "POOL_SIZE_ENTERPRISE", d.ENTERPRISE, 1, 500),
-    platform: int(env, "POOL_SIZE_PLATFORM", d.platform, 1, 500),
-    live: int(env, "POOL_SIZE_LIVE", d.live, 1, 500),
-  };
-}
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 

@@ -1,5 +1,6 @@
 import type { createApp as CreateApp } from "./app.ts";
-import { ConfigError, loadConfig, redisTarget, type Config } from "./config.ts";
+import { loadConfig, redisTarget, type Config } from "./config.ts";
+import { ConfigError } from "./config/env.ts";
 import { createDatabases } from "./db/clients.ts";
 import { PlacementAdmin } from "./db/placement-admin.ts";
 import { settleMoves } from "./db/placement-move.ts";

@@ -2,7 +2,7 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Plan } from "../generated/prisma/enums.ts";
-import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config.ts";
+import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config/pool-sizes.ts";
 import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
 import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts";

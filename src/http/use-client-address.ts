@@ -1,6 +1,6 @@
 import { BlockList, isIP } from "node:net";
 import type { Plugin } from "graphql-yoga";
-import type { TrustProxy } from "../config.ts";
+import type { TrustProxy } from "../config/trust-proxy.ts";
 import { stateOf } from "./request-state.ts";
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) is 10.0.0.1. */

@@ -9,7 +9,7 @@ import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { createDatabases, type Databases } from "../../src/db/clients.ts";
-import type { PoolSizes } from "../../src/config.ts";
+import type { PoolSizes } from "../../src/config/pool-sizes.ts";
 import { createTestClients, createTestDatabase, testDatabaseUrls, type TestDatabase } from "./db.ts";
 import { spreadDemoTenants, spreadPlacements } from "./placements.ts";
 import { isolatedStore } from "./isolated-store.ts";

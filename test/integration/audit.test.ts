@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
-import type { TrustProxy } from "../../src/config.ts";
+import type { TrustProxy } from "../../src/config/trust-proxy.ts";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.ts";
+import { loadConfig } from "../../src/config.ts";
+import { ConfigError } from "../../src/config/env.ts";
 import { clientAddress, proxyTrust } from "../../src/http/use-client-address.ts";
 
 /** Issue 12 point 7: X-Forwarded-For is believed only from the proxies TRUST_PROXY names. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, DEV_JWT_SECRET, loadConfig } from "../../src/config.ts";
+import { DEV_JWT_SECRET, loadConfig } from "../../src/config.ts";
+import { ConfigError } from "../../src/config/env.ts";
 
 /** Issue 3 point 2: every variable validated at start-up; a bad one is named. */
 

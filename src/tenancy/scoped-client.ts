@@ -1,5 +1,6 @@
 import type { PrismaClient } from "../generated/prisma/client.ts";
-import { tenantScope, type TenantScope } from "./tenant-scope.ts";
+import { tenantScope } from "./tenant-scope.ts";
+import type { TenantScope } from "./tenant-scope-model.ts";
 
 /** A PrismaClient behind the tenant-scope extension (wall 1), and its transaction form. */
 export type ScopedClient = ReturnType<typeof scopedClient>;

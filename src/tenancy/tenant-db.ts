@@ -9,7 +9,7 @@ import { endSession, type Committed } from "./request-commit.ts";
 import { factsInOneMessage, factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
 import { clientFor, type ScopedClient, type ScopedTx } from "./scoped-client.ts";
-import type { TenantScope } from "./tenant-scope.ts";
+import type { TenantScope } from "./tenant-scope-model.ts";
 import { applySettings, type TransactionSettings } from "./transaction-settings.ts";
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { scopeArgs, TENANT_MODELS, TenantScopeViolation } from "../../src/tenancy/tenant-scope.ts";
+import { scopeArgs } from "../../src/tenancy/tenant-scope.ts";
+import { TENANT_MODELS, TenantScopeViolation } from "../../src/tenancy/tenant-scope-model.ts";
 
 const A = "00000000-0000-4000-8000-00000000000a";
 const B = "00000000-0000-4000-8000-00000000000b";

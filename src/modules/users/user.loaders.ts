@@ -22,7 +22,7 @@ export function userLoader(ctx: Context) {
  * "The user `column` names is visible to the request's tenant": the one SQL
  * function app_visible_user (prisma/migrations/20261202002000_visible_user),
  * called with the request's tenant and caller; the Prisma scope of User
- * (src/tenancy/tenant-scope.ts) is its mirror.
+ * (src/tenancy/tenant-scope-reads.ts) is its mirror.
  */
 export const visibleUser = (ctx: Context, column: Prisma.Sql) =>
   Prisma.sql`app_visible_user(${column}, ${ctx.tenant!.id}::uuid, ${ctx.user?.id ?? null}::uuid)`;

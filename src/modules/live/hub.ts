@@ -63,7 +63,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
   private readonly placements: PlacementPools | undefined;
   private readonly reads: TenantReads;
 
-  constructor(private readonly options: LiveHubOptions) {
+  constructor(options: LiveHubOptions) {
     this.logger = options.logger;
     this.bufferSize = options.bufferSize ?? 100;
     this.abortAfterMs = options.abortAfterMs ?? 2_000;

@@ -6,6 +6,7 @@ import { TenantRef } from "../tenants/tenant.schema.ts";
 import { UserRef } from "../users/user.schema.ts";
 import { operationMetadata } from "../../policy/audit.ts";
 import * as service from "./tenant-lifecycle.service.ts";
+import { purgeTenant } from "./tenant-purge.service.ts";
 import * as placementService from "./placement.service.ts";
 
 /**
@@ -154,7 +155,7 @@ builder.mutationFields((t) => ({
     directives: { crossTenant: {}, audit: { action: "tenant.purge" } },
     args: { input: t.arg({ type: PurgeTenantInput, required: true }) },
     resolve: async (_root, { input }, ctx, info) => {
-      const { purgedTenantId } = await service.purgeTenant(ctx, tenantIdOf(input), operationMetadata(info, { input }));
+      const { purgedTenantId } = await purgeTenant(ctx, tenantIdOf(input), operationMetadata(info, { input }));
       return { purgedTenantId: toGlobalId("Tenant", purgedTenantId) };
     },
   }),

@@ -1,11 +1,9 @@
 import { badInput, notFound } from "../../errors.ts";
 import { QuotaResource, type Placement, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
-import { isStoreUnavailable } from "../../infra/store.ts";
 import { randomUUID } from "node:crypto";
-import { dropMoveLeftovers } from "../../db/placement-move.ts";
 import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import { createPlacement, placementIn, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
+import { createPlacement, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
@@ -132,7 +130,7 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
 }
 
 /** The tenant of a mutation input; unknown ids are NOT_FOUND before anything is written. */
-async function existingTenant(ctx: Context, tenantId: string) {
+export async function existingTenant(ctx: Context, tenantId: string) {
   const tenant = await ctx.directory.tenant(tenantId);
   if (!tenant) throw notFound("Tenant");
   return tenant;
@@ -203,66 +201,4 @@ export function setTenantLimits(ctx: Context, tenantId: string, limits: LimitInp
 /** PENDING_DELETION: members and keys get TENANT_SUSPENDED; a platform admin can still export, then purge. */
 export function scheduleTenantDeletion(ctx: Context, tenantId: string, metadata: unknown) {
   return changeTenant(ctx, "tenant.scheduleDeletion", tenantId, metadata, setStatus("PENDING_DELETION", "Scheduled for deletion"));
-}
-
-/**
- * Removes every row of a PENDING_DELETION tenant in one transaction (children
- * first, explicitly, then the tenant row, whose cascades catch any table
- * added later), then every store key `t:{<id>}:*` (SCAN, never KEYS), the
- * slug and API key cache entries. Users stay: they are global identities
- * that may belong to other tenants. The platform audit log keeps the record.
- *
- * A placed tenant's schema or database, and whatever a crashed or failed
- * move of it left, are dropped INSIDE that transaction, last, before it
- * commits (docs/placement.md, "Purge"): a drop that fails (a placement
- * server down) fails the purge with nothing changed, and the purge can be
- * called again. Only the COMMIT can fail after the drops: the tenant then
- * stays PENDING_DELETION (refused) with its placement gone, and a second
- * purge completes (the drops are IF EXISTS). The tenant's row is locked
- * first, so no reactivation can commit between the drop and the purge.
- */
-export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
-  await existingTenant(ctx, tenantId);
-  const placements = platformPlacements(ctx);
-  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
-    await refuseWhileMoving(tx, tenantId);
-    await tx.$queryRawUnsafe(`SELECT 1 FROM tenants WHERE id = $1::uuid FOR UPDATE`, tenantId);
-    const placement = await placementIn(tx, tenantId);
-    const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });
-    if (!tenant) throw notFound("Tenant");
-    if (tenant.status !== "PENDING_DELETION") {
-      throw badInput("tenantId", "Only tenants pending deletion can be purged: scheduleTenantDeletion first");
-    }
-    const keys = await tx.apiKey.findMany({ where: { tenantId }, select: { secretHash: true, previousSecretHash: true } });
-    const where = { tenantId };
-    // The request total's row first, then the request rows: the order of the
-    // request counter's flush (migration 20261202007000_tenant_stats_locks),
-    // which then skips this tenant instead of deadlocking with the purge.
-    await tx.tenantRequestTotals.deleteMany({ where });
-    await tx.usageCounter.deleteMany({ where });
-    await tx.deployment.deleteMany({ where });
-    await tx.workflow.deleteMany({ where });
-    await tx.project.deleteMany({ where });
-    await tx.apiKey.deleteMany({ where });
-    await tx.membership.deleteMany({ where });
-    await tx.tenantLimitOverride.deleteMany({ where });
-    await tx.auditLogEntry.deleteMany({ where });
-    await tx.tenant.delete({ where: { id: tenantId } });
-    // Last before the COMMIT: the placement (its pools closed first), then
-    // anything a crashed or failed move of the tenant left (a half-made
-    // target, a staging schema): no copy of its rows stays. A failure here
-    // rolls the purge back.
-    if (placement) await placements.forget(placement);
-    if (placement) await placements.admin.drop(placement);
-    await dropMoveLeftovers(placements.admin, tenantId);
-    return { slug: tenant.slug, hashes: keys.flatMap((k) => [k.secretHash, k.previousSecretHash]) };
-  });
-  // The purge has committed: with the store down its keys are left to expire
-  // (every one has a TTL), rather than answering an error for a done purge.
-  await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
-    if (!isStoreUnavailable(err)) throw err;
-  });
-  await ctx.directory.invalidateTenant(tenantId, slug);
-  await ctx.directory.invalidateApiKeyHashes(...hashes);
-  return { purgedTenantId: tenantId, slug };
 }

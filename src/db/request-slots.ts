@@ -63,11 +63,15 @@ export class SlotPool extends pg.Pool {
   /** The request connection the slot is lent to, if any. */
   connection: RequestConnection | undefined;
 
-  // `any`: pg.Pool.query is a dozen overloads, and an override with one signature must return what each of them does.
-  override query(...args: unknown[]): any {
-    const connection = this.connection;
-    if (!connection) return Promise.reject(new Error("request slot used without its connection"));
-    return connection.query(...args);
+  constructor(config?: pg.PoolConfig) {
+    super(config);
+    // pg.Pool.query is a dozen overloads: one implementation (the lent
+    // connection's, which takes the same arguments) stands for all of them.
+    this.query = ((...args: unknown[]) => {
+      const connection = this.connection;
+      if (!connection) return Promise.reject(new Error("request slot used without its connection"));
+      return connection.query(...args);
+    }) as pg.Pool["query"];
   }
 
   /**
@@ -80,8 +84,7 @@ export class SlotPool extends pg.Pool {
    * become SAVEPOINT, RELEASE and ROLLBACK TO; an isolation level stays the
    * request transaction's).
    */
-  // `any`: the part of a pg.PoolClient that Prisma's adapter uses (query, on, release), not a whole one.
-  override async connect(): Promise<any> {
+  override async connect(): Promise<pg.PoolClient> {
     const connection = this.connection;
     if (!connection) throw new Error("request slot used without its connection");
     const endBatch = await connection.exclusiveBatch();
@@ -105,7 +108,8 @@ export class SlotPool extends pg.Pool {
       removeListener: () => nested,
       release: endBatch,
     };
-    return nested;
+    // Not a whole pg.PoolClient: the part of one that Prisma's adapter uses (query, on, release).
+    return nested as unknown as pg.PoolClient;
   }
 }
 

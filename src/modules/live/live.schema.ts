@@ -1,6 +1,7 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
 import type { GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
+import type { AuditLogEntry, Deployment, Workflow } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { StreamEnd, type StreamSpec } from "./stream.ts";
 import { policyOf } from "../../policy/enforcer.ts";
@@ -42,6 +43,13 @@ function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "re
   return open(stream, { res: transport.res, socket: transport.socket });
 }
 
+/** The nodes a stream carries, by type name. */
+interface LiveNodes {
+  Deployment: Deployment;
+  Workflow: Workflow;
+  AuditLogEntry: AuditLogEntry;
+}
+
 /**
  * The node of an event, or the error that ends the stream (a coded `next`,
  * then `complete`). The node was read once for every stream of its tenant
@@ -51,12 +59,12 @@ function open(ctx: Context, info: GraphQLResolveInfo, spec: Omit<StreamSpec, "re
  * (`project`) resolves from it instead of a read per subscriber. A field the
  * node does not carry still loads on its own (Pothos checks each).
  */
-const emit = (payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: string): never => {
+function emit<T extends keyof LiveNodes>(payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: T): LiveNodes[T] {
   if (payload instanceof StreamEnd) throw payload.error;
   queryFromInfo({ context: ctx, info, typeName });
-  // `never`: one emit serves every subscription field, and the node is the shape of the field it returns from.
-  return payload as never;
-};
+  // The hub read the node as a row of `typeName` (src/modules/live/event-read.ts).
+  return payload as LiveNodes[T];
+}
 
 builder.subscriptionField("deploymentUpdated", (t) =>
   t.auth("VIEWER").field({

@@ -1,5 +1,6 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import { placementOf, type PlacementRef } from "../../db/placement-admin.ts";
+import { pgQuery, type Query } from "../../db/placement-rows.ts";
 import { platformPlacements, type PlatformTx } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 
@@ -30,7 +31,7 @@ async function placedTenants(tx: PlatformTx): Promise<PlacedTenant[]> {
 }
 
 /** `fn` on an owner connection of each placed tenant's placement, FAN_OUT at a time; `prefix` names its schema. */
-async function fanOut<T>(ctx: Context, tenants: PlacedTenant[], fn: (q: (sql: string, params: unknown[]) => Promise<any[]>, prefix: string, t: PlacedTenant) => Promise<T>): Promise<T[]> {
+async function fanOut<T>(ctx: Context, tenants: PlacedTenant[], fn: (q: Query, prefix: string, t: PlacedTenant) => Promise<T>): Promise<T[]> {
   const admin = platformPlacements(ctx).admin;
   const out: T[] = [];
   for (let i = 0; i < tenants.length; i += FAN_OUT) {
@@ -40,7 +41,7 @@ async function fanOut<T>(ctx: Context, tenants: PlacedTenant[], fn: (q: (sql: st
           const client = await admin.ownerClient(t.ref);
           try {
             const prefix = t.ref.placement === "SCHEMA" ? `"${t.ref.name}".` : "";
-            const result = await fn(async (sql, params) => (await client.query(sql, params)).rows, prefix, t);
+            const result = await fn(pgQuery(client), prefix, t);
             client.release();
             return result;
           } catch (err) {
@@ -75,7 +76,7 @@ export const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", ids: [], projects: 0
 export async function placedCounts(ctx: Context, tx: PlatformTx, range: { from?: Date | null; to?: Date | null }): Promise<PlacedCounts> {
   const ranged = range.from != null || range.to != null;
   const rows = await fanOut(ctx, await placedTenants(tx), async (q, s, t) => {
-    const [r] = await q(
+    const [r] = await q<{ projects: number | null; workflows: number | null; by_status: Record<string, number> | null }>(
       `SELECT st.projects, st.workflows,
               ${
                 ranged
@@ -90,7 +91,7 @@ export async function placedCounts(ctx: Context, tx: PlatformTx, range: { from?:
     );
     // No counters row: the placement is not this tenant's (renamed away, half made): fail closed.
     if (!r) throw new Error(`the placement of tenant ${t.id} has no counters for it`);
-    const byStatus = (r.by_status ?? {}) as Record<string, number>;
+    const byStatus = r.by_status ?? {};
     const deployments = Object.values(byStatus).reduce((a, b) => a + Number(b), 0);
     return { tenant_id: t.id, projects: r.projects ?? 0, workflows: r.workflows ?? 0, deployments, by_status: r.by_status ?? null };
   });
@@ -135,13 +136,13 @@ export async function placedAudit(
       })
       .join("");
     const dir = desc ? "DESC" : "ASC";
-    const rows = await q(
+    const rows = await q<Record<string, unknown>>(
       `SELECT a.id, a.tenant_id, a.action, a.actor_type::text AS actor_type, a.actor_id, a.actor_label, a.target_type, a.target_id,
               a.cross_tenant, a.metadata, a.request_id, a.ip, a.created_at
          FROM ${s}audit_log a WHERE ${where}${cuts} ORDER BY a.created_at ${dir}, a.id ${dir} LIMIT ${Math.max(0, Math.trunc(take))}`,
       params,
     );
-    const count = withCount ? Number((await q(`SELECT count(*)::int AS n FROM ${s}audit_log a WHERE ${where}`, params.slice(0, 4)))[0]?.n ?? 0) : 0;
+    const count = withCount ? Number((await q<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}audit_log a WHERE ${where}`, params.slice(0, 4)))[0]?.n ?? 0) : 0;
     return { rows, count };
   });
   return { json: JSON.stringify(parts.flatMap((p) => p.rows)), count: parts.reduce((a, p) => a + p.count, 0) };

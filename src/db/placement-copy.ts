@@ -127,7 +127,7 @@ export async function copyInParallel(plan: ParallelCopy): Promise<number> {
 
 /**
  * Step 3: every table copied with COPY from the snapshot `snapshot` of the
- * source, several at once (src/db/placement-copy.ts). Into a SCHEMA or
+ * source, several at once (copyInParallel above). Into a SCHEMA or
  * DATABASE target the rows go straight in; its tenants row, copied as it
  * is, names the SOURCE until the switch, so a request a stale directory
  * entry routes to the target (one naming it from an earlier stay of the

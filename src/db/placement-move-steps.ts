@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import { placementKey, type PlacementAdmin, type PlacementRef } from "./placement-admin.ts";
 import { copyTenant } from "./placement-copy.ts";
 import { checkFences, moveFenceSql } from "./placement-fence.ts";

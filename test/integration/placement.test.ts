@@ -262,6 +262,29 @@ describe("tenant placements", () => {
     expect(await counts()).toEqual(before);
   });
 
+  it("a provisioning is audited before its placement is made: one whose audit entry cannot be written makes no placement", async () => {
+    // A real fault: the platform audit log refuses this provisioning's entry (a trigger of the test database).
+    await sql(t.db.url, `CREATE FUNCTION refuse_unaudited() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.action = 'tenant.provision' AND NEW.metadata::text LIKE '%unaudited-%' THEN RAISE EXCEPTION 'audit refused'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse_unaudited BEFORE INSERT ON platform_audit_log FOR EACH ROW EXECUTE FUNCTION refuse_unaudited()`);
+    const created = vi.spyOn(t.clients.placements.admin, "create");
+    try {
+      const audited = await t.clients.platform.platformAuditEntry.count();
+      for (const placement of ["SCHEMA", "DATABASE"]) {
+        const slug = `unaudited-${placement.toLowerCase()}`;
+        const res = await t.gql(PROVISION, { token: admin, variables: { input: { name: slug, slug, plan: "FREE", placement, owner: { email: `owner@${slug}.test` } } } });
+        expect(res.body.errors?.length).toBeGreaterThan(0);
+        expect(await t.clients.platform.tenant.count({ where: { slug } })).toBe(0);
+      }
+      // Nothing was made, not even for a moment (a placement made then dropped would show here).
+      expect(created).not.toHaveBeenCalled();
+      expect(await t.clients.platform.platformAuditEntry.count()).toBe(audited);
+    } finally {
+      created.mockRestore();
+      await sql(t.db.url, `DROP TRIGGER refuse_unaudited ON platform_audit_log; DROP FUNCTION refuse_unaudited()`);
+    }
+  });
+
   it("a placementTarget that is not a configured server is BAD_USER_INPUT, before anything is made", async () => {
     const res = await provision("nowhere", "DATABASE", { placementTarget: "elsewhere" });
     expect(res.body.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "placementTarget" });

@@ -70,9 +70,9 @@ export interface ProvisionInput {
  * Tenant (region defaults to the database default, eu-west-1), owner
  * (created or reused by e-mail), OWNER membership and any initial limit
  * overrides (defaults: the plan's limits): all or nothing. A SCHEMA or
- * DATABASE tenant's placement is created and migrated first, its rows
- * copied there inside the transaction, and the placement dropped again if
- * anything fails (docs/placement.md).
+ * DATABASE tenant's placement is created and migrated in the transaction,
+ * after its audit entry and before its rows, which are copied there; the
+ * placement is dropped again if anything fails (docs/placement.md).
  */
 export async function provisionTenant(ctx: Context, input: ProvisionInput, metadata?: unknown) {
   const name = v.name("name", input.name);
@@ -89,12 +89,17 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
   if (placements) {
     // A taken slug fails before a placement is made for nothing (the unique index still decides).
     if (await ctx.directory.tenant(slug)) throw badInput("slug", `Tenant slug "${slug}" is taken`);
-    await createPlacement(placements.admin, ref);
   }
+  let made = false;
   const result = await crossTenant(
     ctx,
     { action: "tenant.provision", metadata: metadata ?? { input } },
     async (tx) => {
+      // After the audit entry (crossTenant writes it first): a provisioning that cannot be audited makes no placement.
+      if (placements) {
+        made = true;
+        await createPlacement(placements.admin, ref);
+      }
       const tenant = await tx.tenant.create({
         data: { id, name, slug, plan: input.plan, region, placement: ref.placement, placementServer: ref.server, placementName: ref.name },
       });
@@ -121,7 +126,7 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
       return { tenant, owner };
     },
   ).catch(async (err) => {
-    if (placements) await placements.admin.drop(ref).catch(() => {});
+    if (placements && made) await placements.admin.drop(ref).catch(() => {});
     return conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`);
   });
   await ctx.directory.invalidateTenant(result.tenant.id, result.tenant.slug);

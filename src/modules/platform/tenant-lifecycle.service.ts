@@ -8,6 +8,7 @@ import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import type { Context } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { conflictToInput } from "../projects/project.service.ts";
+import type { AuditAction } from "../../db/audit-actions.ts";
 
 /**
  * The tenant lifecycle, for platform admins. Every change runs on the
@@ -141,10 +142,13 @@ export async function existingTenant(ctx: Context, tenantId: string) {
   return tenant;
 }
 
+/** The audit actions of a change of one tenant (src/db/audit-actions.ts). */
+type TenantAction = Extract<AuditAction, `tenant.${string}`>;
+
 /** One audited change of one tenant, then the directory invalidation (also used by src/modules/tenant-config/). */
 export async function changeTenant(
   ctx: Context,
-  action: string,
+  action: TenantAction,
   tenantId: string,
   metadata: unknown,
   change: (tx: PlatformTx, current: Tenant) => Promise<void>,

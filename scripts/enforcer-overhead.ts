@@ -18,7 +18,7 @@ import { builder } from "../src/graphql/builder.ts";
 import { createDatabases } from "../src/db/clients.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import { seedDemo } from "../src/db/seed.ts";
-import { MemoryStore } from "../src/infra/store.ts";
+import { MemoryStore } from "../src/infra/memory-store.ts";
 import { enforce } from "../src/policy/enforcer.ts";
 import { schema } from "../src/schema.ts";
 import { buildContext, type ContextDeps } from "../src/tenancy/context.ts";

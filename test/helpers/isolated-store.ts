@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { RedisStore, type Store } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { testRedisTarget } from "./redis-cluster.ts";
 
 /**

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createApp } from "../../src/app.ts";
-import { MemoryStore, RedisStore, type Store } from "../../src/infra/store.ts";
+import { RedisStore, type Store } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { testRedisTarget } from "./redis-cluster.ts";
 import { testAppDeps, type TestApp } from "./app.ts";
 import { createTestClients } from "./db.ts";

@@ -3,7 +3,7 @@ import { createApp, type App } from "../../src/app.ts";
 import type { Databases } from "../../src/db/clients.ts";
 import { demoEmail, seedDemo } from "../../src/db/seed.ts";
 import { createLogger } from "../../src/infra/logger.ts";
-import { MemoryStore } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { LiveHub } from "../../src/modules/live/hub.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
 import { TEST_JWT_SECRET, testAppDeps } from "../helpers/app.ts";

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RateLimiter } from "../../src/infra/rate-limit.ts";
-import { MemoryStore } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { createTestApp, type TestApp, tenantIdsBySlug } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";

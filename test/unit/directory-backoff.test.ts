@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { MemoryStore, StoreUnavailableError, type Store } from "../../src/infra/store.ts";
+import { StoreUnavailableError, type Store } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { Directory, STORE_BACKOFF_MS } from "../../src/tenancy/directory.ts";
 import { ManualClock } from "../helpers/manual-clock.ts";
 

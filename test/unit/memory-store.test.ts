@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MemoryStore } from "../../src/infra/store.ts";
+import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { ManualClock } from "../helpers/manual-clock.ts";
 
 /** The in-process store's TTLs and counter windows run on the clock it is given (the app's), never on the wall clock. */

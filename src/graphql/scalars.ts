@@ -21,10 +21,9 @@ const DateTime = new GraphQLScalarType({
   ...DateTimeResolver.toConfig(),
   serialize(value: unknown): string {
     if (typeof value === "string" && CANONICAL_ISO.test(value) && validDay(value)) return value;
-    const date = value instanceof Date ? value : (DateTimeResolver.serialize(value) as Date);
-    // An invalid Date: graphql-scalars' error.
-    if (Number.isNaN(date.getTime())) return DateTimeResolver.serialize(date) as never;
-    return date.toISOString();
+    const date = value instanceof Date ? value : DateTimeResolver.serialize(value);
+    // An invalid Date: graphql-scalars' serialize throws its error.
+    return (Number.isNaN(date.getTime()) ? DateTimeResolver.serialize(date) : date).toISOString();
   },
 });
 

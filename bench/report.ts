@@ -114,7 +114,7 @@ export function table(rows: Summary[]): string {
           f1(r.rssPeakMb),
         ],
   );
-  const out = [`| ${header.join(" | ")} |`, `|${header.map((h, i) => (i < 1 ? "---" : "---:")).join("|")}|`];
+  const out = [`| ${header.join(" | ")} |`, `|${header.map((_h, i) => (i < 1 ? "---" : "---:")).join("|")}|`];
   for (const l of lines) out.push(`| ${l.join(" | ")} |`);
   return out.join("\n");
 }

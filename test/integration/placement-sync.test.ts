@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
+import { placementOf } from "../../src/db/placement-admin.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp, sql } from "../helpers/placements.ts";
 

@@ -1,9 +1,9 @@
 import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
-import { AppError, featureNotAvailable, forbidden, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
+import { AppError, featureNotAvailable, tenantAccessDenied, tenantSuspended, unauthenticated } from "../../errors.ts";
 import type { Plan } from "../../generated/prisma/enums.ts";
 import { effectiveFeatures } from "../../tenancy/features.ts";
-import { ROLE_RANK, roleShortfall } from "../../policy/roles.ts";
+import { roleShortfall } from "../../policy/roles.ts";
 import { isUuid } from "../../uuid.ts";
 
 /**

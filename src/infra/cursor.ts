@@ -16,23 +16,25 @@ export interface CursorPayload {
 
 /**
  * Encodes and checks cursors with a key derived from the server's secret.
- * One per app (src/app.ts), reaching the pagination code through the
- * request context (`ctx.cursors`), never through a module global.
+ * One per app (src/app.ts, from the config's secret), reaching the
+ * pagination code through the request context (`ctx.cursors`), never
+ * through a module global. The key is an ECMAScript private field: no cast,
+ * `Object.keys` or `JSON.stringify` of the context reaches it.
  */
 export class CursorCodec {
-  private readonly key: Buffer;
+  readonly #key: Buffer;
 
   constructor(secret: string) {
-    this.key = createHmac("sha256", secret).update("cursor-key").digest();
+    this.#key = createHmac("sha256", secret).update("cursor-key").digest();
   }
 
-  private sign(body: string): string {
-    return createHmac("sha256", this.key).update(body).digest("base64url").slice(0, 22);
+  #sign(body: string): string {
+    return createHmac("sha256", this.#key).update(body).digest("base64url").slice(0, 22);
   }
 
   encode(payload: CursorPayload): string {
     const body = Buffer.from(JSON.stringify(payload)).toString("base64url");
-    return `${body}.${this.sign(body)}`;
+    return `${body}.${this.#sign(body)}`;
   }
 
   /** The payload of a cursor made by this codec for `expectedSort`; BAD_USER_INPUT naming `field` otherwise. */
@@ -40,7 +42,7 @@ export class CursorCodec {
     const [body, mac, extra] = cursor.split(".");
     const invalid = () => badInput(field, `Invalid cursor for ${field}`);
     if (!body || !mac || extra !== undefined || cursor.length > 1024) throw invalid();
-    const expected = Buffer.from(this.sign(body));
+    const expected = Buffer.from(this.#sign(body));
     const given = Buffer.from(mac);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid();
     let payload: CursorPayload;

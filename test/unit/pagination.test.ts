@@ -93,6 +93,14 @@ describe("pageRequest", () => {
       id: ID(7),
     });
   });
+
+  it("the codec's signing key cannot be read from it (a cast, its keys, its JSON), only used", () => {
+    const seen = cursors as unknown as Record<string, unknown>;
+    expect(seen["key"]).toBeUndefined();
+    expect(Object.keys(cursors)).toEqual([]);
+    // A context logged or answered whole shows no key material.
+    expect(JSON.stringify({ cursors })).toBe(`{"cursors":{}}`);
+  });
 });
 
 describe("toConnection", () => {

@@ -11,6 +11,14 @@ import type { RedisTarget } from "../config.ts";
  * hash to one slot; a command over several keys either names keys of one
  * tenant only or is split by hash tag (`byHashTag`). test/unit/redis-keys.test.ts
  * and test/integration/redis-cluster.test.ts check both (docs/scale-out.md).
+ *
+ * REDIS_KEY_PREFIX (`keyPrefix`): every key and channel of the server is
+ * under it, so two deployments can share one Redis (docs/scale-out.md,
+ * "Sharing one Redis"). ioredis prefixes the keys of every command and the
+ * KEYS of Lua scripts itself; not SCAN's MATCH pattern nor the keys SCAN
+ * returns (RedisStore.deletePattern adds and strips it), nor pub/sub channels
+ * (src/modules/live/bus.ts prefixes its topics). The prefix has no braces, so
+ * a tenant's `{<tenantId>}` stays the hash tag that decides the slot.
  */
 export type RedisClient = Redis | Cluster;
 
@@ -22,11 +30,14 @@ export interface RedisConnectOptions {
   retryStrategy?: (times: number) => number | null;
   enableAutoPipelining?: boolean;
   lazyConnect?: boolean;
+  /** REDIS_KEY_PREFIX: put before every key of a command (ioredis' `keyPrefix`); "" for none. */
+  keyPrefix?: string;
 }
 
 export function connectRedis(target: RedisTarget, options: RedisConnectOptions = {}): RedisClient {
-  if (typeof target === "string") return new Redis(target, options);
-  const { retryStrategy, enableAutoPipelining, lazyConnect, ...perNode } = options;
+  const { keyPrefix = "", ...rest } = options;
+  if (typeof target === "string") return new Redis(target, { ...rest, keyPrefix });
+  const { retryStrategy, enableAutoPipelining, lazyConnect, ...perNode } = rest;
   const auth = target.find((n) => n.password || n.username || n.tls);
   const redisOptions: RedisOptions = {
     ...perNode,
@@ -41,6 +52,9 @@ export function connectRedis(target: RedisTarget, options: RedisConnectOptions =
       clusterRetryStrategy: retryStrategy,
       enableAutoPipelining,
       lazyConnect,
+      // On the cluster client, not on its node connections: commands are
+      // prefixed once, when made, and their slot is computed on the prefixed key.
+      keyPrefix,
       // A slot map older than a failover or a resharding is refreshed on the MOVED answer.
       slotsRefreshTimeout: options.connectTimeout ?? 2000,
     },

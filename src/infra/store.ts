@@ -66,6 +66,8 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** After a timed-out command, commands fail at once for this long instead of each waiting. @default 1000 */
   suspendMs?: number;
+  /** REDIS_KEY_PREFIX: every key under it (src/infra/redis.ts); callers name keys without it. @default "" */
+  keyPrefix?: string;
 }
 
 /**
@@ -91,6 +93,8 @@ export class RedisStore implements Store {
   /** "connecting" until the first connection: start-up reports that failure itself. */
   private state: "connecting" | "up" | "down" = "connecting";
   private suspendedUntil = 0;
+  /** REDIS_KEY_PREFIX; ioredis adds it to command keys, deletePattern to its SCAN pattern. */
+  readonly keyPrefix: string;
   /** Why the store last failed (start-up names it when Redis cannot be reached). */
   lastError = "";
 
@@ -98,7 +102,9 @@ export class RedisStore implements Store {
   constructor(target: RedisTarget, opts: RedisStoreOptions = {}) {
     this.logger = opts.logger;
     this.suspendMs = opts.suspendMs ?? 1000;
+    this.keyPrefix = opts.keyPrefix ?? "";
     this.redis = connectRedis(target, {
+      keyPrefix: this.keyPrefix,
       commandTimeout: opts.commandTimeoutMs ?? 1000,
       connectTimeout: 2000,
       maxRetriesPerRequest: 1,
@@ -177,16 +183,23 @@ export class RedisStore implements Store {
     const [count] = await this.run(() => this.redis.tgHit(key, windowMs, by));
     return { count };
   }
-  /** On a cluster, SCANs every master; each batch is unlinked one hash tag at a time. */
+  /**
+   * On a cluster, SCANs every master; each batch is unlinked one hash tag at a
+   * time. ioredis prefixes neither SCAN's pattern nor the keys it returns:
+   * the pattern gets the key prefix here (whose characters are no glob's),
+   * and the keys found lose it before UNLINK, which ioredis prefixes again.
+   */
   async deletePattern(pattern: string) {
     let deleted = 0;
+    const prefix = this.keyPrefix;
     for (const node of scanNodes(this.redis)) {
       let cursor = "0";
       do {
-        const [next, keys] = await this.run(() => node.scan(cursor, "MATCH", pattern, "COUNT", 500));
+        const [next, found] = await this.run(() => node.scan(cursor, "MATCH", prefix + pattern, "COUNT", 500));
         cursor = next;
+        const keys = found.filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
         if (!keys.length) continue;
-        for (const group of isCluster(this.redis) ? byHashTag(keys) : [keys]) deleted += await this.run(() => node.unlink(...group));
+        for (const group of isCluster(this.redis) ? byHashTag(keys) : [keys]) deleted += await this.run(() => this.redis.unlink(...group));
       } while (cursor !== "0");
     }
     return deleted;

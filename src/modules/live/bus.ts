@@ -17,6 +17,11 @@ import { liveTopic, type LiveEvent } from "../../infra/live-events.ts";
  * does not wait for the round trip through Redis, nor for the event loop to
  * come round to the subscribe connection's socket, which under HTTP load is
  * a whole turn of a busy loop (docs/live-updates.md, "Measured").
+ *
+ * REDIS_KEY_PREFIX: ioredis prefixes keys, not pub/sub channels, so the
+ * topics are prefixed here (`<prefix>t:{<tenantId>}:live`): a deployment
+ * hears only its own. The stream slots (the publish connection) get the
+ * prefix from ioredis as every key does.
  */
 
 type Target = {
@@ -39,16 +44,20 @@ export class LiveBus {
   private readonly target: Target | undefined;
   private readonly listeners = new Map<string, { own: Listener; remote: (e: Event) => void }>();
   private disconnected = false;
+  /** The tenant's channel: the key prefix, then liveTopic. */
+  private readonly topic: (tenantId: string) => string;
 
   /** `onReconnect`: the subscribe connection is back (messages published meanwhile are lost). */
   constructor(
     redis: RedisTarget | undefined,
     private readonly logger: Logger,
     onReconnect: () => void,
+    keyPrefix = "",
   ) {
+    this.topic = (tenantId) => keyPrefix + liveTopic(tenantId);
     if (!redis) return;
-    const publishClient = connectRedis(redis, { maxRetriesPerRequest: 2 });
-    const subscribeClient = connectRedis(redis, { maxRetriesPerRequest: null });
+    const publishClient = connectRedis(redis, { maxRetriesPerRequest: 2, keyPrefix });
+    const subscribeClient = connectRedis(redis, { maxRetriesPerRequest: null, keyPrefix });
     this.client = publishClient;
     this.connections.push(publishClient, subscribeClient);
     for (const r of this.connections) r.on("error", (err) => logger.warn({ err }, "live updates: Redis error"));
@@ -86,7 +95,7 @@ export class LiveBus {
         }
       }
       const detail: Wire = { ...event, origin: this.origin };
-      this.target?.dispatchEvent(new CustomEvent(liveTopic(tenantId), { detail }));
+      this.target?.dispatchEvent(new CustomEvent(this.topic(tenantId), { detail }));
     }
   }
 
@@ -99,14 +108,14 @@ export class LiveBus {
       own(event as LiveEvent);
     };
     this.listeners.set(tenantId, { own, remote });
-    this.target?.addEventListener(liveTopic(tenantId), remote);
+    this.target?.addEventListener(this.topic(tenantId), remote);
   }
 
   unlisten(tenantId: string): void {
     const l = this.listeners.get(tenantId);
     if (!l) return;
     this.listeners.delete(tenantId);
-    this.target?.removeEventListener(liveTopic(tenantId), l.remote);
+    this.target?.removeEventListener(this.topic(tenantId), l.remote);
   }
 
   close(): void {

@@ -30,6 +30,8 @@ import { TenantStreams, type TenantReads } from "./tenant-streams.ts";
 export interface LiveHubOptions {
   /** Redis (a URL or a cluster's nodes) for pub/sub and the stream slots; in-process (one replica) without it. */
   redis?: RedisTarget;
+  /** REDIS_KEY_PREFIX: the stream slots' keys and the pub/sub channels under it (src/infra/redis.ts). */
+  redisKeyPrefix?: string;
   /** Reads the access facts of all open streams of a tenant (re-checks). */
   platform: PrismaClient;
   /** The client of the live pool (tenantgraph_app, src/db/clients.ts): its pool reads the events' nodes and their subscribers' access. */
@@ -77,7 +79,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     const leaseMs = options.leaseMs ?? 30_000;
     // Messages published while the subscriber was disconnected are lost:
     // re-check every stream once it is back (it re-subscribes by itself).
-    this.bus = new LiveBus(options.redis, this.logger, () => this.recheckAll());
+    this.bus = new LiveBus(options.redis, this.logger, () => this.recheckAll(), options.redisKeyPrefix);
     this.slots = this.bus.client ? new RedisStreamSlots(this.bus.client, leaseMs) : new MemoryStreamSlots(leaseMs);
     const every = (ms: number, fn: () => void) => this.timers.push(setInterval(fn, ms).unref());
     every(leaseMs / 3, () => {

@@ -7,6 +7,7 @@
 import { bool, ConfigError, int, str, url, type Env } from "./config/env.ts";
 import { corsOrigins } from "./config/cors-origins.ts";
 import { placementServers } from "./config/placement-servers.ts";
+import { redisKeyPrefix } from "./config/redis-key-prefix.ts";
 import { poolSizes, type PoolSizes } from "./config/pool-sizes.ts";
 import { trustProxy, type TrustProxy } from "./config/trust-proxy.ts";
 
@@ -34,6 +35,8 @@ export interface Config {
   redisUrl: string | undefined;
   /** A Redis Cluster (REDIS_CLUSTER_NODES=host:port,...): the seed nodes; ioredis discovers the rest. */
   redisClusterNodes: RedisClusterNode[] | undefined;
+  /** REDIS_KEY_PREFIX: every Redis key and channel of this deployment under it ("" for none; src/infra/redis.ts). */
+  redisKeyPrefix: string;
   jwtSecret: string;
   jwtIssuer: string | undefined;
   jwtAudience: string | undefined;
@@ -155,6 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     embeddedPgDataDir: str(env, "EMBEDDED_PG_DATA_DIR") ?? ".data",
     redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),
     redisClusterNodes: redisClusterNodes(env),
+    redisKeyPrefix: redisKeyPrefix(env),
     jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
     jwtIssuer: str(env, "JWT_ISSUER"),
     jwtAudience: str(env, "JWT_AUDIENCE"),

@@ -71,7 +71,7 @@ async function main() {
   let store: Store;
   const redisAt = redisTarget(config);
   if (redisAt) {
-    const redis = new RedisStore(redisAt, { logger });
+    const redis = new RedisStore(redisAt, { logger, keyPrefix: config.redisKeyPrefix });
     store = redis;
     startupCleanup = () => redis.close();
     try {
@@ -141,7 +141,7 @@ async function main() {
   // The app's fire-and-forget writes (last uses, cache entries), waited for at shutdown.
   const inFlight = new InFlight();
   // Live updates: Redis pub/sub across replicas, in-process without REDIS_URL.
-  const live = new LiveHub({ redis: redisAt, platform: db.platform, events: db.live, logger });
+  const live = new LiveHub({ redis: redisAt, redisKeyPrefix: config.redisKeyPrefix, platform: db.platform, events: db.live, logger });
   const { createApp } = await appModule;
   const [{ Metrics }, { StorageRefresher }] = await Promise.all([import("./infra/metrics.ts"), import("./modules/storage/storage.service.ts")]);
   const directory = new Directory(db.platform, store);

@@ -81,6 +81,17 @@ describe("loadConfig", () => {
     expect(loadConfig({}).redisClusterNodes).toBeUndefined();
   });
 
+  it("REDIS_KEY_PREFIX: empty by default (the keys as before); letters, digits, _ - : ending with ':'", () => {
+    expect(loadConfig({}).redisKeyPrefix).toBe("");
+    expect(loadConfig({ REDIS_KEY_PREFIX: " staging-eu_1: " }).redisKeyPrefix).toBe("staging-eu_1:");
+    expect(loadConfig({ REDIS_KEY_PREFIX: "tg:prod:" }).redisKeyPrefix).toBe("tg:prod:");
+    for (const bad of ["stage", "{tenant}:", "a*:", "a?:", "a[b]:", "a b:", "é:", "x".repeat(64) + ":"]) {
+      const err = configError({ REDIS_KEY_PREFIX: bad });
+      expect(err.variable).toBe("REDIS_KEY_PREFIX");
+      expect(err.message).toMatch(/ending with ":"/);
+    }
+  });
+
   it("production turns GraphiQL and seeding off by default", () => {
     const c = loadConfig({ NODE_ENV: "production", JWT_SECRET: SECRET });
     expect(c).toMatchObject({ production: true, graphiql: false, seedOnStart: false, introspection: false });

@@ -3,6 +3,7 @@ import DirectivesPlugin from "@pothos/plugin-directives";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import PolicyEnforcerPlugin from "../policy/enforcer.ts";
+import NodesIdsPlugin from "./nodes-ids.ts";
 import "../policy/auth-field.ts";
 import type PrismaTypes from "../generated/pothos-types.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
@@ -62,7 +63,7 @@ export const builder = new SchemaBuilder<{
   };
 }>({
   defaultFieldNullability: false,
-  plugins: [PrismaPlugin, RelayPlugin, DirectivesPlugin, PolicyEnforcerPlugin],
+  plugins: [PrismaPlugin, RelayPlugin, DirectivesPlugin, PolicyEnforcerPlugin, NodesIdsPlugin],
   prisma: {
     // The request's tenant-scoped handle: every Prisma call Pothos makes goes
     // through both isolation walls.

@@ -13,10 +13,14 @@ export const toGlobalId = encodeGlobalID;
 export function decodeGlobalId(field: string, globalId: string): { typename: string; id: string } {
   const invalid = () => badInput(field, `${field} is not a valid id`);
   if (globalId.length > 200) throw invalid();
-  const decoded = Buffer.from(globalId, "base64").toString("utf8");
-  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
+  // Strict base64: Buffer.from skips characters outside the alphabet, so
+  // only the canonical spelling (what re-encoding gives back) is one id.
+  const bytes = Buffer.from(globalId, "base64");
+  if (bytes.toString("base64") !== globalId) throw invalid();
+  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(bytes.toString("utf8"));
   if (!match || !isUuid(match[2]!)) throw invalid();
-  return { typename: match[1]!, id: match[2]! };
+  // One spelling of the UUID: loaders, stream filters and tenant checks compare strings.
+  return { typename: match[1]!, id: match[2]!.toLowerCase() };
 }
 
 /** The uuid of an id argument of `expectedType`; a well-formed id of another type is NOT_FOUND, like one of no row we can see. */

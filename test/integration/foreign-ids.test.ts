@@ -80,6 +80,18 @@ describe("ids and cursors of another tenant", () => {
     expect(mixed.body.data.nodes).toEqual([null, { id: gid("Deployment", A.deploymentIds[0]!) }]);
   });
 
+  it("an upper-case UUID inside an id is the same id: node and nodes agree; a bad entry of nodes names ids[i] (review-1745 F4)", async () => {
+    const idA = gid("Project", A.projectIds[0]!);
+    const upper = Buffer.from(`Project:${A.projectIds[0]!.toUpperCase()}`).toString("base64");
+    const node = await t.gql(`query($id: ID!) { node(id: $id) { id } }`, { token: tokenA, variables: { id: upper } });
+    expect(node.body.data.node).toEqual({ id: idA });
+    const nodes = await t.gql(`query($ids: [ID!]!) { nodes(ids: $ids) { id } }`, { token: tokenA, variables: { ids: [idA, upper] } });
+    expect(nodes.body.data.nodes).toEqual([{ id: idA }, { id: idA }]);
+    const bad = await t.gql(`query($ids: [ID!]!) { nodes(ids: $ids) { id } }`, { token: tokenA, variables: { ids: [idA, "!!nope"] } });
+    expect(bad.body.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "ids[1]" });
+    expect(JSON.stringify(bad.body)).not.toContain("!!nope");
+  });
+
   it("updateProject on B's project → NOT_FOUND, like a made-up id, and nothing changes", async () => {
     const before = await dbB.project.findFirstOrThrow({ where: { tenantId: B.tenantId, id: B.projectIds[0] } });
     const run = (id: string) =>

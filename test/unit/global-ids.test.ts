@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { builder } from "../../src/graphql/builder.ts";
 import { schema } from "../../src/schema.ts";
 import { NIL_UUID } from "../../src/uuid.ts";
-import { fromGlobalId } from "../../src/graphql/ids.ts";
+import { decodeGlobalId, fromGlobalId } from "../../src/graphql/ids.ts";
 
 const ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const encode = (type: string) => Buffer.from(`${type}:${ID}`).toString("base64");
@@ -55,5 +55,16 @@ describe("global ids", () => {
     // A well-formed id of another type: NOT_FOUND as an argument, nothing found as a node.
     expect(caught(() => fromGlobalId("projectId", encode("Workflow"), "Project"))?.extensions).toMatchObject({ code: "NOT_FOUND" });
     expect(fromGlobalId("projectId", encode("Project"), "Project")).toBe(ID);
+  });
+
+  it("one spelling per id: the UUID comes back lower-case, and base64 with junk characters or padding of its own is refused (review-1745 F4)", () => {
+    const upper = Buffer.from(`Project:${ID.toUpperCase()}`).toString("base64");
+    expect(decodeGlobalId("id", upper)).toEqual({ typename: "Project", id: ID });
+    expect(fromGlobalId("projectId", upper, "Project")).toBe(ID);
+    const canonical = encode("Project");
+    for (const junk of [canonical.replace(/(.{4})/g, "$1*"), ` ${canonical}`, canonical.replace(/=+$/, ""), `${canonical}=`, canonical.replace(/\+/g, "-").replace(/\//g, "_") + "!"]) {
+      expect(() => decodeGlobalId("id", junk)).toThrow(/id is not a valid id/);
+    }
+    expect(decodeGlobalId("id", canonical)).toEqual({ typename: "Project", id: ID });
   });
 });

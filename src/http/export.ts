@@ -169,11 +169,11 @@ export async function authorizeExport(ctx: Context, url: URL): Promise<{ tenant:
     // log: a placed tenant's is in its placement, copied there before the
     // entry commits, like a platform change's (docs/placement.md). Its rows
     // are then read where they live.
-    const reader = await crossTenantReader(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, tenant.placement, async (tx) => {
+    const reader = await crossTenantReader(ctx, { action: "tenant.export", tenantIds: [tenant.id], metadata: { tenant: tenant.slug } }, tenant.placement, async (tx, placements) => {
       const row = await tx.tenant.findUniqueOrThrow({ where: { id: tenant.id }, select: { id: true, placement: true, placementServer: true, placementName: true } });
       if (row.placement === "POOLED") return;
       await refuseWhileMoving(tx, tenant.id);
-      await syncPlacedTenant(ctx, tx, row);
+      await syncPlacedTenant(placements, tx, row);
     });
     const userId = ctx.user!.id;
     return {

@@ -1,18 +1,25 @@
-/**
- * The cross-tenant path of a request: entered when the enforcer admits a
- * @crossTenant call (a platform admin's) or /export's platform branch
- * starts, and held for the rest of that request (the Platform type's fields
- * resolve after the root field that admitted them). Only a request on it
- * gets the platform client (crossTenant()) or the placements' pools
- * (platformPlacements()), src/policy/platform.ts.
- */
-const entered = new WeakSet<object>();
+import { AsyncLocalStorage } from "node:async_hooks";
 
-export function enterCrossTenantPath(ctx: object): void {
-  entered.add(ctx);
+/**
+ * The cross-tenant path: the async scope of one admitted @crossTenant
+ * field's own resolver (the enforcer runs it inside `onCrossTenantPath`),
+ * or of one audited cross-tenant transaction (src/policy/platform.ts). It
+ * ends when that resolver settles: a field that returned or failed leaves
+ * nothing open, and a sibling or later field of the same request, or a
+ * nested field resolved after it returned, is off the path (the Platform
+ * type's fields carry @crossTenant themselves). Only code on it gets the
+ * platform client (crossTenant()).
+ */
+const path = new AsyncLocalStorage<object>();
+
+export function onCrossTenantPath<T>(ctx: object, fn: () => T): T {
+  return path.run(ctx, fn);
 }
 
-/** Throws unless the request of `ctx` is on the cross-tenant path (a programming error: masked for the client). */
+/** Whether the running code is on the cross-tenant path of the request of `ctx`. */
+export const isOnCrossTenantPath = (ctx: object): boolean => path.getStore() === ctx;
+
+/** Throws unless the running code is on the cross-tenant path of `ctx`'s request (a programming error: masked for the client). */
 export function assertCrossTenantPath(ctx: object, what: string): void {
-  if (!entered.has(ctx)) throw new Error(`${what} is reachable only on the cross-tenant path (a @crossTenant field or /export's platform branch)`);
+  if (!isOnCrossTenantPath(ctx)) throw new Error(`${what} is reachable only on the cross-tenant path (a @crossTenant field's resolver or /export's platform branch)`);
 }

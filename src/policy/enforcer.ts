@@ -5,7 +5,7 @@ import { featureNotAvailable, quotaExceeded } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import type { ScopedTx } from "../tenancy/scoped-client.ts";
 import { GATED_BY_T_AUTH } from "./auth-field.ts";
-import { enterCrossTenantPath } from "./cross-tenant-path.ts";
+import { onCrossTenantPath } from "./cross-tenant-path.ts";
 import { isAuditAction } from "../db/audit-actions.ts";
 import { assertTenantRole, requirePlatformAdmin, ROLE_RANK } from "./roles.ts";
 import { checkCountQuota, isCountResource, reserveWindowQuota, type CountResource } from "./quota.ts";
@@ -79,10 +79,7 @@ const crossTenantCall = (ctx: Context, policy: FieldPolicy) => policy.crossTenan
 
 /** Access checks of @auth, @crossTenant and @feature; throws the coded error. */
 export function checkAccess(ctx: Context, policy: FieldPolicy): void {
-  if (crossTenantCall(ctx, policy)) {
-    requirePlatformAdmin(ctx);
-    return enterCrossTenantPath(ctx);
-  }
+  if (crossTenantCall(ctx, policy)) return requirePlatformAdmin(ctx);
   if (policy.auth || policy.quota || policy.audit || policy.feature) {
     assertTenantRole(ctx, policy.auth ?? "VIEWER");
     // Features as PostgreSQL reported them for this request (authorize.ts).
@@ -144,7 +141,8 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
   if (!policy.quota && !policy.audit) {
     return (parent, args, ctx, info) => {
       checkAccess(ours(ctx), policy);
-      return resolver(parent, args, ctx, info);
+      // Admitted to the cross-tenant path for this resolver only (src/policy/cross-tenant-path.ts).
+      return crossTenantCall(ours(ctx), policy) ? onCrossTenantPath(ctx as object, () => resolver(parent, args, ctx, info)) : resolver(parent, args, ctx, info);
     };
   }
   const quota = policy.quota;
@@ -169,7 +167,7 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
     scopes.set(ctx, scope);
     let result: unknown;
     try {
-      result = await resolver(parent, args, requestCtx, info);
+      result = await (crossTenant ? onCrossTenantPath(ctx, () => resolver(parent, args, requestCtx, info)) : resolver(parent, args, requestCtx, info));
     } catch (err) {
       await reservation?.refund().catch(() => {});
       throw err;

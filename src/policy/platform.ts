@@ -9,18 +9,21 @@ import { requirePlatformAdmin } from "./roles.ts";
 import { placementsOf, platformClientOf } from "../tenancy/platform-client.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
-import { assertCrossTenantPath, enterCrossTenantPath } from "./cross-tenant-path.ts";
+import { assertCrossTenantPath } from "./cross-tenant-path.ts";
 
 /**
  * The one cross-tenant path to the main database. Only platform admins get
- * it, only on the cross-tenant path (a request admitted to a @crossTenant
- * field, src/policy/cross-tenant-path.ts), and only through `crossTenant()`, which
- * writes the audit entry first: if the entry cannot be written, the
- * operation does not run. The placements' pools come from
- * `platformPlacements()`, under the same two conditions; /export's platform
+ * it, only on the cross-tenant path (inside an admitted @crossTenant
+ * field's resolver, src/policy/cross-tenant-path.ts), and only through
+ * `crossTenant()`, which writes the audit entry first: if the entry cannot
+ * be written, the operation does not run. The placements' pools are handed
+ * to its callback, valid while its transaction is open; /export's platform
  * branch reads one tenant's rows through `crossTenantReader()`.
  */
 export type PlatformTx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends" | "$use">;
+
+/** The placements' pools and owner-side admin, handed to a crossTenant() callback; refused once its transaction is over. */
+export type PlatformPlacements = () => PlacementPools;
 
 export interface CrossTenantOperation<T = unknown> {
   /** One of AUDIT_ACTIONS (src/db/audit-actions.ts); checked before anything is written. */
@@ -37,21 +40,33 @@ export interface CrossTenantOperation<T = unknown> {
   touched?: (result: T) => string[];
 }
 
-export async function crossTenant<T>(
-  ctx: Context,
-  op: CrossTenantOperation<T>,
-  fn: (tx: PlatformTx) => Promise<T>,
-): Promise<T> {
+export type CrossTenantFn<T> = (tx: PlatformTx, placements: PlatformPlacements) => Promise<T>;
+
+export async function crossTenant<T>(ctx: Context, op: CrossTenantOperation<T>, fn: CrossTenantFn<T>): Promise<T> {
   requirePlatformAdmin(ctx);
   assertCrossTenantPath(ctx, "crossTenant()");
+  return audited(ctx, op, fn);
+}
+
+/** The audited transaction of crossTenant() and crossTenantReader(): the entry, then `fn` with the placements for its duration. */
+function audited<T>(ctx: Context, op: CrossTenantOperation<T>, fn: CrossTenantFn<T>): Promise<T> {
   return withOutbox(ctx.live, (track) =>
     platformClientOf(ctx).$transaction(
       async (tx) => {
         track(tx);
-        if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
-        const result = await fn(tx as PlatformTx);
-        if (op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op, op.touched(result));
-        return result;
+        let open = true;
+        const placements: PlatformPlacements = () => {
+          if (!open) throw new Error("platform placements are reachable only on the cross-tenant path, inside the crossTenant() callback they were handed to");
+          return placementsOf(ctx);
+        };
+        try {
+          if (!op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op);
+          const result = await fn(tx as PlatformTx, placements);
+          if (op.touched) await writeCrossTenantAudit(tx as PlatformTx, ctx, op, op.touched(result));
+          return result;
+        } finally {
+          open = false;
+        }
       },
       { maxWait: 5_000, timeout: 60_000 },
     ),
@@ -59,14 +74,14 @@ export async function crossTenant<T>(
 }
 
 /**
- * The placements' pools and owner-side admin, for the platform operations
- * that manage placements (provisioning, moves, purge, analytics, syncing a
- * placed tenant's platform rows): platform admins on the cross-tenant path
- * only, like crossTenant().
+ * Owner access to the placements for the one platform operation that runs
+ * between two audited transactions, outside any (a tenant's move, whose
+ * `tenant.move.start` entry is written first): on the cross-tenant path of
+ * a platform admin only.
  */
-export function platformPlacements(ctx: Context): PlacementPools {
+export function placementsForMove(ctx: Context): PlacementPools {
   requirePlatformAdmin(ctx);
-  assertCrossTenantPath(ctx, "platformPlacements()");
+  assertCrossTenantPath(ctx, "placementsForMove()");
   return placementsOf(ctx);
 }
 
@@ -80,40 +95,39 @@ export interface TenantRowReader {
 
 /**
  * The cross-tenant path of /export's platform branch: `op` (naming the one
- * tenant) is audited by crossTenant(), `prepare` running in its transaction,
- * before a reader of the tenant's rows is returned; the reader reaches that
- * tenant's rows only (`ref`, its placement as the directory names it).
+ * tenant) is audited, `prepare` running in its transaction; only once that
+ * has committed is a reader of the tenant's rows returned; the reader
+ * reaches that tenant's rows only (`ref`, its placement as the directory
+ * names it). Nothing is opened before: a refused placement or a failed
+ * audit leaves the request off the path.
  */
-export function crossTenantReader(
+export async function crossTenantReader(
   ctx: Context,
   op: Omit<CrossTenantOperation<void>, "touched"> & { tenantIds: [string] },
   ref: PlacementRef | undefined,
-  prepare: (tx: PlatformTx) => Promise<void>,
+  prepare: CrossTenantFn<void>,
 ): Promise<TenantRowReader> {
   requirePlatformAdmin(ctx);
-  enterCrossTenantPath(ctx);
-  return (async () => {
-    const tenantId = op.tenantIds[0];
-    if (ref) assertPlacementOf(tenantId, ref);
-    await crossTenant(ctx, op, prepare);
-    const main = platformClientOf(ctx);
-    const placed = ref && ref.placement !== "POOLED" ? placementsOf(ctx).platform(ref) : undefined;
-    return {
-      queryRaw: async <T>(sql: Prisma.Sql) => {
-        if (!placed) return main.$queryRaw<T[]>(sql);
-        if (ref!.placement !== "SCHEMA") return placed.$queryRaw<T[]>(sql);
-        const [, rows] = await placed.$transaction([
-          placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
-          placed.$queryRaw<T[]>(sql),
-        ]);
-        return rows;
-      },
-      route: async () => {
-        const [row] = await main.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenantId);
-        return row?.route ?? null;
-      },
-    };
-  })();
+  const tenantId = op.tenantIds[0];
+  if (ref) assertPlacementOf(tenantId, ref);
+  await audited(ctx, op, prepare);
+  const main = platformClientOf(ctx);
+  const placed = ref && ref.placement !== "POOLED" ? placementsOf(ctx).platform(ref) : undefined;
+  return {
+    queryRaw: async <T>(sql: Prisma.Sql) => {
+      if (!placed) return main.$queryRaw<T[]>(sql);
+      if (ref!.placement !== "SCHEMA") return placed.$queryRaw<T[]>(sql);
+      const [, rows] = await placed.$transaction([
+        placed.$executeRawUnsafe(`SELECT set_config('search_path', '"${ref!.name}"', true)`),
+        placed.$queryRaw<T[]>(sql),
+      ]);
+      return rows;
+    },
+    route: async () => {
+      const [row] = await main.$queryRawUnsafe<{ route: string }[]>(`SELECT ${ROUTE_SQL} AS route FROM tenants WHERE id = $1::uuid`, tenantId);
+      return row?.route ?? null;
+    },
+  };
 }
 
 export async function writeCrossTenantAudit(

@@ -4,7 +4,7 @@ import type { PlacementPools } from "../db/placement-pools.ts";
 /**
  * The platform client and the placements' pools of a request, kept off the
  * context object: buildContext binds them; src/policy/platform.ts alone reads
- * them, on the cross-tenant path (crossTenant(), platformPlacements(),
+ * them, on the cross-tenant path (crossTenant() (placements handed to its callback), placementsForMove(),
  * crossTenantReader()). The rule `platform-client-cross-tenant-only`
  * (.dependency-cruiser.cjs) lets no other file import this one.
  */

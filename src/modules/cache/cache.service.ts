@@ -15,14 +15,14 @@ import type { Context } from "../../tenancy/context.ts";
  * from the store by the tenant's key prefix (best effort: unreachable anyway).
  */
 export async function clearTenantCache(ctx: Context, tenantId: string, metadata: unknown) {
-  const tenant = await crossTenant(ctx, { action: "tenant.clearCache", tenantIds: [tenantId], metadata }, async (tx) => {
+  const tenant = await crossTenant(ctx, { action: "tenant.clearCache", tenantIds: [tenantId], metadata }, async (tx, placements) => {
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     // Like every platform change: refused while a move holds the fence (the generation would be bumped in the copy being left).
     await refuseWhileMoving(tx, tenantId);
     await tx.$executeRaw(Prisma.sql`SELECT app_bump_cache_generations(ARRAY[${tenantId}::uuid])`);
     // A placed tenant's generation is its placement's (docs/placement.md).
-    await syncPlacedTenant(ctx, tx, current);
+    await syncPlacedTenant(placements, tx, current);
     return current;
   });
   await clearResponseCache(ctx.store, tenantId);

@@ -1,8 +1,7 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import { placementOf, type PlacementRef } from "../../db/placement-admin.ts";
 import { pgQuery, type Query } from "../../db/placement-rows.ts";
-import { platformPlacements, type PlatformTx } from "../../policy/platform.ts";
-import type { Context } from "../../tenancy/context.ts";
+import type { PlatformPlacements, PlatformTx } from "../../policy/platform.ts";
 
 /**
  * Platform analytics across placements (docs/placement.md, "Analytics"): the
@@ -31,8 +30,8 @@ async function placedTenants(tx: PlatformTx): Promise<PlacedTenant[]> {
 }
 
 /** `fn` on an owner connection of each placed tenant's placement, FAN_OUT at a time; `prefix` names its schema. */
-async function fanOut<T>(ctx: Context, tenants: PlacedTenant[], fn: (q: Query, prefix: string, t: PlacedTenant) => Promise<T>): Promise<T[]> {
-  const admin = platformPlacements(ctx).admin;
+async function fanOut<T>(placements: PlatformPlacements, tenants: PlacedTenant[], fn: (q: Query, prefix: string, t: PlacedTenant) => Promise<T>): Promise<T[]> {
+  const admin = placements().admin;
   const out: T[] = [];
   for (let i = 0; i < tenants.length; i += FAN_OUT) {
     out.push(
@@ -73,9 +72,9 @@ export const NO_PLACED_COUNTS: PlacedCounts = { json: "[]", ids: [], projects: 0
  * of their placements (tenant_stats: one primary-key read each); with a
  * range, their deployments created in it are counted there.
  */
-export async function placedCounts(ctx: Context, tx: PlatformTx, range: { from?: Date | null; to?: Date | null }): Promise<PlacedCounts> {
+export async function placedCounts(placements: PlatformPlacements, tx: PlatformTx, range: { from?: Date | null; to?: Date | null }): Promise<PlacedCounts> {
   const ranged = range.from != null || range.to != null;
-  const rows = await fanOut(ctx, await placedTenants(tx), async (q, s, t) => {
+  const rows = await fanOut(placements, await placedTenants(tx), async (q, s, t) => {
     const [r] = await q<{ projects: number | null; workflows: number | null; by_status: Record<string, number> | null }>(
       `SELECT st.projects, st.workflows,
               ${
@@ -116,7 +115,7 @@ export interface PlacedAudit {
  * first like the page, and how many pass the filter.
  */
 export async function placedAudit(
-  ctx: Context,
+  placements: PlatformPlacements,
   tx: PlatformTx,
   filter: { action?: string | null; actorId?: string | number | null; since?: Date | null } | null | undefined,
   keysets: { op: string; value: string; id: string }[],
@@ -124,7 +123,7 @@ export async function placedAudit(
   take: number,
   withCount: boolean,
 ): Promise<PlacedAudit> {
-  const parts = await fanOut(ctx, await placedTenants(tx), async (q, s, t) => {
+  const parts = await fanOut(placements, await placedTenants(tx), async (q, s, t) => {
     const params: unknown[] = [t.id, filter?.action ?? null, filter?.actorId == null ? null : String(filter.actorId), filter?.since ?? null];
     const where = `a.tenant_id = $1 AND NOT a.cross_tenant AND ($2::text IS NULL OR a.action = $2) AND ($3::text IS NULL OR a.actor_id = $3)
       AND ($4::timestamptz IS NULL OR a.created_at >= $4)`;

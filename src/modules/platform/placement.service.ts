@@ -5,7 +5,7 @@ import { MoveAbandoned, MoveInProgress } from "../../db/placement-move-errors.ts
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
-import { crossTenant, platformPlacements } from "../../policy/platform.ts";
+import { crossTenant, placementsForMove, type PlatformPlacements } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { beginCopy, pgQuery, readRows, recountStats, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
@@ -85,13 +85,13 @@ export async function placementIn(tx: PlatformTx, tenantId: string): Promise<Pla
  * requests (src/db/placement-sync.ts). A failure fails the change.
  */
 export async function syncPlacedTenant(
-  ctx: Context,
+  placements: PlatformPlacements,
   tx: PlatformTx,
   tenant: { id: string; placement: Placement; placementServer: string | null; placementName: string | null },
   options: { identityProvider?: boolean } = {},
 ): Promise<void> {
   if (tenant.placement === "POOLED") return;
-  await syncToPlacement(platformPlacements(ctx).admin, placementOf(tenant), tenant.id, txQuery(tx), options);
+  await syncToPlacement(placements().admin, placementOf(tenant), tenant.id, txQuery(tx), options);
 }
 
 
@@ -104,7 +104,7 @@ export async function syncPlacedTenant(
  * was, unaudited, and answers the error.
  */
 export async function moveTenant(ctx: Context, tenantId: string, placement: Placement, target: string | null | undefined, metadata: unknown) {
-  const placements = platformPlacements(ctx);
+  const placements = placementsForMove(ctx);
   // Where it is now, as the main database says (not the directory cache).
   const from = await currentPlacement(placements.admin, tenantId);
   const current = from && (await ctx.directory.tenant(tenantId));
@@ -113,8 +113,8 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
   // The attempt is audited before anything moves: a move that crashes or fails leaves this entry without its
   // `tenant.move` (the journal, placement_moves, keeps what it left for the next move or the sweep).
-  await crossTenant(ctx, { action: "tenant.move.start", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to) } }, async (tx) => {
-    await syncPlacedTenant(ctx, tx, await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } }));
+  await crossTenant(ctx, { action: "tenant.move.start", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to) } }, async (tx, placed) => {
+    await syncPlacedTenant(placed, tx, await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } }));
   });
   const move = await moveTenantRows(placements.admin, tenantId, from, to).catch((err: unknown) => {
     // Another move of the tenant is under way (two admins, a retry): retryable.
@@ -129,9 +129,9 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   const tenant = await crossTenant(
     ctx,
     { action: "tenant.move", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to), rows: move.rows, durationMs: move.durationMs, writesRefusedMs: move.writesRefusedMs, ...(move.leftovers.length ? { leftovers: move.leftovers } : {}) } },
-    async (tx) => {
+    async (tx, placed) => {
       const t = await tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
-      await syncPlacedTenant(ctx, tx, t);
+      await syncPlacedTenant(placed, tx, t);
       return t;
     },
   );

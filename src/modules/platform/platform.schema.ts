@@ -18,7 +18,8 @@ import { placedAudit, placedCounts } from "./placement-analytics.ts";
 /**
  * `Query.platform`: the operators' cross-tenant view. Only platform admins
  * get a Platform (anyone else: FORBIDDEN and `platform: null`); every field
- * below runs on the platform client inside crossTenant(), which writes the
+ * below is @crossTenant itself (admitted on its own: the path of
+ * `platform` ends when it returns) and runs on the platform client inside crossTenant(), which writes the
  * audit entry (actor, operation name, arguments, tenants touched,
  * crossTenant) in the same transaction as the read, before anything is
  * returned: if the entry cannot be written, the field fails and, the fields
@@ -128,6 +129,8 @@ const audited = <T>(ctx: Context, info: GraphQLResolveInfo, args: unknown, fn: P
 PlatformRef.implement({
   fields: (t) => ({
     tenants: t.field({
+      // Admitted on its own: the path of Query.platform ended when it returned.
+      directives: { crossTenant: {} },
       type: TenantConnection,
       args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TenantFilter }) },
       resolve: (_root, args, ctx, info) => {
@@ -144,6 +147,8 @@ PlatformRef.implement({
       },
     }),
     tenantUsage: t.field({
+      // Admitted on its own: the path of Query.platform ended when it returned.
+      directives: { crossTenant: {} },
       type: TenantUsageStatsConnection,
       description:
         "Per-tenant usage, one page, sorted by orderBy (default CREATED_AT DESC). Without from/to it reads the tenants' counters (exact, kept in the transaction of every change, no lag; apiRequests as of the request counter's last flush): its cost follows the page, not the data. With from/to, deployments and apiRequests are counted from the rows in the range for every tenant, so its cost follows the rows in the range.",
@@ -159,26 +164,30 @@ PlatformRef.implement({
           ctx,
           info,
           args,
-          async (tx) => tenantUsage(tx, ctx.cursors, args, await placedCounts(ctx, tx, args)),
+          async (tx, placements) => tenantUsage(tx, ctx.cursors, args, await placedCounts(placements, tx, args)),
           (c) => c.edges.map((e) => e.node.tenant.id),
         ),
     }),
     totals: t.field({
+      // Admitted on its own: the path of Query.platform ended when it returned.
+      directives: { crossTenant: {} },
       type: PlatformTotalsRef,
       description:
         "Platform-wide totals: sums of the tenants' counters (exact, no lag; apiRequests as of the request counter's last flush; the cost follows the number of tenants, not their rows). With from/to, deployments and apiRequests are counted from the rows in the range (apiRequests by whole hours).",
       args: { from: t.arg({ type: "DateTime" }), to: t.arg({ type: "DateTime" }) },
-      resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx) => totals(tx, args, await placedCounts(ctx, tx, args))),
+      resolve: (_root, args, ctx, info) => audited(ctx, info, args, async (tx, placements) => totals(tx, args, await placedCounts(placements, tx, args))),
     }),
     auditLog: t.field({
+      // Admitted on its own: the path of Query.platform ended when it returned.
+      directives: { crossTenant: {} },
       type: AuditLogEntryConnection,
       args: { ...t.arg.connectionArgs(), filter: t.arg({ type: AuditLogFilter }) },
       resolve: (_root, args, ctx, info) => {
         const page = pageRequest(ctx.cursors, args, DEFAULT_SORT, "PlatformAuditLog");
         const withCount = selects(info, "totalCount");
-        return audited(ctx, info, args, async (tx) => {
+        return audited(ctx, info, args, async (tx, placements) => {
           const desc = page.orderBy[0]?.createdAt === "desc";
-          const placed = await placedAudit(ctx, tx, args.filter, page.keysets, desc, page.take, withCount);
+          const placed = await placedAudit(placements, tx, args.filter, page.keysets, desc, page.take, withCount);
           const { rows, total } = await auditLog(tx, page, args.filter, withCount, placed);
           return toConnection(rows, page, () => Promise.resolve(total ?? 0));
         });

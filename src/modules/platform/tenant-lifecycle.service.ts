@@ -2,7 +2,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { QuotaResource, type Placement, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { randomUUID } from "node:crypto";
-import { crossTenant, platformPlacements, type PlatformTx } from "../../policy/platform.ts";
+import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
 import { createPlacement, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import type { Context } from "../../tenancy/context.ts";
@@ -85,21 +85,21 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
   const ownerName = input.owner.name == null ? null : v.name("owner.name", input.owner.name);
   const subject = input.owner.authSubject?.trim() || email;
   const id = randomUUID();
-  const placements = input.placement && input.placement !== "POOLED" ? platformPlacements(ctx) : undefined;
-  const ref = requestedPlacement(placements?.admin, id, input.placement, input.placementTarget);
-  if (placements) {
-    // A taken slug fails before a placement is made for nothing (the unique index still decides).
-    if (await ctx.directory.tenant(slug)) throw badInput("slug", `Tenant slug "${slug}" is taken`);
-  }
-  let made = false;
+  const placed = !!input.placement && input.placement !== "POOLED";
+  // The placement is made inside the audited transaction (owner access only
+  // after the entry is written); dropped again if the provisioning fails.
+  let dropPlacement: (() => Promise<unknown>) | undefined;
   const result = await crossTenant(
     ctx,
     { action: "tenant.provision", metadata: metadata ?? { input } },
-    async (tx) => {
-      // After the audit entry (crossTenant writes it first): a provisioning that cannot be audited makes no placement.
+    async (tx, platformPlacements) => {
+      const placements = placed ? platformPlacements() : undefined;
+      const ref = requestedPlacement(placements?.admin, id, input.placement, input.placementTarget);
       if (placements) {
-        made = true;
+        // A taken slug fails before a placement is made for nothing (the unique index still decides).
+        if (await tx.tenant.findUnique({ where: { slug }, select: { id: true } })) throw badInput("slug", `Tenant slug "${slug}" is taken`);
         await createPlacement(placements.admin, ref);
+        dropPlacement = () => placements.admin.drop(ref);
       }
       const tenant = await tx.tenant.create({
         data: { id, name, slug, plan: input.plan, region, placement: ref.placement, placementServer: ref.server, placementName: ref.name },
@@ -127,7 +127,7 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
       return { tenant, owner };
     },
   ).catch(async (err) => {
-    if (placements && made) await placements.admin.drop(ref).catch(() => {});
+    await dropPlacement?.().catch(() => {});
     return conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`);
   });
   await ctx.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
@@ -154,13 +154,13 @@ export async function changeTenant(
   change: (tx: PlatformTx, current: Tenant) => Promise<void>,
 ): Promise<Tenant> {
   await existingTenant(ctx, tenantId);
-  const tenant = await crossTenant(ctx, { action, tenantIds: [tenantId], metadata }, async (tx) => {
+  const tenant = await crossTenant(ctx, { action, tenantIds: [tenantId], metadata }, async (tx, placements) => {
     await refuseWhileMoving(tx, tenantId);
     const current = await tx.tenant.findUnique({ where: { id: tenantId } });
     if (!current) throw notFound("Tenant");
     await change(tx, current);
     // A platform admin's setTenantIdentityProvider writes the provider columns into the placement too (otherwise they are the tenant's own).
-    await syncPlacedTenant(ctx, tx, current, { identityProvider: action === "tenant.setIdentityProvider" });
+    await syncPlacedTenant(placements, tx, current, { identityProvider: action === "tenant.setIdentityProvider" });
     return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
   });
   await ctx.directory.invalidateTenant(tenant.id, tenant.slug);

@@ -1,7 +1,7 @@
 import { badInput, notFound } from "../../errors.ts";
 import { dropMoveLeftovers } from "../../db/placement-move.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
-import { crossTenant, platformPlacements } from "../../policy/platform.ts";
+import { crossTenant } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import { placementIn } from "./placement.service.ts";
@@ -25,8 +25,8 @@ import { existingTenant } from "./tenant-lifecycle.service.ts";
  */
 export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
   await existingTenant(ctx, tenantId);
-  const placements = platformPlacements(ctx);
-  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx) => {
+  const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx, platformPlacements) => {
+    const placements = platformPlacements();
     await refuseWhileMoving(tx, tenantId);
     await tx.$queryRawUnsafe(`SELECT 1 FROM tenants WHERE id = $1::uuid FOR UPDATE`, tenantId);
     const placement = await placementIn(tx, tenantId);

@@ -2,7 +2,7 @@ import { Prisma } from "../generated/prisma/client.ts";
 import { forbidden, notFound, tenantMoving } from "../errors.ts";
 import type { Logger } from "../infra/logger.ts";
 import { writeAudit } from "../policy/audit.ts";
-import { crossTenantReader } from "../policy/platform.ts";
+import { crossTenantReader, exportedTenant } from "../policy/platform.ts";
 import { POOLED } from "../db/placement-admin.ts";
 import { routeOf } from "../db/placement-route.ts";
 import { syncPlacedTenant } from "../modules/platform/placement.service.ts";
@@ -163,7 +163,7 @@ export async function authorizeExport(ctx: Context, url: URL): Promise<{ tenant:
   const slug = url.searchParams.get("tenant");
   if (slug !== null) {
     requirePlatformAdmin(ctx);
-    const tenant = await ctx.directory.tenant(slug);
+    const tenant = await exportedTenant(ctx, slug);
     if (!tenant) throw notFound("Tenant");
     // Audited before any row is read; the tenant sees the entry in its own
     // log: a placed tenant's is in its placement, copied there before the

@@ -6,7 +6,10 @@ import { isAuditAction } from "../db/audit-actions.ts";
 import type { Context } from "../tenancy/context.ts";
 import { actorFields, redact } from "./audit.ts";
 import { requirePlatformAdmin } from "./roles.ts";
-import { placementsOf, platformClientOf } from "../tenancy/platform-client.ts";
+import { placementsOf, platformClientOf, platformServicesOf } from "../tenancy/platform-client.ts";
+import type { TenantInfo } from "../tenancy/directory.ts";
+import type { Store } from "../infra/store.ts";
+import type { DirectoryView } from "../tenancy/directory.ts";
 import type { PlacementPools } from "../db/placement-pools.ts";
 import { publishAfterCommit, withOutbox } from "../infra/live-events.ts";
 import { assertCrossTenantPath } from "./cross-tenant-path.ts";
@@ -50,7 +53,7 @@ export async function crossTenant<T>(ctx: Context, op: CrossTenantOperation<T>, 
 
 /** The audited transaction of crossTenant() and crossTenantReader(): the entry, then `fn` with the placements for its duration. */
 function audited<T>(ctx: Context, op: CrossTenantOperation<T>, fn: CrossTenantFn<T>): Promise<T> {
-  return withOutbox(ctx.live, (track) =>
+  return withOutbox(platformServicesOf(ctx).live, (track) =>
     platformClientOf(ctx).$transaction(
       async (tx) => {
         track(tx);
@@ -83,6 +86,36 @@ export function placementsForMove(ctx: Context): PlacementPools {
   requirePlatformAdmin(ctx);
   assertCrossTenantPath(ctx, "placementsForMove()");
   return placementsOf(ctx);
+}
+
+function service<K extends "store" | "directory">(ctx: Context, name: K, what: string) {
+  requirePlatformAdmin(ctx);
+  assertCrossTenantPath(ctx, what);
+  const bound = platformServicesOf(ctx)[name];
+  if (!bound) throw new Error(`${what}: not bound to this context`);
+  return bound;
+}
+
+/**
+ * The directory unbound (any tenant's record and cache entries), for the
+ * platform operations: on the cross-tenant path only. Requests have their
+ * tenant-bound `ctx.directory`.
+ */
+export const platformDirectory = (ctx: Context): DirectoryView => service(ctx, "directory", "platformDirectory()");
+
+/**
+ * The store unbound: a purge's and a cache clear's delete by pattern, other
+ * tenants' cache statistics; on the cross-tenant path only. Requests have
+ * their tenant-bound `ctx.store`.
+ */
+export const platformStore = (ctx: Context): Pick<Store, "get" | "deletePattern"> => service(ctx, "store", "platformStore()");
+
+/** /export's platform branch: the tenant a platform admin names by slug (null: none), before its audited reader. */
+export async function exportedTenant(ctx: Context, slug: string): Promise<TenantInfo | null> {
+  requirePlatformAdmin(ctx);
+  const directory = platformServicesOf(ctx).directory;
+  if (!directory) throw new Error("exportedTenant(): no directory bound to this context");
+  return directory.tenant(slug);
 }
 
 /** A platform admin's reads of one tenant's rows (src/http/export.ts), granted by crossTenantReader. */

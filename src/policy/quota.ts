@@ -1,6 +1,7 @@
 import type { QuotaResource } from "../generated/prisma/enums.ts";
 import { quotaExceeded, serviceUnavailable } from "../errors.ts";
-import { isStoreUnavailable, tenantKey, type Store } from "../infra/store.ts";
+import { isStoreUnavailable, tenantKey } from "../infra/store.ts";
+import type { RequestStore, TenantKeyOf } from "../tenancy/context-types.ts";
 import type { TenantInfo } from "../tenancy/directory.ts";
 import type { ScopedTx } from "../tenancy/scoped-client.ts";
 import { countUsage as countRows, lockCountQuota as lockRows, type CountQuery, type CountResource } from "../db/count-quota.ts";
@@ -86,7 +87,7 @@ export interface WindowReservation {
  * store. Over the limit the increment is taken back and QUOTA_EXCEEDED thrown.
  */
 export async function reserveWindowQuota(
-  store: Pick<Store, "hit">,
+  store: Pick<RequestStore, "hit">,
   tenant: TenantInfo,
   resource: QuotaResource,
   cost: number,
@@ -94,7 +95,7 @@ export async function reserveWindowQuota(
 ): Promise<WindowReservation | null> {
   const limit = limitOf(tenant, resource);
   if (limit === null) return null;
-  const key = quotaWindowKey(tenant.id, resource, now);
+  const key = (tenantId: string) => quotaWindowKey(tenantId, resource, now);
   let count: number;
   try {
     ({ count } = await store.hit(key, HOUR_MS, cost));
@@ -118,7 +119,7 @@ export async function reserveWindowQuota(
   return { refund };
 }
 
-export async function windowUsage(store: Pick<Store, "get">, key: string): Promise<number> {
+export async function windowUsage(store: Pick<RequestStore, "get">, key: TenantKeyOf): Promise<number> {
   const value = await store.get(key);
   const n = value === null ? 0 : Number(value);
   return Number.isFinite(n) && n > 0 ? n : 0;

@@ -131,16 +131,30 @@ export interface TenantGate {
 export type TenantContext = Context & TenantGate;
 
 
-/** The shared store as a request uses it (quota windows, rate limits, cache statistics, a purge's keys): three operations, never the store. */
-export type RequestStore = Readonly<Pick<Store, "get" | "hit" | "deletePattern">>;
+/** Builds one of the tenant's keys (`t:{<tenantId>}:…`) from the tenant id the capability hands it. */
+export type TenantKeyOf = (tenantId: string) => string;
+
+/**
+ * The shared store as a request uses it (quota windows, rate limits, cache
+ * statistics): reads and increments of the request tenant's own keys, each
+ * built from ctx.tenant by the capability (a key outside that tenant's slot
+ * is refused); never the store, never a delete by pattern (the platform
+ * path's, src/policy/platform.ts).
+ */
+export interface RequestStore {
+  get(key: TenantKeyOf): Promise<string | null>;
+  hit(key: TenantKeyOf, windowMs: number, by?: number): ReturnType<Store["hit"]>;
+}
 
 /** A live-updates hub that also serves subscription streams (src/modules/live/hub.ts). */
 export interface LiveHubLike extends LiveUpdates {
   open?(ctx: Context, spec: object, transport?: object): Promise<AsyncIterableIterator<unknown>>;
 }
 
-/** Live updates as a request uses them: publish committed changes, count streams, open this request's stream. */
-export interface RequestLive extends LiveUpdates {
+/** Live updates as a request uses them: count the request tenant's streams, open this request's stream (publishing is the transactions' outbox's). */
+export interface RequestLive {
+  /** Open subscription streams of the request's tenant, on every replica. */
+  count(): Promise<number>;
   /** Opens a subscription stream of this request; absent when the hub serves none. */
   readonly open?: (spec: object, transport?: object) => Promise<AsyncIterableIterator<unknown>>;
 }

@@ -75,7 +75,7 @@ export function renewScope(ctx: Context): void {
           mode: this.operation === "mutation" ? "mutation" : "request",
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
           authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
-          publisher: this.live,
+          publisher: deps.live,
           onCommitted: this.operation === "mutation" ? placedDirectorySync(deps.app, deps.directory, tenant) : undefined,
         }));
         return tenantDb;

@@ -9,8 +9,16 @@ import { DEFAULT_SORT, pageRequest } from "../../graphql/pagination.ts";
 import { hasRole } from "../../policy/roles.ts";
 import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import { auditLogPage } from "./audit.loaders.ts";
+import type { TenantInfo } from "../../tenancy/directory.ts";
 
 export const ActorTypeEnum = builder.enumType(ActorType, { name: "ActorType" });
+
+/**
+ * The tenants of the platform log's entries, read by Platform.auditLog on
+ * the cross-tenant path (a request's own `ctx.directory` answers only its
+ * tenant and the caller's memberships).
+ */
+export const platformEntryTenants = new WeakMap<object, TenantInfo | null>();
 
 /**
  * An audit entry. `actorId` and `targetId` are global ids; `tenant` is the
@@ -45,7 +53,7 @@ export const AuditLogEntryRef = builder.prismaNode("AuditLogEntry", {
       // would make plugin-prisma reload the parent through findUnique, which
       // is tenant-scoped and so fails for the cross-tenant Platform.auditLog.
       resolve: async (e, _args, ctx) => {
-        const tenant = e.tenantId ? await ctx.directory.tenant(e.tenantId) : null;
+        const tenant = platformEntryTenants.has(e) ? platformEntryTenants.get(e)! : e.tenantId ? await ctx.directory.tenant(e.tenantId) : null;
         return tenant && asTenant(tenant);
       },
     }),

@@ -4,6 +4,7 @@ import { payloadType } from "../../graphql/payload.ts";
 import { cacheHitRate } from "../../infra/response-cache.ts";
 import { operationMetadata } from "../../policy/audit.ts";
 import { TenantUsageStatsRef } from "../platform/platform.schema.ts";
+import { platformStore } from "../../policy/platform.ts";
 import { TenantRef } from "../tenants/tenant.schema.ts";
 import * as service from "./cache.service.ts";
 
@@ -38,6 +39,8 @@ builder.objectField(TenantUsageStatsRef, "cacheHitRate", (t) =>
   t.float({
     nullable: true,
     description: "Share of the tenant's cacheable reads answered from the response cache, over the current and the previous UTC day; null when none.",
-    resolve: (s, _args, ctx) => cacheHitRate(ctx.store, s.tenant.id, ctx.now()),
+    // A Platform.tenantUsage row's: admitted on its own (the path of tenantUsage ended when it returned).
+    directives: { crossTenant: {} },
+    resolve: (s, _args, ctx) => cacheHitRate(platformStore(ctx), s.tenant.id, ctx.now()),
   }),
 );

@@ -3,7 +3,7 @@ import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import { Prisma } from "../../generated/prisma/client.ts";
 import { notFound } from "../../errors.ts";
 import { clearResponseCache } from "../../infra/response-cache.ts";
-import { crossTenant } from "../../policy/platform.ts";
+import { crossTenant, platformStore } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 
 /**
@@ -25,6 +25,6 @@ export async function clearTenantCache(ctx: Context, tenantId: string, metadata:
     await syncPlacedTenant(placements, tx, current);
     return current;
   });
-  await clearResponseCache(ctx.store, tenantId);
+  await clearResponseCache(platformStore(ctx), tenantId);
   return tenant;
 }

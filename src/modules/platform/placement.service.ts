@@ -5,7 +5,7 @@ import { MoveAbandoned, MoveInProgress } from "../../db/placement-move-errors.ts
 import type { Placement } from "../../generated/prisma/enums.ts";
 import { placementFor, placementKey, placementOf, POOLED, type PlacementAdmin, type PlacementRef } from "../../db/placement-admin.ts";
 import { syncToPlacement } from "../../db/placement-sync.ts";
-import { crossTenant, placementsForMove, type PlatformPlacements } from "../../policy/platform.ts";
+import { crossTenant, placementsForMove, platformDirectory, type PlatformPlacements } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { beginCopy, pgQuery, readRows, recountStats, TENANT_TABLES, writeRows, type Query } from "../../db/placement-rows.ts";
 import type { PlatformTx } from "../../policy/platform.ts";
@@ -107,7 +107,7 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   const placements = placementsForMove(ctx);
   // Where it is now, as the main database says (not the directory cache).
   const from = await currentPlacement(placements.admin, tenantId);
-  const current = from && (await ctx.directory.tenant(tenantId));
+  const current = from && (await platformDirectory(ctx).tenant(tenantId));
   if (!from || !current) throw notFound("Tenant");
   const to = requestedPlacement(placements.admin, tenantId, placement, target);
   if (placementKey(from) === placementKey(to)) throw badInput("placement", "The tenant is already in that placement");
@@ -125,7 +125,7 @@ export async function moveTenant(ctx: Context, tenantId: string, placement: Plac
   });
   // Switched: from here on nothing fails the move; the eviction and the audit entry always follow.
   if (from.placement !== "POOLED") await placements.forget(from).catch((err: unknown) => move.leftovers.push(`the old placement's pools were not closed (${String(err)})`));
-  await ctx.directory.invalidateTenant(tenantId, current.slug).catch((err: unknown) => move.leftovers.push(`the directory cache was not evicted (${String(err)}); PostgreSQL's route check refuses and evicts a stale entry`));
+  await platformDirectory(ctx).invalidateTenant(tenantId, current.slug).catch((err: unknown) => move.leftovers.push(`the directory cache was not evicted (${String(err)}); PostgreSQL's route check refuses and evicts a stale entry`));
   const tenant = await crossTenant(
     ctx,
     { action: "tenant.move", tenantIds: [tenantId], metadata: { ...(metadata as object), from: placementKey(from), to: placementKey(to), rows: move.rows, durationMs: move.durationMs, writesRefusedMs: move.writesRefusedMs, ...(move.leftovers.length ? { leftovers: move.leftovers } : {}) } },

@@ -5,9 +5,9 @@ import { DeploymentStatusEnum, OrderDirectionEnum, PlanEnum, TenantStatusEnum } 
 import { connectionType } from "../../graphql/connection.ts";
 import { DEFAULT_SORT, pageRequest, toConnection } from "../../graphql/pagination.ts";
 import { operationMetadata } from "../../policy/audit.ts";
-import { crossTenant } from "../../policy/platform.ts";
+import { crossTenant, platformDirectory } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
-import { AuditLogEntryConnection, AuditLogFilter } from "../audit/audit.schema.ts";
+import { AuditLogEntryConnection, AuditLogFilter, platformEntryTenants } from "../audit/audit.schema.ts";
 import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import { auditLog } from "./platform-audit.service.ts";
 import { totals, type PlatformTotals } from "./platform-totals.service.ts";
@@ -189,6 +189,8 @@ PlatformRef.implement({
           const desc = page.orderBy[0]?.createdAt === "desc";
           const placed = await placedAudit(placements, tx, args.filter, page.keysets, desc, page.take, withCount);
           const { rows, total } = await auditLog(tx, page, args.filter, withCount, placed);
+          const directory = platformDirectory(ctx);
+          for (const r of rows) platformEntryTenants.set(r, r.tenantId ? await directory.tenant(r.tenantId) : null);
           return toConnection(rows, page, () => Promise.resolve(total ?? 0));
         });
       },

@@ -2,7 +2,7 @@ import { badInput, notFound } from "../../errors.ts";
 import { QuotaResource, type Placement, type Plan, type TenantStatus } from "../../generated/prisma/enums.ts";
 import type { Tenant } from "../../generated/prisma/client.ts";
 import { randomUUID } from "node:crypto";
-import { crossTenant, type PlatformTx } from "../../policy/platform.ts";
+import { crossTenant, platformDirectory, type PlatformTx } from "../../policy/platform.ts";
 import { createPlacement, requestedPlacement, seedPlacement, syncPlacedTenant, txQuery } from "./placement.service.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import type { Context } from "../../tenancy/context.ts";
@@ -130,14 +130,14 @@ export async function provisionTenant(ctx: Context, input: ProvisionInput, metad
     await dropPlacement?.().catch(() => {});
     return conflictToInput(err, "slug", `Tenant slug "${slug}" is taken`);
   });
-  await ctx.directory.invalidateTenant(result.tenant.id, result.tenant.slug);
-  await ctx.directory.invalidateMembership(result.tenant.id, result.owner.id);
+  await platformDirectory(ctx).invalidateTenant(result.tenant.id, result.tenant.slug);
+  await platformDirectory(ctx).invalidateMembership(result.tenant.id, result.owner.id);
   return result;
 }
 
 /** The tenant of a mutation input; unknown ids are NOT_FOUND before anything is written. */
 export async function existingTenant(ctx: Context, tenantId: string) {
-  const tenant = await ctx.directory.tenant(tenantId);
+  const tenant = await platformDirectory(ctx).tenant(tenantId);
   if (!tenant) throw notFound("Tenant");
   return tenant;
 }
@@ -163,7 +163,7 @@ export async function changeTenant(
     await syncPlacedTenant(placements, tx, current, { identityProvider: action === "tenant.setIdentityProvider" });
     return tx.tenant.findUniqueOrThrow({ where: { id: tenantId } });
   });
-  await ctx.directory.invalidateTenant(tenant.id, tenant.slug);
+  await platformDirectory(ctx).invalidateTenant(tenant.id, tenant.slug);
   return tenant;
 }
 

@@ -1,7 +1,7 @@
 import { badInput, notFound } from "../../errors.ts";
 import { dropMoveLeftovers } from "../../db/placement-move.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
-import { crossTenant } from "../../policy/platform.ts";
+import { crossTenant, platformDirectory, platformStore } from "../../policy/platform.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { refuseWhileMoving } from "../../tenancy/placement-directory.ts";
 import { placementIn } from "./placement.service.ts";
@@ -61,10 +61,10 @@ export async function purgeTenant(ctx: Context, tenantId: string, metadata: unkn
   });
   // The purge has committed: with the store down its keys are left to expire
   // (every one has a TTL), rather than answering an error for a done purge.
-  await ctx.store.deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
+  await platformStore(ctx).deletePattern(`t:{${tenantId}}:*`).catch((err: unknown) => {
     if (!isStoreUnavailable(err)) throw err;
   });
-  await ctx.directory.invalidateTenant(tenantId, slug);
-  await ctx.directory.invalidateApiKeyHashes(...hashes);
+  await platformDirectory(ctx).invalidateTenant(tenantId, slug);
+  await platformDirectory(ctx).invalidateApiKeyHashes(...hashes);
   return { purgedTenantId: tenantId, slug };
 }

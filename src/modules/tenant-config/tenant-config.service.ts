@@ -1,3 +1,4 @@
+import { platformDirectory } from "../../policy/platform.ts";
 import { Prisma, type Tenant } from "../../generated/prisma/client.ts";
 import { badInput, featureNotAvailable, notFound } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
@@ -158,6 +159,7 @@ export async function setTenantIdentityProvider(ctx: Context, tenantId: string, 
   }
   await ctx.directory.invalidateIssuer(previous, data.idpIssuer);
   idps?.forgetIssuers();
-  await ctx.directory.invalidateTenant(tenant.id);
+  // A platform admin's change (no tenant of its own) evicts on the cross-tenant path.
+  await (ctx.tenant ? ctx.directory : platformDirectory(ctx)).invalidateTenant(tenant.id);
   return tenant;
 }

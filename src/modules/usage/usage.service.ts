@@ -39,11 +39,11 @@ export async function tenantUsage(ctx: TenantContext): Promise<TenantUsage> {
   const tenant = ctx.tenant;
   const now = ctx.now();
   const [apiRequests, deployments, workflows, streams, counts] = await Promise.all([
-    windowUsage(ctx.store, rateLimitWindowKey(tenant.id, now)),
-    windowUsage(ctx.store, quotaWindowKey(tenant.id, "DEPLOYMENTS_PER_HOUR", now)),
-    windowUsage(ctx.store, quotaWindowKey(tenant.id, "WORKFLOWS_PER_HOUR", now)),
+    windowUsage(ctx.store, (tenantId) => rateLimitWindowKey(tenantId, now)),
+    windowUsage(ctx.store, (tenantId) => quotaWindowKey(tenantId, "DEPLOYMENTS_PER_HOUR", now)),
+    windowUsage(ctx.store, (tenantId) => quotaWindowKey(tenantId, "WORKFLOWS_PER_HOUR", now)),
     // Open subscription streams of the tenant, on every replica.
-    ctx.live?.count(tenant.id) ?? 0,
+    ctx.live?.count() ?? 0,
     ctx.tenantDb.run(async (tx) => ({
       SEATS: await countUsage(tx, tenant.id, "SEATS"),
       PROJECTS: await countUsage(tx, tenant.id, "PROJECTS"),

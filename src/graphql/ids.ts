@@ -15,9 +15,9 @@ export function decodeGlobalId(field: string, globalId: string): { typename: str
   if (globalId.length > 200) throw invalid();
   // Strict base64: Buffer.from skips characters outside the alphabet, so
   // only the canonical spelling (what re-encoding gives back) is one id.
-  const bytes = Buffer.from(globalId, "base64");
-  if (bytes.toString("base64") !== globalId) throw invalid();
-  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(bytes.toString("utf8"));
+  const decoded = Buffer.from(globalId, "base64").toString("utf8");
+  if (Buffer.from(decoded, "utf8").toString("base64") !== globalId) throw invalid();
+  const match = /^([A-Za-z]{1,40}):([0-9a-fA-F-]{36})$/.exec(decoded);
   if (!match || !isUuid(match[2]!)) throw invalid();
   // One spelling of the UUID: loaders, stream filters and tenant checks compare strings.
   return { typename: match[1]!, id: match[2]!.toLowerCase() };

@@ -45,7 +45,7 @@ module.exports = {
     {
       name: "platform-client-cross-tenant-only",
       comment:
-        "The platform client and the placements' pools of a request are bound by the context builder and read by the cross-tenant path alone (crossTenant(), platformPlacements(), crossTenantReader() in src/policy/platform.ts): no resolver, service or loader reaches them.",
+        "The platform client and the placements' pools of a request are bound by the context builder and read by the cross-tenant path alone (crossTenant() and the placements it hands its callback, placementsForMove(), platformStore(), platformDirectory(), exportedTenant(), crossTenantReader() in src/policy/platform.ts): no resolver, service or loader reaches them.",
       severity: "error",
       from: { pathNot: "^src/(tenancy/context|policy/platform)\\.ts$" },
       to: { path: "^src/tenancy/platform-client\\.ts$" },
@@ -53,7 +53,7 @@ module.exports = {
     {
       name: "cross-tenant-path-entered-by-enforcer",
       comment:
-        "Only the enforcer (a @crossTenant call) and src/policy/platform.ts (/export's platform branch, crossTenantReader) put code on the cross-tenant path, which crossTenant() and platformPlacements() require at run time.",
+        "Only the enforcer (which runs an admitted @crossTenant field's resolver on the cross-tenant path) and src/policy/platform.ts (which checks it: crossTenant(), placementsForMove(), platformStore(), platformDirectory()) use src/policy/cross-tenant-path.ts.",
       severity: "error",
       from: { pathNot: "^src/policy/(enforcer|platform)\\.ts$" },
       to: { path: "^src/policy/cross-tenant-path\\.ts$" },

@@ -20,17 +20,13 @@ const SLOW = [
 
 /**
  * Integration files that make placements (a schema or a database, every
- * migration run in it) and move tenants between them: a minute or more of
- * DDL each. Their own project, `heavy`, so `npm test` stays fast;
+ * migration run in it) and move tenants between them: seconds to a minute
+ * of DDL each. Their own project, `heavy`, so `npm test` stays fast;
  * `npm run test:heavy` runs them, and `npm run test:all` (CI) runs them
- * together with the integration files, longest first.
+ * together with the integration files, longest first. (The isolation
+ * battery over the three placements is `npm run test:spread`.)
  */
-const HEAVY = [
-  "test/integration/placement.test.ts",
-  "test/integration/placement-move.test.ts",
-  "test/integration/placement-move-fence.test.ts",
-  "test/integration/placement-move-crash.test.ts",
-];
+const HEAVY = ["test/integration/placement*.test.ts", "test/integration/tenant-stats.test.ts"];
 
 /** Files that mock a module (vi.mock): they need a module registry of their own. */
 const MOCKING = ["test/integration/jit.test.ts"];

@@ -13,7 +13,7 @@ import {
   type ResponseCacheOptions,
 } from "../infra/response-cache.ts";
 import type { Store } from "../infra/store.ts";
-import { policyOf } from "../policy/enforcer.ts";
+import { policyOf } from "../policy/field-policy.ts";
 import type { Context } from "../tenancy/context.ts";
 
 /**

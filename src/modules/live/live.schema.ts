@@ -4,7 +4,7 @@ import { builder } from "../../graphql/builder.ts";
 import type { AuditLogEntry, Deployment, Workflow } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { StreamEnd, type StreamSpec } from "./stream.ts";
-import { policyOf } from "../../policy/enforcer.ts";
+import { policyOf } from "../../policy/field-policy.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import type { Context } from "../../tenancy/context.ts";
 import { AuditLogEntryRef } from "../audit/audit.schema.ts";

@@ -61,9 +61,16 @@ export class ApiKeyUse {
   }
 }
 
+/**
+ * The key is still valid at the use's time: a use noted from the directory's
+ * cached answer, of a key revoked or expired since, is refused by PostgreSQL
+ * and is not a use.
+ */
+const STILL_VALID = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)";
+
 const writeInMain = (platform: PrismaClient, key: { id: string; tenantId: string }, now: number) =>
   platform.$executeRawUnsafe(
-    `UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1::uuid AND id = $2::uuid AND pg_try_advisory_xact_lock_shared(${moveFenceSql("$4::text")})`,
+    `UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1::uuid AND id = $2::uuid AND ${STILL_VALID} AND pg_try_advisory_xact_lock_shared(${moveFenceSql("$4::text")})`,
     key.tenantId,
     key.id,
     new Date(now),
@@ -76,7 +83,7 @@ function writeInPlacement(pools: PlacementPools | undefined, ref: PlacementRef, 
   assertPlacementOf(key.tenantId, ref);
   const schema = ref.placement === "SCHEMA" ? `"${ref.name}".` : "";
   return pools.platform(ref).$executeRawUnsafe(
-    `UPDATE ${schema}api_keys SET last_used_at = $3 WHERE tenant_id = $1::uuid AND id = $2::uuid
+    `UPDATE ${schema}api_keys SET last_used_at = $3 WHERE tenant_id = $1::uuid AND id = $2::uuid AND ${STILL_VALID}
        AND (SELECT ${ROUTE_SQL} FROM ${schema}tenants WHERE id = $1::uuid) = $5
        AND pg_try_advisory_xact_lock_shared(${moveFenceSql("$4::text")})`,
     key.tenantId,

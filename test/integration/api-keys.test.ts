@@ -129,6 +129,22 @@ describe("API keys", () => {
     expect(await lastUsed()).toBe(t0 + LAST_USED_FLUSH_MS);
   });
 
+  it("a last use is not written into a key revoked or expired behind the cache (PostgreSQL refuses that request)", async () => {
+    const t0 = Date.UTC(2030, 0, 1, 12, 0, 0);
+    const uses = new ApiKeyUse(t.clients.platform);
+    for (const [name, change] of [
+      ["revoked behind the cache", { revokedAt: new Date(t0 - 1_000) }],
+      ["expired", { expiresAt: new Date(t0) }],
+    ] as const) {
+      const { apiKey } = await create({ name, role: "VIEWER" });
+      const key = await t.clients.platform.apiKey.findFirstOrThrow({ where: { prefix: apiKey.prefix } });
+      await t.clients.platform.apiKey.update({ where: { tenantId_id: { tenantId: key.tenantId, id: key.id } }, data: change });
+      await uses.note(key, t0);
+      const row = await t.clients.platform.apiKey.findUniqueOrThrow({ where: { tenantId_id: { tenantId: key.tenantId, id: key.id } } });
+      expect(row.lastUsedAt, name).toBeNull();
+    }
+  });
+
   it("refuses a key from its expiresAt on, by the app's clock, on every replica", async () => {
     const { secret } = await create({ name: "short", role: "VIEWER", expiresAt: new Date(clock.now() + 3_600_000).toISOString() });
     for (const app of [t, replica]) expect((await withKey(secret, app)(WHO)).status).toBe(200);

@@ -64,7 +64,11 @@ export class ApiKeyUse {
 /**
  * The key is still valid at the use's time: a use noted from the directory's
  * cached answer, of a key revoked or expired since, is refused by PostgreSQL
- * and is not a use.
+ * and is not a use. The revoked/expired half of app_api_key_grant's rule
+ * (migration 20261202008000), written again here: that function needs the
+ * secret's hash, which a use does not carry, and reads `api_keys` through
+ * the search_path, which the platform client does not set to a SCHEMA
+ * placement's schema.
  */
 const STILL_VALID = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)";
 

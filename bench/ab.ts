@@ -1,7 +1,8 @@
 import { runLoad, post } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
-import { dashboardGen, signTokens } from "./scenarios.ts";
+import { cachedDashboardGen, dashboardGen, mutationMixGen, readMostlyGen, signTokens, type Tokens } from "./scenarios.ts";
+import type { RequestGenerator } from "./load.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
 /**
@@ -20,6 +21,12 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * (their load moves between runs by more than the difference measured).
  * Prints each round's CPU ms per request, req/s and peak RSS per variant,
  * and the medians; the answers are checked identical first.
+ *
+ * BENCH_AB_SCENARIO picks the load (default `dashboard`): `cached` (the
+ * dashboard allowed to use the response cache: the HIT path), `read-mostly`
+ * (issue 14's mix: 95% cached dashboards, 5% createDeployment) or
+ * `mutation-mix` (90% uncached dashboards, 10% createDeployment). CPU per
+ * request is then per request of that mix.
  */
 
 const log = (line: string) => process.stdout.write(`[ab] ${line}\n`);
@@ -42,6 +49,13 @@ function startServer(v: Variant, flags: string[], port: number, env: Record<stri
   return spawnChild(v.label, [...flags, "--import", "tsx", "src/server.ts"], v.dir, port, env);
 }
 
+const SCENARIOS: Record<string, (tokens: Tokens, others: Set<string>) => RequestGenerator> = {
+  dashboard: (tokens, others) => dashboardGen(tokens, others),
+  cached: (tokens) => cachedDashboardGen(tokens),
+  "read-mostly": (tokens) => readMostlyGen(tokens),
+  "mutation-mix": (tokens) => mutationMixGen(tokens),
+};
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
@@ -53,7 +67,11 @@ async function main() {
   await clearStaleDirectoryCache(opts.redisUrl);
   const tokens = await signTokens(fixture, opts.jwtSecret);
   const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
-  const gen = dashboardGen(tokens, others);
+  const scenario = process.env.BENCH_AB_SCENARIO ?? "dashboard";
+  const makeGen = SCENARIOS[scenario];
+  if (!makeGen) throw new Error(`BENCH_AB_SCENARIO=${scenario}: expected one of ${Object.keys(SCENARIOS).join(", ")}`);
+  const gen = makeGen(tokens, others);
+  const check = dashboardGen(tokens, others);
   const conns = Math.max(1, Math.floor(opts.connections / variants.length));
 
   const servers: { v: Variant; child: Child; flags: string[] }[] = [];
@@ -63,12 +81,12 @@ async function main() {
       servers.push({ v, flags, child: startServer(v, flags, opts.port + 10 + i, serverEnv(opts, fixture.url)) });
     }
     await Promise.all(servers.map((s) => waitReady(s.child, 120_000)));
-    const answers = await Promise.all(servers.map((s) => post(`http://127.0.0.1:${s.child.port}`, gen(0))));
+    const answers = await Promise.all(servers.map((s) => post(`http://127.0.0.1:${s.child.port}`, check(0))));
     for (const [i, a] of answers.entries()) {
       if (a.status !== 200 || a.json?.errors) throw new Error(`${servers[i]!.v.label}: ${a.status} ${a.text.slice(0, 300)}`);
       if (a.text !== answers[0]!.text) throw new Error(`${servers[i]!.v.label} answers differently from ${servers[0]!.v.label}`);
     }
-    log(`answers identical (${answers[0]!.text.length} bytes); ${variants.length} variants x ${conns} connections at once`);
+    log(`answers identical (${answers[0]!.text.length} bytes); scenario ${scenario}: ${variants.length} variants x ${conns} connections at once`);
     for (const s of servers) log(`${s.v.label}: ${s.v.dir} ${s.flags.join(" ")}`);
     const load = (durationS: number) =>
       Promise.all(servers.map((s) => runLoad({ url: `http://127.0.0.1:${s.child.port}`, connections: conns, durationS, gen })));

@@ -15,6 +15,7 @@ import {
 import type { Store } from "../infra/store.ts";
 import { policyOf } from "../policy/field-policy.ts";
 import type { Context } from "../tenancy/context.ts";
+import { documentScopes } from "./response-cache-scope.ts";
 
 /**
  * The tenant-aware response cache: @envelop/response-cache with our own key,
@@ -40,9 +41,6 @@ export interface ResponseCacheDeps {
    */
   databaseId: () => Promise<string>;
 }
-
-/** Fields whose answer depends on who asks, not only on the role: the caller joins the key. */
-const CALLER_FIELDS = /\bviewer\b/;
 
 const noCache = (request: Request) => /\bno-(cache|store)\b/i.test(request.headers.get("cache-control") ?? "");
 
@@ -86,6 +84,8 @@ export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context>
     void deps.inFlight.track(countLookup(deps.store, tenantId, outcome === "HIT", ctx.now()));
   };
   const options = deps.options;
+  const scopeOf = documentScopes(deps.schema);
+  let databaseId: string | undefined;
   const maxTtl = options?.maxTtlSeconds ?? MAX_TTL_SECONDS;
 
   return {
@@ -100,13 +100,18 @@ export function useTenantResponseCache(deps: ResponseCacheDeps): Plugin<Context>
             if (!on) note(ctx, "BYPASS");
             return on;
           },
-          // The role, the kind of caller and the generation: what every answer depends on.
-          session: (ctx) => `${ctx.role ?? ""}|${ctx.apiKey ? "key" : "user"}|${ctx.cacheFacts?.generation ?? ""}`,
-          buildResponseCacheKey: async ({ documentString, variableValues, operationName, sessionId, context }) => {
+          // The kind of caller and the generation: what every answer depends on.
+          session: (ctx) => `${ctx.apiKey ? "key" : "user"}|${ctx.cacheFacts?.generation ?? ""}`,
+          // The role and the caller where the document's answer depends on them (response-cache-scope.ts).
+          buildResponseCacheKey: ({ documentString, variableValues, operationName, sessionId, context }) => {
             const ctx = context as Context;
-            const caller = CALLER_FIELDS.test(documentString) ? (ctx.apiKey ? `key:${ctx.apiKey.id}` : `user:${ctx.user?.id ?? ""}`) : "";
-            const database = await deps.databaseId();
-            return responseCacheKey(ctx.tenant!.id, [documentString, operationName ?? "", stableJson(variableValues ?? {}), sessionId ?? "", caller, database]);
+            const scope = scopeOf(documentString);
+            const role = scope.role ? `role:${ctx.role ?? ""}` : "any role";
+            const caller = scope.caller ? (ctx.apiKey ? `key:${ctx.apiKey.id}` : `user:${ctx.user?.id ?? ""}`) : "";
+            const key = (database: string) =>
+              responseCacheKey(ctx.tenant!.id, [scope.digest, operationName ?? "", stableJson(variableValues ?? {}), role, sessionId ?? "", caller, database]);
+            // The database's identity is read once; after that the key is built without a promise.
+            return databaseId !== undefined ? key(databaseId) : deps.databaseId().then((id) => key((databaseId = id)));
           },
           cache: (ctx) => new RequestResponseCache(deps.store, deps.inFlight, (outcome) => note(ctx as Context, outcome), maxTtl),
           ttl: Infinity,

@@ -2,6 +2,7 @@ import { builder } from "../../graphql/builder.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { RoleEnum } from "../../graphql/enums.ts";
 import { unauthenticated } from "../../errors.ts";
+import { DEPENDS_ON } from "../../policy/answer-dependence.ts";
 import type { TenantInfo, UserInfo } from "../../tenancy/directory.ts";
 import { asTenant, TenantRef } from "../tenants/tenant.schema.ts";
 import { asUser, MembershipRef, UserRef } from "./user.schema.ts";
@@ -32,6 +33,8 @@ const Viewer = builder.objectRef<ViewerShape>("Viewer").implement({
 builder.queryField("viewer", (t) =>
   t.field({
     type: Viewer,
+    // The caller and their role: the response cache keys a document selecting it by both.
+    extensions: { [DEPENDS_ON]: "caller" },
     resolve: (_root, _args, ctx) => {
       if (!ctx.user) throw unauthenticated("viewer needs a signed-in user", null);
       return { user: ctx.user, tenant: ctx.tenant, role: ctx.role, isPlatformAdmin: ctx.isPlatformAdmin };

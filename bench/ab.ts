@@ -2,7 +2,7 @@ import { runLoad, post } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
 import { cachedDashboardGen, dashboardGen, mutationMixGen, readMostlyGen, signTokens, type Tokens } from "./scenarios.ts";
-import type { RequestGenerator } from "./load.ts";
+import type { LoadResult, RequestGenerator } from "./load.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
 /**
@@ -19,8 +19,9 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * in a round, every variant lives through it alike, so their CPU per request
  * compares where successive `npm run bench` runs on a busy machine do not
  * (their load moves between runs by more than the difference measured).
- * Prints each round's CPU ms per request, req/s and peak RSS per variant,
- * and the medians; the answers are checked identical first.
+ * Prints each round's CPU ms per request, req/s, the response cache's hit
+ * rate (X-Cache) and peak RSS per variant, and the medians; the answers are
+ * checked identical first.
  *
  * BENCH_AB_SCENARIO picks the load (default `dashboard`): `cached` (the
  * dashboard allowed to use the response cache: the HIT path), `read-mostly`
@@ -57,6 +58,14 @@ const SCENARIOS: Record<string, (tokens: Tokens, others: Set<string>) => Request
 };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * The response cache's hit rate of one round, from the X-Cache header of
+ * every response the load saw (HIT / (HIT + MISS)); NaN when the scenario
+ * sends no cacheable reads (every response BYPASS).
+ */
+const hitRateOf = (r: LoadResult) => r.cache?.hitRate ?? NaN;
+const percent = (x: number) => (Number.isNaN(x) ? "-" : `${(x * 100).toFixed(1)}%`);
 
 async function main() {
   const opts = benchOptionsOrExit();
@@ -98,8 +107,8 @@ async function main() {
       served = Math.min(...(await load(5)).map((r) => r.requests)) + served;
     }
     log(`warmed up: ${warm} requests each`);
-    const rows = new Map<string, { cpu: number[]; rps: number[]; p95: number[]; rss: number[] }>();
-    for (const s of servers) rows.set(s.v.label, { cpu: [], rps: [], p95: [], rss: [] });
+    const rows = new Map<string, { cpu: number[]; rps: number[]; p95: number[]; rss: number[]; hits: number[] }>();
+    for (const s of servers) rows.set(s.v.label, { cpu: [], rps: [], p95: [], rss: [], hits: [] });
     for (let round = 1; round <= opts.runs; round++) {
       const cpu0 = servers.map((s) => cpuMs(s.child.proc.pid!) ?? NaN);
       const rss = servers.map((s) => sampleRss(s.child.proc.pid!));
@@ -115,7 +124,8 @@ async function main() {
         row.rps.push(r.rps);
         row.p95.push(r.p95);
         row.rss.push(peak);
-        parts.push(`${s.v.label} ${cpu.toFixed(2)} ms/req ${r.rps.toFixed(1)} req/s p95 ${r.p95.toFixed(0)} ms rss ${peak.toFixed(0)} MB`);
+        row.hits.push(hitRateOf(r));
+        parts.push(`${s.v.label} ${cpu.toFixed(2)} ms/req ${r.rps.toFixed(1)} req/s p95 ${r.p95.toFixed(0)} ms hits ${percent(hitRateOf(r))} rss ${peak.toFixed(0)} MB`);
       }
       log(`round ${round}/${opts.runs} (load ${loadavg}): ${parts.join(" | ")}`);
     }
@@ -126,7 +136,7 @@ async function main() {
     for (const [label, r] of rows) {
       const ratio = median(r.cpu.map((c, i) => c / first.cpu[i]!));
       log(
-        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p95 ${median(r.p95).toFixed(0)} ms, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
+        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p95 ${median(r.p95).toFixed(0)} ms, hit rate ${percent(median(r.hits))}, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
       );
     }
   } finally {

@@ -60,33 +60,64 @@ export function actorFields(ctx: Context) {
   };
 }
 
-export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, tenantId?: string) {
+/** An audit entry's row, as written; `createdAt` is the app's time, as Prisma wrote it. */
+export interface AuditRow {
+  tenantId: string;
+  action: AuditAction;
+  actorType: "USER" | "API_KEY" | "SYSTEM";
+  actorId: string | null;
+  actorLabel: string | null;
+  targetType: string | null;
+  targetId: string | null;
+  crossTenant: boolean;
+  /** Redacted; undefined: none (NULL). */
+  metadata: unknown;
+  requestId: string;
+  ip: string | null;
+}
+
+/**
+ * The row of an entry, checked against the field's `@audit`: throws when
+ * the action is not the declared one (thrown inside the transaction, the
+ * change is rolled back with it). Written by `writeAudit`, or by a
+ * service's own statement (src/policy/audit-sql.ts), which then calls
+ * `noteAudited` once it has run.
+ */
+export function auditRow(ctx: Context, entry: AuditInput, tenantId?: string): AuditRow {
   const scope = currentDirectiveScope(ctx);
   const action = entry.action ?? scope?.action;
   if (!action) throw new Error("writeAudit: no action");
   if (!isAuditAction(action)) throw new Error(`writeAudit: "${action}" is not in AUDIT_ACTIONS (src/db/audit-actions.ts)`);
   if (scope?.action && action !== scope.action) {
-    // Thrown inside the transaction: the change is rolled back with it.
     throw new Error(`${scope.field} is declared @audit(${scope.action}) but wrote "${action}"`);
   }
   // The mutation's effective input (coerced arguments: inline or variables
   // alike) is always part of the entry, beside what the service adds.
   const metadata = scope ? { ...(entry.metadata as object | undefined), input: scope.input } : entry.metadata;
-  const entryTenant = tenantId ?? ctx.tenant!.id;
+  return {
+    tenantId: tenantId ?? ctx.tenant!.id,
+    action,
+    ...actorFields(ctx),
+    targetType: entry.targetType ?? null,
+    targetId: entry.targetType && entry.targetId ? encodeGlobalID(entry.targetType, entry.targetId) : null,
+    crossTenant: entry.crossTenant ?? false,
+    metadata: redact(metadata) ?? undefined,
+    requestId: ctx.requestId,
+    ip: ctx.ip,
+  };
+}
+
+/** Tells the enforcer the field's entry is written (it fails a mutation declared `@audit` that wrote none). */
+export function noteAudited(ctx: Context, action: AuditAction): void {
+  currentDirectiveScope(ctx)?.audited.push(action);
+}
+
+export async function writeAudit(tx: ScopedTx, ctx: Context, entry: AuditInput, tenantId?: string) {
+  const row = auditRow(ctx, entry, tenantId);
   const created = await tx.auditLogEntry.create({
-    data: {
-      tenantId: entryTenant,
-      action,
-      ...actorFields(ctx),
-      targetType: entry.targetType ?? null,
-      targetId: entry.targetType && entry.targetId ? encodeGlobalID(entry.targetType, entry.targetId) : null,
-      crossTenant: entry.crossTenant ?? false,
-      metadata: (redact(metadata) ?? undefined) as Prisma.InputJsonValue | undefined,
-      requestId: ctx.requestId,
-      ip: ctx.ip,
-    },
+    data: { ...row, metadata: row.metadata as Prisma.InputJsonValue | undefined },
     select: { id: true },
   });
-  publishAfterCommit(tx, entryTenant, { type: "AuditLogEntry", id: created.id });
-  scope?.audited.push(action);
+  publishAfterCommit(tx, row.tenantId, { type: "AuditLogEntry", id: created.id });
+  noteAudited(ctx, row.action);
 }

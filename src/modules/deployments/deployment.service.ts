@@ -1,11 +1,19 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { badInput, notFound } from "../../errors.ts";
-import { writeAudit } from "../../policy/audit.ts";
+import { randomUUID } from "node:crypto";
+import { auditRow, noteAudited, type AuditRow } from "../../policy/audit.ts";
 import type { TenantContext } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
 import { publishAfterCommit } from "../../infra/live-events.ts";
+import { createDeploymentSql, updateDeploymentStatusSql, type DeploymentRow } from "./deployment.writes.ts";
 
+/**
+ * One statement per change (deployment.writes.ts): the checks, the row and
+ * its audit entry, on the request's connection, in a savepoint of the
+ * mutation's transaction as before (a failed statement undoes this change
+ * alone). The live events are published after COMMIT.
+ */
 export async function createDeployment(
   ctx: TenantContext,
   projectId: string,
@@ -13,27 +21,22 @@ export async function createDeployment(
 ) {
   const commitSha = v.optionalText("commitSha", input.commitSha, 64);
   const branch = v.optionalText("branch", input.branch, 255);
+  const id = randomUUID();
+  const audit = { row: auditRow(ctx, { action: "deployment.create", targetType: "Deployment", targetId: id, metadata: { input } }), id: randomUUID() };
+  const sql = createDeploymentSql({ tenantId: ctx.tenant.id, id, projectId, commitSha, branch, createdById: ctx.user?.id ?? null }, audit, new Date());
   return ctx.tenantDb.transaction(async (tx) => {
-    const project = await tx.project.findFirst({ where: { id: projectId }, select: { id: true } });
-    if (!project) throw notFound("Project");
-    const deployment = await tx.deployment.create({
-      data: {
-        tenantId: ctx.tenant.id,
-        projectId,
-        commitSha,
-        branch,
-        createdById: ctx.user?.id ?? null,
-      },
-    });
-    await writeAudit(tx, ctx, {
-      action: "deployment.create",
-      targetType: "Deployment",
-      targetId: deployment.id,
-      metadata: { input },
-    });
-    publishAfterCommit(tx, ctx.tenant.id, { type: "Deployment", id: deployment.id, projectId });
+    const [deployment] = await tx.$queryRaw<DeploymentRow[]>(sql);
+    if (!deployment) throw notFound("Project");
+    changed(ctx, tx, deployment, audit);
     return deployment;
   });
+}
+
+/** After the statement wrote the row and its entry: the enforcer is told, the live events wait for COMMIT. */
+function changed(ctx: TenantContext, tx: object, d: DeploymentRow, audit: { row: AuditRow; id: string }) {
+  publishAfterCommit(tx, ctx.tenant.id, { type: "AuditLogEntry", id: audit.id });
+  noteAudited(ctx, audit.row.action);
+  publishAfterCommit(tx, ctx.tenant.id, { type: "Deployment", id: d.id, projectId: d.projectId });
 }
 
 /** Child-row conditions of Project.deployments(filter), for the LATERAL statement. */
@@ -71,19 +74,13 @@ export async function updateDeploymentStatus(
   input: { status: DeploymentStatus; url?: string | null },
 ) {
   const url = deploymentUrl(input.url);
-  const data: { status: DeploymentStatus; url?: string | null } = { status: input.status };
-  if (input.url !== undefined) data.url = url;
+  const audit = { row: auditRow(ctx, { action: "deployment.updateStatus", targetType: "Deployment", targetId: id, metadata: { input } }), id: randomUUID() };
+  const change = { tenantId: ctx.tenant.id, id, status: input.status, ...(input.url !== undefined ? { url } : {}) };
+  const sql = updateDeploymentStatusSql(change, audit, new Date());
   return ctx.tenantDb.transaction(async (tx) => {
-    const { count } = await tx.deployment.updateMany({ where: { id }, data });
-    if (count === 0) throw notFound("Deployment");
-    await writeAudit(tx, ctx, {
-      action: "deployment.updateStatus",
-      targetType: "Deployment",
-      targetId: id,
-      metadata: { input },
-    });
-    const deployment = await tx.deployment.findUniqueOrThrow({ where: { tenantId_id: { tenantId: ctx.tenant.id, id } } });
-    publishAfterCommit(tx, ctx.tenant.id, { type: "Deployment", id, projectId: deployment.projectId });
+    const [deployment] = await tx.$queryRaw<DeploymentRow[]>(sql);
+    if (!deployment) throw notFound("Deployment");
+    changed(ctx, tx, deployment, audit);
     return deployment;
   });
 }

@@ -4,7 +4,7 @@ import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
 import { runLoad } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
-import { cachedDashboardGen, dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
+import { cachedDashboardGen, dashboardGen, mutationMixGen, signTokens, withoutTenant } from "./scenarios.ts";
 import { startLiveLoad } from "./live.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
@@ -23,6 +23,10 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * BENCH_PROFILE=hit profiles the response cache's HIT path: the dashboard
  * allowed to use the cache (the warm-up fills it; nothing invalidates it).
  *
+ * BENCH_PROFILE=mutation profiles createDeployment alone (the mutation-mix's
+ * mutations by DEVELOPER tokens, every request one; CPU per request is then
+ * the CPU of one createDeployment).
+ *
  * BENCH_PROFILE=live profiles the live-updates load alone instead (the
  * bench's live scenario without the dashboard: BENCH_LIVE_STREAMS streams,
  * BENCH_LIVE_MUTATIONS createDeployment/s) and reports CPU per delivery.
@@ -39,8 +43,11 @@ async function main() {
   const tokens = await signTokens(fixture, opts.jwtSecret);
   const others = new Set(fixture.tenants.filter((t) => t !== fixture.noisy).map((t) => t.slug));
   const hits = process.env.BENCH_PROFILE === "hit";
-  const gen = hits ? cachedDashboardGen(withoutTenant(tokens, fixture.noisy.slug)) : dashboardGen(tokens, others);
-  const what = hits ? "cached dashboard (HIT path)" : "dashboard";
+  const mutations = process.env.BENCH_PROFILE === "mutation";
+  // The mix's tenth request of every ten is its createDeployment.
+  const mix = mutationMixGen(withoutTenant(tokens, fixture.noisy.slug));
+  const gen = hits ? cachedDashboardGen(withoutTenant(tokens, fixture.noisy.slug)) : mutations ? (i: number) => mix(i * 10 + 9) : dashboardGen(tokens, others);
+  const what = hits ? "cached dashboard (HIT path)" : mutations ? "createDeployment" : "dashboard";
 
   const dir = path.join(ROOT, "bench", "results", "profiles");
   await mkdir(dir, { recursive: true });

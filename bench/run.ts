@@ -327,7 +327,7 @@ async function main() {
     { id: "floor-8", title: "floor: dashboard", target: "floor", connections: L, gen: dash },
     { id: "dashboard-8", title: "dashboard", target: "server", connections: L, gen: dash, floor: "floor-8", countAs: "dashboard-32" },
     { id: "pagination-32", title: "deployments(first: 50), page 1 + page 2", target: "server", connections: C, gen: paginationGen(regular, cursors) },
-    { id: "mutation-mix-32", title: "90% dashboard + 10% createDeployment", target: "server", connections: C, gen: mutationMixGen(regular) },
+    { id: "mutation-mix-32", title: "90% dashboard + 10% createDeployment", target: "server", connections: C, gen: mutationMixGen(regular), countRepeats: true },
     {
       id: "read-mostly-32",
       title: "read-mostly: 95% dashboard (response cache on) + 5% createDeployment",

@@ -9,6 +9,7 @@ import { corsOrigins } from "./config/cors-origins.ts";
 import { placementServers } from "./config/placement-servers.ts";
 import { redisKeyPrefix } from "./config/redis-key-prefix.ts";
 import { poolSizes, type PoolSizes } from "./config/pool-sizes.ts";
+import { poolTimeShares, type PoolTimeShares } from "./config/pool-time-shares.ts";
 import { trustProxy, type TrustProxy } from "./config/trust-proxy.ts";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -25,6 +26,8 @@ export interface Config {
   platformDatabaseUrl: string | undefined;
   /** PostgreSQL connections per process: per plan (POOL_SIZE_FREE, _PRO, _ENTERPRISE), platform and live (POOL_SIZE_PLATFORM, _LIVE). */
   poolSizes: PoolSizes;
+  /** Each plan's share of database time, connection-seconds per second (POOL_TIME_SHARE_FREE, _PRO, _ENTERPRISE; docs/request-path.md "Time shares"). */
+  poolTimeShares: PoolTimeShares;
   /** PLACEMENT_DATABASE_URLS: servers that can host DATABASE placements, by name (the main server is `default`). */
   placementServers: Record<string, string>;
   /** PLACEMENT_POOL_IDLE_MS: a placement's pools unused this long are dropped, reopened on next use (0: never; docs/placement.md "Pools"). */
@@ -152,6 +155,7 @@ export function loadConfig(env: Env = process.env): Config {
     appDatabaseUrl: url(env, "APP_DATABASE_URL", pg),
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),
     poolSizes: poolSizes(env),
+    poolTimeShares: poolTimeShares(env),
     placementServers: placementServers(env),
     placementPoolIdleMs: int(env, "PLACEMENT_POOL_IDLE_MS", 300_000, 0, 86_400_000),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),

@@ -1,7 +1,7 @@
 import type { createApp as CreateApp } from "./app.ts";
 import { loadConfig, redisTarget, type Config } from "./config.ts";
 import { ConfigError } from "./config/env.ts";
-import { createDatabases } from "./db/clients.ts";
+import { createDatabases, PLANS, type TimeSharesOption } from "./db/clients.ts";
 import { PlacementAdmin } from "./db/placement-admin.ts";
 import { settleMoves } from "./db/placement-move.ts";
 import type { EmbeddedDatabase } from "./db/embedded.ts";
@@ -15,6 +15,7 @@ import { checkPostgres, checkRedis, checkServerRoles, StartupError } from "./inf
 import { createTokenVerifier } from "./tenancy/credentials.ts";
 import { Directory } from "./tenancy/directory.ts";
 import { LiveHub } from "./modules/live/hub.ts";
+import { PLAN_STATEMENT_TIMEOUT_MS } from "./tenancy/plans.ts";
 import { createDrainableServer } from "./http/drain.ts";
 import { attachWebSocket } from "./http/websocket.ts";
 import { demoTenantsPresent, demoToken, printWelcome } from "./http/welcome.ts";
@@ -30,6 +31,18 @@ import { demoTenantsPresent, demoToken, printWelcome } from "./http/welcome.ts";
  * directory or port, DATABASE_URL, REDIS_URL) stops the process with one
  * plain sentence naming it and the remedy (src/infra/startup.ts, src/db/embedded-checks.ts).
  */
+
+/**
+ * The plans' time shares (POOL_TIME_SHARE_*): a request waits for its
+ * plan's share at most as long as its plan lets a statement run.
+ */
+function timeSharesOf(config: Config): TimeSharesOption {
+  const { windowMs, ...byPlan } = config.poolTimeShares;
+  const plans = Object.fromEntries(
+    PLANS.map((plan) => [plan, byPlan[plan] === null ? null : { share: byPlan[plan], maxWaitMs: PLAN_STATEMENT_TIMEOUT_MS[plan] }]),
+  );
+  return { plans, windowMs };
+}
 
 /** How often unfinished tenant moves are settled (src/db/placement-move.ts settleMoves). */
 const MOVE_SWEEP_MS = 5 * 60_000;
@@ -112,6 +125,7 @@ async function main() {
     pools: config.poolSizes,
     placementServers: config.placementServers,
     placementPools: { idleMs: config.placementPoolIdleMs },
+    timeShares: timeSharesOf(config),
   });
   // Each pool is the role it must be (not the migrator: RLS would not bind it).
   await checkServerRoles(db);

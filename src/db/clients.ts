@@ -6,6 +6,8 @@ import { DEFAULT_POOL_SIZES, type PoolSizes } from "../config/pool-sizes.ts";
 import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
 import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts";
+import { realClock, type ShareClock } from "./time-share.ts";
+import { TimeSharedPool } from "./time-shared-pool.ts";
 
 /**
  * The database handles of one process. None is the table owner:
@@ -20,6 +22,8 @@ import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts
  *   - `platform` runs as tenantgraph_platform: the explicit cross-tenant
  *     path (platform operations, @crossTenant, the directory's credential
  *     and tenant resolution), on its own small pool.
+ * A plan given a time share (POOL_TIME_SHARE_<PLAN>) has its tier pools,
+ * main and placed, bounded by connection time too (src/db/time-share.ts).
  * Each connects with its own URL when one is given (managed databases), else
  * with the migrator's URL and `SET ROLE` at connection start.
  */
@@ -48,16 +52,37 @@ export interface Databases {
   close(): Promise<void>;
 }
 
-export function createPool(url: string, role: string | undefined, max: number): pg.Pool {
-  const pool = new pg.Pool({
+/** A plan's time share as createDatabases takes it; `maxWaitMs`: the plan's statement timeout (0: the connection timeout, 10 s). */
+export interface TierTimeShare {
+  share: number;
+  maxWaitMs?: number;
+}
+
+export interface TimeSharesOption {
+  /** By plan; a plan not named has no bound but its pool size. */
+  plans: Partial<Record<Plan, TierTimeShare | null>>;
+  windowMs: number;
+  /** The app's clock (tests inject a manual one); default Date.now with real timers. */
+  clock?: ShareClock;
+}
+
+const CONNECTION_TIMEOUT_MS = 10_000;
+
+export function createPool(url: string, role: string | undefined, max: number, share?: { tier: TierTimeShare; windowMs: number; clock: ShareClock }): pg.Pool {
+  const config = {
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
     // A startup parameter, not a statement: no round-trip, and set before
     // the pool hands the connection to anyone.
     options: role ? `-c role=${role}` : undefined,
-  });
+  };
+  // A share at least the pool's size never binds: a plain pool then.
+  const pool =
+    share && share.tier.share < max
+      ? new TimeSharedPool(config, { share: share.tier.share, windowMs: share.windowMs, maxWaitMs: share.tier.maxWaitMs || CONNECTION_TIMEOUT_MS, clock: share.clock })
+      : new pg.Pool(config);
   // An idle connection the server closes (a restart, an admin, the embedded
   // PostgreSQL stopping at shutdown) is dropped by the pool; without a
   // listener, pg would raise it as an uncaught 'error' and kill the process.
@@ -114,11 +139,19 @@ export function createDatabases(opts: {
   placementServers?: Record<string, string>;
   /** The placements' idle eviction (PLACEMENT_POOL_IDLE_MS, src/db/placement-pools.ts). */
   placementPools?: PlacementPoolsOptions;
+  /** Each plan's share of database time (POOL_TIME_SHARE_*); none given: no plan has one. */
+  timeShares?: TimeSharesOption;
 }): Databases {
   const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
   const appUrl = opts.appUrl ?? opts.ownerUrl;
   const appRole = opts.appUrl ? undefined : APP_ROLE;
-  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan])])) as Record<Plan, pg.Pool>;
+  const clock = opts.timeShares?.clock ?? realClock();
+  // Every tier pool of a plan with a share gets a bucket of its own (main, each placement group).
+  const shareOf = (tier: Plan | "platform" | "live") => {
+    const t = tier === "platform" || tier === "live" ? undefined : opts.timeShares?.plans[tier];
+    return t ? { tier: t, windowMs: opts.timeShares!.windowMs, clock } : undefined;
+  };
+  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan], shareOf(plan))])) as Record<Plan, pg.Pool>;
   const tiers = Object.fromEntries(PLANS.map((plan) => [plan, clientWithSlots(appPools[plan], sizes[plan])])) as Record<
     Plan,
     ReturnType<typeof clientWithSlots>
@@ -135,9 +168,9 @@ export function createDatabases(opts: {
     const role = tier === "platform" ? PLATFORM_ROLE : APP_ROLE;
     // The deployment's own logins (e.g. through PgBouncer) reach the main
     // server's databases; a placement elsewhere is reached by its server's URL.
-    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max);
-    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max);
-    return createPool(placementAdmin.databaseUrl(ref), role, max);
+    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max, shareOf(tier));
+    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max, shareOf(tier));
+    return createPool(placementAdmin.databaseUrl(ref), role, max, shareOf(tier));
   }, opts.placementPools);
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);

@@ -1,5 +1,7 @@
 import type pg from "pg";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { timeShareOf } from "../db/time-shared-pool.ts";
+import type { TimeShare } from "../db/time-share.ts";
 
 /**
  * Prometheus metrics, one Registry per app (so several apps in one process,
@@ -85,7 +87,7 @@ export class Metrics {
     if (pools.length) {
       new Gauge({
         name: "tenantgraph_db_pool_connections",
-        help: "PostgreSQL pool connections, by pool and state (total, idle, waiting = queued clients)",
+        help: "PostgreSQL pool connections, by pool and state (total, idle, waiting = queued clients; share_waiting = those of them queued because the pool spent its time share)",
         labelNames: ["pool", "state"],
         registers,
         collect() {
@@ -93,9 +95,13 @@ export class Metrics {
             this.set({ pool: name, state: "total" }, pool.totalCount);
             this.set({ pool: name, state: "idle" }, pool.idleCount);
             this.set({ pool: name, state: "waiting" }, pool.waitingCount);
+            const share = timeShareOf(pool);
+            if (share) this.set({ pool: name, state: "share_waiting" }, share.shareWaiting);
           }
         },
       });
+      const shares = pools.flatMap(([name, pool]) => (timeShareOf(pool) ? [[name, timeShareOf(pool)!] as const] : []));
+      if (shares.length) timeShareMetrics(shares, registers);
     }
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     if (opts.directory) opts.directory.onCacheLookup = (key, hit) => this.cacheLookup(key, hit);
@@ -136,4 +142,37 @@ export class Metrics {
     if (hit) this.cacheHit(name, tenant);
     else this.cacheMiss(name, tenant);
   }
+}
+
+/** The time shares' series (src/db/time-share.ts): the balance, and the waits and timeouts since start. */
+function timeShareMetrics(shares: (readonly [string, TimeShare])[], registers: Registry[]) {
+  new Gauge({
+    name: "tenantgraph_db_pool_share_balance_ms",
+    help: "Connection-milliseconds a time-shared pool may still hold before its acquisitions wait (negative: in debt)",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      for (const [pool, share] of shares) this.set({ pool }, share.balanceMs);
+    },
+  });
+  // Counters read from the share's own totals: each collection adds what grew since the last.
+  const counted = (name: string, help: string, value: (s: TimeShare) => number) => {
+    const last = new Map<string, number>();
+    new Counter({
+      name,
+      help,
+      labelNames: ["pool"],
+      registers,
+      collect() {
+        for (const [pool, share] of shares) {
+          const v = value(share);
+          this.inc({ pool }, Math.max(0, v - (last.get(pool) ?? 0)));
+          last.set(pool, v);
+        }
+      },
+    });
+  };
+  counted("tenantgraph_db_pool_share_waits_total", "Connection acquisitions that waited because their pool had spent its time share", (s) => s.stats.shareWaits);
+  counted("tenantgraph_db_pool_share_wait_seconds_total", "Time acquisitions spent waiting for their pool's time share, seconds", (s) => s.stats.shareWaitMs / 1000);
+  counted("tenantgraph_db_pool_share_timeouts_total", "Acquisitions that waited for their pool's time share longer than their plan's statement timeout (QUERY_TIMEOUT)", (s) => s.stats.timeouts);
 }

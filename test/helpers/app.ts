@@ -8,7 +8,7 @@ import type { Store } from "../../src/infra/store.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
-import { createDatabases, type Databases } from "../../src/db/clients.ts";
+import { createDatabases, type Databases, type TimeSharesOption } from "../../src/db/clients.ts";
 import type { PoolSizes } from "../../src/config/pool-sizes.ts";
 import { createTestClients, createTestDatabase, testDatabaseUrls, type TestDatabase } from "./db.ts";
 import { spreadDemoTenants, spreadPlacements } from "./placements.ts";
@@ -89,10 +89,11 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
-  const clients = options.pools ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools }) : createTestClients(db.url);
+  const clients =
+    options.pools || options.timeShares ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools, timeShares: options.timeShares }) : createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
   // TEST_PLACEMENTS=spread: globex in a schema, wayne in a database of their own (test/helpers/placements.ts).
   const dropPlacements = options.seed !== false && spreadPlacements() ? await spreadDemoTenants(clients) : undefined;

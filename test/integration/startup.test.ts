@@ -56,6 +56,11 @@ describe("npm start refuses what it cannot use, in one plain sentence", () => {
     await rm(scratch, { recursive: true, force: true });
   });
 
+  it("a bad POOL_TIME_SHARE_FREE: exits with one line naming the variable, before touching any database", async () => {
+    const line = await startFailure({ POOL_TIME_SHARE_FREE: "lots", DATABASE_URL: "postgresql://nobody@127.0.0.1:1/none" });
+    expect(line).toMatch(/^configuration error: POOL_TIME_SHARE_FREE: /);
+  });
+
   it("embedded PostgreSQL port taken: names the port, EMBEDDED_PG_PORT and DATABASE_URL", async () => {
     const port = await freePort();
     const blocker: Server = createServer();

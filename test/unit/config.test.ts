@@ -119,6 +119,13 @@ describe("loadConfig", () => {
     ["MIGRATE_ON_START", { MIGRATE_ON_START: "sometimes" }],
     ["POOL_SIZE_FREE", { POOL_SIZE_FREE: "0" }],
     ["DB_POOL_SIZE", { DB_POOL_SIZE: "20" }],
+    ["POOL_TIME_SHARE_FREE", { POOL_TIME_SHARE_FREE: "half" }],
+    ["POOL_TIME_SHARE_FREE", { POOL_TIME_SHARE_FREE: "0" }],
+    ["POOL_TIME_SHARE_FREE", { POOL_TIME_SHARE_FREE: "-0.5" }],
+    ["POOL_TIME_SHARE_FREE", { POOL_TIME_SHARE_FREE: "5e-1" }],
+    ["POOL_TIME_SHARE_PRO", { POOL_TIME_SHARE_PRO: "501" }],
+    ["POOL_TIME_SHARE_ENTERPRISE", { POOL_TIME_SHARE_ENTERPRISE: "none" }],
+    ["POOL_TIME_SHARE_WINDOW_MS", { POOL_TIME_SHARE_WINDOW_MS: "1.5" }],
     ["EMBEDDED_PG_PORT", { EMBEDDED_PG_PORT: "x" }],
     ["MAX_BODY_BYTES", { MAX_BODY_BYTES: "10" }],
   ])("a bad %s throws a ConfigError naming it (%j)", (variable, env) => {
@@ -126,6 +133,16 @@ describe("loadConfig", () => {
     expect(err.variable).toBe(variable);
     expect(err.message.startsWith(`${variable}:`)).toBe(true);
     expect(err.message).not.toContain("\n");
+  });
+
+  it("time shares: FREE 0.5 connection-seconds per second by default, the paid plans unbounded; each plan settable, `unbounded` lifts it", () => {
+    expect(loadConfig({}).poolTimeShares).toEqual({ FREE: 0.5, PRO: null, ENTERPRISE: null, windowMs: 1000 });
+    expect(loadConfig({ POOL_TIME_SHARE_FREE: "unbounded", POOL_TIME_SHARE_PRO: "1.25", POOL_TIME_SHARE_ENTERPRISE: "4", POOL_TIME_SHARE_WINDOW_MS: "2000" }).poolTimeShares).toEqual({
+      FREE: null,
+      PRO: 1.25,
+      ENTERPRISE: 4,
+      windowMs: 2000,
+    });
   });
 
   it("production without JWT_SECRET is accepted when a JWKS is configured", () => {

@@ -1,0 +1,201 @@
+import { GraphQLError } from "graphql";
+
+/**
+ * A tier pool's share of database time (docs/request-path.md, "Time
+ * shares"): a token bucket of held-connection milliseconds. The pool earns
+ * `share` connection-ms per ms (0.5: half a connection busy on average) up
+ * to `share x windowMs`, and every connection it holds spends one per ms,
+ * while it is held (a slow query is paid for as it runs, not after). A
+ * connection is handed out only while the balance is not negative and
+ * fewer than `max` are held; otherwise the acquisition waits in this pool's
+ * own queue, first come first served. Only the pool that spent its share
+ * waits: other tiers have buckets of their own, or none.
+ *
+ * Why connection time: PostgreSQL has no per-backend CPU limit, and a
+ * backend's CPU is spent while its connection is held; bounding a tier's
+ * connections alone still let 2 FREE backends busy without pause take most
+ * of a 2-core machine (docs/placement.md, "Measured: neighbours").
+ *
+ * The app's clock drives it (tests move a manual clock; no real timer then).
+ */
+
+/** The app's clock and a wake-up at a time of it (test/helpers/manual-clock.ts has the same shape). */
+export interface ShareClock {
+  now(): number;
+  wakeAt(at: number, fn: () => void): () => void;
+}
+
+/** Date.now (or `now`) with real timers for the time left. */
+export function realClock(now: () => number = Date.now): ShareClock {
+  return {
+    now,
+    wakeAt(at, fn) {
+      const timer = setTimeout(fn, Math.max(0, at - now()));
+      return () => clearTimeout(timer);
+    },
+  };
+}
+
+export interface TimeShareOptions {
+  /** Connection-ms earned per ms (connection-seconds per second). */
+  share: number;
+  /** The bucket holds `share x windowMs` connection-ms: what an idle tier may spend at once. */
+  windowMs: number;
+  /** Connections held at most (the pool's size). */
+  max: number;
+  /** How long an acquisition waits at most: the plan's statement timeout (> 0). */
+  maxWaitMs: number;
+  clock: ShareClock;
+}
+
+/** A wait for the tier's share that outlasted its statement timeout: QUERY_TIMEOUT, as a statement that ran that long. */
+export class TimeShareTimeout extends GraphQLError {
+  /** PostgreSQL's SQLSTATE for a statement timeout: the request path maps it to QUERY_TIMEOUT wherever it surfaces. */
+  readonly code = "57014";
+  constructor(waitedMs: number) {
+    super(`The query was cancelled: it waited ${waitedMs} ms for its plan's share of database time, longer than the plan allows`, {
+      extensions: { code: "QUERY_TIMEOUT" },
+    });
+    this.name = "TimeShareTimeout";
+  }
+}
+
+interface Waiter {
+  since: number;
+  /** Waited (at some point) because the share was spent, not only for a free connection. */
+  inDebt: boolean;
+  admit(release: () => void): void;
+  fail(err: Error): void;
+  cancelDeadline(): void;
+}
+
+/** Below this, a balance is zero (floating-point leftovers of the refill). */
+const EPSILON = 1e-6;
+
+export class TimeShare {
+  /** Connection-ms left; negative: in debt (the pool spent more than its share). */
+  private balance: number;
+  private at: number;
+  private held = 0;
+  private readonly queue: Waiter[] = [];
+  private cancelWake: (() => void) | undefined;
+  /** Acquisitions that waited because the share was spent, and how long they waited (ms), since start. */
+  readonly stats = { shareWaits: 0, shareWaitMs: 0, timeouts: 0 };
+
+  constructor(private readonly options: TimeShareOptions) {
+    if (!(options.share > 0) || !(options.windowMs > 0) || !(options.maxWaitMs > 0) || !(options.max >= 1)) throw new Error("invalid time share");
+    this.balance = this.capacity;
+    this.at = options.clock.now();
+  }
+
+  get capacity(): number {
+    return this.options.share * this.options.windowMs;
+  }
+
+  /** Brings the balance to `now`: `share` earned and one spent per held connection, per ms since the last time. */
+  private settle(now = this.options.clock.now()): number {
+    const elapsed = now - this.at;
+    if (elapsed > 0) {
+      this.balance = Math.min(this.capacity, this.balance + (this.options.share - this.held) * elapsed);
+      this.at = now;
+    }
+    return now;
+  }
+
+  /** The balance now (connection-ms; negative: in debt). */
+  get balanceMs(): number {
+    this.settle();
+    return this.balance;
+  }
+
+  /** Acquisitions queued (for the share or for a connection). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Acquisitions queued while the share is spent. */
+  get shareWaiting(): number {
+    return this.balanceMs < -EPSILON ? this.queue.length : 0;
+  }
+
+  /** Resolves with the release of one connection's time once the pool may hold one more. */
+  acquire(): Promise<() => void> {
+    const now = this.settle();
+    if (!this.queue.length && this.held < this.options.max && this.balance >= -EPSILON) return Promise.resolve(this.take());
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        since: now,
+        inDebt: false,
+        admit: resolve,
+        fail: reject,
+        cancelDeadline: this.options.clock.wakeAt(now + this.options.maxWaitMs, () => this.expire(waiter)),
+      };
+      this.queue.push(waiter);
+      this.pump();
+    });
+  }
+
+  /** Fails every waiter (the pool is ending). */
+  close(err: Error): void {
+    this.cancelWake?.();
+    this.cancelWake = undefined;
+    for (const w of this.queue.splice(0)) {
+      w.cancelDeadline();
+      w.fail(err);
+    }
+  }
+
+  private take(): () => void {
+    this.held++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.settle();
+      this.held--;
+      this.pump();
+    };
+  }
+
+  private expire(waiter: Waiter): void {
+    const i = this.queue.indexOf(waiter);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    const now = this.settle();
+    if (waiter.inDebt || this.balance < -EPSILON) {
+      this.stats.timeouts++;
+      this.stats.shareWaitMs += now - waiter.since;
+      waiter.fail(new TimeShareTimeout(now - waiter.since));
+    } else {
+      // Waited for a connection only, as pg's own queue would have: its error.
+      waiter.fail(new Error("timeout exceeded when trying to connect"));
+    }
+  }
+
+  /** Admits waiters while the pool has a connection and share left; else wakes itself when the debt is paid. */
+  private pump(): void {
+    const now = this.settle();
+    this.cancelWake?.();
+    this.cancelWake = undefined;
+    while (this.queue.length && this.held < this.options.max && this.balance >= -EPSILON) {
+      const waiter = this.queue.shift()!;
+      waiter.cancelDeadline();
+      if (waiter.inDebt) this.stats.shareWaitMs += now - waiter.since;
+      waiter.admit(this.take());
+    }
+    if (!this.queue.length || this.balance >= -EPSILON) return;
+    for (const w of this.queue) {
+      if (!w.inDebt) this.stats.shareWaits++;
+      w.inDebt = true;
+    }
+    // Paid back at (share - held) per ms; while the pool holds more than its
+    // share the debt grows, and a release pumps again.
+    const rate = this.options.share - this.held;
+    if (this.held < this.options.max && rate > 0) {
+      this.cancelWake = this.options.clock.wakeAt(now + Math.ceil(-this.balance / rate), () => {
+        this.cancelWake = undefined;
+        this.pump();
+      });
+    }
+  }
+}

@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
 import { placementOf, type PlacementRef } from "../../src/db/placement-admin.ts";
+import { moveLockSql } from "../../src/db/placement-fence.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import type { TestApp } from "../helpers/app.ts";
 import { placementApp, sql } from "../helpers/placements.ts";
@@ -92,6 +94,28 @@ describe("purge of a placed tenant", () => {
   it("a SCHEMA tenant's purge drops its schema with its rows", async () => {
     const k = await doomed("schema", "SCHEMA");
     expect(await t.clients.placements.admin.exists(k.ref)).toBe(true);
+    const purged = await t.gql(PURGE, { token: placed.admin, variables: { id: k.gid } });
+    expect(purged.body.errors).toBeUndefined();
+    expect(await t.clients.placements.admin.exists(k.ref)).toBe(false);
+  }, 60_000);
+
+  it("a move under way outside its write fence (its move lock held) refuses the purge with TENANT_MOVING, nothing changed; purged once the move is over", async () => {
+    const k = await doomed("moving", "SCHEMA");
+    // What a move holds from its start to its end (src/db/placement-move.ts),
+    // also while it settles earlier moves, makes the target or drops the old
+    // copy, when the write fence is not taken.
+    const mover = new pg.Client({ connectionString: t.db.url });
+    await mover.connect();
+    try {
+      const [lock] = (await mover.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(${moveLockSql("$1::text")}) AS held`, [k.id])).rows;
+      expect(lock!.held).toBe(true);
+      const refused = await t.gql(PURGE, { token: placed.admin, variables: { id: k.gid } });
+      expect(refused.body.errors?.[0]?.extensions?.code).toBe("TENANT_MOVING");
+      expect((await t.clients.platform.tenant.findUnique({ where: { id: k.id } }))?.status).toBe("PENDING_DELETION");
+      expect(await t.clients.placements.admin.exists(k.ref)).toBe(true);
+    } finally {
+      await mover.end();
+    }
     const purged = await t.gql(PURGE, { token: placed.admin, variables: { id: k.gid } });
     expect(purged.body.errors).toBeUndefined();
     expect(await t.clients.placements.admin.exists(k.ref)).toBe(false);

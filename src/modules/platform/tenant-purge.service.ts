@@ -1,4 +1,5 @@
-import { badInput, notFound } from "../../errors.ts";
+import { badInput, notFound, tenantMoving } from "../../errors.ts";
+import { moveLockSql } from "../../db/placement-fence.ts";
 import { dropMoveLeftovers } from "../../db/placement-move.ts";
 import { isStoreUnavailable } from "../../infra/store.ts";
 import { crossTenant, platformDirectory, platformStore } from "../../policy/platform.ts";
@@ -22,12 +23,20 @@ import { existingTenant } from "./tenant-lifecycle.service.ts";
  * stays PENDING_DELETION (refused) with its placement gone, and a second
  * purge completes (the drops are IF EXISTS). The tenant's row is locked
  * first, so no reactivation can commit between the drop and the purge.
+ *
+ * A move of the tenant under way refuses the purge (TENANT_MOVING, retry):
+ * the purge takes the tenant's move lock for its transaction, so it never
+ * runs beside a move outside its write fence (settling earlier moves,
+ * making the target, dropping the old copy), which would make or leave a
+ * copy of the rows the purge deletes; and no move starts until it is done.
  */
 export async function purgeTenant(ctx: Context, tenantId: string, metadata: unknown) {
   await existingTenant(ctx, tenantId);
   const { slug, hashes } = await crossTenant(ctx, { action: "tenant.purge", tenantIds: [tenantId], metadata }, async (tx, platformPlacements) => {
     const placements = platformPlacements();
     await refuseWhileMoving(tx, tenantId);
+    const [lock] = await tx.$queryRawUnsafe<{ held: boolean }[]>(`SELECT pg_try_advisory_xact_lock(${moveLockSql("$1::text")}) AS held`, tenantId);
+    if (!lock?.held) throw tenantMoving();
     await tx.$queryRawUnsafe(`SELECT 1 FROM tenants WHERE id = $1::uuid FOR UPDATE`, tenantId);
     const placement = await placementIn(tx, tenantId);
     const tenant = await tx.tenant.findUnique({ where: { id: tenantId } });

@@ -48,7 +48,8 @@ async function main() {
   const redis = new Redis(opts.redisUrl);
   const clear = async () => {
     for (const t of fixture.tenants) {
-      const keys = await redis.keys(`t:{${t.id}}:rc:*`);
+      // KEYS answers whole names (prefix included); DEL on this unprefixed client takes them as they are.
+      const keys = await redis.keys(`${opts.redisKeyPrefix}t:{${t.id}}:rc:*`);
       if (keys.length) await redis.del(...keys);
     }
   };

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { Redis } from "ioredis";
+import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 import { percentile } from "./load.ts";
 import { CREATE_DEPLOYMENT_MUTATION, toGlobalId, type Tokens } from "./scenarios.ts";
 import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../test/helpers/live-client.ts";
@@ -117,7 +118,8 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
   const committed = new Map<string, number>();
   const early = new Map<string, number[]>();
   const topics = new Redis(process.env.REDIS_URL!);
-  await topics.psubscribe("t:{*}:live");
+  // The live topics are under the server's REDIS_KEY_PREFIX (src/modules/live/bus.ts).
+  await topics.psubscribe(`${redisKeyPrefix(process.env)}t:{*}:live`);
   topics.on("pmessage", (_pattern, _channel, message: string) => {
     const e = JSON.parse(message) as { type?: string; id?: string; at?: number };
     if (e.type !== "Deployment" || typeof e.id !== "string" || typeof e.at !== "number") return;

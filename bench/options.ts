@@ -1,3 +1,5 @@
+import { ConfigError } from "../src/config/env.ts";
+import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 /**
  * The benchmark's own settings (the server's are read by src/config.ts; the
  * bench only decides what to pass it). Every knob has a default that gives
@@ -7,6 +9,8 @@
 export interface BenchOptions {
   databaseUrl: string;
   redisUrl: string;
+  /** REDIS_KEY_PREFIX (validated as the server does): the server's keys, and every key the bench reads or clears, under it. */
+  redisKeyPrefix: string;
   /** Name of the database the bench drops and recreates. */
   database: string;
   runs: number;
@@ -63,6 +67,7 @@ export function benchOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions
   return {
     databaseUrl: databaseUrl!,
     redisUrl: redisUrl!,
+    redisKeyPrefix: redisKeyPrefix(env),
     database: env.BENCH_DATABASE?.trim() || "tenantgraph_bench",
     runs: int(env, "BENCH_RUNS", 3),
     durationS: int(env, "BENCH_DURATION", 15),
@@ -96,7 +101,7 @@ export function benchOptionsOrExit(): BenchOptions {
   try {
     return benchOptions();
   } catch (err) {
-    if (err instanceof RefusedError) {
+    if (err instanceof RefusedError || err instanceof ConfigError) {
       console.error(err.message);
       process.exit(2);
     }

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import pg from "pg";
+import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import type { BenchOptions } from "./options.ts";
 import { withDatabase } from "./options.ts";
@@ -269,12 +270,16 @@ async function loadTenants(db: pg.Client): Promise<BenchTenant[]> {
   return rows.map((r) => ({ id: r.id, slug: r.slug, plan: r.plan, members: r.members, projectIds: r.projects }));
 }
 
-/** Directory entries cached by a previous run point at ids that no longer exist. */
-export async function clearStaleDirectoryCache(redisUrl: string) {
+/**
+ * Directory entries cached by a previous run point at ids that no longer
+ * exist. Under REDIS_KEY_PREFIX (the server's, `prefix`): only that
+ * deployment's entries, never another's on the same Redis.
+ */
+export async function clearStaleDirectoryCache(redisUrl: string, prefix = redisKeyPrefix(process.env)) {
   const redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
   let deleted = 0;
   try {
-    for (const pattern of ["tslug:bench-*", "u:sub:*@bench-*.test", `u:sub:${ADMIN_SUBJECT}`]) {
+    for (const pattern of ["tslug:bench-*", "u:sub:*@bench-*.test", `u:sub:${ADMIN_SUBJECT}`].map((p) => prefix + p)) {
       let cursor = "0";
       do {
         const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);

@@ -49,7 +49,7 @@ async function main() {
   const clear = async () => {
     for (const t of fixture.tenants) {
       // KEYS answers whole names (prefix included); DEL on this unprefixed client takes them as they are.
-      const keys = await redis.keys(`${opts.redisKeyPrefix}t:{${t.id}}:rc:*`);
+      const keys = await redis.keys(`${opts.redisKeyPrefix ?? ""}t:{${t.id}}:rc:*`);
       if (keys.length) await redis.del(...keys);
     }
   };

@@ -9,8 +9,8 @@ import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 export interface BenchOptions {
   databaseUrl: string;
   redisUrl: string;
-  /** REDIS_KEY_PREFIX (validated as the server does): the server's keys, and every key the bench reads or clears, under it. */
-  redisKeyPrefix: string;
+  /** REDIS_KEY_PREFIX (validated as the server does): the server's keys, and every key the bench reads or clears, under it (none when absent). */
+  redisKeyPrefix?: string;
   /** Name of the database the bench drops and recreates. */
   database: string;
   runs: number;

@@ -13,7 +13,7 @@ export function serverEnv(opts: BenchOptions, databaseUrl: string): Record<strin
   return {
     DATABASE_URL: databaseUrl,
     REDIS_URL: opts.redisUrl,
-    REDIS_KEY_PREFIX: opts.redisKeyPrefix,
+    REDIS_KEY_PREFIX: opts.redisKeyPrefix ?? "",
     MIGRATE_ON_START: "false",
     SEED_ON_START: "false",
     LOG_LEVEL: "warn",

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
 import { Prisma } from "../../src/generated/prisma/client.ts";
+import { placementFor } from "../../src/db/placement-admin.ts";
+import { requestSlotsOf } from "../../src/db/request-slots.ts";
 import { timeShareOf } from "../../src/db/time-shared-pool.ts";
 import type { TimeShare } from "../../src/db/time-share.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
@@ -80,6 +82,12 @@ describe("tier time shares", () => {
     expect(share).toBeDefined();
     expect(timeShareOf(t.clients.appPools.ENTERPRISE)).toBeUndefined();
     expect(timeShareOf(t.clients.appPools.PRO)).toBeUndefined();
+    // A placement group's FREE pool has a bucket of its own (pools are made on first use, without connecting).
+    const schema = placementFor(ids.globex!, "SCHEMA");
+    const placed = requestSlotsOf(t.clients.placements.tier(schema, "FREE").prisma)!.pool;
+    expect(timeShareOf(placed)).toBeDefined();
+    expect(timeShareOf(placed)).not.toBe(share);
+    expect(timeShareOf(requestSlotsOf(t.clients.placements.tier(schema, "ENTERPRISE").prisma)!.pool)).toBeUndefined();
   });
 
   it("a FREE pool over its share queues its next request until the clock pays the debt; an ENTERPRISE request at that moment is answered at once", async () => {

@@ -137,6 +137,12 @@ export interface PoolSample {
   waitingMax: Record<string, number>;
   /** Share of the samples where the pool had a request queued. */
   waitingShare: Record<string, number>;
+  /**
+   * Connections checked out (total - idle), mean over the samples: the
+   * pool's held-connection time per second, what a time share bounds
+   * (docs/request-path.md, "Time shares"). Absent in files of before.
+   */
+  busyMean?: Record<string, number>;
   /** The machine's CPU busy over the window, % of all cores (every process: server, PostgreSQL, clients, other sessions). */
   machineBusyPct: number;
 }
@@ -150,6 +156,7 @@ export function samplePools(url: string, everyMs = 1000) {
   const j0 = machineJiffies();
   const max: Record<string, number> = {};
   const queued: Record<string, number> = {};
+  const busy: Record<string, number> = {};
   let samples = 0;
   const timer = setInterval(() => {
     void poolGauges(url)
@@ -157,6 +164,7 @@ export function samplePools(url: string, everyMs = 1000) {
         samples++;
         for (const [key, v] of g) {
           const [pool, state] = key.split(":");
+          if (state === "total") busy[pool!] = (busy[pool!] ?? 0) + v - (g.get(`${pool}:idle`) ?? 0);
           if (state !== "waiting") continue;
           max[pool!] = Math.max(max[pool!] ?? 0, v);
           queued[pool!] = (queued[pool!] ?? 0) + (v > 0 ? 1 : 0);
@@ -169,7 +177,8 @@ export function samplePools(url: string, everyMs = 1000) {
       clearInterval(timer);
       const j1 = machineJiffies();
       const waitingShare = Object.fromEntries(Object.entries(queued).map(([k, n]) => [k, samples ? n / samples : NaN]));
-      return { waitingMax: max, waitingShare, machineBusyPct: (100 * (j1.busy - j0.busy)) / Math.max(1, j1.total - j0.total) };
+      const busyMean = Object.fromEntries(Object.entries(busy).map(([k, n]) => [k, samples ? n / samples : NaN]));
+      return { waitingMax: max, waitingShare, busyMean, machineBusyPct: (100 * (j1.busy - j0.busy)) / Math.max(1, j1.total - j0.total) };
     },
   };
 }
@@ -210,6 +219,7 @@ export function neighbourFigures(runs: NeighbourRun[]) {
       noiseErrors: runs.filter((r) => r.id === "enterprise-slow-free-32").reduce((n, r) => n + (r.noise ? r.noise.errors + r.noise.gqlErrors + r.noise.non2xx : 0), 0),
       entWaitingMax: Math.max(0, ...runs.filter((r) => r.id === "enterprise-slow-free-32").map((r) => r.pools?.waitingMax.app_enterprise ?? 0)),
       freeWaitingShare: of("enterprise-slow-free-32", (r) => r.pools?.waitingShare.app_free ?? NaN),
+      freeBusy: of("enterprise-slow-free-32", (r) => r.pools?.busyMean?.app_free ?? NaN),
       busy: of("enterprise-slow-free-32", (r) => r.pools?.machineBusyPct ?? NaN),
     },
     busyDb: {
@@ -241,7 +251,7 @@ export function neighbourLines(runs: NeighbourRun[], moveNote: string): string[]
   const f = neighbourFigures(runs);
   return [
     `- neighbours (issue 15 point 5; ENTERPRISE dashboards over the regular ENTERPRISE tenants at the scenario's connections, each run against \`enterprise-32\` of the same run, medians of the per-run ratios): alone p95 ${f.alone.p95.toFixed(1)} ms (machine CPU busy ${f.alone.busy.toFixed(0)}%).`,
-    `  - FREE tenant's slow queries (16 connections, closed loop; FREE's pool admits POOL_SIZE_FREE of them at a time): ENTERPRISE p95 ${f.slowFree.p95.toFixed(1)} ms, **${pct((f.slowFree.p95Ratio - 1) * 100)}** (req/s x${f.slowFree.rpsRatio.toFixed(2)}); the slow queries ${f.slowFree.noiseRps.toFixed(1)} req/s, p50 ${f.slowFree.noiseP50.toFixed(0)} ms, ${f.slowFree.noiseErrors} errors; ENTERPRISE pool queue max ${f.slowFree.entWaitingMax}, FREE pool queued in ${(100 * f.slowFree.freeWaitingShare).toFixed(0)}% of samples; machine CPU busy ${f.slowFree.busy.toFixed(0)}%.`,
+    `  - FREE tenant's slow queries (16 connections, closed loop; FREE's pool admits POOL_SIZE_FREE of them at a time): ENTERPRISE p95 ${f.slowFree.p95.toFixed(1)} ms, **${pct((f.slowFree.p95Ratio - 1) * 100)}** (req/s x${f.slowFree.rpsRatio.toFixed(2)}); the slow queries ${f.slowFree.noiseRps.toFixed(1)} req/s, p50 ${f.slowFree.noiseP50.toFixed(0)} ms, ${f.slowFree.noiseErrors} errors; ENTERPRISE pool queue max ${f.slowFree.entWaitingMax}, FREE pool queued in ${(100 * f.slowFree.freeWaitingShare).toFixed(0)}% of samples, its connections busy ${f.slowFree.freeBusy.toFixed(2)} on average (POOL_TIME_SHARE_FREE bounds this); machine CPU busy ${f.slowFree.busy.toFixed(0)}%.`,
     `  - busy DATABASE-placed tenant's slow queries (16 connections, its own pools): ENTERPRISE p95 ${f.busyDb.p95.toFixed(1)} ms, **${pct((f.busyDb.p95Ratio - 1) * 100)}** (req/s x${f.busyDb.rpsRatio.toFixed(2)}); the slow queries ${f.busyDb.noiseRps.toFixed(1)} req/s, p50 ${f.busyDb.noiseP50.toFixed(0)} ms, ${f.busyDb.noiseErrors} errors; ENTERPRISE pool queue max ${f.busyDb.entWaitingMax}; machine CPU busy ${f.busyDb.busy.toFixed(0)}%.`,
     `  - placement: one DATABASE-placed tenant's dashboard alone ${f.placement.dbRps.toFixed(1)} req/s, p95 ${f.placement.dbP95.toFixed(1)} ms, ${f.placement.dbCpu.toFixed(2)} CPU ms/req; its POOLED twin (same plan and data) ${f.placement.pooledRps.toFixed(1)} req/s, p95 ${f.placement.pooledP95.toFixed(1)} ms, ${f.placement.pooledCpu.toFixed(2)} CPU ms/req: DATABASE / POOLED req/s **x${f.placement.rpsRatio.toFixed(2)}**, p95 x${f.placement.p95Ratio.toFixed(2)}.${moveNote ? ` (${moveNote}.)` : ""}`,
   ];

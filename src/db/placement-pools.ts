@@ -10,8 +10,9 @@ import { placementKey, type PlacementAdmin, type PlacementRef } from "./placemen
  * the SCHEMA tenants (on the main database), one per DATABASE placement;
  * each divided by plan (POOL_SIZE_<PLAN>) plus a live-event pool, logging in
  * as the main pools do. A group idle for PLACEMENT_POOL_IDLE_MS, with no
- * connection checked out and no waiter, is dropped and reopened on next use
- * (its pools are not ended: a holder of an old client keeps working).
+ * connection checked out and no waiter, is dropped and reopened on next use;
+ * its pools are ended, their checkouts forwarded to the group's new pools
+ * (a holder of an old client keeps working, on the new pools).
  * Why and how: docs/placement.md, "Pools".
  */
 
@@ -36,6 +37,8 @@ export const DEFAULT_PLACEMENT_POOL_IDLE_MS = 300_000;
 
 export class PlacementPools {
   private readonly pools = new Map<string, pg.Pool>();
+  /** Per pool key: a placement of its group and its tier (to reopen it for an evicted pool's holders). */
+  private readonly made = new Map<string, { ref: PlacementRef; tier: Plan | "platform" | "live" }>();
   private readonly clients = new Map<string, PlacementClient>();
   private readonly platforms = new Map<string, PrismaClient>();
   /** Per group: when it was last used. */
@@ -75,7 +78,7 @@ export class PlacementPools {
       if (now - last < this.idleMs) continue;
       const pools = [...this.pools].filter(([key]) => key.startsWith(`${group}:`));
       if (pools.some(([, p]) => p.totalCount > p.idleCount || p.waitingCount > 0)) continue;
-      for (const [key] of pools) this.pools.delete(key);
+      for (const [key, pool] of pools) this.retire(key, pool);
       const keyGroup = (key: string) => this.groupOfKey(key.slice(0, key.lastIndexOf(":")));
       for (const key of [...this.clients.keys()]) if (keyGroup(key) === group) this.clients.delete(key);
       for (const key of [...this.platforms.keys()]) if (this.groupOfKey(key) === group) this.platforms.delete(key);
@@ -83,6 +86,23 @@ export class PlacementPools {
       evicted.push(group);
     }
     return evicted;
+  }
+
+  /**
+   * An evicted pool: ended (its idle connections closed; it opens none), its
+   * checkouts forwarded to its group's pool of the same tier, made anew on
+   * first need. So a holder of an old client (a subscription's TenantDb,
+   * made once per stream) keeps working, on the new pool, and no evicted
+   * pool keeps connections beside the new one.
+   */
+  private retire(key: string, pool: pg.Pool): void {
+    const { ref, tier } = this.made.get(key)!;
+    this.pools.delete(key);
+    this.made.delete(key);
+    const current = () => this.pool(ref, tier) as unknown as Record<"connect" | "query", (...a: unknown[]) => unknown>;
+    pool.connect = ((...args: unknown[]) => current().connect(...args)) as pg.Pool["connect"];
+    pool.query = ((...args: unknown[]) => current().query(...args)) as pg.Pool["query"];
+    void pool.end().catch(() => {});
   }
 
   /** The group of a placement key (`SCHEMA:<name>` or a DATABASE key). */
@@ -110,6 +130,7 @@ export class PlacementPools {
       pool.on("acquire", () => this.touch(group));
       pool.on("release", () => this.touch(group));
       this.pools.set(key, pool);
+      this.made.set(key, { ref, tier });
     }
     this.touch(this.group(ref));
     return pool;
@@ -174,6 +195,7 @@ export class PlacementPools {
       for (const [key, pool] of this.pools) {
         if (key.startsWith(`${prefix}:`)) {
           this.pools.delete(key);
+          this.made.delete(key);
           closing.push(pool.end());
         }
       }
@@ -190,5 +212,6 @@ export class PlacementPools {
     this.clients.clear();
     this.platforms.clear();
     this.pools.clear();
+    this.made.clear();
   }
 }

@@ -11,7 +11,8 @@ import { placementApp } from "../helpers/placements.ts";
  * holding no checked-out connection, is dropped from the process's pools
  * and opened anew on its next use; never while a connection of it is held.
  * The clock is injected: no sleeps. Before, a placement's pools and clients
- * stayed for the process's life.
+ * stayed for the process's life; and then, dropped pools were not ended
+ * (a holder of an old client kept its connections beside the new pool's).
  */
 
 const PROVISION = `mutation($input: ProvisionTenantInput!) { provisionTenant(input: $input) { tenant { id } } }`;
@@ -70,8 +71,14 @@ describe("idle eviction of placement pools", () => {
     expect(second).not.toBe(first);
     expect(groupPools(ref)).toHaveLength(1);
     expect(db.placements.all.get(groupPools(ref)[0]!)).not.toBe(pool);
-    // A holder of the old client (a subscription's TenantDb) still works: it was dropped, not ended.
+    // The dropped pool is ended: its connections closed, it opens none.
+    expect((pool as unknown as { ending: boolean }).ending).toBe(true);
+    // A holder of the old client (a subscription's TenantDb) still works, on the group's new pool.
+    const fresh = db.placements.all.get(groupPools(ref)[0]!)!;
+    const freshChecked = fresh.totalCount;
     expect((await first.prisma.$queryRawUnsafe<{ n: number }[]>(`SELECT 1 AS n`))[0]!.n).toBe(1);
+    expect(pool.totalCount).toBe(0);
+    expect(fresh.totalCount).toBeGreaterThanOrEqual(Math.max(1, freshChecked));
   });
 
   it("a placed tenant's requests are served after its placement's pools were dropped", async () => {

@@ -77,6 +77,12 @@ async function metrics(): Promise<string> {
   return (await t.app.fetch("http://localhost/metrics", { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
 }
 
+/** A series of FREE's pool on /metrics (0 before its first sample); counters are since start, so tests compare before and after. */
+async function freeSeries(name: string): Promise<number> {
+  const m = new RegExp(`^${name}\\{pool="app_free"\\} (\\S+)$`, "m").exec(await metrics());
+  return m ? Number(m[1]) : 0;
+}
+
 describe("tier time shares", () => {
   it("only the plans given a share have one: FREE's pool, not ENTERPRISE's or PRO's", () => {
     expect(share).toBeDefined();
@@ -93,6 +99,9 @@ describe("tier time shares", () => {
   it("a FREE pool over its share queues its next request until the clock pays the debt; an ENTERPRISE request at that moment is answered at once", async () => {
     const tokens = { globex: await t.memberToken("globex", "VIEWER"), wayne: await t.memberToken("wayne", "VIEWER") };
     for (const [slug, token] of Object.entries(tokens)) expect((await t.gql(DASHBOARD, { token })).body.data.tenant.slug).toBe(slug);
+    clock.advance(60_000); // a full bucket (500 connection-ms), whatever ran before
+    const waitsBefore = await freeSeries("tenantgraph_db_pool_share_waits_total");
+    const secondsBefore = await freeSeries("tenantgraph_db_pool_share_wait_seconds_total");
 
     await holdFreeConnection(2000); // 500 + (0.5 - 1) x 2000 = -500 connection-ms
     expect(share.balanceMs).toBeCloseTo(-500);
@@ -119,13 +128,13 @@ describe("tier time shares", () => {
     expect(answered.body.errors).toBeUndefined();
     expect(answered.body.data.tenant.slug).toBe("globex");
 
-    const after = await metrics();
-    expect(after).toMatch(/tenantgraph_db_pool_share_waits_total\{pool="app_free"\} 1\n/);
-    expect(after).toMatch(/tenantgraph_db_pool_share_wait_seconds_total\{pool="app_free"\} 1\n/);
+    expect(await freeSeries("tenantgraph_db_pool_share_waits_total")).toBe(waitsBefore + 1);
+    expect(await freeSeries("tenantgraph_db_pool_share_wait_seconds_total")).toBeCloseTo(secondsBefore + 1);
   });
 
   it("a FREE request waiting for its share still ends at its statement timeout: QUERY_TIMEOUT, and the pool serves once repaid", async () => {
     const token = await t.memberToken("globex", "VIEWER");
+    const timeoutsBefore = share.stats.timeouts;
     clock.advance(60_000); // a full bucket
     // One FREE connection held for 2 s: -500; then held on, the debt grows and nothing pays it back.
     await owner.query("SELECT pg_advisory_lock($1::bigint)", [LOCK]);
@@ -144,14 +153,14 @@ describe("tier time shares", () => {
       const answer = await free.p;
       expect(answer.body.errors?.[0]?.extensions?.code).toBe("QUERY_TIMEOUT");
       expect(JSON.stringify(answer.body)).not.toMatch(/SELECT|stack/i);
-      expect(share.stats.timeouts).toBe(1);
+      expect(share.stats.timeouts).toBe(timeoutsBefore + 1);
       await owner.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK]);
       unlocked = true;
       await slow;
     } finally {
       if (!unlocked) await owner.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK]);
     }
-    expect(await metrics()).toMatch(/tenantgraph_db_pool_share_timeouts_total\{pool="app_free"\} 1\n/);
+    expect(await freeSeries("tenantgraph_db_pool_share_timeouts_total")).toBe(timeoutsBefore + 1);
     clock.advance(60_000);
     const again = await t.gql(DASHBOARD, { token });
     expect(again.body.data.tenant.slug).toBe("globex");

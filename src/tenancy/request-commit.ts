@@ -1,4 +1,4 @@
-import type pg from "pg";
+import pg from "pg";
 import type { LiveChange, LivePublisher } from "../infra/live-events.ts";
 import { wroteAnything, type Session } from "./request-session.ts";
 
@@ -64,4 +64,60 @@ export async function endSession(
     for (const [tenantId, changes] of byTenant) options.publisher.publish(tenantId, changes);
   }
   await Promise.allSettled(hooks.map((h) => h()));
+}
+
+/**
+ * A statement and the COMMIT of its read transaction in one write, one Sync
+ * (extended protocol: Parse/Bind/Describe/Execute of the statement, then
+ * Parse/Bind/Execute of COMMIT): one message to PostgreSQL instead of two,
+ * for the last statement of a read (docs/request-path.md, "The last
+ * statement"). Values are bound parameters, as in any `client.query`.
+ * Should the statement fail, PostgreSQL skips the COMMIT up to the Sync and
+ * the transaction stays open, aborted: `commitWith` then rolls it back.
+ */
+class StatementThenCommit extends pg.Query {
+  /** For whoever counts statements (test/helpers/sql-counter.ts): a COMMIT follows. */
+  readonly thenCommit = true;
+
+  constructor(text: string, values: unknown[], callback: (err: Error | undefined, results: unknown) => void) {
+    // Extended even without values: the COMMIT must follow under the same Sync.
+    super({ text, values, queryMode: "extended" } as pg.QueryConfig, callback as never);
+  }
+
+  /** pg's Query sends Execute then Sync here (pg 8.23, lib/query.js): the COMMIT goes in between. */
+  _getRows(connection: { execute(c: object): void; parse(c: object): void; bind(c: object): void; sync(): void }, rows?: number) {
+    connection.execute({ portal: "", rows });
+    connection.parse({ text: "COMMIT" });
+    connection.bind({});
+    connection.execute({});
+    connection.sync();
+  }
+}
+
+/**
+ * Runs the read transaction's last statement with its COMMIT (one message)
+ * and gives the connection back once PostgreSQL has answered both. Any
+ * failure ends the transaction as endSession would (rolled back, or the
+ * connection discarded) and is thrown.
+ */
+export async function commitWith<T>(session: Session, text: string, values: unknown[]): Promise<T[]> {
+  const { connection } = session;
+  try {
+    const results = await new Promise<pg.QueryResult[]>((resolve, reject) => {
+      const query = new StatementThenCommit(text, values, (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult[])));
+      // Through the connection's queue: after every statement sent before it.
+      connection.query(query).catch(reject);
+    });
+    if (results.length !== 2 || results[1]!.command !== "COMMIT") throw new Error("the statement's COMMIT did not run");
+    connection.client.release();
+    return results[0]!.rows as T[];
+  } catch (err) {
+    // The statement failed (the transaction is aborted, its COMMIT skipped):
+    // ROLLBACK ends it; a connection that cannot is discarded.
+    await connection.query("ROLLBACK").then(
+      () => connection.client.release(),
+      (e: unknown) => connection.client.release(e as Error),
+    );
+    throw err;
+  }
 }

@@ -2,6 +2,7 @@ import type pg from "pg";
 import { moveFenceSql } from "../db/placement-fence.ts";
 import { ROUTE_SQL } from "../db/placement-route.ts";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
+import { serviceUnavailable } from "../errors.ts";
 import { isUuid } from "../uuid.ts";
 import { openSql, type TransactionSettings } from "./transaction-settings.ts";
 
@@ -101,3 +102,19 @@ export async function factsInOneMessage(pool: pg.Pool, settings: TransactionSett
     throw err;
   }
 }
+
+/**
+ * Whether two readings of the facts admit the same request: everything but
+ * the cache generation, which may move between them (a later one only makes
+ * an answer stored under the earlier key fresher than its key).
+ */
+export function sameAdmission(a: RequestFacts, b: RequestFacts): boolean {
+  return JSON.stringify({ ...a, cache: undefined }) === JSON.stringify({ ...b, cache: undefined });
+}
+
+/**
+ * The facts changed between the request's transactions (a membership, key,
+ * role, plan or status change committed in between): refused, retryable;
+ * the retry is authorized afresh.
+ */
+export const admissionChanged = () => serviceUnavailable("authorization", 1);

@@ -26,7 +26,7 @@ export function tenantDbHandle(db: TenantDb): TenantDbHandle {
     tenantId: db.tenantId,
     transaction: <T>(fn: (tx: ScopedTx) => Promise<T>) => db.transaction(fn),
     run: <T>(fn: (tx: ScopedTx) => Promise<T>) => db.run(fn),
-    queryRaw: <T>(sql: Parameters<TenantDb["queryRaw"]>[0]) => db.queryRaw<T>(sql),
+    queryRaw: <T>(sql: Parameters<TenantDb["queryRaw"]>[0], options?: Parameters<TenantDb["queryRaw"]>[1]) => db.queryRaw<T>(sql, options),
     afterCommit: (hook: () => Promise<unknown>) => db.afterCommit(hook),
     authorize: () => db.authorize(),
     setStatementTimeout: (ms: number) => db.setStatementTimeout(ms),

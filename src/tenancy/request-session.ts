@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { RequestConnection, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
-import { factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
+import { admissionChanged, factsOf, factsSql, sameAdmission, type RequestFacts } from "./request-facts.ts";
 import type { ScopedClient, ScopedTx } from "./scoped-client.ts";
 import { openSql, type TransactionSettings } from "./transaction-settings.ts";
 
@@ -22,8 +22,15 @@ export interface Session {
   settleIdle?: () => void;
 }
 
-/** Opens the request's transaction on a connection of `slots`' pool: BEGIN, the settings and (with `authorization`) the facts, one message. */
-export async function openSession(slots: RequestSlots, settings: TransactionSettings): Promise<Session> {
+/**
+ * Opens the request's transaction on a connection of `slots`' pool: BEGIN,
+ * the settings and (with `authorization`) the facts, one message.
+ * `admitted`: the facts that admitted the request in an earlier transaction
+ * of it (one ended by what was taken for its last statement; tenant-db.ts):
+ * this one's must say the same, or the request is refused, so what it reads
+ * is read in a snapshot whose facts admit it, as in the first.
+ */
+export async function openSession(slots: RequestSlots, settings: TransactionSettings, admitted?: RequestFacts): Promise<Session> {
   let connection: pg.PoolClient | undefined;
   let facts: RequestFacts | undefined;
   try {
@@ -31,6 +38,7 @@ export async function openSession(slots: RequestSlots, settings: TransactionSett
     connection = await slots.pool.connect();
     const results = (await connection.query(factsStatement ? `${openSql(settings)}; ${factsStatement}` : openSql(settings))) as unknown as pg.QueryResult[];
     if (factsStatement) facts = factsOf(results);
+    if (admitted && facts && !sameAdmission(admitted, facts)) throw admissionChanged();
   } catch (err) {
     connection?.release(err as Error);
     throw err;

@@ -1,16 +1,16 @@
 import { requestSlotsOf, type RequestSlots } from "../db/request-slots.ts";
 import { tierClient } from "../db/clients.ts";
 import { assertPlacementOf } from "../db/placement-admin.ts";
-import type { Plan } from "../generated/prisma/enums.ts";
 import type { Prisma, PrismaClient } from "../generated/prisma/client.ts";
 import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
+import type { TenantDbOptions } from "./tenant-db-options.ts";
 import { lazyClient } from "./lazy-client.ts";
-import { endSession, type Committed } from "./request-commit.ts";
+import { commitWith, endSession, type Committed } from "./request-commit.ts";
 import { factsInOneMessage, factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
 import { clientFor, type ScopedClient, type ScopedTx } from "./scoped-client.ts";
 import type { TenantScope } from "./tenant-scope-model.ts";
-import { applySettings, type TransactionSettings } from "./transaction-settings.ts";
+import { applySettings } from "./transaction-settings.ts";
 
 /**
  * The one tenant-scoped database handle of a request. Both walls meet here:
@@ -22,30 +22,6 @@ import { applySettings, type TransactionSettings } from "./transaction-settings.
  * docs/idempotency.md, docs/revocation.md for the facts read when it opens).
  */
 
-export interface TenantDbOptions extends TransactionSettings {
-  /**
-   * The tenant's plan: its operations run on that plan's tier pool
-   * (src/db/clients.ts). Without it, on the client given. A plan that
-   * changes during a request (authorize() reads the true one) applies from
-   * the next request.
-   */
-  plan?: Plan;
-  /**
-   * Wall 1, the Prisma tenant scope. Default on. Only tests turn it off, to
-   * show that row-level security (wall 2) isolates tenants on its own
-   * (test/helpers/app.ts, TEST_TENANT_WALL=rls; docs/database.md).
-   */
-  tenantScope?: boolean;
-  /** Receives the live changes a transaction registered, once it has committed. */
-  publisher?: LivePublisher;
-  /**
-   * Mutation mode: runs once the COMMIT succeeded, before the live changes
-   * and the afterCommit hooks (a placed tenant's directory rows go back to
-   * the main database before the caches are invalidated; docs/placement.md).
-   */
-  onCommitted?: () => Promise<void>;
-}
-
 export class TenantDb {
   readonly client: ScopedTx;
   readonly tenantId: string;
@@ -55,6 +31,10 @@ export class TenantDb {
   private readonly base: PrismaClient;
   private session: Promise<Session> | undefined;
   private closed = false;
+  /** The facts that admitted the request: a later transaction of it must read the same (request-session.ts). */
+  private admitted: RequestFacts | undefined;
+  /** Transactions ended by their last statement (queryRaw `last`), until PostgreSQL answered. */
+  private ending: Promise<unknown> = Promise.resolve();
   /** Mutation mode: the savepoint transactions run one at a time (their savepoints must nest, never interleave). */
   private changes: Promise<unknown> = Promise.resolve();
   /** Mutation mode: live changes and hooks waiting for the COMMIT. */
@@ -92,7 +72,7 @@ export class TenantDb {
   /** The request's session, opened on first use. */
   private open(slots: RequestSlots): Promise<Session> {
     if (this.closed) return Promise.reject(new Error("the request's transaction has ended"));
-    this.session ??= openSession(slots, this.options);
+    this.session ??= openSession(slots, this.options, this.admitted);
     return this.session;
   }
 
@@ -109,14 +89,15 @@ export class TenantDb {
   async authorize(): Promise<RequestFacts> {
     const sql = factsSql(this.options);
     if (!sql) throw new Error("TenantDb without authorization parameters");
-    if (this.slots) return (await this.open(this.slots)).facts!;
+    if (this.slots) return (this.admitted = (await this.open(this.slots)).facts!);
     const pool = requestSlotsOf(this.base)?.pool;
     if (!pool) {
       // A PrismaClient not made by createDatabases: a Prisma transaction.
       return this.transaction(async (tx) => factsOf([{ rows: await tx.$queryRawUnsafe<{ facts: RequestFacts }[]>(sql) }]));
     }
-    return factsInOneMessage(pool, this.options, sql);
+    return (this.admitted = await factsInOneMessage(pool, this.options, sql));
   }
+
 
   /** Changes the statement timeout (the plan the request started with was stale). */
   async setStatementTimeout(ms: number): Promise<void> {
@@ -184,11 +165,28 @@ export class TenantDb {
    * tenant_id. On the request connection, columns come back as `pg` parses
    * them (timestamptz as Date, json parsed, uuid and enums as strings).
    */
-  queryRaw<T>(sql: Prisma.Sql): Promise<T[]> {
+  queryRaw<T>(sql: Prisma.Sql, options?: { last?: boolean }): Promise<T[]> {
+    if (this.slots && options?.last && this.options.mode === "request") return this.endWith<T>(this.slots, sql);
     if (this.slots) {
       return this.open(this.slots).then(async (s) => ((await s.connection.query(sql.text, sql.values as unknown[])) as { rows: T[] }).rows);
     }
     return this.run((tx) => tx.$queryRaw<T[]>(sql));
+  }
+
+  /**
+   * A read's last statement, sent with its COMMIT in one message once the
+   * Prisma calls in flight have settled (request-commit.ts `commitWith`).
+   * Anything later opens a transaction of its own, with the facts again.
+   */
+  private endWith<T>(slots: RequestSlots, sql: Prisma.Sql): Promise<T[]> {
+    const session = this.open(slots);
+    this.session = undefined;
+    const rows = session.then(async (s) => {
+      await s.idle;
+      return commitWith<T>(s, sql.text, sql.values as unknown[]);
+    });
+    this.ending = Promise.all([this.ending, rows.catch(() => undefined)]);
+    return rows;
   }
 
   /** Runs database calls inside the request's scope. */
@@ -227,6 +225,7 @@ export class TenantDb {
 
   private async end(): Promise<void> {
     this.closed = true;
+    await this.ending;
     if (!this.session || !this.slots) return;
     const session = await this.session.catch(() => undefined);
     this.session = undefined;

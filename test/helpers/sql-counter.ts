@@ -18,6 +18,11 @@ import type pg from "pg";
 export interface RecordedStatement {
   pool: string;
   sql: string;
+  /**
+   * The message (client.query call) it was sent in: a read's last statement
+   * and its COMMIT share one (src/tenancy/request-commit.ts, `commitWith`).
+   */
+  message: number;
 }
 
 export interface SqlCounter {
@@ -32,6 +37,7 @@ export interface SqlCounter {
 }
 
 const wrapped = new WeakSet<object>();
+let messages = 0;
 
 function statementText(args: unknown[]): string {
   const first = args[0] as string | { text?: string } | undefined;
@@ -50,7 +56,11 @@ export function createSqlCounter(pools: Record<string, pg.Pool | pg.Pool[]>): Sq
       wrapped.add(client);
       const original = client.query;
       (client as any).query = function (this: pg.PoolClient, ...args: unknown[]) {
-        for (const c of activeCounters) c.push({ pool: poolName, sql: statementText(args) });
+        const message = ++messages;
+        for (const c of activeCounters) {
+          c.push({ pool: poolName, sql: statementText(args), message });
+          if ((args[0] as { thenCommit?: boolean } | undefined)?.thenCommit) c.push({ pool: poolName, sql: "COMMIT", message });
+        }
         return (original as any).apply(this, args);
       };
     };
@@ -91,6 +101,9 @@ export function createSqlCounter(pools: Record<string, pg.Pool | pg.Pool[]>): Sq
 }
 
 const activeCounters = new Set<{ push(s: RecordedStatement): void }>();
+
+/** How many messages (client.query calls) carried `statements`. */
+export const messagesOf = (statements: RecordedStatement[]) => new Set(statements.map((s) => s.message)).size;
 
 /** Statements of one pool. */
 export const ofPool = (statements: RecordedStatement[], pool: string) => statements.filter((s) => s.pool === pool);

@@ -4,6 +4,7 @@ import { createPool, type Databases } from "../../src/db/clients.ts";
 import { checkServerRoles } from "../../src/infra/startup.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";
 import { databaseUrl } from "../helpers/db.ts";
+import { createSqlCounter, messagesOf, ofPool } from "../helpers/sql-counter.ts";
 
 /**
  * Issue 15 point 6: the server behind PgBouncer in transaction pooling mode
@@ -102,6 +103,29 @@ describe.runIf(bouncer)("behind PgBouncer (transaction pooling)", () => {
     expect(mine.body.data.node).toEqual({ name: "Via PgBouncer" });
     const theirs = await t.gql(`query($id: ID!) { node(id: $id) { ... on Project { name } } }`, { token: globex, variables: { id } });
     expect(theirs.body.data.node).toBeNull();
+  });
+
+  it("a read's last statement with its COMMIT in one message: answered, and the server connections keep nothing of it", async () => {
+    const token = await t.memberToken("acme", "OWNER");
+    const q = `{ projects(first: 5) { edges { node { id deploymentCount latestDeployment { id } deployments(first: 2) { edges { node { id } } } } } } }`;
+    const counter = createSqlCounter({ app: Object.values(clients.appPools) });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const { result, statements } = await counter.record(() => t.gql(q, { token }));
+        expect(result.body.errors).toBeUndefined();
+        expect(result.body.data.projects.edges.length).toBeGreaterThan(0);
+        // BEGIN + settings + facts; the page's statement and COMMIT (docs/request-path.md).
+        expect(messagesOf(ofPool(statements, "app"))).toBe(2);
+      }
+    } finally {
+      counter.detach();
+    }
+    for (const pool of Object.values(clients.appPools)) {
+      const after = await Promise.all(
+        Array.from({ length: 4 }, async () => (await pool.query("SELECT coalesce(current_setting('app.tenant_id', true), '') AS tenant, now() = statement_timestamp() AS outside, (SELECT count(*)::int FROM projects) AS n")).rows[0]),
+      );
+      for (const a of after) expect(a).toEqual({ tenant: "", outside: true, n: 0 });
+    }
   });
 
   it("the server refuses to start on a pool that is not its role (the migrator through PgBouncer)", async () => {

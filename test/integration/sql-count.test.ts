@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { createSqlCounter, ofPool, summarize, type SqlCounter } from "../helpers/sql-counter.ts";
+import { createSqlCounter, messagesOf, ofPool, summarize, type SqlCounter } from "../helpers/sql-counter.ts";
 
 /**
  * Constant SQL per query: the dashboard query costs the same statements for
@@ -119,6 +119,10 @@ describe("SQL statements per request", () => {
     // The exact list, so a change shows up as a readable diff.
     expect(app.map((s) => kindOf(s.sql)), JSON.stringify(summary)).toEqual(DASHBOARD_STATEMENTS);
     expect(summary).toMatchObject({ begin: 1, setConfig: 1, commit: 1, rollback: 0 });
+    // Two messages: BEGIN + settings + facts; the page's statement with the
+    // COMMIT (it is the operation's last: docs/request-path.md). Three before.
+    expect(messagesOf(app)).toBe(2);
+    expect(app[1]!.message).toBe(app[2]!.message);
     // The warm request needs nothing from the platform path.
     expect(ofPool(statements, "platform")).toEqual([]);
   });
@@ -211,5 +215,7 @@ describe("SQL statements per request", () => {
       t.gql(`{ a: projects(first: 1) { edges { node { name } } } b: projects(first: 1, orderBy: { field: NAME, direction: ASC }) { edges { node { name } } } }`, { token }),
     );
     expect(ofPool(statements, "app")).toHaveLength(4); // BEGIN + set_config, 2 × SELECT, COMMIT
+    // Neither page is the operation's last statement (two roots): COMMIT on its own.
+    expect(messagesOf(ofPool(statements, "app"))).toBe(4);
   });
 });

@@ -1,4 +1,4 @@
-import { getArgumentValues, isObjectType, Kind, type FieldNode, type GraphQLResolveInfo, type SelectionSetNode } from "graphql";
+import { getArgumentValues, isObjectType, type FieldNode, type GraphQLResolveInfo } from "graphql";
 import { Prisma, type Deployment, type Project } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
 import { pageRowsSql } from "../../graphql/loaders.ts";
@@ -14,6 +14,7 @@ import {
   type DeploymentWithCreator,
 } from "./deployment.loaders.ts";
 import { deploymentFilterSql } from "./deployment.service.ts";
+import { fieldsOf, readsNothingElse } from "./deployment.prefetch-last.ts";
 
 /**
  * The dashboard's subtree in the statement of its project page (docs/performance.md,
@@ -58,6 +59,8 @@ export interface SubtreePlan {
   count: boolean;
   /** Deployment rows per project: one kind of page (loader name), the largest size asked for. */
   deployments: { name: string; page: PageRequest; filter: DeploymentChildFilter; take: number } | null;
+  /** The page's statement is the operation's last: it is sent with the COMMIT (TenantDb.queryRaw `last`). */
+  last: boolean;
 }
 
 const PREFETCHED = Symbol("prefetched subtree");
@@ -68,19 +71,6 @@ interface Prefetched {
 }
 
 type WithSubtree = { [PREFETCHED]?: Prefetched };
-
-/** The fields of a selection set, through inline fragments and fragment spreads; null when a directive is in the way. */
-function fieldsOf(set: SelectionSetNode | undefined, info: GraphQLResolveInfo, out: FieldNode[] = []): FieldNode[] | null {
-  for (const s of set?.selections ?? []) {
-    if (s.directives?.length) return null;
-    if (s.kind === Kind.FIELD) out.push(s);
-    else {
-      const sub = s.kind === Kind.INLINE_FRAGMENT ? s.selectionSet : info.fragments[s.name.value]?.selectionSet;
-      if (!sub || !fieldsOf(sub, info, out)) return null;
-    }
-  }
-  return out;
-}
 
 /** The fields selected under `nodes` (named `name` when given). */
 function childFields(nodes: readonly FieldNode[], info: GraphQLResolveInfo, name?: string): FieldNode[] | null {
@@ -127,7 +117,7 @@ export function subtreePlan(ctx: Context, info: GraphQLResolveInfo): SubtreePlan
     return null;
   }
   const count = fields.some((f) => f.name.value === "deploymentCount");
-  return count || deployments ? { count, deployments } : null;
+  return count || deployments ? { count, deployments, last: readsNothingElse(info) } : null;
 }
 
 /**

@@ -38,7 +38,7 @@ export async function projectPageWithSubtree(ctx: Context, page: PageRequest, pl
   const rows = await ctx.tenantDb.queryRaw<Project>(Prisma.sql`
     WITH p AS (${pageRowsSql({ table: "projects", columns: PROJECT_COLUMNS, tenantId: ctx.tenant!.id, page })}) ${subtree.with}
     SELECT p.* ${subtree.columns} FROM p
-     ORDER BY p."${Prisma.raw(page.sort.field)}" ${Prisma.raw(dir)}, p.id ${Prisma.raw(dir)}`);
+     ORDER BY p."${Prisma.raw(page.sort.field)}" ${Prisma.raw(dir)}, p.id ${Prisma.raw(dir)}`, { last: plan.last });
   return toConnection(
     rows.map((r) => takeSubtree(r, plan)),
     page,

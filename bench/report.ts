@@ -15,6 +15,8 @@ export interface ScenarioSpec {
 export interface StatementFigures {
   /** Every statement PostgreSQL ran, per request (BEGIN/COMMIT and set_config included). */
   perRequest: number;
+  /** Client messages per request (Query or Sync: round-trips; bench/sql-counter.ts). */
+  messages?: number;
   data: number;
   transaction: number;
   settings: number;

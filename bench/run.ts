@@ -132,6 +132,7 @@ async function countStatements(counter: SqlCounter, url: string, gen: RequestGen
   const c = counter.counts;
   return {
     perRequest: c.total / n,
+    messages: c.messages / n,
     data: c.byKind.data / n,
     transaction: c.byKind.transaction / n,
     settings: c.byKind.settings / n,
@@ -390,7 +391,7 @@ async function main() {
       ? await countStatements(floorCounter, countFloor, s.gen, opts.countRequests)
       : await countStatements(serverCounter, countServer, s.countRepeats ? repeating(s.gen, opts.countRequests) : s.gen, opts.countRequests);
     statements.set(s.id, figures);
-    log(`${s.id}: ${figures.perRequest.toFixed(2)} statements/request (${figures.data.toFixed(2)} data, ${figures.transaction.toFixed(2)} BEGIN/COMMIT, ${figures.settings.toFixed(2)} set_config, ${figures.platformRole.toFixed(2)} on the platform role)`);
+    log(`${s.id}: ${figures.perRequest.toFixed(2)} statements/request in ${(figures.messages ?? 0).toFixed(2)} messages (${figures.data.toFixed(2)} data, ${figures.transaction.toFixed(2)} BEGIN/COMMIT, ${figures.settings.toFixed(2)} set_config, ${figures.platformRole.toFixed(2)} on the platform role)`);
   }
   for (const s of scenarios) if (s.countAs && statements.has(s.countAs)) statements.set(s.id, statements.get(s.countAs)!);
   // The dashboard must not cost more statements with more projects on the page.

@@ -12,6 +12,11 @@ import net from "node:net";
  * it can be classified, and the startup packet's `options` tells which role
  * the connection runs as (tenantgraph_app or tenantgraph_platform).
  *
+ * It also counts the client's messages PostgreSQL answers with
+ * ReadyForQuery: a simple Query ('Q'), or the Sync ('S') that ends an
+ * extended-protocol sequence (a read's last statement and its COMMIT go
+ * under one Sync: two statements, one message; docs/request-path.md).
+ *
  * Only used for sequential counting requests, never under load: it is a
  * JavaScript hop on the same cores.
  */
@@ -20,6 +25,8 @@ export type StatementKind = "transaction" | "settings" | "data";
 
 export interface StatementCounts {
   total: number;
+  /** Client messages answered with ReadyForQuery (Query or Sync): round-trips to PostgreSQL. */
+  messages: number;
   byKind: Record<StatementKind, number>;
   byRole: Record<string, number>;
   /** Data statements by their first words, to show what runs. */
@@ -28,6 +35,7 @@ export interface StatementCounts {
 
 const emptyCounts = (): StatementCounts => ({
   total: 0,
+  messages: 0,
   byKind: { transaction: 0, settings: 0, data: 0 },
   byRole: {},
   samples: new Map(),
@@ -127,6 +135,7 @@ export class SqlCounter {
         const len = pending.readInt32BE(1);
         if (pending.length < len + 1) return;
         const body = pending.subarray(5, len + 1);
+        if (type === "Q" || type === "S") this.counts.messages++;
         if (type === "Q") {
           this.record(role, cstring(body, 0)[0]);
         } else if (type === "P") {

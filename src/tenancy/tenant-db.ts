@@ -98,7 +98,6 @@ export class TenantDb {
     return (this.admitted = await factsInOneMessage(pool, this.options, sql));
   }
 
-
   /** Changes the statement timeout (the plan the request started with was stale). */
   async setStatementTimeout(ms: number): Promise<void> {
     if (!Number.isSafeInteger(ms) || ms < 0) throw new Error("invalid statement timeout");

@@ -6,7 +6,7 @@ import { createApp, type App } from "../../src/app.ts";
 import { ownerClient } from "../helpers/db.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";
-import { createSqlCounter, summarize } from "../helpers/sql-counter.ts";
+import { createSqlCounter, messagesOf, summarize } from "../helpers/sql-counter.ts";
 
 /**
  * SPEC section 3: /healthz, /readyz, X-Request-ID, 400 on malformed JSON,
@@ -385,13 +385,14 @@ describe("HTTP surface", () => {
         // PostgreSQL confirms the cached answers (docs/revocation.md): BEGIN,
         // the settings and app_request_facts in one message, then COMMIT.
         const confirm = [
-          { pool: "app", sql: expect.stringMatching(/^BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT set_config\('app\.tenant_id'.*; SELECT app_request_facts\(NULL, NULL\) AS facts, \(SELECT placement::text \|\| coalesce\(':' \|\| placement_server, ''\) \|\| coalesce\(':' \|\| placement_name, ''\) FROM tenants WHERE id = '[0-9a-f-]{36}'::uuid\) AS route$/) },
-          { pool: "app", sql: "COMMIT" },
+          { pool: "app", message: expect.any(Number), sql: expect.stringMatching(/^BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT set_config\('app\.tenant_id'.*; SELECT app_request_facts\(NULL, NULL\) AS facts, \(SELECT placement::text \|\| coalesce\(':' \|\| placement_server, ''\) \|\| coalesce\(':' \|\| placement_name, ''\) FROM tenants WHERE id = '[0-9a-f-]{36}'::uuid\) AS route$/) },
+          { pool: "app", message: expect.any(Number), sql: "COMMIT" },
         ];
         // Cold: user, tenant by slug, tenant by id (with overrides), membership, on the platform pool.
         expect(cold.statements.filter((s) => s.pool === "app")).toEqual(confirm);
         expect(cold.statements.filter((s) => s.pool === "platform").length).toBeGreaterThan(0);
         expect(warm.statements).toEqual(confirm);
+        expect(messagesOf(warm.statements)).toBe(2);
       } finally {
         counter.detach();
       }

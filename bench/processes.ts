@@ -63,10 +63,27 @@ export function startChild(
   nodeArgs: string[] = [],
 ): Child {
   const flags = script === "src/server.ts" ? serverNodeFlags() : [];
-  // BENCH_SERVER=dist: the server compiled by `npm run build`, run without a loader (as `npm run start:prod`).
-  const compiled = script === "src/server.ts" && process.env.BENCH_SERVER === "dist";
+  // The server as production runs it (`npm run start:prod`): compiled by
+  // `npm run build` (once per bench process, so dist/ is this checkout's
+  // code) and run without a loader. BENCH_SERVER=tsx: through tsx, as `npm start`.
+  const compiled = script === "src/server.ts" && benchServer() === "dist";
+  if (compiled) buildOnce();
   const args = compiled ? [...flags, ...nodeArgs, "dist/server.js"] : [...flags, ...nodeArgs, "--import", "tsx", script];
   return spawnChild(name, args, ROOT, port, env);
+}
+
+/** How the bench runs the server: `dist` (default, the production start) or `tsx` (`npm start`). */
+export function benchServer(): "dist" | "tsx" {
+  const value = process.env.BENCH_SERVER ?? "dist";
+  if (value !== "dist" && value !== "tsx") throw new Error(`BENCH_SERVER=${value}: expected dist or tsx`);
+  return value;
+}
+
+let built = false;
+function buildOnce() {
+  if (built) return;
+  execSync("npm run -s build", { cwd: ROOT, stdio: "inherit" });
+  built = true;
 }
 
 /** `node <args>` in `cwd` on `port`: its last 200 lines of output kept, stopped by SIGTERM (SIGKILL after 10 s). */

@@ -6,7 +6,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { post, runLoad, type LoadResult, type RequestGenerator } from "./load.ts";
 import { benchOptionsOrExit, type BenchOptions } from "./options.ts";
-import { cpuMs, floorEnv, ROOT, rssMb, sampleRss, serverEnv, startChild, waitReady, type Child } from "./processes.ts";
+import { benchServer, cpuMs, floorEnv, ROOT, rssMb, sampleRss, serverEnv, startChild, waitReady, type Child } from "./processes.ts";
 import {
   checksTable,
   checkTargets,
@@ -518,7 +518,7 @@ async function main() {
   const hostInfo = await host;
 
   const stamp = startedAt.toISOString().slice(0, 19).replace(/:/g, "-");
-  const setup = `${opts.runs} run(s) x ${opts.durationS} s after ${opts.warmupS} s warm-up; medians; ${fixture.counts.tenants} tenants x ${opts.projectsPerTenant} projects x ${opts.deploymentsPerProject} deployments`;
+  const setup = `${opts.runs} run(s) x ${opts.durationS} s after ${opts.warmupS} s warm-up; medians; ${fixture.counts.tenants} tenants x ${opts.projectsPerTenant} projects x ${opts.deploymentsPerProject} deployments; server ${benchServer() === "dist" ? "compiled (dist/server.js, as npm run start:prod)" : "through tsx (src/server.ts, as npm start)"}`;
   const md = [
     `# Benchmark ${startedAt.toISOString()}`,
     ``,

@@ -2,6 +2,7 @@ import { getOperationAST, GraphQLError, type ExecutionResult } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { badIdempotencyKey, IDEMPOTENCY_HEADER } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
+import { decideSavepoints } from "../tenancy/mutation-changes.ts";
 import { TransactionRolledBack } from "../tenancy/request-commit.ts";
 import { Idempotency, idempotencyKeyOf, requestHash, type IdempotencyClaim } from "./idempotency.ts";
 
@@ -54,6 +55,8 @@ export function useRequestTransaction(options: { idempotencySecret: string }): P
           if (keyTaken.has(request)) throw badIdempotencyKey(`${IDEMPOTENCY_HEADER} covers one operation: send batched mutations one per request`);
           keyTaken.add(request);
         }
+        // Before the request's transaction is made: one root field, no key: no savepoint.
+        decideSavepoints(ctx, args.document, op, key);
         await ctx.authorize();
         if (key !== null) {
           const outcome = await idempotency.claim(ctx, key, requestHash(args.document, args.operationName, args.variableValues));

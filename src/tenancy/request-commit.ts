@@ -13,6 +13,8 @@ export class TransactionRolledBack extends Error {
 export interface Committed {
   live: [string, LiveChange[]][];
   hooks: (() => Promise<unknown>)[];
+  /** A change without a savepoint failed: the transaction ends with ROLLBACK, nothing waits (src/tenancy/mutation-changes.ts). */
+  undone?: boolean;
 }
 
 /**
@@ -44,9 +46,9 @@ export async function endSession(
     // a mutation that wrote: never for one refused (TENANT_MOVING) or that
     // changed nothing, which would copy rows it did not change
     // (docs/placement.md, "Moving a tenant").
-    if (mutation && options.onCommitted) wrote = session.facts?.writable !== false && (await wroteAnything(session));
-    const result = (await session.connection.query("COMMIT")) as pg.QueryResult;
-    if (mutation && result.command === "ROLLBACK") failure = new TransactionRolledBack();
+    if (mutation && options.onCommitted && !committed.undone) wrote = session.facts?.writable !== false && (await wroteAnything(session));
+    const result = (await session.connection.query(committed.undone ? "ROLLBACK" : "COMMIT")) as pg.QueryResult;
+    if (mutation && result.command === "ROLLBACK" && !committed.undone) failure = new TransactionRolledBack();
     session.connection.client.release();
   } catch (err) {
     failure = err;
@@ -56,6 +58,9 @@ export async function endSession(
   const { live, hooks } = committed;
   committed.live = [];
   committed.hooks = [];
+  // Rolled back on purpose (or the connection broke on the way: rolled back
+  // all the same): the failed field's error is the answer.
+  if (committed.undone) return;
   if (failure) throw failure;
   if (wrote) await options.onCommitted?.();
   if (options.publisher) {

@@ -1,5 +1,6 @@
 import { tenantRequired } from "../errors.ts";
 import type { ContextDeps, Context, TenantDbHandle } from "./context-types.ts";
+import { needsSavepoints } from "./mutation-changes.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./plans.ts";
 import { placedDirectorySync } from "./placement-directory.ts";
 import type { ScopedTx } from "./scoped-client.ts";
@@ -73,6 +74,7 @@ export function renewScope(ctx: Context): void {
           tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "mutation" : "request",
+          savepoints: needsSavepoints(this),
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
           authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
           publisher: deps.live,

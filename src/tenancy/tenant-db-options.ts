@@ -25,4 +25,6 @@ export interface TenantDbOptions extends TransactionSettings {
    * the main database before the caches are invalidated; docs/placement.md).
    */
   onCommitted?: () => Promise<void>;
+  /** Mutation mode: false runs each change on the transaction itself, no savepoint (src/tenancy/mutation-changes.ts). */
+  savepoints?: boolean;
 }

@@ -5,6 +5,7 @@ import type { Prisma, PrismaClient } from "../generated/prisma/client.ts";
 import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
 import type { TenantDbOptions } from "./tenant-db-options.ts";
 import { lazyClient } from "./lazy-client.ts";
+import { runWithoutSavepoint } from "./mutation-changes.ts";
 import { commitWith, endSession, type Committed } from "./request-commit.ts";
 import { factsInOneMessage, factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
@@ -133,7 +134,7 @@ export class TenantDb {
         withOutbox(deferred, (track) =>
           this.open(slots).then((s) =>
             this.onSlot(slots, s, (scoped) =>
-              (scoped as unknown as ScopedClient).$transaction(
+              this.options.savepoints === false ? runWithoutSavepoint(scoped, track, this.committed, fn) : (scoped as unknown as ScopedClient).$transaction(
                 async (tx) => {
                   track(tx);
                   return fn(tx as ScopedTx);

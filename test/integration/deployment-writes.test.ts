@@ -3,6 +3,7 @@ import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { ownerClient } from "../helpers/db.ts";
 import { tenantRows } from "../helpers/placements.ts";
+import { createSqlCounter, ofPool } from "../helpers/sql-counter.ts";
 
 /**
  * The deployment mutations write their checks, row and audit entry in one
@@ -100,6 +101,33 @@ describe("deployment writes", () => {
     expect(res.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     expect((await globexDb.deployment.findFirstOrThrow({ where: { tenantId: globexId, id: foreignDeployment.id } })).status).toBe(foreignDeployment.status);
     expect(await auditCount("deployment.updateStatus")).toBe(updates);
+  });
+
+  it("one root field runs without a savepoint (ROLLBACK when it fails); two keep theirs (src/tenancy/mutation-changes.ts)", async () => {
+    const counter = createSqlCounter({ app: Object.values(t.clients.appPools) });
+    try {
+      const verbs = (statements: { sql: string }[]) => ofPool(statements, "app").map((s) => s.sql.split(" ")[0]);
+      const input = { projectId: toGlobalId("Project", projectId), branch: "one-field" };
+      const one = await counter.record(() => gql(`mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { deployment { id } } }`, { input }));
+      expect(one.result.errors).toBeUndefined();
+      // Open (BEGIN, settings, facts), the statement, COMMIT: three round trips.
+      expect(verbs(one.statements)).toEqual(["BEGIN;", "WITH", "COMMIT"]);
+
+      const before = [await deploymentCount(), await auditCount("deployment.create")];
+      const unknown = { projectId: toGlobalId("Project", "00000000-0000-4000-8000-000000000000") };
+      const failed = await counter.record(() => gql(CREATE, { input: unknown }));
+      expect(failed.result.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+      expect(verbs(failed.statements)).toEqual(["BEGIN;", "WITH", "ROLLBACK"]);
+      expect([await deploymentCount(), await auditCount("deployment.create")]).toEqual(before);
+
+      const two = await counter.record(() =>
+        gql(`mutation($a: CreateDeploymentInput!, $b: CreateDeploymentInput!) { a: createDeployment(input: $a) { deployment { id } } b: createDeployment(input: $b) { deployment { id } } }`, { a: input, b: input }),
+      );
+      expect(two.result.errors).toBeUndefined();
+      expect(verbs(two.statements)).toEqual(["BEGIN;", "SAVEPOINT", "WITH", "RELEASE", "SAVEPOINT", "WITH", "RELEASE", "COMMIT"]);
+    } finally {
+      counter.detach();
+    }
   });
 
   it("bad input is BAD_USER_INPUT naming the field, and writes nothing", async () => {

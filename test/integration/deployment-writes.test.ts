@@ -3,7 +3,7 @@ import { toGlobalId } from "../../src/graphql/ids.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { ownerClient } from "../helpers/db.ts";
 import { tenantRows } from "../helpers/placements.ts";
-import { createSqlCounter, ofPool } from "../helpers/sql-counter.ts";
+import { createSqlCounter, ofPool, type RecordedStatement } from "../helpers/sql-counter.ts";
 
 /**
  * The deployment mutations write their checks, row and audit entry in one
@@ -106,7 +106,7 @@ describe("deployment writes", () => {
   it("one root field runs without a savepoint (ROLLBACK when it fails); two keep theirs (src/tenancy/mutation-changes.ts)", async () => {
     const counter = createSqlCounter({ app: Object.values(t.clients.appPools) });
     try {
-      const verbs = (statements: { sql: string }[]) => ofPool(statements, "app").map((s) => s.sql.split(" ")[0]);
+      const verbs = (statements: RecordedStatement[]) => ofPool(statements, "app").map((s) => s.sql.split(" ")[0]);
       const input = { projectId: toGlobalId("Project", projectId), branch: "one-field" };
       const one = await counter.record(() => gql(`mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { deployment { id } } }`, { input }));
       expect(one.result.errors).toBeUndefined();

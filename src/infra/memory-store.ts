@@ -1,4 +1,5 @@
 import type { Store } from "./store.ts";
+import { admits, type Admission } from "./store-scripts.ts";
 
 /** The in-process store; its TTLs and windows run on `now` (the app's clock; tests inject one). */
 export class MemoryStore implements Store {
@@ -32,6 +33,11 @@ export class MemoryStore implements Store {
     entry.value = String(Number(entry.value) + by);
     this.data.set(key, entry);
     return { count: Number(entry.value) };
+  }
+  async readAndHit(keys: string[], admit: Admission[], counter: { key: string; windowMs: number }) {
+    const values = keys.map((k) => this.live(k)?.value ?? null);
+    const admitted = values.every((v, i) => admits(v, admit[i] ?? {}));
+    return { values, count: admitted ? (await this.hit(counter.key, counter.windowMs)).count : null };
   }
   async deletePattern(pattern: string) {
     const re = new RegExp(

@@ -52,16 +52,31 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Counts one request of `tenantId`; throws RATE_LIMITED (with the window's state) over `limit`. */
-  async consume(tenantId: string, limit: number | null): Promise<RateLimitState> {
-    const now = this.now();
+  /**
+   * The window a request of `tenantId` counts in now: the store key to hit,
+   * for a caller that counts it in a store call of its own (the request
+   * context reads the directory and counts in one round trip,
+   * Directory.tenantAccess), then hands the count to `consume`.
+   */
+  window(tenantId: string): { key: string; windowMs: number; at: number } {
+    const at = this.now();
+    return { key: rateLimitWindowKey(tenantId, at), windowMs: WINDOW_MS, at };
+  }
+
+  /**
+   * Counts one request of `tenantId`; throws RATE_LIMITED (with the window's
+   * state) over `limit`. `counted`: the request was already counted in the
+   * store, at `at` (see `window`): its count is taken as it is.
+   */
+  async consume(tenantId: string, limit: number | null, counted?: { at: number; count: number }): Promise<RateLimitState> {
+    const now = counted?.at ?? this.now();
     const window = Math.floor(now / WINDOW_MS);
     // The window ends when the clock says so, in the store and out of it.
     const reset = ((window + 1) * WINDOW_MS) / 1000;
     let count: number;
     let scope: RateLimitState["scope"] = "shared";
     try {
-      count = (await this.store.hit(rateLimitWindowKey(tenantId, now), WINDOW_MS)).count;
+      count = counted?.count ?? (await this.store.hit(rateLimitWindowKey(tenantId, now), WINDOW_MS)).count;
     } catch (err) {
       if (!isStoreUnavailable(err)) throw err;
       count = this.fallback.hit(tenantId, window);

@@ -2,11 +2,16 @@ import type { RedisTarget } from "../config.ts";
 import type { ClientContext, Result } from "ioredis";
 import type { Logger } from "./logger.ts";
 import { byHashTag, connectRedis, isCluster, scanNodes, type RedisClient } from "./redis.ts";
+import { HIT_SCRIPT, READ_HIT_SCRIPT, type Admission } from "./store-scripts.ts";
+
+export type { Admission } from "./store-scripts.ts";
 
 declare module "ioredis" {
   interface RedisCommander<Context extends ClientContext> {
     /** HIT_SCRIPT (defineCommand below, typed as ioredis documents): [count in the window, ms until it resets]. */
     tgHit(key: string, windowMs: number, by: number): Result<[number, number], Context>;
+    /** READ_HIT_SCRIPT: the number of keys, the keys (entries, then the counter), window (ms), admissions (JSON). */
+    tgReadHit(...args: (string | number)[]): Result<(string | number | null)[], Context>;
   }
 }
 
@@ -24,6 +29,13 @@ export interface Store {
   del(...keys: string[]): Promise<void>;
   /** Fixed-window counter: adds `by` and returns the new count (the window ends `windowMs` after its first hit). */
   hit(key: string, windowMs: number, by?: number): Promise<{ count: number }>;
+  /**
+   * One round trip: the values of `keys`, and a hit of one on `counter` (as
+   * `hit`) only when every value meets its `admit` (Admission); count is
+   * null when nothing was counted. Every key, the counter's too, has one
+   * hash tag (one tenant's: one Redis Cluster slot).
+   */
+  readAndHit(keys: string[], admit: Admission[], counter: { key: string; windowMs: number }): Promise<{ values: (string | null)[]; count: number | null }>;
   /** Deletes every key matching a glob pattern (SCAN, never KEYS). */
   deletePattern(pattern: string): Promise<number>;
   ping(): Promise<boolean>;
@@ -47,17 +59,6 @@ export class StoreUnavailableError extends Error {
 export const isStoreUnavailable = (err: unknown): err is StoreUnavailableError => err instanceof StoreUnavailableError;
 
 export const tenantKey = (tenantId: string, ...parts: string[]) => `t:{${tenantId}}:${parts.join(":")}`;
-
-// INCRBY and PEXPIRE in one atomic step, so that replicas sharing one Redis
-// agree on the count and a crash cannot leave a counter without expiry.
-const HIT_SCRIPT = `
-local c = redis.call('INCRBY', KEYS[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {c, ttl}`;
 
 export interface RedisStoreOptions {
   /** One line per change of state (unavailable / available again). */
@@ -113,6 +114,8 @@ export class RedisStore implements Store {
       lazyConnect: false,
     });
     this.redis.defineCommand("tgHit", { numberOfKeys: 1, lua: HIT_SCRIPT });
+    // Over several keys of one hash tag (readAndHit checks it): the number of keys is its first argument.
+    this.redis.defineCommand("tgReadHit", { lua: READ_HIT_SCRIPT });
     this.redis.on("ready", () => {
       // From now on a command sent while disconnected fails at once.
       this.redis.options.enableOfflineQueue = false;
@@ -182,6 +185,14 @@ export class RedisStore implements Store {
   async hit(key: string, windowMs: number, by = 1) {
     const [count] = await this.run(() => this.redis.tgHit(key, windowMs, by));
     return { count };
+  }
+  async readAndHit(keys: string[], admit: Admission[], counter: { key: string; windowMs: number }) {
+    const all = [...keys, counter.key];
+    if (byHashTag(all).length !== 1) throw new Error("readAndHit: keys of one hash tag only (one cluster slot)");
+    const [count, ...values] = await this.run(() =>
+      this.redis.tgReadHit(all.length, ...all, counter.windowMs, JSON.stringify(admit)),
+    );
+    return { values: values.map((v) => (v === null ? null : String(v))), count: count === null ? null : Number(count) };
   }
   /**
    * On a cluster, SCANs every master; each batch is unlinked one hash tag at a

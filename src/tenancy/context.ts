@@ -9,7 +9,7 @@ import { bindPlatformClient } from "./platform-client.ts";
 import type { TenantIdpToken } from "./tenant-idp.ts";
 import type { Actor, Context, ContextDeps, RequestLive, RequestState, RequestStore } from "./context-types.ts";
 import { requestDirectory, requestIdps, requestLive, requestStore } from "./request-capabilities.ts";
-import { activeTenant, requestTenant } from "./request-tenant.ts";
+import { activeTenant, namedTenant, requestTenant, tenantNamed } from "./request-tenant.ts";
 import { provisionProviderUser, tenantIdps } from "./sso-first-login.ts";
 import { bindScope, renewScope } from "./request-scope.ts";
 
@@ -49,6 +49,14 @@ export async function buildContext(
   let credentialsExpireAt: number | null = null;
   let idp: TenantIdp | null = null;
   let domain: string | null = null;
+  /** The request's count in its rate-limit window when the directory's read counted it (Directory.tenantAccess), at `windowAt`. */
+  let counted: number | null = null;
+  let windowAt = 0;
+  const window = (tenantId: string) => {
+    const w = deps.rateLimiter.window(tenantId);
+    windowAt = w.at;
+    return w;
+  };
 
   const authorization = request.headers.get("authorization");
   const keySecret = request.headers.get("x-api-key");
@@ -83,24 +91,28 @@ export async function buildContext(
       role = membership.role;
       membershipId = membership.id;
     } else {
-      // The user and the tenant are independent lookups: one wait, not two.
-      // An unknown subject is reported before anything about the tenant.
-      const [userLookup, tenantLookup] = await Promise.allSettled([
+      // The user and the tenant's id are independent lookups: one round
+      // trip, not two. An unknown subject is reported before anything about the tenant.
+      const [userLookup, namedLookup] = await Promise.allSettled([
         directory.userBySubject(token.sub),
-        requestTenant(deps, request, token.tid, undefined),
+        namedTenant(deps, request, token.tid, undefined),
       ]);
       if (userLookup.status === "rejected") throw userLookup.reason;
       user = userLookup.value;
       if (!user) throw unauthenticated("Unknown subject");
       actor = { type: "USER", id: user.id, label: user.email };
-      if (tenantLookup.status === "rejected") throw tenantLookup.reason;
-      ({ tenant, domain } = tenantLookup.value);
+      if (namedLookup.status === "rejected") throw namedLookup.reason;
+      const named = namedLookup.value;
+      // The tenant's entry, the membership and the rate-limit hit: one round trip.
+      const access = named.id === null ? undefined : await directory.tenantAccess(named.id, user.id, window(named.id));
+      ({ tenant, domain } = await tenantNamed(directory, named, access?.tenant));
       if (tenant) {
-        const membership = await directory.membership(tenant.id, user.id);
+        const membership = access!.membership;
         if (!membership) throw tenantAccessDenied(NO_ACCESS);
         tenant = await activeTenant(directory, tenant);
         role = membership.role;
         membershipId = membership.id;
+        counted = access!.count;
       }
     }
   } else if (keySecret) {
@@ -114,20 +126,27 @@ export async function buildContext(
     actor = { type: "API_KEY", id: apiKey.id, label: `key:${apiKey.prefix}` };
     const ends = [apiKey.expiresAt, apiKey.graceUntil].filter((d): d is string => !!d).map((d) => Date.parse(d));
     credentialsExpireAt = ends.length ? Math.min(...ends) : null;
-    tenant = await directory.tenant(apiKey.tenantId);
+    // Other references to a tenant (X-Tenant-ID, Host) must name the key's:
+    // counted in the read of its entry only when they do.
+    const others = await namedTenant(deps, request, undefined, undefined);
+    const agree = others.refs.length === 0 || others.id === apiKey.tenantId;
+    const access = await directory.tenantAccess(apiKey.tenantId, null, agree ? window(apiKey.tenantId) : null);
+    tenant = access.tenant;
     if (!tenant) throw unauthenticated(KEY_REFUSED);
-    const others = await requestTenant(deps, request, undefined, undefined);
-    if (others.tenant && others.tenant.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
-    domain = others.domain;
+    const named = await tenantNamed(directory, others, others.id === tenant.id ? tenant : undefined);
+    if (named.tenant && named.tenant.id !== tenant.id) throw tenantAccessDenied(NO_ACCESS);
+    domain = named.domain;
     tenant = await activeTenant(directory, tenant);
     role = apiKey.role;
+    counted = access.count;
     deps.apiKeyUse.note(apiKey, now(), tenant.placement && { pools: placementPoolsOf(deps.app), ref: tenant.placement });
   }
 
   if (tenant) {
     state.tenantId = tenant.id;
     try {
-      state.rateLimit = await deps.rateLimiter.consume(tenant.id, tenant.limits.API_REQUESTS_PER_MINUTE);
+      const limit = tenant.limits.API_REQUESTS_PER_MINUTE;
+      state.rateLimit = await deps.rateLimiter.consume(tenant.id, limit, counted === null ? undefined : { at: windowAt, count: counted });
     } catch (err) {
       if (isRateLimited(err)) state.rateLimit = err.rateLimit;
       throw err;

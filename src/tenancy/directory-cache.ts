@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { tenantKey, type Store } from "../infra/store.ts";
+import { tenantKey, type Admission, type Store } from "../infra/store.ts";
 
 /**
  * The directory's cache in the store (docs/revocation.md): entries name the
@@ -113,6 +113,41 @@ export class DirectoryCache {
     const entry = hit !== UNAVAILABLE && hit !== null ? decodeEntry<T>(hit, owner) : undefined;
     this.onLookup?.(key, !!entry);
     if (entry) return entry.value;
+    return this.#load(key, load, owner, { fresh, store: hit !== UNAVAILABLE });
+  }
+
+  /**
+   * Entries of one tenant read as `cached` reads them, in one store round
+   * trip that also hits `counter` (Store.readAndHit) when every entry is a
+   * hit of this database whose value has the fields its `admit` asks for
+   * (`counter` null: nothing to count). `count`: null when not counted
+   * (the caller then counts on its own, once it knows it should).
+   */
+  async cachedCounting(
+    entries: { key: string; load: () => Promise<unknown>; admit: Admission }[],
+    counter: { key: string; windowMs: number } | null,
+  ): Promise<{ values: unknown[]; count: number | null }> {
+    const owner = await this.#owner();
+    const keys = entries.map((e) => e.key);
+    // A value of another database is no hit: the owner is one more field to match.
+    const admit = entries.map((e) => ({ ...e.admit, [OWNER]: owner }));
+    const read = await this.#withStore((s) =>
+      counter ? s.readAndHit(keys, admit, counter) : Promise.all(keys.map((k) => s.get(k))).then((values) => ({ values, count: null })),
+    );
+    const values = await Promise.all(
+      entries.map((e, i) => {
+        const text = read === UNAVAILABLE ? null : (read.values[i] ?? null);
+        const entry = text !== null ? decodeEntry(text, owner) : undefined;
+        this.onLookup?.(e.key, !!entry);
+        return entry ? entry.value : this.#load(e.key, e.load, owner, { fresh: false, store: read !== UNAVAILABLE });
+      }),
+    );
+    return { values, count: read === UNAVAILABLE ? null : read.count };
+  }
+
+  /** A missed key read by `load()`, then cached (`store`: the store answered, so it is written to). */
+  async #load<T>(key: string, load: () => Promise<T | null>, owner: string, opts: { fresh: boolean; store: boolean }): Promise<T | null> {
+    const { fresh } = opts;
     // Concurrent misses of one key in this process share one read (on the
     // platform pool every tier shares). A `fresh` read never joins one that started earlier.
     const pending = fresh ? undefined : (this.#loading.get(key) as Promise<T | null> | undefined);
@@ -130,7 +165,7 @@ export class DirectoryCache {
     // Misses are cached briefly, so a flood of unknown ids cannot hammer
     // PostgreSQL. Not waited for: the answer is already known.
     const ttl = value === null ? 5 : TTL - Math.floor(Math.random() * TTL_JITTER);
-    if (hit !== UNAVAILABLE) void this.#withStore((s) => s.set(key, encodeEntry(value, owner), ttl));
+    if (opts.store) void this.#withStore((s) => s.set(key, encodeEntry(value, owner), ttl));
     return value;
   }
 

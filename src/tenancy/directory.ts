@@ -1,11 +1,11 @@
 import type { Membership, PrismaClient } from "../generated/prisma/client.ts";
 import type { Store } from "../infra/store.ts";
-import { effectiveLimits } from "./plans.ts";
-import { effectiveFeatures } from "./features.ts";
 import { isUuid } from "../uuid.ts";
 import { hashApiKey } from "./credentials.ts";
-import { assertPlacementOf, placementOf } from "../db/placement-admin.ts";
+import { assertPlacementOf } from "../db/placement-admin.ts";
+import type { Admission } from "../infra/store.ts";
 import { DirectoryCache, directoryKeys as keys } from "./directory-cache.ts";
+import { readApiKey, readMembership, readTenant } from "./directory-reads.ts";
 import type {
   ApiKeyInfo,
   DirectoryView,
@@ -88,35 +88,41 @@ export class Directory {
 
   /** A tenant by id or slug. */
   async tenant(idOrSlug: string, opts: { fresh?: boolean } = {}): Promise<TenantInfo | null> {
+    const id = await this.tenantIdOf(idOrSlug);
+    return id === null ? null : this.#cache.cached(keys.tenant(id), () => readTenant(this.#db, id), opts.fresh);
+  }
+
+  /** The id a tenant reference names: itself for an id, the cached slug's tenant for a slug (null: no such slug). */
+  async tenantIdOf(idOrSlug: string): Promise<string | null> {
     const ref = idOrSlug.trim().toLowerCase();
-    let id: string | null = ref;
-    if (!isUuid(ref)) {
-      id = await this.#cache.cached(keys.slug(ref), async () => {
-        const t = await this.#db.tenant.findUnique({ where: { slug: ref }, select: { id: true } });
-        return t?.id ?? null;
-      });
-    }
-    if (!id) return null;
-    const tenantId = id;
-    return this.#cache.cached(keys.tenant(tenantId), async () => {
-      const t = await this.#db.tenant.findUnique({ where: { id: tenantId }, include: { limitOverrides: true } });
-      if (!t) return null;
-      return {
-        id: t.id,
-        slug: t.slug,
-        name: t.name,
-        plan: t.plan,
-        status: t.status,
-        region: t.region,
-        createdAt: t.createdAt.toISOString(),
-        limits: effectiveLimits(t.plan, t.limitOverrides),
-        features: effectiveFeatures(t.plan, t.featureOverrides),
-        domain: t.domain,
-        idp: t.idpIssuer && t.idpJwksUrl ? { issuer: t.idpIssuer, jwksUrl: t.idpJwksUrl, audience: t.idpAudience } : null,
-        storageBytes: t.storageBytes,
-        placement: placementOf(t),
-      };
-    }, opts.fresh);
+    if (isUuid(ref)) return ref;
+    return this.#cache.cached(keys.slug(ref), async () => {
+      const t = await this.#db.tenant.findUnique({ where: { slug: ref }, select: { id: true } });
+      return t?.id ?? null;
+    });
+  }
+
+  /**
+   * The tenant's entry, the user's membership there (`userId` null, an API
+   * key: none read) and the request's rate-limit hit, in one store round
+   * trip (docs/performance.md, "Fourth round"). The window (`counter`, from
+   * RateLimiter.window) is hit only when the cached entries show an ACTIVE
+   * tenant and, for a user, a membership: a request they refuse never
+   * spends the tenant's budget. `count` is null when nothing was counted
+   * (a miss, a refusal, the store unavailable): the caller counts then, as
+   * before, once the answers are PostgreSQL's.
+   */
+  async tenantAccess(
+    tenantId: string,
+    userId: string | null,
+    counter: { key: string; windowMs: number } | null,
+  ): Promise<{ tenant: TenantInfo | null; membership: MembershipInfo | null; count: number | null }> {
+    const entries: { key: string; load: () => Promise<unknown>; admit: Admission }[] = [
+      { key: keys.tenant(tenantId), load: () => readTenant(this.#db, tenantId), admit: { status: "ACTIVE" } },
+    ];
+    if (userId) entries.push({ key: keys.membership(tenantId, userId), load: () => readMembership(this.#db, tenantId, userId), admit: { role: true } });
+    const { values, count } = await this.#cache.cachedCounting(entries, counter);
+    return { tenant: values[0] as TenantInfo | null, membership: (values[1] ?? null) as MembershipInfo | null, count };
   }
 
   /** The id of the tenant whose custom domain this is (lower-case host name, no port). */
@@ -146,12 +152,7 @@ export class Directory {
   }
 
   membership(tenantId: string, userId: string): Promise<MembershipInfo | null> {
-    return this.#cache.cached(keys.membership(tenantId, userId), () =>
-      this.#db.membership.findUnique({
-        where: { tenantId_userId: { tenantId, userId } },
-        select: { id: true, role: true },
-      }),
-    );
+    return this.#cache.cached(keys.membership(tenantId, userId), () => readMembership(this.#db, tenantId, userId));
   }
 
   apiKey(secret: string, opts: { fresh?: boolean } = {}): Promise<ApiKeyInfo | null> {
@@ -159,23 +160,7 @@ export class Directory {
   }
 
   apiKeyByHash(hash: string, opts: { fresh?: boolean } = {}): Promise<ApiKeyInfo | null> {
-    return this.#cache.cached(keys.apiKey(hash), async () => {
-      const k = await this.#db.apiKey.findFirst({
-        where: { OR: [{ secretHash: hash }, { previousSecretHash: hash }] },
-      });
-      if (!k) return null;
-      const isPrevious = k.secretHash !== hash;
-      return {
-        id: k.id,
-        tenantId: k.tenantId,
-        name: k.name,
-        role: k.role,
-        prefix: k.prefix,
-        expiresAt: k.expiresAt?.toISOString() ?? null,
-        revokedAt: k.revokedAt?.toISOString() ?? null,
-        graceUntil: isPrevious ? (k.previousExpiresAt?.toISOString() ?? new Date(0).toISOString()) : null,
-      };
-    }, opts.fresh);
+    return this.#cache.cached(keys.apiKey(hash), () => readApiKey(this.#db, hash), opts.fresh);
   }
 
   membershipsOf(userId: string): Promise<Membership[]> {

@@ -68,16 +68,48 @@ async function tenantReferences(
   return { refs, domain: domainTenantId ? domain : null, domainTenantId };
 }
 
-async function resolveTenant(directory: Directory, refs: string[]): Promise<TenantInfo | null> {
-  if (refs.length === 0) return null;
-  const tenants = await Promise.all(refs.map((r) => directory.tenant(r)));
-  const first = tenants[0];
-  if (first && tenants.every((t) => t?.id === first.id)) return first;
-  // Sources that do not name one and the same tenant are a conflict, whether
-  // or not the others exist (so a conflict reveals nothing either).
-  const distinct = new Set(refs.map((r) => r.trim().toLowerCase()));
-  if (distinct.size > 1) throw tenantAccessDenied("Conflicting tenant in token, X-Tenant-ID and host");
-  throw tenantAccessDenied(NO_ACCESS);
+/**
+ * The tenant a request names, as an id, before its entry is read (the
+ * request context reads it with the membership and the rate limit in one
+ * round trip, Directory.tenantAccess): `id` is the one tenant every
+ * reference names, null when they name none or not one and the same.
+ */
+export interface NamedTenant extends TenantReferences {
+  id: string | null;
+}
+
+export async function namedTenant(
+  deps: ContextDeps,
+  request: Request,
+  tid: string | undefined,
+  issuerTenantId: string | undefined,
+): Promise<NamedTenant> {
+  const refs = await tenantReferences(deps, request, tid, issuerTenantId);
+  const ids = await Promise.all(refs.refs.map((r) => deps.directory.tenantIdOf(r)));
+  const first = ids[0] ?? null;
+  return { ...refs, id: first !== null && ids.every((id) => id === first) ? first : null };
+}
+
+/**
+ * The tenant `named` names (null: it names none), `known` being the entry
+ * of `named.id` when already read (Directory.tenantAccess), with the custom domain when that named it. References
+ * that do not name one and the same existing tenant are refused: a conflict,
+ * whether or not the others exist (so a conflict reveals nothing either).
+ */
+export async function tenantNamed(
+  directory: Directory,
+  named: NamedTenant,
+  known?: TenantInfo | null,
+): Promise<{ tenant: TenantInfo | null; domain: string | null }> {
+  if (named.refs.length === 0) return { tenant: null, domain: null };
+  const id = named.id;
+  const tenant = id === null ? null : known !== undefined ? known : await directory.tenant(id);
+  if (!tenant) {
+    const distinct = new Set(named.refs.map((r) => r.trim().toLowerCase()));
+    if (distinct.size > 1) throw tenantAccessDenied("Conflicting tenant in token, X-Tenant-ID and host");
+    throw tenantAccessDenied(NO_ACCESS);
+  }
+  return { tenant, domain: tenant.id === named.domainTenantId ? named.domain : null };
 }
 
 /** The tenant a request names, and the custom domain when that named it. */
@@ -87,9 +119,7 @@ export async function requestTenant(
   tid: string | undefined,
   issuerTenantId: string | undefined,
 ): Promise<{ tenant: TenantInfo | null; domain: string | null }> {
-  const refs = await tenantReferences(deps, request, tid, issuerTenantId);
-  const tenant = await resolveTenant(deps.directory, refs.refs);
-  return { tenant, domain: tenant && tenant.id === refs.domainTenantId ? refs.domain : null };
+  return tenantNamed(deps.directory, await namedTenant(deps, request, tid, issuerTenantId));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { RedisStore, type Store } from "../../src/infra/store.ts";
+import { RedisStore, type Admission, type Store } from "../../src/infra/store.ts";
 import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { testRedisTarget } from "./redis-cluster.ts";
 
@@ -23,6 +23,7 @@ export function isolatedStore(): Store {
     set: (key, value, ttl) => inner.set(k(key), value, ttl),
     del: (...keys) => inner.del(...keys.map(k)),
     hit: (key, windowMs, by) => inner.hit(k(key), windowMs, by),
+    readAndHit: (keys: string[], admit: Admission[], counter: { key: string; windowMs: number }) => inner.readAndHit(keys.map(k), admit, { ...counter, key: k(counter.key) }),
     deletePattern: (pattern) => inner.deletePattern(k(pattern)),
     ping: () => inner.ping(),
     async close() {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createApp } from "../../src/app.ts";
-import { RedisStore, type Store } from "../../src/infra/store.ts";
+import { RedisStore, type Admission, type Store } from "../../src/infra/store.ts";
 import { MemoryStore } from "../../src/infra/memory-store.ts";
 import { testRedisTarget } from "./redis-cluster.ts";
 import { testAppDeps, type TestApp } from "./app.ts";
@@ -29,6 +29,7 @@ export function sharedStores(count: number): Store[] {
       set: (key: string, value: string, ttl: number) => inner.set(k(key), value, ttl),
       del: (...keys: string[]) => inner.del(...keys.map(k)),
       hit: (key: string, windowMs: number, by?: number) => inner.hit(k(key), windowMs, by),
+      readAndHit: (keys: string[], admit: Admission[], counter: { key: string; windowMs: number }) => inner.readAndHit(keys.map(k), admit, { ...counter, key: k(counter.key) }),
       deletePattern: (pattern: string) => inner.deletePattern(k(pattern)),
       ping: () => inner.ping(),
       async close() {

@@ -22,6 +22,7 @@ function countersDown(inner: Store): Store {
     set: (key, value, ttl) => inner.set(key, value, ttl),
     del: (...keys) => inner.del(...keys),
     hit: () => Promise.reject(new StoreUnavailableError("counters down (test)")),
+    readAndHit: () => Promise.reject(new StoreUnavailableError("counters down (test)")),
     deletePattern: (pattern) => inner.deletePattern(pattern),
     ping: () => inner.ping(),
     close: () => inner.close(),

@@ -44,6 +44,7 @@ function gatedStore(inner: Store) {
     },
     del: (...keys) => inner.del(...keys),
     hit: (key, windowMs, by) => inner.hit(key, windowMs, by),
+    readAndHit: (keys, admit, counter) => inner.readAndHit(keys, admit, counter),
     deletePattern: (pattern) => inner.deletePattern(pattern),
     ping: () => inner.ping(),
     close: () => inner.close(),

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, scanNodes } from "../../src/infra/redis.ts";
-import { isStoreUnavailable, RedisStore, tenantKey } from "../../src/infra/store.ts";
+import { isStoreUnavailable, RedisStore, tenantKey, type Admission } from "../../src/infra/store.ts";
 import { RedisStreamSlots, slotsKey } from "../../src/modules/live/stream-slots.ts";
 import { rateLimitWindowKey } from "../../src/infra/rate-limit.ts";
 import { quotaWindowKey } from "../../src/policy/quota.ts";
@@ -131,6 +131,32 @@ describe("Redis Cluster", () => {
       await expect(one.exec()).rejects.toThrow(/slot/i);
     } finally {
       (client as Redis | Cluster).disconnect();
+    }
+  });
+
+  it("the store's counted read: one tenant's entries and window in one script (with a key prefix); keys of two tenants refused before Redis", async () => {
+    const prefixed = new RedisStore(cluster.nodes, { keyPrefix: `test:${randomUUID().slice(0, 8)}:` });
+    try {
+      const [a, b] = [randomUUID(), randomUUID()];
+      const [info, member] = [tenantKey(a, "info"), tenantKey(a, "m", "u1")];
+      const window = { key: rateLimitWindowKey(a, Date.now()), windowMs: 60_000 };
+      const admit: Admission[] = [{ status: "ACTIVE" }, { role: true }];
+      // A miss is not counted; entries that meet their admissions are.
+      expect(await prefixed.readAndHit([info, member], admit, window)).toEqual({ values: [null, null], count: null });
+      await prefixed.set(info, JSON.stringify({ status: "ACTIVE" }), 60);
+      await prefixed.set(member, JSON.stringify({ "@v": null }), 60);
+      expect((await prefixed.readAndHit([info, member], admit, window)).count).toBeNull();
+      await prefixed.set(member, JSON.stringify({ role: "VIEWER" }), 60);
+      expect(await prefixed.readAndHit([info, member], admit, window)).toEqual({
+        values: [JSON.stringify({ status: "ACTIVE" }), JSON.stringify({ role: "VIEWER" })],
+        count: 1,
+      });
+      expect((await prefixed.hit(window.key, 60_000)).count).toBe(2);
+      expect(await keysOnCluster(`${prefixed.keyPrefix}t:{${a}}:*`)).toHaveLength(3);
+      await expect(prefixed.readAndHit([info, tenantKey(b, "info")], admit, window)).rejects.toThrow(/one hash tag/);
+    } finally {
+      await prefixed.deletePattern("t:{*").catch(() => 0);
+      await prefixed.close();
     }
   });
 

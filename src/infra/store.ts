@@ -10,8 +10,10 @@ declare module "ioredis" {
   interface RedisCommander<Context extends ClientContext> {
     /** HIT_SCRIPT (defineCommand below, typed as ioredis documents): [count in the window, ms until it resets]. */
     tgHit(key: string, windowMs: number, by: number): Result<[number, number], Context>;
-    /** READ_HIT_SCRIPT: the number of keys, the keys (entries, then the counter), window (ms), admissions (JSON). */
-    tgReadHit(...args: (string | number)[]): Result<(string | number | null)[], Context>;
+    /** READ_HIT_SCRIPT over one entry and the counter: the keys, window (ms), admissions (JSON). */
+    tgReadHit2(entry: string, counter: string, windowMs: number, admit: string): Result<(string | number | null)[], Context>;
+    /** READ_HIT_SCRIPT over two entries and the counter. */
+    tgReadHit3(a: string, b: string, counter: string, windowMs: number, admit: string): Result<(string | number | null)[], Context>;
   }
 }
 
@@ -114,8 +116,11 @@ export class RedisStore implements Store {
       lazyConnect: false,
     });
     this.redis.defineCommand("tgHit", { numberOfKeys: 1, lua: HIT_SCRIPT });
-    // Over several keys of one hash tag (readAndHit checks it): the number of keys is its first argument.
-    this.redis.defineCommand("tgReadHit", { lua: READ_HIT_SCRIPT });
+    // Over several keys of one hash tag (readAndHit checks it). A fixed
+    // number of keys: ioredis' cluster autopipelining files a command under
+    // the slot of its first argument, which must be a key.
+    this.redis.defineCommand("tgReadHit2", { numberOfKeys: 2, lua: READ_HIT_SCRIPT });
+    this.redis.defineCommand("tgReadHit3", { numberOfKeys: 3, lua: READ_HIT_SCRIPT });
     this.redis.on("ready", () => {
       // From now on a command sent while disconnected fails at once.
       this.redis.options.enableOfflineQueue = false;
@@ -189,8 +194,13 @@ export class RedisStore implements Store {
   async readAndHit(keys: string[], admit: Admission[], counter: { key: string; windowMs: number }) {
     const all = [...keys, counter.key];
     if (byHashTag(all).length !== 1) throw new Error("readAndHit: keys of one hash tag only (one cluster slot)");
+    const args = [counter.windowMs, JSON.stringify(admit)] as const;
     const [count, ...values] = await this.run(() =>
-      this.redis.tgReadHit(all.length, ...all, counter.windowMs, JSON.stringify(admit)),
+      all.length === 2
+        ? this.redis.tgReadHit2(all[0]!, all[1]!, ...args)
+        : all.length === 3
+          ? this.redis.tgReadHit3(all[0]!, all[1]!, all[2]!, ...args)
+          : Promise.reject(new Error("readAndHit: one or two entries")),
     );
     return { values: values.map((v) => (v === null ? null : String(v))), count: count === null ? null : Number(count) };
   }

@@ -56,8 +56,9 @@ describe("Redis keys and Cluster slots", () => {
     "src/infra/store.ts:del": "RedisStore.del: one DEL per hash tag on a cluster (byHashTag)",
     "src/infra/store.ts:unlink": "RedisStore.deletePattern: per node, one UNLINK per hash tag on a cluster",
     "src/modules/live/stream-slots.ts:pipeline": "RedisStreamSlots.renew: one pipeline per tenant (slotsKey only)",
-    "src/infra/store.ts:defineCommand tgReadHit":
-      "RedisStore.readAndHit: the context's entries and rate-limit window of one tenant (tenantKey), refused unless every key has one hash tag",
+    "src/infra/store.ts:defineCommand tgReadHit2":
+      "RedisStore.readAndHit: the context's entry and rate-limit window of one tenant (tenantKey), refused unless every key has one hash tag",
+    "src/infra/store.ts:defineCommand tgReadHit3": "RedisStore.readAndHit: the same with the membership",
   };
   const MULTI_KEY =
     /\.(multi|pipeline|mget|mset|msetnx|del|unlink|exists|touch|sunion|sinter|sdiff|sunionstore|sinterstore|sdiffstore|zunion|zinter|zdiff|zunionstore|zinterstore|zdiffstore|smove|lmove|blmove|rpoplpush|rename|renamenx|pfmerge|pfcount|bitop|watch|copy|eval|evalsha)\(/g;

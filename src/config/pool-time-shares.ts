@@ -15,11 +15,17 @@ export interface PoolTimeShares {
 }
 
 /**
- * FREE: half a connection busy on average, i.e. at most about half of one
- * core of PostgreSQL's time per process (docs/placement.md, "Pools" says
- * why and what it measured); the paid plans: no bound but their pool sizes.
+ * No bound by default: a plan's pool size is its only limit. A share is a
+ * trade an operator opts into: FREE at 0.5 keeps a FREE tenant's slow
+ * queries from taking more than about half of one core of PostgreSQL per
+ * process (the neighbour bench: docs/placement.md, "Time shares, measured"),
+ * but it is a bound on the whole FREE tier of the process, so under a load
+ * where FREE requests hold connections for long (a busy event loop) every
+ * FREE tenant's requests queue behind it: the dashboard bench with a third of
+ * its tenants on FREE fell from 127 to 78 req/s, p95 1.3 s (run 1 of
+ * bench/results/2026-12-03T09-24 quiet run, killed).
  */
-export const DEFAULT_POOL_TIME_SHARES: PoolTimeShares = { FREE: 0.5, PRO: null, ENTERPRISE: null, windowMs: 1000 };
+export const DEFAULT_POOL_TIME_SHARES: PoolTimeShares = { FREE: null, PRO: null, ENTERPRISE: null, windowMs: 1000 };
 
 function share(env: Env, name: string, fallback: number | null): number | null {
   const raw = str(env, name);

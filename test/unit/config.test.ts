@@ -135,8 +135,8 @@ describe("loadConfig", () => {
     expect(err.message).not.toContain("\n");
   });
 
-  it("time shares: FREE 0.5 connection-seconds per second by default, the paid plans unbounded; each plan settable, `unbounded` lifts it", () => {
-    expect(loadConfig({}).poolTimeShares).toEqual({ FREE: 0.5, PRO: null, ENTERPRISE: null, windowMs: 1000 });
+  it("time shares: every plan unbounded by default (opt-in); each plan settable, `unbounded` lifts it", () => {
+    expect(loadConfig({}).poolTimeShares).toEqual({ FREE: null, PRO: null, ENTERPRISE: null, windowMs: 1000 });
     expect(loadConfig({ POOL_TIME_SHARE_FREE: "unbounded", POOL_TIME_SHARE_PRO: "1.25", POOL_TIME_SHARE_ENTERPRISE: "4", POOL_TIME_SHARE_WINDOW_MS: "2000" }).poolTimeShares).toEqual({
       FREE: null,
       PRO: 1.25,

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { dashboardStatement, dashboardValues } from "./dashboard-statement.ts";
 import { loadavg } from "node:os";
 import pg from "pg";
 import { RequestConnection } from "../src/db/request-slots.ts";
@@ -33,19 +34,8 @@ if (!url) throw new Error("DATABASE_URL (the bench database) is required");
 const N = Number(process.env.MESSAGE_COST_REQUESTS ?? 3000);
 const BLOCK = 250;
 
-const golden = readFileSync(new URL("../test/__sql__/Dashboard.sql", import.meta.url), "utf8")
-  .split("\n")
-  .find((l) => /^app: (WITH|SELECT).* FROM projects c /.test(l))!
-  .slice("app: ".length);
-function serverValues(tenant: string, user: string) {
-  const values: (string | number)[] = [];
-  let limits = 0;
-  for (const m of golden.matchAll(/(app_visible_user\(u\.id, \$\d+::uuid, )?(LIMIT )?\$(\d+)/g)) {
-    values[Number(m[3]) - 1] = m[2] ? (limits++ === 0 ? 21 : 6) : m[1] ? user : tenant;
-  }
-  for (const m of golden.matchAll(/app_visible_user\(u\.id, \$\d+::uuid, \$(\d+)::uuid\)/g)) values[Number(m[1]) - 1] = user;
-  return values;
-}
+const golden = dashboardStatement;
+const serverValues = dashboardValues;
 
 const ticks = (pid: number) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { dashboardStatement, dashboardValues } from "./dashboard-statement.ts";
 import { readFileSync } from "node:fs";
 
 /**
@@ -23,21 +24,9 @@ const floorSql = /const DASHBOARD_SQL = `([\s\S]*?)`;/.exec(readFileSync(new URL
  * deployments each), with its parameters by position: LIMITs 21 (projects)
  * and 6 (deployments), the caller in app_visible_user, the tenant elsewhere.
  */
-const golden = readFileSync(new URL("../test/__sql__/Dashboard.sql", import.meta.url), "utf8")
-  .split("\n")
-  .find((l) => /^app: (WITH|SELECT).* FROM projects c /.test(l))!
-  .slice("app: ".length);
+const golden = dashboardStatement;
+const serverValues = dashboardValues;
 const serverSql = golden;
-const serverValues = (tenant: string, user: string) => {
-  const values: (string | number)[] = [];
-  let limits = 0;
-  for (const m of golden.matchAll(/(app_visible_user\(u\.id, \$\d+::uuid, )?(LIMIT )?\$(\d+)/g)) {
-    values[Number(m[3]) - 1] = m[2] ? (limits++ === 0 ? 21 : 6) : m[1] ? user : tenant;
-  }
-  // The caller is the second parameter of app_visible_user.
-  for (const m of golden.matchAll(/app_visible_user\(u\.id, \$\d+::uuid, \$(\d+)::uuid\)/g)) values[Number(m[1]) - 1] = user;
-  return values;
-};
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

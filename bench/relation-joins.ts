@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { dashboardStatement, dashboardValues } from "./dashboard-statement.ts";
 import { existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -55,20 +56,8 @@ function relationJoinsClient(): string {
   return entry;
 }
 
-/** The server's statement and its parameters (as bench/pg-cost.ts reads them). */
-const golden = readFileSync(new URL("../test/__sql__/Dashboard.sql", import.meta.url), "utf8")
-  .split("\n")
-  .find((l) => /^app: (WITH|SELECT).* FROM projects c /.test(l))!
-  .slice("app: ".length);
-function serverValues(tenant: string, user: string) {
-  const values: (string | number)[] = [];
-  let limits = 0;
-  for (const m of golden.matchAll(/(app_visible_user\(u\.id, \$\d+::uuid, )?(LIMIT )?\$(\d+)/g)) {
-    values[Number(m[3]) - 1] = m[2] ? (limits++ === 0 ? 21 : 6) : m[1] ? user : tenant;
-  }
-  for (const m of golden.matchAll(/app_visible_user\(u\.id, \$\d+::uuid, \$(\d+)::uuid\)/g)) values[Number(m[1]) - 1] = user;
-  return values;
-}
+const golden = dashboardStatement;
+const serverValues = dashboardValues;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

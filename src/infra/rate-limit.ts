@@ -1,5 +1,5 @@
 import { AppError, rateLimited } from "../errors.ts";
-import { isStoreUnavailable, tenantKey, type Store } from "./store.ts";
+import { isStoreUnavailable, StoreUnavailableError, tenantKey, type Store } from "./store.ts";
 
 export interface RateLimitState {
   limit: number;
@@ -14,6 +14,19 @@ const WINDOW_MS = 60_000;
 
 /** The store key of a tenant's one-minute window containing `now` (ms epoch): t:{id}:rl:<minute>. */
 export const rateLimitWindowKey = (tenantId: string, now: number) => tenantKey(tenantId, "rl", String(Math.floor(now / WINDOW_MS)));
+
+/**
+ * A counted read (Store.readAndHit) the caller stopped waiting for while it
+ * was still on its way: what it counted (null: it did not count), or
+ * "unavailable" (it failed: whether Redis ran it is unknown). Never rejects.
+ */
+export type LateCount = Promise<number | null | "unavailable">;
+
+export const lateCount = (read: Promise<{ count: number | null }>): LateCount =>
+  read.then(
+    (r) => r.count,
+    () => "unavailable" as const,
+  );
 
 /** The RATE_LIMITED error consumeRequest throws: it carries the window's state for the response headers. */
 export const isRateLimited = (err: unknown): err is AppError & { rateLimit: RateLimitState } =>
@@ -66,17 +79,23 @@ export class RateLimiter {
   /**
    * Counts one request of `tenantId`; throws RATE_LIMITED (with the window's
    * state) over `limit`. `counted`: the request was already counted in the
-   * store, at `at` (see `window`): its count is taken as it is.
+   * store, at `at` (see `window`): its count is taken as it is. A count still
+   * on its way (LateCount: the directory's budget ran out first) is waited
+   * for, up to the store's command timeout, and never counted a second
+   * time: when it did not count, the request is counted here; when it
+   * failed, in this process's window (the store is unavailable).
    */
-  async consume(tenantId: string, limit: number | null, counted?: { at: number; count: number }): Promise<RateLimitState> {
+  async consume(tenantId: string, limit: number | null, counted?: { at: number; count: number | LateCount }): Promise<RateLimitState> {
     const now = counted?.at ?? this.now();
     const window = Math.floor(now / WINDOW_MS);
     // The window ends when the clock says so, in the store and out of it.
     const reset = ((window + 1) * WINDOW_MS) / 1000;
     let count: number;
     let scope: RateLimitState["scope"] = "shared";
+    const known = await counted?.count;
     try {
-      count = counted?.count ?? (await this.store.hit(rateLimitWindowKey(tenantId, now), WINDOW_MS)).count;
+      if (known === "unavailable") throw new StoreUnavailableError("the counted read failed");
+      count = known ?? (await this.store.hit(rateLimitWindowKey(tenantId, now), WINDOW_MS)).count;
     } catch (err) {
       if (!isStoreUnavailable(err)) throw err;
       count = this.fallback.hit(tenantId, window);

@@ -1,6 +1,6 @@
 import type { Role } from "../generated/prisma/enums.ts";
 import { unauthenticated, tenantAccessDenied } from "../errors.ts";
-import { isRateLimited } from "../infra/rate-limit.ts";
+import { isRateLimited, type LateCount } from "../infra/rate-limit.ts";
 import { placementPoolsOf } from "../db/clients.ts";
 import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type VerifiedToken } from "./credentials.ts";
@@ -50,7 +50,7 @@ export async function buildContext(
   let idp: TenantIdp | null = null;
   let domain: string | null = null;
   /** The request's count in its rate-limit window when the directory's read counted it (Directory.tenantAccess), at `windowAt`. */
-  let counted: number | null = null;
+  let counted: number | LateCount | null = null;
   let windowAt = 0;
   const window = (tenantId: string) => {
     const w = deps.rateLimiter.window(tenantId);

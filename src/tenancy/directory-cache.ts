@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { lateCount, type LateCount } from "../infra/rate-limit.ts";
 import { tenantKey, type Admission, type Store } from "../infra/store.ts";
 
 /**
@@ -126,14 +127,20 @@ export class DirectoryCache {
   async cachedCounting(
     entries: { key: string; load: () => Promise<unknown>; admit: Admission }[],
     counter: { key: string; windowMs: number } | null,
-  ): Promise<{ values: unknown[]; count: number | null }> {
+  ): Promise<{ values: unknown[]; count: number | LateCount | null }> {
     const owner = await this.#owner();
     const keys = entries.map((e) => e.key);
     // A value of another database is no hit: the owner is one more field to match.
     const admit = entries.map((e) => ({ ...e.admit, [OWNER]: owner }));
-    const read = await this.#withStore((s) =>
-      counter ? s.readAndHit(keys, admit, counter) : Promise.all(keys.map((k) => s.get(k))).then((values) => ({ values, count: null })),
-    );
+    let sent: { done: boolean; read: Promise<{ count: number | null }> } | undefined;
+    const read = await this.#withStore((s) => {
+      const op = counter ? s.readAndHit(keys, admit, counter) : Promise.all(keys.map((k) => s.get(k))).then((values) => ({ values, count: null }));
+      const state = { done: false, read: op };
+      const settle = () => void (state.done = true);
+      op.then(settle, settle);
+      sent = state;
+      return op;
+    });
     const values = await Promise.all(
       entries.map((e, i) => {
         const text = read === UNAVAILABLE ? null : (read.values[i] ?? null);
@@ -142,7 +149,12 @@ export class DirectoryCache {
         return entry ? entry.value : this.#load(e.key, e.load, owner, { fresh: false, store: read !== UNAVAILABLE });
       }),
     );
-    return { values, count: read === UNAVAILABLE ? null : read.count };
+    if (read !== UNAVAILABLE) return { values, count: read.count };
+    // Out of budget but still on its way: the script may yet count the
+    // request (review CR-1). Its late answer is the request's count; counting
+    // again would count it twice (RateLimiter.consume waits for it instead).
+    const late = counter && sent && !sent.done ? sent.read : undefined;
+    return { values, count: late ? lateCount(late) : null };
   }
 
   /** A missed key read by `load()`, then cached (`store`: the store answered, so it is written to). */

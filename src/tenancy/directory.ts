@@ -4,6 +4,7 @@ import { isUuid } from "../uuid.ts";
 import { hashApiKey } from "./credentials.ts";
 import { assertPlacementOf } from "../db/placement-admin.ts";
 import type { Admission } from "../infra/store.ts";
+import type { LateCount } from "../infra/rate-limit.ts";
 import { DirectoryCache, directoryKeys as keys } from "./directory-cache.ts";
 import { readApiKey, readMembership, readTenant } from "./directory-reads.ts";
 import type {
@@ -110,13 +111,15 @@ export class Directory {
    * tenant and, for a user, a membership: a request they refuse never
    * spends the tenant's budget. `count` is null when nothing was counted
    * (a miss, a refusal, the store unavailable): the caller counts then, as
-   * before, once the answers are PostgreSQL's.
+   * before, once the answers are PostgreSQL's; a LateCount when the store
+   * was out of budget with the script still on its way (the caller waits
+   * for it rather than counting again).
    */
   async tenantAccess(
     tenantId: string,
     userId: string | null,
     counter: { key: string; windowMs: number } | null,
-  ): Promise<{ tenant: TenantInfo | null; membership: MembershipInfo | null; count: number | null }> {
+  ): Promise<{ tenant: TenantInfo | null; membership: MembershipInfo | null; count: number | LateCount | null }> {
     const entries: { key: string; load: () => Promise<unknown>; admit: Admission }[] = [
       { key: keys.tenant(tenantId), load: () => readTenant(this.#db, tenantId), admit: { status: "ACTIVE" } },
     ];

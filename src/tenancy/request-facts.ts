@@ -104,12 +104,25 @@ export async function factsInOneMessage(pool: pg.Pool, settings: TransactionSett
 }
 
 /**
- * Whether two readings of the facts admit the same request: everything but
- * the cache generation, which may move between them (a later one only makes
- * an answer stored under the earlier key fresher than its key).
+ * What of the facts admits a request: the caller (membership, role,
+ * platform admin, key), the tenant's status, plan, limit and feature
+ * overrides, domain and provider, its route and the move fence. Not the
+ * cache generation (a later one only makes an answer stored under the
+ * earlier key fresher than its key), nor the tenant's measured storage,
+ * which the storage refresher rewrites while the tenant writes and which
+ * refuses nothing a read does (a mutation's storage check uses the facts
+ * of its one transaction). Review PM-1: comparing it refused a read
+ * (SERVICE_UNAVAILABLE) when only a new measurement came in between.
  */
+function admission(f: RequestFacts) {
+  const t = f.tenant;
+  const tenant = t && { status: t.status, plan: t.plan, overrides: t.overrides, features: t.features, domain: t.domain, idp: t.idp };
+  return { tenant, member: f.member, admin: f.admin, key: f.key, route: f.route, writable: f.writable };
+}
+
+/** Whether two readings of the facts admit the same request (`admission`). */
 export function sameAdmission(a: RequestFacts, b: RequestFacts): boolean {
-  return JSON.stringify({ ...a, cache: undefined }) === JSON.stringify({ ...b, cache: undefined });
+  return JSON.stringify(admission(a)) === JSON.stringify(admission(b));
 }
 
 /**

@@ -15,6 +15,7 @@ const SLOW = [
   "test/integration/shutdown.test.ts",
   "test/integration/startup.test.ts",
   "test/integration/redis-outage.test.ts",
+  "test/integration/redis-scripts.test.ts",
   "test/integration/response-cache-faults.test.ts",
 ];
 

@@ -1,10 +1,10 @@
 import type { ExecutionResult } from "graphql";
 import type { Plugin } from "graphql-yoga";
-import { isStatementTimeout, queryTimeoutError } from "../policy/query-timeout.ts";
+import { isStatementTimeout, queryTimeoutError } from "../infra/query-timeout.ts";
 
 /**
  * Turns PostgreSQL's statement-timeout cancellation (SQLSTATE 57014) into
- * QUERY_TIMEOUT (src/policy/query-timeout.ts says why).
+ * QUERY_TIMEOUT (s../infra/query-timeout.ts says why).
  */
 function mapErrors(result: ExecutionResult): ExecutionResult | undefined {
   if (!result.errors?.some((e) => isStatementTimeout(e.originalError))) return undefined;

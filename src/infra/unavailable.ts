@@ -1,13 +1,19 @@
 import { GraphQLError } from "graphql";
 import { maskError as yogaMaskError } from "graphql-yoga";
 import { AppError, serviceUnavailable } from "../errors.ts";
+import { isStatementTimeout, queryTimeoutError } from "./query-timeout.ts";
 import { isStoreUnavailable } from "./store.ts";
 
 /**
  * A dependency that is down is not a bug: an operation that failed because
  * Redis or PostgreSQL could not answer is SERVICE_UNAVAILABLE (HTTP 503 with
  * Retry-After, SPEC section 10), so a client knows to retry, instead of a
- * masked INTERNAL_SERVER_ERROR. Everything else is masked as before.
+ * masked INTERNAL_SERVER_ERROR. So is a lock PostgreSQL could not take in
+ * time (55P03), and a statement cancelled (57014: the plan's timeout, an
+ * operator's cancel) is QUERY_TIMEOUT: both retryable, wherever they surface,
+ * the opening message of the request's transaction and the context's
+ * directory reads included (review-1330 F1: a bare 500 before). Everything
+ * else is masked as before.
  */
 
 /** PostgreSQL SQLSTATEs and socket codes meaning "the server is not there right now". */
@@ -15,6 +21,7 @@ const PG_UNAVAILABLE_CODES = new Set([
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now (starting up, shutting down)
+  "55P03", // lock_not_available (lock_timeout): the lock's holder, not this request, decides
   "08000", // connection_exception
   "08001",
   "08003",
@@ -66,8 +73,18 @@ export function unavailableDependency(error: unknown): string | null {
   return null;
 }
 
-/** Yoga's maskError, with unavailable dependencies answered as SERVICE_UNAVAILABLE. */
+/**
+ * Yoga's maskError, with unavailable dependencies answered as
+ * SERVICE_UNAVAILABLE and cancelled statements as QUERY_TIMEOUT. A field's
+ * error keeps its path (and no HTTP status of its own: the rest of the data
+ * stays readable); a request's error (no path: the context, the opening
+ * message, the COMMIT) is 503 with Retry-After.
+ */
 export function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  if (isStatementTimeout(error)) {
+    const path = error instanceof GraphQLError ? error.path : undefined;
+    return path ? queryTimeoutError(error as GraphQLError) : queryTimeoutError(undefined, true);
+  }
   const dependency = unavailableDependency(error);
   if (dependency) {
     const unavailable = serviceUnavailable(dependency);

@@ -2,7 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "../../src/tenancy/plans.ts";
-import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
+import { isStatementTimeout } from "../../src/infra/query-timeout.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { isolatedStore } from "../helpers/isolated-store.ts";

@@ -9,7 +9,7 @@ import { schema } from "../../src/schema.ts";
 import { checkAccess, checkDeclaredCountQuota, enforce } from "../../src/policy/enforcer.ts";
 import { directiveList, policyOf, type FieldPolicy } from "../../src/policy/field-policy.ts";
 import { redact, writeAudit } from "../../src/policy/audit.ts";
-import { isStatementTimeout } from "../../src/policy/query-timeout.ts";
+import { isStatementTimeout } from "../../src/infra/query-timeout.ts";
 import { isCountResource } from "../../src/policy/quota.ts";
 import type { Context } from "../../src/tenancy/context.ts";
 import type { Role } from "../../src/generated/prisma/enums.ts";

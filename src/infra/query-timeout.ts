@@ -1,4 +1,5 @@
 import { GraphQLError } from "graphql";
+import { SERVICE_UNAVAILABLE_RETRY_AFTER } from "../errors.ts";
 
 /**
  * Noisy neighbours: each plan caps a statement (PLAN_STATEMENT_TIMEOUT_MS,
@@ -29,9 +30,20 @@ export function isStatementTimeout(err: unknown): boolean {
   return false;
 }
 
-export const queryTimeoutError = (from?: GraphQLError) =>
+/**
+ * `request`: the request as a whole failed (the context, the message that
+ * opens its transaction): 503 with Retry-After, as SERVICE_UNAVAILABLE, so a
+ * client retries it. A field's timeout has no status of its own.
+ */
+export const queryTimeoutError = (from?: GraphQLError, request = false) =>
   new GraphQLError("The query was cancelled: it ran longer than the tenant's plan allows", {
     nodes: from?.nodes,
     path: from?.path,
-    extensions: { code: QUERY_TIMEOUT },
+    extensions: request
+      ? {
+          code: QUERY_TIMEOUT,
+          retryAfter: SERVICE_UNAVAILABLE_RETRY_AFTER,
+          http: { status: 503, headers: { "Retry-After": String(SERVICE_UNAVAILABLE_RETRY_AFTER) } },
+        }
+      : { code: QUERY_TIMEOUT },
   });

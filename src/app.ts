@@ -24,6 +24,7 @@ import { useQueryLimits } from "./http/use-query-limits.ts";
 import { maskError } from "./infra/unavailable.ts";
 import { RequestCounter } from "./infra/request-counter.ts";
 import { useRequestCounting } from "./http/use-request-counting.ts";
+import { useInputErrors } from "./http/use-input-errors.ts";
 import { useQueryTimeoutErrors } from "./http/use-query-timeout-errors.ts";
 import { CursorCodec } from "./infra/cursor.ts";
 import { InFlight } from "./infra/in-flight.ts";
@@ -129,6 +130,7 @@ export function createApp(appDeps: AppDeps): App {
       useCsrfPrevention(),
       useJsonBody(),
       useInputGuard(),
+      useInputErrors(),
       useRequestTransaction({ idempotencySecret: config.jwtSecret }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
       useTenantResponseCache({ store: deps.store, metrics, logger, schema, inFlight, options: deps.responseCache, databaseId: () => deps.directory.databaseId() }),

@@ -1,4 +1,4 @@
-import { GraphQLScalarType } from "graphql";
+import { GraphQLError, GraphQLScalarType, type ValueNode } from "graphql";
 import { DateTimeResolver, EmailAddressResolver, JSONResolver } from "graphql-scalars";
 import { builder } from "./builder.ts";
 
@@ -16,9 +16,18 @@ const CANONICAL_ISO = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\
  * as strings"). A string already in that form (deployment.prefetch.ts
  * keeps PostgreSQL's timestamps as such) is passed through; any other
  * string or number is read as before and answered in that form.
+ *
+ * What it reads is a year 0001-9999 (PostgreSQL's timestamptz has no year
+ * 0, and the canonical form has four digits): graphql-scalars accepts
+ * `0000-01-01T00:00:00Z`, which PostgreSQL refused as an unexpected error
+ * (review-1330 F5). The refusal is BAD_USER_INPUT; the request's input
+ * errors (src/http/use-input-errors.ts) name the argument or variable it
+ * was sent in.
  */
 const DateTime = new GraphQLScalarType({
   ...DateTimeResolver.toConfig(),
+  parseValue: (value: unknown) => inRange(DateTimeResolver.parseValue(value)),
+  parseLiteral: (node: ValueNode, variables?: Record<string, unknown> | null) => inRange(DateTimeResolver.parseLiteral(node, variables), node),
   serialize(value: unknown): string {
     if (typeof value === "string" && CANONICAL_ISO.test(value) && validDay(value)) return value;
     const date = value instanceof Date ? value : DateTimeResolver.serialize(value);
@@ -26,6 +35,13 @@ const DateTime = new GraphQLScalarType({
     return (Number.isNaN(date.getTime()) ? DateTimeResolver.serialize(date) : date).toISOString();
   },
 });
+
+/** A Date of the years 0001-9999, else BAD_USER_INPUT (the literal's node, when it is one: its path is added). */
+function inRange(date: Date, node?: ValueNode): Date {
+  const year = date.getUTCFullYear();
+  if (year >= 1 && year <= 9999) return date;
+  throw new GraphQLError("must be a DateTime of the years 0001 to 9999", { nodes: node, extensions: { code: "BAD_USER_INPUT" } });
+}
 
 /** The day exists in its month (the pattern allows 31 everywhere). */
 function validDay(iso: string): boolean {

@@ -1,6 +1,7 @@
 import { Kind, type ASTNode, type ASTVisitor, type ValidationContext } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { AppError } from "../errors.ts";
+import { keySegment, literalPath, refuse, type Ancestors, type Parent } from "./input-paths.ts";
 
 /**
  * useInputGuard: what a hostile request's *values* meet before anything
@@ -44,19 +45,6 @@ function badString(s: string): string | null {
   if (s.includes(NUL)) return "contains a NUL character (U+0000), which is not allowed";
   if (UNPAIRED_SURROGATE.test(s)) return "contains an unpaired UTF-16 surrogate (not valid Unicode)";
   return null;
-}
-
-// A 400 wherever it is found: before parsing, or while validating the parsed
-// document (where GraphQL over HTTP would answer 200 under application/json).
-const refuse = (field: string, message: string) =>
-  new AppError("BAD_USER_INPUT", `${field} ${message}`, { field }, { status: 400, spec: false });
-
-/** A path segment for an object key: `.name` when it is a plain name, else a quoted, escaped, shortened key. */
-function keySegment(key: string): string {
-  if (/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) return `.${key}`;
-  const shown = key.length > 32 ? `${key.slice(0, 32)}...` : key;
-  // JSON.stringify escapes NUL and unpaired surrogates as \uXXXX.
-  return `[${JSON.stringify(shown)}]`;
 }
 
 interface Visit {
@@ -158,25 +146,6 @@ function scanDocument(q: string, maxNesting: number): "too-deep" | "bad-escape" 
     }
   }
   return null;
-}
-
-type Ancestors = readonly (ASTNode | readonly ASTNode[])[];
-type Parent = ASTNode | readonly ASTNode[] | undefined;
-
-/** `createProject.input.name`-style path of a literal, from its ancestors and parent in the document. */
-function literalPath(ancestors: Ancestors, parent: Parent, node: ASTNode, upToArgument = false): string {
-  let nodes = [...ancestors, parent].filter((a): a is ASTNode => !!a && !Array.isArray(a));
-  nodes.push(node);
-  // For over-deep values: the argument (like `variables.c` for a variable), not a path as long as the nesting.
-  if (upToArgument) nodes = nodes.slice(0, nodes.findIndex((n) => n.kind === Kind.LIST || n.kind === Kind.OBJECT));
-  let path = "";
-  nodes.forEach((n, i) => {
-    if (n.kind === Kind.FIELD) path += `${path ? "." : ""}${(n.alias ?? n.name).value}`;
-    else if (n.kind === Kind.ARGUMENT || n.kind === Kind.OBJECT_FIELD) path += `${path ? "." : ""}${n.name.value}`;
-    else if (n.kind === Kind.VARIABLE_DEFINITION) path += `${path ? "." : ""}$${n.variable.name.value}`;
-    else if (n.kind === Kind.LIST && nodes[i + 1]) path += `[${n.values.findIndex((v) => v === nodes[i + 1])}]`;
-  });
-  return path || "query";
 }
 
 function literalRule(maxDepth: number) {

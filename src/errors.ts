@@ -144,3 +144,41 @@ export const idempotencyKeyInUse = (retryAfter = 1) =>
 /** A malformed or misplaced Idempotency-Key header: 400, naming the header. */
 export const badIdempotencyKey = (message: string) =>
   new AppError("BAD_REQUEST", message, { header: IDEMPOTENCY_HEADER, field: IDEMPOTENCY_HEADER }, { status: 400 });
+
+/** What a database error carries of its SQLSTATE, as pg, Prisma and its driver adapter wrap it. */
+interface SqlErrorFields {
+  code?: unknown;
+  originalCode?: unknown;
+  originalError?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
+}
+
+/** Prisma's codes for the SQLSTATEs it maps itself (unique and foreign-key violations). */
+const PRISMA_CODE: Record<string, string> = { "23505": "P2002", "23503": "P2003" };
+
+/**
+ * Whether `err` is a failed statement with SQLSTATE `state`, whichever way
+ * it reached the caller: pg's error, Prisma's (its own code, or the driver
+ * adapter's cause), or either wrapped as an error's cause.
+ */
+export function hasSqlState(err: unknown, state: string): boolean {
+  for (let e = err as SqlErrorFields | undefined, depth = 0; e && typeof e === "object" && depth < 6; e = (e.originalError ?? e.cause) as SqlErrorFields | undefined, depth++) {
+    if (e.code === state || e.originalCode === state || (PRISMA_CODE[state] !== undefined && e.code === PRISMA_CODE[state])) return true;
+    const cause = e.meta?.driverAdapterError?.cause;
+    if (cause && (cause.originalCode === state || cause.code === state)) return true;
+  }
+  return false;
+}
+
+/**
+ * For a change's `.catch`: a row refused by a foreign key (23503: what it
+ * names was deleted while the statement waited for it) is answered as
+ * `what` not found, as when it was never there; anything else is rethrown.
+ */
+export const referenceGone =
+  (what: string) =>
+  (err: unknown): never => {
+    if (hasSqlState(err, "23503")) throw notFound(what);
+    throw err;
+  };

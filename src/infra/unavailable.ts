@@ -33,6 +33,17 @@ const PG_UNAVAILABLE_CODES = new Set([
   "EPIPE",
 ]);
 
+/**
+ * A transaction PostgreSQL aborted for another's sake: a deadlock (40P01)
+ * or a serialization failure (40001; Prisma's P2034, "write conflict or a
+ * deadlock"). Nothing of it was written and the same request may pass
+ * when sent again: SERVICE_UNAVAILABLE (retryable), never a masked error
+ * (review W2-1: a createDeployment with an Idempotency-Key whose project
+ * was being deleted answered INTERNAL_SERVER_ERROR). An Idempotency-Key
+ * is released, not kept, for such an answer (src/http/idempotency.ts).
+ */
+const PG_RETRY_CODES = new Set(["40001", "40P01", "P2034"]);
+
 const PG_UNAVAILABLE_MESSAGE =
   /Connection terminated|timeout exceeded when trying to connect|timed out waiting for a request slot|is not currently accepting connections|Can't reach database server|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command|Client has encountered a connection error/i;
 
@@ -67,7 +78,7 @@ export function unavailableDependency(error: unknown): string | null {
     if (e instanceof AppError) return null;
     if (isStoreUnavailable(e)) return "redis";
     const code = typeof e.code === "string" ? e.code : typeof e.originalCode === "string" ? e.originalCode : undefined;
-    if (code && PG_UNAVAILABLE_CODES.has(code)) return "postgres";
+    if (code && (PG_UNAVAILABLE_CODES.has(code) || PG_RETRY_CODES.has(code))) return "postgres";
     if (typeof e.message === "string" && PG_UNAVAILABLE_MESSAGE.test(e.message)) return "postgres";
   }
   return null;

@@ -1,6 +1,6 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { DeploymentStatus } from "../../generated/prisma/enums.ts";
-import { badInput, notFound } from "../../errors.ts";
+import { badInput, notFound, referenceGone } from "../../errors.ts";
 import { randomUUID } from "node:crypto";
 import { auditRow, noteAudited, type AuditRow } from "../../policy/audit.ts";
 import type { TenantContext } from "../../tenancy/context.ts";
@@ -24,12 +24,15 @@ export async function createDeployment(
   const id = randomUUID();
   const audit = { row: auditRow(ctx, { action: "deployment.create", targetType: "Deployment", targetId: id, metadata: { input } }), id: randomUUID() };
   const sql = createDeploymentSql({ tenantId: ctx.tenant.id, id, projectId, commitSha, branch, createdById: ctx.user?.id ?? null }, audit, new Date());
-  return ctx.tenantDb.transaction(async (tx) => {
-    const [deployment] = await tx.$queryRaw<DeploymentRow[]>(sql);
-    if (!deployment) throw notFound("Project");
-    changed(ctx, tx, deployment, audit);
-    return deployment;
-  });
+  return ctx.tenantDb
+    .transaction(async (tx) => {
+      const [deployment] = await tx.$queryRaw<DeploymentRow[]>(sql);
+      if (!deployment) throw notFound("Project");
+      changed(ctx, tx, deployment, audit);
+      return deployment;
+    })
+    // The project deleted while the statement waited for its row (review W2-1).
+    .catch(referenceGone("Project"));
 }
 
 /** After the statement wrote the row and its entry: the enforcer is told, the live events wait for COMMIT. */

@@ -1,6 +1,6 @@
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { WorkflowStatus } from "../../generated/prisma/enums.ts";
-import { badInput, notFound } from "../../errors.ts";
+import { badInput, notFound, referenceGone } from "../../errors.ts";
 import { writeAudit } from "../../policy/audit.ts";
 import type { TenantContext } from "../../tenancy/context.ts";
 import * as v from "../../graphql/validate.ts";
@@ -28,6 +28,7 @@ export async function createWorkflow(
 ) {
   const name = v.name("name", input.name);
   const cfg = config(input.config);
+  // A project deleted between its check and the insert: NOT_FOUND as well (review W2-1).
   return ctx.tenantDb.transaction(async (tx) => {
     if (input.projectId) {
       const project = await tx.project.findFirst({ where: { id: input.projectId }, select: { id: true } });
@@ -44,7 +45,7 @@ export async function createWorkflow(
     });
     publishAfterCommit(tx, ctx.tenant.id, { type: "Workflow", id: workflow.id, projectId: workflow.projectId });
     return workflow;
-  });
+  }).catch(referenceGone("Project"));
 }
 
 export async function updateWorkflow(

@@ -1,3 +1,4 @@
+import type { GraphQLSchema } from "graphql";
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type pg from "pg";
 import type { Config } from "./config.ts";
@@ -30,7 +31,7 @@ import { CursorCodec } from "./infra/cursor.ts";
 import { InFlight } from "./infra/in-flight.ts";
 import { RateLimiter } from "./infra/rate-limit.ts";
 import { ApiKeyUse } from "./tenancy/last-used.ts";
-import { schema } from "./schema.ts";
+import { schema as appSchema } from "./schema.ts";
 import { buildContext, type Context, type ContextDeps } from "./tenancy/context.ts";
 import { LiveHub } from "./modules/live/hub.ts";
 import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
@@ -62,6 +63,8 @@ export interface AppDeps extends Omit<ContextDeps, "cursors" | "rateLimiter" | "
   probes: Record<string, () => Promise<boolean>>;
   /** True once a shutdown has begun: /readyz answers 503 from then on (src/server.ts). */
   draining?: () => boolean;
+  /** The schema served: src/schema.ts's when omitted (a test may serve one of its own over the same request path). */
+  schema?: GraphQLSchema;
   /** Signs a demo token (acme OWNER) for GraphiQL's header template; only outside production with the demo tenants seeded. */
   demoToken?: () => Promise<string>;
 }
@@ -78,6 +81,7 @@ export function createApp(appDeps: AppDeps): App {
     allowHttp: !config.production,
   });
   const inFlight = appDeps.inFlight ?? new InFlight();
+  const schema = appDeps.schema ?? appSchema;
   // Cursors are signed with a key of the server's secret, handed to the
   // pagination code through the context. What the app remembers between
   // requests (rate-limit fallback windows, last uses) is its own.

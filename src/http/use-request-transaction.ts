@@ -101,8 +101,11 @@ export function useRequestTransaction(options: { idempotencySecret: string }): P
 }
 
 /**
- * The answer of a mutation whose COMMIT failed: no data (nothing of it may
- * be taken as done). Rolled back: the errors that explain it. The COMMIT
+ * The answer of a mutation whose COMMIT failed, or that was rolled back
+ * (a change without a savepoint failed, src/tenancy/mutation-changes.ts):
+ * no data (nothing of it may be taken as done, though a resolver that
+ * caught its change's failure returned some). Rolled back: the errors that
+ * explain it (the failed field's). The COMMIT
  * itself failed: that error, which the error mask turns into
  * SERVICE_UNAVAILABLE (503, Retry-After) when PostgreSQL is away.
  */

@@ -111,6 +111,10 @@ export function enforce<C>(resolver: GraphQLFieldResolver<unknown, C, object>, p
     const reservation = windowQuota
       ? await reserveWindowQuota(ctx.store, ctx.tenant!, windowQuota.resource, windowQuota.cost, ctx.now())
       : null;
+    // Given back if the change is not kept: the resolver fails (below), or it
+    // succeeded and the mutation's transaction does not commit (a failed
+    // payload read, a failed COMMIT; review-1330 F8). A refund runs once.
+    if (reservation) ctx.tenantDb.afterRollback(() => reservation.refund());
     scopes.set(ctx, scope);
     let result: unknown;
     try {

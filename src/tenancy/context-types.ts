@@ -161,7 +161,7 @@ export interface RequestLive {
 
 /** The request's tenant-scoped database (TenantDb's request-facing methods, bound; never its clients). */
 export interface TenantDbHandle
-  extends Readonly<Pick<TenantDb, "client" | "tenantId" | "transaction" | "run" | "queryRaw" | "afterCommit" | "authorize" | "setStatementTimeout" | "finish">> {
+  extends Readonly<Pick<TenantDb, "client" | "tenantId" | "transaction" | "run" | "queryRaw" | "afterCommit" | "afterRollback" | "authorize" | "setStatementTimeout" | "finish">> {
   /** Statements outside the request's transaction, each in a short one of its own (src/http/export.ts). */
   statements(): TenantDbHandle;
 }

@@ -13,6 +13,8 @@ export class TransactionRolledBack extends Error {
 export interface Committed {
   live: [string, LiveChange[]][];
   hooks: (() => Promise<unknown>)[];
+  /** Run when the transaction does not commit (rolled back, or its COMMIT's outcome unknown): TenantDb.afterRollback. */
+  rollbackHooks: (() => Promise<unknown>)[];
   /** A change without a savepoint failed: the transaction ends with ROLLBACK, nothing waits (src/tenancy/mutation-changes.ts). */
   undone?: boolean;
 }
@@ -22,7 +24,8 @@ export interface Committed {
  * commit and rollback are alike, and a failure is of no consequence. A
  * mutation: COMMIT, and throws when it failed (the connection broke:
  * whether it committed is unknown) or ended as a rollback
- * (`TransactionRolledBack`); once committed, runs `onCommitted` (only if it
+ * (`TransactionRolledBack`, also when a change without a savepoint failed
+ * and it was rolled back on purpose; then the rollback hooks run); once committed, runs `onCommitted` (only if it
  * wrote), publishes the live changes and runs the hooks (their failures are theirs).
  */
 export async function endSession(
@@ -55,12 +58,17 @@ export async function endSession(
     session.connection.client.release(err as Error);
   }
   if (!mutation) return;
-  const { live, hooks } = committed;
+  const { live, hooks, rollbackHooks } = committed;
   committed.live = [];
   committed.hooks = [];
+  committed.rollbackHooks = [];
+  if (committed.undone || failure) await Promise.allSettled(rollbackHooks.map((h) => h()));
   // Rolled back on purpose (or the connection broke on the way: rolled back
-  // all the same): the failed field's error is the answer.
-  if (committed.undone) return;
+  // all the same): the failed field's error is the answer, and an answer
+  // that carries data anyway (a resolver that caught its own change's
+  // failure) must not be sent as committed (review-1330 F7): the caller
+  // answers it as not committed (use-request-transaction.ts).
+  if (committed.undone) throw new TransactionRolledBack();
   if (failure) throw failure;
   if (wrote) await options.onCommitted?.();
   if (options.publisher) {

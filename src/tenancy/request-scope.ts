@@ -29,6 +29,7 @@ export function tenantDbHandle(db: TenantDb): TenantDbHandle {
     run: <T>(fn: (tx: ScopedTx) => Promise<T>) => db.run(fn),
     queryRaw: <T>(sql: Parameters<TenantDb["queryRaw"]>[0], options?: Parameters<TenantDb["queryRaw"]>[1]) => db.queryRaw<T>(sql, options),
     afterCommit: (hook: () => Promise<unknown>) => db.afterCommit(hook),
+    afterRollback: (hook: () => Promise<unknown>) => db.afterRollback(hook),
     authorize: () => db.authorize(),
     setStatementTimeout: (ms: number) => db.setStatementTimeout(ms),
     finish: () => db.finish(),

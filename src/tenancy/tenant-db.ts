@@ -39,7 +39,7 @@ export class TenantDb {
   /** Mutation mode: the savepoint transactions run one at a time (their savepoints must nest, never interleave). */
   private changes: Promise<unknown> = Promise.resolve();
   /** Mutation mode: live changes and hooks waiting for the COMMIT. */
-  private readonly committed: Committed = { live: [], hooks: [] };
+  private readonly committed: Committed = { live: [], hooks: [], rollbackHooks: [] };
 
   constructor(
     /** The client this scope was made on (before the tier's pool was picked). */
@@ -205,6 +205,18 @@ export class TenantDb {
   async afterCommit(hook: () => Promise<unknown>): Promise<void> {
     if (this.options.mode === "mutation" && this.slots && !this.closed) this.committed.hooks.push(hook);
     else await hook();
+  }
+
+  /**
+   * Runs `hook` if the mutation's transaction does not commit: ROLLBACK (a
+   * failed statement, a failed change without a savepoint) or a COMMIT
+   * whose outcome is unknown (the connection broke). Only in mutation mode:
+   * elsewhere a change that fails throws to its caller. For what was spent
+   * outside the transaction on its behalf, such as a window quota's
+   * reservation in the store (src/policy/enforcer.ts).
+   */
+  afterRollback(hook: () => Promise<unknown>): void {
+    if (this.options.mode === "mutation" && this.slots && !this.closed) this.committed.rollbackHooks.push(hook);
   }
 
   /**

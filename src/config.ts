@@ -9,6 +9,7 @@ import { corsOrigins } from "./config/cors-origins.ts";
 import { placementServers } from "./config/placement-servers.ts";
 import { redisKeyPrefix } from "./config/redis-key-prefix.ts";
 import { poolSizes, type PoolSizes } from "./config/pool-sizes.ts";
+import { poolTenantMax, type PoolTenantMax } from "./config/pool-tenant-max.ts";
 import { poolTimeShares, type PoolTimeShares } from "./config/pool-time-shares.ts";
 import { trustProxy, type TrustProxy } from "./config/trust-proxy.ts";
 
@@ -28,6 +29,8 @@ export interface Config {
   poolSizes: PoolSizes;
   /** Each plan's share of database time, connection-seconds per second (POOL_TIME_SHARE_FREE, _PRO, _ENTERPRISE; docs/request-path.md "Time shares"). */
   poolTimeShares: PoolTimeShares;
+  /** Connections one tenant may hold at once in its plan's pool (POOL_TENANT_MAX_FREE, _PRO, _ENTERPRISE; docs/request-path.md "Fairness within a tier"). */
+  poolTenantMax: PoolTenantMax;
   /** PLACEMENT_DATABASE_URLS: servers that can host DATABASE placements, by name (the main server is `default`). */
   placementServers: Record<string, string>;
   /** PLACEMENT_POOL_IDLE_MS: a placement's pools unused this long are dropped, reopened on next use (0: never; docs/placement.md "Pools"). */
@@ -156,6 +159,7 @@ export function loadConfig(env: Env = process.env): Config {
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),
     poolSizes: poolSizes(env),
     poolTimeShares: poolTimeShares(env),
+    poolTenantMax: poolTenantMax(env),
     placementServers: placementServers(env),
     placementPoolIdleMs: int(env, "PLACEMENT_POOL_IDLE_MS", 300_000, 0, 86_400_000),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),

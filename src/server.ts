@@ -126,6 +126,7 @@ async function main() {
     placementServers: config.placementServers,
     placementPools: { idleMs: config.placementPoolIdleMs },
     timeShares: timeSharesOf(config),
+    tenantMax: config.poolTenantMax,
   });
   // Each pool is the role it must be (not the migrator: RLS would not bind it).
   await checkServerRoles(db);

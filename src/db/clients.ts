@@ -7,7 +7,7 @@ import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
 import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts";
 import { realClock, type ShareClock } from "./time-share.ts";
-import { TimeSharedPool } from "./time-shared-pool.ts";
+import { TierPool } from "./tier-pool.ts";
 
 /**
  * The database handles of one process. None is the table owner:
@@ -22,8 +22,11 @@ import { TimeSharedPool } from "./time-shared-pool.ts";
  *   - `platform` runs as tenantgraph_platform: the explicit cross-tenant
  *     path (platform operations, @crossTenant, the directory's credential
  *     and tenant resolution), on its own small pool.
- * A plan given a time share (POOL_TIME_SHARE_<PLAN>) has its tier pools,
- * main and placed, bounded by connection time too (src/db/time-share.ts).
+ * A tier pool, main or placed, serves its waiting requests round-robin by
+ * tenant, optionally caps the connections one tenant holds
+ * (POOL_TENANT_MAX_<PLAN>), and, for a plan given a time share
+ * (POOL_TIME_SHARE_<PLAN>), is bounded by connection time too
+ * (src/db/time-share.ts, src/db/tier-pool.ts).
  * Each connects with its own URL when one is given (managed databases), else
  * with the migrator's URL and `SET ROLE` at connection start.
  */
@@ -68,7 +71,16 @@ export interface TimeSharesOption {
 
 const CONNECTION_TIMEOUT_MS = 10_000;
 
-export function createPool(url: string, role: string | undefined, max: number, share?: { tier: TierTimeShare; windowMs: number; clock: ShareClock }): pg.Pool {
+/** What a tier pool's gate takes (src/db/time-share.ts): its plan's share and cap, if any. */
+export interface TierGateOption {
+  share?: TierTimeShare;
+  tenantMax?: number;
+  windowMs: number;
+  clock: ShareClock;
+}
+
+/** A pool; with `gate`, a tier pool (its waiters served by tenant, src/db/tier-pool.ts). */
+export function createPool(url: string, role: string | undefined, max: number, gate?: TierGateOption): pg.Pool {
   const config = {
     connectionString: url,
     max,
@@ -78,11 +90,18 @@ export function createPool(url: string, role: string | undefined, max: number, s
     // the pool hands the connection to anyone.
     options: role ? `-c role=${role}` : undefined,
   };
-  // A share at least the pool's size never binds: a plain pool then.
-  const pool =
-    share && share.tier.share < max
-      ? new TimeSharedPool(config, { share: share.tier.share, windowMs: share.windowMs, maxWaitMs: share.tier.maxWaitMs || CONNECTION_TIMEOUT_MS, clock: share.clock })
-      : new pg.Pool(config);
+  // A share or a cap at least the pool's size never binds: none then.
+  const share = gate?.share && gate.share.share < max ? gate.share : undefined;
+  const pool = gate
+    ? new TierPool(config, {
+        share: share?.share,
+        tenantMax: gate.tenantMax !== undefined && gate.tenantMax < max ? gate.tenantMax : undefined,
+        windowMs: gate.windowMs,
+        // A wait for the share is bounded by the plan's statement timeout; one for a connection alone by pg's, as in pg's own queue.
+        maxWaitMs: (share && share.maxWaitMs) || CONNECTION_TIMEOUT_MS,
+        clock: gate.clock,
+      })
+    : new pg.Pool(config);
   // An idle connection the server closes (a restart, an admin, the embedded
   // PostgreSQL stopping at shutdown) is dropped by the pool; without a
   // listener, pg would raise it as an uncaught 'error' and kill the process.
@@ -141,17 +160,20 @@ export function createDatabases(opts: {
   placementPools?: PlacementPoolsOptions;
   /** Each plan's share of database time (POOL_TIME_SHARE_*); none given: no plan has one. */
   timeShares?: TimeSharesOption;
+  /** Connections one tenant may hold at once in a tier pool of the plan (POOL_TENANT_MAX_*); a plan not named: its pool size. */
+  tenantMax?: Partial<Record<Plan, number | null>>;
 }): Databases {
   const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
   const appUrl = opts.appUrl ?? opts.ownerUrl;
   const appRole = opts.appUrl ? undefined : APP_ROLE;
   const clock = opts.timeShares?.clock ?? realClock();
-  // Every tier pool of a plan with a share gets a bucket of its own (main, each placement group).
-  const shareOf = (tier: Plan | "platform" | "live") => {
-    const t = tier === "platform" || tier === "live" ? undefined : opts.timeShares?.plans[tier];
-    return t ? { tier: t, windowMs: opts.timeShares!.windowMs, clock } : undefined;
+  // Every tier pool gets a gate of its own (main, each placement group), with a bucket when its plan has a share.
+  const gateOf = (tier: Plan | "platform" | "live"): TierGateOption | undefined => {
+    if (tier === "platform" || tier === "live") return undefined;
+    const shares = opts.timeShares;
+    return { share: shares?.plans[tier] ?? undefined, tenantMax: opts.tenantMax?.[tier] ?? undefined, windowMs: shares?.windowMs ?? 1000, clock };
   };
-  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan], shareOf(plan))])) as Record<Plan, pg.Pool>;
+  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan], gateOf(plan))])) as Record<Plan, pg.Pool>;
   const tiers = Object.fromEntries(PLANS.map((plan) => [plan, clientWithSlots(appPools[plan], sizes[plan])])) as Record<
     Plan,
     ReturnType<typeof clientWithSlots>
@@ -168,9 +190,9 @@ export function createDatabases(opts: {
     const role = tier === "platform" ? PLATFORM_ROLE : APP_ROLE;
     // The deployment's own logins (e.g. through PgBouncer) reach the main
     // server's databases; a placement elsewhere is reached by its server's URL.
-    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max, shareOf(tier));
-    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max, shareOf(tier));
-    return createPool(placementAdmin.databaseUrl(ref), role, max, shareOf(tier));
+    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max, gateOf(tier));
+    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max, gateOf(tier));
+    return createPool(placementAdmin.databaseUrl(ref), role, max, gateOf(tier));
   }, opts.placementPools);
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);

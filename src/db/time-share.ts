@@ -1,14 +1,25 @@
 import { GraphQLError } from "graphql";
+import { LaneQueue } from "./lane-queue.ts";
 
 /**
- * A tier pool's share of database time (docs/request-path.md, "Time
+ * The gate of a tier pool (src/db/tier-pool.ts): who of its waiters gets
+ * the next connection, and whether the pool may hand one out at all.
+ *
+ * Fairness within the tier (docs/request-path.md, "Fairness within a
+ * tier"): the waiters are served by tenant (src/db/lane-queue.ts), those of
+ * tenants holding no connection first, the others round-robin, so one
+ * tenant's backlog does not delay another tenant's request; optionally a tenant holds at most `tenantMax` connections at
+ * once (POOL_TENANT_MAX_<PLAN>), its further requests waiting even while
+ * the pool has one free.
+ *
+ * Optionally a share of database time (docs/request-path.md, "Time
  * shares"): a token bucket of held-connection milliseconds. The pool earns
  * `share` connection-ms per ms (0.5: half a connection busy on average) up
  * to `share x windowMs`, and every connection it holds spends one per ms,
  * while it is held (a slow query is paid for as it runs, not after). A
  * connection is handed out only while the balance is not negative and
  * fewer than `max` are held; otherwise the acquisition waits in this pool's
- * own queue, first come first served. Only the pool that spent its share
+ * own queue, its turn by tenant as above. Only the pool that spent its share
  * waits: other tiers have buckets of their own, or none.
  *
  * Why connection time: PostgreSQL has no per-backend CPU limit, and a
@@ -37,13 +48,15 @@ export function realClock(now: () => number = Date.now): ShareClock {
 }
 
 export interface TimeShareOptions {
-  /** Connection-ms earned per ms (connection-seconds per second). */
-  share: number;
+  /** Connection-ms earned per ms (connection-seconds per second); undefined: no bound but `max`. */
+  share?: number;
   /** The bucket holds `share x windowMs` connection-ms: what an idle tier may spend at once. */
   windowMs: number;
   /** Connections held at most (the pool's size). */
   max: number;
-  /** How long an acquisition waits at most: the plan's statement timeout (> 0). */
+  /** Connections one tenant holds at most (undefined: `max`). Untagged acquisitions share no cap. */
+  tenantMax?: number;
+  /** How long an acquisition waits at most: the plan's statement timeout with a share, pg's connection timeout without (> 0). */
   maxWaitMs: number;
   clock: ShareClock;
 }
@@ -61,6 +74,7 @@ export class TimeShareTimeout extends GraphQLError {
 }
 
 interface Waiter {
+  lane: string;
   since: number;
   /** Waited (at some point) because the share was spent, not only for a free connection. */
   inDebt: boolean;
@@ -77,26 +91,35 @@ export class TimeShare {
   private balance: number;
   private at: number;
   private held = 0;
-  private readonly queue: Waiter[] = [];
+  /** Connections held by tenant ("": the untagged acquisitions). */
+  private readonly heldBy = new Map<string, number>();
+  private readonly queue = new LaneQueue<Waiter>();
   private cancelWake: (() => void) | undefined;
   /** Acquisitions that waited because the share was spent, and how long they waited (ms), since start. */
   readonly stats = { shareWaits: 0, shareWaitMs: 0, timeouts: 0 };
 
   constructor(private readonly options: TimeShareOptions) {
-    if (!(options.share > 0) || !(options.windowMs > 0) || !(options.maxWaitMs > 0) || !(options.max >= 1)) throw new Error("invalid time share");
+    const { share, tenantMax } = options;
+    if ((share !== undefined && !(share > 0)) || !(options.windowMs > 0) || !(options.maxWaitMs > 0) || !(options.max >= 1)) throw new Error("invalid time share");
+    if (tenantMax !== undefined && !(tenantMax >= 1)) throw new Error("invalid time share");
     this.balance = this.capacity;
     this.at = options.clock.now();
   }
 
+  /** Whether the pool has a share of database time (not only its size and the tenants' turns). */
+  get bounded(): boolean {
+    return this.options.share !== undefined;
+  }
+
   get capacity(): number {
-    return this.options.share * this.options.windowMs;
+    return this.options.share === undefined ? Infinity : this.options.share * this.options.windowMs;
   }
 
   /** Brings the balance to `now`: `share` earned and one spent per held connection, per ms since the last time. */
   private settle(now = this.options.clock.now()): number {
     const elapsed = now - this.at;
     if (elapsed > 0) {
-      this.balance = Math.min(this.capacity, this.balance + (this.options.share - this.held) * elapsed);
+      if (this.options.share !== undefined) this.balance = Math.min(this.capacity, this.balance + (this.options.share - this.held) * elapsed);
       this.at = now;
     }
     return now;
@@ -118,19 +141,32 @@ export class TimeShare {
     return this.balanceMs < -EPSILON ? this.queue.length : 0;
   }
 
-  /** Resolves with the release of one connection's time once the pool may hold one more. */
-  acquire(): Promise<() => void> {
-    const now = this.settle();
-    if (!this.queue.length && this.held < this.options.max && this.balance >= -EPSILON) return Promise.resolve(this.take());
+  /**
+   * The release of one connection's time if `lane` (a tenant; "": untagged)
+   * may take one now: no waiter has the turn, the pool has a connection and
+   * share left, the tenant is under its cap. Else undefined (then `acquire`).
+   */
+  tryAcquire(lane = ""): (() => void) | undefined {
+    this.settle();
+    if (this.queue.ready || this.held >= this.options.max || this.balance < -EPSILON || this.atCap(lane)) return undefined;
+    return this.take(lane);
+  }
+
+  /** Resolves with the release of one connection's time once `lane` (a tenant; "": untagged) may hold one more. */
+  acquire(lane = ""): Promise<() => void> {
+    const done = this.tryAcquire(lane);
+    if (done) return Promise.resolve(done);
+    const now = this.at;
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
+        lane,
         since: now,
         inDebt: false,
         admit: resolve,
         fail: reject,
         cancelDeadline: this.options.clock.wakeAt(now + this.options.maxWaitMs, () => this.expire(waiter)),
       };
-      this.queue.push(waiter);
+      this.queue.push(lane, waiter, this.atCap(lane) ? "capped" : this.heldBy.has(lane) ? "busy" : "idle");
       this.pump();
     });
   }
@@ -139,28 +175,37 @@ export class TimeShare {
   close(err: Error): void {
     this.cancelWake?.();
     this.cancelWake = undefined;
-    for (const w of this.queue.splice(0)) {
+    for (const w of this.queue.drain()) {
       w.cancelDeadline();
       w.fail(err);
     }
   }
 
-  private take(): () => void {
+  /** Whether the tenant holds as many connections as it may (untagged acquisitions have no cap). */
+  private atCap(lane: string): boolean {
+    const max = this.options.tenantMax;
+    return max !== undefined && lane !== "" && (this.heldBy.get(lane) ?? 0) >= max;
+  }
+
+  private take(lane: string): () => void {
     this.held++;
+    this.heldBy.set(lane, (this.heldBy.get(lane) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.settle();
       this.held--;
+      const n = this.heldBy.get(lane)! - 1;
+      if (n) this.heldBy.set(lane, n);
+      else this.heldBy.delete(lane);
+      this.queue.resume(lane, n === 0);
       this.pump();
     };
   }
 
   private expire(waiter: Waiter): void {
-    const i = this.queue.indexOf(waiter);
-    if (i < 0) return;
-    this.queue.splice(i, 1);
+    if (!this.queue.remove(waiter.lane, waiter)) return;
     const now = this.settle();
     if (waiter.inDebt || this.balance < -EPSILON) {
       this.stats.timeouts++;
@@ -172,16 +217,17 @@ export class TimeShare {
     }
   }
 
-  /** Admits waiters while the pool has a connection and share left; else wakes itself when the debt is paid. */
+  /** Admits waiters, tenant by tenant, while the pool has a connection and share left; else wakes itself when the debt is paid. */
   private pump(): void {
     const now = this.settle();
     this.cancelWake?.();
     this.cancelWake = undefined;
-    while (this.queue.length && this.held < this.options.max && this.balance >= -EPSILON) {
-      const waiter = this.queue.shift()!;
+    while (this.queue.ready && this.held < this.options.max && this.balance >= -EPSILON) {
+      const { lane, item: waiter } = this.queue.shift()!;
       waiter.cancelDeadline();
       if (waiter.inDebt) this.stats.shareWaitMs += now - waiter.since;
-      waiter.admit(this.take());
+      waiter.admit(this.take(lane));
+      if (this.atCap(lane)) this.queue.park(lane);
     }
     if (!this.queue.length || this.balance >= -EPSILON) return;
     for (const w of this.queue) {
@@ -190,7 +236,7 @@ export class TimeShare {
     }
     // Paid back at (share - held) per ms; while the pool holds more than its
     // share the debt grows, and a release pumps again.
-    const rate = this.options.share - this.held;
+    const rate = this.options.share! - this.held;
     if (this.held < this.options.max && rate > 0) {
       this.cancelWake = this.options.clock.wakeAt(now + Math.ceil(-this.balance / rate), () => {
         this.cancelWake = undefined;

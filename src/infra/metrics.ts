@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { timeShareOf } from "../db/time-shared-pool.ts";
+import { timeShareOf } from "../db/tier-pool.ts";
 import type { TimeShare } from "../db/time-share.ts";
 
 /**

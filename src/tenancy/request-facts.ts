@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { moveFenceSql } from "../db/placement-fence.ts";
 import { ROUTE_SQL } from "../db/placement-route.ts";
+import { connectFor } from "../db/tier-pool.ts";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { serviceUnavailable } from "../errors.ts";
 import { isUuid } from "../uuid.ts";
@@ -90,7 +91,7 @@ export function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
 
 /** Statement mode: the facts in one message of their own (BEGIN, the settings, the facts, COMMIT). */
 export async function factsInOneMessage(pool: pg.Pool, settings: TransactionSettings, facts: string): Promise<RequestFacts> {
-  const connection = await pool.connect();
+  const connection = await connectFor(pool, settings.tenantId);
   try {
     const results = (await connection.query(`${openSql(settings)}; ${facts}; COMMIT`)) as unknown as pg.QueryResult[];
     connection.release();

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { RequestConnection, type RequestSlot, type RequestSlots } from "../db/request-slots.ts";
+import { connectFor } from "../db/tier-pool.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { admissionChanged, factsOf, factsSql, sameAdmission, type RequestFacts } from "./request-facts.ts";
 import type { ScopedClient, ScopedTx } from "./scoped-client.ts";
@@ -35,7 +36,8 @@ export async function openSession(slots: RequestSlots, settings: TransactionSett
   let facts: RequestFacts | undefined;
   try {
     const factsStatement = factsSql(settings);
-    connection = await slots.pool.connect();
+    // Its turn among the tier's tenants (src/db/tier-pool.ts), not behind another tenant's backlog.
+    connection = await connectFor(slots.pool, settings.tenantId);
     const results = (await connection.query(factsStatement ? `${openSql(settings)}; ${factsStatement}` : openSql(settings))) as unknown as pg.QueryResult[];
     if (factsStatement) facts = factsOf(results);
     if (admitted && facts && !sameAdmission(admitted, facts)) throw admissionChanged();

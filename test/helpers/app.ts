@@ -1,6 +1,6 @@
 import { createApp, type App, type AppDeps } from "../../src/app.ts";
 import { DEMO_PLATFORM_ADMIN, demoEmail, seedDemo } from "../../src/db/seed.ts";
-import type { Role } from "../../src/generated/prisma/enums.ts";
+import type { Plan, Role } from "../../src/generated/prisma/enums.ts";
 import { createLogger, type Logger } from "../../src/infra/logger.ts";
 import { InFlight } from "../../src/infra/in-flight.ts";
 import type { ResponseCacheOptions } from "../../src/infra/response-cache.ts";
@@ -89,11 +89,13 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption; tenantMax?: Partial<Record<Plan, number | null>> } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients =
-    options.pools || options.timeShares ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools, timeShares: options.timeShares }) : createTestClients(db.url);
+    options.pools || options.timeShares
+      ? createDatabases({ ...testDatabaseUrls(db.url), pools: options.pools, timeShares: options.timeShares, tenantMax: options.tenantMax })
+      : createTestClients(db.url);
   if (options.seed !== false) await seedDemo(clients.platform);
   // TEST_PLACEMENTS=spread: globex in a schema, wayne in a database of their own (test/helpers/placements.ts).
   const dropPlacements = options.seed !== false && spreadPlacements() ? await spreadDemoTenants(clients) : undefined;

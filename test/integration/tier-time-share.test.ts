@@ -3,7 +3,7 @@ import pg from "pg";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { placementFor } from "../../src/db/placement-admin.ts";
 import { requestSlotsOf } from "../../src/db/request-slots.ts";
-import { timeShareOf } from "../../src/db/time-shared-pool.ts";
+import { timeShareOf } from "../../src/db/tier-pool.ts";
 import type { TimeShare } from "../../src/db/time-share.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { createTestApp, tenantIdsBySlug, type TestApp } from "../helpers/app.ts";

@@ -126,6 +126,9 @@ describe("loadConfig", () => {
     ["POOL_TIME_SHARE_PRO", { POOL_TIME_SHARE_PRO: "501" }],
     ["POOL_TIME_SHARE_ENTERPRISE", { POOL_TIME_SHARE_ENTERPRISE: "none" }],
     ["POOL_TIME_SHARE_WINDOW_MS", { POOL_TIME_SHARE_WINDOW_MS: "1.5" }],
+    ["POOL_TENANT_MAX_FREE", { POOL_TENANT_MAX_FREE: "0" }],
+    ["POOL_TENANT_MAX_PRO", { POOL_TENANT_MAX_PRO: "half" }],
+    ["POOL_TENANT_MAX_ENTERPRISE", { POOL_TENANT_MAX_ENTERPRISE: "501" }],
     ["EMBEDDED_PG_PORT", { EMBEDDED_PG_PORT: "x" }],
     ["MAX_BODY_BYTES", { MAX_BODY_BYTES: "10" }],
   ])("a bad %s throws a ConfigError naming it (%j)", (variable, env) => {
@@ -133,6 +136,11 @@ describe("loadConfig", () => {
     expect(err.variable).toBe(variable);
     expect(err.message.startsWith(`${variable}:`)).toBe(true);
     expect(err.message).not.toContain("\n");
+  });
+
+  it("tenant caps: none by default (the pool's size); each plan settable, `unbounded` lifts it", () => {
+    expect(loadConfig({}).poolTenantMax).toEqual({ FREE: null, PRO: null, ENTERPRISE: null });
+    expect(loadConfig({ POOL_TENANT_MAX_FREE: "1", POOL_TENANT_MAX_PRO: "unbounded", POOL_TENANT_MAX_ENTERPRISE: "12" }).poolTenantMax).toEqual({ FREE: 1, PRO: null, ENTERPRISE: 12 });
   });
 
   it("time shares: every plan unbounded by default (opt-in); each plan settable, `unbounded` lifts it", () => {

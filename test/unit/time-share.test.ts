@@ -96,6 +96,42 @@ describe("time share", () => {
     expect(order).toEqual(["b", "c"]);
   });
 
+  it("in debt, the waiters are still served by tenant: a tenant holding none first, then the others in turn", async () => {
+    const clock = new ManualClock(0);
+    const s = share(clock, { share: 1.5, max: 3 });
+    const held = await s.acquire("a");
+    const second = await s.acquire("a");
+    clock.advance(3200); // 1500 - 0.5 x 3200 = -100
+    const order: string[] = [];
+    const waits = ["a", "a", "b"].map((t) => s.acquire(t).then((r) => (order.push(t), r)));
+    second(); // a still holds one; repaid at 0.5 per ms
+    expect(s.shareWaiting).toBe(3);
+    clock.advance(199);
+    expect(await settled(waits[2]!)).toBe(false);
+    clock.advance(1); // debt paid: b (holding none) goes first, then a, though a queued first
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(["b", "a"]);
+    held();
+    for (const w of [waits[0]!, waits[2]!]) (await w)();
+  });
+
+  it("a tenant at its cap waits while the pool has room, never for another tenant; its wait ends with pg's timeout error", async () => {
+    const clock = new ManualClock(0);
+    const gate = new TimeShare({ windowMs: 1000, max: 3, tenantMax: 1, maxWaitMs: 10_000, clock });
+    expect(gate.bounded).toBe(false);
+    const a = await gate.acquire("a");
+    const a2 = gate.acquire("a");
+    expect(gate.tryAcquire("a")).toBeUndefined();
+    const b = gate.tryAcquire("b");
+    expect(b).toBeTypeOf("function");
+    expect(await settled(a2)).toBe(false);
+    clock.advance(10_000);
+    expect(((await a2.catch((e: unknown) => e)) as Error).message).toBe("timeout exceeded when trying to connect");
+    a();
+    b!();
+    expect(gate.waiting).toBe(0);
+  });
+
   it("close fails the waiters", async () => {
     const clock = new ManualClock(0);
     const s = share(clock, { max: 1 });

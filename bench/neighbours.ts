@@ -184,7 +184,7 @@ export function samplePools(url: string, everyMs = 1000) {
 }
 
 /** The scenarios that need the neighbour tenants (bench/run.ts). */
-export const NEIGHBOUR_SCENARIOS = ["enterprise-32", "enterprise-slow-free-32", "enterprise-busy-db-32", "placed-pooled-32", "placed-db-32"];
+export const NEIGHBOUR_SCENARIOS = ["enterprise-32", "enterprise-slow-free-32", "enterprise-busy-db-32", "free-one-4", "free-one-slow-free-4", "placed-pooled-32", "placed-db-32"];
 
 export interface NeighbourRun {
   run: number;
@@ -232,6 +232,12 @@ export function neighbourFigures(runs: NeighbourRun[]) {
       entWaitingMax: Math.max(0, ...runs.filter((r) => r.id === "enterprise-busy-db-32").map((r) => r.pools?.waitingMax.app_enterprise ?? 0)),
       busy: of("enterprise-busy-db-32", (r) => r.pools?.machineBusyPct ?? NaN),
     },
+    freeOne: {
+      alone: of("free-one-4", (r) => r.p95),
+      p95: of("free-one-slow-free-4", (r) => r.p95),
+      p95Ratio: ratio("free-one-slow-free-4", "free-one-4", (r) => r.p95),
+      noiseRps: of("free-one-slow-free-4", (r) => r.noise?.rps ?? NaN),
+    },
     placement: {
       rpsRatio: ratio("placed-db-32", "placed-pooled-32", (r) => r.rps),
       p95Ratio: ratio("placed-db-32", "placed-pooled-32", (r) => r.p95),
@@ -253,6 +259,7 @@ export function neighbourLines(runs: NeighbourRun[], moveNote: string): string[]
     `- neighbours (issue 15 point 5; ENTERPRISE dashboards over the regular ENTERPRISE tenants at the scenario's connections, each run against \`enterprise-32\` of the same run, medians of the per-run ratios): alone p95 ${f.alone.p95.toFixed(1)} ms (machine CPU busy ${f.alone.busy.toFixed(0)}%).`,
     `  - FREE tenant's slow queries (16 connections, closed loop; FREE's pool admits POOL_SIZE_FREE of them at a time): ENTERPRISE p95 ${f.slowFree.p95.toFixed(1)} ms, **${pct((f.slowFree.p95Ratio - 1) * 100)}** (req/s x${f.slowFree.rpsRatio.toFixed(2)}); the slow queries ${f.slowFree.noiseRps.toFixed(1)} req/s, p50 ${f.slowFree.noiseP50.toFixed(0)} ms, ${f.slowFree.noiseErrors} errors; ENTERPRISE pool queue max ${f.slowFree.entWaitingMax}, FREE pool queued in ${(100 * f.slowFree.freeWaitingShare).toFixed(0)}% of samples, its connections busy ${f.slowFree.freeBusy.toFixed(2)} on average (POOL_TIME_SHARE_FREE bounds this); machine CPU busy ${f.slowFree.busy.toFixed(0)}%.`,
     `  - busy DATABASE-placed tenant's slow queries (16 connections, its own pools): ENTERPRISE p95 ${f.busyDb.p95.toFixed(1)} ms, **${pct((f.busyDb.p95Ratio - 1) * 100)}** (req/s x${f.busyDb.rpsRatio.toFixed(2)}); the slow queries ${f.busyDb.noiseRps.toFixed(1)} req/s, p50 ${f.busyDb.noiseP50.toFixed(0)} ms, ${f.busyDb.noiseErrors} errors; ENTERPRISE pool queue max ${f.busyDb.entWaitingMax}; machine CPU busy ${f.busyDb.busy.toFixed(0)}%.`,
+    `  - a regular FREE tenant's dashboard (4 connections) beside the FREE tenant's slow queries (16 connections, both on FREE's pool; docs/request-path.md "Fairness within a tier"): p95 ${f.freeOne.p95.toFixed(1)} ms against ${f.freeOne.alone.toFixed(1)} ms alone, **x${f.freeOne.p95Ratio.toFixed(2)}**; the slow queries ${f.freeOne.noiseRps.toFixed(1)} req/s.`,
     `  - placement: one DATABASE-placed tenant's dashboard alone ${f.placement.dbRps.toFixed(1)} req/s, p95 ${f.placement.dbP95.toFixed(1)} ms, ${f.placement.dbCpu.toFixed(2)} CPU ms/req; its POOLED twin (same plan and data) ${f.placement.pooledRps.toFixed(1)} req/s, p95 ${f.placement.pooledP95.toFixed(1)} ms, ${f.placement.pooledCpu.toFixed(2)} CPU ms/req: DATABASE / POOLED req/s **x${f.placement.rpsRatio.toFixed(2)}**, p95 x${f.placement.p95Ratio.toFixed(2)}.${moveNote ? ` (${moveNote}.)` : ""}`,
   ];
 }

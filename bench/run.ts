@@ -266,6 +266,8 @@ async function main() {
   const live = { streams: opts.liveStreams ?? 1000, mutationsPerS: opts.liveMutationsPerS ?? 10 };
   const L = opts.lowConnections;
   const enterprise = new Set(fixture.tenants.filter((t) => t.plan === "ENTERPRISE" && others.has(t.slug)).map((t) => t.slug));
+  // One regular FREE tenant: the normal neighbour of bench-x-free on FREE's pool (docs/request-path.md, "Fairness within a tier").
+  const freeOne = fixture.tenants.find((t) => t.plan === "FREE" && others.has(t.slug))!.slug;
   const neighbourScenarios = (): Scenario[] => {
     if (!neighbours || !neighbourTokens) return [];
     const entDash = dashboardGen(tokens, enterprise);
@@ -291,6 +293,17 @@ async function main() {
         countAs: "dashboard-32",
         samplePools: true,
         noise: { gen: slow(neighbours.database.slug), connections: 16 },
+      },
+      { id: "free-one-4", title: `dashboard, one regular FREE tenant (${freeOne}) alone on 4 connections`, target: "server", connections: 4, gen: dashboardGen(tokens, new Set([freeOne])), countAs: "dashboard-32", samplePools: true },
+      {
+        id: "free-one-slow-free-4",
+        title: `dashboard, one regular FREE tenant (${freeOne}) on 4 connections + FREE ${neighbours.free.slug} running slow queries on 16 connections`,
+        target: "server",
+        connections: 4,
+        gen: dashboardGen(tokens, new Set([freeOne])),
+        countAs: "dashboard-32",
+        samplePools: true,
+        noise: { gen: slow(neighbours.free.slug), connections: 16 },
       },
       { id: "placed-pooled-32", title: `dashboard, one POOLED ENTERPRISE tenant alone (${neighbours.pooled.slug})`, target: "server", connections: C, gen: dashboardGen(neighbourTokens, new Set([neighbours.pooled.slug])) },
       { id: "placed-db-32", title: `dashboard, one DATABASE-placed ENTERPRISE tenant alone (${neighbours.database.slug}, same data)`, target: "server", connections: C, gen: dashboardGen(neighbourTokens, new Set([neighbours.database.slug])), countAs: "placed-pooled-32" },

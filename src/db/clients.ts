@@ -23,7 +23,7 @@ import { TierPool } from "./tier-pool.ts";
  *     path (platform operations, @crossTenant, the directory's credential
  *     and tenant resolution), on its own small pool.
  * A tier pool, main or placed, serves its waiting requests round-robin by
- * tenant, optionally caps the connections one tenant holds
+ * tenant (src/db/lane-queue.ts), optionally caps the connections one tenant holds
  * (POOL_TENANT_MAX_<PLAN>), and, for a plan given a time share
  * (POOL_TIME_SHARE_<PLAN>), is bounded by connection time too
  * (src/db/time-share.ts, src/db/tier-pool.ts).

@@ -1,26 +1,19 @@
 /**
- * The waiters of a tier pool by lane (a tenant), served by tenant
- * (docs/request-path.md, "Fairness within a tier"): first the lanes of
- * tenants that hold no connection of the pool, in the order they came to
- * be so; then the others round-robin, each turn to the first waiter of the
- * lane at the front, which then moves to the back. So a tenant with many
- * waiters (and connections) never delays another tenant's first request
- * by more than the next connection given back, and two busy tenants take
- * turns.
+ * The waiters of a tier pool by lane (a tenant), served round-robin over
+ * the lanes (docs/request-path.md, "Fairness within a tier"): each turn
+ * goes to the first waiter of the lane at the front, and that lane moves to
+ * the back; a lane new to the queue joins at the back. So a tenant with N
+ * waiters delays another tenant's request by one turn, not by N, and while
+ * every tenant has one waiter at most the order is first come first served.
  *
  * A lane may be parked (its tenant holds as many connections as it may):
  * its waiters keep their places in it but it takes no turn until resumed.
  * Every operation is O(1) but `remove`, which scans its own lane (a waiter
  * that timed out).
  */
-export type Standing = "idle" | "busy" | "capped";
-
 export class LaneQueue<T> {
   private readonly lanes = new Map<string, T[]>();
-  // Sets keep insertion order: delete + add moves a lane to the back.
-  /** Lanes with waiters whose tenant holds no connection: served first, in order. */
-  private readonly idle = new Set<string>();
-  /** The other lanes with waiters that may be served, in turn order. */
+  /** Lanes with waiters that may take a turn, in turn order (a Set keeps insertion order: delete + add moves one to the back). */
   private readonly turns = new Set<string>();
   private count = 0;
 
@@ -29,31 +22,30 @@ export class LaneQueue<T> {
     return this.count;
   }
 
-  /** Whether some waiter may be served now. */
+  /** Whether some waiter may take a turn now. */
   get ready(): boolean {
-    return this.idle.size > 0 || this.turns.size > 0;
+    return this.turns.size > 0;
   }
 
-  /** Queues `item` at the back of its lane; `standing`: its tenant holds no connection, some, or all it may. */
-  push(lane: string, item: T, standing: Standing): void {
+  /** Queues `item` at the back of its lane; a new lane takes turns after the lanes waiting now, unless `parked`. */
+  push(lane: string, item: T, parked: boolean): void {
     const waiting = this.lanes.get(lane);
     if (waiting) waiting.push(item);
     else {
       this.lanes.set(lane, [item]);
-      if (standing !== "capped") (standing === "idle" ? this.idle : this.turns).add(lane);
+      if (!parked) this.turns.add(lane);
     }
     this.count++;
   }
 
-  /** The next waiter to serve (its lane then takes turns at the back), or undefined when no lane may be served. */
+  /** The first waiter of the lane whose turn it is (that lane goes to the back), or undefined when no lane may take one. */
   shift(): { lane: string; item: T } | undefined {
-    const next = (this.idle.size ? this.idle : this.turns).values().next();
+    const next = this.turns.values().next();
     if (next.done) return undefined;
     const lane = next.value;
     const waiting = this.lanes.get(lane)!;
     const item = waiting.shift()!;
     this.count--;
-    this.idle.delete(lane);
     this.turns.delete(lane);
     if (waiting.length) this.turns.add(lane);
     else this.lanes.delete(lane);
@@ -69,7 +61,6 @@ export class LaneQueue<T> {
     this.count--;
     if (!waiting!.length) {
       this.lanes.delete(lane);
-      this.idle.delete(lane);
       this.turns.delete(lane);
     }
     return true;
@@ -77,24 +68,18 @@ export class LaneQueue<T> {
 
   /** The lane takes no turn until `resume` (its tenant is at its cap). */
   park(lane: string): void {
-    this.idle.delete(lane);
     this.turns.delete(lane);
   }
 
-  /** A connection of the lane's tenant was given back: a parked lane takes turns again, one whose tenant now holds none is served first. */
-  resume(lane: string, holdsNone: boolean): void {
-    if (!this.lanes.has(lane) || this.idle.has(lane)) return;
-    if (holdsNone) {
-      this.turns.delete(lane);
-      this.idle.add(lane);
-    } else this.turns.add(lane);
+  /** A parked lane with waiters takes turns again, after the lanes waiting now. */
+  resume(lane: string): void {
+    if (this.lanes.has(lane) && !this.turns.has(lane)) this.turns.add(lane);
   }
 
   /** Empties the queue and returns every waiter. */
   drain(): T[] {
     const all = [...this];
     this.lanes.clear();
-    this.idle.clear();
     this.turns.clear();
     this.count = 0;
     return all;

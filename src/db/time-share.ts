@@ -6,9 +6,9 @@ import { LaneQueue } from "./lane-queue.ts";
  * the next connection, and whether the pool may hand one out at all.
  *
  * Fairness within the tier (docs/request-path.md, "Fairness within a
- * tier"): the waiters are served by tenant (src/db/lane-queue.ts), those of
- * tenants holding no connection first, the others round-robin, so one
- * tenant's backlog does not delay another tenant's request; optionally a tenant holds at most `tenantMax` connections at
+ * tier"): the waiters are served round-robin by tenant (src/db/lane-queue.ts),
+ * so one tenant's backlog delays another tenant's request by one turn, not
+ * by the backlog; optionally a tenant holds at most `tenantMax` connections at
  * once (POOL_TENANT_MAX_<PLAN>), its further requests waiting even while
  * the pool has one free.
  *
@@ -91,7 +91,7 @@ export class TimeShare {
   private balance: number;
   private at: number;
   private held = 0;
-  /** Connections held by tenant ("": the untagged acquisitions). */
+  /** Connections held by tenant, kept only with a `tenantMax`. */
   private readonly heldBy = new Map<string, number>();
   private readonly queue = new LaneQueue<Waiter>();
   private cancelWake: (() => void) | undefined;
@@ -166,7 +166,7 @@ export class TimeShare {
         fail: reject,
         cancelDeadline: this.options.clock.wakeAt(now + this.options.maxWaitMs, () => this.expire(waiter)),
       };
-      this.queue.push(lane, waiter, this.atCap(lane) ? "capped" : this.heldBy.has(lane) ? "busy" : "idle");
+      this.queue.push(lane, waiter, this.atCap(lane));
       this.pump();
     });
   }
@@ -189,17 +189,20 @@ export class TimeShare {
 
   private take(lane: string): () => void {
     this.held++;
-    this.heldBy.set(lane, (this.heldBy.get(lane) ?? 0) + 1);
+    const capped = this.options.tenantMax !== undefined && lane !== "";
+    if (capped) this.heldBy.set(lane, (this.heldBy.get(lane) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.settle();
       this.held--;
-      const n = this.heldBy.get(lane)! - 1;
-      if (n) this.heldBy.set(lane, n);
-      else this.heldBy.delete(lane);
-      this.queue.resume(lane, n === 0);
+      if (capped) {
+        const n = this.heldBy.get(lane)! - 1;
+        if (n) this.heldBy.set(lane, n);
+        else this.heldBy.delete(lane);
+        this.queue.resume(lane);
+      }
       this.pump();
     };
   }

@@ -51,8 +51,9 @@ async function main() {
 
   const dir = path.join(ROOT, "bench", "results", "profiles");
   await mkdir(dir, { recursive: true });
-  const spawnedAt = Date.now();
   const server = startChild("server", "src/server.ts", opts.port + 4, serverEnv(opts, fixture.url), ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+  // The profile's time 0 is the process's start: after startChild, which first builds dist/ (npm run build, seconds).
+  const spawnedAt = Date.now();
   try {
     await waitReady(server);
     const url = `http://127.0.0.1:${server.port}`;

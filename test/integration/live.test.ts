@@ -214,6 +214,30 @@ describe("delivery reads", () => {
     expect(five.app).toBe(one.app);
   });
 
+  it("a stream's later events resolve the project from the shared read too (the selection is planned on its first event)", async () => {
+    const [project] = await projectsOf("acme");
+    for (const s of open.splice(0)) s.close();
+    await expect.poll(() => subscriptionsUsed("acme"), { timeout: 10_000 }).toBe(0);
+    const s = await subscribe(LIGHT, await t.memberToken("acme", "VIEWER"));
+    const counter = createSqlCounter({ live: t.clients.livePool });
+    counter.start();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const id = await createDeployment("acme", project!.id);
+        expect((await s.nextData()).deploymentUpdated).toEqual({ id, status: "QUEUED", project });
+      }
+    } finally {
+      var statements = counter.stop();
+      counter.detach();
+      s.close();
+    }
+    // One read per event, the shared one; nothing read for the subscriber (its project comes from that read).
+    // (The counter may also see the mutations' own statements: only the reads are looked at.)
+    const sqls = statements.map((x) => x.sql);
+    expect(sqls.filter((q) => q.startsWith("BEGIN READ ONLY;"))).toHaveLength(3);
+    expect(sqls.filter((q) => /REPEATABLE READ|"public"\."(projects|deployments)"/.test(q))).toEqual([]);
+  });
+
   it("the shared read returns each node as Prisma does (the rows a query resolves), with its project, in its tenant only", async () => {
     const acme = ids.acme!;
     const deployment = await t.clients.platform.deployment.findFirstOrThrow({ where: { tenantId: acme }, include: { project: true } });

@@ -1,5 +1,5 @@
 import { queryFromInfo } from "@pothos/plugin-prisma";
-import type { GraphQLResolveInfo } from "graphql";
+import type { FieldNode, GraphQLResolveInfo } from "graphql";
 import { builder } from "../../graphql/builder.ts";
 import type { AuditLogEntry, Deployment, Workflow } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
@@ -50,6 +50,26 @@ interface LiveNodes {
   AuditLogEntry: AuditLogEntry;
 }
 
+/** The subscription field node each stream's context has planned (one per stream: its own context). */
+const planned = new WeakMap<Context, FieldNode>();
+
+/**
+ * Plans the subscriber's selection on its first event only. The plan is a
+ * function of the schema and the stream's document and variables, which do
+ * not change during the stream (no select or query callback of these types
+ * reads the context); Pothos keeps the mappings it records on the context
+ * (per context object, by response path), and a stream's context is the
+ * same object for every event, so the later events resolve `project` from
+ * the node with the first event's mappings. Planning on every event was
+ * 7% of the live load's main-thread time (docs/live-updates.md, "Fifth round").
+ */
+function planOnce(ctx: Context, info: GraphQLResolveInfo, typeName: keyof LiveNodes) {
+  const field = info.fieldNodes[0]!;
+  if (planned.get(ctx) === field) return;
+  queryFromInfo({ context: ctx, info, typeName });
+  planned.set(ctx, field);
+}
+
 /**
  * The node of an event, or the error that ends the stream (a coded `next`,
  * then `complete`). The node was read once for every stream of its tenant
@@ -61,7 +81,7 @@ interface LiveNodes {
  */
 function emit<T extends keyof LiveNodes>(payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: T): LiveNodes[T] {
   if (payload instanceof StreamEnd) throw payload.error;
-  queryFromInfo({ context: ctx, info, typeName });
+  planOnce(ctx, info, typeName);
   // The hub read the node as a row of `typeName` (src/modules/live/event-read.ts).
   return payload as LiveNodes[T];
 }

@@ -4,6 +4,7 @@ import { CloseCode, type OperationResult } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../infra/logger.ts";
+import { startKeepAlive } from "./ws-keepalive.ts";
 
 /**
  * GraphQL over WebSocket (`graphql-ws`, subprotocol `graphql-transport-ws`)
@@ -124,13 +125,16 @@ export function attachWebSocket(server: Server, app: EnvelopedApp, options: WebS
       },
     },
     wss,
-    options.keepAliveMs ?? 12_000,
+    // graphql-ws's keep-alive off: one sweep for every socket (ws-keepalive.ts).
+    0,
   );
+  const stopKeepAlive = startKeepAlive(wss, options.keepAliveMs ?? 12_000);
 
   return {
     wss,
     /** Closes every socket with 1012 (service restart: reconnect) and stops accepting. */
     async close() {
+      stopKeepAlive();
       for (const socket of wss.clients) socket.close(1012, "Server restarting: reconnect");
       await handle.dispose();
     },

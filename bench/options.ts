@@ -33,6 +33,8 @@ export interface BenchOptions {
   /** Open subscription streams of the live scenario, and its mutations per second. */
   liveStreams?: number;
   liveMutationsPerS?: number;
+  /** writer-32 / live-32 pairs per run, interleaved (bench/live-pairs.ts). */
+  livePairs?: number;
   /** Deployments of each neighbour-scenario tenant (bench/neighbours.ts). */
   bulkDeployments?: number;
   jwtSecret: string;
@@ -81,7 +83,8 @@ export function benchOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions
     workflowsPerTenant: int(env, "BENCH_WORKFLOWS", 10),
     noisyLimitPerMinute: int(env, "BENCH_NOISY_LIMIT", 100),
     countRequests: int(env, "BENCH_COUNT_REQUESTS", 40),
-    liveStreams: int(env, "BENCH_LIVE_STREAMS", 1000),
+    liveStreams: int(env, "BENCH_LIVE_STREAMS", 1000, 0),
+    livePairs: int(env, "BENCH_LIVE_PAIRS", 3),
     liveMutationsPerS: int(env, "BENCH_LIVE_MUTATIONS", 10),
     bulkDeployments: int(env, "BENCH_BULK_DEPLOYMENTS", 50_000),
     only: env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean),

@@ -34,6 +34,7 @@ import {
   type Tokens,
 } from "./scenarios.ts";
 import { startLiveLoad, type LiveFigures, type LiveLoad } from "./live.ts";
+import { pairFigures, pairLine } from "./live-pairs.ts";
 import { NEIGHBOUR_SCENARIOS, neighbourLines, samplePools, seedNeighbours, type NeighbourRun, type Neighbours } from "./neighbours.ts";
 import { clearStaleDirectoryCache, seedBenchDatabase, type Fixture } from "./seed.ts";
 import { SqlCounter } from "./sql-counter.ts";
@@ -441,13 +442,30 @@ async function main() {
   );
 
   const neighbourRuns: NeighbourRun[] = [];
-  type LiveRun = LiveFigures & { run: number; rssPeakMb: number; dashboardP95: number; alone?: LiveFigures & { cpuPct: number } };
+  type LiveRun = LiveFigures & { run: number; pair: number; rssPeakMb: number; dashboardP95: number; dashboardP50: number; alone?: LiveFigures & { cpuPct: number } };
   const liveRuns: LiveRun[] = [];
   /** writer-32: the same writer without streams. */
   const writerRuns: LiveRun[] = [];
+  // writer-32 and live-32 both run: as interleaved pairs (bench/live-pairs.ts), measured where writer-32 stands.
+  const hasGen = (s: Scenario | undefined): s is Scenario & { gen: RequestGenerator } => !!s?.gen;
+  const writerScenario = scenarios.filter(hasGen).find((s) => s.id === "writer-32");
+  const liveScenario_ = scenarios.filter(hasGen).find((s) => s.id === "live-32");
+  const pairs = writerScenario && liveScenario_ ? (opts.livePairs ?? 3) : 0;
   for (let run = 1; run <= opts.runs; run++) {
     for (const s of scenarios) {
-      if (!s.gen) continue;
+      if (!hasGen(s) || (pairs && s === liveScenario_)) continue;
+      if (pairs && s === writerScenario) {
+        for (let pair = 0; pair < pairs; pair++) {
+          for (const x of pair % 2 ? [liveScenario_!, writerScenario] : [writerScenario, liveScenario_!]) await measure(x, run, pair);
+        }
+        continue;
+      }
+      await measure(s, run, 0);
+    }
+  }
+  /** One measured window of scenario `s` (in run `run`, pair `pair` of the live comparison). */
+  async function measure(s: Scenario & { gen: RequestGenerator }, run: number, pair: number) {
+    {
       const url = urlOf(s.target);
       const noise = s.noise
         ? runLoad({ url, connections: s.noise.connections, durationS: opts.warmupS + opts.durationS + 1, gen: s.noise.gen, overallRate: s.noise.rate })
@@ -467,8 +485,8 @@ async function main() {
       const poolSample = pools?.stop();
       if (live) {
         const figures = await live.stop();
-        (s.live!.streams > 0 ? liveRuns : writerRuns).push({ ...figures, run, rssPeakMb, dashboardP95: result.p95, alone });
-        log(`run ${run}/${opts.runs} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); the load's own process ${alone!.clientCpuPct.toFixed(1)}% of a core alone, ${figures.clientCpuPct.toFixed(1)}% with the dashboard`);
+        (s.id === "live-32" ? liveRuns : writerRuns).push({ ...figures, run, pair, rssPeakMb, dashboardP95: result.p95, dashboardP50: result.p50, alone });
+        log(`run ${run}/${opts.runs}${pairs ? ` pair ${pair + 1}/${pairs}` : ""} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); the load's own process ${alone!.clientCpuPct.toFixed(1)}% of a core alone, ${figures.clientCpuPct.toFixed(1)}% with the dashboard`);
       }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest, pools: poolSample });
@@ -479,7 +497,7 @@ async function main() {
       }
       if (poolSample) log(`run ${run}/${opts.runs} ${s.id}: pools waiting max ${JSON.stringify(poolSample.waitingMax)} share ${JSON.stringify(poolSample.waitingShare)}; machine CPU busy ${poolSample.machineBusyPct.toFixed(0)}%${noiseResult ? `; noise ${noiseResult.rps.toFixed(1)} req/s p50 ${noiseResult.p50.toFixed(0)} p95 ${noiseResult.p95.toFixed(0)} ms, errors ${noiseResult.errors + noiseResult.gqlErrors}, non-2xx ${noiseResult.non2xx}` : ""}`);
       log(
-        `run ${run}/${opts.runs} ${s.id.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} req/s  p50 ${result.p50.toFixed(1)}  p95 ${result.p95.toFixed(1)}  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors + result.gqlErrors}  non-2xx ${result.non2xx}  cpu ${cpuMsPerRequest.toFixed(2)} ms/req  rss ${rssPeakMb.toFixed(0)} MB`,
+        `run ${run}/${opts.runs} ${s.id.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} req/s  p50 ${result.p50.toFixed(1)}  p95 ${result.p95.toFixed(1)}  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors + result.gqlErrors}  non-2xx ${result.non2xx}  cpu ${cpuMsPerRequest.toFixed(2)} ms/req  rss ${rssPeakMb.toFixed(0)} MB  load ${os.loadavg()[0]!.toFixed(1)}`,
       );
       if (server.proc.exitCode !== null) throw new Error(`server died:\n${server.output.slice(-30).join("\n")}`);
     }
@@ -520,9 +538,10 @@ async function main() {
         aloneCpuPct: median(liveRuns.map((r) => r.alone!.cpuPct)),
         rssPeakMb: median(liveRuns.map((r) => r.rssPeakMb)),
         // The dashboard's p95 with the streams open against the dashboard run just before it.
-        dashboardP95DeltaPct: dash32?.runs.length ? median(liveRuns.map((r, i) => (dash32.runs[i] ? (r.dashboardP95 / dash32.runs[i]!.p95 - 1) * 100 : NaN))) : null,
-        // ... and against the dashboard with the same writer and no streams (the streams' own cost).
-        writerP95DeltaPct: writerRuns.length ? median(liveRuns.map((r) => deltaPct(r.dashboardP95, writerRuns.find((w) => w.run === r.run)?.dashboardP95))) : null,
+        dashboardP95DeltaPct: dash32?.runs.length ? median(liveRuns.map((r) => deltaPct(r.dashboardP95, dash32.runs[r.run - 1]?.p95))) : null,
+        // ... and against the dashboard with the same writer and no streams (the streams' own cost), pair by pair.
+        writerP95DeltaPct: writerRuns.length ? median(liveRuns.map((r) => deltaPct(r.dashboardP95, writerRuns.find((w) => w.run === r.run && w.pair === r.pair)?.dashboardP95))) : null,
+        paired: pairFigures(liveRuns, writerRuns),
         // The writer alone against the dashboard alone (what the 10 mutations/s cost it).
         writerVsDashboardPct: writerRuns.length && dash32?.runs.length ? median(writerRuns.map((w) => deltaPct(w.dashboardP95, dash32.runs[w.run - 1]?.p95))) : null,
         writerAloneCpuPct: writerRuns.length ? median(writerRuns.map((r) => r.alone!.cpuPct)) : null,
@@ -551,7 +570,7 @@ async function main() {
       : `- noisy tenant: not run.`,
     readMostlyLine(results.get("read-mostly-32"), dash32),
     liveSummary
-      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%)${liveSummary.writerP95DeltaPct == null ? "" : `, by ${liveSummary.writerP95DeltaPct.toFixed(1)}% against \`writer-32\` (the same dashboard and ${liveSummary.mutationsPerS} createDeployment/s without streams: the streams' own cost; the writer alone moved it by ${liveSummary.writerVsDashboardPct?.toFixed(1)}%, and cost the server ${liveSummary.writerAloneCpuPct?.toFixed(1)}% of a core alone against ${liveSummary.aloneCpuPct.toFixed(1)}% with the streams)`}. Medians over runs.`
+      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%)${liveSummary.writerP95DeltaPct == null ? "" : `, by ${liveSummary.writerP95DeltaPct.toFixed(1)}% against \`writer-32\` (the same dashboard and ${liveSummary.mutationsPerS} createDeployment/s without streams: the streams' own cost; the writer alone moved it by ${liveSummary.writerVsDashboardPct?.toFixed(1)}%, and cost the server ${liveSummary.writerAloneCpuPct?.toFixed(1)}% of a core alone against ${liveSummary.aloneCpuPct.toFixed(1)}% with the streams)${pairLine(liveSummary.paired)}`}. Medians over runs${pairs > 1 ? ` (writer-32 and live-32: over every window, ${pairs} of each per run)` : ""}.`
       : `- live updates: not run.`,
     ...neighbourLines(neighbourRuns, moveNote),
     ``,

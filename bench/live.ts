@@ -63,8 +63,9 @@ type Command = { cmd: "start"; url: string; tokens: Tokens; opts: LiveOptions } 
 type Reply = { ready: true } | { figures: LiveFigures } | { failed: string };
 
 /** Starts the live load in a child process; resolves once every stream is open. */
-export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptions): Promise<LiveLoad> {
-  const child = fork(import.meta.filename, [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptions, env: Record<string, string> = {}): Promise<LiveLoad> {
+  // `env`: e.g. the REDIS_KEY_PREFIX of the server it loads, whose topics it reads (bench/live-cost.ts runs several).
+  const child = fork(import.meta.filename, [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"], env: { ...process.env, ...env } });
   const replies: Reply[] = [];
   const waiters: ((r: Reply) => void)[] = [];
   child.on("message", (m: Reply) => {
@@ -162,7 +163,8 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
   }
 
   let n = 0;
-  const writer = setInterval(() => {
+  // mutationsPerS 0: the streams alone, idle (bench/live-cost.ts).
+  const writer = opts.mutationsPerS <= 0 ? undefined : setInterval(() => {
     const row = tokens.developers[n % tokens.developers.length]!;
     const dev = row[Math.floor(n / tokens.developers.length) % row.length]!;
     const projectId = dev.tenant.projectIds[n % dev.tenant.projectIds.length]!;

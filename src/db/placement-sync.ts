@@ -16,9 +16,10 @@ import { countUsage, lockCountQuota } from "./count-quota.ts";
  *     its cache TTL and the platform's audit entries go to the placement,
  *     whose response cache generation is bumped.
  *   - toDirectory: after a tenant's own mutation committed (members, API
- *     keys, its identity provider): memberships, API keys, the identities
- *     they name and the identity-provider columns come back to the main
- *     database. It answers what changed, for the cache invalidations.
+ *     keys): memberships, API keys and the identities they name come back
+ *     to the main database. It answers what changed, for the cache
+ *     invalidations. (Its identity provider is claimed in the main database
+ *     before its change commits: src/tenancy/issuer-claim.ts.)
  */
 
 /** The lock one tenant's directory syncs and a move's directory switch take in the main database (a transaction's). */
@@ -141,8 +142,7 @@ const byId = <T extends { id: string }>(rows: T[]) => new Map(rows.map((r) => [r
 
 /**
  * After the tenant's own mutation committed in its placement: its
- * memberships, API keys, their identities and its identity-provider columns
- * into the main database. An identity made in the placement for an e-mail
+ * memberships, API keys and their identities into the main database. An identity made in the placement for an e-mail
  * the main database knows under another id is rewritten in the placement to
  * that id first, so one person stays one user.
  */
@@ -191,10 +191,9 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
       (await readRows(to, "memberships", tenantId)) as MemberRow[],
       (await readRows(to, "api_keys", tenantId)) as KeyRow[],
     ];
-    const [members, keys, tenant, ids] = [
+    const [members, keys, ids] = [
       (await readRows(from, "memberships", tenantId)) as MemberRow[],
       (await readRows(from, "api_keys", tenantId)) as KeyRow[],
-      ((await readRows(from, "tenants", tenantId)) as Record<string, unknown>[])[0],
       (await readRows(from, "users", tenantId)) as UserRow[],
     ];
     // Only new identities (an existing one is never overwritten), and never
@@ -205,7 +204,9 @@ export async function syncToDirectory(admin: PlacementAdmin, ref: PlacementRef, 
     await to(`DELETE FROM api_keys WHERE tenant_id = $1::uuid`, [tenantId]);
     await writeRows(to, "api_keys", keys);
     await recountStats(to, tenantId);
-    if (tenant) await updateTenant(to, tenant, TENANT_OWNED);
+    // Not the identity-provider columns: the main database's are the registry
+    // of issuers, claimed there before the tenant's change commits
+    // (src/tenancy/issuer-claim.ts); a copy here could undo a claim.
     await placed.query("COMMIT");
     await main.query("COMMIT");
     const diff = <T extends { id: string }>(a: T[], b: T[]) => {

@@ -73,6 +73,8 @@ export interface DirectoryView {
   platformAdminFlag(userId: string): Promise<boolean | null>;
   /** Before a placed tenant invites `email`: the one identity its app_add_member will use, to copy in the invitation's transaction (see Directory.identityToPlace). */
   identityToPlace(tenant: TenantInfo, email: string): Promise<PlacedIdentity>;
+  /** A placed tenant's identity provider, written first in the main database's registry of issuers (src/tenancy/issuer-claim.ts). */
+  claimIssuer(tenant: TenantInfo, idp: { issuer: string; jwksUrl: string; audience: string } | null): Promise<void>;
   invalidateUser(subject: string): Promise<void>;
   invalidateTenant(tenantId: string, slug?: string): Promise<void>;
   invalidateMembership(tenantId: string, userId: string): Promise<void>;

@@ -7,6 +7,7 @@ import type { Admission } from "../infra/store.ts";
 import type { LateCount } from "../infra/rate-limit.ts";
 import { DirectoryCache, directoryKeys as keys } from "./directory-cache.ts";
 import { readApiKey, readMembership, readTenant } from "./directory-reads.ts";
+import { claimIssuer, type IssuerClaim } from "./issuer-claim.ts";
 import type {
   ApiKeyInfo,
   DirectoryView,
@@ -180,6 +181,7 @@ export class Directory {
       membershipsOf: (userId: string) => this.membershipsOf(userId),
       platformAdminFlag: (userId: string) => this.platformAdminFlag(userId),
       identityToPlace: (tenant: TenantInfo, email: string) => this.identityToPlace(tenant, email),
+      claimIssuer: (tenant: TenantInfo, idp: IssuerClaim | null) => claimIssuer(this.#db, tenant, idp),
       invalidateUser: (subject: string) => this.invalidateUser(subject),
       invalidateTenant: (tenantId: string, slug?: string) => this.invalidateTenant(tenantId, slug),
       invalidateMembership: (tenantId: string, userId: string) => this.invalidateMembership(tenantId, userId),

@@ -70,6 +70,10 @@ export function requestDirectory(directory: ContextDeps["directory"], ctx: Conte
       own(tenant.id, "ctx.directory.identityToPlace");
       return view.identityToPlace(tenant, email);
     },
+    claimIssuer: async (tenant: TenantInfo, idp: Parameters<DirectoryView["claimIssuer"]>[1]) => {
+      own(tenant.id, "ctx.directory.claimIssuer");
+      return view.claimIssuer(tenant, idp);
+    },
     invalidateUser: view.invalidateUser,
     invalidateTenant: async (tenantId: string, slug?: string) => {
       own(tenantId, "ctx.directory.invalidateTenant");

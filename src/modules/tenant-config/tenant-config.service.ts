@@ -137,6 +137,7 @@ export async function setTenantIdentityProvider(ctx: Context, tenantId: string, 
     // A foreign tenant id behaves like one that does not exist.
     if (tenantId !== ctx.tenant.id) throw notFound("Tenant");
     const own = ctx.tenant.id;
+    const info = ctx.tenant;
     tenant = await ctx.tenantDb
       .transaction(async (tx) => {
         const [current] = await tx.$queryRaw<{ idp_issuer: string | null }[]>`SELECT idp_issuer FROM tenants WHERE id = ${own}::uuid`;
@@ -147,6 +148,8 @@ export async function setTenantIdentityProvider(ctx: Context, tenantId: string, 
           targetId: own,
           metadata: { issuer: data.idpIssuer, jwksUrl: data.idpJwksUrl, audience: data.idpAudience },
         });
+        // A placed tenant's issuer is claimed in the main database, the one registry that sees every tenant (docs/placement.md).
+        await ctx.directory.claimIssuer(info, idp);
         return tx.tenant.findUniqueOrThrow({ where: { id: own } });
       })
       .catch(taken("issuer", "This issuer is registered by another tenant"));

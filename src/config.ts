@@ -19,6 +19,12 @@ export interface Config {
   nodeEnv: string;
   production: boolean;
   port: number;
+  /**
+   * HOST: the address the server listens on. Outside production 127.0.0.1
+   * (this machine only: GraphiQL's page then carries a live demo OWNER
+   * token, src/http/welcome.ts); in production every interface (undefined).
+   */
+  host: string | undefined;
   /** Connection of the migrator / table owner. Undefined: embedded PostgreSQL. */
   databaseUrl: string | undefined;
   /** Optional separate login for the tenant-scoped role (managed databases). */
@@ -154,6 +160,7 @@ export function loadConfig(env: Env = process.env): Config {
     nodeEnv,
     production,
     port: int(env, "PORT", 4000, 0, 65535),
+    host: str(env, "HOST") ?? (production ? undefined : "127.0.0.1"),
     databaseUrl: url(env, "DATABASE_URL", pg),
     appDatabaseUrl: url(env, "APP_DATABASE_URL", pg),
     platformDatabaseUrl: url(env, "PLATFORM_DATABASE_URL", pg),

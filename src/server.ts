@@ -18,7 +18,7 @@ import { LiveHub } from "./modules/live/hub.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "./tenancy/plans.ts";
 import { createDrainableServer } from "./http/drain.ts";
 import { attachWebSocket } from "./http/websocket.ts";
-import { demoTenantsPresent, demoToken, printWelcome } from "./http/welcome.ts";
+import { demoTenantsPresent, demoToken, printWelcome, servesDemoToken } from "./http/welcome.ts";
 
 /**
  * The process: opens PostgreSQL (or starts the embedded one) and the store,
@@ -190,7 +190,7 @@ async function main() {
       ...(redisAt ? { redis: () => store.ping() } : {}),
     },
     draining: () => draining,
-    ...(demo ? { demoToken: () => demoToken(config, DEMO_TENANTS[0]!.slug, "OWNER", "24h") } : {}),
+    ...(servesDemoToken(config, demo) ? { demoToken: () => demoToken(config, DEMO_TENANTS[0]!.slug, "OWNER", "24h") } : {}),
   });
 
   const http = createDrainableServer((req, res) => void app(req, res));
@@ -227,7 +227,8 @@ async function main() {
   server.keepAliveTimeout = 65_000;
   // A signal that came meanwhile has begun the shutdown: never listen then.
   if (draining) return;
-  await new Promise<void>((resolve) => server.listen(config.port, resolve));
+  // Outside production 127.0.0.1 unless HOST says otherwise (src/config.ts).
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
   startupCleanup = undefined;
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;

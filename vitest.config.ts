@@ -17,6 +17,9 @@ const SLOW = [
   "test/integration/redis-outage.test.ts",
   "test/integration/redis-scripts.test.ts",
   "test/integration/response-cache-faults.test.ts",
+  "test/integration/demo-token-exposure.test.ts",
+  "test/integration/opening-timeouts.test.ts",
+  "test/integration/quota-rollback.test.ts",
 ];
 
 /**

@@ -15,6 +15,7 @@ import { useJit } from "./http/use-jit.ts";
 import { useJitErrorLocations } from "./http/use-jit-error-locations.ts";
 import { useJsonBody } from "./http/use-json-body.ts";
 import { useRequestTransaction } from "./http/use-request-transaction.ts";
+import { useSqlPlans } from "./http/use-sql-plans.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
 import { useTenantResponseCache } from "./http/use-response-cache.ts";
 import type { Logger } from "./infra/logger.ts";
@@ -45,7 +46,7 @@ import { TenantIdentityProviders } from "./tenancy/tenant-idp.ts";
  */
 export interface AppDeps extends Omit<ContextDeps, "cursors" | "rateLimiter" | "apiKeyUse"> {
   config: Pick<Config, "graphiql" | "introspection" | "maxBodyBytes" | "jwtSecret" | "production"> &
-    Partial<Pick<Config, "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
+    Partial<Pick<Config, "sqlPlans" | "metricsToken" | "trustProxy" | "corsOrigins" | "jwtIssuer" | "jwksUrl">>;
   /** Prometheus registry of this app (a fresh one when omitted). */
   metrics?: Metrics;
   /** API request counting (src/infra/request-counter.ts); server.ts starts and stops its flusher. */
@@ -136,6 +137,8 @@ export function createApp(appDeps: AppDeps): App {
       useInputGuard(),
       useInputErrors(),
       useRequestTransaction({ idempotencySecret: config.jwtSecret }),
+      // Replaces the execute function of a planned query; the response cache (next) wraps it: docs/sql-plans.md.
+      useSqlPlans({ enabled: config.sqlPlans ?? true, schema }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.
       useTenantResponseCache({ store: deps.store, metrics, logger, schema, inFlight, options: deps.responseCache, databaseId: () => deps.directory.databaseId() }),
       useQueryTimeoutErrors(),

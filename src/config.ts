@@ -57,6 +57,8 @@ export interface Config {
   platformAdminSubjects: string[];
   graphiql: boolean;
   introspection: boolean;
+  /** SQL_PLANS: queries of declared fields answered by one statement built in PostgreSQL (docs/sql-plans.md); off: every query executed field by field. */
+  sqlPlans: boolean;
   logLevel: LogLevel;
   metricsToken: string | undefined;
   migrateOnStart: boolean;
@@ -185,6 +187,7 @@ export function loadConfig(env: Env = process.env): Config {
       .filter(Boolean),
     graphiql,
     introspection: bool(env, "INTROSPECTION", !production),
+    sqlPlans: bool(env, "SQL_PLANS", true),
     logLevel,
     metricsToken: str(env, "METRICS_TOKEN"),
     migrateOnStart: bool(env, "MIGRATE_ON_START", true),

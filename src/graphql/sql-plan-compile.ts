@@ -224,12 +224,14 @@ function connectionField(s: State, type: GraphQLObjectType, nodes: readonly Fiel
  * A connection as toConnection answers a forward page without cursors:
  * edges are the first `size` rows, hasNextPage whether there is one more,
  * hasPreviousPage false (no `after`), totalCount the declared count. One
- * aggregate over the page's rows, numbered in the page's order.
+ * aggregate over the page's rows, numbered in the page's order (`GROUP BY
+ * ()`: one row even when nothing selected is an aggregate, or no row matched).
  */
 function connectionJson(s: State, type: GraphQLObjectType, nodes: readonly FieldNode[], page: ConnectionSql): Prisma.Sql {
   const alias = nextAlias(s);
   const n = Prisma.raw(`${alias}.plan_n`);
-  const size = Prisma.raw(String(Math.trunc(page.size)));
+  // A bound parameter: the statement's text does not depend on the page's size.
+  const size = Prisma.sql`${page.size}::bigint`;
   const fields = collectSubfields(s, type, nodes);
   const json = members(fields, (sub) => {
     const name = sub[0]!.name.value;
@@ -260,5 +262,5 @@ function connectionJson(s: State, type: GraphQLObjectType, nodes: readonly Field
     });
     return Prisma.sql`('[' || coalesce(string_agg(CASE WHEN ${n} <= ${size} THEN ${edge} END, ',' ORDER BY ${n}), '') || ']')`;
   });
-  return Prisma.sql`(SELECT ${json} FROM (SELECT x.*, row_number() OVER (ORDER BY ${page.order("x")}) AS plan_n FROM (${page.rows}) x) ${Prisma.raw(alias)})`;
+  return Prisma.sql`(SELECT ${json} FROM (SELECT x.*, row_number() OVER (ORDER BY ${page.order("x")}) AS plan_n FROM (${page.rows}) x) ${Prisma.raw(alias)} GROUP BY ())`;
 }

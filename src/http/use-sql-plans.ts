@@ -50,7 +50,6 @@ async function answer(ctx: Context, planned: PlannedQuery): Promise<ExecutionRes
     // The operation's only statement: it carries the read transaction's COMMIT.
     body = (await ctx.tenantDb.queryRaw<{ body: string | null }>(planned.sql, { last: true }))[0]?.body;
   } catch (err) {
-    console.error('PLANERR', err);
     // As execution reports a failed root field (every planned root field is non-null: no data).
     const root = planned.roots[0]!;
     return { data: null, errors: [locatedError(err, root.nodes, [root.key])] };

@@ -34,10 +34,14 @@ const DASHBOARD = `query Dashboard($n: Int!) {
  */
 const DASHBOARD_STATEMENTS = ["begin + settings", "projects with deployment counts and deployments, with creators", "commit"];
 
+/** The same dashboard SQL-planned (the default, docs/sql-plans.md): the whole answer's JSON text in one statement, with the COMMIT. */
+const PLANNED_STATEMENTS = ["begin + settings", "the answer built by PostgreSQL", "commit"];
+
 /** What a statement of the dashboard is, from its text (the exact text is in test/__sql__/Dashboard.sql). */
 function kindOf(sql: string): string {
   if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
   if (sql === "COMMIT") return "commit";
+  if (/^SELECT '\{"data":' \|\| (?=.*FROM projects c WHERE c\.tenant_id = )(?=.*FROM deployments c WHERE c\.tenant_id = )(?=.*app_visible_user)/.test(sql)) return "the answer built by PostgreSQL";
   if (/^WITH p AS \(SELECT .* FROM projects c WHERE .*\) , d AS \(SELECT x\.\* FROM p CROSS JOIN LATERAL \(SELECT .* FROM deployments c .*\), u AS MATERIALIZED \(SELECT .* FROM users u WHERE .*app_visible_user.* SELECT p\.\* , \(SELECT count\(\*\)::int FROM deployments n .* AS "deploymentCount", .* AS "deploymentRows" FROM p ORDER BY/.test(sql)) {
     return "projects with deployment counts and deployments, with creators";
   }
@@ -93,18 +97,20 @@ describe("SQL statements per request", () => {
     await t?.close();
   });
 
-  async function dashboard(n: number) {
+  /** `planned: false`: with the projects' cursors, which the SQL plan leaves to execution (the prefetch then reads the subtree). */
+  async function dashboard(n: number, planned = true) {
     const token = tokens.get(n)!;
+    const query = planned ? DASHBOARD : DASHBOARD.replace("edges { node {", "edges { cursor node {");
     // Warm the directory cache (credentials, tenant, membership): a warm
     // request reaches PostgreSQL only for its data.
-    await t.gql(DASHBOARD, { variables: { n }, token });
-    const { result, statements } = await counter.record(() => t.gql(DASHBOARD, { variables: { n }, token }));
+    await t.gql(query, { variables: { n }, token });
+    const { result, statements } = await counter.record(() => t.gql(query, { variables: { n }, token }));
     expect(result.body.errors).toBeUndefined();
     return { body: result.body, statements };
   }
 
-  it.each(SIZES)("the dashboard query for %i projects costs a fixed number of statements", async (n) => {
-    const { body, statements } = await dashboard(n);
+  it.each(SIZES.flatMap((n) => [[n, true] as const, [n, false] as const]))("the dashboard query for %i projects costs a fixed number of statements (SQL-planned: %s)", async (n, planned) => {
+    const { body, statements } = await dashboard(n, planned);
     const edges = body.data.projects.edges;
     expect(edges).toHaveLength(n);
     for (const e of edges) {
@@ -117,7 +123,7 @@ describe("SQL statements per request", () => {
     const summary = summarize(app);
     if (process.env.SQL_COUNT_DUMP) console.log(n, app.map((s) => s.sql.slice(0, 160)));
     // The exact list, so a change shows up as a readable diff.
-    expect(app.map((s) => kindOf(s.sql)), JSON.stringify(summary)).toEqual(DASHBOARD_STATEMENTS);
+    expect(app.map((s) => kindOf(s.sql)), JSON.stringify(summary)).toEqual(planned ? PLANNED_STATEMENTS : DASHBOARD_STATEMENTS);
     expect(summary).toMatchObject({ begin: 1, setConfig: 1, commit: 1, rollback: 0 });
     // Two messages: BEGIN + settings + facts; the page's statement with the
     // COMMIT (it is the operation's last: docs/request-path.md). Three before.
@@ -193,7 +199,10 @@ describe("SQL statements per request", () => {
   it("sends the very same statements for 1, 20 and 100 projects", async () => {
     const lists: string[][] = [];
     for (const n of SIZES) lists.push(texts(ofPool((await dashboard(n)).statements, "app")));
-    expect(lists[0]).toHaveLength(DASHBOARD_STATEMENTS.length);
+    for (const n of SIZES) lists.push(texts(ofPool((await dashboard(n, false)).statements, "app")));
+    expect(lists[4]).toEqual(lists[3]);
+    expect(lists[5]).toEqual(lists[3]);
+    expect(lists[0]).toHaveLength(PLANNED_STATEMENTS.length);
     expect(lists[1]).toEqual(lists[0]);
     expect(lists[2]).toEqual(lists[0]);
   });
@@ -212,7 +221,8 @@ describe("SQL statements per request", () => {
     // counter is not a constant that would pass whatever the app does.
     const token = tokens.get(1)!;
     const { statements } = await counter.record(() =>
-      t.gql(`{ a: projects(first: 1) { edges { node { name } } } b: projects(first: 1, orderBy: { field: NAME, direction: ASC }) { edges { node { name } } } }`, { token }),
+      // (Cursors: executed field by field, not one SQL-planned statement.)
+      t.gql(`{ a: projects(first: 1) { edges { cursor node { name } } } b: projects(first: 1, orderBy: { field: NAME, direction: ASC }) { edges { cursor node { name } } } }`, { token }),
     );
     expect(ofPool(statements, "app")).toHaveLength(4); // BEGIN + set_config, 2 × SELECT, COMMIT
     // Neither page is the operation's last statement (two roots): COMMIT on its own.

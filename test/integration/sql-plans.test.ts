@@ -1,25 +1,155 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp, type App } from "../../src/app.ts";
+import { toGlobalId } from "../../src/graphql/ids.ts";
+import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { createSqlCounter, ofPool, type SqlCounter } from "../helpers/sql-counter.ts";
+import { BENCH_DASHBOARD, isPlanned, post } from "../helpers/sql-plans.ts";
 
-const DASHBOARD = `{ projects(first: 20) { edges { node { id name slug deploymentCount latestDeployment { id status createdAt } deployments(first: 5) { edges { node { id status branch commitSha createdAt createdBy { email } } } } } } } }`;
+/**
+ * SQL-planned queries (src/http/use-sql-plans.ts, docs/sql-plans.md)
+ * against the same queries executed field by field (an app with
+ * `sqlPlans: false` over the same databases and store): the response bodies
+ * must be the same bytes, planned or not, and the planned ones must have
+ * been answered by the one planned statement. `sql-plans-property.test.ts`
+ * does the same for random selections, roles, API keys and tenants.
+ */
 
-async function post(app: App, query: string, headers: Record<string, string>, variables?: Record<string, unknown>) {
-  const res = await app.fetch("http://localhost/graphql", {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify({ query, variables }),
-  });
-  return { status: res.status, text: await res.text() };
-}
+const FRAGMENTS = `fragment P on Project { slug id n: name description updatedAt deploymentCount latestDeployment { __typename ...D }
+    deployments(first: $m, filter: { status: [READY, ERROR, QUEUED] }, orderBy: { field: UPDATED_AT, direction: ASC }) { totalCount pageInfo { hasNextPage } edges { node { ...D } } } }
+  fragment D on Deployment { id url commitSha branch status createdAt updatedAt createdBy { __typename id email name } }`;
 
-describe("smoke", () => {
+/**
+ * Cases answered by the plan. The second one's inline fragment after a
+ * named one is where graphql-jit orders keys unlike graphql-js (its `c`
+ * first); the plan collects fields as graphql-js and the spec do.
+ */
+const PLANNED: [string, string, Record<string, unknown>][] = [
+  ["the bench's dashboard", BENCH_DASHBOARD, {}],
+  [
+    "aliases, __typename at every level, fragments, variables, totals and page info",
+    `query Q($n: Int!, $m: Int = 3) { __typename ps: projects(first: $n, orderBy: { field: NAME, direction: ASC }) { __typename totalCount
+       pageInfo { hasPreviousPage __typename hasNextPage } edges { __typename node { ...P ... on Project { c: createdAt } } } } } ${FRAGMENTS}`,
+    { n: 3 },
+  ],
+  [
+    "two pages of one field, merged selections",
+    `{ a: projects(first: 2) { edges { node { id } } } b: projects(first: 1, orderBy: { field: CREATED_AT, direction: ASC }) { edges { node { name } } edges { node { slug name } } } }`,
+    {},
+  ],
+  [
+    "empty pages, date filters from variables, the default page size",
+    `query($after: DateTime, $before: DateTime) { projects { pageInfo { hasNextPage } edges { node { deployments(first: 0) { totalCount edges { node { id } } }
+       recent: deployments(filter: { createdAfter: $after, createdBefore: $before, status: [] }) { totalCount edges { node { createdAt } } } } } } }`,
+    { after: "2026-11-03T14:00:00.000Z", before: "2026-11-03T16:30:00Z" },
+  ],
+  ["only totals and type names (no aggregate but the grouping)", `{ projects(first: 1) { totalCount __typename } }`, {}],
+  ["no projects asked for", `{ projects(first: 0) { totalCount pageInfo { hasNextPage hasPreviousPage } edges { node { id } } } }`, {}],
+];
+
+const EXECUTED: [string, string, Record<string, unknown>][] = [
+  ["a cursor", `{ projects(first: 2) { edges { cursor node { id } } } }`, {}],
+  ["page info's cursors", `{ projects(first: 2) { pageInfo { endCursor } edges { node { id } } } }`, {}],
+  ["a directive", `{ projects(first: 2) { edges { node @include(if: true) { id } } } }`, {}],
+  ["a search", `{ projects(first: 2, filter: { search: "a" }) { edges { node { id } } } }`, {}],
+  ["a field not declared", `{ projects(first: 2) { edges { node { latestDeployment { project { id } } } } } }`, {}],
+  ["a root field not declared", `{ tenant { slug } projects(first: 1) { edges { node { id } } } }`, {}],
+  ["a page size refused", `{ projects(first: 1000) { edges { node { id } } } }`, {}],
+  ["a nested page size refused", `{ projects(first: 1) { edges { node { deployments(first: -1) { edges { node { id } } } } } } }`, {}],
+  ["a deployment filter by project", `query($p: ID) { projects(first: 1) { edges { node { deployments(filter: { projectId: $p }) { totalCount } } } } }`, { p: "x" }],
+];
+
+describe("SQL-planned queries: the same bytes as execution", () => {
   let t: TestApp;
   let off: App;
   let counter: SqlCounter;
+  const headers: Record<string, Record<string, string>> = {};
+
   beforeAll(async () => {
     t = await createTestApp();
+    off = createApp(testAppDeps(t.clients, t.store, { config: { sqlPlans: false } }));
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
+    for (const [name, slug] of [
+      ["acme", "acme"],
+      ["globex", "globex"],
+    ]) {
+      headers[name!] = { authorization: `Bearer ${await t.memberToken(slug!, "VIEWER")}` };
+    }
+    headers.admin = { authorization: `Bearer ${await t.adminToken()}` };
+  });
+  afterAll(async () => {
+    counter?.detach();
+    await t?.close();
+  });
+
+  async function both(query: string, h: Record<string, string>, variables: Record<string, unknown>) {
+    // Each app once first: the caller's directory entries cached, and the
+    // document executed before, so graphql-jit compiles it (src/http/use-jit.ts):
+    // `interpreted` is graphql-js' answer, `executed` graphql-jit's.
+    await post(t.app, query, h, variables);
+    const interpreted = await post(off, query, h, variables);
+    const on = await counter.record(() => post(t.app, query, h, variables));
+    const executed = await post(off, query, h, variables);
+    const statements = ofPool(on.statements, "app");
+    return { on: on.result, interpreted, executed, planned: isPlanned(statements), statements };
+  }
+
+  it.each(PLANNED)("planned: %s", async (_name, query, variables) => {
+    const r = await both(query, headers.acme!, variables);
+    expect(r.planned).toBe(true);
+    expect(r.on.status).toBe(200);
+    expect(r.on.text).not.toContain('"errors"');
+    expect(r.on.text).toBe(r.interpreted.text);
+    if (!query.includes("...P ... on Project")) expect(r.on.text).toBe(r.executed.text);
+    // BEGIN + settings + facts, the planned statement, its COMMIT (in the statement's message).
+    expect(r.statements.map((s) => s.sql.split(" ")[0])).toEqual(["BEGIN", "SELECT", "COMMIT"]);
+    expect(new Set(r.statements.map((s) => s.message)).size).toBe(2);
+  });
+
+  it.each(EXECUTED)("executed as usual: %s", async (_name, query, variables) => {
+    const r = await both(query, headers.acme!, variables);
+    expect(r.planned).toBe(false);
+    expect(r.on.status).toBe(r.executed.status);
+    expect(r.on.text).toBe(r.executed.text);
+  });
+
+  it("a caller the field's @auth refuses gets execution's error (a platform admin holds no tenant role)", async () => {
+    const r = await both(BENCH_DASHBOARD, headers.admin!, {});
+    expect(r.planned).toBe(false);
+    expect(r.on.text).toBe(r.executed.text);
+    expect(JSON.parse(r.on.text).errors[0].extensions.code).toBe("FORBIDDEN");
+  });
+
+  it("another tenant's rows never appear, nor a creator the tenant does not see", async () => {
+    const p = t.clients.platform;
+    const [acme, globex] = await Promise.all(["acme", "globex"].map((slug) => p.tenant.findUniqueOrThrow({ where: { slug } })));
+    // An acme-only user as the creator of a globex deployment: globex may not see them.
+    const email = `acme-only-${randomUUID()}@plans.test`;
+    const stranger = await p.user.create({ data: { email, authSubject: email, memberships: { create: { tenantId: acme!.id, role: "DEVELOPER" } } } });
+    const project = await p.project.create({ data: { tenantId: globex!.id, name: "Stranger's", slug: `stranger-${randomUUID()}` } });
+    await p.deployment.create({ data: { tenantId: globex!.id, projectId: project.id, status: "READY", createdById: stranger.id } });
+
+    const r = await both(BENCH_DASHBOARD.replace("first: 20", "first: 100"), headers.globex!, {});
+    expect(r.planned).toBe(true);
+    expect(r.on.text).toBe(r.executed.text);
+    const ids = (text: string) => [...text.matchAll(/"id":"([^"]+)"/g)].map((m) => Buffer.from(m[1]!, "base64").toString()).filter((s) => s.startsWith("Project:"));
+    const own = (await p.project.findMany({ where: { tenantId: globex!.id } })).map((x) => `Project:${x.id}`);
+    expect(ids(r.on.text).sort()).toEqual(own.sort());
+    for (const x of await p.project.findMany({ where: { tenantId: acme!.id } })) expect(r.on.text).not.toContain(toGlobalId("Project", x.id));
+    expect(r.on.text).not.toContain(email);
+    const stranger_ = JSON.parse(r.on.text).data.projects.edges.find((e: any) => e.node.id === toGlobalId("Project", project.id));
+    expect(stranger_.node.deployments.edges[0].node.createdBy).toBeNull();
+  });
+});
+
+describe("SQL-planned queries under the response cache", () => {
+  let t: TestApp;
+  let off: App;
+  let counter: SqlCounter;
+
+  beforeAll(async () => {
+    t = await createTestApp({ responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
     off = createApp(testAppDeps(t.clients, t.store, { config: { sqlPlans: false } }));
     counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
   });
@@ -27,15 +157,33 @@ describe("smoke", () => {
     counter?.detach();
     await t?.close();
   });
-  it("dashboard", async () => {
-    const token = await t.memberToken("acme", "VIEWER");
-    const h = { authorization: `Bearer ${token}` };
-    await post(t.app, DASHBOARD, h);
-    const on = await counter.record(() => post(t.app, DASHBOARD, h));
-    const o = await post(off, DASHBOARD, h);
-    console.log(ofPool(on.statements, "app").map((s) => s.sql.slice(0, 3000)).join("\n"));
-    console.log(on.result.text.slice(0, 500));
-    console.log(o.text.slice(0, 500));
-    expect(on.result.text).toBe(o.text);
+
+  it("a MISS is planned and stored as executed, a HIT serves it, and a change is a planned MISS again", async () => {
+    const warn = vi.spyOn(console, "warn");
+    const viewer = { authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` };
+    const admin = { authorization: `Bearer ${await t.memberToken("acme", "ADMIN")}` };
+    const read = async (h: Record<string, string>) => {
+      const { result, statements } = await counter.record(() => post(t.app, BENCH_DASHBOARD, h));
+      await t.settle(); // the entry written
+      return { ...result, planned: isPlanned(ofPool(statements, "app")) };
+    };
+    const fresh = async () => (await post(off, BENCH_DASHBOARD, viewer)).text;
+
+    const miss = await read(viewer);
+    expect(miss).toMatchObject({ cache: "MISS", planned: true, text: await fresh() });
+    // The stored entry (the cache's __typename fields stripped) is the same answer, for every role.
+    expect(await read(viewer)).toMatchObject({ cache: "HIT", planned: false, text: miss.text });
+    expect(await read(admin)).toMatchObject({ cache: "HIT", planned: false, text: miss.text });
+
+    const project = JSON.parse(miss.text).data.projects.edges[0].node.id;
+    const developer = { authorization: `Bearer ${await t.memberToken("acme", "DEVELOPER")}` };
+    const created = await post(t.app, `mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "plans" }) { deployment { id } } }`, developer, { p: project });
+    const id = JSON.parse(created.text).data.createDeployment.deployment.id;
+    const after = await read(admin);
+    expect(after).toMatchObject({ cache: "MISS", planned: true, text: await fresh() });
+    expect(after.text).toContain(id);
+    expect(await read(viewer)).toMatchObject({ cache: "HIT", text: after.text });
+    expect(warn.mock.calls.flat().join(" ")).not.toContain("useResponseCache");
+    warn.mockRestore();
   });
 });

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { dashboardStatement, dashboardValues } from "./dashboard-statement.ts";
+import { dashboardStatement, dashboardValues, plannedDashboardStatement, plannedDashboardValues } from "./dashboard-statement.ts";
 import { readFileSync } from "node:fs";
 
 /**
@@ -48,10 +48,18 @@ async function main() {
       await client.query("COMMIT");
     }
   };
-  const plans: Record<string, { planning: number[]; execution: number[] }> = { server: { planning: [], execution: [] }, floor: { planning: [], execution: [] } };
+  const plans: Record<string, { planning: number[]; execution: number[] }> = {
+    server: { planning: [], execution: [] },
+    planned: { planning: [], execution: [] },
+    floor: { planning: [], execution: [] },
+  };
   for (let round = 0; round < 3; round++) {
     for (const p of pairs) {
-      for (const [name, sql, values] of [["server", serverSql, serverValues(p.tenant_id, p.user_id)], ["floor", floorSql, [p.tenant_id]]] as const) {
+      for (const [name, sql, values] of [
+        ["server", serverSql, serverValues(p.tenant_id, p.user_id)],
+        ["planned", plannedDashboardStatement, plannedDashboardValues(p.tenant_id, p.user_id)],
+        ["floor", floorSql, [p.tenant_id]],
+      ] as const) {
         const { rows } = await inTx(p, () => client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, [...values]));
         const plan = (rows[0] as { "QUERY PLAN": { "Planning Time": number; "Execution Time": number }[] })["QUERY PLAN"][0]!;
         if (round > 0) {
@@ -67,12 +75,13 @@ async function main() {
   for (const [name, sql, named] of [
     ["server unnamed", serverSql, false],
     ["server prepared", serverSql, true],
+    ["planned unnamed", plannedDashboardStatement, false],
     ["floor prepared", floorSql, true],
   ] as const) {
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {
       const p = pairs[i % pairs.length]!;
-      const values = name.startsWith("floor") ? [p.tenant_id] : serverValues(p.tenant_id, p.user_id);
+      const values = name.startsWith("floor") ? [p.tenant_id] : name.startsWith("planned") ? plannedDashboardValues(p.tenant_id, p.user_id) : serverValues(p.tenant_id, p.user_id);
       await inTx(p, async () => {
         const t0 = process.hrtime.bigint();
         await client.query(named ? { name: name.replace(/\W/g, "_"), text: sql, values } : { text: sql, values });

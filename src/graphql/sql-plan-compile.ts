@@ -21,7 +21,7 @@ import {
 import { Prisma } from "../generated/prisma/client.ts";
 import { checkAccess } from "../policy/enforcer.ts";
 import { policyOf } from "../policy/field-policy.ts";
-import { literal, scalarJson, type ConnectionSql, type PlanContext, type SqlPlans } from "./sql-plan.ts";
+import { literal, scalarJson, type ConnectionSql, type PlanContext, type SqlField, type SqlPlans } from "./sql-plan.ts";
 
 /**
  * Compiles a query operation whose every selected field is declared
@@ -55,6 +55,10 @@ interface State {
   fragments: Record<string, FragmentDefinitionNode>;
   variables: Record<string, unknown>;
   aliases: number;
+  /** The row sources from the root down to the current parent: what a lookup's keys are read from. */
+  path: { alias: string; rows: Prisma.Sql }[];
+  /** The lookups' common table expressions. */
+  ctes: Prisma.Sql[];
 }
 
 export interface PlannedQuery {
@@ -99,14 +103,15 @@ export function planQuery(
   if (coerced.errors) return null;
   const fragments: Record<string, FragmentDefinitionNode> = {};
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
-  const s: State = { schema, plans, ctx, fragments, variables: coerced.coerced, aliases: 0 };
+  const s: State = { schema, plans, ctx, fragments, variables: coerced.coerced, aliases: 0, path: [], ctes: [] };
   try {
     const fields = collect(s, query, [op.selectionSet]);
     const roots = [...fields].filter(([, nodes]) => nodes[0]!.name.value !== "__typename").map(([key, nodes]) => ({ key, nodes }));
     // Every root field non-null: a failed statement is then answered as execution answers it (no data).
     if (roots.length === 0 || !roots.every((r) => isNonNullType(query.getFields()[r.nodes[0]!.name.value]?.type))) return null;
     const json = objectJson(s, query, fields, null);
-    return { sql: Prisma.sql`SELECT '{"data":' || ${json} || '}' AS body`, roots };
+    const ctes = s.ctes.length ? Prisma.sql`WITH ${Prisma.join(s.ctes, ", ")} ` : Prisma.empty;
+    return { sql: Prisma.sql`${ctes}SELECT '{"data":' || ${json} || '}' AS body`, roots };
   } catch (err) {
     // Not planned, or an argument execution would refuse (its error is execution's to give).
     void err;
@@ -201,8 +206,11 @@ function fieldJson(s: State, type: GraphQLObjectType, nodes: readonly FieldNode[
     json = Prisma.sql`(${declared.sql(rowSql, s.ctx)})::text`;
   } else if (declared.kind === "object" && rowSql && !list && isObjectType(named)) {
     const alias = nextAlias(s);
-    const sub = collectSubfields(s, named, nodes);
-    json = Prisma.sql`(SELECT ${objectJson(s, named, sub, alias)} FROM (${declared.row(rowSql, s.ctx, args)}) ${Prisma.raw(alias)})`;
+    const rows = declared.row(rowSql, s.ctx, args);
+    const inner = below(s, alias, rows, () => objectJson(s, named, collectSubfields(s, named, nodes), alias));
+    json = Prisma.sql`(SELECT ${inner} FROM (${rows}) ${Prisma.raw(alias)})`;
+  } else if (declared.kind === "lookup" && row && !list && isObjectType(named) && Object.keys(args).length === 0) {
+    json = lookupJson(s, named, nodes, row, declared);
   } else if (declared.kind === "connection" && !list && isObjectType(named)) {
     const page = declared.page(rowSql, s.ctx, args) ?? refuse(`${type.name}.${name}: arguments not planned`);
     json = connectionJson(s, named, nodes, page);
@@ -210,6 +218,32 @@ function fieldJson(s: State, type: GraphQLObjectType, nodes: readonly FieldNode[
     return refuse(`${type.name}.${name}: declaration does not fit`);
   }
   return isNonNullType(def.type) ? json : Prisma.sql`coalesce(${json}, 'null')`;
+}
+
+/** Compiles what lies below a row source (`alias` over `rows`) with that source on the path. */
+function below<T>(s: State, alias: string, rows: Prisma.Sql, compile: () => T): T {
+  s.path.push({ alias, rows });
+  try {
+    return compile();
+  } finally {
+    s.path.pop();
+  }
+}
+
+/**
+ * A lookup: its rows for every key of every parent row the statement reads
+ * (the path's row sources joined again, LATERAL, in one MATERIALIZED common
+ * table expression), then the parent's one by its key.
+ */
+function lookupJson(s: State, type: GraphQLObjectType, nodes: readonly FieldNode[], row: string, declared: Extract<SqlField, { kind: "lookup" }>): Prisma.Sql {
+  const from = s.path.map((p, i) => Prisma.sql`${i ? Prisma.raw("CROSS JOIN LATERAL") : Prisma.empty} (${p.rows}) ${Prisma.raw(p.alias)}`);
+  if (s.path.at(-1)?.alias !== row) refuse(`${type.name}: lookup outside its parent's rows`);
+  const keys = Prisma.sql`SELECT ${Prisma.raw(`${row}.${declared.key}`)} FROM ${Prisma.join(from, " ")}`;
+  const cte = nextAlias(s);
+  s.ctes.push(Prisma.sql`${Prisma.raw(cte)} AS MATERIALIZED (${declared.rows(keys, s.ctx)})`);
+  const alias = nextAlias(s);
+  const match = Prisma.raw(`${alias}.${declared.column} = ${row}.${declared.key}`);
+  return Prisma.sql`(SELECT ${objectJson(s, type, collectSubfields(s, type, nodes), alias)} FROM ${Prisma.raw(cte)} ${Prisma.raw(alias)} WHERE ${match})`;
 }
 
 /** The declared fields of a connection's own types (ProjectConnection, ProjectEdge, PageInfo), checked like any field. */
@@ -258,7 +292,7 @@ function connectionJson(s: State, type: GraphQLObjectType, nodes: readonly Field
       const nodeDef = connectionField(s, named, f);
       const nodeType = getNamedType(nodeDef.type);
       if (field !== "node" || !isObjectType(nodeType)) return refuse(`${named.name}.${field}: cursors are signed by the server`);
-      return objectJson(s, nodeType, collectSubfields(s, nodeType, f), alias);
+      return below(s, alias, page.rows, () => objectJson(s, nodeType, collectSubfields(s, nodeType, f), alias));
     });
     return Prisma.sql`('[' || coalesce(string_agg(CASE WHEN ${n} <= ${size} THEN ${edge} END, ',' ORDER BY ${n}), '') || ']')`;
   });

@@ -36,6 +36,15 @@ export type SqlField =
   | { kind: "column"; column: string; format: ScalarFormat }
   /** A non-null integer computed by a scalar subquery. */
   | { kind: "int"; sql: (row: Prisma.Sql, ctx: PlanContext) => Prisma.Sql }
+  /**
+   * An object found by a key column of the parent's row (`key`) among the
+   * rows `rows` selects for a set of keys (a SELECT of key values), matched
+   * on their column `column`; null when none. The statement reads them once
+   * for every parent row of the operation (a MATERIALIZED common table
+   * expression): a creator's visibility is checked once per creator, not
+   * once per deployment.
+   */
+  | { kind: "lookup"; key: string; column: string; rows: (keys: Prisma.Sql, ctx: PlanContext) => Prisma.Sql }
   /** An object read by a SELECT of at most one row (raw columns); null when there is none. */
   | { kind: "object"; row: (parent: Prisma.Sql, ctx: PlanContext, args: Record<string, unknown>) => Prisma.Sql }
   /**

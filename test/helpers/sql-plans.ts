@@ -15,6 +15,6 @@ export async function post(app: App, query: string, headers: Record<string, stri
   return { status: res.status, text: await res.text(), cache: res.headers.get("x-cache") };
 }
 
-/** The planned statement: the response's JSON text built by PostgreSQL. */
-export const isPlanned = (statements: { sql: string }[]) => statements.some((s) => s.sql.startsWith(`SELECT '{"data":'`));
+/** The planned statement: the response's JSON text built by PostgreSQL (after its lookups' common table expressions). */
+export const isPlanned = (statements: { sql: string }[]) => statements.some((s) => /^(WITH .* )?SELECT '\{"data":' \|\| /.test(s.sql));
 

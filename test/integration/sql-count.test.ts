@@ -41,7 +41,7 @@ const PLANNED_STATEMENTS = ["begin + settings", "the answer built by PostgreSQL"
 function kindOf(sql: string): string {
   if (/^BEGIN( ISOLATION LEVEL REPEATABLE READ)?; SELECT set_config\('app\.tenant_id'/.test(sql)) return "begin + settings";
   if (sql === "COMMIT") return "commit";
-  if (/^SELECT '\{"data":' \|\| (?=.*FROM projects c WHERE c\.tenant_id = )(?=.*FROM deployments c WHERE c\.tenant_id = )(?=.*app_visible_user)/.test(sql)) return "the answer built by PostgreSQL";
+  if (/^WITH sp\d+ AS MATERIALIZED \(SELECT u\.\* FROM users u WHERE u\.id IN \(SELECT .*app_visible_user.*SELECT '\{"data":' \|\| (?=.*FROM projects c WHERE c\.tenant_id = )(?=.*FROM deployments c WHERE c\.tenant_id = )/s.test(sql)) return "the answer built by PostgreSQL";
   if (/^WITH p AS \(SELECT .* FROM projects c WHERE .*\) , d AS \(SELECT x\.\* FROM p CROSS JOIN LATERAL \(SELECT .* FROM deployments c .*\), u AS MATERIALIZED \(SELECT .* FROM users u WHERE .*app_visible_user.* SELECT p\.\* , \(SELECT count\(\*\)::int FROM deployments n .* AS "deploymentCount", .* AS "deploymentRows" FROM p ORDER BY/.test(sql)) {
     return "projects with deployment counts and deployments, with creators";
   }

@@ -50,9 +50,12 @@ export const deploymentSqlPlans: SqlPlans = {
     branch: { kind: "column", column: "branch", format: "string" },
     createdAt: { kind: "column", column: "created_at", format: "dateTime" },
     updatedAt: { kind: "column", column: "updated_at", format: "dateTime" },
+    // The creators of every deployment the statement reads, each checked once (as the prefetch's `u`).
     createdBy: {
-      kind: "object",
-      row: (deployment, ctx) => Prisma.sql`SELECT u.* FROM users u WHERE u.id = ${deployment}.created_by_id AND ${visibleUser(ctx, Prisma.raw("u.id"))}`,
+      kind: "lookup",
+      key: "created_by_id",
+      column: "id",
+      rows: (keys, ctx) => Prisma.sql`SELECT u.* FROM users u WHERE u.id IN (${keys}) AND ${visibleUser(ctx, Prisma.raw("u.id"))}`,
     },
   },
 };

@@ -1,0 +1,16 @@
+import pg from "pg";
+import { plannedDashboardStatement, plannedDashboardValues } from "./dashboard-statement.ts";
+const client = new pg.Client({ connectionString: process.env.DATABASE_URL, options: "-c role=tenantgraph_app" });
+await client.connect();
+const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+await admin.connect();
+const { rows } = await admin.query(`SELECT DISTINCT ON (m.tenant_id) m.tenant_id, m.user_id FROM memberships m ORDER BY m.tenant_id, m.role LIMIT 1`);
+const p = rows[0];
+await client.query("BEGIN");
+await client.query(`SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), set_config('app.api_key_id', '', true)`, [p.tenant_id, p.user_id]);
+const sql = process.env.VARIANT === "nocreator" ? plannedDashboardStatement.replace(/\|\| ',"createdBy":' \|\| coalesce\(\(SELECT .*? sp4\), 'null'\)/, "") : plannedDashboardStatement;
+for (let i = 0; i < 3; i++) await client.query(sql, plannedDashboardValues(p.tenant_id, p.user_id));
+const r = await client.query(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, plannedDashboardValues(p.tenant_id, p.user_id));
+console.log(r.rows.map((x) => x["QUERY PLAN"]).join("\n"));
+await client.query("COMMIT");
+await client.end(); await admin.end();

@@ -29,7 +29,7 @@ export function dashboardValues(tenant: string, user: string): (string | number)
  */
 export const plannedDashboardStatement = readFileSync(new URL("../test/__sql__/BenchDashboard.sql", import.meta.url), "utf8")
   .split("\n")
-  .find((l) => l.startsWith(`app: SELECT '{"data":'`))!
+  .find((l) => l.startsWith("app: ") && l.includes(`SELECT '{"data":'`))!
   .slice("app: ".length);
 
 export function plannedDashboardValues(tenant: string, user: string): (string | number)[] {

@@ -116,5 +116,5 @@ describe("SQL-planned queries: random selections x callers x tenants", () => {
       }),
       { seed: 1313, numRuns: 40 },
     );
-  });
+  }, 180_000);
 });

@@ -56,6 +56,15 @@ interface State {
   path: { alias: string; rows: Prisma.Sql }[];
   /** The lookups' common table expressions. */
   ctes: Prisma.Sql[];
+  /** Subqueries planned so far (counts, objects, lookups, connections): bounded by MAX_SUBQUERIES. */
+  subqueries: number;
+}
+
+/** More subqueries (one connection under thirty aliases: the loaders batch them) are executed as usual. */
+export const MAX_SUBQUERIES = 12;
+
+function subquery(s: State, what: string): void {
+  if (++s.subqueries > MAX_SUBQUERIES) refuse(`${what}: more than ${MAX_SUBQUERIES} subqueries`);
 }
 
 export interface PlannedQuery {
@@ -82,7 +91,7 @@ export function planQuery(
   if (coerced.errors) return null;
   const fragments: Record<string, FragmentDefinitionNode> = {};
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
-  const s: State = { schema, plans, ctx, fragments, variables: coerced.coerced, aliases: 0, path: [], ctes: [] };
+  const s: State = { schema, plans, ctx, fragments, variables: coerced.coerced, aliases: 0, path: [], ctes: [], subqueries: 0 };
   try {
     const fields = collect(s, query, [op.selectionSet]);
     const roots = [...fields].filter(([, nodes]) => nodes[0]!.name.value !== "__typename").map(([key, nodes]) => ({ key, nodes }));
@@ -136,6 +145,7 @@ function fieldJson(s: State, type: GraphQLObjectType, nodes: readonly FieldNode[
   const named = getNamedType(def.type);
   const rowSql = row === null ? null : Prisma.raw(row);
   const list = isListType(isNonNullType(def.type) ? def.type.ofType : def.type);
+  if (declared.kind !== "column") subquery(s, `${type.name}.${name}`);
   let json: Prisma.Sql;
   if (declared.kind === "column" && rowSql && !list) {
     json = scalarJson(declared.format, Prisma.raw(`${row}.${declared.column}`), type.name);

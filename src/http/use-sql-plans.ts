@@ -1,4 +1,4 @@
-import { GraphQLError, locatedError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
+import { locatedError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { planQuery, type PlannedQuery } from "../graphql/sql-plan-compile.ts";
 import { sqlPlans, type PlanContext } from "../graphql/sql-plan.ts";
@@ -54,7 +54,11 @@ async function answer(ctx: Context, planned: PlannedQuery): Promise<ExecutionRes
     const root = planned.roots[0]!;
     return { data: null, errors: [locatedError(err, root.nodes, [root.key])] };
   }
-  if (typeof body !== "string") throw new GraphQLError("SQL plan answered no data");
+  if (typeof body !== "string") {
+    // A NULL member made the whole text NULL: answered as a failed root field (masked, coded INTERNAL_SERVER_ERROR).
+    const root = planned.roots[0]!;
+    return { data: null, errors: [locatedError(new Error("SQL plan answered no data"), root.nodes, [root.key])] };
+  }
   return textResult(body);
 }
 

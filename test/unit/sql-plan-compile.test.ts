@@ -1,7 +1,7 @@
 import { parse } from "graphql";
 import { describe, expect, it } from "vitest";
 import { Prisma } from "../../src/generated/prisma/client.ts";
-import { planQuery } from "../../src/graphql/sql-plan-compile.ts";
+import { MAX_SUBQUERIES, planQuery } from "../../src/graphql/sql-plan-compile.ts";
 import { sqlPlans, type PlanContext, type SqlPlans } from "../../src/graphql/sql-plan.ts";
 import { CursorCodec } from "../../src/infra/cursor.ts";
 import { deploymentSqlPlans } from "../../src/modules/deployments/deployment.sql-plan.ts";
@@ -86,5 +86,15 @@ describe("the SQL planner admits only what this caller passes for sure", () => {
     const doc = `query A { tenant { slug } } query B { projects { totalCount } }`;
     expect(plan(ctxOf("VIEWER"), doc, {}, "A")).toBeNull();
     expect(plan(ctxOf("VIEWER"), doc, {}, "B")).not.toBeNull();
+  });
+
+  it("leaves a document of more subqueries than MAX_SUBQUERIES to execution (aliases of one connection are batched there)", () => {
+    const aliased = (n: number) =>
+      `query($n: Int) { projects(first: $n) { edges { node { ${Array.from({ length: n }, (_, i) => `d${i}: deployments(first: $n) { edges { node { createdBy { id } } } }`).join(" ")} } } } }`;
+    // projects + (deployments + createdBy) per alias
+    const fits = Math.floor((MAX_SUBQUERIES - 1) / 2);
+    expect(plan(ctxOf("VIEWER"), aliased(fits), { n: 100 })).not.toBeNull();
+    expect(plan(ctxOf("VIEWER"), aliased(fits + 1), { n: 100 })).toBeNull();
+    expect(plan(ctxOf("VIEWER"), aliased(29), { n: 100 })).toBeNull();
   });
 });

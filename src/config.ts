@@ -4,7 +4,7 @@
  * bad value stops the process with one line naming the variable.
  */
 
-import { bool, ConfigError, int, str, url, type Env } from "./config/env.ts";
+import { bool, ConfigError, int, perPlan, str, url, type Env } from "./config/env.ts";
 import { corsOrigins } from "./config/cors-origins.ts";
 import { placementServers } from "./config/placement-servers.ts";
 import { redisKeyPrefix } from "./config/redis-key-prefix.ts";
@@ -124,6 +124,9 @@ export const redisTarget = (config: Pick<Config, "redisUrl" | "redisClusterNodes
   config.redisClusterNodes ?? config.redisUrl;
 
 
+/** The response cache's TTL per plan (CACHE_TTL_<PLAN>, seconds; 0: not cached). */
+const DEFAULT_CACHE_TTL_SECONDS = { FREE: 300, PRO: 3600, ENTERPRISE: 0 };
+
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadConfig(env: Env = process.env): Config {
@@ -196,11 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: trustProxy(env),
     corsOrigins: corsOrigins(env),
     shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 10_000, 0, 10 * 60_000),
-    cacheTtlSeconds: {
-      FREE: int(env, "CACHE_TTL_FREE", 300, 0, 30 * 86_400),
-      PRO: int(env, "CACHE_TTL_PRO", 3600, 0, 30 * 86_400),
-      ENTERPRISE: int(env, "CACHE_TTL_ENTERPRISE", 0, 0, 30 * 86_400),
-    },
+    cacheTtlSeconds: perPlan("CACHE_TTL", (name, plan) => int(env, name, DEFAULT_CACHE_TTL_SECONDS[plan], 0, 30 * 86_400)),
     storageRefreshMs: int(env, "STORAGE_REFRESH_SECONDS", 300, 10, 86_400) * 1000,
   };
 }

@@ -45,3 +45,10 @@ export function url(env: Env, name: string, protocols: string[]): string | undef
   }
   return raw;
 }
+
+type PlanName = "FREE" | "PRO" | "ENTERPRISE";
+
+/** One setting per plan, `<prefix>_FREE`, `_PRO` and `_ENTERPRISE`, each read by `read(name, plan)`. */
+export function perPlan<T>(prefix: string, read: (name: string, plan: PlanName) => T): Record<PlanName, T> {
+  return { FREE: read(`${prefix}_FREE`, "FREE"), PRO: read(`${prefix}_PRO`, "PRO"), ENTERPRISE: read(`${prefix}_ENTERPRISE`, "ENTERPRISE") };
+}

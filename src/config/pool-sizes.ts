@@ -1,4 +1,4 @@
-import { ConfigError, int, str, type Env } from "./env.ts";
+import { ConfigError, int, perPlan, str, type Env } from "./env.ts";
 
 /** Connections per process: one pool per plan, and the platform and live pools (src/db/clients.ts). */
 export interface PoolSizes {
@@ -23,9 +23,7 @@ export function poolSizes(env: Env): PoolSizes {
   }
   const d = DEFAULT_POOL_SIZES;
   return {
-    FREE: int(env, "POOL_SIZE_FREE", d.FREE, 1, 500),
-    PRO: int(env, "POOL_SIZE_PRO", d.PRO, 1, 500),
-    ENTERPRISE: int(env, "POOL_SIZE_ENTERPRISE", d.ENTERPRISE, 1, 500),
+    ...perPlan("POOL_SIZE", (name, plan) => int(env, name, d[plan], 1, 500)),
     platform: int(env, "POOL_SIZE_PLATFORM", d.platform, 1, 500),
     live: int(env, "POOL_SIZE_LIVE", d.live, 1, 500),
   };

@@ -1,4 +1,4 @@
-import { ConfigError, str, type Env } from "./env.ts";
+import { ConfigError, perPlan, str, type Env } from "./env.ts";
 
 /**
  * Connections one tenant may hold at once in its plan's tier pool, per
@@ -32,9 +32,5 @@ function cap(env: Env, name: string, fallback: number | null): number | null {
 
 export function poolTenantMax(env: Env): PoolTenantMax {
   const d = DEFAULT_POOL_TENANT_MAX;
-  return {
-    FREE: cap(env, "POOL_TENANT_MAX_FREE", d.FREE),
-    PRO: cap(env, "POOL_TENANT_MAX_PRO", d.PRO),
-    ENTERPRISE: cap(env, "POOL_TENANT_MAX_ENTERPRISE", d.ENTERPRISE),
-  };
+  return perPlan("POOL_TENANT_MAX", (name, plan) => cap(env, name, d[plan]));
 }

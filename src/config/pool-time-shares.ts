@@ -1,4 +1,4 @@
-import { ConfigError, int, str, type Env } from "./env.ts";
+import { ConfigError, int, perPlan, str, type Env } from "./env.ts";
 
 /**
  * Each plan's share of database time per process (src/db/time-share.ts):
@@ -40,9 +40,7 @@ function share(env: Env, name: string, fallback: number | null): number | null {
 export function poolTimeShares(env: Env): PoolTimeShares {
   const d = DEFAULT_POOL_TIME_SHARES;
   return {
-    FREE: share(env, "POOL_TIME_SHARE_FREE", d.FREE),
-    PRO: share(env, "POOL_TIME_SHARE_PRO", d.PRO),
-    ENTERPRISE: share(env, "POOL_TIME_SHARE_ENTERPRISE", d.ENTERPRISE),
+    ...perPlan("POOL_TIME_SHARE", (name, plan) => share(env, name, d[plan])),
     windowMs: int(env, "POOL_TIME_SHARE_WINDOW_MS", d.windowMs, 10, 60_000),
   };
 }

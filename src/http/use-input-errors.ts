@@ -123,6 +123,8 @@ export function useInputErrors(): Plugin {
       };
     },
     onExecute({ args }) {
+      // Only an operation with variables can fail to coerce them: the others (a cached dashboard) pass no hook.
+      if (!getOperationAST(args.document, args.operationName ?? undefined)?.variableDefinitions?.length) return;
       return {
         onExecuteDone({ result, setResult }) {
           if (Symbol.asyncIterator in (result as object)) return;

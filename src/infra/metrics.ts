@@ -12,6 +12,39 @@ import type { TimeShare } from "../db/time-share.ts";
 
 export const NO_TENANT = "none";
 
+/**
+ * Why a query was not SQL-planned (src/graphql/sql-plan-compile.ts,
+ * docs/sql-plans.md, "Fallbacks counted"): a fixed set, the `reason` of
+ * `tenantgraph_sql_plan_total{outcome="fallback"}`.
+ */
+export type SqlPlanFallback =
+  | "directive"
+  | "operation"
+  | "variables"
+  | "undeclared"
+  | "policy"
+  | "denied"
+  | "arguments"
+  | "invalid"
+  | "cursor"
+  | "root"
+  | "bound";
+/** How a planned query got its statement: compiled for it, or bound from the compile cache. */
+export type SqlPlanned = "compiled" | "cached";
+
+/**
+ * The planner's outcomes since the process started. planQuery is a function
+ * of the schema, not of an app: it counts here, and each app's registry
+ * reports what grew since that app was made (so two apps of one process, as
+ * in the tests, each count from zero; one app per server process in production).
+ */
+const sqlPlanCounts = new Map<string, number>();
+
+export function countSqlPlan(...[outcome, reason]: ["planned", SqlPlanned] | ["fallback", SqlPlanFallback]): void {
+  const key = `${outcome} ${reason}`;
+  sqlPlanCounts.set(key, (sqlPlanCounts.get(key) ?? 0) + 1);
+}
+
 export interface MetricsOptions {
   /** PostgreSQL pools to expose as gauges, by name. */
   pools?: Record<string, pg.Pool | undefined>;
@@ -82,6 +115,20 @@ export class Metrics {
       help: "Bytes of each tenant's rows (pg_column_size), as last measured in the background",
       labelNames: ["tenant"],
       registers,
+    });
+    const counted = new Map(sqlPlanCounts);
+    new Counter({
+      name: "tenantgraph_sql_plan_total",
+      help: "Query operations offered to the SQL planner: outcome planned (reason compiled or cached) or fallback (executed as usual; reason: directive, operation, variables, undeclared, policy, denied, arguments, invalid, cursor, root, bound)",
+      labelNames: ["outcome", "reason"],
+      registers,
+      collect() {
+        for (const [key, n] of sqlPlanCounts) {
+          const [outcome, reason] = key.split(" ") as [string, string];
+          this.inc({ outcome, reason }, n - (counted.get(key) ?? 0));
+          counted.set(key, n);
+        }
+      },
     });
     const pools = Object.entries(opts.pools ?? {}).filter((e): e is [string, pg.Pool] => !!e[1]);
     if (pools.length) {

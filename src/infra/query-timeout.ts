@@ -38,6 +38,10 @@ export function isStatementTimeout(err: unknown): boolean {
 export const queryTimeoutError = (from?: GraphQLError, request = false) =>
   new GraphQLError("The query was cancelled: it ran longer than the tenant's plan allows", {
     nodes: from?.nodes,
+    // A compiled execution's error has no nodes, only its source and positions
+    // (use-jit-error-locations.ts): kept, so its `locations` are the interpreter's.
+    source: from?.source,
+    positions: from?.positions,
     path: from?.path,
     extensions: request
       ? {

@@ -19,6 +19,7 @@ const SLOW = [
   "test/integration/response-cache-faults.test.ts",
   "test/integration/demo-token-exposure.test.ts",
   "test/integration/opening-timeouts.test.ts",
+  "test/integration/sql-plans-faults.test.ts",
   "test/integration/quota-rollback.test.ts",
 ];
 

@@ -160,6 +160,7 @@ function compile(
   const fragments: Record<string, FragmentDefinitionNode> = {};
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
   const s: State = { schema, plans, ctx, fragments, variables, aliases: 0, path: [], ctes: [], subqueries: 0, sites: [], policies: new Set() };
+  let template: Template;
   try {
     const fields = collect(s, query, [op.selectionSet]);
     const roots = [...fields].filter(([, nodes]) => nodes[0]!.name.value !== "__typename").map(([key, nodes]) => ({ key, nodes }));
@@ -167,12 +168,16 @@ function compile(
     if (roots.length === 0 || !roots.every((r) => isNonNullType(query.getFields()[r.nodes[0]!.name.value]?.type))) return { fallback: "root" };
     const json = objectJson(s, query, fields, null);
     const ctes = s.ctes.length ? Prisma.sql`WITH ${Prisma.join(s.ctes, ", ")} ` : Prisma.empty;
-    const template: Template = { sql: Prisma.sql`${ctes}SELECT '{"data":' || ${json} || '}' AS body`, sites: s.sites, policies: [...s.policies], roots };
-    return { template };
+    template = { sql: Prisma.sql`${ctes}SELECT '{"data":' || ${json} || '}' AS body`, sites: s.sites, policies: [...s.policies], roots };
   } catch (err) {
     // Not planned, or an argument execution would refuse (its error is execution's to give).
     return { fallback: err instanceof Unplanned ? err.reason : "invalid" };
   }
+  // Every value comes from a declaration call, made again per request: a value
+  // the compiler wrote itself would be cached with the template (another
+  // request's tenant or variable), so it is a bug, not a fallback.
+  if (!template.sql.values.every((v) => v instanceof Slot)) throw new Error("sql plan: a value outside a declaration call");
+  return { template };
 }
 
 /**

@@ -121,6 +121,53 @@ describe("SQL-planned queries: the same bytes as execution", () => {
     expect(JSON.parse(r.on.text).errors[0].extensions.code).toBe("FORBIDDEN");
   });
 
+  /** The planner's counts on the app's /metrics (tenantgraph_sql_plan_total), "outcome/reason". */
+  async function planOutcomes(): Promise<Record<string, number>> {
+    const text = await (await t.app.fetch("http://localhost/metrics")).text();
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/^tenantgraph_sql_plan_total\{outcome="(\w+)",reason="(\w+)"\} (\d+)/gm)) out[`${m[1]}/${m[2]}`] = Number(m[3]);
+    return out;
+  }
+  const moved = (before: Record<string, number>, after: Record<string, number>) =>
+    Object.fromEntries(Object.entries(after).flatMap(([k, n]) => (n - (before[k] ?? 0) ? [[k, n - (before[k] ?? 0)]] : [])));
+
+  it("rebinds a cached plan's variables: first: 5 then first: 20 answer their own pages", async () => {
+    const acme = await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } });
+    const have = await t.clients.platform.project.count({ where: { tenantId: acme.id } });
+    await t.clients.platform.project.createMany({
+      data: Array.from({ length: Math.max(0, 22 - have) }, (_, i) => ({ tenantId: acme.id, name: `Rebound ${i}`, slug: `rebound-${i}-${randomUUID()}` })),
+    });
+    const query = `query Pages($n: Int!) { projects(first: $n) { totalCount pageInfo { hasNextPage } edges { node { id name } } } }`;
+    const before = await planOutcomes();
+    const five = await both(query, headers.acme!, { n: 5 });
+    const twenty = await both(query, headers.acme!, { n: 20 });
+    // `both` asks the planning app twice: the first request compiles the template, the three others bind it.
+    expect(moved(before, await planOutcomes())).toEqual({ "planned/compiled": 1, "planned/cached": 3 });
+    for (const r of [five, twenty]) {
+      expect(r.planned).toBe(true);
+      expect(r.on.text).toBe(r.executed.text);
+    }
+    const page = (text: string) => JSON.parse(text).data.projects;
+    expect(page(five.on.text).edges).toHaveLength(5);
+    expect(page(twenty.on.text).edges).toHaveLength(20);
+    expect(page(twenty.on.text).edges.slice(0, 5)).toEqual(page(five.on.text).edges);
+    expect(page(twenty.on.text).pageInfo.hasNextPage).toBe(true);
+  });
+
+  it("counts planned queries and fallbacks by reason on /metrics", async () => {
+    const before = await planOutcomes();
+    await post(t.app, BENCH_DASHBOARD, headers.acme!);
+    await post(t.app, `{ projects(first: 2) { edges { node @include(if: true) { id } } } }`, headers.acme!);
+    await post(t.app, `{ projects(first: 2) { edges { cursor node { id } } } }`, headers.acme!);
+    await post(t.app, `{ projects(first: 2) { edges { cursor node { id } } } }`, headers.globex!);
+    await post(t.app, `{ projects(first: 2, filter: { search: "a" }) { edges { node { id } } } }`, headers.acme!);
+    const after = moved(before, await planOutcomes());
+    expect((after["planned/compiled"] ?? 0) + (after["planned/cached"] ?? 0)).toBe(1);
+    delete after["planned/compiled"];
+    delete after["planned/cached"];
+    expect(after).toEqual({ "fallback/directive": 1, "fallback/cursor": 2, "fallback/arguments": 1 });
+  });
+
   it("another tenant's rows never appear, nor a creator the tenant does not see", async () => {
     const p = t.clients.platform;
     const [acme, globex] = await Promise.all(["acme", "globex"].map((slug) => p.tenant.findUniqueOrThrow({ where: { slug } })));

@@ -35,8 +35,9 @@ export type SqlPlanned = "compiled" | "cached";
 /**
  * The planner's outcomes since the process started. planQuery is a function
  * of the schema, not of an app: it counts here, and each app's registry
- * reports what grew since that app was made (so two apps of one process, as
- * in the tests, each count from zero; one app per server process in production).
+ * reports what grew since that app was made (one app per server process in
+ * production; in a test process, apps alive at the same time report the
+ * same plannings, each from zero when it was made).
  */
 const sqlPlanCounts = new Map<string, number>();
 

@@ -1,4 +1,7 @@
+import { mkdirSync } from "node:fs";
 import os from "node:os";
+import path from "node:path";
+import { eldLine, windowFigures, type WindowFigures } from "./live-eld.ts";
 import { startLiveLoad } from "./live.ts";
 import { benchOptionsOrExit } from "./options.ts";
 import { cpuMs, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
@@ -26,6 +29,10 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * arguments: this checkout alone. A window opens its streams, waits
  * BENCH_WARMUP seconds (at least 3), then measures; use a duration that is
  * a multiple of the 12 s keep-alive period (24 s).
+ *
+ * BENCH_LIVE_ELD=1 also preloads bench/live-eld.ts into every server: per
+ * window, its event-loop delay (p99, max), GC pauses, user/system CPU and
+ * WebSocket ping bursts (docs/live-updates.md, "Sixth round").
  */
 
 const log = (line: string) => process.stdout.write(`[live-cost] ${line}\n`);
@@ -48,13 +55,17 @@ async function main() {
   const mutationsPerS = opts.liveMutationsPerS ?? 10;
   const settleMs = Math.max(3, opts.warmupS) * 1000;
 
-  const servers: { label: string; child: Child; prefix: string }[] = [];
+  const eldDir = process.env.BENCH_LIVE_ELD === "1" ? path.join(os.tmpdir(), `live-eld-${new Date().toISOString().replace(/[:.]/g, "-")}`) : null;
+  if (eldDir) mkdirSync(eldDir, { recursive: true });
+  const servers: { label: string; child: Child; prefix: string; eldFile: string }[] = [];
   try {
     for (const [i, v] of variants.entries()) {
       // Each variant's keys and topics under a prefix of its own: its stream slots (SUBSCRIPTIONS), rate limits and events apart.
       const env = { ...serverEnv(opts, fixture.url), REDIS_KEY_PREFIX: `${opts.redisKeyPrefix ?? ""}livecost${i}:` };
-      const child = spawnChild(v.label, [...startScriptFlags(v.dir), "--import", "tsx", "src/server.ts"], v.dir, opts.port + 10 + i, env);
-      servers.push({ label: v.label, child, prefix: env.REDIS_KEY_PREFIX });
+      const probe = eldDir ? ["--import", path.join(import.meta.dirname, "live-eld.ts")] : [];
+      const eldFile = eldDir ? path.join(eldDir, `${v.label}.jsonl`) : "";
+      const child = spawnChild(v.label, [...startScriptFlags(v.dir), "--import", "tsx", ...probe, "src/server.ts"], v.dir, opts.port + 10 + i, eldFile ? { ...env, LIVE_ELD_FILE: eldFile } : env);
+      servers.push({ label: v.label, child, prefix: env.REDIS_KEY_PREFIX, eldFile });
     }
     await Promise.all(servers.map((s) => waitReady(s.child, 120_000)));
     /** One window: every variant under the live load (`n` streams, `rate` mutations/s) at once; each server's CPU % of a core. */
@@ -63,11 +74,16 @@ async function main() {
       await sleep(settleMs);
       const load = os.loadavg()[0]!;
       const c0 = servers.map((s) => cpuMs(s.child.proc.pid!) ?? NaN);
+      const from = Date.now();
       for (const l of lives) l.measure();
       await sleep(opts.durationS * 1000);
       const cpuPct = servers.map((s, i) => ((cpuMs(s.child.proc.pid!) ?? NaN) - c0[i]!) / opts.durationS / 10);
+      const to = Date.now();
       const figures = await Promise.all(lives.map((l) => l.stop()));
-      return { cpuPct, figures, load };
+      // The probe's seconds of the measured window (its line of the last second is written by then).
+      await sleep(eldDir ? 1100 : 0);
+      const eld = servers.map((s) => (s.eldFile ? windowFigures(s.eldFile, from, to) : null));
+      return { cpuPct, figures, load, eld };
     };
     // Warm-up: every server serves the writer and the streams once, unmeasured.
     await window(streams, mutationsPerS);
@@ -81,6 +97,7 @@ async function main() {
     ] as const;
     type Row = Record<(typeof kinds)[number]["key"] | "own" | "idleOwn" | "perDeliveryUs", number[]>;
     const rows: Row[] = servers.map(() => ({ writer: [], live: [], idle: [], none: [], own: [], idleOwn: [], perDeliveryUs: [] }));
+    const eld = servers.map(() => ({ writer: [], live: [], idle: [], none: [] }) as Record<(typeof kinds)[number]["key"], (WindowFigures | null)[]>);
     for (let round = 1; round <= opts.runs; round++) {
       const order = round % 2 ? kinds : [...kinds].reverse();
       const w = {} as Record<(typeof kinds)[number]["key"], Awaited<ReturnType<typeof window>>>;
@@ -99,11 +116,29 @@ async function main() {
         return `${s.label} writer ${w.writer.cpuPct[i]!.toFixed(1)}% live ${w.live.cpuPct[i]!.toFixed(1)}% idle ${w.idle.cpuPct[i]!.toFixed(1)}% none ${w.none.cpuPct[i]!.toFixed(1)}%: streams ${own.toFixed(1)} points, idle streams ${idleOwn.toFixed(1)}, ${perDeliveryUs.toFixed(0)} us/delivery (${f.delivered}/${f.expected} deliveries, p95 ${f.p95.toFixed(0)} ms)`;
       });
       log(`round ${round}/${opts.runs} (load ${order.map((k) => w[k.key].load.toFixed(1)).join("/")}): ${parts.join(" | ")}`);
+      if (eldDir) {
+        for (const [i, s] of servers.entries()) {
+          for (const k of kinds) {
+            eld[i]![k.key].push(w[k.key].eld[i]!);
+            log(`  ${s.label} ${k.key}: ${eldLine(w[k.key].eld[i]!)}`);
+          }
+        }
+      }
     }
     const list = (xs: number[], d = 1) => xs.map((x) => x.toFixed(d)).join(", ");
     for (const [i, s] of servers.entries()) {
       const r = rows[i]!;
       log(`${s.label}: server CPU writer ${median(r.writer).toFixed(1)}%, writer + streams ${median(r.live).toFixed(1)}%, streams idle ${median(r.idle).toFixed(1)}%, nothing ${median(r.none).toFixed(1)}%; the streams' own ${median(r.own).toFixed(1)} points (rounds ${list(r.own)}), idle ${median(r.idleOwn).toFixed(1)} (rounds ${list(r.idleOwn)}), ${median(r.perDeliveryUs).toFixed(0)} us per delivery beyond idle (rounds ${list(r.perDeliveryUs, 0)})`);
+    }
+    if (eldDir) {
+      const of = (xs: (WindowFigures | null)[], k: keyof WindowFigures) => median(xs.filter((x): x is WindowFigures => !!x).map((x) => x[k]));
+      for (const [i, s] of servers.entries()) {
+        for (const k of kinds) {
+          const xs = eld[i]![k.key];
+          log(`${s.label} ${k.key} (medians of rounds): loop delay p99 ${of(xs, "p99").toFixed(1)} ms, max ${of(xs, "max").toFixed(0)} ms, ${of(xs, "over50")} s over 50 ms; mark-compacts ${of(xs, "majorN")} per window (${of(xs, "majorMs").toFixed(0)} ms), scavenges ${of(xs, "minorMsPerS").toFixed(1)} ms/s; user ${of(xs, "userPct").toFixed(1)}% sys ${of(xs, "sysPct").toFixed(1)}%; largest ping burst ${of(xs, "pingBurst")}`);
+        }
+      }
+      log(`probe lines: ${eldDir}`);
     }
     for (const [i, s] of servers.entries()) {
       if (i === 0) continue;

@@ -481,6 +481,35 @@ describe("a hub of its own", () => {
   });
 });
 
+describe("a hub of its own, handing a large fan-out out in chunks", () => {
+  it("a tenant's streams get an event in chunks with the event loop's turn between two, every stream its node", async () => {
+    let pauses = 0;
+    const live = new LiveHub({
+      platform: t.clients.platform,
+      events: t.clients.live,
+      logger: createLogger("silent"),
+      fanOutChunk: 2,
+      pause: () => new Promise<void>((resolve) => setImmediate(() => (pauses++, resolve()))),
+    });
+    const app = createApp(testAppDeps(t.clients, t.store, { live }));
+    const fetchApp = (url: string, init: RequestInit) => app.fetch(url, init);
+    const streams: LiveSubscription[] = [];
+    try {
+      const token = await t.memberToken("wayne", "VIEWER");
+      for (let i = 0; i < 5; i++) streams.push(await sseSubscribe(fetchApp, "http://localhost/graphql", { query: DEPLOYMENTS }, { authorization: `Bearer ${token}` }));
+      expect(live.size).toBe(5);
+      const [project] = await projectsOf("wayne");
+      const made = await call(app, `mutation($p: ID!) { createDeployment(input: { projectId: $p }) { deployment { id } } }`, { authorization: `Bearer ${await t.memberToken("wayne", "DEVELOPER")}` }, { p: project!.id });
+      for (const s of streams) expect((await s.nextData()).deploymentUpdated.id).toBe(made.createDeployment.deployment.id);
+      // 5 streams in chunks of 2: a turn after the 2nd and after the 4th.
+      expect(pauses).toBe(2);
+    } finally {
+      for (const s of streams) s.close();
+      await live.close();
+    }
+  });
+});
+
 describe("a hub on a manual clock", () => {
   /** An app whose clock, and its hub's, the test moves (nothing waits for real time). */
   function onManualClock() {

@@ -49,7 +49,13 @@ export interface LiveHubOptions {
   now?: () => number;
   /** Wakes the hub at a time of `now` (a credential's own end); default: a real timer for the time left. Tests move a manual clock instead. */
   wakeAt?: LiveClock["wakeAt"];
+  /** Streams of a tenant handed an event before the event loop gets a turn (default 32). */
+  fanOutChunk?: number;
+  /** The turn given to the event loop between two chunks of a fan-out; default setImmediate. */
+  pause?: () => Promise<void>;
 }
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class LiveHub implements LiveUpdates, StreamOwner {
   readonly logger: Logger;
@@ -75,7 +81,14 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     if (!eventPool) throw new Error("live updates: the events client has no pool (make it with createDatabases)");
     this.eventPool = eventPool;
     this.placements = placementPoolsOf(options.events);
-    this.reads = { platform: options.platform, source: (tenantId, ref) => this.source(tenantId, ref), logger: this.logger, clock: this.clock };
+    this.reads = {
+      platform: options.platform,
+      source: (tenantId, ref) => this.source(tenantId, ref),
+      logger: this.logger,
+      clock: this.clock,
+      fanOutChunk: Math.max(1, options.fanOutChunk ?? 32),
+      pause: options.pause ?? nextTurn,
+    };
     const leaseMs = options.leaseMs ?? 30_000;
     // Messages published while the subscriber was disconnected are lost:
     // re-check every stream once it is back (it re-subscribes by itself).

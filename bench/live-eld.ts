@@ -1,5 +1,4 @@
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 
 /**
@@ -32,7 +31,7 @@ export interface EldSecond {
   pingBurst: number;
 }
 
-function start(file: string) {
+function start(file: string, WebSocket: typeof import("ws").WebSocket) {
   const delay = monitorEventLoopDelay({ resolution: 2 });
   delay.enable();
   let gc = { minorN: 0, minorMs: 0, majorN: 0, majorMs: 0, majorMax: 0 };
@@ -49,14 +48,13 @@ function start(file: string) {
       }
     }
   }).observe({ entryTypes: ["gc"] });
-  // The server's own `ws` (the same module instance: CommonJS, one cache): its pings counted.
+  // The server's own `ws` (imported as the server imports it: the same module instance): its pings counted.
   let pings = 0;
   let burst = 0;
   let pingBurst = 0;
   let last = 0;
-  const WebSocket = createRequire(`${process.cwd()}/package.json`)("ws") as { prototype: { ping: (...a: unknown[]) => void } };
   const ping = WebSocket.prototype.ping;
-  WebSocket.prototype.ping = function (this: unknown, ...args: unknown[]) {
+  WebSocket.prototype.ping = function (this: InstanceType<typeof WebSocket>, ...args: Parameters<typeof ping>) {
     const now = performance.now();
     burst = now - last < 1 ? burst + 1 : 1;
     last = now;
@@ -88,7 +86,7 @@ function start(file: string) {
   }, 1000).unref();
 }
 
-if (process.env.LIVE_ELD_FILE) start(process.env.LIVE_ELD_FILE);
+if (process.env.LIVE_ELD_FILE) start(process.env.LIVE_ELD_FILE, (await import("ws")).WebSocket);
 
 const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
 

@@ -136,7 +136,8 @@ export function createApp(appDeps: AppDeps): App {
       useJsonBody(),
       useInputGuard(),
       useInputErrors(),
-      useRequestTransaction({ idempotencySecret: config.jwtSecret }),
+      // A query the SQL planner may answer (and the response cache does not look up) is authorized with its planned read, one message: docs/request-path.md.
+      useRequestTransaction({ idempotencySecret: config.jwtSecret, sqlPlans: config.sqlPlans ?? true, responseCache: !!deps.responseCache }),
       // Replaces the execute function of a planned query; the response cache (next) wraps it: docs/sql-plans.md.
       useSqlPlans({ enabled: config.sqlPlans ?? true, schema }),
       // After the request's authorization facts (and cache generation) were read: docs/response-cache.md.

@@ -4,7 +4,9 @@ import { badIdempotencyKey, IDEMPOTENCY_HEADER } from "../errors.ts";
 import type { Context } from "../tenancy/context.ts";
 import { decideSavepoints } from "../tenancy/mutation-changes.ts";
 import { TransactionRolledBack } from "../tenancy/request-commit.ts";
+import type { RequestFacts } from "../tenancy/request-facts.ts";
 import { Idempotency, idempotencyKeyOf, requestHash, type IdempotencyClaim } from "./idempotency.ts";
+import { noCache } from "./use-response-cache.ts";
 
 /**
  * Records the operation type on the context; before anything is resolved,
@@ -25,7 +27,40 @@ import { Idempotency, idempotencyKeyOf, requestHash, type IdempotencyClaim } fro
  * access in it): ended once the event's result is produced, and when the
  * stream ends.
  */
-export function useRequestTransaction(options: { idempotencySecret: string }): Plugin<Context> {
+export interface RequestTransactionOptions {
+  idempotencySecret: string;
+  /**
+   * The SQL planner is on (SQL_PLANS; src/http/use-sql-plans.ts): a query
+   * it may answer has its authorization deferred to its execution, so the
+   * planned read can carry the facts in its own message.
+   */
+  sqlPlans?: boolean;
+  /** The response cache is on: a query it looks up needs the facts (its generation) before execution. */
+  responseCache?: boolean;
+}
+
+/**
+ * A query's authorization deferred to its execution (docs/request-path.md,
+ * "One message for a planned read"): confirmed once, by whichever comes
+ * first, the SQL planner with the facts its one message read
+ * (use-sql-plans.ts) or the execute function this plugin sets, which
+ * confirms before anything is executed. A failure ends the request's
+ * transaction, as a failure before execution does.
+ */
+export interface DeferredAuthorization {
+  confirm(read?: Promise<RequestFacts>): Promise<void>;
+}
+
+const deferred = new WeakMap<Context, DeferredAuthorization>();
+
+/** The query's deferred authorization; undefined when it was confirmed before execution (every other operation). */
+export const deferredAuthorization = (ctx: Context): DeferredAuthorization | undefined => deferred.get(ctx);
+
+/** Whether the response cache will look this query up (it then needs the facts first: use-response-cache.ts). */
+const cacheLookup = (options: RequestTransactionOptions, request: Request | undefined) =>
+  !!options.responseCache && !!request && !noCache(request);
+
+export function useRequestTransaction(options: RequestTransactionOptions): Plugin<Context> {
   const idempotency = new Idempotency(options.idempotencySecret);
   const replayed = new WeakSet<Request>();
   /** Requests whose key an operation has taken already (a batch holds several operations). */
@@ -43,7 +78,7 @@ export function useRequestTransaction(options: { idempotencySecret: string }): P
         },
       };
     },
-    async onExecute({ args, setResultAndStopExecution }) {
+    async onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
       const ctx = args.contextValue as Context;
       const request = (ctx as unknown as { request: Request }).request;
       const op = getOperationAST(args.document, args.operationName ?? undefined);
@@ -57,7 +92,25 @@ export function useRequestTransaction(options: { idempotencySecret: string }): P
         }
         // Before the request's transaction is made: one root field, no key: no savepoint.
         decideSavepoints(ctx, args.document, op, key);
-        await ctx.authorize();
+        if (options.sqlPlans && ctx.operation === "query" && ctx.tenant && !cacheLookup(options, request)) {
+          // Deferred to execution: the SQL planner may read the facts in
+          // its one message; anything else is confirmed before it runs.
+          let confirmed: Promise<void> | undefined;
+          const authorization: DeferredAuthorization = {
+            confirm: (read) =>
+              (confirmed ??= ctx.authorize(read).catch(async (err: unknown) => {
+                await ctx.finish().catch(() => undefined);
+                throw err;
+              })),
+          };
+          deferred.set(ctx, authorization);
+          setExecuteFn(async (exec) => {
+            await authorization.confirm();
+            return executeFn(exec);
+          });
+        } else {
+          await ctx.authorize();
+        }
         if (key !== null) {
           const outcome = await idempotency.claim(ctx, key, requestHash(args.document, args.operationName, args.variableValues));
           if ("replay" in outcome) {

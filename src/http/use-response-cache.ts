@@ -42,7 +42,8 @@ export interface ResponseCacheDeps {
   databaseId: () => Promise<string>;
 }
 
-const noCache = (request: Request) => /\bno-(cache|store)\b/i.test(request.headers.get("cache-control") ?? "");
+/** The request asks for no cached answer (Cache-Control: no-cache or no-store): the cache is not looked up. */
+export const noCache = (request: Request) => /\bno-(cache|store)\b/i.test(request.headers.get("cache-control") ?? "");
 
 /** Schema coordinates never cached: every @crossTenant field, and the fields named above. */
 function uncachedCoordinates(schema: GraphQLSchema): Record<string, number> {

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { locatedError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { planQuery, type PlannedQuery } from "../graphql/sql-plan-compile.ts";
@@ -6,6 +7,10 @@ import { deploymentSqlPlans } from "../modules/deployments/deployment.sql-plan.t
 import { projectSqlPlans } from "../modules/projects/project.sql-plan.ts";
 import { userSqlPlans } from "../modules/users/user.sql-plan.ts";
 import type { Context } from "../tenancy/context.ts";
+import { deferredAuthorization, type DeferredAuthorization } from "./use-request-transaction.ts";
+
+/** The execute function a plugin is handed (graphql-jit's, wrapped by the deferred authorization). */
+type ExecuteFn = (args: ExecutionArgs) => unknown;
 
 /**
  * SQL-planned queries (docs/sql-plans.md): a query operation whose every
@@ -37,12 +42,82 @@ export function useSqlPlans(options: SqlPlanOptions): Plugin<Context> {
       const ctx = args.contextValue as Context;
       if (ctx.operation !== "query" || !ctx.tenant) return;
       setExecuteFn((exec: ExecutionArgs) => {
-        const planned = planQuery(options.schema, PLANS, ctx as PlanContext, exec.document, exec.operationName, exec.variableValues);
+        const authorization = deferredAuthorization(ctx);
+        if (authorization) return planFirst(options.schema, ctx, authorization, exec, executeFn);
+        // Authorized before execution (the response cache looks it up): planned for PostgreSQL's caller.
+        const planned = plan(options.schema, ctx, exec);
         return planned ? answer(ctx, planned) : executeFn(exec);
       });
     },
   };
 }
+
+const plan = (schema: GraphQLSchema, ctx: Context, exec: ExecutionArgs) =>
+  planQuery(schema, PLANS, ctx as PlanContext, exec.document, exec.operationName, exec.variableValues);
+
+/**
+ * One message for a planned read (docs/request-path.md): planned for the
+ * caller the directory cache proposes, sent with the transaction's opening
+ * and the authorization facts (TenantDb `readWithFacts`), then the facts are
+ * confirmed exactly as before execution (`authorization.confirm`,
+ * src/tenancy/authorize.ts: its errors are the answer). The body is the
+ * answer only when the caller PostgreSQL confirmed plans the same statement
+ * under the same plan (its statement timeout); otherwise it is dropped and
+ * the query is planned again (or executed) for the confirmed caller, in a
+ * transaction of its own whose facts must equal the confirmed ones.
+ */
+async function planFirst(schema: GraphQLSchema, ctx: Context, authorization: DeferredAuthorization, exec: ExecutionArgs, executeFn: ExecuteFn) {
+  const candidate = planInputs(ctx);
+  const candidatePlan = ctx.tenant!.plan;
+  const planned = plan(schema, ctx, exec);
+  const message = planned && ctx.tenantDb.readWithFacts<{ body: string | null }>(planned.sql);
+  if (!message) {
+    // Not planned for the candidate: the facts first, as before execution.
+    await authorization.confirm();
+    const confirmed = planInputs(ctx) === candidate ? planned : plan(schema, ctx, exec);
+    return confirmed ? answer(ctx, confirmed) : executeFn(exec);
+  }
+  await authorization.confirm(message.then((m) => m.facts));
+  const read = await message;
+  if (planInputs(ctx) !== candidate) {
+    // The caller or the tenant changed: the body stands only for the same
+    // statement under the same plan (the message ran under the candidate
+    // plan's statement timeout; authorize set the confirmed one's since).
+    const again = plan(schema, ctx, exec);
+    if (!again || candidatePlan !== ctx.tenant!.plan || !sameSql(again.sql, planned.sql)) return again ? answer(ctx, again) : executeFn(exec);
+  }
+  return "rows" in read ? bodyResult(planned, read.rows[0]?.body) : failedRoot(planned, read.failure);
+}
+
+/**
+ * What a plan may depend on that confirming the facts can change: the
+ * caller (role, membership, key, platform-admin flag) and the tenant's
+ * admission facts (plan, status, features, limits, domain, provider). Not
+ * the measured storage (no read is refused by it; request-facts.ts
+ * `admission`). Equal: the confirmed caller plans the very same statement.
+ */
+function planInputs(ctx: Context): string {
+  const t = ctx.tenant!;
+  const limits = Object.entries(t.limits).sort(([a], [b]) => (a < b ? -1 : 1));
+  return JSON.stringify([
+    ctx.role,
+    ctx.membershipId,
+    ctx.isPlatformAdmin,
+    ctx.user?.id ?? null,
+    ctx.user?.isPlatformAdmin ?? null,
+    ctx.apiKey?.id ?? null,
+    ctx.apiKey?.role ?? null,
+    t.id,
+    t.plan,
+    t.status,
+    [...(t.features ?? [])].sort(),
+    limits,
+    t.domain ?? null,
+    t.idp ?? null,
+  ]);
+}
+
+const sameSql = (a: PlannedQuery["sql"], b: PlannedQuery["sql"]) => a.text === b.text && isDeepStrictEqual(a.values, b.values);
 
 async function answer(ctx: Context, planned: PlannedQuery): Promise<ExecutionResult> {
   let body: string | null | undefined;
@@ -50,15 +125,20 @@ async function answer(ctx: Context, planned: PlannedQuery): Promise<ExecutionRes
     // The operation's only statement: it carries the read transaction's COMMIT.
     body = (await ctx.tenantDb.queryRaw<{ body: string | null }>(planned.sql, { last: true }))[0]?.body;
   } catch (err) {
-    // As execution reports a failed root field (every planned root field is non-null: no data).
-    const root = planned.roots[0]!;
-    return { data: null, errors: [locatedError(err, root.nodes, [root.key])] };
+    return failedRoot(planned, err);
   }
-  if (typeof body !== "string") {
-    // A NULL member made the whole text NULL: answered as a failed root field (masked, coded INTERNAL_SERVER_ERROR).
-    const root = planned.roots[0]!;
-    return { data: null, errors: [locatedError(new Error("SQL plan answered no data"), root.nodes, [root.key])] };
-  }
+  return bodyResult(planned, body);
+}
+
+/** As execution reports a failed root field (every planned root field is non-null: no data). */
+function failedRoot(planned: PlannedQuery, err: unknown): ExecutionResult {
+  const root = planned.roots[0]!;
+  return { data: null, errors: [locatedError(err, root.nodes, [root.key])] };
+}
+
+function bodyResult(planned: PlannedQuery, body: string | null | undefined): ExecutionResult {
+  // A NULL member made the whole text NULL: answered as a failed root field (masked, coded INTERNAL_SERVER_ERROR).
+  if (typeof body !== "string") return failedRoot(planned, new Error("SQL plan answered no data"));
   return textResult(body);
 }
 

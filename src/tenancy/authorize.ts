@@ -71,7 +71,13 @@ const sameIdp = (a: TenantIdp | null | undefined, b: TenantIdp | null | undefine
 const sameLimits = (a: TenantInfo["limits"], b: TenantInfo["limits"]) =>
   (Object.keys(b) as QuotaResource[]).every((r) => a[r] === b[r]) && Object.keys(a).length === Object.keys(b).length;
 
-export async function confirmAuthorization(ctx: AuthorizedCaller, input: AuthorizationInput): Promise<void> {
+/**
+ * `read`: the facts as a message already under way reads them (a planned
+ * read sent in one message with them: src/http/use-sql-plans.ts); its
+ * failure is mapped as the opening message's. Without it they are read here.
+ * The checks are the same either way.
+ */
+export async function confirmAuthorization(ctx: AuthorizedCaller, input: AuthorizationInput, read?: Promise<RequestFacts>): Promise<void> {
   const { directory } = ctx;
   const user = ctx.user;
   if (!ctx.tenant) {
@@ -91,7 +97,7 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
 
   const cached = ctx.tenant;
   const route = cached.placement ?? POOLED;
-  const facts: RequestFacts = await ctx.tenantDb.authorize().catch((err: unknown) => {
+  const facts: RequestFacts = await (read ?? ctx.tenantDb.authorize()).catch((err: unknown) => {
     // A placement dropped by a move (its schema or database is gone) while
     // this replica's directory entry still routes there: evicted, retryable.
     if (route.placement !== "POOLED" && GONE.has((err as { code?: string }).code ?? "")) {

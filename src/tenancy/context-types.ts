@@ -9,6 +9,7 @@ import type { TokenVerifier } from "./credentials.ts";
 import type { ApiKeyUse } from "./last-used.ts";
 import type { ApiKeyInfo, Directory, DirectoryView, TenantInfo, UserInfo } from "./directory.ts";
 import type { TenantIdentityProviders } from "./tenant-idp.ts";
+import type { RequestFacts } from "./request-facts.ts";
 import type { ScopedTx } from "./scoped-client.ts";
 import type { TenantDb } from "./tenant-db.ts";
 
@@ -110,9 +111,11 @@ export interface Context {
   /**
    * Confirms the caller's authorization facts with PostgreSQL and replaces
    * the cached ones (src/tenancy/authorize.ts). Call once `operation` is
-   * known, before anything is resolved.
+   * known, before anything is resolved. `read`: the facts already being
+   * read in the message that also carries a planned read (TenantDb
+   * `readWithFacts`); without it, they are read now.
    */
-  authorize(): Promise<void>;
+  authorize(read?: Promise<RequestFacts>): Promise<void>;
   /** Ends the request's transaction, if one was opened; for a mutation, commits it and throws when that failed. */
   finish(): Promise<void>;
 }
@@ -161,7 +164,7 @@ export interface RequestLive {
 
 /** The request's tenant-scoped database (TenantDb's request-facing methods, bound; never its clients). */
 export interface TenantDbHandle
-  extends Readonly<Pick<TenantDb, "client" | "tenantId" | "transaction" | "run" | "queryRaw" | "afterCommit" | "afterRollback" | "authorize" | "setStatementTimeout" | "finish">> {
+  extends Readonly<Pick<TenantDb, "client" | "tenantId" | "transaction" | "run" | "queryRaw" | "afterCommit" | "afterRollback" | "authorize" | "readWithFacts" | "setStatementTimeout" | "finish">> {
   /** Statements outside the request's transaction, each in a short one of its own (src/http/export.ts). */
   statements(): TenantDbHandle;
 }

@@ -6,6 +6,7 @@ import { confirmAuthorization, KEY_REFUSED, NO_ACCESS } from "./authorize.ts";
 import { hashApiKey, type VerifiedToken } from "./credentials.ts";
 import type { ApiKeyInfo, DirectoryView, TenantIdp, TenantInfo, UserInfo } from "./directory.ts";
 import { bindPlatformClient } from "./platform-client.ts";
+import type { RequestFacts } from "./request-facts.ts";
 import type { TenantIdpToken } from "./tenant-idp.ts";
 import type { Actor, Context, ContextDeps, RequestLive, RequestState, RequestStore } from "./context-types.ts";
 import { requestDirectory, requestIdps, requestLive, requestStore } from "./request-capabilities.ts";
@@ -174,14 +175,18 @@ export async function buildContext(
     cursors: deps.cursors,
     now,
     tenantConfig: Object.freeze({ baseDomain: deps.baseDomain, identityProviders: requestIdps(deps.tenantIdps) }),
-    authorize: () =>
-      confirmAuthorization(ctx, {
-        apiKeyHash,
-        rateLimit: () => state.rateLimit,
-        setRateLimit: (s) => (state.rateLimit = s),
-        idp,
-        domain,
-      }),
+    authorize: (read?: Promise<RequestFacts>) =>
+      confirmAuthorization(
+        ctx,
+        {
+          apiKeyHash,
+          rateLimit: () => state.rateLimit,
+          setRateLimit: (s) => (state.rateLimit = s),
+          idp,
+          domain,
+        },
+        read,
+      ),
   };
   const ctx = (target ?? {}) as Context;
   Object.assign(ctx, fields);

@@ -1,6 +1,9 @@
 import pg from "pg";
+import { connectFor } from "../db/tier-pool.ts";
 import type { LiveChange, LivePublisher } from "../infra/live-events.ts";
+import { factsOf, type RequestFacts } from "./request-facts.ts";
 import { wroteAnything, type Session } from "./request-session.ts";
+import { openStatements, type TransactionSettings } from "./transaction-settings.ts";
 
 /** A mutation's COMMIT ended as a rollback: a statement of the transaction had failed. */
 export class TransactionRolledBack extends Error {
@@ -87,24 +90,61 @@ export async function endSession(
  * statement"). Values are bound parameters, as in any `client.query`.
  * Should the statement fail, PostgreSQL skips the COMMIT up to the Sync and
  * the transaction stays open, aborted: `commitWith` then rolls it back.
+ *
+ * `opening`: statements sent before it in the same message, each with its
+ * own Parse/Bind/Describe/Execute and no values (BEGIN, the settings, the
+ * facts: `readInOneMessage`). A failed one makes PostgreSQL skip everything
+ * after it, the statement included, up to the Sync.
  */
 class StatementThenCommit extends pg.Query {
   /** For whoever counts statements (test/helpers/sql-counter.ts): a COMMIT follows. */
   readonly thenCommit = true;
 
-  constructor(text: string, values: unknown[], callback: (err: Error | undefined, results: unknown) => void) {
+  constructor(
+    text: string,
+    values: unknown[],
+    callback: (err: Error | undefined, results: unknown) => void,
+    /** For whoever counts statements too: what the message opens with. */
+    readonly opening: readonly string[] = [],
+  ) {
     // Extended even without values: the COMMIT must follow under the same Sync.
     super({ text, values, queryMode: "extended" } as pg.QueryConfig, callback as never);
   }
 
+  /** pg's Query sends Parse/Bind/Describe of the statement here (pg 8.23, lib/query.js): the opening goes before. */
+  prepare(connection: PgConnection) {
+    for (const text of this.opening) {
+      connection.parse({ text });
+      connection.bind({});
+      connection.describe({ type: "P", name: "" });
+      connection.execute({ portal: "" });
+    }
+    (pg.Query.prototype as unknown as { prepare(c: PgConnection): void }).prepare.call(this, connection);
+  }
+
   /** pg's Query sends Execute then Sync here (pg 8.23, lib/query.js): the COMMIT goes in between. */
-  _getRows(connection: { execute(c: object): void; parse(c: object): void; bind(c: object): void; sync(): void }, rows?: number) {
+  _getRows(connection: PgConnection, rows?: number) {
     connection.execute({ portal: "", rows });
     connection.parse({ text: "COMMIT" });
     connection.bind({});
     connection.execute({});
     connection.sync();
   }
+
+  /** The results PostgreSQL completed, in order (a failed statement's and those after it are not among them). */
+  completed(): pg.QueryResult[] {
+    const results = (this as unknown as { _results: pg.QueryResult | pg.QueryResult[] })._results;
+    return (Array.isArray(results) ? results : [results]).filter((r) => !!r.command);
+  }
+}
+
+/** What of pg's connection a Query writes with (pg 8.23, lib/connection.js). */
+interface PgConnection {
+  parse(c: object): void;
+  bind(c: object): void;
+  describe(c: object): void;
+  execute(c: object): void;
+  sync(): void;
 }
 
 /**
@@ -133,4 +173,54 @@ export async function commitWith<T>(session: Session, text: string, values: unkn
     );
     throw err;
   }
+}
+
+/**
+ * What `readInOneMessage` read: the facts, and the statement's rows or why
+ * it failed (a statement error after the facts, or the COMMIT's).
+ */
+export type ReadWithFacts<T> = { facts: RequestFacts; rows: T[] } | { facts: RequestFacts; failure: unknown };
+
+/**
+ * A whole read transaction in ONE message (docs/request-path.md, "One
+ * message for a planned read"): BEGIN, the settings, the facts statement,
+ * `text` with its values, COMMIT, under one Sync, on a connection of
+ * `pool` taken for the tenant and given back once PostgreSQL has answered.
+ * Nothing here decides whether the caller may have the rows: the caller
+ * confirms the facts first (src/tenancy/authorize.ts) and throws the rows
+ * away when they do not admit it.
+ *
+ * Any failure ends the transaction as `commitWith` does (ROLLBACK, or the
+ * connection discarded). A failure in the opening or the facts rejects
+ * with PostgreSQL's error, as the opening message of `openSession` would;
+ * one after the facts resolves with the facts and the failure, so the
+ * caller still confirms the facts before it answers anything.
+ */
+export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSettings, facts: string, text: string, values: unknown[]): Promise<ReadWithFacts<T>> {
+  const opening = [...openStatements(settings), facts];
+  // Its turn among the tier's tenants (src/db/tier-pool.ts), as openSession's.
+  const client = await connectFor(pool, settings.tenantId);
+  const query = new StatementThenCommit(text, values, (err, res) => (err ? fail(err) : done(res as pg.QueryResult[])), opening);
+  let done!: (results: pg.QueryResult[]) => void;
+  let fail!: (err: Error) => void;
+  const answered = new Promise<pg.QueryResult[]>((resolve, reject) => ((done = resolve), (fail = reject)));
+  let results: pg.QueryResult[];
+  try {
+    // A Submittable: pg reports every failure, a broken client's too, through the callback.
+    client.query(query as unknown as pg.QueryConfig);
+    results = await answered;
+    if (results.length !== opening.length + 2 || results.at(-1)!.command !== "COMMIT") throw new Error("the read's COMMIT did not run");
+  } catch (err) {
+    // A statement failed (the transaction is aborted, the rest skipped):
+    // ROLLBACK ends it; a connection that cannot is discarded.
+    await client.query("ROLLBACK").then(
+      () => client.release(),
+      (e: unknown) => client.release(e as Error),
+    );
+    const completed = query.completed();
+    if (completed.length < opening.length) throw err;
+    return { facts: factsOf(completed.slice(0, opening.length)), failure: err };
+  }
+  client.release();
+  return { facts: factsOf(results.slice(0, opening.length)), rows: results[opening.length]!.rows as T[] };
 }

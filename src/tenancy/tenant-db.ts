@@ -6,7 +6,7 @@ import { withOutbox, type LivePublisher } from "../infra/live-events.ts";
 import type { TenantDbOptions } from "./tenant-db-options.ts";
 import { lazyClient } from "./lazy-client.ts";
 import { runWithoutSavepoint } from "./mutation-changes.ts";
-import { commitWith, endSession, type Committed } from "./request-commit.ts";
+import { commitWith, endSession, readInOneMessage, type Committed, type ReadWithFacts } from "./request-commit.ts";
 import { factsInOneMessage, factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
 import { clientFor, type ScopedClient, type ScopedTx } from "./scoped-client.ts";
@@ -97,6 +97,30 @@ export class TenantDb {
       return this.transaction(async (tx) => factsOf([{ rows: await tx.$queryRawUnsafe<{ facts: RequestFacts }[]>(sql) }]));
     }
     return (this.admitted = await factsInOneMessage(pool, this.options, sql));
+  }
+
+  /**
+   * A planned read as the request's whole transaction, in ONE message:
+   * BEGIN, the settings, the authorization facts, `sql` and COMMIT
+   * (request-commit.ts `readInOneMessage`; docs/request-path.md, "One
+   * message for a planned read"). The caller must confirm the facts before
+   * it uses the rows (src/http/use-sql-plans.ts). Undefined where it does
+   * not apply: statement mode (no request transaction), a transaction of
+   * the request already opened, or no authorization parameters. Anything
+   * after it opens a transaction of its own, whose facts must equal these
+   * (`admitted`, as after `endWith`).
+   */
+  readWithFacts<T>(sql: Prisma.Sql): Promise<ReadWithFacts<T>> | undefined {
+    const slots = this.slots;
+    const facts = this.options.authorization && factsSql(this.options);
+    if (!slots || !facts || this.options.mode !== "request" || this.session || this.closed) return undefined;
+    const read = readInOneMessage<T>(slots.pool, this.options, facts, sql.text, sql.values as unknown[]).then((r) => {
+      this.admitted = r.facts;
+      return r;
+    });
+    // finish() waits for it: the connection is back in the pool by then.
+    this.ending = Promise.all([this.ending, read.catch(() => undefined)]);
+    return read;
   }
 
   /** Changes the statement timeout (the plan the request started with was stale). */

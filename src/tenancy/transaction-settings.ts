@@ -38,6 +38,15 @@ export interface TransactionSettings {
  * inlined, so they are checked first: UUIDs and integers.
  */
 export function openSql(settings: TransactionSettings): string {
+  return openStatements(settings).join("; ");
+}
+
+/**
+ * The same two statements apart, for a message of the extended protocol
+ * (one Parse each: src/tenancy/request-commit.ts, `readInOneMessage`). The
+ * settings are a statement of their own, so whatever follows them reads them.
+ */
+export function openStatements(settings: TransactionSettings): [begin: string, settings: string] {
   const { tenantId, userId, apiKeyId, statementTimeoutMs } = settings;
   const idleMs = settings.transactionTimeoutMs ?? 60_000;
   if (
@@ -54,7 +63,7 @@ export function openSql(settings: TransactionSettings): string {
   // Mutations stay READ COMMITTED (their writes must not fail on a
   // concurrent update).
   const begin = settings.mode === "request" ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN";
-  return `${begin}; SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)${searchPathSql(settings)}`;
+  return [begin, `SELECT set_config('app.tenant_id', '${tenantId}', true), set_config('app.user_id', '${userId ?? ""}', true), set_config('app.api_key_id', '${apiKeyId ?? ""}', true), set_config('statement_timeout', '${statementTimeoutMs}', true), set_config('idle_in_transaction_session_timeout', '${idleMs}', true)${searchPathSql(settings)}`];
 }
 
 /**

@@ -20,7 +20,8 @@ export interface RecordedStatement {
   sql: string;
   /**
    * The message (client.query call) it was sent in: a read's last statement
-   * and its COMMIT share one (src/tenancy/request-commit.ts, `commitWith`).
+   * and its COMMIT share one (src/tenancy/request-commit.ts, `commitWith`);
+   * a planned read's opening, statement and COMMIT too (`readInOneMessage`).
    */
   message: number;
 }
@@ -57,7 +58,13 @@ export function createSqlCounter(pools: Record<string, pg.Pool | pg.Pool[]>): Sq
       const original = client.query;
       (client as any).query = function (this: pg.PoolClient, ...args: unknown[]) {
         const message = ++messages;
+        // A planned read in one message (src/tenancy/request-commit.ts,
+        // `readInOneMessage`) opens with BEGIN, the settings and the facts:
+        // recorded as one entry, the text openSession sends them as, in the
+        // same message as the statement and its COMMIT.
+        const opening = (args[0] as { opening?: readonly string[] } | undefined)?.opening;
         for (const c of activeCounters) {
+          if (opening?.length) c.push({ pool: poolName, sql: statementText([opening.join("; ")]), message });
           c.push({ pool: poolName, sql: statementText(args), message });
           if ((args[0] as { thenCommit?: boolean } | undefined)?.thenCommit) c.push({ pool: poolName, sql: "COMMIT", message });
         }

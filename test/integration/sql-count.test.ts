@@ -34,7 +34,7 @@ const DASHBOARD = `query Dashboard($n: Int!) {
  */
 const DASHBOARD_STATEMENTS = ["begin + settings", "projects with deployment counts and deployments, with creators", "commit"];
 
-/** The same dashboard SQL-planned (the default, docs/sql-plans.md): the whole answer's JSON text in one statement, with the COMMIT. */
+/** The same dashboard SQL-planned (the default, docs/sql-plans.md): the whole answer's JSON text in one statement, with the opening and the COMMIT in one message. */
 const PLANNED_STATEMENTS = ["begin + settings", "the answer built by PostgreSQL", "commit"];
 
 /** What a statement of the dashboard is, from its text (the exact text is in test/__sql__/Dashboard.sql). */
@@ -125,9 +125,10 @@ describe("SQL statements per request", () => {
     // The exact list, so a change shows up as a readable diff.
     expect(app.map((s) => kindOf(s.sql)), JSON.stringify(summary)).toEqual(planned ? PLANNED_STATEMENTS : DASHBOARD_STATEMENTS);
     expect(summary).toMatchObject({ begin: 1, setConfig: 1, commit: 1, rollback: 0 });
-    // Two messages: BEGIN + settings + facts; the page's statement with the
-    // COMMIT (it is the operation's last: docs/request-path.md). Three before.
-    expect(messagesOf(app)).toBe(2);
+    // Executed: two messages, BEGIN + settings + facts; the page's statement
+    // with the COMMIT (it is the operation's last: docs/request-path.md).
+    // Planned: one, all three (docs/request-path.md, "One message for a planned read").
+    expect(messagesOf(app)).toBe(planned ? 1 : 2);
     expect(app[1]!.message).toBe(app[2]!.message);
     // The warm request needs nothing from the platform path.
     expect(ofPool(statements, "platform")).toEqual([]);

@@ -102,9 +102,9 @@ describe("SQL-planned queries: the same bytes as execution", () => {
     expect(r.on.text).not.toContain('"errors"');
     expect(r.on.text).toBe(r.interpreted.text);
     if (!query.includes("...P ... on Project")) expect(r.on.text).toBe(r.executed.text);
-    // BEGIN + settings + facts, the planned statement, its COMMIT (in the statement's message).
+    // BEGIN + settings + facts, the planned statement, its COMMIT: one message (docs/request-path.md, "One message for a planned read").
     expect(r.statements.map((s) => (isPlanned([s]) ? "planned" : s.sql.split(" ")[0]))).toEqual(["BEGIN", "planned", "COMMIT"]);
-    expect(new Set(r.statements.map((s) => s.message)).size).toBe(2);
+    expect(new Set(r.statements.map((s) => s.message)).size).toBe(1);
   });
 
   it.each(EXECUTED)("executed as usual: %s", async (_name, query, variables) => {

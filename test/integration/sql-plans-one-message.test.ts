@@ -1,0 +1,276 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp, type App } from "../../src/app.ts";
+import type { Plan, Role } from "../../src/generated/prisma/enums.ts";
+import { newSecret } from "../../src/modules/api-keys/api-key.service.ts";
+import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
+import { Directory } from "../../src/tenancy/directory.ts";
+import { PLAN_STATEMENT_TIMEOUT_MS } from "../../src/tenancy/plans.ts";
+import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { createSqlCounter, messagesOf, ofPool, type RecordedStatement, type SqlCounter } from "../helpers/sql-counter.ts";
+import { BENCH_DASHBOARD, isPlanned, post } from "../helpers/sql-plans.ts";
+
+/**
+ * One message for a planned read (docs/request-path.md; issue 13): a query
+ * the SQL planner answers is planned for the caller the directory cache
+ * proposes and sent as ONE message (BEGIN, the settings, the authorization
+ * facts, the planned statement, COMMIT); its body is the answer only once
+ * the facts that came back pass the same checks as before execution and
+ * plan the same statement. Each revocation below is made in PostgreSQL
+ * after the directory cached the caller, so the request reaches the planner
+ * with a stale candidate (the recorded statements show the planned statement
+ * ran): it must answer exactly what an app with SQL_PLANS=off answers in
+ * the same situation, and would answer the discarded body if the facts
+ * were not checked.
+ */
+
+/** A tenant of the test's own, with projects, deployments, an owner and an API key. */
+interface Fixture {
+  id: string;
+  slug: string;
+  userId: string;
+  membershipId: string;
+  token: string;
+  keyId: string;
+  key: Record<string, string>;
+  bearer: Record<string, string>;
+}
+
+describe("one message for a planned read", () => {
+  let t: TestApp;
+  let off: App;
+  let counter: SqlCounter;
+  let admin: pg.Client;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    off = createApp(testAppDeps(t.clients, t.store, { config: { sqlPlans: false } }));
+    counter = createSqlCounter({ app: Object.values(t.clients.appPools), platform: t.clients.platformPool });
+    admin = new pg.Client({ connectionString: t.db.url });
+    await admin.connect();
+  });
+  afterAll(async () => {
+    counter?.detach();
+    await admin?.end();
+    await t?.close();
+  });
+
+  async function fixture(plan: Plan = "PRO", role: Role = "OWNER"): Promise<Fixture> {
+    const db = t.clients.platform;
+    const slug = `one-${randomBytes(4).toString("hex")}`;
+    const tenant = await db.tenant.create({ data: { slug, name: `One ${slug}`, plan } });
+    const email = `owner@${slug}.test`;
+    const user = await db.user.create({ data: { email, authSubject: email, name: "Owner" } });
+    const membership = await db.membership.create({ data: { tenantId: tenant.id, userId: user.id, role } });
+    const base = Date.parse("2026-11-20T10:00:00.000Z");
+    for (let i = 0; i < 3; i++) {
+      const project = await db.project.create({ data: { tenantId: tenant.id, name: `P${i}`, slug: `p-${i}`, createdAt: new Date(base + i * 60_000) } });
+      await db.deployment.createMany({
+        data: Array.from({ length: 3 }, (_, d) => ({ tenantId: tenant.id, projectId: project.id, status: "READY" as const, createdById: user.id, createdAt: new Date(base + i * 60_000 + d * 1000) })),
+      });
+    }
+    const { prefix, secret, secretHash } = newSecret();
+    const key = await db.apiKey.create({ data: { tenantId: tenant.id, name: "one", role: "ADMIN", prefix, secretHash } });
+    const token = await t.token(email, slug);
+    return {
+      id: tenant.id,
+      slug,
+      userId: user.id,
+      membershipId: membership.id,
+      token,
+      keyId: key.id,
+      key: { "x-api-key": secret },
+      bearer: { authorization: `Bearer ${token}` },
+    };
+  }
+
+  /** What `app` answers, with the statements it sent (app and platform pools). */
+  async function recorded(app: App, headers: Record<string, string>, query = BENCH_DASHBOARD) {
+    const { result, statements } = await counter.record(() => post(app, query, headers));
+    return { ...result, app: ofPool(statements, "app"), platform: ofPool(statements, "platform") };
+  }
+
+  /** Requests until one is answered from the directory cache alone (no platform SQL): the caller is cached. */
+  async function cached(app: App, headers: Record<string, string>, query = BENCH_DASHBOARD) {
+    await eventually("the caller in the directory cache", async () => {
+      const r = await recorded(app, headers, query);
+      expect(r.status).toBe(200);
+      return r.platform.length === 0;
+    });
+  }
+
+  /** The opening's statement_timeout of each transaction the request opened. */
+  const timeouts = (statements: RecordedStatement[]) =>
+    statements.flatMap((s) => [...s.sql.matchAll(/set_config\('statement_timeout', '(\d+)'/g)].map((m) => Number(m[1])));
+
+  /**
+   * `revoke` made in PostgreSQL after the caller was cached (nothing
+   * evicted): the planned app's answer, and the SQL_PLANS=off app's in the
+   * same situation (`restore`d, cached again, revoked again).
+   */
+  async function stale(headers: Record<string, string>, revoke: () => Promise<unknown>, restore: () => Promise<unknown>, query = BENCH_DASHBOARD) {
+    await cached(t.app, headers, query);
+    await revoke();
+    const on = await recorded(t.app, headers, query);
+    await restore();
+    await cached(off, headers, query);
+    await revoke();
+    const executed = await post(off, query, headers);
+    return { on, executed };
+  }
+
+  /** The planned statement ran in the request's first message, with the opening: the candidate was planned, its body dropped or kept. */
+  const sentInOneMessage = (statements: RecordedStatement[]) => {
+    expect(isPlanned(statements)).toBe(true);
+    const first = statements.filter((s) => s.message === statements[0]!.message);
+    expect(first.map((s) => (isPlanned([s]) ? "planned" : s.sql.split(" ")[0]))).toEqual(["BEGIN", "planned", "COMMIT"]);
+  };
+
+  const code = (text: string) => (JSON.parse(text) as { errors?: { extensions?: { code?: string } }[] }).errors?.[0]?.extensions?.code;
+
+  it("answers a planned dashboard in ONE message, the same bytes as SQL_PLANS=off, for a member and an API key", async () => {
+    const f = await fixture();
+    for (const headers of [f.bearer, f.key]) {
+      await cached(t.app, headers);
+      const on = await recorded(t.app, headers);
+      const executed = await post(off, BENCH_DASHBOARD, headers);
+      expect(on.status).toBe(200);
+      expect(on.text).toContain('"deploymentCount":3');
+      expect(on.text).toBe(executed.text);
+      expect(messagesOf(on.app)).toBe(1);
+      sentInOneMessage(on.app);
+      expect(on.app).toHaveLength(3);
+    }
+  });
+
+  it("a membership removed in PostgreSQL but still cached: refused as before, the body dropped", async () => {
+    const f = await fixture();
+    const { on, executed } = await stale(
+      f.bearer,
+      () => t.clients.platform.membership.deleteMany({ where: { tenantId: f.id, userId: f.userId } }),
+      () => t.clients.platform.membership.create({ data: { tenantId: f.id, userId: f.userId, role: "OWNER" } }),
+    );
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("TENANT_ACCESS_DENIED");
+    expect(on.text).not.toContain("deploymentCount");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("a tenant suspended in PostgreSQL but cached active: TENANT_SUSPENDED as before", async () => {
+    const f = await fixture();
+    const { on, executed } = await stale(
+      f.bearer,
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { status: "SUSPENDED" } }),
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { status: "ACTIVE" } }),
+    );
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("TENANT_SUSPENDED");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("an API key revoked in PostgreSQL but cached valid: refused as before", async () => {
+    const f = await fixture();
+    const { on, executed } = await stale(
+      f.key,
+      () => t.clients.platform.apiKey.update({ where: { tenantId_id: { tenantId: f.id, id: f.keyId } }, data: { revokedAt: new Date() } }),
+      () => t.clients.platform.apiKey.update({ where: { tenantId_id: { tenantId: f.id, id: f.keyId } }, data: { revokedAt: null } }),
+    );
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("UNAUTHENTICATED");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("a role lowered in PostgreSQL but cached: PostgreSQL's role holds (cache evicted), and a field above it gets execution's FORBIDDEN", async () => {
+    const f = await fixture("PRO", "ADMIN");
+    const demote = () => t.clients.platform.membership.update({ where: { tenantId_id: { tenantId: f.id, id: f.membershipId } }, data: { role: "VIEWER" } });
+    const promote = () => t.clients.platform.membership.update({ where: { tenantId_id: { tenantId: f.id, id: f.membershipId } }, data: { role: "ADMIN" } });
+    // The planned dashboard: every field of it is @auth(VIEWER), so the
+    // demoted caller plans the same statement and its body is the answer;
+    // the stale role is evicted (the next request's candidate is VIEWER).
+    const dashboard = await stale(f.bearer, demote, promote);
+    sentInOneMessage(dashboard.on.app);
+    expect(messagesOf(dashboard.on.app)).toBe(1);
+    expect(dashboard.on.status).toBe(200);
+    expect(dashboard.on.text).toBe(dashboard.executed.text);
+    await promote();
+    await cached(t.app, f.bearer);
+    await demote();
+    await recorded(t.app, f.bearer);
+    await eventually("the demoted role evicted from the directory cache", async () => (await new Directory(t.clients.platform, t.store).membership(f.id, f.userId))?.role === "VIEWER");
+    // A field above the confirmed role (apiKeys is @auth(ADMIN)): planned for
+    // nobody, executed for PostgreSQL's caller, whose role the enforcer refuses.
+    await promote();
+    const apiKeys = `{ apiKeys(first: 1) { totalCount } }`;
+    const refused = await stale(f.bearer, demote, promote, apiKeys);
+    expect(code(refused.on.text)).toBe("FORBIDDEN");
+    expect({ status: refused.on.status, text: refused.on.text }).toEqual({ status: refused.executed.status, text: refused.executed.text });
+  });
+
+  it("a plan changed in PostgreSQL but cached: the body (run under the old plan's timeout) dropped, planned again in a transaction of its own", async () => {
+    const f = await fixture("PRO");
+    const { on, executed } = await stale(
+      f.bearer,
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { plan: "FREE" } }),
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { plan: "PRO" } }),
+    );
+    expect(on.status).toBe(200);
+    expect(on.text).toBe(executed.text);
+    sentInOneMessage(on.app);
+    // The one message under PRO's statement timeout, then the plan's own
+    // transaction (facts read again) under FREE's, the statement with its COMMIT.
+    expect(messagesOf(on.app)).toBe(3);
+    expect(timeouts(on.app)).toEqual([PLAN_STATEMENT_TIMEOUT_MS.PRO, PLAN_STATEMENT_TIMEOUT_MS.FREE]);
+    expect(on.app.filter((s) => isPlanned([s]))).toHaveLength(2);
+  });
+
+  it("a planned statement that fails inside the message: the transaction ended, answered as execution's failed root field", async () => {
+    const f = await fixture();
+    const busy = async () => (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`)).rows[0]!.n;
+    await cached(t.app, f.bearer);
+    // The facts are read (no projects table in them), the planned statement is refused.
+    await admin.query("REVOKE SELECT ON projects FROM tenantgraph_app");
+    try {
+      const on = await recorded(t.app, f.bearer);
+      const executed = await post(off, BENCH_DASHBOARD, f.bearer);
+      sentInOneMessage(on.app);
+      expect(on.app.at(-1)!.sql).toBe("ROLLBACK");
+      expect(on.text).toMatch(/^\{"data":null,"errors":\[\{"message":"[^"]+","locations":\[\{"line":1,"column":3\}\],"path":\["projects"\],"extensions":\{"code":"INTERNAL_SERVER_ERROR"/);
+      expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+      expect(await busy()).toBe(0);
+    } finally {
+      await admin.query("GRANT SELECT ON projects TO tenantgraph_app");
+    }
+    // Every connection of the pool serves the next requests (none was left in the aborted transaction).
+    for (let i = 0; i < 3; i++) {
+      const next = await recorded(t.app, f.bearer);
+      expect(next.status).toBe(200);
+      expect(next.text).toContain('"deploymentCount":3');
+    }
+  });
+
+  it("the response cache looks a query up with the facts first: today's two messages", async () => {
+    const cachedApp = await createTestApp({ responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
+    try {
+      const cacheCounter = createSqlCounter({ app: Object.values(cachedApp.clients.appPools) });
+      try {
+        const demo = { authorization: `Bearer ${await cachedApp.memberToken("acme", "VIEWER")}` };
+        const noCache = { ...demo, "cache-control": "no-cache" };
+        await post(cachedApp.app, BENCH_DASHBOARD, noCache);
+        const looked = await cacheCounter.record(() => post(cachedApp.app, BENCH_DASHBOARD, demo));
+        expect(looked.result.cache).toBe("MISS");
+        expect(messagesOf(looked.statements)).toBe(2);
+        // No lookup (no-cache): the one message.
+        const bypass = await cacheCounter.record(() => post(cachedApp.app, BENCH_DASHBOARD, noCache));
+        expect(bypass.result.cache).toBe("BYPASS");
+        expect(bypass.result.text).toBe(looked.result.text);
+        expect(messagesOf(bypass.statements)).toBe(1);
+      } finally {
+        cacheCounter.detach();
+      }
+    } finally {
+      await cachedApp.close();
+    }
+  });
+});

@@ -113,8 +113,8 @@ async function main() {
       served = Math.min(...(await load(5)).map((r) => r.requests)) + served;
     }
     log(`warmed up: ${warm} requests each`);
-    const rows = new Map<string, { cpu: number[]; rps: number[]; p95: number[]; rss: number[]; hits: number[] }>();
-    for (const s of servers) rows.set(s.v.label, { cpu: [], rps: [], p95: [], rss: [], hits: [] });
+    const rows = new Map<string, { cpu: number[]; rps: number[]; p50: number[]; p95: number[]; rss: number[]; hits: number[] }>();
+    for (const s of servers) rows.set(s.v.label, { cpu: [], rps: [], p50: [], p95: [], rss: [], hits: [] });
     for (let round = 1; round <= opts.runs; round++) {
       const cpu0 = servers.map((s) => cpuMs(s.child.proc.pid!) ?? NaN);
       const rss = servers.map((s) => sampleRss(s.child.proc.pid!));
@@ -128,10 +128,11 @@ async function main() {
         const row = rows.get(s.v.label)!;
         row.cpu.push(cpu);
         row.rps.push(r.rps);
+        row.p50.push(r.p50);
         row.p95.push(r.p95);
         row.rss.push(peak);
         row.hits.push(hitRateOf(r));
-        parts.push(`${s.v.label} ${cpu.toFixed(2)} ms/req ${r.rps.toFixed(1)} req/s p95 ${r.p95.toFixed(0)} ms hits ${percent(hitRateOf(r))} rss ${peak.toFixed(0)} MB`);
+        parts.push(`${s.v.label} ${cpu.toFixed(2)} ms/req ${r.rps.toFixed(1)} req/s p50 ${r.p50.toFixed(0)} p95 ${r.p95.toFixed(0)} ms hits ${percent(hitRateOf(r))} rss ${peak.toFixed(0)} MB`);
       }
       log(`round ${round}/${opts.runs} (load ${loadavg}): ${parts.join(" | ")}`);
     }
@@ -142,7 +143,7 @@ async function main() {
     for (const [label, r] of rows) {
       const ratio = median(r.cpu.map((c, i) => c / first.cpu[i]!));
       log(
-        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p95 ${median(r.p95).toFixed(0)} ms, hit rate ${percent(median(r.hits))}, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
+        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p50 ${median(r.p50).toFixed(0)} ms, p95 ${median(r.p95).toFixed(0)} ms, hit rate ${percent(median(r.hits))}, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
       );
     }
   } finally {

@@ -250,6 +250,57 @@ describe("one message for a planned read", () => {
     }
   });
 
+  /**
+   * `app`'s dashboard while `table` is locked by a connection of the test's
+   * own, its statement waiting for the lock cancelled (57014, as a statement
+   * timeout), never a sleep.
+   */
+  async function cancelledOn(app: App, headers: Record<string, string>, table: string) {
+    await admin.query("BEGIN");
+    try {
+      await admin.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const pending = recorded(app, headers);
+      let waiting: number | undefined;
+      await eventually(`a statement waiting for the lock on ${table}`, async () => {
+        const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`);
+        waiting = rows[0]?.pid;
+        return waiting !== undefined;
+      });
+      await admin.query("SELECT pg_cancel_backend($1)", [waiting]);
+      return await pending;
+    } finally {
+      await admin.query("ROLLBACK");
+    }
+  }
+
+  it("the facts statement cancelled inside the message: QUERY_TIMEOUT, 503, as the opening message's", async () => {
+    const f = await fixture();
+    await cached(t.app, f.bearer);
+    const on = await cancelledOn(t.app, f.bearer, "memberships");
+    await cached(off, f.bearer);
+    const executed = await cancelledOn(off, f.bearer, "memberships");
+    sentInOneMessage(on.app);
+    expect(on.status).toBe(503);
+    expect(code(on.text)).toBe("QUERY_TIMEOUT");
+    expect(on.text).not.toMatch(/SELECT|app_request_facts|memberships/);
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("the planned statement cancelled inside the message (the facts read and confirmed): QUERY_TIMEOUT on the root field, as before", async () => {
+    const f = await fixture();
+    await cached(t.app, f.bearer);
+    const on = await cancelledOn(t.app, f.bearer, "projects");
+    sentInOneMessage(on.app);
+    expect(on.app.at(-1)!.sql).toBe("ROLLBACK");
+    expect(code(on.text)).toBe("QUERY_TIMEOUT");
+    expect(on.text).toMatch(/^\{"data":null,"errors":\[\{"message":"[^"]+","locations":\[\{"line":1,"column":3\}\],"path":\["projects"\]/);
+    // The same refusal when the caller is revoked: the facts decide first.
+    await t.clients.platform.membership.deleteMany({ where: { tenantId: f.id, userId: f.userId } });
+    const revoked = await cancelledOn(t.app, f.bearer, "projects");
+    sentInOneMessage(revoked.app);
+    expect(code(revoked.text)).toBe("TENANT_ACCESS_DENIED");
+  });
+
   it("the response cache looks a query up with the facts first: today's two messages", async () => {
     const cachedApp = await createTestApp({ responseCache: { ttlSeconds: DEFAULT_CACHE_TTL_SECONDS } });
     try {

@@ -113,7 +113,7 @@ function planInputs(ctx: Context): string {
     [...(t.features ?? [])].sort(),
     limits,
     t.domain ?? null,
-    t.idp ?? null,
+    t.idp ? [t.idp.issuer, t.idp.jwksUrl, t.idp.audience ?? null] : null,
   ]);
 }
 

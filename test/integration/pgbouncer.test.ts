@@ -105,17 +105,24 @@ describe.runIf(bouncer)("behind PgBouncer (transaction pooling)", () => {
     expect(theirs.body.data.node).toBeNull();
   });
 
-  it("a read's last statement with its COMMIT in one message: answered, and the server connections keep nothing of it", async () => {
+  it("a read's last statement with its COMMIT in one message, and a planned read whole in one: answered, and the server connections keep nothing of it", async () => {
     const token = await t.memberToken("acme", "OWNER");
     const q = `{ projects(first: 5) { edges { node { id deploymentCount latestDeployment { id } deployments(first: 2) { edges { node { id } } } } } } }`;
+    // Executed (a cursor is never SQL-planned): BEGIN + settings + facts; the
+    // page's statement and COMMIT. SQL-planned: BEGIN + settings + facts, the
+    // planned statement and COMMIT, one message (docs/request-path.md).
+    const cases = [
+      [q.replace("edges { node { id deploymentCount", "edges { cursor node { id deploymentCount"), 2],
+      [q, 1],
+    ] as const;
     const counter = createSqlCounter({ app: Object.values(clients.appPools) });
     try {
-      for (let i = 0; i < 5; i++) {
-        const { result, statements } = await counter.record(() => t.gql(q, { token }));
+      for (let i = 0; i < 10; i++) {
+        const [query, messages] = cases[i % 2]!;
+        const { result, statements } = await counter.record(() => t.gql(query, { token }));
         expect(result.body.errors).toBeUndefined();
         expect(result.body.data.projects.edges.length).toBeGreaterThan(0);
-        // BEGIN + settings + facts; the page's statement and COMMIT (docs/request-path.md).
-        expect(messagesOf(ofPool(statements, "app"))).toBe(2);
+        expect(messagesOf(ofPool(statements, "app"))).toBe(messages);
       }
     } finally {
       counter.detach();

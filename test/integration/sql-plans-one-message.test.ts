@@ -130,11 +130,20 @@ describe("one message for a planned read", () => {
 
   const code = (text: string) => (JSON.parse(text) as { errors?: { extensions?: { code?: string } }[] }).errors?.[0]?.extensions?.code;
 
+  /** The planner's plannings so far, as the app's /metrics reports them (tenantgraph_sql_plan_total). */
+  async function plannings(): Promise<number> {
+    const text = await (await t.app.fetch("http://localhost/metrics")).text();
+    return [...text.matchAll(/^tenantgraph_sql_plan_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  }
+
   it("answers a planned dashboard in ONE message, the same bytes as SQL_PLANS=off, for a member and an API key", async () => {
     const f = await fixture();
     for (const headers of [f.bearer, f.key]) {
       await cached(t.app, headers);
+      // Planned once: the cached caller is PostgreSQL's, nothing planned again.
+      const before = await plannings();
       const on = await recorded(t.app, headers);
+      expect((await plannings()) - before).toBe(1);
       const executed = await post(off, BENCH_DASHBOARD, headers);
       expect(on.status).toBe(200);
       expect(on.text).toContain('"deploymentCount":3');

@@ -12,7 +12,10 @@ import { noCache } from "./use-response-cache.ts";
  * Records the operation type on the context; before anything is resolved,
  * has PostgreSQL confirm the caller's authorization facts
  * (src/tenancy/authorize.ts: in the message that opens the request's
- * transaction); ends the request's transaction when execution is done.
+ * transaction; for a query the SQL planner may answer and the response
+ * cache does not look up, deferred to execution, where the planned read
+ * carries them: `DeferredAuthorization`); ends the request's transaction
+ * when execution is done.
  *
  * A mutation's transaction holds its changes (savepoints), its payload's
  * reads and, with an `Idempotency-Key`, its stored answer

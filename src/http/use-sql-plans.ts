@@ -20,8 +20,11 @@ type ExecuteFn = (args: ExecutionArgs) => unknown;
  * Prisma call, no resolver, no JSON.stringify. Anything else is executed as
  * before (sql-plan-compile.ts says what falls back).
  *
- * It sits between the request's transaction (authorization facts read,
- * ctx.role PostgreSQL's) and the response cache: it replaces the execute
+ * It sits between the request's transaction and the response cache. When
+ * the cache looks the query up, the authorization facts were read before
+ * (ctx.role PostgreSQL's); otherwise it plans for the cached caller and
+ * sends the facts with the planned statement, one message (`planFirst`).
+ * It replaces the execute
  * function, which the cache wraps, so a HIT never reaches it and a MISS is
  * stored from its result exactly as from execution's (the cache's
  * `__typename` fields are planned like any other).

@@ -1,6 +1,7 @@
 import { runLoad, post } from "./load.ts";
 import { benchOptionsOrExit } from "./options.ts";
-import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
+import { execSync } from "node:child_process";
+import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScript, waitReady, type Child } from "./processes.ts";
 import { cachedDashboardGen, dashboardGen, mutationMixGen, readMostlyGen, signTokens, withoutTenant, type Tokens } from "./scenarios.ts";
 import type { LoadResult, RequestGenerator } from "./load.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -21,7 +22,12 @@ import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed
  * (their load moves between runs by more than the difference measured).
  * Prints each round's CPU ms per request, req/s, the response cache's hit
  * rate (X-Cache) and peak RSS per variant, and the medians; the answers are
- * checked identical first.
+ * checked identical first. RSS at rest is each variant's RSS once ready,
+ * before any request (the largest of its samples over 2 s).
+ *
+ * BENCH_SERVER=dist: each variant is built (`npm run build` in its
+ * checkout) and runs its compiled `dist/server.js`, with `npm run
+ * start:prod`'s flags by default (the production start); otherwise src/server.ts through tsx.
  *
  * BENCH_AB_SCENARIO picks the load (default `dashboard`): `cached` (the
  * dashboard allowed to use the response cache: the HIT path), `read-mostly`
@@ -37,18 +43,27 @@ interface Variant {
   label: string;
   dir: string;
   flags: string[] | null;
+  /** NAME=value words among the flags: the server's environment (e.g. MALLOC_ARENA_MAX=2). */
+  env: Record<string, string>;
 }
+
+const ENV_WORD = /^[A-Z_][A-Z0-9_]*=/;
 
 function parseVariant(arg: string): Variant {
   const eq = arg.indexOf("=");
   if (eq < 1) throw new Error(`variant "${arg}": expected label=dir[|flags]`);
   const label = arg.slice(0, eq);
   const [dir, flags] = arg.slice(eq + 1).split("|") as [string, string | undefined];
-  return { label, dir, flags: flags?.trim() ? flags.trim().split(/\s+/) : null };
+  const words = flags?.trim() ? flags.trim().split(/\s+/) : [];
+  const env = Object.fromEntries(words.filter((w) => ENV_WORD.test(w)).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+  const nodeFlags = words.filter((w) => !ENV_WORD.test(w));
+  return { label, dir, flags: words.length ? nodeFlags : null, env };
 }
 
+const compiled = process.env.BENCH_SERVER === "dist";
+
 function startServer(v: Variant, flags: string[], port: number, env: Record<string, string>): Child {
-  return spawnChild(v.label, [...flags, "--import", "tsx", "src/server.ts"], v.dir, port, env);
+  return spawnChild(v.label, compiled ? [...flags, "dist/server.js"] : [...flags, "--import", "tsx", "src/server.ts"], v.dir, port, env);
 }
 
 const SCENARIOS: Record<string, (tokens: Tokens, others: Set<string>, noisy: string) => RequestGenerator> = {
@@ -91,11 +106,22 @@ async function main() {
 
   const servers: { v: Variant; child: Child; flags: string[] }[] = [];
   try {
+    if (compiled) for (const dir of new Set(variants.map((v) => v.dir))) execSync("npm run -s build", { cwd: dir, stdio: "inherit" });
     for (const [i, v] of variants.entries()) {
-      const flags = v.flags ?? startScriptFlags(v.dir);
-      servers.push({ v, flags, child: startServer(v, flags, opts.port + 10 + i, serverEnv(opts, fixture.url)) });
+      const script = startScript(v.dir, compiled ? "start:prod" : "start");
+      const flags = v.flags ?? script.flags;
+      const env = { ...(v.flags ? {} : script.env), ...v.env };
+      servers.push({ v, flags: [...Object.entries(env).map(([k, x]) => `${k}=${x}`), ...flags], child: startServer(v, flags, opts.port + 10 + i, { ...serverEnv(opts, fixture.url), ...env }) });
     }
     await Promise.all(servers.map((s) => waitReady(s.child, 120_000)));
+    const atRest = await Promise.all(
+      servers.map(async (s) => {
+        const sampler = sampleRss(s.child.proc.pid!);
+        await new Promise((r) => setTimeout(r, 2_000));
+        return sampler.stop();
+      }),
+    );
+    log(`RSS at rest (ready, before any request): ${servers.map((s, i) => `${s.v.label} ${atRest[i]!.toFixed(0)} MB`).join(" | ")}`);
     const answers = await Promise.all(servers.map((s) => post(`http://127.0.0.1:${s.child.port}`, check(0))));
     for (const [i, a] of answers.entries()) {
       if (a.status !== 200 || a.json?.errors) throw new Error(`${servers[i]!.v.label}: ${a.status} ${a.text.slice(0, 300)}`);
@@ -143,7 +169,7 @@ async function main() {
     for (const [label, r] of rows) {
       const ratio = median(r.cpu.map((c, i) => c / first.cpu[i]!));
       log(
-        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p50 ${median(r.p50).toFixed(0)} ms, p95 ${median(r.p95).toFixed(0)} ms, hit rate ${percent(median(r.hits))}, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rss now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
+        `  ${label.padEnd(16)} CPU ${median(r.cpu).toFixed(2)} ms/req (${((ratio - 1) * 100).toFixed(1)}%; rounds ${r.cpu.map((c, i) => `${((c / first.cpu[i]! - 1) * 100).toFixed(0)}%`).join(" ")}), ${median(r.rps).toFixed(1)} req/s, p50 ${median(r.p50).toFixed(0)} ms, p95 ${median(r.p95).toFixed(0)} ms, hit rate ${percent(median(r.hits))}, peak RSS ${Math.max(...r.rss).toFixed(0)} MB (rounds ${r.rss.map((x) => x.toFixed(0)).join(" ")}; at rest ${atRest[servers.findIndex((s) => s.v.label === label)]!.toFixed(0)}; now ${rssMb(servers.find((s) => s.v.label === label)!.child.proc.pid!)?.toFixed(0)} MB)`,
       );
     }
   } finally {

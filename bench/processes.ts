@@ -38,21 +38,34 @@ export interface Child {
 }
 
 /**
- * The V8 flags `npm start` gives the server (package.json), so the bench
- * measures the server as it is started in production.
+ * The environment and V8 flags the start script gives the server
+ * (package.json: `start:prod` for the compiled server, `start` through tsx),
+ * so the bench measures the server as it is started in production.
  */
-export function serverNodeFlags(root = ROOT): string[] {
-  // BENCH_NODE_FLAGS="--max-old-space-size=224 --max-semi-space-size=32": other V8 flags than npm start's, for A/B trials.
+export function serverStart(root = ROOT): { env: Record<string, string>; flags: string[] } {
+  const script = startScript(root, benchServer() === "dist" ? "start:prod" : "start");
+  // BENCH_NODE_FLAGS="--max-old-space-size=224 --max-semi-space-size=32": other V8 flags than the script's, for A/B trials.
   const override = process.env.BENCH_NODE_FLAGS?.trim();
-  if (override) return override.split(/\s+/);
-  return startScriptFlags(root);
+  return override ? { env: script.env, flags: override.split(/\s+/) } : script;
 }
 
 /** The V8 flags of `npm start` in the checkout at `root`. */
 export function startScriptFlags(root: string): string[] {
-  const start: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.start;
-  const words = start.split(/\s+/);
-  return words.slice(1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
+  return startScript(root).flags;
+}
+
+/**
+ * A start script of the checkout at `root` (`start`, `start:prod`): the
+ * environment it sets before `node` (`NAME=value` words, e.g. malloc
+ * settings) and the node flags it passes (`--import` and its module left out).
+ */
+export function startScript(root: string, script = "start"): { env: Record<string, string>; flags: string[] } {
+  const text: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts[script];
+  const words = text.trim().split(/\s+/);
+  const node = words.indexOf("node");
+  const env = Object.fromEntries(words.slice(0, node).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+  const flags = words.slice(node + 1).filter((w, i, all) => w.startsWith("--") && w !== "--import" && all[i - 1] !== "--import");
+  return { env, flags };
 }
 
 export function startChild(
@@ -62,14 +75,15 @@ export function startChild(
   env: Record<string, string>,
   nodeArgs: string[] = [],
 ): Child {
-  const flags = script === "src/server.ts" ? serverNodeFlags() : [];
+  const start = script === "src/server.ts" ? serverStart() : { env: {}, flags: [] };
+  const flags = start.flags;
   // The server as production runs it (`npm run start:prod`): compiled by
   // `npm run build` (once per bench process, so dist/ is this checkout's
   // code) and run without a loader. BENCH_SERVER=tsx: through tsx, as `npm start`.
   const compiled = script === "src/server.ts" && benchServer() === "dist";
   if (compiled) buildOnce();
   const args = compiled ? [...flags, ...nodeArgs, "dist/server.js"] : [...flags, ...nodeArgs, "--import", "tsx", script];
-  return spawnChild(name, args, ROOT, port, env);
+  return spawnChild(name, args, ROOT, port, { ...start.env, ...env });
 }
 
 /** How the bench runs the server: `dist` (default, the production start) or `tsx` (`npm start`). */

@@ -14,6 +14,7 @@ import { useInputGuard } from "./http/use-input-guard.ts";
 import { useJit } from "./http/use-jit.ts";
 import { useJitErrorLocations } from "./http/use-jit-error-locations.ts";
 import { useJsonBody } from "./http/use-json-body.ts";
+import { useClientGone } from "./http/use-client-gone.ts";
 import { useRequestTransaction } from "./http/use-request-transaction.ts";
 import { useSqlPlans } from "./http/use-sql-plans.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
@@ -136,6 +137,8 @@ export function createApp(appDeps: AppDeps): App {
       useJsonBody(),
       useInputGuard(),
       useInputErrors(),
+      // Before the request's transaction: a request whose client has gone is not executed.
+      useClientGone(),
       // A query the SQL planner may answer (and the response cache does not look up) is authorized with its planned read, one message: docs/request-path.md.
       useRequestTransaction({ idempotencySecret: config.jwtSecret, sqlPlans: config.sqlPlans ?? true, responseCache: !!deps.responseCache }),
       // Replaces the execute function of a planned query; the response cache (next) wraps it: docs/sql-plans.md.

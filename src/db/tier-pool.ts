@@ -1,5 +1,5 @@
 import pg from "pg";
-import { TimeShare, type TimeShareOptions } from "./time-share.ts";
+import { ClientGone, TimeShare, type TimeShareOptions } from "./time-share.ts";
 
 /**
  * A tier pool: every checkout (`connectFor(tenant)`, `connect()`, and
@@ -21,9 +21,13 @@ export class TierPool extends pg.Pool {
     this.timeShare = new TimeShare({ ...gate, max: config.max });
   }
 
-  /** A connection for `tenant`'s request, its turn taken among the tier's tenants. */
-  connectFor(tenant: string): Promise<pg.PoolClient> {
-    return this.checkout(tenant);
+  /**
+   * A connection for `tenant`'s request, its turn taken among the tier's
+   * tenants. `signal`: the request's client; once it has gone the request
+   * leaves the queue (or never joins it) and takes no connection.
+   */
+  connectFor(tenant: string, signal?: AbortSignal): Promise<pg.PoolClient> {
+    return this.checkout(tenant, signal);
   }
 
   override connect(): Promise<pg.PoolClient>;
@@ -37,15 +41,22 @@ export class TierPool extends pg.Pool {
     );
   }
 
-  private async checkout(tenant: string): Promise<pg.PoolClient> {
+  private async checkout(tenant: string, signal?: AbortSignal): Promise<pg.PoolClient> {
+    if (signal?.aborted) throw new ClientGone();
     // Nothing waiting and room: no wait of the gate's (no promise of its own).
-    const done = this.timeShare.tryAcquire(tenant) ?? (await this.timeShare.acquire(tenant));
+    const done = this.timeShare.tryAcquire(tenant) ?? (await this.timeShare.acquire(tenant, signal));
     let client: pg.PoolClient;
     try {
       client = await super.connect();
     } catch (err) {
       done();
       throw err;
+    }
+    if (signal?.aborted) {
+      // Gone while a new connection was being opened: it goes back unused, to the next waiter.
+      client.release();
+      done();
+      throw new ClientGone();
     }
     // pg sets `release` anew at every checkout: this one also ends the connection's time.
     const release = client.release.bind(client);
@@ -81,5 +92,12 @@ Object.defineProperty(TierPool.prototype, "waitingCount", {
 /** The time share of a pool, if it has one. */
 export const timeShareOf = (pool: pg.Pool): TimeShare | undefined => (pool instanceof TierPool && pool.timeShare.bounded ? pool.timeShare : undefined);
 
-/** A connection of `pool` for `tenant`'s request: its turn among the tier's tenants on a tier pool, pg's queue on another. */
-export const connectFor = (pool: pg.Pool, tenant: string): Promise<pg.PoolClient> => (pool instanceof TierPool ? pool.connectFor(tenant) : pool.connect());
+/**
+ * A connection of `pool` for `tenant`'s request: its turn among the tier's
+ * tenants on a tier pool, pg's queue on another. `signal`: the request's
+ * client (Yoga's `request.signal`): a request whose client has gone leaves
+ * the tier pool's queue and never takes a connection, so what it would
+ * have run never starts (docs/request-path.md, "A client that goes away").
+ */
+export const connectFor = (pool: pg.Pool, tenant: string, signal?: AbortSignal): Promise<pg.PoolClient> =>
+  pool instanceof TierPool ? pool.connectFor(tenant, signal) : pool.connect();

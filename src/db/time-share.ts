@@ -73,6 +73,18 @@ export class TimeShareTimeout extends GraphQLError {
   }
 }
 
+/**
+ * The client of the request that waited has gone (its signal aborted):
+ * its place in the queue is given up, and it takes no connection. Nobody
+ * reads the answer; the code says what happened in the logs (nginx's 499).
+ */
+export class ClientGone extends GraphQLError {
+  constructor() {
+    super("The client closed the request before it was executed", { extensions: { code: "CLIENT_CLOSED_REQUEST" } });
+    this.name = "ClientGone";
+  }
+}
+
 interface Waiter {
   lane: string;
   since: number;
@@ -80,6 +92,7 @@ interface Waiter {
   inDebt: boolean;
   admit(release: () => void): void;
   fail(err: Error): void;
+  /** Cancels its deadline and stops listening to its signal: it is leaving the queue. */
   cancelDeadline(): void;
 }
 
@@ -95,8 +108,12 @@ export class TimeShare {
   private readonly heldBy = new Map<string, number>();
   private readonly queue = new LaneQueue<Waiter>();
   private cancelWake: (() => void) | undefined;
-  /** Acquisitions that waited because the share was spent, and how long they waited (ms), since start. */
-  readonly stats = { shareWaits: 0, shareWaitMs: 0, timeouts: 0 };
+  /**
+   * Acquisitions that waited because the share was spent, and how long they
+   * waited (ms); and those that left the queue because their client went
+   * away (`gone`): since start.
+   */
+  readonly stats = { shareWaits: 0, shareWaitMs: 0, timeouts: 0, gone: 0 };
 
   constructor(private readonly options: TimeShareOptions) {
     const { share, tenantMax } = options;
@@ -152,23 +169,45 @@ export class TimeShare {
     return this.take(lane);
   }
 
-  /** Resolves with the release of one connection's time once `lane` (a tenant; "": untagged) may hold one more. */
-  acquire(lane = ""): Promise<() => void> {
+  /**
+   * Resolves with the release of one connection's time once `lane` (a
+   * tenant; "": untagged) may hold one more. `signal` (the request's
+   * client): aborted already, it fails at once (ClientGone) without taking
+   * one; aborted while waiting, the waiter leaves the queue at once, so the
+   * connection it would have taken goes to the next waiter.
+   */
+  acquire(lane = "", signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(new ClientGone());
     const done = this.tryAcquire(lane);
     if (done) return Promise.resolve(done);
     const now = this.at;
     return new Promise((resolve, reject) => {
+      const cancelDeadline = this.options.clock.wakeAt(now + this.options.maxWaitMs, () => this.expire(waiter));
+      const gone = () => this.leave(waiter, new ClientGone());
+      signal?.addEventListener("abort", gone, { once: true });
       const waiter: Waiter = {
         lane,
         since: now,
         inDebt: false,
         admit: resolve,
         fail: reject,
-        cancelDeadline: this.options.clock.wakeAt(now + this.options.maxWaitMs, () => this.expire(waiter)),
+        cancelDeadline: () => {
+          cancelDeadline();
+          signal?.removeEventListener("abort", gone);
+        },
       };
       this.queue.push(lane, waiter, this.atCap(lane));
       this.pump();
     });
+  }
+
+  /** A waiter leaves the queue before its turn (its client went away), and fails with `err`. */
+  private leave(waiter: Waiter, err: Error): void {
+    if (!this.queue.remove(waiter.lane, waiter)) return;
+    waiter.cancelDeadline();
+    this.stats.gone++;
+    if (waiter.inDebt) this.stats.shareWaitMs += this.settle() - waiter.since;
+    waiter.fail(err);
   }
 
   /** Fails every waiter (the pool is ending). */
@@ -209,6 +248,7 @@ export class TimeShare {
 
   private expire(waiter: Waiter): void {
     if (!this.queue.remove(waiter.lane, waiter)) return;
+    waiter.cancelDeadline();
     const now = this.settle();
     if (waiter.inDebt || this.balance < -EPSILON) {
       this.stats.timeouts++;

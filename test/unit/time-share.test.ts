@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TimeShare, TimeShareTimeout } from "../../src/db/time-share.ts";
+import { ClientGone, TimeShare, TimeShareTimeout } from "../../src/db/time-share.ts";
 import { ManualClock } from "../helpers/manual-clock.ts";
 
 /**
@@ -140,5 +140,57 @@ describe("time share", () => {
     s.close(new Error("ended"));
     await expect(w).rejects.toThrow("ended");
     expect(clock.pending).toBe(0);
+  });
+});
+
+describe("time share: a waiter whose client went away", () => {
+  const pool = (clock: ManualClock) => new TimeShare({ windowMs: 1000, max: 1, maxWaitMs: 5000, clock });
+
+  it("leaves the queue at once, never admitted; the connection it would have taken goes to the next waiter", async () => {
+    const clock = new ManualClock(0);
+    const s = pool(clock);
+    const held = await s.acquire("a");
+    const client = new AbortController();
+    const gone = s.acquire("b", client.signal);
+    const next = s.acquire("c");
+    expect(s.waiting).toBe(2);
+    client.abort();
+    expect(s.waiting).toBe(1);
+    await expect(gone).rejects.toBeInstanceOf(ClientGone);
+    await expect(gone).rejects.toMatchObject({ extensions: { code: "CLIENT_CLOSED_REQUEST" } });
+    // Its deadline went with it: only the next waiter's is left.
+    expect(clock.pending).toBe(1);
+    held();
+    expect(await settled(next)).toBe(true);
+    expect(s.stats.gone).toBe(1);
+    // Aborting again, after it left, changes nothing.
+    client.abort();
+    expect(s.waiting).toBe(0);
+  });
+
+  it("already gone when it asks: refused at once, even with a connection free, and nothing is held", async () => {
+    const clock = new ManualClock(0);
+    const s = pool(clock);
+    const client = new AbortController();
+    client.abort();
+    await expect(s.acquire("a", client.signal)).rejects.toBeInstanceOf(ClientGone);
+    expect(s.waiting).toBe(0);
+    // The one connection is still free.
+    expect(s.tryAcquire("b")).toBeTypeOf("function");
+  });
+
+  it("admitted before its client went: it keeps its connection (the request runs on), and its signal is no longer listened to", async () => {
+    const clock = new ManualClock(0);
+    const s = pool(clock);
+    const held = await s.acquire("a");
+    const client = new AbortController();
+    const waiting = s.acquire("b", client.signal);
+    held();
+    const release = await waiting;
+    client.abort();
+    expect(s.stats.gone).toBe(0);
+    expect(s.tryAcquire("c")).toBeUndefined();
+    release();
+    expect(s.tryAcquire("c")).toBeTypeOf("function");
   });
 });

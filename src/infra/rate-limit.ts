@@ -81,9 +81,11 @@ export class RateLimiter {
    * state) over `limit`. `counted`: the request was already counted in the
    * store, at `at` (see `window`): its count is taken as it is. A count still
    * on its way (LateCount: the directory's budget ran out first) is waited
-   * for, up to the store's command timeout, and never counted a second
-   * time: when it did not count, the request is counted here; when it
-   * failed, in this process's window (the store is unavailable).
+   * for, up to the store's command timeout (or until the store finds Redis
+   * hung and gives up on every command waiting: src/infra/store.ts), and
+   * never counted a second time: when it did not count, the request is
+   * counted here; when it failed or was given up on, in this process's
+   * window (the store is unavailable).
    */
   async consume(tenantId: string, limit: number | null, counted?: { at: number; count: number | LateCount }): Promise<RateLimitState> {
     const now = counted?.at ?? this.now();

@@ -67,7 +67,11 @@ export interface RedisStoreOptions {
   logger?: Pick<Logger, "warn" | "info">;
   /** A command without an answer after this long fails. @default 1000 */
   commandTimeoutMs?: number;
-  /** After a timed-out command, commands fail at once for this long instead of each waiting. @default 1000 */
+  /**
+   * After a timed-out command (Redis reachable but not answering), every
+   * command fails at once until a PING is answered again, one PING every
+   * this long. @default 1000
+   */
   suspendMs?: number;
   /** REDIS_KEY_PREFIX: every key under it (src/infra/redis.ts); callers name keys without it. @default "" */
   keyPrefix?: string;
@@ -75,14 +79,18 @@ export interface RedisStoreOptions {
 
 /**
  * Redis with bounded waits. A request never waits on Redis for more than
- * `commandTimeoutMs`:
+ * `commandTimeoutMs` in all (docs/degraded-modes.md, "A hung Redis"):
  *  - commands time out (`commandTimeout`);
  *  - once connected, commands sent while the connection is down fail at once
  *    instead of queueing (the offline queue only serves the first connect,
  *    bounded by the same timeout and `maxRetriesPerRequest`);
- *  - after a timeout (Redis reachable but not answering) every command fails
- *    at once for `suspendMs`, so a request making several calls does not pay
- *    the timeout for each;
+ *  - a timed-out command means Redis is reachable but not answering (a
+ *    network black hole, a stopped process): every command still waiting
+ *    is given up on with it (review F3: the steps of a request sent one
+ *    after another used to wait a timeout each, 2 s where 1 was promised),
+ *    and every command fails at once until Redis answers a PING again
+ *    (tried every `suspendMs`), so the requests that come meanwhile wait
+ *    for nothing;
  *  - reconnection is retried every second at most, forever: recovery needs
  *    no restart.
  * Connection errors go to one log line per state change (never to ioredis'
@@ -95,7 +103,13 @@ export class RedisStore implements Store {
   private readonly suspendMs: number;
   /** "connecting" until the first connection: start-up reports that failure itself. */
   private state: "connecting" | "up" | "down" = "connecting";
-  private suspendedUntil = 0;
+  /** Redis did not answer a command in time: every command fails at once until a PING is answered (`probe`). */
+  private hung = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  /** Commands waiting for their answer: given up on together when one times out. */
+  private readonly waiting = new Set<(err: Error) => void>();
+  /** Times Redis was found hung; commands given up on while waiting; commands refused unsent while hung. */
+  readonly stats = { hangs: 0, givenUp: 0, refused: 0 };
   /** REDIS_KEY_PREFIX; ioredis adds it to command keys, deletePattern to its SCAN pattern. */
   readonly keyPrefix: string;
   /** Why the store last failed (start-up names it when Redis cannot be reached). */
@@ -124,7 +138,7 @@ export class RedisStore implements Store {
     this.redis.on("ready", () => {
       // From now on a command sent while disconnected fails at once.
       this.redis.options.enableOfflineQueue = false;
-      this.suspendedUntil = 0;
+      this.resume();
       this.setAvailable(true, "connected");
     });
     this.redis.on("error", (err: Error) => {
@@ -160,19 +174,72 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Runs one command; every failure becomes StoreUnavailableError. */
-  private async run<T>(command: () => Promise<T>): Promise<T> {
-    if (Date.now() < this.suspendedUntil) throw new StoreUnavailableError("not answering");
+  /**
+   * Runs one command; every failure becomes StoreUnavailableError. While
+   * Redis is hung the command is not sent; a command waiting when another
+   * times out is given up on (its own answer or failure, if it comes, is
+   * dropped: handled, never an unhandled rejection).
+   */
+  private run<T>(command: () => Promise<T>): Promise<T> {
+    if (this.hung) {
+      this.stats.refused++;
+      return Promise.reject(new StoreUnavailableError("not answering"));
+    }
+    const sent = this.send(command);
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.add(reject);
+      sent.then(
+        (value) => this.waiting.delete(reject) && resolve(value),
+        (err: unknown) => this.waiting.delete(reject) && reject(err),
+      );
+    });
+  }
+
+  private async send<T>(command: () => Promise<T>): Promise<T> {
     try {
       return await command();
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      if (/timed out/i.test(message)) {
-        this.suspendedUntil = Date.now() + this.suspendMs;
-        this.setAvailable(false, message);
-      }
+      if (/timed out/i.test(message)) this.hang(message);
       throw new StoreUnavailableError(this.redis.status === "ready" ? message : "not connected");
     }
+  }
+
+  /** A command timed out: every command waiting is given up on, and every later one fails at once until `probe` gets an answer. */
+  private hang(reason: string): void {
+    if (this.hung || this.closed) return;
+    this.hung = true;
+    this.stats.hangs++;
+    this.setAvailable(false, reason);
+    const given = [...this.waiting];
+    this.waiting.clear();
+    this.stats.givenUp += given.length;
+    for (const reject of given) reject(new StoreUnavailableError("not answering"));
+    this.probeTimer = setTimeout(() => this.probe(), this.suspendMs);
+    this.probeTimer.unref();
+  }
+
+  /** One PING (outside `run`, which refuses while hung): answered, commands go through again; else another later. */
+  private probe(): void {
+    this.probeTimer = undefined;
+    if (!this.hung || this.closed) return;
+    this.redis.ping().then(
+      () => {
+        this.resume();
+        if (this.redis.status === "ready") this.setAvailable(true, "answering");
+      },
+      () => {
+        if (!this.hung || this.closed) return;
+        this.probeTimer = setTimeout(() => this.probe(), this.suspendMs);
+        this.probeTimer.unref();
+      },
+    );
+  }
+
+  private resume(): void {
+    this.hung = false;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
   }
 
   get(key: string) {
@@ -236,6 +303,7 @@ export class RedisStore implements Store {
   }
   async close() {
     this.closed = true;
+    this.resume();
     this.redis.disconnect();
   }
 }

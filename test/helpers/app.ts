@@ -5,6 +5,7 @@ import { createLogger, type Logger } from "../../src/infra/logger.ts";
 import { InFlight } from "../../src/infra/in-flight.ts";
 import type { ResponseCacheOptions } from "../../src/infra/response-cache.ts";
 import type { Store } from "../../src/infra/store.ts";
+import type { RequestCounter } from "../../src/infra/request-counter.ts";
 import { createTokenVerifier } from "../../src/tenancy/credentials.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
@@ -89,7 +90,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption; tenantMax?: Partial<Record<Plan, number | null>> } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption; tenantMax?: Partial<Record<Plan, number | null>>; requestCounter?: (clients: Databases) => RequestCounter } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients =
@@ -108,6 +109,7 @@ export async function createTestApp(
     pools: clients.pools,
     ...(options.responseCache ? { responseCache: options.responseCache } : {}),
     clock: options.clock,
+    ...(options.requestCounter ? { requestCounter: options.requestCounter(clients) } : {}),
     probes: {
       postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
       store: () => store.ping(),

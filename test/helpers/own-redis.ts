@@ -24,6 +24,8 @@ export interface OwnRedis {
   start(): Promise<void>;
   /** kill() then start(): a crash and a restart from the dump. */
   restartFromDump(): Promise<void>;
+  /** Sends `signal` to the server: SIGSTOP hangs it (connections accepted by the kernel, nothing answered), SIGCONT lets it go on. */
+  signal(signal: NodeJS.Signals): void;
   /** Kills it and removes its directory. */
   close(): Promise<void>;
 }
@@ -80,6 +82,7 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     url,
     client,
     save: async () => void (await client.save()),
+    signal: (sig) => void child?.kill(sig),
     kill,
     start,
     async restartFromDump() {
@@ -88,6 +91,7 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     },
     async close() {
       client.disconnect();
+      child?.kill("SIGCONT");
       await kill();
       await rm(dir, { recursive: true, force: true });
     },

@@ -1,7 +1,10 @@
 import { fork, type ChildProcess } from "node:child_process";
+import { readdirSync } from "node:fs";
+import os from "node:os";
 import { Redis } from "ioredis";
 import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 import { percentile } from "./load.ts";
+import { int } from "./options.ts";
 import { CREATE_DEPLOYMENT_MUTATION, toGlobalId, type Tokens } from "./scenarios.ts";
 import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../test/helpers/live-client.ts";
 
@@ -20,11 +23,27 @@ import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../t
  * trip through the server's event loop, hundreds of milliseconds under a
  * saturating load); it is still reported, with the mutations' round trip.
  *
- * The streams' clients run in a child process of their own (this file run
- * as a script): in the bench's process they shared one event loop with
- * autocannon, so a delivery's arrival waited behind the dashboard load's
- * responses being parsed (and the 1,000 clients' work delayed autocannon's
- * own timing of the dashboard).
+ * The load runs in two child processes (this file run as a script, its
+ * argument the part): the writer, at normal priority, and the streams'
+ * clients, at niceness BENCH_LIVE_CLIENT_NICE (19 by default; 0 = normal).
+ * In the bench's process the clients shared one event loop with autocannon
+ * (a delivery's arrival waited behind the dashboard's responses being
+ * parsed). In production the 1,000 clients are browsers on other machines;
+ * here they take CPU from the server, PostgreSQL and autocannon on the same
+ * two cores, so they run niced: they get what those leave
+ * (docs/live-updates.md, "Seventh round"). A niced client may see an event
+ * late when the cores are saturated: that lengthens the measured
+ * commit->delivery time, never shortens it. Without streams (writer-32) the
+ * streams' process still runs, idle but for the topics, so the writer's
+ * setup is the same in both scenarios.
+ *
+ * Accounting across the two processes: a window's mutations are those the
+ * writer sent after measure() and saw committed (with the deployment's id)
+ * before take(); the streams' process records every delivery by deployment
+ * id, and take() counts the deliveries of exactly those ids (waiting up to
+ * SETTLE_MS for the ones still on their way), so a delivery of a mutation
+ * outside the window is never counted in it, whichever process hears of a
+ * command first.
  */
 export const LIVE_SUBSCRIPTION = `subscription { deploymentUpdated { id status updatedAt project { id } } }`;
 
@@ -33,7 +52,7 @@ export interface LiveFigures {
   tenants: number;
   mutations: number;
   delivered: number;
-  /** Deliveries expected from the mutations committed while measuring (streams of the tenant). */
+  /** Deliveries expected from the window's committed mutations (the streams of each one's tenant). */
   expected: number;
   p50: number;
   p95: number;
@@ -42,8 +61,12 @@ export interface LiveFigures {
   sinceUpdatedP95: number;
   /** The createDeployment round trip. */
   mutationP95: number;
-  /** CPU of the load's own process (the 1,000 clients and the writer), % of a core: it shares the machine with the server. */
-  clientCpuPct: number;
+  /** CPU of the writer's process, % of a core: it shares the machine with the server. */
+  writerCpuPct: number;
+  /** CPU of the stream clients' process, % of a core (niced: what the server, PostgreSQL and autocannon leave it). */
+  streamsCpuPct: number;
+  /** The stream clients' process niceness. */
+  streamsNice: number;
 }
 
 export interface LiveLoad {
@@ -59,13 +82,52 @@ interface LiveOptions {
   mutationsPerS: number;
 }
 
-type Command = { cmd: "start"; url: string; tokens: Tokens; opts: LiveOptions } | { cmd: "measure" } | { cmd: "take" } | { cmd: "stop" };
-type Reply = { ready: true } | { figures: LiveFigures } | { failed: string };
+type WriterFigures = Pick<LiveFigures, "streams" | "tenants" | "mutations" | "expected" | "mutationP95"> & { ids: string[]; cpuPct: number };
+type StreamFigures = Pick<LiveFigures, "delivered" | "p50" | "p95" | "p99" | "sinceUpdatedP95"> & { cpuPct: number };
+type Part = "writer" | "streams";
+type Command =
+  | { cmd: "start"; url: string; tokens: Tokens; opts: LiveOptions }
+  | { cmd: "measure" }
+  | { cmd: "take"; ids?: string[]; expected?: number }
+  | { cmd: "stop"; ids?: string[]; expected?: number };
+type Reply = { ready: true } | { figures: WriterFigures | StreamFigures } | { failed: string };
 
-/** Starts the live load in a child process; resolves once every stream is open. */
-export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptions, env: Record<string, string> = {}): Promise<LiveLoad> {
-  // `env`: e.g. the REDIS_KEY_PREFIX of the server it loads, whose topics it reads (bench/live-cost.ts runs several).
-  const child = fork(import.meta.filename, [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"], env: { ...process.env, ...env } });
+/** How long take() waits for the window's deliveries still on their way. */
+const SETTLE_MS = 5_000;
+
+/** BENCH_LIVE_CLIENT_NICE: the stream clients' niceness, 0..19 (19 by default). */
+function clientNice(env: NodeJS.ProcessEnv = process.env): number {
+  const n = int(env, "BENCH_LIVE_CLIENT_NICE", 19, 0);
+  if (n > 19) throw new Error(`BENCH_LIVE_CLIENT_NICE: expected an integer from 0 to 19, got "${n}"`);
+  return n;
+}
+
+/**
+ * Niceness on Linux is a thread's: setpriority(pid) sets the main thread
+ * only, and threads inherit it from the thread that creates them. Node
+ * starts its V8 platform threads before the child can be reached, so every
+ * thread of the process is set, once right after the fork (the threads the
+ * main thread creates later inherit it) and again once the child is up.
+ */
+function renice(pid: number, nice: number) {
+  let tids: number[] = [pid];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    // no /proc (not Linux): the process's priority is the process's own
+  }
+  for (const tid of tids) {
+    try {
+      os.setPriority(tid, nice);
+    } catch {
+      // a thread that has just ended
+    }
+  }
+}
+
+/** One part of the load in its child process, and its request/reply channel. */
+function forkPart(part: Part, env: Record<string, string>) {
+  const child = fork(import.meta.filename, [part], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"], env: { ...process.env, ...env } });
   const replies: Reply[] = [];
   const waiters: ((r: Reply) => void)[] = [];
   child.on("message", (m: Reply) => {
@@ -73,7 +135,7 @@ export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptio
     if (w) w(m);
     else replies.push(m);
   });
-  const exited = new Promise<Reply>((resolve) => child.once("exit", (code) => resolve({ failed: `live load process exited (${code})` })));
+  const exited = new Promise<Reply>((resolve) => child.once("exit", (code) => resolve({ failed: `live load ${part} process exited (${code})` })));
   const ask = async (c: Command): Promise<Reply> => {
     child.send(c);
     const r = await Promise.race([replies.length ? Promise.resolve(replies.shift()!) : new Promise<Reply>((resolve) => waiters.push(resolve)), exited]);
@@ -81,53 +143,182 @@ export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptio
     return r;
   };
   // NaN (no sample) crosses the IPC channel as null.
-  const figures = async (c: Command) =>
-    Object.fromEntries(Object.entries((await ask(c) as { figures: LiveFigures }).figures).map(([k, v]) => [k, v ?? NaN])) as unknown as LiveFigures;
-  await ask({ cmd: "start", url, tokens, opts });
+  const figures = async <F>(c: Command) =>
+    Object.fromEntries(Object.entries((await ask(c) as { figures: object }).figures).map(([k, v]) => [k, v ?? NaN])) as F;
+  return { child, ask, figures };
+}
+
+/** Starts the live load in its two child processes; resolves once every stream is open. */
+export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptions, env: Record<string, string> = {}): Promise<LiveLoad> {
+  // `env`: e.g. the REDIS_KEY_PREFIX of the server it loads, whose topics it reads (bench/live-cost.ts runs several).
+  const nice = clientNice();
+  const streams = forkPart("streams", env);
+  if (nice) renice(streams.child.pid!, nice);
+  let writer: ReturnType<typeof forkPart> | undefined;
+  try {
+    await streams.ask({ cmd: "start", url, tokens, opts });
+    if (nice) renice(streams.child.pid!, nice);
+    writer = forkPart("writer", env);
+    await writer.ask({ cmd: "start", url, tokens, opts });
+  } catch (err) {
+    await Promise.all([stopChild(streams.child), writer && stopChild(writer.child)]);
+    throw err;
+  }
+  const w = writer;
+  // The writer's window first (its committed ids), then those ids' deliveries.
+  const both = async (cmd: "take" | "stop"): Promise<LiveFigures> => {
+    const wf = await w.figures<WriterFigures>({ cmd });
+    const sf = await streams.figures<StreamFigures>({ cmd, ids: wf.ids, expected: wf.expected });
+    const { ids: _ids, cpuPct: writerCpuPct, ...writerFigures } = wf;
+    const { cpuPct: streamsCpuPct, ...streamFigures } = sf;
+    return { ...writerFigures, ...streamFigures, writerCpuPct, streamsCpuPct, streamsNice: nice };
+  };
   return {
-    measure: () => void child.send({ cmd: "measure" } satisfies Command),
-    take: () => figures({ cmd: "take" }),
+    measure() {
+      w.child.send({ cmd: "measure" } satisfies Command);
+      streams.child.send({ cmd: "measure" } satisfies Command);
+    },
+    take: () => both("take"),
     async stop() {
-      const f = await figures({ cmd: "stop" });
-      await stopChild(child);
+      const f = await both("stop");
+      await Promise.all([stopChild(w.child), stopChild(streams.child)]);
       return f;
     },
   };
 }
 
 async function stopChild(child: ChildProcess) {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
   await exited;
 }
 
-/** The load itself, in the child process. */
-async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
-  const tenants = tokens.members.length;
+/** Stream i's member: tenant i % n, then the tenant's members in turn. */
+function streamMember(tokens: Tokens, i: number) {
+  const row = tokens.members[i % tokens.members.length]!;
+  return row[Math.floor(i / tokens.members.length) % row.length]!;
+}
+
+/** A process's CPU since the last call, % of a core. */
+function cpuMeter() {
+  let cpu0 = process.cpuUsage();
+  let since = Date.now();
+  return {
+    reset() {
+      cpu0 = process.cpuUsage();
+      since = Date.now();
+    },
+    take() {
+      const used = process.cpuUsage(cpu0);
+      const pct = (used.user + used.system) / 10 / Math.max(1, Date.now() - since);
+      this.reset();
+      return pct;
+    },
+  };
+}
+
+/** The writer, in its child process: `mutationsPerS` createDeployment, each tenant in turn. */
+async function runWriter(url: string, tokens: Tokens, opts: LiveOptions) {
+  // The streams of each tenant (the streams' process opens them in this order): a mutation's expected deliveries.
   const perTenant = new Map<string, number>();
+  for (let i = 0; i < opts.streams; i++) {
+    const slug = streamMember(tokens, i).tenant.slug;
+    perTenant.set(slug, (perTenant.get(slug) ?? 0) + 1);
+  }
+  let measuring = false;
+  /** A mutation counts in the window it was sent in, if it has committed before that window's take(). */
+  let window = 0;
+  let ids: string[] = [];
+  let expected = 0;
+  let roundTrips: number[] = [];
+  let n = 0;
+  const cpu = cpuMeter();
+  // mutationsPerS 0: the streams alone, idle (bench/live-cost.ts).
+  const timer = opts.mutationsPerS <= 0 ? undefined : setInterval(() => {
+    const row = tokens.developers[n % tokens.developers.length]!;
+    const dev = row[Math.floor(n / tokens.developers.length) % row.length]!;
+    const projectId = dev.tenant.projectIds[n % dev.tenant.projectIds.length]!;
+    n++;
+    const sentIn = measuring ? window : -1;
+    const sent = Date.now();
+    void fetch(`${url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${dev.token}` },
+      body: JSON.stringify({ query: CREATE_DEPLOYMENT_MUTATION, variables: { input: { projectId: toGlobalId("Project", projectId), branch: "live" } } }),
+    })
+      .then((r) => r.json())
+      .then((body: any) => {
+        const id = body?.data?.createDeployment?.deployment?.id;
+        if (body.errors || typeof id !== "string" || sentIn !== window) return;
+        roundTrips.push(Date.now() - sent);
+        ids.push(id);
+        expected += perTenant.get(dev.tenant.slug) ?? 0;
+      })
+      .catch(() => {});
+  }, 1000 / opts.mutationsPerS);
+
+  const take = (): WriterFigures => {
+    const f = {
+      streams: opts.streams,
+      tenants: perTenant.size,
+      mutations: ids.length,
+      expected,
+      mutationP95: percentile(Float64Array.from(roundTrips).sort(), 95),
+      ids,
+      cpuPct: cpu.take(),
+    };
+    window++;
+    ids = [];
+    roundTrips = [];
+    expected = 0;
+    return f;
+  };
+  return {
+    measure() {
+      measuring = true;
+      window++;
+      ids = [];
+      roundTrips = [];
+      expected = 0;
+      cpu.reset();
+    },
+    take,
+    async stop() {
+      clearInterval(timer);
+      const f = take();
+      measuring = false;
+      return f;
+    },
+  };
+}
+
+/** The streams' clients, in their (niced) child process: every delivery recorded by deployment id. */
+async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
   const subs: LiveSubscription[] = [];
   const clients: { dispose(): void | Promise<void> }[] = [];
-  let measuring = false;
-  let latencies: number[] = [];
-  let delivered = 0;
-  let mutations = 0;
-  let expected = 0;
-  let sinceUpdated: number[] = [];
-  let roundTrips: number[] = [];
-  /** Deployment id -> its commit time (the event's `at`), or the deliveries that came before the event reached this process. */
-  const committed = new Map<string, number>();
-  const early = new Map<string, number[]>();
+  interface Deliveries {
+    /** First heard of (a delivery or the event): entries of no window are dropped after a while. */
+    since: number;
+    /** Commit time, the event's `at` on Redis (undefined until it has arrived here). */
+    at?: number;
+    /** Arrival times of the deliveries, and their latencies from the deployment's updatedAt. */
+    arrivals: number[];
+    sinceUpdated: number[];
+  }
+  const byId = new Map<string, Deliveries>();
+  const entry = (id: string) => {
+    let e = byId.get(id);
+    if (!e) byId.set(id, (e = { since: Date.now(), arrivals: [], sinceUpdated: [] }));
+    return e;
+  };
   const topics = new Redis(process.env.REDIS_URL!);
   // The live topics are under the server's REDIS_KEY_PREFIX (src/modules/live/bus.ts).
   await topics.psubscribe(`${redisKeyPrefix(process.env)}t:{*}:live`);
   topics.on("pmessage", (_pattern, _channel, message: string) => {
     const e = JSON.parse(message) as { type?: string; id?: string; at?: number };
     if (e.type !== "Deployment" || typeof e.id !== "string" || typeof e.at !== "number") return;
-    const id = toGlobalId("Deployment", e.id);
-    committed.set(id, e.at);
-    for (const t of early.get(id) ?? []) latencies.push(t - e.at);
-    early.delete(id);
+    entry(toGlobalId("Deployment", e.id)).at = e.at;
   });
   const collect = (s: LiveSubscription) => {
     void (async () => {
@@ -135,21 +326,17 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
         const m = await s.next(3_600_000).catch(() => null);
         if (!m || m.kind !== "next") return;
         const d = m.payload?.data?.deploymentUpdated;
-        if (!d || !measuring) continue;
-        delivered++;
+        if (!d) continue;
         const now = Date.now();
-        sinceUpdated.push(now - Date.parse(d.updatedAt));
-        const at = committed.get(d.id);
-        if (at !== undefined) latencies.push(now - at);
-        else early.set(d.id, [...(early.get(d.id) ?? []), now]);
+        const e = entry(d.id);
+        e.arrivals.push(now);
+        e.sinceUpdated.push(now - Date.parse(d.updatedAt));
       }
     })();
   };
   const wsUrl = url.replace(/^http/, "ws") + "/graphql";
   for (let i = 0; i < opts.streams; i++) {
-    const row = tokens.members[i % tenants]!;
-    const member = row[Math.floor(i / tenants) % row.length]!;
-    perTenant.set(member.tenant.slug, (perTenant.get(member.tenant.slug) ?? 0) + 1);
+    const member = streamMember(tokens, i);
     let s: LiveSubscription;
     if (i % 2 === 0) {
       const { client } = wsClient(wsUrl, { authorization: `Bearer ${member.token}` });
@@ -162,70 +349,41 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
     collect(s);
   }
 
-  let n = 0;
-  // mutationsPerS 0: the streams alone, idle (bench/live-cost.ts).
-  const writer = opts.mutationsPerS <= 0 ? undefined : setInterval(() => {
-    const row = tokens.developers[n % tokens.developers.length]!;
-    const dev = row[Math.floor(n / tokens.developers.length) % row.length]!;
-    const projectId = dev.tenant.projectIds[n % dev.tenant.projectIds.length]!;
-    n++;
-    const counted = measuring;
-    const sent = Date.now();
-    void fetch(`${url}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${dev.token}` },
-      body: JSON.stringify({ query: CREATE_DEPLOYMENT_MUTATION, variables: { input: { projectId: toGlobalId("Project", projectId), branch: "live" } } }),
-    })
-      .then((r) => r.json())
-      .then((body: any) => {
-        if (body.errors || !counted) return;
-        roundTrips.push(Date.now() - sent);
-        mutations++;
-        expected += perTenant.get(dev.tenant.slug) ?? 0;
-      })
-      .catch(() => {});
-  }, 1000 / opts.mutationsPerS);
-
-  let cpu0 = process.cpuUsage();
-  let since = Date.now();
-  const take = (): LiveFigures => {
-    const used = process.cpuUsage(cpu0);
-    const clientCpuPct = (used.user + used.system) / 10 / Math.max(1, Date.now() - since);
-    cpu0 = process.cpuUsage();
-    since = Date.now();
+  const cpu = cpuMeter();
+  /** The deliveries of the window's mutations (`ids`), once all `expected` have come and their commit times are known, or SETTLE_MS. */
+  const take = async (ids: string[], expected: number): Promise<StreamFigures> => {
+    const settled = () => ids.reduce((k, id) => k + (byId.get(id)?.arrivals.length ?? 0), 0) >= expected && ids.every((id) => !byId.get(id)?.arrivals.length || byId.get(id)!.at !== undefined);
+    for (const until = Date.now() + SETTLE_MS; !settled() && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    const cpuPct = cpu.take();
+    const latencies: number[] = [];
+    const sinceUpdated: number[] = [];
+    let delivered = 0;
+    for (const id of ids) {
+      const e = byId.get(id);
+      if (!e) continue;
+      delivered += e.arrivals.length;
+      if (e.at !== undefined) for (const t of e.arrivals) latencies.push(t - e.at);
+      sinceUpdated.push(...e.sinceUpdated);
+      byId.delete(id);
+    }
+    // Deployments of no window (before measure(), or committed after a take()): their late deliveries are never counted.
+    const old = Date.now() - 60_000;
+    for (const [id, e] of byId) if (e.since < old) byId.delete(id);
     const sorted = Float64Array.from(latencies).sort();
-    const f = {
-      streams: opts.streams,
-      tenants: perTenant.size,
-      mutations,
+    return {
       delivered,
-      expected,
       p50: percentile(sorted, 50),
       p95: percentile(sorted, 95),
       p99: percentile(sorted, 99),
       sinceUpdatedP95: percentile(Float64Array.from(sinceUpdated).sort(), 95),
-      mutationP95: percentile(Float64Array.from(roundTrips).sort(), 95),
-      clientCpuPct,
+      cpuPct,
     };
-    latencies = [];
-    sinceUpdated = [];
-    roundTrips = [];
-    committed.clear();
-    early.clear();
-    delivered = mutations = expected = 0;
-    return f;
   };
   return {
-    measure() {
-      measuring = true;
-      cpu0 = process.cpuUsage();
-      since = Date.now();
-    },
+    measure: () => cpu.reset(),
     take,
-    async stop() {
-      measuring = false;
-      clearInterval(writer);
-      const f = take();
+    async stop(ids: string[], expected: number) {
+      const f = await take(ids, expected);
       topics.disconnect();
       for (const s of subs) s.close();
       await Promise.allSettled(clients.map((c) => c.dispose()));
@@ -235,17 +393,24 @@ async function runLiveLoad(url: string, tokens: Tokens, opts: LiveOptions) {
 }
 
 if (process.argv[1] === import.meta.filename && process.send) {
+  const part = process.argv[2] as Part;
   const reply = (r: Reply) => process.send!(r);
-  let load: Awaited<ReturnType<typeof runLiveLoad>> | undefined;
+  let writer: Awaited<ReturnType<typeof runWriter>> | undefined;
+  let streams: Awaited<ReturnType<typeof runStreams>> | undefined;
   process.on("message", (c: Command) => {
     void (async () => {
       if (c.cmd === "start") {
-        load = await runLiveLoad(c.url, c.tokens, c.opts);
+        if (part === "writer") writer = await runWriter(c.url, c.tokens, c.opts);
+        else streams = await runStreams(c.url, c.tokens, c.opts);
         reply({ ready: true });
-      } else if (c.cmd === "measure") load?.measure();
-      else if (c.cmd === "take") reply({ figures: load!.take() });
-      else if (c.cmd === "stop") reply({ figures: await load!.stop() });
+      } else if (c.cmd === "measure") {
+        writer?.measure();
+        streams?.measure();
+      } else if (c.cmd === "take") reply({ figures: writer ? writer.take() : await streams!.take(c.ids ?? [], c.expected ?? 0) });
+      else if (c.cmd === "stop") reply({ figures: writer ? await writer.stop() : await streams!.stop(c.ids ?? [], c.expected ?? 0) });
     })().catch((err: unknown) => reply({ failed: String((err as Error)?.stack ?? err) }));
   });
   process.on("SIGTERM", () => process.exit(0));
+  // The bench gone (its IPC channel closed): nothing to serve any more.
+  process.on("disconnect", () => process.exit(0));
 }

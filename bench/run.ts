@@ -486,7 +486,7 @@ async function main() {
       if (live) {
         const figures = await live.stop();
         (s.id === "live-32" ? liveRuns : writerRuns).push({ ...figures, run, pair, rssPeakMb, dashboardP95: result.p95, dashboardP50: result.p50, alone });
-        log(`run ${run}/${opts.runs}${pairs ? ` pair ${pair + 1}/${pairs}` : ""} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); the load's own process ${alone!.clientCpuPct.toFixed(1)}% of a core alone, ${figures.clientCpuPct.toFixed(1)}% with the dashboard`);
+        log(`run ${run}/${opts.runs}${pairs ? ` pair ${pair + 1}/${pairs}` : ""} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); CPU, % of a core, alone / with the dashboard: the writer's process ${alone!.writerCpuPct.toFixed(1)} / ${figures.writerCpuPct.toFixed(1)}, the stream clients' process (nice ${figures.streamsNice}) ${alone!.streamsCpuPct.toFixed(1)} / ${figures.streamsCpuPct.toFixed(1)}`);
       }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest, pools: poolSample });
@@ -545,6 +545,12 @@ async function main() {
         // The writer alone against the dashboard alone (what the 10 mutations/s cost it).
         writerVsDashboardPct: writerRuns.length && dash32?.runs.length ? median(writerRuns.map((w) => deltaPct(w.dashboardP95, dash32.runs[w.run - 1]?.p95))) : null,
         writerAloneCpuPct: writerRuns.length ? median(writerRuns.map((r) => r.alone!.cpuPct)) : null,
+        // The load's own processes (bench/live.ts), % of a core, with the dashboard: the writer's (normal priority) and the stream clients' (niced).
+        streamsNice: liveRuns[0]!.streamsNice,
+        writerProcessCpuPct: median(liveRuns.map((r) => r.writerCpuPct)),
+        streamsProcessCpuPct: median(liveRuns.map((r) => r.streamsCpuPct)),
+        writerProcessCpuPctNoStreams: writerRuns.length ? median(writerRuns.map((r) => r.writerCpuPct)) : null,
+        streamsProcessCpuPctNoStreams: writerRuns.length ? median(writerRuns.map((r) => r.streamsCpuPct)) : null,
       }
     : undefined;
   const hostInfo = await host;
@@ -570,7 +576,7 @@ async function main() {
       : `- noisy tenant: not run.`,
     readMostlyLine(results.get("read-mostly-32"), dash32),
     liveSummary
-      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%)${liveSummary.writerP95DeltaPct == null ? "" : `, by ${liveSummary.writerP95DeltaPct.toFixed(1)}% against \`writer-32\` (the same dashboard and ${liveSummary.mutationsPerS} createDeployment/s without streams: the streams' own cost; the writer alone moved it by ${liveSummary.writerVsDashboardPct?.toFixed(1)}%, and cost the server ${liveSummary.writerAloneCpuPct?.toFixed(1)}% of a core alone against ${liveSummary.aloneCpuPct.toFixed(1)}% with the streams)${pairLine(liveSummary.paired)}`}. Medians over runs${pairs > 1 ? ` (writer-32 and live-32: over every window, ${pairs} of each per run)` : ""}.`
+      ? `- live updates: ${liveSummary.streams} subscription streams (deploymentUpdated; half graphql-ws, half SSE) over ${liveSummary.tenants} tenants, ${liveSummary.mutationsPerS} createDeployment/s; ${liveSummary.delivered} of ${liveSummary.expected} expected deliveries per run; commit->delivery p50 ${liveSummary.p50.toFixed(1)} ms, p95 ${liveSummary.p95.toFixed(1)} ms (target < 100), p99 ${liveSummary.p99.toFixed(1)} ms, from the event's commit time (p95 from the deployment's updatedAt, written before the rest of its transaction: ${liveSummary.sinceUpdatedP95.toFixed(1)} ms; createDeployment p95 ${liveSummary.mutationP95.toFixed(1)} ms) (the live load alone just before, same streams: p95 ${liveSummary.aloneP95.toFixed(1)} ms, server CPU ${liveSummary.aloneCpuPct.toFixed(1)}% of a core); server RSS peak ${liveSummary.rssPeakMb.toFixed(0)} MB with the streams open; the dashboard's p95 moved by ${liveSummary.dashboardP95DeltaPct?.toFixed(1)}% against the dashboard run just before (target < 10%)${liveSummary.writerP95DeltaPct == null ? "" : `, by ${liveSummary.writerP95DeltaPct.toFixed(1)}% against \`writer-32\` (the same dashboard and ${liveSummary.mutationsPerS} createDeployment/s without streams: the streams' own cost; the writer alone moved it by ${liveSummary.writerVsDashboardPct?.toFixed(1)}%, and cost the server ${liveSummary.writerAloneCpuPct?.toFixed(1)}% of a core alone against ${liveSummary.aloneCpuPct.toFixed(1)}% with the streams)${pairLine(liveSummary.paired)}`}. ${liveLoadLine(liveSummary)} Medians over runs${pairs > 1 ? ` (writer-32 and live-32: over every window, ${pairs} of each per run)` : ""}.`
       : `- live updates: not run.`,
     ...neighbourLines(neighbourRuns, moveNote),
     ``,
@@ -590,11 +596,20 @@ async function main() {
   await mkdir(dir, { recursive: true });
   await writeFile(
     path.join(dir, `${stamp}.json`),
-    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, neighbours: neighbourRuns, neighbourMove: moveNote, live: liveSummary, liveRuns, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
+    JSON.stringify({ startedAt, machine: hostInfo, restRssMb, options: { ...opts, databaseUrl: undefined, redisUrl: undefined, jwtSecret: undefined }, seed: { ms: fixture.seedMs, counts: fixture.counts }, shapeCheck, statements: Object.fromEntries(statements), dashboardStatementsByPageSize: constancy, noisyDeltaPct, noise: noiseSummary, neighbours: neighbourRuns, neighbourMove: moveNote, live: liveSummary, liveRuns, writerRuns, summary: rows, checks, scenarios: all.map((r) => ({ ...r.spec, status: r.status, note: r.note, runs: r.runs, noise: r.noise })) }, null, 2),
   );
   await writeFile(path.join(dir, `${stamp}.md`), md);
   process.stdout.write(`\n${md}\n`);
   log(`written bench/results/${stamp}.json and .md in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
+}
+
+/** The live load's own processes (bench/live.ts): their niceness and CPU, and what a niced client means for the latency. */
+function liveLoadLine(l: { streamsNice: number; writerProcessCpuPct: number; streamsProcessCpuPct: number; writerProcessCpuPctNoStreams: number | null; streamsProcessCpuPctNoStreams: number | null }): string {
+  const noStreams = l.writerProcessCpuPctNoStreams == null ? "" : ` (in writer-32: ${l.writerProcessCpuPctNoStreams.toFixed(1)}% and ${l.streamsProcessCpuPctNoStreams!.toFixed(1)}%)`;
+  const niced = l.streamsNice
+    ? `at niceness ${l.streamsNice}, so they get the CPU the server, PostgreSQL and autocannon leave (in production they are browsers on other machines); a niced client may see an event late when the cores are saturated, which lengthens the measured commit->delivery time, never shortens it`
+    : `at normal priority (BENCH_LIVE_CLIENT_NICE=0), competing with the server for the cores as in the runs before the seventh round`;
+  return `The load's own processes: the writer at normal priority, the stream clients ${niced}; their CPU with the dashboard, % of a core: writer ${l.writerProcessCpuPct.toFixed(1)}%, stream clients ${l.streamsProcessCpuPct.toFixed(1)}%${noStreams}.`;
 }
 
 const deltaPct = (x: number, base: number | undefined) => (base ? (x / base - 1) * 100 : NaN);

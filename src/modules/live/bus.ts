@@ -35,6 +35,9 @@ export type Listener = (event: LiveEvent) => void;
 /** An event on the wire: the process that published it, to drop its own echo. */
 type Wire = LiveEvent & { origin?: string };
 
+/** The publish connection's command timeout: the request path's Redis bound (src/infra/store.ts). */
+const LIVE_COMMAND_TIMEOUT_MS = 1000;
+
 export class LiveBus {
   /** This process, on the wire. */
   readonly origin = randomUUID();
@@ -56,7 +59,11 @@ export class LiveBus {
   ) {
     this.topic = (tenantId) => keyPrefix + liveTopic(tenantId);
     if (!redis) return;
-    const publishClient = connectRedis(redis, { maxRetriesPerRequest: 2, keyPrefix });
+    // A command timeout on the publish connection (it also takes the stream
+    // slots): a hung Redis (connections accepted, nothing answered) fails a
+    // subscription's opening after it, SERVICE_UNAVAILABLE, instead of
+    // holding the subscriber without end (docs/degraded-modes.md).
+    const publishClient = connectRedis(redis, { maxRetriesPerRequest: 2, commandTimeout: LIVE_COMMAND_TIMEOUT_MS, keyPrefix });
     const subscribeClient = connectRedis(redis, { maxRetriesPerRequest: null, keyPrefix });
     this.client = publishClient;
     this.connections.push(publishClient, subscribeClient);

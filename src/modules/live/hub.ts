@@ -1,5 +1,5 @@
 import type { PrismaClient } from "../../generated/prisma/client.ts";
-import { quotaExceeded } from "../../errors.ts";
+import { quotaExceeded, serviceUnavailable } from "../../errors.ts";
 import type { Logger } from "../../infra/logger.ts";
 import type { RedisTarget } from "../../config.ts";
 import { limitOf } from "../../policy/quota.ts";
@@ -136,7 +136,12 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     assertPlacementOf(tenant.id, ref);
     const stream = new LiveStream(this, ctx, spec, transport);
     const limit = limitOf(tenant, "SUBSCRIPTIONS");
-    const slot = await this.slots.acquire(tenant.id, stream.id, limit);
+    // Redis down or hung (the command timed out): no slot can be counted, so
+    // none is taken; the subscriber retries (SERVICE_UNAVAILABLE, Retry-After).
+    const slot = await this.slots.acquire(tenant.id, stream.id, limit).catch((err: unknown) => {
+      this.logger.warn({ err }, "live updates: stream slot not taken");
+      throw serviceUnavailable("redis", 1);
+    });
     if (!slot.ok) throw quotaExceeded("SUBSCRIPTIONS", limit!, slot.used, 1);
     let entry = this.tenants.get(tenant.id);
     if (!entry) {

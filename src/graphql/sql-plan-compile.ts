@@ -18,6 +18,7 @@ import {
 import { Prisma } from "../generated/prisma/client.ts";
 import { countSqlPlan, type SqlPlanFallback } from "../infra/metrics.ts";
 import { checkAccess } from "../policy/enforcer.ts";
+import { PLAN_GATE } from "../tenancy/request-facts.ts";
 import { policyOf, type FieldPolicy } from "../policy/field-policy.ts";
 import { bind, cached, Misfit, planKey, remember, Slot, type Compiled, type Site, type Template } from "./sql-plan-cache.ts";
 import { collect, collectSubfields, noDirectives } from "./sql-plan-fields.ts";
@@ -94,6 +95,19 @@ export interface PlannedQuery {
   sql: Prisma.Sql;
   /** The root fields (response key and nodes), for an error located as execution would locate it. */
   roots: { key: string; nodes: readonly FieldNode[] }[];
+}
+
+/**
+ * The planned statement as a planned read's one message sends it, before
+ * its caller is confirmed (docs/request-path.md, "One message for a planned
+ * read"): it does nothing unless the facts statement before it set the gate
+ * (src/tenancy/request-facts.ts `gatedFactsSql`). The top SELECT has no
+ * FROM, so its WHERE is a one-time filter (a gating Result node): off, the
+ * lookups' MATERIALIZED CTEs and the InitPlans under it are never executed
+ * (EXPLAIN ANALYZE: "never executed") and it answers no row.
+ */
+export function gated(planned: PlannedQuery): Prisma.Sql {
+  return Prisma.sql`${planned.sql} WHERE current_setting(${Prisma.raw(`'${PLAN_GATE}'`)}, true) = 'on'`;
 }
 
 /** The statement answering the operation, or null: execute it as usual (the reason counted). */

@@ -1,12 +1,13 @@
 import { isDeepStrictEqual } from "node:util";
 import { locatedError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import type { Plugin } from "graphql-yoga";
-import { planQuery, type PlannedQuery } from "../graphql/sql-plan-compile.ts";
+import { gated, planQuery, type PlannedQuery } from "../graphql/sql-plan-compile.ts";
 import { sqlPlans, type PlanContext } from "../graphql/sql-plan.ts";
 import { deploymentSqlPlans } from "../modules/deployments/deployment.sql-plan.ts";
 import { projectSqlPlans } from "../modules/projects/project.sql-plan.ts";
 import { userSqlPlans } from "../modules/users/user.sql-plan.ts";
 import type { Context } from "../tenancy/context.ts";
+import type { PlannedFor } from "../tenancy/request-facts.ts";
 import { deferredAuthorization, type DeferredAuthorization } from "./use-request-transaction.ts";
 
 /** The execute function a plugin is handed (graphql-jit's, wrapped by the deferred authorization). */
@@ -63,25 +64,40 @@ const plan = (schema: GraphQLSchema, ctx: Context, exec: ExecutionArgs) =>
  * caller the directory cache proposes, sent with the transaction's opening
  * and the authorization facts (TenantDb `readWithFacts`), then the facts are
  * confirmed exactly as before execution (`authorization.confirm`,
- * src/tenancy/authorize.ts: its errors are the answer). The body is the
- * answer only when the caller PostgreSQL confirmed plans the same statement
- * under the same plan (its statement timeout); otherwise it is dropped and
- * the query is planned again (or executed) for the confirmed caller, in a
- * transaction of its own whose facts must equal the confirmed ones.
+ * src/tenancy/authorize.ts: its errors are the answer). The statement is
+ * gated in PostgreSQL: it does no work unless the facts in its message
+ * admit the candidate (tenant ACTIVE, its plan, route, member or key and
+ * role: request-facts.ts `gatedFactsSql`), so a caller the cache still
+ * holds but PostgreSQL refuses runs nothing of it (no load, no lock wait,
+ * no timing of the tenant's query). The JS check stays the authority: a
+ * gated-off message whose facts pass is answered as a changed caller is.
+ * The body is the answer only when the caller PostgreSQL confirmed plans
+ * the same statement under the same plan (its statement timeout);
+ * otherwise it is dropped and the query is planned again (or executed) for
+ * the confirmed caller, in a transaction of its own whose facts must equal
+ * the confirmed ones.
  */
 async function planFirst(schema: GraphQLSchema, ctx: Context, authorization: DeferredAuthorization, exec: ExecutionArgs, executeFn: ExecuteFn) {
   const candidate = planInputs(ctx);
   const candidatePlan = ctx.tenant!.plan;
   const planned = plan(schema, ctx, exec);
-  const message = planned && ctx.tenantDb.readWithFacts<{ body: string | null }>(planned.sql);
+  const gate = plannedFor(ctx);
+  const message = planned && gate && ctx.tenantDb.readWithFacts<{ body: string | null }>(gated(planned), gate);
   if (!message) {
-    // Not planned for the candidate: the facts first, as before execution.
+    // Not planned for the candidate (or no candidate to gate on): the facts first, as before execution.
     await authorization.confirm();
     const confirmed = planInputs(ctx) === candidate ? planned : plan(schema, ctx, exec);
     return confirmed ? answer(ctx, confirmed) : executeFn(exec);
   }
   await authorization.confirm(message.then((m) => m.facts));
   const read = await message;
+  if (!read.admitted) {
+    // Confirmed, though the gate (more conservative) was off: nothing of the
+    // statement ran (a failure is its lock given up). Planned for the
+    // confirmed caller in a transaction of its own, as a changed caller is.
+    const again = planInputs(ctx) === candidate ? planned : plan(schema, ctx, exec);
+    return again ? answer(ctx, again) : executeFn(exec);
+  }
   if (planInputs(ctx) !== candidate) {
     // The caller or the tenant changed: the body stands only for the same
     // statement under the same plan (the message ran under the candidate
@@ -90,6 +106,12 @@ async function planFirst(schema: GraphQLSchema, ctx: Context, authorization: Def
     if (!again || candidatePlan !== ctx.tenant!.plan || !sameSql(again.sql, planned.sql)) return again ? answer(ctx, again) : executeFn(exec);
   }
   return "rows" in read ? bodyResult(planned, read.rows[0]?.body) : failedRoot(planned, read.failure);
+}
+
+/** The candidate the statement is planned for, as the gate compares it (null: none to gate on, the facts first). */
+function plannedFor(ctx: Context): PlannedFor | null {
+  if (!ctx.role || (!ctx.apiKey && !ctx.membershipId)) return null;
+  return { plan: ctx.tenant!.plan, role: ctx.role, membershipId: ctx.apiKey ? null : ctx.membershipId, apiKey: !!ctx.apiKey };
 }
 
 /**

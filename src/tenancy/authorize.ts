@@ -184,7 +184,15 @@ export async function confirmAuthorization(ctx: AuthorizedCaller, input: Authori
   if (input.domain && !features.includes("custom_domain")) throw featureNotAvailable("custom_domain", plan, 403);
   if (plan !== cached.plan) await ctx.tenantDb.setStatementTimeout(PLAN_STATEMENT_TIMEOUT_MS[plan]);
   recheckRateLimit(input, cached.limits.API_REQUESTS_PER_MINUTE, limits.API_REQUESTS_PER_MINUTE, ctx.now());
-  // Only once every check above has passed: the response cache is addressed by it.
+  // Only once every check above has passed: the response cache is addressed
+  // by it. It stays null until then, and that is what keeps the cache safe
+  // while a planned read's authorization is deferred (use-sql-plans.ts
+  // `planFirst`, docs/request-path.md "One message for a planned read"):
+  // the cache plugin then sees the CANDIDATE caller in its onExecute, and
+  // it neither looks up (a lookup means the facts were confirmed first:
+  // use-request-transaction.ts `cacheLookup` and the cache's `enabled` read
+  // the same option and `no-cache`) nor stores (without cacheFacts it
+  // bypasses), so no answer is cached under a caller not yet confirmed.
   ctx.cacheFacts = facts.cache ?? null;
 }
 

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { connectFor } from "../db/tier-pool.ts";
 import type { LiveChange, LivePublisher } from "../infra/live-events.ts";
-import { factsOf, type RequestFacts } from "./request-facts.ts";
+import { factsOf, gateOf, type RequestFacts } from "./request-facts.ts";
 import { wroteAnything, type Session } from "./request-session.ts";
 import { openStatements, type TransactionSettings } from "./transaction-settings.ts";
 
@@ -95,6 +95,14 @@ export async function endSession(
  * own Parse/Bind/Describe/Execute and no values (BEGIN, the settings, the
  * facts: `readInOneMessage`). A failed one makes PostgreSQL skip everything
  * after it, the statement included, up to the Sync.
+ *
+ * It overrides pg's internals (pg 8.23, lib/query.js: `prepare`, `_getRows`,
+ * `_results`), pinned at an exact version in package.json: re-verify them
+ * on any pg upgrade. The test helper counts statements from `opening`, not
+ * from the wire; what shows they are really sent in the message is
+ * PostgreSQL's side (sql-plans-one-message.test.ts: the planned statement
+ * waits on a lock in pg_stat_activity inside it, the gate set by the facts
+ * statement decides whether it does any work).
  */
 class StatementThenCommit extends pg.Query {
   /** For whoever counts statements (test/helpers/sql-counter.ts): a COMMIT follows. */
@@ -176,10 +184,12 @@ export async function commitWith<T>(session: Session, text: string, values: unkn
 }
 
 /**
- * What `readInOneMessage` read: the facts, and the statement's rows or why
- * it failed (a statement error after the facts, or the COMMIT's).
+ * What `readInOneMessage` read: the facts, whether they set the planned
+ * statement's gate (request-facts.ts `gatedFactsSql`; off: the statement did
+ * nothing, its rows and failure mean nothing), and the statement's rows or
+ * why it failed (a statement error after the facts, or the COMMIT's).
  */
-export type ReadWithFacts<T> = { facts: RequestFacts; rows: T[] } | { facts: RequestFacts; failure: unknown };
+export type ReadWithFacts<T> = { facts: RequestFacts; admitted: boolean } & ({ rows: T[] } | { failure: unknown });
 
 /**
  * A whole read transaction in ONE message (docs/request-path.md, "One
@@ -219,8 +229,10 @@ export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSe
     );
     const completed = query.completed();
     if (completed.length < opening.length) throw err;
-    return { facts: factsOf(completed.slice(0, opening.length)), failure: err };
+    const read = completed.slice(0, opening.length);
+    return { facts: factsOf(read), admitted: gateOf(read), failure: err };
   }
   client.release();
-  return { facts: factsOf(results.slice(0, opening.length)), rows: results[opening.length]!.rows as T[] };
+  const read = results.slice(0, opening.length);
+  return { facts: factsOf(read), admitted: gateOf(read), rows: results[opening.length]!.rows as T[] };
 }

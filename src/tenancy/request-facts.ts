@@ -1,6 +1,7 @@
 import type pg from "pg";
+import { POOLED } from "../db/placement-admin.ts";
 import { moveFenceSql } from "../db/placement-fence.ts";
-import { ROUTE_SQL } from "../db/placement-route.ts";
+import { ROUTE_SQL, routeOf } from "../db/placement-route.ts";
 import { connectFor } from "../db/tier-pool.ts";
 import type { Plan, QuotaResource, Role, TenantStatus } from "../generated/prisma/enums.ts";
 import { serviceUnavailable } from "../errors.ts";
@@ -76,6 +77,64 @@ export function factsSql(settings: TransactionSettings): string | undefined {
   const route = `, (SELECT ${ROUTE_SQL} FROM tenants WHERE id = ${tenant}::uuid) AS route`;
   const fence = settings.mode === "mutation" ? `, pg_try_advisory_xact_lock_shared(${moveFenceSql(`${tenant}::text`)}) AS writable` : "";
   return `SELECT app_request_facts(${literal(apiKeyId)}, ${literal(apiKeyHash)}) AS facts${cache}${route}${fence}`;
+}
+
+/**
+ * The transaction-local flag the facts statement of a planned read's one
+ * message sets (`gatedFactsSql`): 'on' only when PostgreSQL's facts admit
+ * the candidate the statement was planned for. The planned statement runs
+ * its work only under it (src/graphql/sql-plan-compile.ts `gated`). Set by
+ * that statement alone, with `set_config(..., true)`: it ends with the
+ * transaction, and nothing a client sends reaches SQL text (values are
+ * bound parameters), so no client can set it.
+ */
+export const PLAN_GATE = "app.planned_read_admitted";
+
+/** Who a planned read was planned for: the caller and tenant plan the directory cache proposes. */
+export interface PlannedFor {
+  plan: Plan;
+  role: Role;
+  /** The candidate's membership (a user), or null for an API key (`apiKey`). */
+  membershipId: string | null;
+  apiKey: boolean;
+}
+
+const ENUM = /^[A-Z_]+$/;
+const ROUTE = /^[A-Za-z0-9_.:-]+$/;
+
+/**
+ * The facts statement of a planned read's one message (docs/request-path.md,
+ * "One message for a planned read"): `factsSql`'s facts and route, and the
+ * gate: PLAN_GATE 'on' only when the tenant exists, is ACTIVE, has the
+ * candidate's plan (the message runs under that plan's statement timeout),
+ * its row names the route the message was sent to, and the caller is the
+ * candidate's member with its role, or its API key valid with its role.
+ * Conservative: whatever else `confirmAuthorization` refuses on (a domain,
+ * a provider, a feature, the rate-limit recheck) or corrects is still
+ * decided there; the gate only keeps a caller it would refuse on these, or
+ * plan differently for, from running the statement. Off, it also makes
+ * the statement give up a lock it would wait for (`lock_timeout` 1 ms:
+ * parsing the statement locks its tables, whether it runs or not).
+ * Undefined when a value cannot be inlined safely (then no one message).
+ */
+export function gatedFactsSql(settings: TransactionSettings, candidate: PlannedFor): string | undefined {
+  const facts = factsSql(settings);
+  const route = routeOf(settings.placement ?? POOLED);
+  const { plan, role, membershipId, apiKey } = candidate;
+  if (!facts || settings.mode !== "request" || !ENUM.test(plan) || !ENUM.test(role) || !ROUTE.test(route)) return undefined;
+  if (!apiKey && !(membershipId && isUuid(membershipId))) return undefined;
+  const caller = apiKey
+    ? `f.facts->>'key' = '${role}'`
+    : `f.facts->'member'->>'id' = '${membershipId}' AND f.facts->'member'->>'role' = '${role}'`;
+  const admits = `CASE WHEN f.facts->'tenant'->>'status' = 'ACTIVE' AND f.facts->'tenant'->>'plan' = '${plan}' AND f.route = '${route}' AND ${caller} THEN 'on' ELSE 'off' END`;
+  // The facts in a subquery of their own (OFFSET 0: evaluated once, not
+  // inlined into each expression that reads them).
+  return `SELECT f.*, set_config('${PLAN_GATE}', g.admits, true) AS gate, set_config('lock_timeout', CASE g.admits WHEN 'on' THEN current_setting('lock_timeout') ELSE '1ms' END, true) AS lock_timeout FROM (${facts} OFFSET 0) f, LATERAL (SELECT ${admits} AS admits) g`;
+}
+
+/** Whether the facts row of the opening message (`gatedFactsSql`) set PLAN_GATE 'on'. */
+export function gateOf(results: Pick<pg.QueryResult, "rows">[]): boolean {
+  return results[results.length - 1]?.rows[0]?.gate === "on";
 }
 
 /** The facts row of the last result of the opening message. */

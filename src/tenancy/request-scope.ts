@@ -31,7 +31,7 @@ export function tenantDbHandle(db: TenantDb): TenantDbHandle {
     afterCommit: (hook: () => Promise<unknown>) => db.afterCommit(hook),
     afterRollback: (hook: () => Promise<unknown>) => db.afterRollback(hook),
     authorize: () => db.authorize(),
-    readWithFacts: <T>(sql: Parameters<TenantDb["readWithFacts"]>[0]) => db.readWithFacts<T>(sql),
+    readWithFacts: <T>(...args: Parameters<TenantDb["readWithFacts"]>) => db.readWithFacts<T>(...args),
     setStatementTimeout: (ms: number) => db.setStatementTimeout(ms),
     finish: () => db.finish(),
     statements: () => tenantDbHandle(db.statements()),

@@ -7,7 +7,7 @@ import type { TenantDbOptions } from "./tenant-db-options.ts";
 import { lazyClient } from "./lazy-client.ts";
 import { runWithoutSavepoint } from "./mutation-changes.ts";
 import { commitWith, endSession, readInOneMessage, type Committed, type ReadWithFacts } from "./request-commit.ts";
-import { factsInOneMessage, factsOf, factsSql, type RequestFacts } from "./request-facts.ts";
+import { factsInOneMessage, factsOf, factsSql, gatedFactsSql, type PlannedFor, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
 import { clientFor, type ScopedClient, type ScopedTx } from "./scoped-client.ts";
 import type { TenantScope } from "./tenant-scope-model.ts";
@@ -103,16 +103,20 @@ export class TenantDb {
    * A planned read as the request's whole transaction, in ONE message:
    * BEGIN, the settings, the authorization facts, `sql` and COMMIT
    * (request-commit.ts `readInOneMessage`; docs/request-path.md, "One
-   * message for a planned read"). The caller must confirm the facts before
-   * it uses the rows (src/http/use-sql-plans.ts). Undefined where it does
-   * not apply: statement mode (no request transaction), a transaction of
-   * the request already opened, or no authorization parameters. Anything
+   * message for a planned read"). The facts statement sets the gate
+   * (request-facts.ts `gatedFactsSql`): on only when the facts admit
+   * `candidate`, and `sql` must do nothing without it (sql-plan-compile.ts
+   * `gated`). The caller must confirm the facts before it uses the rows
+   * (src/http/use-sql-plans.ts). Undefined where it does not apply:
+   * statement mode (no request transaction), a transaction of the request
+   * already opened, no authorization parameters, or a candidate whose
+   * values cannot be inlined. Anything
    * after it opens a transaction of its own, whose facts must equal these
    * (`admitted`, as after `endWith`).
    */
-  readWithFacts<T>(sql: Prisma.Sql): Promise<ReadWithFacts<T>> | undefined {
+  readWithFacts<T>(sql: Prisma.Sql, candidate: PlannedFor): Promise<ReadWithFacts<T>> | undefined {
     const slots = this.slots;
-    const facts = this.options.authorization && factsSql(this.options);
+    const facts = this.options.authorization && gatedFactsSql(this.options, candidate);
     if (!slots || !facts || this.options.mode !== "request" || this.session || this.closed) return undefined;
     const read = readInOneMessage<T>(slots.pool, this.options, facts, sql.text, sql.values as unknown[]).then((r) => {
       this.admitted = r.facts;

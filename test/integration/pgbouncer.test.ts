@@ -129,9 +129,9 @@ describe.runIf(bouncer)("behind PgBouncer (transaction pooling)", () => {
     }
     for (const pool of Object.values(clients.appPools)) {
       const after = await Promise.all(
-        Array.from({ length: 4 }, async () => (await pool.query("SELECT coalesce(current_setting('app.tenant_id', true), '') AS tenant, now() = statement_timestamp() AS outside, (SELECT count(*)::int FROM projects) AS n")).rows[0]),
+        Array.from({ length: 4 }, async () => (await pool.query("SELECT coalesce(current_setting('app.tenant_id', true), '') AS tenant, coalesce(current_setting('app.planned_read_admitted', true), '') AS gate, now() = statement_timestamp() AS outside, (SELECT count(*)::int FROM projects) AS n")).rows[0]),
       );
-      for (const a of after) expect(a).toEqual({ tenant: "", outside: true, n: 0 });
+      for (const a of after) expect(a).toEqual({ tenant: "", gate: "", outside: true, n: 0 });
     }
   });
 

@@ -152,6 +152,16 @@ describe("one message for a planned read", () => {
       sentInOneMessage(on.app);
       expect(on.app).toHaveLength(3);
     }
+    // The gate (set by the facts statement) is transaction-local: no pooled
+    // connection carries it into the next transaction.
+    for (const pool of Object.values(t.clients.appPools)) {
+      const clients = await Promise.all(Array.from({ length: pool.idleCount }, () => pool.connect()));
+      try {
+        for (const c of clients) expect((await c.query<{ v: string | null }>(`SELECT current_setting('app.planned_read_admitted', true) AS v`)).rows[0]!.v ?? "").toBe("");
+      } finally {
+        for (const c of clients) c.release();
+      }
+    }
   });
 
   it("a membership removed in PostgreSQL but still cached: refused as before, the body dropped", async () => {
@@ -195,12 +205,14 @@ describe("one message for a planned read", () => {
     const f = await fixture("PRO", "ADMIN");
     const demote = () => t.clients.platform.membership.update({ where: { tenantId_id: { tenantId: f.id, id: f.membershipId } }, data: { role: "VIEWER" } });
     const promote = () => t.clients.platform.membership.update({ where: { tenantId_id: { tenantId: f.id, id: f.membershipId } }, data: { role: "ADMIN" } });
-    // The planned dashboard: every field of it is @auth(VIEWER), so the
-    // demoted caller plans the same statement and its body is the answer;
-    // the stale role is evicted (the next request's candidate is VIEWER).
+    // The planned dashboard: the gate compares the role, so the statement
+    // sent for the cached ADMIN did nothing; planned again for PostgreSQL's
+    // VIEWER in a transaction of its own (the facts read again, then the
+    // statement with its COMMIT); the stale role is evicted (the next
+    // request's candidate is VIEWER).
     const dashboard = await stale(f.bearer, demote, promote);
     sentInOneMessage(dashboard.on.app);
-    expect(messagesOf(dashboard.on.app)).toBe(1);
+    expect(messagesOf(dashboard.on.app)).toBe(3);
     expect(dashboard.on.status).toBe(200);
     expect(dashboard.on.text).toBe(dashboard.executed.text);
     await promote();
@@ -217,7 +229,7 @@ describe("one message for a planned read", () => {
     expect({ status: refused.on.status, text: refused.on.text }).toEqual({ status: refused.executed.status, text: refused.executed.text });
   });
 
-  it("a plan changed in PostgreSQL but cached: the body (run under the old plan's timeout) dropped, planned again in a transaction of its own", async () => {
+  it("a plan changed in PostgreSQL but cached: the statement sent under the old plan's timeout gated off, planned again in a transaction of its own", async () => {
     const f = await fixture("PRO");
     const { on, executed } = await stale(
       f.bearer,
@@ -227,8 +239,9 @@ describe("one message for a planned read", () => {
     expect(on.status).toBe(200);
     expect(on.text).toBe(executed.text);
     sentInOneMessage(on.app);
-    // The one message under PRO's statement timeout, then the plan's own
-    // transaction (facts read again) under FREE's, the statement with its COMMIT.
+    // The one message under PRO's statement timeout (its statement gated
+    // off: FREE is not the plan it assumed), then the plan's own transaction
+    // (facts read again) under FREE's, the statement with its COMMIT.
     expect(messagesOf(on.app)).toBe(3);
     expect(timeouts(on.app)).toEqual([PLAN_STATEMENT_TIMEOUT_MS.PRO, PLAN_STATEMENT_TIMEOUT_MS.FREE]);
     expect(on.app.filter((s) => isPlanned([s]))).toHaveLength(2);
@@ -303,11 +316,99 @@ describe("one message for a planned read", () => {
     expect(on.app.at(-1)!.sql).toBe("ROLLBACK");
     expect(code(on.text)).toBe("QUERY_TIMEOUT");
     expect(on.text).toMatch(/^\{"data":null,"errors":\[\{"message":"[^"]+","locations":\[\{"line":1,"column":3\}\],"path":\["projects"\]/);
-    // The same refusal when the caller is revoked: the facts decide first.
+  });
+
+  /** How long `whileLocked` holds its lock at most: far longer than any answer that does not wait for it (FREE's statement timeout included). */
+  const LOCK_HELD_MS = 20_000;
+
+  /**
+   * `app`'s answer while `table` is locked ACCESS EXCLUSIVE by a connection
+   * of the test's own: the answer is awaited BEFORE the lock is released, so
+   * one that waits for the lock cannot pass. Should it wait, the lock is
+   * released after LOCK_HELD_MS (a failed assertion, not a hang):
+   * `releasedFirst` says so.
+   */
+  async function whileLocked(app: App, headers: Record<string, string>, table: string) {
+    const holder = new pg.Client({ connectionString: t.db.url });
+    await holder.connect();
+    let releasedFirst = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      timer = setTimeout(() => {
+        releasedFirst = true;
+        void holder.query("ROLLBACK");
+      }, LOCK_HELD_MS);
+      const answered = await recorded(app, headers);
+      return { ...answered, releasedFirst };
+    } finally {
+      clearTimeout(timer);
+      if (!releasedFirst) await holder.query("ROLLBACK");
+      await holder.end();
+    }
+  }
+
+  it("a membership removed in PostgreSQL but cached, the planned statement's table locked: refused at once, the statement gated off (no lock wait)", { timeout: 90_000 }, async () => {
+    const f = await fixture("ENTERPRISE");
+    await cached(t.app, f.bearer);
     await t.clients.platform.membership.deleteMany({ where: { tenantId: f.id, userId: f.userId } });
-    const revoked = await cancelledOn(t.app, f.bearer, "projects");
-    sentInOneMessage(revoked.app);
-    expect(code(revoked.text)).toBe("TENANT_ACCESS_DENIED");
+    const on = await whileLocked(t.app, f.bearer, "projects");
+    expect(on.releasedFirst).toBe(false);
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("TENANT_ACCESS_DENIED");
+    await t.clients.platform.membership.create({ data: { tenantId: f.id, userId: f.userId, role: "OWNER" } });
+    await cached(off, f.bearer);
+    await t.clients.platform.membership.deleteMany({ where: { tenantId: f.id, userId: f.userId } });
+    const executed = await whileLocked(off, f.bearer, "projects");
+    expect(executed.releasedFirst).toBe(false);
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("a plan changed in PostgreSQL (ENTERPRISE cached, FREE now), the table locked: the statement not run under ENTERPRISE's no timeout, FREE's applies", { timeout: 90_000 }, async () => {
+    const f = await fixture("ENTERPRISE");
+    const downgrade = () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { plan: "FREE" } });
+    await cached(t.app, f.bearer);
+    await downgrade();
+    const on = await whileLocked(t.app, f.bearer, "projects");
+    // Answered while the lock is held: by FREE's statement timeout (the
+    // planned statement in a transaction of its own), never by a wait
+    // under ENTERPRISE's, which has none.
+    expect(on.releasedFirst).toBe(false);
+    sentInOneMessage(on.app);
+    expect(timeouts(on.app)).toEqual([PLAN_STATEMENT_TIMEOUT_MS.ENTERPRISE, PLAN_STATEMENT_TIMEOUT_MS.FREE]);
+    expect(code(on.text)).toBe("QUERY_TIMEOUT");
+    await t.clients.platform.tenant.update({ where: { id: f.id }, data: { plan: "ENTERPRISE" } });
+    await cached(off, f.bearer);
+    await downgrade();
+    const executed = await whileLocked(off, f.bearer, "projects");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("an API key whose tenant lost api_access in PostgreSQL (feature override) while cached: refused as with SQL_PLANS=off", async () => {
+    const f = await fixture("PRO");
+    const { on, executed } = await stale(
+      f.key,
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { featureOverrides: ["advanced_analytics"] } }),
+      () => t.clients.platform.tenant.update({ where: { id: f.id }, data: { featureOverrides: ["api_access", "advanced_analytics"] } }),
+    );
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("FEATURE_NOT_AVAILABLE");
+    expect(on.text).not.toContain("deploymentCount");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
+  });
+
+  it("the rate limit lowered in PostgreSQL below the count used while cached: the recheck refuses as with SQL_PLANS=off", async () => {
+    const f = await fixture("PRO");
+    const { on, executed } = await stale(
+      f.bearer,
+      () => t.clients.platform.tenantLimitOverride.create({ data: { tenantId: f.id, resource: "API_REQUESTS_PER_MINUTE", limit: 0 } }),
+      () => t.clients.platform.tenantLimitOverride.deleteMany({ where: { tenantId: f.id } }),
+    );
+    sentInOneMessage(on.app);
+    expect(code(on.text)).toBe("RATE_LIMITED");
+    expect(on.text).not.toContain("deploymentCount");
+    expect({ status: on.status, text: on.text }).toEqual({ status: executed.status, text: executed.text });
   });
 
   it("the response cache looks a query up with the facts first: today's two messages", async () => {

@@ -209,7 +209,7 @@ export type ReadWithFacts<T> = { facts: RequestFacts; admitted: boolean } & ({ r
 export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSettings, facts: string, text: string, values: unknown[]): Promise<ReadWithFacts<T>> {
   const opening = [...openStatements(settings), facts];
   // Its turn among the tier's tenants (src/db/tier-pool.ts), as openSession's.
-  const client = await connectFor(pool, settings.tenantId);
+  const client = await connectFor(pool, settings.tenantId, settings.signal);
   const query = new StatementThenCommit(text, values, (err, res) => (err ? fail(err) : done(res as pg.QueryResult[])), opening);
   let done!: (results: pg.QueryResult[]) => void;
   let fail!: (err: Error) => void;

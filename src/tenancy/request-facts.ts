@@ -150,7 +150,7 @@ export function factsOf(results: Pick<pg.QueryResult, "rows">[]): RequestFacts {
 
 /** Statement mode: the facts in one message of their own (BEGIN, the settings, the facts, COMMIT). */
 export async function factsInOneMessage(pool: pg.Pool, settings: TransactionSettings, facts: string): Promise<RequestFacts> {
-  const connection = await connectFor(pool, settings.tenantId);
+  const connection = await connectFor(pool, settings.tenantId, settings.signal);
   try {
     const results = (await connection.query(`${openSql(settings)}; ${facts}; COMMIT`)) as unknown as pg.QueryResult[];
     connection.release();

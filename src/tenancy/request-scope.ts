@@ -76,6 +76,8 @@ export function renewScope(ctx: Context): void {
           tenantScope: deps.tenantScope,
           statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
           mode: this.operation === "mutation" ? "mutation" : "request",
+          // A subscription's reads are the hub's, for every stream at once: no one request's client.
+          signal: subscription ? undefined : (this as { request?: Request }).request?.signal,
           savepoints: needsSavepoints(this),
           // A subscription's access is re-read for every event by the hub (for all its streams at once).
           authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },

@@ -37,7 +37,7 @@ export async function openSession(slots: RequestSlots, settings: TransactionSett
   try {
     const factsStatement = factsSql(settings);
     // Its turn among the tier's tenants (src/db/tier-pool.ts), not behind another tenant's backlog.
-    connection = await connectFor(slots.pool, settings.tenantId);
+    connection = await connectFor(slots.pool, settings.tenantId, settings.signal);
     const results = (await connection.query(factsStatement ? `${openSql(settings)}; ${factsStatement}` : openSql(settings))) as unknown as pg.QueryResult[];
     if (factsStatement) facts = factsOf(results);
     if (admitted && facts && !sameAdmission(admitted, facts)) throw admissionChanged();

@@ -26,6 +26,13 @@ export interface TransactionSettings {
   /** Upper bound of one transaction. */
   transactionTimeoutMs?: number;
   /**
+   * The request's client (Yoga's `request.signal`): once it has gone, a
+   * checkout still waiting in the tier pool's queue leaves it and takes no
+   * connection (src/db/tier-pool.ts `connectFor`; docs/request-path.md,
+   * "A client that goes away"). A transaction already open goes on.
+   */
+  signal?: AbortSignal;
+  /**
    * Read the authorization facts in the opening message (`authorize()`); the
    * API key's secret hash, if any; `cache`: also the response cache's
    * generation (same statement, no round-trip of its own).

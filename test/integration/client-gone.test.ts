@@ -15,8 +15,7 @@ import { ManualClock } from "../helpers/manual-clock.ts";
  * Review F4 (docs/request-path.md, "A client that goes away"): a checkout
  * whose client has gone leaves the tier pool's queue and takes no
  * connection (`connectFor(pool, tenant, signal)`: the request's transaction
- * passes Yoga's `request.signal` once its call sites hand it on, see the
- * doc); a request whose client went before its execution is not executed
+ * passes Yoga's `request.signal`, TransactionSettings.signal); a request whose client went before its execution is not executed
  * (src/http/use-client-gone.ts); a mutation that started before its client
  * went still commits. FREE's two connections are held by slow queries that
  * wait on advisory locks the test holds (as tier-fairness.test.ts does);
@@ -95,6 +94,7 @@ describe("a client that goes away", () => {
       await vi.waitFor(async () => expect(await waitingOnLocks()).toBe(FREE), { timeout: 30_000, interval: 20 });
 
       // globex's request queues with its client's signal; a second one queues behind it, in the same lane.
+      const goneBefore = pool.timeShare.stats.gone;
       const client = new AbortController();
       const abandoned = connectFor(pool, ids.globex!, client.signal);
       const next = connectFor(pool, ids.globex!);
@@ -104,7 +104,7 @@ describe("a client that goes away", () => {
       // It left the queue at once, with both connections still held: it took none.
       expect(pool.waitingCount).toBe(1);
       await expect(abandoned).rejects.toBeInstanceOf(ClientGone);
-      expect(pool.timeShare.stats.gone).toBe(1);
+      expect(pool.timeShare.stats.gone).toBe(goneBefore + 1);
       expect(pool.totalCount).toBe(FREE);
 
       // One connection is given back: it goes to the next waiter (the abandoned one would have had it).
@@ -116,6 +116,43 @@ describe("a client that goes away", () => {
       await unlock(1);
       await Promise.all(slow);
       expect(pool.waitingCount).toBe(0);
+    } finally {
+      for (const i of [...held]) await owner.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK + i]);
+    }
+  });
+
+  it("over HTTP: a query queued for FREE's connections whose client aborts leaves the queue (the request's signal reaches the checkout)", async () => {
+    const pool = t.clients.appPools.FREE as TierPool;
+    const token = await t.memberToken("globex", "VIEWER"); // globex is FREE
+    await owner.query("SELECT pg_advisory_lock($1::bigint), pg_advisory_lock($2::bigint)", [LOCK + 2, LOCK + 3]);
+    const held = new Set([2, 3]);
+    try {
+      const slow = [slowQuery(2), slowQuery(3)];
+      await vi.waitFor(async () => expect(await waitingOnLocks()).toBe(FREE), { timeout: 30_000, interval: 20 });
+      const goneBefore = pool.timeShare.stats.gone;
+
+      const client = new AbortController();
+      const abandoned = post(token, `{ projects(first: 2) { edges { node { id } } } }`, {}, client.signal).catch((err: unknown) => err);
+      // Its checkout waits in FREE's queue: both connections are held.
+      await vi.waitFor(() => expect(pool.waitingCount).toBe(1), { timeout: 30_000, interval: 20 });
+
+      client.abort();
+      expect(((await abandoned) as Error).name).toBe("AbortError");
+      // The server saw the client go: the checkout left the queue with both connections still held, taking none.
+      await vi.waitFor(() => expect(pool.waitingCount).toBe(0), { timeout: 30_000, interval: 20 });
+      expect(pool.timeShare.stats.gone).toBe(goneBefore + 1);
+      expect(pool.totalCount).toBe(FREE);
+      expect(await waitingOnLocks()).toBe(FREE);
+
+      for (const i of [...held]) {
+        await owner.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK + i]);
+        held.delete(i);
+      }
+      await Promise.all(slow);
+      // The same query with its client there is answered.
+      const answered = await post(token, `{ projects(first: 2) { edges { node { id } } } }`, {});
+      expect(answered.body.errors).toBeUndefined();
+      expect(answered.body.data.projects.edges.length).toBeGreaterThan(0);
     } finally {
       for (const i of [...held]) await owner.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK + i]);
     }

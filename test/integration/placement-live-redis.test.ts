@@ -1,16 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp, type App } from "../../src/app.ts";
-import type { Databases } from "../../src/db/clients.ts";
-import { demoEmail, seedDemo } from "../../src/db/seed.ts";
-import { createLogger } from "../../src/infra/logger.ts";
-import { MemoryStore } from "../../src/infra/memory-store.ts";
-import { LiveHub } from "../../src/modules/live/hub.ts";
+import type { App } from "../../src/app.ts";
+import { demoEmail } from "../../src/db/seed.ts";
 import { signDevToken } from "../../src/tenancy/tokens.ts";
-import { TEST_JWT_SECRET, testAppDeps } from "../helpers/app.ts";
-import { createTestClients, createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+import { TEST_JWT_SECRET } from "../helpers/app.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { startLiveApp, type LiveApp } from "../helpers/live-app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
-import { startOwnRedis, type OwnRedis } from "../helpers/own-redis.ts";
+import type { OwnRedis } from "../helpers/own-redis.ts";
 import { spreadDemoTenants } from "../helpers/placements.ts";
 
 /**
@@ -26,32 +22,20 @@ import { spreadDemoTenants } from "../helpers/placements.ts";
 const DEPLOYMENTS = `subscription { deploymentUpdated { id status project { id } } }`;
 
 describe("live events of a SCHEMA tenant across a Redis restart", () => {
+  let live: LiveApp;
   let redis: OwnRedis;
-  let db: TestDatabase;
-  let clients: Databases;
-  let hub: LiveHub;
   let app: App;
-  let dropPlacements: (() => Promise<void>) | undefined;
   const open: LiveSubscription[] = [];
 
   beforeAll(async () => {
-    redis = await startOwnRedis();
-    db = await createTestDatabase();
-    clients = createTestClients(db.url, 3);
-    await seedDemo(clients.platform);
     // globex in a schema, wayne in a database of their own.
-    dropPlacements = await spreadDemoTenants(clients);
-    hub = new LiveHub({ redis: redis.url, platform: clients.platform, events: clients.live, logger: createLogger("silent") });
-    app = createApp(testAppDeps(clients, new MemoryStore(), { live: hub }));
+    live = await startLiveApp(spreadDemoTenants);
+    ({ redis, app } = live);
   }, 120_000);
 
   afterAll(async () => {
     for (const s of open) s.close();
-    await hub?.close();
-    await dropPlacements?.();
-    await clients?.close();
-    await redis?.close();
-    await db?.drop();
+    await live?.close();
   });
 
   const token = (role: "VIEWER" | "DEVELOPER") => signDevToken({ secret: TEST_JWT_SECRET, sub: demoEmail(role, "globex"), tenant: "globex", ttl: "10m" });

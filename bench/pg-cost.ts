@@ -76,6 +76,7 @@ async function main() {
     ["server unnamed", serverSql, false],
     ["server prepared", serverSql, true],
     ["planned unnamed", plannedDashboardStatement, false],
+    ["planned prepared", plannedDashboardStatement, true],
     ["floor prepared", floorSql, true],
   ] as const) {
     const times: number[] = [];

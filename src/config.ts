@@ -37,6 +37,8 @@ export interface Config {
   poolTimeShares: PoolTimeShares;
   /** Connections one tenant may hold at once in its plan's pool (POOL_TENANT_MAX_FREE, _PRO, _ENTERPRISE; docs/request-path.md "Fairness within a tier"). */
   poolTenantMax: PoolTenantMax;
+  /** DATABASE_PREPARED_STATEMENTS: the request path's planned statements prepared per connection (default on; off behind PgBouncer before 1.21 in transaction mode; docs/request-path.md "Prepared statements"). */
+  preparedStatements: boolean;
   /** PLACEMENT_DATABASE_URLS: servers that can host DATABASE placements, by name (the main server is `default`). */
   placementServers: Record<string, string>;
   /** PLACEMENT_POOL_IDLE_MS: a placement's pools unused this long are dropped, reopened on next use (0: never; docs/placement.md "Pools"). */
@@ -172,6 +174,7 @@ export function loadConfig(env: Env = process.env): Config {
     poolSizes: poolSizes(env),
     poolTimeShares: poolTimeShares(env),
     poolTenantMax: poolTenantMax(env),
+    preparedStatements: bool(env, "DATABASE_PREPARED_STATEMENTS", true),
     placementServers: placementServers(env),
     placementPoolIdleMs: int(env, "PLACEMENT_POOL_IDLE_MS", 300_000, 0, 86_400_000),
     embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),

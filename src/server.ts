@@ -127,6 +127,7 @@ async function main() {
     placementPools: { idleMs: config.placementPoolIdleMs },
     timeShares: timeSharesOf(config),
     tenantMax: config.poolTenantMax,
+    preparedStatements: config.preparedStatements,
   });
   // Each pool is the role it must be (not the migrator: RLS would not bind it).
   await checkServerRoles(db);

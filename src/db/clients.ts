@@ -7,6 +7,7 @@ import { RequestSlots, registerRequestSlots } from "./request-slots.ts";
 import { DEFAULT_SERVER, PlacementAdmin, withDatabase, type PlacementRef } from "./placement-admin.ts";
 import { PlacementPools, type PlacementPoolsOptions } from "./placement-pools.ts";
 import { realClock, type ShareClock } from "./time-share.ts";
+import { allowPreparedStatements } from "./prepared-statements.ts";
 import { TierPool } from "./tier-pool.ts";
 
 /**
@@ -80,7 +81,7 @@ export interface TierGateOption {
 }
 
 /** A pool; with `gate`, a tier pool (its waiters served by tenant, src/db/tier-pool.ts). */
-export function createPool(url: string, role: string | undefined, max: number, gate?: TierGateOption): pg.Pool {
+export function createPool(url: string, role: string | undefined, max: number, gate?: TierGateOption, prepared = false): pg.Pool {
   const config = {
     connectionString: url,
     max,
@@ -110,7 +111,10 @@ export function createPool(url: string, role: string | undefined, max: number, g
   // transaction): the pool's listener covers idle clients only. The holder's
   // query fails on its own, and the holder releases the client with the
   // error, so the pool discards it.
-  pool.on("connect", (client) => client.on("error", () => {}));
+  pool.on("connect", (client) => {
+    client.on("error", () => {});
+    if (prepared) allowPreparedStatements(client);
+  });
   return pool;
 }
 
@@ -162,18 +166,21 @@ export function createDatabases(opts: {
   timeShares?: TimeSharesOption;
   /** Connections one tenant may hold at once in a tier pool of the plan (POOL_TENANT_MAX_*); a plan not named: its pool size. */
   tenantMax?: Partial<Record<Plan, number | null>>;
+  /** Named statements on the tier pools' connections (DATABASE_PREPARED_STATEMENTS; src/db/prepared-statements.ts). Default on. */
+  preparedStatements?: boolean;
 }): Databases {
   const sizes: PoolSizes = { ...DEFAULT_POOL_SIZES, ...opts.pools };
   const appUrl = opts.appUrl ?? opts.ownerUrl;
   const appRole = opts.appUrl ? undefined : APP_ROLE;
   const clock = opts.timeShares?.clock ?? realClock();
+  const prepared = opts.preparedStatements ?? true;
   // Every tier pool gets a gate of its own (main, each placement group), with a bucket when its plan has a share.
   const gateOf = (tier: Plan | "platform" | "live"): TierGateOption | undefined => {
     if (tier === "platform" || tier === "live") return undefined;
     const shares = opts.timeShares;
     return { share: shares?.plans[tier] ?? undefined, tenantMax: opts.tenantMax?.[tier] ?? undefined, windowMs: shares?.windowMs ?? 1000, clock };
   };
-  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan], gateOf(plan))])) as Record<Plan, pg.Pool>;
+  const appPools = Object.fromEntries(PLANS.map((plan) => [plan, createPool(appUrl, appRole, sizes[plan], gateOf(plan), prepared)])) as Record<Plan, pg.Pool>;
   const tiers = Object.fromEntries(PLANS.map((plan) => [plan, clientWithSlots(appPools[plan], sizes[plan])])) as Record<
     Plan,
     ReturnType<typeof clientWithSlots>
@@ -190,9 +197,10 @@ export function createDatabases(opts: {
     const role = tier === "platform" ? PLATFORM_ROLE : APP_ROLE;
     // The deployment's own logins (e.g. through PgBouncer) reach the main
     // server's databases; a placement elsewhere is reached by its server's URL.
-    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max, gateOf(tier));
-    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max, gateOf(tier));
-    return createPool(placementAdmin.databaseUrl(ref), role, max, gateOf(tier));
+    const gate = gateOf(tier);
+    if (login && ref.placement === "SCHEMA") return createPool(login, undefined, max, gate, prepared);
+    if (login && ref.server === DEFAULT_SERVER) return createPool(withDatabase(login, ref.name!), undefined, max, gate, prepared);
+    return createPool(placementAdmin.databaseUrl(ref), role, max, gate, prepared);
   }, opts.placementPools);
   placementsOf.set(app, placements);
   placementsOf.set(live.prisma, placements);

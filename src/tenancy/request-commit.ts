@@ -1,8 +1,11 @@
 import pg from "pg";
+import { namedStatement } from "../db/prepared-statements.ts";
+import { hasSqlState } from "../errors.ts";
 import { connectFor } from "../db/tier-pool.ts";
 import type { LiveChange, LivePublisher } from "../infra/live-events.ts";
 import { factsOf, gateOf, type RequestFacts } from "./request-facts.ts";
 import { wroteAnything, type Session } from "./request-session.ts";
+import { StatementThenCommit } from "./statement-then-commit.ts";
 import { openStatements, type TransactionSettings } from "./transaction-settings.ts";
 
 /** A mutation's COMMIT ended as a rollback: a statement of the transaction had failed. */
@@ -11,6 +14,9 @@ export class TransactionRolledBack extends Error {
     super("the request's transaction was rolled back: a statement of it failed");
   }
 }
+
+/** invalid_sql_statement_name: "prepared statement ... does not exist". */
+const UNDEFINED_PREPARED_STATEMENT = "26000";
 
 /** Mutation mode: what waits for the COMMIT (live changes by tenant, afterCommit hooks). */
 export interface Committed {
@@ -82,78 +88,6 @@ export async function endSession(
   await Promise.allSettled(hooks.map((h) => h()));
 }
 
-/**
- * A statement and the COMMIT of its read transaction in one write, one Sync
- * (extended protocol: Parse/Bind/Describe/Execute of the statement, then
- * Parse/Bind/Execute of COMMIT): one message to PostgreSQL instead of two,
- * for the last statement of a read (docs/request-path.md, "The last
- * statement"). Values are bound parameters, as in any `client.query`.
- * Should the statement fail, PostgreSQL skips the COMMIT up to the Sync and
- * the transaction stays open, aborted: `commitWith` then rolls it back.
- *
- * `opening`: statements sent before it in the same message, each with its
- * own Parse/Bind/Describe/Execute and no values (BEGIN, the settings, the
- * facts: `readInOneMessage`). A failed one makes PostgreSQL skip everything
- * after it, the statement included, up to the Sync.
- *
- * It overrides pg's internals (pg 8.23, lib/query.js: `prepare`, `_getRows`,
- * `_results`), pinned at an exact version in package.json: re-verify them
- * on any pg upgrade. The test helper counts statements from `opening`, not
- * from the wire; what shows they are really sent in the message is
- * PostgreSQL's side (sql-plans-one-message.test.ts: the planned statement
- * waits on a lock in pg_stat_activity inside it, the gate set by the facts
- * statement decides whether it does any work).
- */
-class StatementThenCommit extends pg.Query {
-  /** For whoever counts statements (test/helpers/sql-counter.ts): a COMMIT follows. */
-  readonly thenCommit = true;
-
-  constructor(
-    text: string,
-    values: unknown[],
-    callback: (err: Error | undefined, results: unknown) => void,
-    /** For whoever counts statements too: what the message opens with. */
-    readonly opening: readonly string[] = [],
-  ) {
-    // Extended even without values: the COMMIT must follow under the same Sync.
-    super({ text, values, queryMode: "extended" } as pg.QueryConfig, callback as never);
-  }
-
-  /** pg's Query sends Parse/Bind/Describe of the statement here (pg 8.23, lib/query.js): the opening goes before. */
-  prepare(connection: PgConnection) {
-    for (const text of this.opening) {
-      connection.parse({ text });
-      connection.bind({});
-      connection.describe({ type: "P", name: "" });
-      connection.execute({ portal: "" });
-    }
-    (pg.Query.prototype as unknown as { prepare(c: PgConnection): void }).prepare.call(this, connection);
-  }
-
-  /** pg's Query sends Execute then Sync here (pg 8.23, lib/query.js): the COMMIT goes in between. */
-  _getRows(connection: PgConnection, rows?: number) {
-    connection.execute({ portal: "", rows });
-    connection.parse({ text: "COMMIT" });
-    connection.bind({});
-    connection.execute({});
-    connection.sync();
-  }
-
-  /** The results PostgreSQL completed, in order (a failed statement's and those after it are not among them). */
-  completed(): pg.QueryResult[] {
-    const results = (this as unknown as { _results: pg.QueryResult | pg.QueryResult[] })._results;
-    return (Array.isArray(results) ? results : [results]).filter((r) => !!r.command);
-  }
-}
-
-/** What of pg's connection a Query writes with (pg 8.23, lib/connection.js). */
-interface PgConnection {
-  parse(c: object): void;
-  bind(c: object): void;
-  describe(c: object): void;
-  execute(c: object): void;
-  sync(): void;
-}
 
 /**
  * Runs the read transaction's last statement with its COMMIT (one message)
@@ -163,16 +97,19 @@ interface PgConnection {
  */
 export async function commitWith<T>(session: Session, text: string, values: unknown[]): Promise<T[]> {
   const { connection } = session;
+  const named = namedStatement(connection.client, text);
   try {
     const results = await new Promise<pg.QueryResult[]>((resolve, reject) => {
-      const query = new StatementThenCommit(text, values, (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult[])));
+      const query = new StatementThenCommit(text, values, (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult[])), [], named);
       // Through the connection's queue: after every statement sent before it.
       connection.query(query).catch(reject);
     });
     if (results.length !== 2 || results[1]!.command !== "COMMIT") throw new Error("the statement's COMMIT did not run");
+    named?.settle(true);
     connection.client.release();
     return results[0]!.rows as T[];
   } catch (err) {
+    named?.settle(false);
     // The statement failed (the transaction is aborted, its COMMIT skipped):
     // ROLLBACK ends it; a connection that cannot is discarded.
     await connection.query("ROLLBACK").then(
@@ -210,7 +147,8 @@ export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSe
   const opening = [...openStatements(settings), facts];
   // Its turn among the tier's tenants (src/db/tier-pool.ts), as openSession's.
   const client = await connectFor(pool, settings.tenantId, settings.signal);
-  const query = new StatementThenCommit(text, values, (err, res) => (err ? fail(err) : done(res as pg.QueryResult[])), opening);
+  const named = namedStatement(client, text);
+  const query = new StatementThenCommit(text, values, (err, res) => (err ? fail(err) : done(res as pg.QueryResult[])), opening, named);
   let done!: (results: pg.QueryResult[]) => void;
   let fail!: (err: Error) => void;
   const answered = new Promise<pg.QueryResult[]>((resolve, reject) => ((done = resolve), (fail = reject)));
@@ -220,13 +158,18 @@ export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSe
     client.query(query as unknown as pg.QueryConfig);
     results = await answered;
     if (results.length !== opening.length + 2 || results.at(-1)!.command !== "COMMIT") throw new Error("the read's COMMIT did not run");
+    named?.settle(true);
   } catch (err) {
+    named?.settle(false);
     // A statement failed (the transaction is aborted, the rest skipped):
     // ROLLBACK ends it; a connection that cannot is discarded.
     await client.query("ROLLBACK").then(
       () => client.release(),
       (e: unknown) => client.release(e as Error),
     );
+    // A statement the connection had prepared is gone (DEALLOCATE, DISCARD
+    // ALL behind our back): forgotten above, so sent again with its Parse.
+    if (named && !named.parse && hasSqlState(err, UNDEFINED_PREPARED_STATEMENT)) return readInOneMessage(pool, settings, facts, text, values);
     const completed = query.completed();
     if (completed.length < opening.length) throw err;
     const read = completed.slice(0, opening.length);

@@ -205,7 +205,7 @@ const PGBOUNCER_LOGINS = { app: "tg_pgb_app", platform: "tg_pgb_platform" } as c
  * PgBouncer as login users, as a deployment behind PgBouncer does
  * (docs/scale-out.md); the migrator's URL stays direct.
  */
-export function testDatabaseUrls(url: string): { ownerUrl: string; appUrl?: string; platformUrl?: string } {
+export function testDatabaseUrls(url: string): { ownerUrl: string; appUrl?: string; platformUrl?: string; preparedStatements?: boolean } {
   const bouncer = process.env.TEST_PGBOUNCER_URL;
   if (!bouncer) return { ownerUrl: url };
   const via = (user: string) => {
@@ -214,7 +214,8 @@ export function testDatabaseUrls(url: string): { ownerUrl: string; appUrl?: stri
     u.password = "";
     return u.toString();
   };
-  return { ownerUrl: url, appUrl: via(PGBOUNCER_LOGINS.app), platformUrl: via(PGBOUNCER_LOGINS.platform) };
+  // PgBouncer 1.18 (Debian's) hands a client's next transaction to any server connection: no named statements.
+  return { ownerUrl: url, appUrl: via(PGBOUNCER_LOGINS.app), platformUrl: via(PGBOUNCER_LOGINS.platform), preparedStatements: false };
 }
 
 /** PgBouncer mode: creates the login users (cluster-global, once per server) after the template's migration made the roles. */

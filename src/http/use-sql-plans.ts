@@ -83,22 +83,24 @@ async function planFirst(schema: GraphQLSchema, ctx: Context, authorization: Def
   const planned = plan(schema, ctx, exec);
   const gate = plannedFor(ctx);
   const message = planned && gate && ctx.tenantDb.readWithFacts<{ body: string | null }>(gated(planned), gate);
+  // Once the facts are confirmed: the plan for the confirmed caller, answered in a transaction of its own (or executed).
+  const forConfirmed = (same: boolean) => {
+    const confirmed = same ? planned : plan(schema, ctx, exec);
+    return confirmed ? answer(ctx, confirmed) : executeFn(exec);
+  };
   if (!message) {
     // Not planned for the candidate (or no candidate to gate on): the facts first, as before execution.
     await authorization.confirm();
-    const confirmed = planInputs(ctx) === candidate ? planned : plan(schema, ctx, exec);
-    return confirmed ? answer(ctx, confirmed) : executeFn(exec);
+    return forConfirmed(planInputs(ctx) === candidate);
   }
   await authorization.confirm(message.then((m) => m.facts));
   const read = await message;
-  if (!read.admitted) {
-    // Confirmed, though the gate (more conservative) was off: nothing of the
-    // statement ran (a failure is its lock given up). Planned for the
-    // confirmed caller in a transaction of its own, as a changed caller is.
-    const again = planInputs(ctx) === candidate ? planned : plan(schema, ctx, exec);
-    return again ? answer(ctx, again) : executeFn(exec);
-  }
-  if (planInputs(ctx) !== candidate) {
+  const same = planInputs(ctx) === candidate;
+  // Confirmed, though the gate (more conservative) was off: nothing of the
+  // statement ran (a failure is its lock given up). Planned for the
+  // confirmed caller in a transaction of its own, as a changed caller is.
+  if (!read.admitted) return forConfirmed(same);
+  if (!same) {
     // The caller or the tenant changed: the body stands only for the same
     // statement under the same plan (the message ran under the candidate
     // plan's statement timeout; authorize set the confirmed one's since).

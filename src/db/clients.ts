@@ -87,6 +87,10 @@ export function createPool(url: string, role: string | undefined, max: number, g
     max,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+    // A busy pool never idles a connection out: replaced after an hour all
+    // the same, so what a backend accumulates (prepared statements, caches)
+    // does not grow for the life of the process.
+    maxLifetimeSeconds: 3600,
     // A startup parameter, not a statement: no round-trip, and set before
     // the pool hands the connection to anyone.
     options: role ? `-c role=${role}` : undefined,

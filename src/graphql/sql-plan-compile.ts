@@ -101,7 +101,7 @@ export interface PlannedQuery {
  * The planned statement as a planned read's one message sends it, before
  * its caller is confirmed (docs/request-path.md, "One message for a planned
  * read"): it does nothing unless the facts statement before it set the gate
- * (src/tenancy/request-facts.ts `gatedFactsSql`). The top SELECT has no
+ * (src/tenancy/request-facts.ts `gatedFacts`). The top SELECT has no
  * FROM, so its WHERE is a one-time filter (a gating Result node): off, the
  * lookups' MATERIALIZED CTEs and the InitPlans under it are never executed
  * (EXPLAIN ANALYZE: "never executed") and it answers no row.

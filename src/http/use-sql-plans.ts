@@ -67,7 +67,7 @@ const plan = (schema: GraphQLSchema, ctx: Context, exec: ExecutionArgs) =>
  * src/tenancy/authorize.ts: its errors are the answer). The statement is
  * gated in PostgreSQL: it does no work unless the facts in its message
  * admit the candidate (tenant ACTIVE, its plan, route, member or key and
- * role: request-facts.ts `gatedFactsSql`), so a caller the cache still
+ * role: request-facts.ts `gatedFacts`), so a caller the cache still
  * holds but PostgreSQL refuses runs nothing of it (no load, no lock wait,
  * no timing of the tenant's query). The JS check stays the authority: a
  * gated-off message whose facts pass is answered as a changed caller is.

@@ -3,7 +3,7 @@ import { namedStatement } from "../db/prepared-statements.ts";
 import { hasSqlState } from "../errors.ts";
 import { connectFor } from "../db/tier-pool.ts";
 import type { LiveChange, LivePublisher } from "../infra/live-events.ts";
-import { factsOf, gateOf, type RequestFacts } from "./request-facts.ts";
+import { factsOf, gateOf, type BoundStatement, type RequestFacts } from "./request-facts.ts";
 import { wroteAnything, type Session } from "./request-session.ts";
 import { StatementThenCommit } from "./statement-then-commit.ts";
 import { openStatements, type TransactionSettings } from "./transaction-settings.ts";
@@ -97,19 +97,18 @@ export async function endSession(
  */
 export async function commitWith<T>(session: Session, text: string, values: unknown[]): Promise<T[]> {
   const { connection } = session;
-  const named = namedStatement(connection.client, text);
   try {
     const results = await new Promise<pg.QueryResult[]>((resolve, reject) => {
-      const query = new StatementThenCommit(text, values, (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult[])), [], named);
+      // Unnamed: statements of the transaction ran before it, so a name gone
+      // from the connection (26000) could not be sent again alone.
+      const query = new StatementThenCommit(text, values, (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult[])));
       // Through the connection's queue: after every statement sent before it.
       connection.query(query).catch(reject);
     });
     if (results.length !== 2 || results[1]!.command !== "COMMIT") throw new Error("the statement's COMMIT did not run");
-    named?.settle(true);
     connection.client.release();
     return results[0]!.rows as T[];
   } catch (err) {
-    named?.settle(false);
     // The statement failed (the transaction is aborted, its COMMIT skipped):
     // ROLLBACK ends it; a connection that cannot is discarded.
     await connection.query("ROLLBACK").then(
@@ -122,7 +121,7 @@ export async function commitWith<T>(session: Session, text: string, values: unkn
 
 /**
  * What `readInOneMessage` read: the facts, whether they set the planned
- * statement's gate (request-facts.ts `gatedFactsSql`; off: the statement did
+ * statement's gate (request-facts.ts `gatedFacts`; off: the statement did
  * nothing, its rows and failure mean nothing), and the statement's rows or
  * why it failed (a statement error after the facts, or the COMMIT's).
  */
@@ -143,11 +142,12 @@ export type ReadWithFacts<T> = { facts: RequestFacts; admitted: boolean } & ({ r
  * one after the facts resolves with the facts and the failure, so the
  * caller still confirms the facts before it answers anything.
  */
-export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSettings, facts: string, text: string, values: unknown[]): Promise<ReadWithFacts<T>> {
-  const opening = [...openStatements(settings), facts];
+export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSettings, facts: BoundStatement, text: string, values: unknown[]): Promise<ReadWithFacts<T>> {
   // Its turn among the tier's tenants (src/db/tier-pool.ts), as openSession's.
   const client = await connectFor(pool, settings.tenantId, settings.signal);
+  const factsNamed = namedStatement(client, facts.text);
   const named = namedStatement(client, text);
+  const opening = [...openStatements(settings), { ...facts, named: factsNamed }];
   const query = new StatementThenCommit(text, values, (err, res) => (err ? fail(err) : done(res as pg.QueryResult[])), opening, named);
   let done!: (results: pg.QueryResult[]) => void;
   let fail!: (err: Error) => void;
@@ -158,8 +158,10 @@ export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSe
     client.query(query as unknown as pg.QueryConfig);
     results = await answered;
     if (results.length !== opening.length + 2 || results.at(-1)!.command !== "COMMIT") throw new Error("the read's COMMIT did not run");
+    factsNamed?.settle(true);
     named?.settle(true);
   } catch (err) {
+    factsNamed?.settle(false);
     named?.settle(false);
     // A statement failed (the transaction is aborted, the rest skipped):
     // ROLLBACK ends it; a connection that cannot is discarded.
@@ -168,8 +170,10 @@ export async function readInOneMessage<T>(pool: pg.Pool, settings: TransactionSe
       (e: unknown) => client.release(e as Error),
     );
     // A statement the connection had prepared is gone (DEALLOCATE, DISCARD
-    // ALL behind our back): forgotten above, so sent again with its Parse.
-    if (named && !named.parse && hasSqlState(err, UNDEFINED_PREPARED_STATEMENT)) return readInOneMessage(pool, settings, facts, text, values);
+    // ALL behind our back): forgotten above, so sent again with its Parse
+    // (once: the second message parses every name it sends).
+    const bound = [factsNamed, named].some((n) => n && !n.parse);
+    if (bound && hasSqlState(err, UNDEFINED_PREPARED_STATEMENT)) return readInOneMessage(pool, settings, facts, text, values);
     const completed = query.completed();
     if (completed.length < opening.length) throw err;
     const read = completed.slice(0, opening.length);

@@ -81,7 +81,7 @@ export function factsSql(settings: TransactionSettings): string | undefined {
 
 /**
  * The transaction-local flag the facts statement of a planned read's one
- * message sets (`gatedFactsSql`): 'on' only when PostgreSQL's facts admit
+ * message sets (`gatedFacts`): 'on' only when PostgreSQL's facts admit
  * the candidate the statement was planned for. The planned statement runs
  * its work only under it (src/graphql/sql-plan-compile.ts `gated`). Set by
  * that statement alone, with `set_config(..., true)`: it ends with the
@@ -100,7 +100,12 @@ export interface PlannedFor {
 }
 
 const ENUM = /^[A-Z_]+$/;
-const ROUTE = /^[A-Za-z0-9_.:-]+$/;
+
+/** A statement and its bound values. */
+export interface BoundStatement {
+  text: string;
+  values: (string | null)[];
+}
 
 /**
  * The facts statement of a planned read's one message (docs/request-path.md,
@@ -115,24 +120,30 @@ const ROUTE = /^[A-Za-z0-9_.:-]+$/;
  * plan differently for, from running the statement. Off, it also makes
  * the statement give up a lock it would wait for (`lock_timeout` 1 ms:
  * parsing the statement locks its tables, whether it runs or not).
- * Undefined when a value cannot be inlined safely (then no one message).
+ * Every value is a bound parameter, so the text is one of four (key or
+ * member, with or without the cache generation) and is prepared once per
+ * connection (docs/request-path.md, "Prepared statements"). Undefined
+ * where it does not apply (no authorization, not a request transaction,
+ * an invalid candidate: then no one message).
  */
-export function gatedFactsSql(settings: TransactionSettings, candidate: PlannedFor): string | undefined {
-  const facts = factsSql(settings);
-  const route = routeOf(settings.placement ?? POOLED);
+export function gatedFacts(settings: TransactionSettings, candidate: PlannedFor): BoundStatement | undefined {
+  const auth = settings.authorization;
   const { plan, role, membershipId, apiKey } = candidate;
-  if (!facts || settings.mode !== "request" || !ENUM.test(plan) || !ENUM.test(role) || !ROUTE.test(route)) return undefined;
+  if (!auth || settings.mode !== "request" || !ENUM.test(plan) || !ENUM.test(role)) return undefined;
   if (!apiKey && !(membershipId && isUuid(membershipId))) return undefined;
-  const caller = apiKey
-    ? `f.facts->>'key' = '${role}'`
-    : `f.facts->'member'->>'id' = '${membershipId}' AND f.facts->'member'->>'role' = '${role}'`;
-  const admits = `CASE WHEN f.facts->'tenant'->>'status' = 'ACTIVE' AND f.facts->'tenant'->>'plan' = '${plan}' AND f.route = '${route}' AND ${caller} THEN 'on' ELSE 'off' END`;
+  if ((settings.apiKeyId && !isUuid(settings.apiKeyId)) || (auth.apiKeyHash && !SHA256_HEX.test(auth.apiKeyHash))) return undefined;
+  const cache = auth.cache ? ", app_request_cache() AS cache" : "";
+  const caller = apiKey ? `f.facts->>'key' = $6::text` : `f.facts->'member'->>'id' = $7::text AND f.facts->'member'->>'role' = $6::text`;
+  const admits = `CASE WHEN f.facts->'tenant'->>'status' = 'ACTIVE' AND f.facts->'tenant'->>'plan' = $4::text AND f.route = $5::text AND ${caller} THEN 'on' ELSE 'off' END`;
   // The facts in a subquery of their own (OFFSET 0: evaluated once, not
   // inlined into each expression that reads them).
-  return `SELECT f.*, set_config('${PLAN_GATE}', g.admits, true) AS gate, set_config('lock_timeout', CASE g.admits WHEN 'on' THEN current_setting('lock_timeout') ELSE '1ms' END, true) AS lock_timeout FROM (${facts} OFFSET 0) f, LATERAL (SELECT ${admits} AS admits) g`;
+  const facts = `SELECT app_request_facts($1::uuid, $2::text) AS facts${cache}, (SELECT ${ROUTE_SQL} FROM tenants WHERE id = $3::uuid) AS route`;
+  const text = `SELECT f.*, set_config('${PLAN_GATE}', g.admits, true) AS gate, set_config('lock_timeout', CASE g.admits WHEN 'on' THEN current_setting('lock_timeout') ELSE '1ms' END, true) AS lock_timeout FROM (${facts} OFFSET 0) f, LATERAL (SELECT ${admits} AS admits) g`;
+  const values = [settings.apiKeyId || null, auth.apiKeyHash || null, settings.tenantId, plan, routeOf(settings.placement ?? POOLED), role];
+  return { text, values: apiKey ? values : [...values, membershipId] };
 }
 
-/** Whether the facts row of the opening message (`gatedFactsSql`) set PLAN_GATE 'on'. */
+/** Whether the facts row of the opening message (`gatedFacts`) set PLAN_GATE 'on'. */
 export function gateOf(results: Pick<pg.QueryResult, "rows">[]): boolean {
   return results[results.length - 1]?.rows[0]?.gate === "on";
 }

@@ -32,7 +32,7 @@ export class StatementThenCommit extends pg.Query {
     values: unknown[],
     callback: (err: Error | undefined, results: unknown) => void,
     /** For whoever counts statements too: what the message opens with. */
-    readonly opening: readonly string[] = [],
+    readonly opening: readonly OpeningStatement[] = [],
     /** The statement by name (src/db/prepared-statements.ts); undefined: unnamed, parsed every time. */
     readonly named?: NamedStatement,
   ) {
@@ -52,14 +52,15 @@ export class StatementThenCommit extends pg.Query {
 
   /** pg's Query sends Parse/Bind/Describe of the statement here (pg 8.23, lib/query.js): the opening goes before. */
   prepare(connection: PgConnection) {
-    for (const text of this.opening) {
-      connection.parse({ text });
-      connection.bind({});
+    const named = [...this.opening.map((o) => (typeof o === "string" ? undefined : o.named)), this.named];
+    for (const name of named.flatMap((n) => n?.closes ?? [])) connection.close({ type: "S", name });
+    for (const statement of this.opening) {
+      const { text, values = [], named } = typeof statement === "string" ? { text: statement } : statement;
+      if (!named || named.parse) parseNamed(connection, text, named);
+      connection.bind({ statement: named?.name ?? "", values });
       connection.describe({ type: "P", name: "" });
       connection.execute({ portal: "" });
     }
-    // A name not known to be there may still be (a failed message that
-    // parsed it): Close first, which PostgreSQL allows on a missing name.
     if (this.named?.parse) connection.close({ type: "S", name: this.named.name });
     (pg.Query.prototype as unknown as { prepare(c: PgConnection): void }).prepare.call(this, connection);
   }
@@ -78,6 +79,19 @@ export class StatementThenCommit extends pg.Query {
     const results = (this as unknown as { _results: pg.QueryResult | pg.QueryResult[] })._results;
     return (Array.isArray(results) ? results : [results]).filter((r) => !!r.command);
   }
+}
+
+/** A statement of the message's opening: its text alone (no values, unnamed), or bound values and a name. */
+export type OpeningStatement = string | { text: string; values: (string | null)[]; named?: NamedStatement };
+
+/**
+ * Parse of `text`, by name when `named`: a name not known to be there may
+ * still be (a failed message that parsed it), so Close goes first, which
+ * PostgreSQL allows on a missing name.
+ */
+function parseNamed(connection: PgConnection, text: string, named: NamedStatement | undefined) {
+  if (named) connection.close({ type: "S", name: named.name });
+  connection.parse({ text, name: named?.name });
 }
 
 /** What of pg's connection a Query writes with (pg 8.23, lib/connection.js). */

@@ -7,7 +7,7 @@ import type { TenantDbOptions } from "./tenant-db-options.ts";
 import { lazyClient } from "./lazy-client.ts";
 import { runWithoutSavepoint } from "./mutation-changes.ts";
 import { commitWith, endSession, readInOneMessage, type Committed, type ReadWithFacts } from "./request-commit.ts";
-import { factsInOneMessage, factsOf, factsSql, gatedFactsSql, type PlannedFor, type RequestFacts } from "./request-facts.ts";
+import { factsInOneMessage, factsOf, factsSql, gatedFacts, type PlannedFor, type RequestFacts } from "./request-facts.ts";
 import { openSession, withSlot, type Session } from "./request-session.ts";
 import { clientFor, type ScopedClient, type ScopedTx } from "./scoped-client.ts";
 import type { TenantScope } from "./tenant-scope-model.ts";
@@ -104,7 +104,7 @@ export class TenantDb {
    * BEGIN, the settings, the authorization facts, `sql` and COMMIT
    * (request-commit.ts `readInOneMessage`; docs/request-path.md, "One
    * message for a planned read"). The facts statement sets the gate
-   * (request-facts.ts `gatedFactsSql`): on only when the facts admit
+   * (request-facts.ts `gatedFacts`): on only when the facts admit
    * `candidate`, and `sql` must do nothing without it (sql-plan-compile.ts
    * `gated`). The caller must confirm the facts before it uses the rows
    * (src/http/use-sql-plans.ts). Undefined where it does not apply:
@@ -116,7 +116,7 @@ export class TenantDb {
    */
   readWithFacts<T>(sql: Prisma.Sql, candidate: PlannedFor): Promise<ReadWithFacts<T>> | undefined {
     const slots = this.slots;
-    const facts = this.options.authorization && gatedFactsSql(this.options, candidate);
+    const facts = gatedFacts(this.options, candidate);
     if (!slots || !facts || this.options.mode !== "request" || this.session || this.closed) return undefined;
     const read = readInOneMessage<T>(slots.pool, this.options, facts, sql.text, sql.values as unknown[]).then((r) => {
       this.admitted = r.facts;

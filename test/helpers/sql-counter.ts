@@ -62,9 +62,11 @@ export function createSqlCounter(pools: Record<string, pg.Pool | pg.Pool[]>): Sq
         // `readInOneMessage`) opens with BEGIN, the settings and the facts:
         // recorded as one entry, the text openSession sends them as, in the
         // same message as the statement and its COMMIT.
-        const opening = (args[0] as { opening?: readonly string[] } | undefined)?.opening;
+        const opening = (args[0] as { opening?: readonly (string | { text: string; values: unknown[] })[] } | undefined)?.opening;
         for (const c of activeCounters) {
-          if (opening?.length) c.push({ pool: poolName, sql: statementText([opening.join("; ")]), message });
+          // A statement of the opening with bound values: its text, as any statement is recorded.
+          const texts = opening?.map((o) => (typeof o === "string" ? o : o.text));
+          if (texts?.length) c.push({ pool: poolName, sql: statementText([texts.join("; ")]), message });
           c.push({ pool: poolName, sql: statementText(args), message });
           if ((args[0] as { thenCommit?: boolean } | undefined)?.thenCommit) c.push({ pool: poolName, sql: "COMMIT", message });
         }

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { eventually } from "../helpers/eventually.ts";
+import { BLOCKED_BY_ME, eventually } from "../helpers/eventually.ts";
 
 /**
  * A statement timeout, a cancel or a lock timeout before any resolver runs:
@@ -73,9 +73,7 @@ describe("a timeout before the first resolver", () => {
       // (Waiting in its Parse, pg_stat_activity still shows its previous statement.)
       let waiting: number | undefined;
       await eventually("the directory's read waiting for the lock on users", async () => {
-        const { rows } = await holder.query<{ pid: number }>(
-          `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
-        );
+        const { rows } = await holder.query<{ pid: number }>(BLOCKED_BY_ME);
         waiting = rows[0]?.pid;
         return waiting !== undefined;
       });

@@ -8,7 +8,7 @@ import { DEFAULT_CACHE_TTL_SECONDS } from "../../src/infra/response-cache.ts";
 import { Directory } from "../../src/tenancy/directory.ts";
 import { PLAN_STATEMENT_TIMEOUT_MS } from "../../src/tenancy/plans.ts";
 import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
-import { eventually } from "../helpers/eventually.ts";
+import { BLOCKED_BY_ME, eventually } from "../helpers/eventually.ts";
 import { createSqlCounter, messagesOf, ofPool, type RecordedStatement, type SqlCounter } from "../helpers/sql-counter.ts";
 import { BENCH_DASHBOARD, isPlanned, post } from "../helpers/sql-plans.ts";
 
@@ -284,7 +284,7 @@ describe("one message for a planned read", () => {
       const pending = recorded(app, headers);
       let waiting: number | undefined;
       await eventually(`a statement waiting for the lock on ${table}`, async () => {
-        const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`);
+        const { rows } = await admin.query<{ pid: number }>(BLOCKED_BY_ME);
         waiting = rows[0]?.pid;
         return waiting !== undefined;
       });

@@ -46,6 +46,10 @@ export function countSqlPlan(...[outcome, reason]: ["planned", SqlPlanned] | ["f
   sqlPlanCounts.set(key, (sqlPlanCounts.get(key) ?? 0) + 1);
 }
 
+/** Subscription events' results since the process started (src/http/use-live-delivery.ts): executed for the subscriber, or shared from its class's execution. */
+const liveResults = { executed: 0, shared: 0 };
+export const countLiveResult = (outcome: keyof typeof liveResults): void => void liveResults[outcome]++;
+
 export interface MetricsOptions {
   /** PostgreSQL pools to expose as gauges, by name. */
   pools?: Record<string, pg.Pool | undefined>;
@@ -129,6 +133,17 @@ export class Metrics {
           this.inc({ outcome, reason }, n - (counted.get(key) ?? 0));
           counted.set(key, n);
         }
+      },
+    });
+    const liveCounted = { ...liveResults };
+    new Counter({
+      name: "tenantgraph_live_results_total",
+      help: "Subscription events' results: outcome executed (the selection run for the subscriber) or shared (the result of an equal subscriber's execution)",
+      labelNames: ["outcome"],
+      registers,
+      collect() {
+        for (const outcome of ["executed", "shared"] as const) this.inc({ outcome }, liveResults[outcome] - liveCounted[outcome]);
+        Object.assign(liveCounted, liveResults);
       },
     });
     const pools = Object.entries(opts.pools ?? {}).filter((e): e is [string, pg.Pool] => !!e[1]);

@@ -15,6 +15,7 @@ import type { LiveChange, LiveEvent, LiveUpdates } from "../../infra/live-events
 import { MemoryStreamSlots, RedisStreamSlots, type StreamSlots } from "./stream-slots.ts";
 import { LiveStream, shutdownError, timersOn, type LiveClock, type StreamOwner, type StreamSpec, type Transport } from "./stream.ts";
 import { TenantStreams, type TenantReads } from "./tenant-streams.ts";
+import { bindStream } from "./delivery.ts";
 
 /**
  * The live-updates hub of one process (docs/live-updates.md). Committed
@@ -154,6 +155,7 @@ export class LiveHub implements LiveUpdates, StreamOwner {
     // (a stale one is caught by the route every read confirms).
     entry.ref = ref;
     entry.streams.add(stream);
+    bindStream(ctx, stream);
     return stream;
   }
 

@@ -4,6 +4,7 @@ import { builder } from "../../graphql/builder.ts";
 import type { AuditLogEntry, Deployment, Workflow } from "../../generated/prisma/client.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import { StreamEnd, type StreamSpec } from "./stream.ts";
+import { Delivery } from "./delivery.ts";
 import { policyOf } from "../../policy/field-policy.ts";
 import { fromGlobalId, uuidOrNone } from "../../graphql/ids.ts";
 import type { Context } from "../../tenancy/context.ts";
@@ -82,8 +83,8 @@ function planOnce(ctx: Context, info: GraphQLResolveInfo, typeName: keyof LiveNo
 function emit<T extends keyof LiveNodes>(payload: unknown, ctx: Context, info: GraphQLResolveInfo, typeName: T): LiveNodes[T] {
   if (payload instanceof StreamEnd) throw payload.error;
   planOnce(ctx, info, typeName);
-  // The hub read the node as a row of `typeName` (src/modules/live/event-read.ts).
-  return payload as LiveNodes[T];
+  // The hub read the node as a row of `typeName` (src/modules/live/event-read.ts); this execution's own copy.
+  return (payload instanceof Delivery ? payload.copy() : payload) as LiveNodes[T];
 }
 
 builder.subscriptionField("deploymentUpdated", (t) =>

@@ -4,6 +4,7 @@ import type { Role } from "../../generated/prisma/enums.ts";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
 import { apiKeyHashOf, renewScope, type Context } from "../../tenancy/context.ts";
 import type { Principal } from "./access.ts";
+import type { Delivery } from "./delivery.ts";
 
 /**
  * One open subscription stream (docs/live-updates.md): the async iterator
@@ -76,7 +77,7 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
   readonly id = randomUUID();
   readonly tenantId: string;
   readonly principal: Principal;
-  private queue: object[] = [];
+  private queue: Delivery[] = [];
   private ending: AppError | null = null;
   private closed = false;
   private done = false;
@@ -131,14 +132,18 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
     return !this.closed && (!this.spec.projectId || node.projectId === this.spec.projectId);
   }
 
-  /** A node for the consumer: its own copy (resolvers of several streams read it). */
-  push(node: object) {
+  /**
+   * An event's node for the consumer: the Delivery every accepting stream of
+   * the tenant is handed (one execution per class of equal subscribers:
+   * delivery.ts); an execution works on its own copy of the node.
+   */
+  push(delivery: Delivery) {
     if (this.closed) return;
     if (this.queue.length >= this.hub.bufferSize) {
       this.close(slowConsumerError());
       return;
     }
-    this.queue.push({ ...node });
+    this.queue.push(delivery);
     this.signal();
   }
 
@@ -202,8 +207,8 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
         this.end();
         return { done: true, value: undefined };
       }
-      const node = this.queue.shift();
-      if (!node) {
+      const delivery = this.queue.shift();
+      if (!delivery) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
@@ -211,7 +216,7 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
       // transaction on the live pool if a nested field needs one), ended
       // once the result is produced (src/http/use-request-transaction.ts).
       renewScope(this.ctx);
-      return { done: false, value: node };
+      return { done: false, value: delivery };
     }
   }
 

@@ -4,6 +4,7 @@ import { routeOf } from "../../db/placement-route.ts";
 import type { LiveEvent } from "../../infra/live-events.ts";
 import type { Logger } from "../../infra/logger.ts";
 import { readAccessFacts, verdict } from "./access.ts";
+import { Delivery } from "./delivery.ts";
 import { readEvents, type EventRead, type EventSource } from "./event-read.ts";
 import { unavailable, type LiveClock, type LiveStream } from "./stream.ts";
 
@@ -107,10 +108,12 @@ export class TenantStreams {
         for (const { event, streams: recipients } of batch) {
           const node = "id" in event ? read.nodes.get(`${event.type}:${event.id}`) : undefined;
           if (!node) continue;
+          // One Delivery per event: the streams of a class of equal subscribers share its execution (delivery.ts).
+          const delivery = new Delivery(node);
           for (const s of recipients) {
             if (!s.accepts(node)) continue;
             if (handed > 0 && handed % this.reads.fanOutChunk === 0) await this.reads.pause();
-            s.push(node);
+            s.push(delivery);
             handed++;
           }
         }

@@ -1,0 +1,168 @@
+import {
+  execute,
+  getNamedType,
+  isAbstractType,
+  isObjectType,
+  print,
+  TypeInfo,
+  visit,
+  visitWithTypeInfo,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from "graphql";
+import type { Plugin } from "graphql-yoga";
+import { countLiveResult } from "../infra/metrics.ts";
+import { Delivery, streamOf } from "../modules/live/delivery.ts";
+import type { Context } from "../tenancy/context.ts";
+import { documentScope } from "./response-cache-scope.ts";
+
+/**
+ * One execution per class of equal subscribers (docs/live-updates.md,
+ * "Eighth round"). Every stream of a tenant that accepts an event is handed
+ * the same Delivery (src/modules/live/delivery.ts); here each subscription
+ * takes its events from its stream and, for a Delivery, runs its selection
+ * only when no subscriber of its class has yet: the others get that
+ * execution's result object (SSE and graphql-ws serialise it per
+ * subscriber, as before). The class key holds everything the answer may
+ * depend on besides the tenant's rows at the event (the Delivery is one
+ * tenant's): the document (the same parsed object), operation name,
+ * variables, kind of caller, identity provider and domain, the tenant's
+ * features, and, when the selection can depend on them (`shareScope`), the
+ * role and the caller. Each subscriber's access is still decided on its own
+ * facts by the hub before it is handed the event (a removed member's stream
+ * is closed, not served its class's result). A result with errors is never
+ * shared, nor one whose executing subscriber's role changed meanwhile: the
+ * others execute for themselves.
+ */
+
+/** What, beyond the tenant's rows, a subscription document's answer may depend on. */
+export interface ShareScope {
+  role: boolean;
+  caller: boolean;
+}
+
+/**
+ * Types whose rows PostgreSQL shows by the caller (RLS: `users` through
+ * app_visible_user(user, tenant, caller)): a selection reaching one keeps
+ * the caller in the key, though for the members of a tenant the rows are
+ * the same (docs/response-cache.md, "Which entries roles share").
+ */
+const CALLER_ROWS = new Set(["User"]);
+
+/**
+ * The response cache's rule (src/http/response-cache-scope.ts: the role for
+ * a field with an @auth above VIEWER, DEPENDS_ON, an abstract type, anything
+ * unsure; the caller for `viewer` and DEPENDS_ON "caller"), and, stricter,
+ * the caller for a selection reaching CALLER_ROWS, an abstract type or a
+ * field the schema does not know.
+ */
+export function shareScope(schema: GraphQLSchema, document: DocumentNode): ShareScope {
+  const scope = documentScope(schema, print(document));
+  let caller = scope.caller;
+  const typeInfo = new TypeInfo(schema);
+  visit(
+    document,
+    visitWithTypeInfo(typeInfo, {
+      Field() {
+        const parent = typeInfo.getParentType();
+        const field = typeInfo.getFieldDef();
+        if (!parent || !field || !isObjectType(parent)) return void (caller = true);
+        const named = getNamedType(field.type);
+        if (CALLER_ROWS.has(named.name) || isAbstractType(named)) caller = true;
+      },
+    }),
+  );
+  return { role: scope.role || caller, caller };
+}
+
+type Results = AsyncIterableIterator<ExecutionResult>;
+
+function isAsyncIterable(value: unknown): value is Results {
+  return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
+}
+
+export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
+  const scopes = new WeakMap<DocumentNode, { scope: ShareScope; id: number }>();
+  let documents = 0;
+  const scopeOf = (document: DocumentNode) => {
+    let entry = scopes.get(document);
+    if (!entry) scopes.set(document, (entry = { scope: shareScope(schema, document), id: ++documents }));
+    return entry;
+  };
+  return {
+    onSubscribe({ subscribeFn, setSubscribeFn }) {
+      setSubscribeFn(async (args: ExecutionArgs) => {
+        const result = await subscribeFn(args);
+        const ctx = args.contextValue as Context;
+        const stream = streamOf(ctx);
+        if (!stream || !isAsyncIterable(result)) return result;
+        const { scope, id } = scopeOf(args.document);
+        const caller = ctx.apiKey ? `k:${scope.caller ? ctx.apiKey.id : ""}` : `u:${scope.caller ? (ctx.user?.id ?? "") : ""}`;
+        const fixed = [id, args.operationName ?? "", JSON.stringify(args.variableValues ?? null), caller, ctx.binding?.idpIssuer ?? "", ctx.binding?.domain ?? ""].join("\0");
+        const keyOf = () => `${fixed}\0${scope.role ? `${ctx.role}:${ctx.isPlatformAdmin}` : ""}\0${ctx.tenant?.features.join(",") ?? ""}`;
+        return sharedResults(args, result, stream, keyOf);
+      });
+    },
+  };
+}
+
+/**
+ * The subscription's results from its stream: a Delivery's from its class's
+ * one execution, anything else (a stream's coded end) executed for it.
+ * `inner` is the executor's own iterator over the same stream, only ended.
+ */
+function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterator<unknown>, keyOf: () => string): Results {
+  const ctx = args.contextValue as Context;
+  const run = async (payload: unknown) => execute({ ...args, rootValue: payload });
+  const own = async (payload: Delivery): Promise<ExecutionResult> => {
+    const key = keyOf();
+    const shared = payload.results.get(key);
+    if (shared) {
+      const result = await shared;
+      if (result) {
+        countLiveResult("shared");
+        return result;
+      }
+    }
+    countLiveResult("executed");
+    if (shared) return run(payload);
+    const role = ctx.role;
+    const result = run(payload);
+    payload.results.set(
+      key,
+      result.then(
+        (r) => (!r.errors?.length && ctx.role === role ? r : null),
+        () => null,
+      ),
+    );
+    return result;
+  };
+  let ended = false;
+  const end = async () => {
+    if (ended) return;
+    ended = true;
+    await inner.return?.();
+    await stream.return?.();
+  };
+  return {
+    async next() {
+      if (ended) return { done: true, value: undefined };
+      const item = await stream.next();
+      if (item.done) {
+        ended = true;
+        return { done: true, value: undefined };
+      }
+      const value = item.value instanceof Delivery ? await own(item.value) : await run(item.value);
+      return { done: false, value };
+    },
+    async return() {
+      await end();
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

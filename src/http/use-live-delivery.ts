@@ -109,6 +109,17 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
 }
 
 /**
+ * A shared result's JSON, made once for the class: Yoga's SSE writer
+ * serialises a result with its own `stringify` when it has one (as
+ * graphql-jit's results do); not enumerable, so no serialiser copies it.
+ */
+function serialisedOnce(result: ExecutionResult): ExecutionResult {
+  let json: string | undefined;
+  const stringify = (r: unknown) => (r === result ? (json ??= JSON.stringify(r)) : JSON.stringify(r));
+  return Object.defineProperty(result, "stringify", { value: stringify, enumerable: false });
+}
+
+/**
  * The subscription's results from its stream: a Delivery's from its class's
  * one execution, anything else (a stream's coded end) executed for it.
  * `inner` is the executor's own iterator over the same stream, only ended.
@@ -133,7 +144,7 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
     payload.results.set(
       key,
       result.then(
-        (r) => (!r.errors?.length && ctx.role === role ? r : null),
+        (r) => (!r.errors?.length && ctx.role === role ? serialisedOnce(r) : null),
         () => null,
       ),
     );

@@ -15,7 +15,7 @@ import {
 import type { Plugin } from "graphql-yoga";
 import { countLiveResult } from "../infra/metrics.ts";
 import { Delivery, streamOf } from "../modules/live/delivery.ts";
-import type { Context } from "../tenancy/context.ts";
+import { renewScope, type Context } from "../tenancy/context.ts";
 import { documentScope } from "./response-cache-scope.ts";
 
 /**
@@ -126,7 +126,14 @@ function serialisedOnce(result: ExecutionResult): ExecutionResult {
  */
 function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterator<unknown>, keyOf: () => string): Results {
   const ctx = args.contextValue as Context;
-  const run = async (payload: unknown) => execute({ ...args, rootValue: payload });
+  // A fresh request scope for each execution (loaders, and a read transaction
+  // on the live pool if a nested field needs one), ended once its result is
+  // produced (use-request-transaction.ts); a subscriber served its class's
+  // result reads nothing and needs none.
+  const run = async (payload: unknown) => {
+    renewScope(ctx);
+    return execute({ ...args, rootValue: payload });
+  };
   const own = async (payload: Delivery): Promise<ExecutionResult> => {
     const key = keyOf();
     const shared = payload.results.get(key);

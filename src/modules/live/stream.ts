@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { AppError } from "../../errors.ts";
 import type { Role } from "../../generated/prisma/enums.ts";
 import type { LiveEvent, LiveNodeType } from "../../infra/live-events.ts";
-import { apiKeyHashOf, renewScope, type Context } from "../../tenancy/context.ts";
+import { apiKeyHashOf, type Context } from "../../tenancy/context.ts";
 import type { Principal } from "./access.ts";
 import type { Delivery } from "./delivery.ts";
 
@@ -212,10 +212,8 @@ export class LiveStream implements AsyncIterableIterator<unknown> {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      // A fresh request scope for the event's result (loaders, and a read
-      // transaction on the live pool if a nested field needs one), ended
-      // once the result is produced (src/http/use-request-transaction.ts).
-      renewScope(this.ctx);
+      // The execution that resolves it (once per class of equal
+      // subscribers) renews the request scope first (src/http/use-live-delivery.ts).
       return { done: false, value: delivery };
     }
   }

@@ -100,7 +100,9 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
         if (!stream || !isAsyncIterable(result)) return result;
         const { scope, id } = scopeOf(args.document);
         const caller = ctx.apiKey ? `k:${scope.caller ? ctx.apiKey.id : ""}` : `u:${scope.caller ? (ctx.user?.id ?? "") : ""}`;
-        const fixed = [id, args.operationName ?? "", JSON.stringify(args.variableValues ?? null), caller, ctx.binding?.idpIssuer ?? "", ctx.binding?.domain ?? ""].join("\0");
+        // The placement too: streams opened on either side of a move read different databases (review).
+        const placement = JSON.stringify(ctx.tenant?.placement ?? null);
+        const fixed = [id, args.operationName ?? "", JSON.stringify(args.variableValues ?? null), caller, ctx.binding?.idpIssuer ?? "", ctx.binding?.domain ?? "", placement].join("\0");
         const keyOf = () => `${fixed}\0${scope.role ? `${ctx.role}:${ctx.isPlatformAdmin}` : ""}\0${ctx.tenant?.features.join(",") ?? ""}`;
         return sharedResults(args, result, stream, keyOf);
       });
@@ -145,7 +147,7 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
       }
     }
     countLiveResult("executed");
-    if (shared) return run(payload);
+    if (shared || !payload.sharing) return run(payload);
     const role = ctx.role;
     const result = run(payload);
     payload.results.set(

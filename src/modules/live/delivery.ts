@@ -14,7 +14,24 @@ import type { ExecutionResult } from "graphql";
 export class Delivery {
   /** By class key: the execution of the class's first subscriber to get here; null when it could not be shared. */
   readonly results = new Map<string, Promise<ExecutionResult | null>>();
+  #sharing = true;
   constructor(readonly node: object) {}
+
+  /** Whether a class's result may still be kept for the class's later subscribers. */
+  get sharing(): boolean {
+    return this.#sharing;
+  }
+
+  /**
+   * The event's fan-out is over (the loop turned after its last stream was
+   * handed it): its results are let go, and a stream that takes the event
+   * later (a slow consumer, up to its buffer) executes for itself instead
+   * of keeping every class's result alive (review, memory).
+   */
+  finish(): void {
+    this.#sharing = false;
+    this.results.clear();
+  }
 
   /** The node for one execution: its own copy (resolvers may add to the object they are given). */
   copy(): object {

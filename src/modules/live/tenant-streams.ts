@@ -105,11 +105,13 @@ export class TenantStreams {
         // "Sixth round"); each stream still gets its events in order (one
         // delivery at a time per tenant).
         let handed = 0;
+        const deliveries: Delivery[] = [];
         for (const { event, streams: recipients } of batch) {
           const node = "id" in event ? read.nodes.get(`${event.type}:${event.id}`) : undefined;
           if (!node) continue;
           // One Delivery per event: the streams of a class of equal subscribers share its execution (delivery.ts).
           const delivery = new Delivery(node);
+          deliveries.push(delivery);
           for (const s of recipients) {
             if (!s.accepts(node)) continue;
             if (handed > 0 && handed % this.reads.fanOutChunk === 0) await this.reads.pause();
@@ -117,6 +119,9 @@ export class TenantStreams {
             handed++;
           }
         }
+        // The streams waiting for an event take it in the microtasks after
+        // their push; a later taker executes for itself (Delivery.finish).
+        setImmediate(() => deliveries.forEach((d) => d.finish()));
       }
     } finally {
       this.delivering = false;

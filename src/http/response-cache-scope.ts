@@ -30,8 +30,14 @@ const CALLER_TEXT = /\bviewer\b/;
 
 const LOWEST_RANK = Math.min(...Object.values(ROLE_RANK));
 
-/** The scope of one document: what its answer depends on among role and caller. */
-export function documentScope(schema: GraphQLSchema, text: string): DocumentScope {
+/**
+ * The scope of one document: what its answer depends on among role and
+ * caller. `callerRows` (live results shared between subscribers,
+ * src/http/use-live-delivery.ts): stricter, the caller also joins for a
+ * selection reaching one of these types, an abstract type or a field the
+ * schema does not know.
+ */
+export function documentScope(schema: GraphQLSchema, text: string, callerRows?: ReadonlySet<string>): DocumentScope {
   const digest = createHash("sha256").update(text).digest("hex");
   let caller = CALLER_TEXT.test(text);
   let role = caller;
@@ -49,13 +55,22 @@ export function documentScope(schema: GraphQLSchema, text: string): DocumentScop
         const parent = typeInfo.getParentType();
         const field = typeInfo.getFieldDef();
         // Unsure (a field on an interface, one the schema does not know): keep the role.
-        if (!parent || !field || !isObjectType(parent)) return void (role = true);
+        if (!parent || !field || !isObjectType(parent)) {
+          role = true;
+          if (callerRows) caller = true;
+          return;
+        }
         const dependence = answerDependence(field.extensions);
         if (dependence === "caller") caller = true;
         if (dependence) role = true;
         const { auth } = policyOf(field.extensions?.directives, parent.extensions?.directives);
         if (auth && ROLE_RANK[auth] > LOWEST_RANK) role = true;
-        if (isAbstractType(getNamedType(field.type))) role = true;
+        const named = getNamedType(field.type);
+        if (isAbstractType(named)) {
+          role = true;
+          if (callerRows) caller = true;
+        }
+        if (callerRows?.has(named.name)) caller = true;
       },
     }),
   );

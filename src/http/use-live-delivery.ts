@@ -1,12 +1,6 @@
 import {
   execute,
-  getNamedType,
-  isAbstractType,
-  isObjectType,
   print,
-  TypeInfo,
-  visit,
-  visitWithTypeInfo,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
@@ -56,25 +50,12 @@ const CALLER_ROWS = new Set(["User"]);
  * a field with an @auth above VIEWER, DEPENDS_ON, an abstract type, anything
  * unsure; the caller for `viewer` and DEPENDS_ON "caller"), and, stricter,
  * the caller for a selection reaching CALLER_ROWS, an abstract type or a
- * field the schema does not know.
+ * field the schema does not know: one walk of the document (`documentScope`
+ * with `callerRows`).
  */
 export function shareScope(schema: GraphQLSchema, document: DocumentNode): ShareScope {
-  const scope = documentScope(schema, print(document));
-  let caller = scope.caller;
-  const typeInfo = new TypeInfo(schema);
-  visit(
-    document,
-    visitWithTypeInfo(typeInfo, {
-      Field() {
-        const parent = typeInfo.getParentType();
-        const field = typeInfo.getFieldDef();
-        if (!parent || !field || !isObjectType(parent)) return void (caller = true);
-        const named = getNamedType(field.type);
-        if (CALLER_ROWS.has(named.name) || isAbstractType(named)) caller = true;
-      },
-    }),
-  );
-  return { role: scope.role || caller, caller };
+  const { role, caller } = documentScope(schema, print(document), CALLER_ROWS);
+  return { role, caller };
 }
 
 type Results = AsyncIterableIterator<ExecutionResult>;

@@ -145,7 +145,7 @@ export class PlacementPools {
       const pool = this.pool(ref, plan);
       const schema = ref.placement === "SCHEMA" ? ref.name! : undefined;
       const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
-      const slots = new RequestSlots(pool, this.sizes[plan], 10_000, schema);
+      const slots = new RequestSlots(pool, this.sizes[plan], { schema });
       registerRequestSlots(prisma, slots);
       client = { prisma, slots };
       this.clients.set(key, client);

@@ -18,7 +18,10 @@ import { PrismaClient } from "../generated/prisma/client.ts";
  * mixes two requests' lookups. Hand-written SQL goes to the connection's
  * queue directly. So the number of slots follows the Prisma calls in flight,
  * not the connections held (each PrismaClient costs ~5 MB of RSS); a pool
- * can lend as many slots as it has connections, made on first need.
+ * can lend as many slots as it has connections, made on first need, and
+ * a slot left idle for `idleMs` is let go (but the last one): a burst's
+ * clients do not stay for the life of the process (docs/performance.md,
+ * "Slots let go when idle").
  * A mutation's changes are Prisma interactive transactions on a borrowed
  * slot, run as savepoints of its transaction (`connect()` below).
  */
@@ -118,35 +121,62 @@ export interface RequestSlot {
   prisma: PrismaClient;
 }
 
+export interface RequestSlotsOptions {
+  /** How long a caller waits for a slot before it fails. */
+  acquireTimeoutMs?: number;
+  /** A SCHEMA placement's schema: its slots' queries name its tables (docs/placement.md). */
+  schema?: string;
+  /** A slot idle this long is let go (its PrismaClient disconnected), the last one kept. Default 30 s. */
+  idleMs?: number;
+  /** The clock the idle times are read on (tests move a manual one and call `sweep()`); default Date.now with a real timer. */
+  now?: () => number;
+}
+
+/** A slot left idle this long is let go: a tier's burst of clients (~2.5 MB of heap each) is given back within a minute. */
+export const SLOT_IDLE_MS = 30_000;
+
 export class RequestSlots {
-  private readonly idle: RequestSlot[] = [];
+  /** Idle slots, the least recently released first. */
+  private readonly idle: { slot: RequestSlot; since: number }[] = [];
   private readonly waiting: ((slot: RequestSlot) => void)[] = [];
   private created = 0;
-  private readonly all: RequestSlot[] = [];
+  private readonly all = new Set<RequestSlot>();
+  private readonly acquireTimeoutMs: number;
+  private readonly schema: string | undefined;
+  private readonly idleMs: number;
+  private readonly now: () => number;
+  private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
     /** The app pool the slots' connections come from. */
     readonly pool: pg.Pool,
     /** How many slots there can be. */
     readonly max: number,
-    private readonly acquireTimeoutMs = 10_000,
-    /** A SCHEMA placement's schema: its slots' queries name its tables (docs/placement.md). */
-    private readonly schema?: string,
-  ) {}
+    options: RequestSlotsOptions = {},
+  ) {
+    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    this.schema = options.schema;
+    this.idleMs = options.idleMs ?? SLOT_IDLE_MS;
+    this.now = options.now ?? Date.now;
+    if (!options.now) {
+      this.timer = setInterval(() => this.sweep(), this.idleMs / 2);
+      this.timer.unref();
+    }
+  }
 
-  /** Slots made so far (each a PrismaClient). */
+  /** Slots there are now (each a PrismaClient). */
   get made(): number {
     return this.created;
   }
 
   acquire(): Promise<RequestSlot> {
-    const slot = this.idle.pop();
+    const slot = this.idle.pop()?.slot;
     if (slot) return Promise.resolve(slot);
     if (this.created < this.max) {
       this.created++;
       const pool = new SlotPool({ max: 1 });
       const created = { pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool, { schema: this.schema }) }) };
-      this.all.push(created);
+      this.all.add(created);
       return Promise.resolve(created);
     }
     return new Promise((resolve, reject) => {
@@ -167,11 +197,27 @@ export class RequestSlots {
     slot.pool.connection = undefined;
     const next = this.waiting.shift();
     if (next) next(slot);
-    else this.idle.push(slot);
+    else this.idle.push({ slot, since: this.now() });
+  }
+
+  /**
+   * Lets go of the slots idle for `idleMs` or longer, keeping one: their
+   * clients are disconnected (nothing else holds them; a slot is idle only
+   * when no request has it) and made again on the next need.
+   */
+  sweep(): void {
+    const before = this.now() - this.idleMs;
+    while (this.idle.length && this.created > 1 && this.idle[0]!.since <= before) {
+      const { slot } = this.idle.shift()!;
+      this.created--;
+      this.all.delete(slot);
+      void slot.prisma.$disconnect().catch(() => {});
+    }
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled(this.all.map((s) => s.prisma.$disconnect()));
+    clearInterval(this.timer);
+    await Promise.allSettled([...this.all].map((s) => s.prisma.$disconnect()));
   }
 }
 

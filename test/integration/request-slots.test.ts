@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requestSlotsOf } from "../../src/db/request-slots.ts";
+import { RequestConnection, RequestSlots, requestSlotsOf, type RequestSlot } from "../../src/db/request-slots.ts";
+import { ManualClock } from "../helpers/manual-clock.ts";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { TenantDb } from "../../src/tenancy/tenant-db.ts";
 import { toGlobalId } from "../../src/graphql/ids.ts";
@@ -199,6 +200,58 @@ describe("request slots", () => {
       }
     } finally {
       clients.forEach((c) => c.release());
+    }
+  });
+
+  it("lets a slot idle for idleMs go (its client with it), keeps the last one, and makes slots again on need", async () => {
+    const clock = new ManualClock();
+    const slots = new RequestSlots(t.clients.appPools.PRO, 4, { idleMs: 30_000, now: clock.now });
+    // Each slot runs a query on a real connection of the pool, as a request's would.
+    const query = async (slot: RequestSlot) => {
+      const connection = await t.clients.appPools.PRO.connect();
+      slot.pool.connection = new RequestConnection(connection);
+      try {
+        const rows = await slot.prisma.$queryRawUnsafe<{ one: number }[]>("SELECT 1 AS one");
+        expect(rows).toEqual([{ one: 1 }]);
+      } finally {
+        slot.pool.connection = undefined;
+        connection.release();
+      }
+    };
+    try {
+      const [a, b, c] = await Promise.all([slots.acquire(), slots.acquire(), slots.acquire()]);
+      for (const slot of [a!, b!, c!]) await query(slot);
+      expect(slots.made).toBe(3);
+      slots.release(a!);
+      clock.advance(10_000);
+      slots.release(b!);
+      clock.advance(10_000);
+      slots.release(c!);
+      clock.advance(9_999);
+      slots.sweep();
+      expect(slots.made).toBe(3);
+      clock.advance(1);
+      slots.sweep();
+      expect(slots.made).toBe(2);
+      clock.advance(60_000);
+      slots.sweep();
+      // The last one stays: the most recently released.
+      expect(slots.made).toBe(1);
+      const again = await slots.acquire();
+      expect(again).toBe(c);
+      const made = await slots.acquire();
+      expect(made).not.toBe(a);
+      expect(made).not.toBe(b);
+      expect(slots.made).toBe(2);
+      await query(made);
+      // A slot lent out is never let go, however long it is held.
+      clock.advance(120_000);
+      slots.sweep();
+      expect(slots.made).toBe(2);
+      slots.release(again);
+      slots.release(made);
+    } finally {
+      await slots.close();
     }
   });
 });

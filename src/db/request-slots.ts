@@ -21,7 +21,7 @@ import { PrismaClient } from "../generated/prisma/client.ts";
  * can lend as many slots as it has connections, made on first need, and
  * a slot left idle for `idleMs` is let go (but the last one): a burst's
  * clients do not stay for the life of the process (docs/performance.md,
- * "Slots let go when idle").
+ * "Ninth round").
  * A mutation's changes are Prisma interactive transactions on a borrowed
  * slot, run as savepoints of its transaction (`connect()` below).
  */
@@ -128,11 +128,11 @@ export interface RequestSlotsOptions {
   schema?: string;
   /** A slot idle this long is let go (its PrismaClient disconnected), the last one kept. Default 30 s. */
   idleMs?: number;
-  /** The clock the idle times are read on (tests move a manual one and call `sweep()`); default Date.now with a real timer. */
+  /** The clock the idle times are read on (tests move a manual one and call `sweep()`); default `performance.now`. */
   now?: () => number;
 }
 
-/** A slot left idle this long is let go: a tier's burst of clients (~2.5 MB of heap each) is given back within a minute. */
+/** A slot left idle this long is let go: a tier's burst of clients (~2.2 MB of heap each) is given back within a minute. */
 export const SLOT_IDLE_MS = 30_000;
 
 export class RequestSlots {
@@ -145,7 +145,8 @@ export class RequestSlots {
   private readonly schema: string | undefined;
   private readonly idleMs: number;
   private readonly now: () => number;
-  private readonly timer: NodeJS.Timeout | undefined;
+  /** Runs `sweep` while there is more than one slot (so a RequestSlots nobody uses any more is not kept alive by it). */
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     /** The app pool the slots' connections come from. */
@@ -157,11 +158,13 @@ export class RequestSlots {
     this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
     this.schema = options.schema;
     this.idleMs = options.idleMs ?? SLOT_IDLE_MS;
-    this.now = options.now ?? Date.now;
-    if (!options.now) {
-      this.timer = setInterval(() => this.sweep(), this.idleMs / 2);
-      this.timer.unref();
-    }
+    if (!(this.idleMs > 0 && Number.isFinite(this.idleMs))) throw new RangeError("request slots: idleMs must be a positive number of ms");
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /** Whether the sweep timer runs (more than one slot exists). */
+  get sweeping(): boolean {
+    return this.timer !== undefined;
   }
 
   /** Slots there are now (each a PrismaClient). */
@@ -177,6 +180,10 @@ export class RequestSlots {
       const pool = new SlotPool({ max: 1 });
       const created = { pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool, { schema: this.schema }) }) };
       this.all.add(created);
+      if (this.created > 1 && !this.timer) {
+        this.timer = setInterval(() => this.sweep(), this.idleMs / 2);
+        this.timer.unref();
+      }
       return Promise.resolve(created);
     }
     return new Promise((resolve, reject) => {
@@ -213,10 +220,16 @@ export class RequestSlots {
       this.all.delete(slot);
       void slot.prisma.$disconnect().catch(() => {});
     }
+    if (this.created <= 1) this.stopSweeping();
+  }
+
+  private stopSweeping(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    this.stopSweeping();
     await Promise.allSettled([...this.all].map((s) => s.prisma.$disconnect()));
   }
 }

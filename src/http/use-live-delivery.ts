@@ -42,8 +42,10 @@ export interface ShareScope {
  * app_visible_user(user, tenant, caller)): a selection reaching one keeps
  * the caller in the key, though for the members of a tenant the rows are
  * the same (docs/response-cache.md, "Which entries roles share").
+ * test/integration/live-caller-rows.test.ts holds it to the row-level
+ * security policies: every table whose policy reads the caller is here.
  */
-const CALLER_ROWS = new Set(["User"]);
+export const CALLER_ROWS: ReadonlySet<string> = new Set(["User"]);
 
 /**
  * The response cache's rule (src/http/response-cache-scope.ts: the role for

@@ -219,10 +219,14 @@ describe("request slots", () => {
       }
     };
     try {
-      const [a, b, c] = await Promise.all([slots.acquire(), slots.acquire(), slots.acquire()]);
-      for (const slot of [a!, b!, c!]) await query(slot);
+      const a = await slots.acquire();
+      // One slot: nothing to sweep, no timer (a RequestSlots nobody uses any more is not kept alive by one).
+      expect(slots.sweeping).toBe(false);
+      const [b, c] = await Promise.all([slots.acquire(), slots.acquire()]);
+      expect(slots.sweeping).toBe(true);
+      for (const slot of [a, b!, c!]) await query(slot);
       expect(slots.made).toBe(3);
-      slots.release(a!);
+      slots.release(a);
       clock.advance(10_000);
       slots.release(b!);
       clock.advance(10_000);
@@ -235,8 +239,9 @@ describe("request slots", () => {
       expect(slots.made).toBe(2);
       clock.advance(60_000);
       slots.sweep();
-      // The last one stays: the most recently released.
+      // The last one stays: the most recently released; the timer stops.
       expect(slots.made).toBe(1);
+      expect(slots.sweeping).toBe(false);
       const again = await slots.acquire();
       expect(again).toBe(c);
       const made = await slots.acquire();
@@ -250,8 +255,10 @@ describe("request slots", () => {
       expect(slots.made).toBe(2);
       slots.release(again);
       slots.release(made);
+      expect(slots.sweeping).toBe(true);
     } finally {
       await slots.close();
     }
+    expect(slots.sweeping).toBe(false);
   });
 });

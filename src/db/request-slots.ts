@@ -133,7 +133,7 @@ export interface RequestSlotsOptions {
 }
 
 /** A slot left idle this long is let go: a tier's burst of clients (~2.2 MB of heap each) is given back within a minute. */
-export const SLOT_IDLE_MS = 30_000;
+const SLOT_IDLE_MS = 30_000;
 
 export class RequestSlots {
   /** Idle slots, the least recently released first. */

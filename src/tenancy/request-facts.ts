@@ -99,7 +99,6 @@ export interface PlannedFor {
   apiKey: boolean;
 }
 
-
 /** A statement and its bound values. */
 export interface BoundStatement {
   text: string;

@@ -261,4 +261,52 @@ describe("request slots", () => {
     }
     expect(slots.sweeping).toBe(false);
   });
+
+  it("sweeps running among concurrent borrowers never take a lent slot: every query lands on its own borrower's connection", async () => {
+    const clock = new ManualClock();
+    const slots = new RequestSlots(t.clients.appPools.PRO, 3, { idleMs: 1_000, now: clock.now });
+    let sweeps = 0;
+    let running = true;
+    // A sweep between every turn of the borrowers, the clock moved past idleMs each time.
+    const sweeper = (async () => {
+      while (running) {
+        clock.advance(1_001);
+        slots.sweep();
+        sweeps++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    // Rounds of 3 borrowers (the pool's connections allow it), each on a connection marked as its own, all
+    // asking for a slot in the same tick so a slot handed to two of them would show: a query on another's connection.
+    const round = async (r: number) => {
+      const connections = await Promise.all([0, 1, 2].map(() => t.clients.appPools.PRO.connect()));
+      try {
+        await Promise.all(connections.map((c, i) => c.query(`SELECT set_config('app.slot_marker', $1, false)`, [`r${r}c${i}`])));
+        await Promise.all(
+          connections.map(async (connection, i) => {
+            const slot = await slots.acquire();
+            slot.pool.connection = new RequestConnection(connection);
+            try {
+              const rows = await slot.prisma.$queryRawUnsafe<{ m: string }[]>("SELECT current_setting('app.slot_marker') AS m");
+              expect(rows).toEqual([{ m: `r${r}c${i}` }]);
+            } finally {
+              slots.release(slot);
+            }
+          }),
+        );
+      } finally {
+        await Promise.all(connections.map((c) => c.query(`RESET app.slot_marker`).catch(() => {})));
+        connections.forEach((c) => c.release());
+      }
+    };
+    try {
+      for (let r = 0; r < 20; r++) await round(r);
+    } finally {
+      running = false;
+      await sweeper;
+      await slots.close();
+    }
+    expect(sweeps).toBeGreaterThan(10);
+    expect(slots.made).toBeLessThanOrEqual(3);
+  });
 });

@@ -281,7 +281,8 @@ describe("request slots", () => {
     const round = async (r: number) => {
       const connections = await Promise.all([0, 1, 2].map(() => t.clients.appPools.PRO.connect()));
       try {
-        await Promise.all(connections.map((c, i) => c.query(`SELECT set_config('app.slot_marker', $1, false)`, [`r${r}c${i}`])));
+        // Transaction-local, as a request's settings are (so it holds behind PgBouncer in transaction mode too).
+        await Promise.all(connections.map((c, i) => c.query(`BEGIN; SELECT set_config('app.slot_marker', 'r${r}c${i}', true)`)));
         await Promise.all(
           connections.map(async (connection, i) => {
             const slot = await slots.acquire();
@@ -295,7 +296,7 @@ describe("request slots", () => {
           }),
         );
       } finally {
-        await Promise.all(connections.map((c) => c.query(`RESET app.slot_marker`).catch(() => {})));
+        await Promise.all(connections.map((c) => c.query("COMMIT").catch(() => {})));
         connections.forEach((c) => c.release());
       }
     };

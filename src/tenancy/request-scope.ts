@@ -38,6 +38,9 @@ export function tenantDbHandle(db: TenantDb): TenantDbHandle {
   });
 }
 
+/** A context's current scope: its lazy tenant-scoped handle, made on first use (renewScope starts a new one). */
+const scopes = new WeakMap<Context, { tenantDb?: TenantDbHandle }>();
+
 /**
  * (Re)creates the request's memo (loaders) and its lazy tenant-scoped
  * handle. A request gets them once; a subscription renews them for every
@@ -47,55 +50,61 @@ export function tenantDbHandle(db: TenantDb): TenantDbHandle {
  * Yoga merges the context with Object.assign, which would call enumerable
  * getters at build time (throwing TENANT_REQUIRED for tenant-less calls and
  * fixing the transaction mode before the operation is known). So the lazy
- * handles are non-enumerable, and are defined on Yoga's own context object
- * when given, which is the object the resolvers receive.
+ * handles are non-enumerable accessors, defined on Yoga's own context object
+ * when given, which is the object the resolvers receive. They are defined
+ * once per context with the same getter functions for every context (the
+ * scope they read is kept apart): accessors made anew per context, or
+ * defined again on the same one, turn the object into a dictionary (a hash
+ * lookup for each of the resolvers' ctx reads, and 1.6 KB per context, which
+ * an open stream keeps; docs/live-updates.md, "Ninth round").
  */
 export function renewScope(ctx: Context): void {
-  const deps = depsOf.get(ctx)!;
-  let tenantDb: TenantDbHandle | undefined;
+  if (!scopes.has(ctx)) Object.defineProperties(ctx, SCOPE_ACCESSORS);
+  const scope: { tenantDb?: TenantDbHandle } = {};
+  scopes.set(ctx, scope);
   ctx.loaders = new Map<string, unknown>();
   ctx.finish = async () => {
-    await tenantDb?.finish();
+    await scope.tenantDb?.finish();
   };
-  Object.defineProperties(ctx, {
-    tenantDb: {
-      enumerable: false,
-      configurable: true,
-      get(this: Context) {
-        const tenant = this.tenant;
-        if (!tenant) throw tenantRequired();
-        // A subscription's reads (nested fields of an event's node) run on the
-        // live pool, never on the request tiers (docs/live-updates.md).
-        const subscription = this.operation === "subscription";
-        tenantDb ??= tenantDbHandle(new TenantDb(subscription ? (deps.liveDb ?? deps.app) : deps.app, {
-          tenantId: tenant.id,
-          plan: subscription ? undefined : tenant.plan,
-          placement: tenant.placement,
-          userId: this.user?.id ?? null,
-          apiKeyId: this.apiKey?.id ?? null,
-          tenantScope: deps.tenantScope,
-          statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
-          mode: this.operation === "mutation" ? "mutation" : "request",
-          // A subscription's reads are the hub's, for every stream at once: no one request's client.
-          signal: subscription ? undefined : (this as { request?: Request }).request?.signal,
-          savepoints: needsSavepoints(this),
-          // A subscription's access is re-read for every event by the hub (for all its streams at once).
-          authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
-          publisher: deps.live,
-          onCommitted: this.operation === "mutation" ? placedDirectorySync(deps.app, deps.directory, tenant) : undefined,
-        }));
-        return tenantDb;
-      },
-    },
-    db: {
-      enumerable: false,
-      configurable: true,
-      get(this: Context) {
-        return this.operation === "subscription" ? eventClient(this) : this.tenantDb.client;
-      },
-    },
-  });
 }
+
+function tenantDbOf(this: Context): TenantDbHandle {
+  const scope = scopes.get(this);
+  const deps = depsOf.get(this);
+  if (!scope || !deps) throw new Error("tenantDb: a context without its scope (renewScope)");
+  const tenant = this.tenant;
+  if (!tenant) throw tenantRequired();
+  // A subscription's reads (nested fields of an event's node) run on the
+  // live pool, never on the request tiers (docs/live-updates.md).
+  const subscription = this.operation === "subscription";
+  scope.tenantDb ??= tenantDbHandle(new TenantDb(subscription ? (deps.liveDb ?? deps.app) : deps.app, {
+    tenantId: tenant.id,
+    plan: subscription ? undefined : tenant.plan,
+    placement: tenant.placement,
+    userId: this.user?.id ?? null,
+    apiKeyId: this.apiKey?.id ?? null,
+    tenantScope: deps.tenantScope,
+    statementTimeoutMs: PLAN_STATEMENT_TIMEOUT_MS[tenant.plan],
+    mode: this.operation === "mutation" ? "mutation" : "request",
+    // A subscription's reads are the hub's, for every stream at once: no one request's client.
+    signal: subscription ? undefined : (this as { request?: Request }).request?.signal,
+    savepoints: needsSavepoints(this),
+    // A subscription's access is re-read for every event by the hub (for all its streams at once).
+    authorization: subscription ? undefined : { apiKeyHash: apiKeyHashes.get(this) ?? null, cache: !!deps.responseCache && this.operation === "query" },
+    publisher: deps.live,
+    onCommitted: this.operation === "mutation" ? placedDirectorySync(deps.app, deps.directory, tenant) : undefined,
+  }));
+  return scope.tenantDb;
+}
+
+function dbOf(this: Context): ScopedTx {
+  return this.operation === "subscription" ? eventClient(this) : this.tenantDb.client;
+}
+
+const SCOPE_ACCESSORS: PropertyDescriptorMap = {
+  tenantDb: { enumerable: false, configurable: true, get: tenantDbOf },
+  db: { enumerable: false, configurable: true, get: dbOf },
+};
 
 const eventClients = new WeakMap<Context, ScopedTx>();
 

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from "node:child_process";
+import { execFileSync, fork, type ChildProcess } from "node:child_process";
 import { readdirSync } from "node:fs";
 import os from "node:os";
 import { Redis } from "ioredis";
@@ -67,6 +67,8 @@ export interface LiveFigures {
   streamsCpuPct: number;
   /** The stream clients' process niceness. */
   streamsNice: number;
+  /** Whether the stream clients' threads ran under SCHED_IDLE (BENCH_LIVE_CLIENT_SCHED=idle, the default). */
+  streamsIdle: boolean;
 }
 
 export interface LiveLoad {
@@ -100,6 +102,33 @@ function clientNice(env: NodeJS.ProcessEnv = process.env): number {
   const n = int(env, "BENCH_LIVE_CLIENT_NICE", 19, 0);
   if (n > 19) throw new Error(`BENCH_LIVE_CLIENT_NICE: expected an integer from 0 to 19, got "${n}"`);
   return n;
+}
+
+/**
+ * BENCH_LIVE_CLIENT_SCHED: `idle` (the default) runs the stream clients'
+ * threads under SCHED_IDLE, `normal` leaves them at their niceness alone
+ * (docs/live-updates.md, "Ninth round: the clients under SCHED_IDLE").
+ */
+function clientIdle(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BENCH_LIVE_CLIENT_SCHED ?? "idle";
+  if (v !== "idle" && v !== "normal") throw new Error(`BENCH_LIVE_CLIENT_SCHED: expected idle or normal, got "${v}"`);
+  return v === "idle";
+}
+
+/**
+ * SCHED_IDLE for every thread of the process (util-linux's chrt; threads
+ * made later inherit it): the kernel runs them only when no other thread
+ * wants the core, where niceness 19 still gives them a small share of a
+ * busy core (a weight of 15 against 1,024 for each normal thread). False
+ * (and the clients stay at their niceness) when chrt is missing or refused.
+ */
+function schedIdle(pid: number): boolean {
+  try {
+    execFileSync("chrt", ["--idle", "--all-tasks", "--pid", "0", String(pid)], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -152,12 +181,16 @@ function forkPart(part: Part, env: Record<string, string>) {
 export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptions, env: Record<string, string> = {}): Promise<LiveLoad> {
   // `env`: e.g. the REDIS_KEY_PREFIX of the server it loads, whose topics it reads (bench/live-cost.ts runs several).
   const nice = clientNice();
+  const wantIdle = clientIdle();
   const streams = forkPart("streams", env);
   if (nice) renice(streams.child.pid!, nice);
+  let idle = wantIdle && schedIdle(streams.child.pid!);
   let writer: ReturnType<typeof forkPart> | undefined;
   try {
     await streams.ask({ cmd: "start", url, tokens, opts });
     if (nice) renice(streams.child.pid!, nice);
+    if (idle) idle = schedIdle(streams.child.pid!);
+    if (wantIdle && !idle) process.stderr.write("[live] SCHED_IDLE not set for the stream clients (chrt missing or refused): they run at their niceness\n");
     writer = forkPart("writer", env);
     await writer.ask({ cmd: "start", url, tokens, opts });
   } catch (err) {
@@ -171,7 +204,7 @@ export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptio
     const sf = await streams.figures<StreamFigures>({ cmd, ids: wf.ids, expected: wf.expected });
     const { ids: _ids, cpuPct: writerCpuPct, ...writerFigures } = wf;
     const { cpuPct: streamsCpuPct, ...streamFigures } = sf;
-    return { ...writerFigures, ...streamFigures, writerCpuPct, streamsCpuPct, streamsNice: nice };
+    return { ...writerFigures, ...streamFigures, writerCpuPct, streamsCpuPct, streamsNice: nice, streamsIdle: idle };
   };
   return {
     measure() {

@@ -486,7 +486,7 @@ async function main() {
       if (live) {
         const figures = await live.stop();
         (s.id === "live-32" ? liveRuns : writerRuns).push({ ...figures, run, pair, rssPeakMb, dashboardP95: result.p95, dashboardP50: result.p50, alone });
-        log(`run ${run}/${opts.runs}${pairs ? ` pair ${pair + 1}/${pairs}` : ""} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); CPU, % of a core, alone / with the dashboard: the writer's process ${alone!.writerCpuPct.toFixed(1)} / ${figures.writerCpuPct.toFixed(1)}, the stream clients' process (nice ${figures.streamsNice}) ${alone!.streamsCpuPct.toFixed(1)} / ${figures.streamsCpuPct.toFixed(1)}`);
+        log(`run ${run}/${opts.runs}${pairs ? ` pair ${pair + 1}/${pairs}` : ""} ${s.id}: live alone ${alone!.p50.toFixed(1)}/${alone!.p95.toFixed(1)} ms p50/p95, ${alone!.delivered}/${alone!.expected} deliveries, server ${alone!.cpuPct.toFixed(1)}% of a core; with the load: ${figures.streams} streams over ${figures.tenants} tenants, ${figures.mutations} mutations, ${figures.delivered}/${figures.expected} deliveries, commit->delivery p50 ${figures.p50.toFixed(1)} p95 ${figures.p95.toFixed(1)} p99 ${figures.p99.toFixed(1)} ms; p95 from updatedAt ${figures.sinceUpdatedP95.toFixed(1)} ms; mutation p95 ${figures.mutationP95.toFixed(1)} ms (alone: ${alone!.sinceUpdatedP95.toFixed(1)} / ${alone!.mutationP95.toFixed(1)} ms); CPU, % of a core, alone / with the dashboard: the writer's process ${alone!.writerCpuPct.toFixed(1)} / ${figures.writerCpuPct.toFixed(1)}, the stream clients' process (${clientsPriority(figures)}) ${alone!.streamsCpuPct.toFixed(1)} / ${figures.streamsCpuPct.toFixed(1)}`);
       }
       const r = results.get(s.id)!;
       r.runs.push({ ...result, rssPeakMb, cpuMsPerRequest, pools: poolSample });
@@ -547,6 +547,7 @@ async function main() {
         writerAloneCpuPct: writerRuns.length ? median(writerRuns.map((r) => r.alone!.cpuPct)) : null,
         // The load's own processes (bench/live.ts), % of a core, with the dashboard: the writer's (normal priority) and the stream clients' (niced).
         streamsNice: liveRuns[0]!.streamsNice,
+        streamsIdle: liveRuns[0]!.streamsIdle,
         writerProcessCpuPct: median(liveRuns.map((r) => r.writerCpuPct)),
         streamsProcessCpuPct: median(liveRuns.map((r) => r.streamsCpuPct)),
         writerProcessCpuPctNoStreams: writerRuns.length ? median(writerRuns.map((r) => r.writerCpuPct)) : null,
@@ -603,13 +604,20 @@ async function main() {
   log(`written bench/results/${stamp}.json and .md in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
 }
 
-/** The live load's own processes (bench/live.ts): their niceness and CPU, and what a niced client means for the latency. */
-function liveLoadLine(l: { streamsNice: number; writerProcessCpuPct: number; streamsProcessCpuPct: number; writerProcessCpuPctNoStreams: number | null; streamsProcessCpuPctNoStreams: number | null }): string {
+/** How the stream clients were scheduled (bench/live.ts): SCHED_IDLE, a niceness, or normal priority. */
+const clientsPriority = (l: { streamsNice: number; streamsIdle: boolean }) =>
+  l.streamsIdle ? "SCHED_IDLE" : l.streamsNice ? `nice ${l.streamsNice}` : "normal priority";
+
+/** The live load's own processes (bench/live.ts): their scheduling and CPU, and what a deprioritised client means for the latency. */
+function liveLoadLine(l: { streamsNice: number; streamsIdle: boolean; writerProcessCpuPct: number; streamsProcessCpuPct: number; writerProcessCpuPctNoStreams: number | null; streamsProcessCpuPctNoStreams: number | null }): string {
   const noStreams = l.writerProcessCpuPctNoStreams == null ? "" : ` (in writer-32: ${l.writerProcessCpuPctNoStreams.toFixed(1)}% and ${l.streamsProcessCpuPctNoStreams!.toFixed(1)}%)`;
-  const niced = l.streamsNice
-    ? `at niceness ${l.streamsNice}, so they get the CPU the server, PostgreSQL and autocannon leave (in production they are browsers on other machines); a niced client may see an event late when the cores are saturated, which lengthens the measured commit->delivery time, never shortens it`
-    : `at normal priority (BENCH_LIVE_CLIENT_NICE=0), competing with the server for the cores as in the runs before the seventh round`;
-  return `The load's own processes: the writer at normal priority, the stream clients ${niced}; their CPU with the dashboard, % of a core: writer ${l.writerProcessCpuPct.toFixed(1)}%, stream clients ${l.streamsProcessCpuPct.toFixed(1)}%${noStreams}.`;
+  const late = "a client run so may see an event late when the cores are saturated, which lengthens the measured commit->delivery time, never shortens it";
+  const how = l.streamsIdle
+    ? `under SCHED_IDLE (BENCH_LIVE_CLIENT_SCHED=idle, the default since the ninth round), so they run only when no other thread wants a core (in production they are browsers on other machines); ${late}`
+    : l.streamsNice
+      ? `at niceness ${l.streamsNice} (BENCH_LIVE_CLIENT_SCHED=normal), so they get the CPU the server, PostgreSQL and autocannon leave, and a small share of a busy core; ${late}`
+      : `at normal priority (BENCH_LIVE_CLIENT_SCHED=normal BENCH_LIVE_CLIENT_NICE=0), competing with the server for the cores as in the runs before the seventh round`;
+  return `The load's own processes: the writer at normal priority, the stream clients ${how}; their CPU with the dashboard, % of a core: writer ${l.writerProcessCpuPct.toFixed(1)}%, stream clients ${l.streamsProcessCpuPct.toFixed(1)}%${noStreams}.`;
 }
 
 const deltaPct = (x: number, base: number | undefined) => (base ? (x / base - 1) * 100 : NaN);

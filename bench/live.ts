@@ -25,13 +25,15 @@ import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../t
  *
  * The load runs in two child processes (this file run as a script, its
  * argument the part): the writer, at normal priority, and the streams'
- * clients, at niceness BENCH_LIVE_CLIENT_NICE (19 by default; 0 = normal).
+ * clients, under SCHED_IDLE (BENCH_LIVE_CLIENT_SCHED=idle, the default
+ * since the ninth round) or at niceness BENCH_LIVE_CLIENT_NICE (19 by
+ * default; 0 = normal) with BENCH_LIVE_CLIENT_SCHED=normal.
  * In the bench's process the clients shared one event loop with autocannon
  * (a delivery's arrival waited behind the dashboard's responses being
  * parsed). In production the 1,000 clients are browsers on other machines;
  * here they take CPU from the server, PostgreSQL and autocannon on the same
- * two cores, so they run niced: they get what those leave
- * (docs/live-updates.md, "Seventh round"). A niced client may see an event
+ * two cores, so they run deprioritised: they get what those leave
+ * (docs/live-updates.md, "Seventh round"). Such a client may see an event
  * late when the cores are saturated: that lengthens the measured
  * commit->delivery time, never shortens it. Without streams (writer-32) the
  * streams' process still runs, idle but for the topics, so the writer's
@@ -107,7 +109,7 @@ function clientNice(env: NodeJS.ProcessEnv = process.env): number {
 /**
  * BENCH_LIVE_CLIENT_SCHED: `idle` (the default) runs the stream clients'
  * threads under SCHED_IDLE, `normal` leaves them at their niceness alone
- * (docs/live-updates.md, "Ninth round: the clients under SCHED_IDLE").
+ * (docs/live-updates.md, "Ninth round, second part").
  */
 function clientIdle(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.BENCH_LIVE_CLIENT_SCHED ?? "idle";

@@ -7,7 +7,7 @@ import fs from "node:fs";
 
 /**
  * What an open stream keeps on the server's heap (docs/live-updates.md,
- * "Ninth round"): the server (dist, after npm run build; or BENCH_SERVER=tsx) with the memory
+ * "Ninth round, second part"): the server (dist, after npm run build; or BENCH_SERVER=tsx) with the memory
  * probe preloaded, a round of BENCH_LIVE_STREAMS streams opened and closed
  * (warm code paths), a heap snapshot, the same number of idle streams
  * opened, a second snapshot (both next to PROBE_OUT). Then:

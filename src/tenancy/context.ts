@@ -157,7 +157,8 @@ export async function buildContext(
   // One named store per field: Object.assign of this many properties onto
   // Yoga's context object turns it into a dictionary (a hash lookup for
   // every ctx read of every resolver, and 1.6 KB instead of ~0.4 KB per
-  // context, which an open stream keeps: docs/live-updates.md, "Ninth round").
+  // context, which an open stream keeps: docs/live-updates.md, "Ninth round,
+  // second part").
   const ctx = (target ?? {}) as Context;
   const init = ctx as { -readonly [K in keyof Context]: Context[K] };
   init.requestId = state.requestId;

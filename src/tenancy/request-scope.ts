@@ -56,7 +56,7 @@ const scopes = new WeakMap<Context, { tenantDb?: TenantDbHandle }>();
  * scope they read is kept apart): accessors made anew per context, or
  * defined again on the same one, turn the object into a dictionary (a hash
  * lookup for each of the resolvers' ctx reads, and 1.6 KB per context, which
- * an open stream keeps; docs/live-updates.md, "Ninth round").
+ * an open stream keeps; docs/live-updates.md, "Ninth round, second part").
  */
 export function renewScope(ctx: Context): void {
   if (!scopes.has(ctx)) Object.defineProperties(ctx, SCOPE_ACCESSORS);

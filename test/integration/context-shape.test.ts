@@ -13,7 +13,7 @@ import { createTestClients, createTestDatabase, type TestDatabase } from "../hel
 
 /**
  * The context object keeps V8's fast properties (docs/live-updates.md,
- * "Ninth round"): built onto Yoga's initial context with one named store
+ * "Ninth round, second part"): built onto Yoga's initial context with one named store
  * per field, and with the request scope's accessors defined once, with the
  * same getters for every context, not again at each renewal (a
  * subscription renews its scope for every event). An Object.assign of the

@@ -11,10 +11,15 @@ const apiKeyHashes = new WeakMap<Context, string | null>();
 /** The app's dependencies, per context: kept off the object the resolvers see. */
 const depsOf = new WeakMap<Context, ContextDeps>();
 
-/** Keeps what the context's scope is made of, off the context object (buildContext). */
+/**
+ * Keeps what the context's scope is made of, off the context object, and
+ * defines its scope's accessors (buildContext, once per context; renewScope
+ * then gives them a fresh scope).
+ */
 export function bindScope(ctx: Context, deps: ContextDeps, apiKeyHash: string | null): void {
   depsOf.set(ctx, deps);
   apiKeyHashes.set(ctx, apiKeyHash);
+  Object.defineProperties(ctx, SCOPE_ACCESSORS);
 }
 
 /** The SHA-256 of the API-key secret the request was made with (a stream keeps it: its re-checks judge that secret); null without one. */
@@ -52,14 +57,13 @@ const scopes = new WeakMap<Context, { tenantDb?: TenantDbHandle }>();
  * fixing the transaction mode before the operation is known). So the lazy
  * handles are non-enumerable accessors, defined on Yoga's own context object
  * when given, which is the object the resolvers receive. They are defined
- * once per context with the same getter functions for every context (the
+ * once per context (bindScope) with the same getter functions for every context (the
  * scope they read is kept apart): accessors made anew per context, or
  * defined again on the same one, turn the object into a dictionary (a hash
  * lookup for each of the resolvers' ctx reads, and 1.6 KB per context, which
  * an open stream keeps; docs/live-updates.md, "Ninth round, second part").
  */
 export function renewScope(ctx: Context): void {
-  if (!scopes.has(ctx)) Object.defineProperties(ctx, SCOPE_ACCESSORS);
   const scope: { tenantDb?: TenantDbHandle } = {};
   scopes.set(ctx, scope);
   ctx.loaders = new Map<string, unknown>();

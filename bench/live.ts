@@ -6,7 +6,7 @@ import { redisKeyPrefix } from "../src/config/redis-key-prefix.ts";
 import { percentile } from "./load.ts";
 import { int } from "./options.ts";
 import { CREATE_DEPLOYMENT_MUTATION, toGlobalId, type Tokens } from "./scenarios.ts";
-import { sseSubscribe, wsClient, wsSubscribe, type LiveSubscription } from "../test/helpers/live-client.ts";
+import { sseStream, wsStream, type BenchStream } from "./live-clients.ts";
 
 /**
  * The live-updates load (SPEC section 10): `streams` open subscriptions
@@ -330,8 +330,7 @@ async function runWriter(url: string, tokens: Tokens, opts: LiveOptions) {
 
 /** The streams' clients, in their (niced) child process: every delivery recorded by deployment id. */
 async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
-  const subs: LiveSubscription[] = [];
-  const clients: { dispose(): void | Promise<void> }[] = [];
+  const subs: BenchStream[] = [];
   interface Deliveries {
     /** First heard of (a delivery or the event): entries of no window are dropped after a while. */
     since: number;
@@ -355,33 +354,26 @@ async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
     if (e.type !== "Deployment" || typeof e.id !== "string" || typeof e.at !== "number") return;
     entry(toGlobalId("Deployment", e.id)).at = e.at;
   });
-  const collect = (s: LiveSubscription) => {
-    void (async () => {
-      for (;;) {
-        const m = await s.next(3_600_000).catch(() => null);
-        if (!m || m.kind !== "next") return;
-        const d = m.payload?.data?.deploymentUpdated;
-        if (!d) continue;
-        const now = Date.now();
-        const e = entry(d.id);
-        e.arrivals.push(now);
-        e.sinceUpdated.push(now - Date.parse(d.updatedAt));
-      }
-    })();
+  const handlers = {
+    onNext(payload: { data?: any }) {
+      const d = payload.data?.deploymentUpdated;
+      if (!d) return;
+      const now = Date.now();
+      const e = entry(d.id);
+      e.arrivals.push(now);
+      e.sinceUpdated.push(now - Date.parse(d.updatedAt));
+    },
+    onEnd() {},
   };
   const wsUrl = url.replace(/^http/, "ws") + "/graphql";
   for (let i = 0; i < opts.streams; i++) {
     const member = streamMember(tokens, i);
-    let s: LiveSubscription;
-    if (i % 2 === 0) {
-      const { client } = wsClient(wsUrl, { authorization: `Bearer ${member.token}` });
-      clients.push(client);
-      s = wsSubscribe(client, { query: LIVE_SUBSCRIPTION });
-    } else {
-      s = await sseSubscribe(fetch, `${url}/graphql`, { query: LIVE_SUBSCRIPTION }, { authorization: `Bearer ${member.token}` });
-    }
-    subs.push(s);
-    collect(s);
+    const authorization = `Bearer ${member.token}`;
+    subs.push(
+      i % 2 === 0
+        ? await wsStream(wsUrl, LIVE_SUBSCRIPTION, { authorization }, handlers)
+        : await sseStream(`${url}/graphql`, LIVE_SUBSCRIPTION, { authorization }, handlers),
+    );
   }
 
   const cpu = cpuMeter();
@@ -420,8 +412,7 @@ async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
     async stop(ids: string[], expected: number) {
       const f = await take(ids, expected);
       topics.disconnect();
-      for (const s of subs) s.close();
-      await Promise.allSettled(clients.map((c) => c.dispose()));
+      await Promise.allSettled(subs.map((s) => s.close()));
       return f;
     },
   };

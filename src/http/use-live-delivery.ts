@@ -1,3 +1,4 @@
+import type { ServerResponse } from "node:http";
 import {
   execute,
   print,
@@ -7,10 +8,11 @@ import {
   type GraphQLSchema,
 } from "graphql";
 import type { Plugin } from "graphql-yoga";
-import { countLiveResult } from "../infra/metrics.ts";
+import { countLiveResult, countLiveWrite } from "../infra/metrics.ts";
 import { Delivery, streamOf } from "../modules/live/delivery.ts";
 import { renewScope, type Context } from "../tenancy/context.ts";
 import { documentScope } from "./response-cache-scope.ts";
+import { bindLiveWriter, liveWriterOf, sseWriter } from "./live-writers.ts";
 
 /**
  * One execution per class of equal subscribers (docs/live-updates.md,
@@ -74,8 +76,12 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
     if (!entry) scopes.set(document, (entry = { scope: shareScope(schema, document), id: ++documents }));
     return entry;
   };
+  /** Subscriptions over HTTP, by request: their SSE response gets its own writer once Yoga's processor has it (live-writers.ts). */
+  const overHttp = new WeakMap<object, Context>();
   return {
-    onSubscribe({ subscribeFn, setSubscribeFn }) {
+    onSubscribe({ args: { contextValue }, subscribeFn, setSubscribeFn }) {
+      const request = (contextValue as { request?: object }).request;
+      if (request) overHttp.set(request, contextValue as Context);
       setSubscribeFn(async (args: ExecutionArgs) => {
         const result = await subscribeFn(args);
         const ctx = args.contextValue as Context;
@@ -90,7 +96,19 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
         return sharedResults(args, result, stream, keyOf);
       });
     },
+    // Yoga streams a subscription's results over HTTP only as SSE (multipart is off): a processor chosen for one is its SSE processor.
+    onResultProcess({ request, result, resultProcessor, serverContext }) {
+      const res = (serverContext as { res?: ServerResponse } | undefined)?.res;
+      const ctx = overHttp.get(request);
+      if (ctx && res && resultProcessor && isAsyncIterable(result)) bindLiveWriter(ctx, sseWriter(res));
+    },
   };
+}
+
+/** A result's JSON: a shared one's, made once for its class (serialisedOnce). */
+function jsonOf(result: ExecutionResult): string {
+  const own = (result as { stringify?: (r: unknown) => string }).stringify;
+  return own ? own(result) : JSON.stringify(result);
 }
 
 /**
@@ -142,6 +160,8 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
     );
     return result;
   };
+  // Results written by the stream's own writer (live-writers.ts) until one has to go through the pipeline (an error, or no writer yet): from then on all of them do, so they keep their order.
+  let direct = true;
   let ended = false;
   const end = async () => {
     if (ended) return;
@@ -151,14 +171,25 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
   };
   return {
     async next() {
-      if (ended) return { done: true, value: undefined };
-      const item = await stream.next();
-      if (item.done) {
-        ended = true;
-        return { done: true, value: undefined };
+      for (;;) {
+        if (ended) return { done: true, value: undefined };
+        const item = await stream.next();
+        if (item.done) {
+          ended = true;
+          return { done: true, value: undefined };
+        }
+        const value = item.value instanceof Delivery ? await own(item.value) : await run(item.value);
+        const writer = direct && !value.errors && !value.extensions ? liveWriterOf(ctx) : undefined;
+        if (writer && (await writer.write(jsonOf(value)))) {
+          // What the pipeline's onNext does for a result (use-request-transaction.ts): the execution's scope ends.
+          await ctx.finish();
+          countLiveWrite("writer");
+          continue;
+        }
+        direct = false;
+        countLiveWrite("pipeline");
+        return { done: false, value };
       }
-      const value = item.value instanceof Delivery ? await own(item.value) : await run(item.value);
-      return { done: false, value };
     },
     async return() {
       await end();

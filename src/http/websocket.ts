@@ -5,6 +5,7 @@ import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../infra/logger.ts";
 import { startKeepAlive } from "./ws-keepalive.ts";
+import { bindLiveWriter, wsWriter } from "./live-writers.ts";
 
 /**
  * GraphQL over WebSocket (`graphql-ws`, subprotocol `graphql-transport-ws`)
@@ -102,9 +103,11 @@ export function attachWebSocket(server: Server, app: EnvelopedApp, options: WebS
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors?.length ? { ...result, errors: result.errors.map((e) => withoutInternals(e.toJSON())) } : undefined,
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         try {
           const { enveloped, contextValue } = await contextFor(ctx.extra, ctx.connectionParams, payload);
+          // A live stream's plain results are framed and sent by its own writer (live-writers.ts).
+          bindLiveWriter(contextValue as object, wsWriter(ctx.extra.socket, id));
           const { schema, execute, subscribe, parse, validate } = enveloped;
           const document = parse(payload.query);
           const errors = validate(schema, document);

@@ -50,6 +50,10 @@ export function countSqlPlan(...[outcome, reason]: ["planned", SqlPlanned] | ["f
 const liveResults = { executed: 0, shared: 0 };
 export const countLiveResult = (outcome: keyof typeof liveResults): void => void liveResults[outcome]++;
 
+/** Subscription results sent since the process started: by the stream's own writer (src/http/live-writers.ts) or through the transport's pipeline. */
+const liveWrites = { writer: 0, pipeline: 0 };
+export const countLiveWrite = (via: keyof typeof liveWrites): void => void liveWrites[via]++;
+
 export interface MetricsOptions {
   /** PostgreSQL pools to expose as gauges, by name. */
   pools?: Record<string, pg.Pool | undefined>;
@@ -135,17 +139,31 @@ export class Metrics {
         }
       },
     });
-    const liveCounted = { ...liveResults };
-    new Counter({
-      name: "tenantgraph_live_results_total",
-      help: "Subscription events' results: outcome executed (the selection run for the subscriber) or shared (the result of an equal subscriber's execution)",
-      labelNames: ["outcome"],
-      registers,
-      collect() {
-        for (const outcome of ["executed", "shared"] as const) this.inc({ outcome }, liveResults[outcome] - liveCounted[outcome]);
-        Object.assign(liveCounted, liveResults);
-      },
-    });
+    const processCounter = <K extends string>(name: string, help: string, label: string, counts: Record<K, number>) => {
+      const counted = { ...counts };
+      new Counter({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          for (const key of Object.keys(counts) as K[]) this.inc({ [label]: key }, counts[key] - counted[key]);
+          Object.assign(counted, counts);
+        },
+      });
+    };
+    processCounter(
+      "tenantgraph_live_results_total",
+      "Subscription events' results: outcome executed (the selection run for the subscriber) or shared (the result of an equal subscriber's execution)",
+      "outcome",
+      liveResults,
+    );
+    processCounter(
+      "tenantgraph_live_writes_total",
+      "Subscription results sent: via writer (framed and written by the stream's own writer) or pipeline (through Yoga's SSE processor or graphql-ws: errors, and a stream's results after one)",
+      "via",
+      liveWrites,
+    );
     const pools = Object.entries(opts.pools ?? {}).filter((e): e is [string, pg.Pool] => !!e[1]);
     if (pools.length) {
       new Gauge({

@@ -1,0 +1,142 @@
+import { createServer, request, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
+import { attachWebSocket } from "../../src/http/websocket.ts";
+import { sseWriter, wsWriter } from "../../src/http/live-writers.ts";
+import { createLogger } from "../../src/infra/logger.ts";
+import { sseStream, wsStream } from "../../bench/live-clients.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { sseSubscribe } from "../helpers/live-client.ts";
+
+/**
+ * A subscription's own writer (src/http/live-writers.ts): over a real
+ * socket, a plain result is framed and written by it (SSE and graphql-ws),
+ * and the subscriber gets exactly what the transport's pipeline sends (an
+ * in-process SSE subscriber, which has no socket, goes through Yoga's
+ * processor); a consumer that does not read stalls the writer (its promise
+ * stays pending until the peer reads), so its stream's events queue up as
+ * they did behind the pipeline.
+ */
+
+const METRICS_TOKEN = "metrics-token-live-writers-012345";
+const QUERY = `subscription { deploymentUpdated { id status branch updatedAt project { id name } } }`;
+
+let t: TestApp;
+let server: Server;
+let ws: ReturnType<typeof attachWebSocket>;
+let base: string;
+
+beforeAll(async () => {
+  t = await createTestApp({ metricsToken: METRICS_TOKEN });
+  server = createServer((req, res) => void (t.app as unknown as (rq: typeof req, rs: typeof res) => void)(req, res));
+  ws = attachWebSocket(server, t.app as unknown as Parameters<typeof attachWebSocket>[1], { logger: createLogger("silent") });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
+}, 120_000);
+
+afterAll(async () => {
+  await ws?.close();
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve));
+  await t?.close();
+});
+
+async function writes(): Promise<{ writer: number; pipeline: number }> {
+  const text = await (await t.app.fetch("http://localhost/metrics", { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+  const of = (via: string) => Number(text.match(new RegExp(`tenantgraph_live_writes_total\\{via="${via}"\\} (\\d+)`))?.[1] ?? 0);
+  return { writer: of("writer"), pipeline: of("pipeline") };
+}
+
+describe("a subscription's own writer", () => {
+  it("writes plain results on SSE and WebSocket sockets, the same JSON the pipeline sends", async () => {
+    const authorization = `Bearer ${await t.memberToken("acme", "VIEWER")}`;
+    const got = { sse: [] as unknown[], ws: [] as unknown[] };
+    const on = (into: unknown[]) => ({ onNext: (p: unknown) => into.push(p), onEnd: () => {} });
+    const sse = await sseStream(`http://${base}`, QUERY, { authorization }, on(got.sse));
+    const socket = await wsStream(`ws://${base}`, QUERY, { authorization }, on(got.ws));
+    const piped = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: QUERY }, { authorization });
+    try {
+      const before = await writes();
+      const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken("acme", "VIEWER") });
+      const made = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "writers" }) { deployment { id } } }`, {
+        token: await t.memberToken("acme", "DEVELOPER"),
+        variables: { p: projects.body.data.projects.edges[0].node.id },
+      });
+      expect(made.body.errors).toBeUndefined();
+      const viaPipeline = (await piped.next(20_000)).payload;
+      expect(viaPipeline.data.deploymentUpdated.id).toBe(made.body.data.createDeployment.deployment.id);
+      await expect.poll(() => [got.sse.length, got.ws.length], { timeout: 20_000 }).toEqual([1, 1]);
+      expect(got.sse[0]).toEqual(viaPipeline);
+      expect(got.ws[0]).toEqual(viaPipeline);
+      // The two socket subscribers' results by their writers, the in-process one's through Yoga's processor.
+      const after = await writes();
+      expect([after.writer - before.writer, after.pipeline - before.pipeline]).toEqual([2, 1]);
+    } finally {
+      piped.close();
+      await Promise.all([sse.close(), socket.close()]);
+    }
+  }, 60_000);
+});
+
+/** Writes through `write` until one does not resolve at once (the peer is not reading); returns that pending write. */
+async function fillUntilPending(write: () => boolean | Promise<boolean>): Promise<{ settled: () => boolean; done: Promise<boolean> }> {
+  for (let i = 0; i < 10_000; i++) {
+    let settled = false;
+    const done = Promise.resolve(write()).then((ok) => ((settled = true), ok));
+    // A write the transport can take resolves within a few turns of the loop; one behind a full socket does not.
+    for (let turn = 0; turn < 20 && !settled; turn++) await new Promise((r) => setImmediate(r));
+    if (!settled) return { settled: () => settled, done };
+  }
+  throw new Error("the writes never stalled");
+}
+
+describe("a writer behind a consumer that does not read", () => {
+  const big = JSON.stringify({ data: { filler: "x".repeat(256 * 1024) } });
+
+  it("SSE: the write stays pending until the peer reads, then resolves true", async () => {
+    let response!: ServerResponse;
+    const local = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(":\n\n");
+      response = res;
+    });
+    await new Promise<void>((resolve) => local.listen(0, "127.0.0.1", resolve));
+    try {
+      const res = await new Promise<import("node:http").IncomingMessage>((resolve) => request(`http://127.0.0.1:${(local.address() as AddressInfo).port}/`, resolve).end());
+      res.pause();
+      const writer = sseWriter(response);
+      const pending = await fillUntilPending(() => writer.write(big));
+      expect(pending.settled()).toBe(false);
+      res.resume();
+      await expect(pending.done).resolves.toBe(true);
+      res.destroy();
+    } finally {
+      local.closeAllConnections();
+      await new Promise((resolve) => local.close(resolve));
+    }
+  }, 30_000);
+
+  it("WebSocket: the write stays pending until the peer reads, then resolves true; a closed socket takes nothing", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise((resolve) => wss.once("listening", resolve));
+    const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
+    try {
+      await new Promise((resolve) => client.once("open", resolve));
+      const peer = await accepted;
+      (client as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+      const writer = wsWriter(peer, "1");
+      const pending = await fillUntilPending(() => writer.write(big));
+      expect(pending.settled()).toBe(false);
+      (client as unknown as { _socket: { pause(): void; resume(): void } })._socket.resume();
+      await expect(pending.done).resolves.toBe(true);
+      peer.terminate();
+      await new Promise((resolve) => client.once("close", resolve));
+      expect(await writer.write(big)).toBe(false);
+    } finally {
+      client.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    }
+  }, 30_000);
+});

@@ -180,11 +180,15 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
         }
         const value = item.value instanceof Delivery ? await own(item.value) : await run(item.value);
         const writer = direct && !value.errors && !value.extensions ? liveWriterOf(ctx) : undefined;
-        if (writer && (await writer.write(jsonOf(value)))) {
-          // What the pipeline's onNext does for a result (use-request-transaction.ts): the execution's scope ends.
+        if (writer) {
+          // What the pipeline's onNext does once a result is produced (use-request-transaction.ts): the
+          // execution's scope (a read transaction on the live pool, if a nested field needed one) ends
+          // before the write, which waits for a consumer that does not read (review: a held live pool).
           await ctx.finish();
-          countLiveWrite("writer");
-          continue;
+          if (await writer.write(jsonOf(value))) {
+            countLiveWrite("writer");
+            continue;
+          }
         }
         direct = false;
         countLiveWrite("pipeline");

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createServer, request, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +17,9 @@ import { sseSubscribe } from "../helpers/live-client.ts";
  * in-process SSE subscriber, which has no socket, goes through Yoga's
  * processor); a consumer that does not read stalls the writer (its promise
  * stays pending until the peer reads), so its stream's events queue up as
- * they did behind the pipeline.
+ * they did behind the pipeline, and the execution's read transaction is
+ * over before the write waits; a stream's coded end comes after its
+ * written results, then `complete`.
  */
 
 const METRICS_TOKEN = "metrics-token-live-writers-012345";
@@ -26,10 +29,16 @@ let t: TestApp;
 let server: Server;
 let ws: ReturnType<typeof attachWebSocket>;
 let base: string;
+/** Responses of requests sent with `x-test-stall`: the test corks their socket (a peer that does not read). */
+const stallable: ServerResponse[] = [];
 
 beforeAll(async () => {
   t = await createTestApp({ metricsToken: METRICS_TOKEN });
-  server = createServer((req, res) => void (t.app as unknown as (rq: typeof req, rs: typeof res) => void)(req, res));
+  // highWaterMark 1: a response whose socket is corked refuses a write at once (as a full send buffer does).
+  server = createServer({ highWaterMark: 1 }, (req, res) => {
+    if (req.headers["x-test-stall"]) stallable.push(res);
+    void (t.app as unknown as (rq: typeof req, rs: typeof res) => void)(req, res);
+  });
   ws = attachWebSocket(server, t.app as unknown as Parameters<typeof attachWebSocket>[1], { logger: createLogger("silent") });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
@@ -41,6 +50,33 @@ afterAll(async () => {
   await new Promise((resolve) => server?.close(resolve));
   await t?.close();
 });
+
+async function subscriptionsUsed(slug: string): Promise<number> {
+  const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken(slug, "OWNER") });
+  return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
+}
+
+async function createDeployment(slug: string, branch: string): Promise<string> {
+  const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken(slug, "VIEWER") });
+  const made = await t.gql(`mutation($p: ID!, $b: String) { createDeployment(input: { projectId: $p, branch: $b }) { deployment { id } } }`, {
+    token: await t.memberToken(slug, "DEVELOPER"),
+    variables: { p: projects.body.data.projects.edges[0].node.id, b: branch },
+  });
+  expect(made.body.errors).toBeUndefined();
+  return made.body.data.createDeployment.deployment.id;
+}
+
+/** What a socket subscriber received, in order: `data` (its deploymentUpdated id), `error:<code>`, `end:<reason>`. */
+function recorder() {
+  const seen: string[] = [];
+  return {
+    seen,
+    on: {
+      onNext: (p: { data?: any; errors?: any[] }) => seen.push(p.errors ? `error:${p.errors[0]?.extensions?.code}` : `data:${p.data?.deploymentUpdated?.id}`),
+      onEnd: (reason: string) => seen.push(`end:${reason.split(" ")[0]}`),
+    },
+  };
+}
 
 async function writes(): Promise<{ writer: number; pipeline: number }> {
   const text = await (await t.app.fetch("http://localhost/metrics", { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
@@ -57,15 +93,12 @@ describe("a subscription's own writer", () => {
     const socket = await wsStream(`ws://${base}`, QUERY, { authorization }, on(got.ws));
     const piped = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: QUERY }, { authorization });
     try {
+      // Every stream registered on the server before the change (a WebSocket client hears connection_ack before its subscribe is served).
+      await expect.poll(() => subscriptionsUsed("acme"), { timeout: 20_000 }).toBe(3);
       const before = await writes();
-      const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken("acme", "VIEWER") });
-      const made = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "writers" }) { deployment { id } } }`, {
-        token: await t.memberToken("acme", "DEVELOPER"),
-        variables: { p: projects.body.data.projects.edges[0].node.id },
-      });
-      expect(made.body.errors).toBeUndefined();
+      const id = await createDeployment("acme", "writers");
       const viaPipeline = (await piped.next(20_000)).payload;
-      expect(viaPipeline.data.deploymentUpdated.id).toBe(made.body.data.createDeployment.deployment.id);
+      expect(viaPipeline.data.deploymentUpdated.id).toBe(id);
       await expect.poll(() => [got.sse.length, got.ws.length], { timeout: 20_000 }).toEqual([1, 1]);
       expect(got.sse[0]).toEqual(viaPipeline);
       expect(got.ws[0]).toEqual(viaPipeline);
@@ -75,6 +108,61 @@ describe("a subscription's own writer", () => {
     } finally {
       piped.close();
       await Promise.all([sse.close(), socket.close()]);
+    }
+  }, 60_000);
+
+  it("a removed member's streams get their written result, then the coded end and complete, in that order", async () => {
+    const email = `writers-${randomUUID()}@acme.test`;
+    const tenantId = (await t.clients.platform.tenant.findUniqueOrThrow({ where: { slug: "acme" } })).id;
+    const user = await t.clients.platform.user.create({ data: { email, authSubject: email, memberships: { create: { tenantId, role: "VIEWER" } } }, include: { memberships: true } });
+    const authorization = `Bearer ${await t.token(email, "acme")}`;
+    const sse = recorder();
+    const socket = recorder();
+    const streams = [await sseStream(`http://${base}`, QUERY, { authorization }, sse.on), await wsStream(`ws://${base}`, QUERY, { authorization }, socket.on)];
+    try {
+      await expect.poll(() => subscriptionsUsed("acme"), { timeout: 20_000 }).toBe(2);
+      const before = await writes();
+      const id = await createDeployment("acme", "before-removal");
+      await expect.poll(() => [sse.seen.length, socket.seen.length], { timeout: 20_000 }).toEqual([1, 1]);
+      const members = await t.gql(`{ members(first: 50) { edges { node { id user { email } } } } }`, { token: await t.memberToken("acme", "OWNER") });
+      const membership = members.body.data.members.edges.find((e: any) => e.node.user.email === email).node.id;
+      expect(user.memberships).toHaveLength(1);
+      const removed = await t.gql(`mutation($m: ID!) { removeMember(input: { membershipId: $m }) { removedMembershipId } }`, {
+        token: await t.memberToken("acme", "OWNER"),
+        variables: { m: membership },
+      });
+      expect(removed.body.errors).toBeUndefined();
+      const expected = [`data:${id}`, "error:TENANT_ACCESS_DENIED", "end:complete"];
+      await expect.poll(() => [sse.seen, socket.seen], { timeout: 20_000 }).toEqual([expected, expected]);
+      // The results by the writers, the coded ends through the pipeline (where errors are masked).
+      const after = await writes();
+      expect([after.writer - before.writer, after.pipeline - before.pipeline]).toEqual([2, 2]);
+    } finally {
+      await Promise.all(streams.map((s) => s.close()));
+    }
+  }, 60_000);
+
+  it("a write waiting for a consumer that does not read holds no live-pool connection (the execution's transaction ended first)", async () => {
+    // project { deployments } is not on the hub's shared read: the subscriber executes it in a read transaction of its own on the live pool.
+    const query = `subscription { deploymentUpdated { id project { deployments(first: 1) { edges { node { id } } } } } }`;
+    const authorization = `Bearer ${await t.memberToken("globex", "VIEWER")}`;
+    const seen = recorder();
+    const stream = await sseStream(`http://${base}`, query, { authorization, "x-test-stall": "1" }, seen.on);
+    try {
+      await expect.poll(() => subscriptionsUsed("globex"), { timeout: 20_000 }).toBe(1);
+      const res = stallable.at(-1)!;
+      res.socket!.cork();
+      await createDeployment("globex", "stalled");
+      // The event's result is buffered behind the corked socket and its write waits for a drain.
+      await expect.poll(() => res.writableNeedDrain, { timeout: 20_000 }).toBe(true);
+      const pool = t.clients.livePool;
+      await expect.poll(() => pool.totalCount - pool.idleCount, { timeout: 5_000 }).toBe(0);
+      expect(seen.seen).toEqual([]);
+      res.socket!.uncork();
+      await expect.poll(() => seen.seen.length, { timeout: 20_000 }).toBe(1);
+      expect(seen.seen[0]).toMatch(/^data:/);
+    } finally {
+      await stream.close();
     }
   }, 60_000);
 });
@@ -107,7 +195,8 @@ describe("a writer behind a consumer that does not read", () => {
       res.pause();
       const writer = sseWriter(response);
       const pending = await fillUntilPending(() => writer.write(big));
-      expect(pending.settled()).toBe(false);
+      // Pending because the socket is full, not merely slow.
+      expect([pending.settled(), response.writableNeedDrain]).toEqual([false, true]);
       res.resume();
       await expect(pending.done).resolves.toBe(true);
       res.destroy();
@@ -128,7 +217,7 @@ describe("a writer behind a consumer that does not read", () => {
       (client as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
       const writer = wsWriter(peer, "1");
       const pending = await fillUntilPending(() => writer.write(big));
-      expect(pending.settled()).toBe(false);
+      expect([pending.settled(), peer.bufferedAmount > 0]).toEqual([false, true]);
       (client as unknown as { _socket: { pause(): void; resume(): void } })._socket.resume();
       await expect(pending.done).resolves.toBe(true);
       peer.terminate();

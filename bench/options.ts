@@ -85,7 +85,8 @@ export function benchOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions
     countRequests: int(env, "BENCH_COUNT_REQUESTS", 40),
     liveStreams: int(env, "BENCH_LIVE_STREAMS", 1000, 0),
     livePairs: int(env, "BENCH_LIVE_PAIRS", 3),
-    liveMutationsPerS: int(env, "BENCH_LIVE_MUTATIONS", 10),
+    // 0: the streams idle (their keep-alives, leases and re-checks without events): the pairs then measure their presence alone.
+    liveMutationsPerS: int(env, "BENCH_LIVE_MUTATIONS", 10, 0),
     bulkDeployments: int(env, "BENCH_BULK_DEPLOYMENTS", 50_000),
     only: env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean),
     jwtSecret: "bench-secret-0123456789abcdef0123456789abcdef",

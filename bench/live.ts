@@ -328,6 +328,13 @@ async function runWriter(url: string, tokens: Tokens, opts: LiveOptions) {
   };
 }
 
+/** BENCH_LIVE_TRANSPORT: `both` (the default: every other stream over graphql-ws, the rest over SSE), `ws` or `sse` (every stream over one, to tell their costs apart). */
+function liveTransport(env: NodeJS.ProcessEnv = process.env): "both" | "ws" | "sse" {
+  const v = env.BENCH_LIVE_TRANSPORT ?? "both";
+  if (v !== "both" && v !== "ws" && v !== "sse") throw new Error(`BENCH_LIVE_TRANSPORT: expected both, ws or sse, got "${v}"`);
+  return v;
+}
+
 /** The streams' clients, in their (niced) child process: every delivery recorded by deployment id. */
 async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
   const subs: BenchStream[] = [];
@@ -366,11 +373,12 @@ async function runStreams(url: string, tokens: Tokens, opts: LiveOptions) {
     onEnd() {},
   };
   const wsUrl = url.replace(/^http/, "ws") + "/graphql";
+  const transport = liveTransport();
   for (let i = 0; i < opts.streams; i++) {
     const member = streamMember(tokens, i);
     const authorization = `Bearer ${member.token}`;
     subs.push(
-      i % 2 === 0
+      transport === "ws" || (transport === "both" && i % 2 === 0)
         ? await wsStream(wsUrl, LIVE_SUBSCRIPTION, { authorization }, handlers)
         : await sseStream(`${url}/graphql`, LIVE_SUBSCRIPTION, { authorization }, handlers),
     );

@@ -30,6 +30,16 @@ export interface BenchStreamHandlers {
   onEnd(reason: string): void;
 }
 
+/** `onEnd` called at most once. */
+function once(onEnd: (reason: string) => void): (reason: string) => void {
+  let ended = false;
+  return (reason) => {
+    if (ended) return;
+    ended = true;
+    onEnd(reason);
+  };
+}
+
 /** Opens an SSE subscription; resolves once the response's head has arrived (rejects on a status other than 200). */
 export function sseStream(url: string, query: string, headers: Record<string, string>, on: BenchStreamHandlers): Promise<BenchStream> {
   const body = JSON.stringify({ query });
@@ -39,12 +49,7 @@ export function sseStream(url: string, query: string, headers: Record<string, st
       agent: false,
       headers: { accept: "text/event-stream", "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers },
     });
-    let ended = false;
-    const end = (reason: string) => {
-      if (ended) return;
-      ended = true;
-      on.onEnd(reason);
-    };
+    const end = once(on.onEnd);
     const gone = new Promise<void>((r) => req.once("close", () => r()));
     req.once("error", (err) => {
       end(String(err));
@@ -87,12 +92,7 @@ export function sseStream(url: string, query: string, headers: Record<string, st
 export function wsStream(url: string, query: string, connectionParams: Record<string, string>, on: BenchStreamHandlers): Promise<BenchStream> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, "graphql-transport-ws");
-    let ended = false;
-    const end = (reason: string) => {
-      if (ended) return;
-      ended = true;
-      on.onEnd(reason);
-    };
+    const end = once(on.onEnd);
     const gone = new Promise<void>((r) => ws.once("close", () => r()));
     const stream: BenchStream = {
       close: () => {

@@ -1,10 +1,7 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { attachWebSocket } from "../../src/http/websocket.ts";
-import { createLogger } from "../../src/infra/logger.ts";
 import { sseStream, wsStream, type BenchStream } from "../../bench/live-clients.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { listenLive, subscriptionsUsed as used } from "../helpers/live-server.ts";
 
 /**
  * The bench's lean stream clients (bench/live-clients.ts) against the real
@@ -17,30 +14,21 @@ import { createTestApp, type TestApp } from "../helpers/app.ts";
 const QUERY = `subscription { deploymentUpdated { id status updatedAt project { id } } }`;
 
 let t: TestApp;
-let server: Server;
-let ws: ReturnType<typeof attachWebSocket>;
+let live: Awaited<ReturnType<typeof listenLive>>;
 let base: string;
 
 beforeAll(async () => {
   t = await createTestApp();
-  server = createServer();
-  server.on("request", (req, res) => void (t.app as unknown as (rq: typeof req, rs: typeof res) => void)(req, res));
-  ws = attachWebSocket(server, t.app as unknown as Parameters<typeof attachWebSocket>[1], { logger: createLogger("silent") });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  base = `127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
+  live = await listenLive(t);
+  base = live.base;
 }, 120_000);
 
 afterAll(async () => {
-  await ws?.close();
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await live?.close();
   await t?.close();
 });
 
-async function subscriptionsUsed(slug: string): Promise<number> {
-  const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken(slug, "OWNER") });
-  return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
-}
+const subscriptionsUsed = (slug: string) => used(t, slug);
 
 /** Collects what a stream receives. */
 function inbox() {

@@ -1,13 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { createServer, request, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
-import { attachWebSocket } from "../../src/http/websocket.ts";
 import { sseWriter, wsWriter } from "../../src/http/live-writers.ts";
-import { createLogger } from "../../src/infra/logger.ts";
 import { sseStream, wsStream } from "../../bench/live-clients.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { listenLive, subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { sseSubscribe } from "../helpers/live-client.ts";
 
 /**
@@ -26,8 +25,7 @@ const METRICS_TOKEN = "metrics-token-live-writers-012345";
 const QUERY = `subscription { deploymentUpdated { id status branch updatedAt project { id name } } }`;
 
 let t: TestApp;
-let server: Server;
-let ws: ReturnType<typeof attachWebSocket>;
+let live: Awaited<ReturnType<typeof listenLive>>;
 let base: string;
 /** Responses of requests sent with `x-test-stall`: the test corks their socket (a peer that does not read). */
 const stallable: ServerResponse[] = [];
@@ -35,26 +33,16 @@ const stallable: ServerResponse[] = [];
 beforeAll(async () => {
   t = await createTestApp({ metricsToken: METRICS_TOKEN });
   // highWaterMark 1: a response whose socket is corked refuses a write at once (as a full send buffer does).
-  server = createServer({ highWaterMark: 1 }, (req, res) => {
-    if (req.headers["x-test-stall"]) stallable.push(res);
-    void (t.app as unknown as (rq: typeof req, rs: typeof res) => void)(req, res);
-  });
-  ws = attachWebSocket(server, t.app as unknown as Parameters<typeof attachWebSocket>[1], { logger: createLogger("silent") });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  base = `127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
+  live = await listenLive(t, { highWaterMark: 1, onRequest: (req, res) => void (req.headers["x-test-stall"] && stallable.push(res)) });
+  base = live.base;
 }, 120_000);
 
 afterAll(async () => {
-  await ws?.close();
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await live?.close();
   await t?.close();
 });
 
-async function subscriptionsUsed(slug: string): Promise<number> {
-  const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken(slug, "OWNER") });
-  return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
-}
+const subscriptionsUsed = (slug: string) => used(t, slug);
 
 async function createDeployment(slug: string, branch: string): Promise<string> {
   const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken(slug, "VIEWER") });

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 
@@ -51,11 +52,7 @@ async function results(): Promise<{ executed: number; shared: number }> {
   return { executed: of("executed"), shared: of("shared") };
 }
 
-/** A tenant's open streams (usage's SUBSCRIPTIONS). */
-async function streamsOf(slug: string): Promise<number> {
-  const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await member(slug, "OWNER") });
-  return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
-}
+const streamsOf = (slug: string) => used(t, slug);
 
 /**
  * Counts over `fn` (every subscriber has taken its event by the time it

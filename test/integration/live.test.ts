@@ -5,6 +5,7 @@ import { createApp } from "../../src/app.ts";
 import { LiveHub } from "../../src/modules/live/hub.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
+import { subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 import { createSqlCounter } from "../helpers/sql-counter.ts";
 import { readEvents } from "../../src/modules/live/event-read.ts";
@@ -56,11 +57,7 @@ async function createDeployment(slug: string, projectId: string): Promise<string
   return r.body.data.createDeployment.deployment.id;
 }
 
-/** The tenant's open streams on every replica (usage's SUBSCRIPTIONS). */
-async function subscriptionsUsed(slug: string): Promise<number> {
-  const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken(slug, "OWNER") });
-  return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
-}
+const subscriptionsUsed = (slug: string) => used(t, slug);
 
 async function memberId(slug: string, email: string): Promise<string> {
   const r = await t.gql(`{ members(first: 50) { edges { node { id user { email } } } } }`, { token: await t.memberToken(slug, "OWNER") });

@@ -1,12 +1,14 @@
 import type { ServerResponse } from "node:http";
+import type { ExecutionResult } from "graphql";
 import type { WebSocket } from "ws";
+import type { SseActivity } from "./sse-streams.ts";
 
 /**
  * A subscription's own writer (docs/live-updates.md, "Tenth round"): a
  * result with nothing for the transport's pipeline to do (no errors, no
  * extensions) is framed and written here, on the stream's socket, instead
- * of going through Yoga's SSE processor (a web ReadableStream, two chunks
- * and a pump per event) or graphql-ws's iteration (its `next` hooks and a
+ * of going through the SSE processor (src/http/sse-streams.ts: a web
+ * ReadableStream and a pump per event) or graphql-ws's iteration (its `next` hooks and a
  * second serialisation of the result per subscriber). The frames are the
  * transports' own: SSE `event: next` / `data: <json>`, graphql-ws
  * `{"id","type":"next","payload"}`. src/http/use-live-delivery.ts decides
@@ -34,15 +36,24 @@ export function liveWriterOf(ctx: object): LiveWriter | undefined {
   return writers.get(ctx);
 }
 
+/** A plain result's JSON (no errors, no extensions: nothing internal to strip): its own `stringify` when it has one (graphql-jit's results, a shared result's serialisedOnce). */
+export function plainJson(result: ExecutionResult): string {
+  const own = (result as { stringify?: (r: unknown) => string }).stringify;
+  return own ? own(result) : JSON.stringify(result);
+}
+
 /**
- * The SSE response of a subscription (Yoga's processor chose it: its head,
- * and the first keep-alive comment, are its own). Until the head is sent,
- * nothing is written here.
+ * The SSE response of a subscription (its head, and the first keep-alive
+ * comment, are written by its processor: src/http/sse-streams.ts). Until the
+ * head is sent, nothing is written here. Its writes are marked on
+ * `activity`: the keep-alive sweep skips a stream written to since its last
+ * visit.
  */
-export function sseWriter(res: ServerResponse): LiveWriter {
+export function sseWriter(res: ServerResponse, activity: SseActivity): LiveWriter {
   return {
     write(json) {
       if (!res.headersSent || res.writableEnded || res.destroyed) return false;
+      activity.wrote = true;
       if (res.write(`event: next\ndata: ${json}\n\n`)) return true;
       return new Promise((resolve) => {
         const go = () => {

@@ -12,7 +12,8 @@ import { countLiveResult, countLiveWrite } from "../infra/metrics.ts";
 import { Delivery, streamOf } from "../modules/live/delivery.ts";
 import { renewScope, type Context } from "../tenancy/context.ts";
 import { documentScope } from "./response-cache-scope.ts";
-import { bindLiveWriter, liveWriterOf, sseWriter } from "./live-writers.ts";
+import { bindLiveWriter, liveWriterOf, plainJson, sseWriter } from "./live-writers.ts";
+import { SseStreams } from "./sse-streams.ts";
 
 /**
  * One execution per class of equal subscribers (docs/live-updates.md,
@@ -68,7 +69,7 @@ function isAsyncIterable(value: unknown): value is Results {
   return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
 }
 
-export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
+export function useLiveDelivery(schema: GraphQLSchema, sse = new SseStreams()): Plugin<Context> {
   const scopes = new WeakMap<DocumentNode, { scope: ShareScope; id: number }>();
   let documents = 0;
   const scopeOf = (document: DocumentNode) => {
@@ -76,7 +77,7 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
     if (!entry) scopes.set(document, (entry = { scope: shareScope(schema, document), id: ++documents }));
     return entry;
   };
-  /** Subscriptions over HTTP, by request: their SSE response gets its own writer once Yoga's processor has it (live-writers.ts). */
+  /** Subscriptions over HTTP, by request: their SSE response gets its own writer once its processor is chosen (live-writers.ts). */
   const overHttp = new WeakMap<object, Context>();
   return {
     onSubscribe({ args: { contextValue }, subscribeFn, setSubscribeFn }) {
@@ -96,25 +97,24 @@ export function useLiveDelivery(schema: GraphQLSchema): Plugin<Context> {
         return sharedResults(args, result, stream, keyOf);
       });
     },
-    // Yoga streams a subscription's results over HTTP only as SSE (multipart is off): a processor chosen for one is its SSE processor.
-    onResultProcess({ request, result, resultProcessor, serverContext }) {
+    // Yoga streams a subscription's results over HTTP only as SSE (multipart is off): a processor chosen for one is its SSE
+    // processor, replaced by sse-streams.ts's (Yoga's framing, one keep-alive sweep for all streams).
+    onResultProcess({ request, result, resultProcessor, setResultProcessor, serverContext }) {
+      if (!resultProcessor || !isAsyncIterable(result)) return;
+      const activity = { wrote: false };
+      setResultProcessor(sse.processor(activity, request.signal), "text/event-stream");
       const res = (serverContext as { res?: ServerResponse } | undefined)?.res;
       const ctx = overHttp.get(request);
-      if (ctx && res && resultProcessor && isAsyncIterable(result)) bindLiveWriter(ctx, sseWriter(res));
+      if (ctx && res) bindLiveWriter(ctx, sseWriter(res, activity));
     },
   };
 }
 
-/** A result's JSON: a shared one's, made once for its class (serialisedOnce). */
-function jsonOf(result: ExecutionResult): string {
-  const own = (result as { stringify?: (r: unknown) => string }).stringify;
-  return own ? own(result) : JSON.stringify(result);
-}
-
 /**
- * A shared result's JSON, made once for the class: Yoga's SSE writer
- * serialises a result with its own `stringify` when it has one (as
- * graphql-jit's results do); not enumerable, so no serialiser copies it.
+ * A shared result's JSON, made once for the class: the transports serialise
+ * a result with its own `stringify` when it has one (as graphql-jit's
+ * results do: plainJson, Yoga's serialiser); not enumerable, so no
+ * serialiser copies it.
  */
 function serialisedOnce(result: ExecutionResult): ExecutionResult {
   let json: string | undefined;
@@ -185,7 +185,7 @@ function sharedResults(args: ExecutionArgs, inner: Results, stream: AsyncIterato
           // execution's scope (a read transaction on the live pool, if a nested field needed one) ends
           // before the write, which waits for a consumer that does not read (review: a held live pool).
           await ctx.finish();
-          if (await writer.write(jsonOf(value))) {
+          if (await writer.write(plainJson(value))) {
             countLiveWrite("writer");
             continue;
           }

@@ -14,6 +14,7 @@ import type { PoolSizes } from "../../src/config/pool-sizes.ts";
 import { createTestClients, createTestDatabase, testDatabaseUrls, type TestDatabase } from "./db.ts";
 import { spreadDemoTenants, spreadPlacements } from "./placements.ts";
 import { isolatedStore } from "./isolated-store.ts";
+import type { SseStreams } from "../../src/http/sse-streams.ts";
 
 /**
  * The whole app in-process over a fresh test database seeded with the demo
@@ -90,7 +91,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption; tenantMax?: Partial<Record<Plan, number | null>>; requestCounter?: (clients: Databases) => RequestCounter } = {},
+  options: { seed?: boolean; store?: Store; metricsToken?: string; logger?: Logger; pools?: Partial<PoolSizes>; responseCache?: ResponseCacheOptions; clock?: () => number; timeShares?: TimeSharesOption; tenantMax?: Partial<Record<Plan, number | null>>; requestCounter?: (clients: Databases) => RequestCounter; sseStreams?: SseStreams } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const clients =
@@ -110,6 +111,7 @@ export async function createTestApp(
     ...(options.responseCache ? { responseCache: options.responseCache } : {}),
     clock: options.clock,
     ...(options.requestCounter ? { requestCounter: options.requestCounter(clients) } : {}),
+    sseStreams: options.sseStreams,
     probes: {
       postgres: async () => (await clients.appPools.PRO.query("SELECT 1")).rowCount === 1,
       store: () => store.ping(),

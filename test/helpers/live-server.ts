@@ -36,3 +36,18 @@ export async function subscriptionsUsed(t: TestApp, slug: string): Promise<numbe
   const r = await t.gql(`{ usage { quotas { resource used } } }`, { token: await t.memberToken(slug, "OWNER") });
   return r.body.data.usage.quotas.find((q: any) => q.resource === "SUBSCRIPTIONS").used;
 }
+
+/** A new deployment of the tenant (its first project unless `projectId`), by a DEVELOPER; its id. */
+export async function createDeployment(t: TestApp, slug: string, options: { projectId?: string; branch?: string } = {}): Promise<string> {
+  let projectId = options.projectId;
+  if (!projectId) {
+    const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken(slug, "VIEWER") });
+    projectId = projects.body.data.projects.edges[0].node.id as string;
+  }
+  const made = await t.gql(`mutation($p: ID!, $b: String) { createDeployment(input: { projectId: $p, branch: $b }) { deployment { id } } }`, {
+    token: await t.memberToken(slug, "DEVELOPER"),
+    variables: { p: projectId, b: options.branch ?? "main" },
+  });
+  if (made.body.errors) throw new Error(`createDeployment: ${JSON.stringify(made.body.errors)}`);
+  return made.body.data.createDeployment.deployment.id;
+}

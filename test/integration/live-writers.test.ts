@@ -181,10 +181,11 @@ describe("a writer behind a consumer that does not read", () => {
     try {
       const res = await new Promise<import("node:http").IncomingMessage>((resolve) => request(`http://127.0.0.1:${(local.address() as AddressInfo).port}/`, resolve).end());
       res.pause();
-      const writer = sseWriter(response);
+      const activity = { wrote: false };
+      const writer = sseWriter(response, activity);
       const pending = await fillUntilPending(() => writer.write(big));
-      // Pending because the socket is full, not merely slow.
-      expect([pending.settled(), response.writableNeedDrain]).toEqual([false, true]);
+      // Pending because the socket is full, not merely slow; the writes are marked for the keep-alive sweep.
+      expect([pending.settled(), response.writableNeedDrain, activity.wrote]).toEqual([false, true, true]);
       res.resume();
       await expect(pending.done).resolves.toBe(true);
       res.destroy();

@@ -1,7 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { ExecutionResult } from "graphql";
 import type { WebSocket } from "ws";
-import type { SseActivity } from "./sse-streams.ts";
 
 /**
  * A subscription's own writer (docs/live-updates.md, "Tenth round"): a
@@ -34,6 +33,11 @@ export function bindLiveWriter(ctx: object, writer: LiveWriter): void {
 
 export function liveWriterOf(ctx: object): LiveWriter | undefined {
   return writers.get(ctx);
+}
+
+/** One SSE stream's activity since the keep-alive sweep last visited it (src/http/sse-streams.ts): its processor and its writer mark their writes. */
+export interface SseActivity {
+  wrote: boolean;
 }
 
 /** A plain result's JSON (no errors, no extensions: nothing internal to strip): its own `stringify` when it has one (graphql-jit's results, a shared result's serialisedOnce). */

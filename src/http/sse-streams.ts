@@ -1,6 +1,7 @@
+import type { ServerResponse } from "node:http";
 import type { ExecutionResult } from "graphql";
 import { processRegularResult, type Plugin } from "graphql-yoga";
-import { plainJson } from "./live-writers.ts";
+import { plainJson, type SseActivity } from "./live-writers.ts";
 import { Sweep, type SweepOptions } from "./sweep.ts";
 
 /**
@@ -27,11 +28,6 @@ import { Sweep, type SweepOptions } from "./sweep.ts";
 
 type ResultProcessor = Parameters<Parameters<NonNullable<Plugin["onResultProcess"]>>[0]["setResultProcessor"]>[0];
 type FetchAPI = Parameters<ResultProcessor>[1];
-
-/** One stream's activity since the sweep last visited it; the stream's own writer marks its writes too. */
-export interface SseActivity {
-  wrote: boolean;
-}
 
 interface Kept {
   activity: SseActivity;
@@ -79,10 +75,12 @@ export class SseStreams {
    * Yoga's result processor for one subscription's results (an async
    * iterable), its writes marked on `activity`; `signal` is the request's,
    * aborted when the client has gone: the results end then, not at the
-   * stream's next write (Yoga's processor learnt it only when its next
-   * keep-alive went through the response's body).
+   * stream's next write (in process, Yoga's processor learnt it only when
+   * its next keep-alive went through the response's body). `res`, the
+   * node:http response when there is one, takes the keep-alive comments
+   * directly (whole frames: the body's chunks are too).
    */
-  processor(activity: SseActivity, signal?: AbortSignal): ResultProcessor {
+  processor(activity: SseActivity, signal?: AbortSignal, res?: ServerResponse): ResultProcessor {
     return (result, fetchAPI) => {
       const iterator = (result as AsyncIterable<ExecutionResult>)[Symbol.asyncIterator]();
       const bytes = (text: string) => this.encoder.encode(text);
@@ -104,8 +102,12 @@ export class SseStreams {
           controller.enqueue(bytes(":\n\n"));
           remove = this.sweep.add({
             activity,
-            // A consumer that does not read is not sent more (nor is a stream that ended).
-            comment: () => void ((controller.desiredSize ?? 0) > 0 && controller.enqueue(bytes(":\n\n"))),
+            // On the response itself when there is one (no ReadableStream, no pump); a consumer that
+            // does not read is not sent more, nor is a stream that ended.
+            comment: () => {
+              if (!res) (controller.desiredSize ?? 0) > 0 && controller.enqueue(bytes(":\n\n"));
+              else if (res.headersSent && !res.writableEnded && !res.destroyed && !res.writableNeedDrain) res.write(":\n\n");
+            },
           });
           if (signal?.aborted) gone();
           else signal?.addEventListener("abort", gone, { once: true });

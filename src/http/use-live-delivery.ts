@@ -102,8 +102,8 @@ export function useLiveDelivery(schema: GraphQLSchema, sse = new SseStreams()): 
     onResultProcess({ request, result, resultProcessor, setResultProcessor, serverContext }) {
       if (!resultProcessor || !isAsyncIterable(result)) return;
       const activity = { wrote: false };
-      setResultProcessor(sse.processor(activity, request.signal), "text/event-stream");
       const res = (serverContext as { res?: ServerResponse } | undefined)?.res;
+      setResultProcessor(sse.processor(activity, request.signal, res), "text/event-stream");
       const ctx = overHttp.get(request);
       if (ctx && res) bindLiveWriter(ctx, sseWriter(res, activity));
     },

@@ -160,7 +160,7 @@ export class Metrics {
     );
     processCounter(
       "tenantgraph_live_writes_total",
-      "Subscription results sent: via writer (framed and handed to the socket by the stream's own writer) or pipeline (through Yoga's SSE processor or graphql-ws: errors, and a stream's results after one)",
+      "Subscription results sent: via writer (framed and handed to the socket by the stream's own writer) or pipeline (through the SSE processor or graphql-ws: errors, and a stream's results after one)",
       "via",
       liveWrites,
     );

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Role } from "../../src/generated/prisma/enums.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { subscriptionsUsed as used } from "../helpers/live-server.ts";
+import { createDeployment as deploy, subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 
@@ -67,15 +67,7 @@ async function counted(open: Record<string, number>, fn: () => Promise<void>) {
   return { executed: after.executed - before.executed, shared: after.shared - before.shared };
 }
 
-async function createDeployment(slug: string): Promise<string> {
-  const p = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await member(slug, "VIEWER") });
-  const r = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "main" }) { deployment { id } } }`, {
-    token: await member(slug, "DEVELOPER"),
-    variables: { p: p.body.data.projects.edges[0].node.id },
-  });
-  expect(r.body.errors).toBeUndefined();
-  return r.body.data.createDeployment.deployment.id;
-}
+const createDeployment = (slug: string) => deploy(t, slug);
 
 /** A new member of `slug` with `role`: its email and token. */
 async function newMember(slug: string, role: Role) {

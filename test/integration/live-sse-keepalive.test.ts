@@ -90,6 +90,27 @@ describe("SSE keep-alive", () => {
     expect(s.frames()).toEqual([":"]);
   });
 
+  it("in process (app.fetch, no socket), the comments go through the response's body", async () => {
+    const abort = new AbortController();
+    const res = await t.app.fetch("http://localhost/graphql", {
+      method: "POST",
+      headers: { accept: "text/event-stream", "content-type": "application/json", authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` },
+      body: JSON.stringify({ query: QUERY }),
+      signal: abort.signal,
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let raw = "";
+    const read = async (until: string) => {
+      while (raw.length < until.length) raw += (await reader.read()).value ?? "";
+      return raw;
+    };
+    expect(await read(":\n\n")).toBe(":\n\n");
+    turn();
+    expect(await read(":\n\n:\n\n")).toBe(":\n\n:\n\n");
+    abort.abort();
+    await expect.poll(() => sse.size).toBe(0);
+  });
+
   it("in process (app.fetch, no socket), an aborted request ends its stream at once too", async () => {
     const before = await subscriptionsUsed(t, "acme");
     const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: QUERY }, { authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` });

@@ -6,7 +6,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { sseWriter, wsWriter } from "../../src/http/live-writers.ts";
 import { sseStream, wsStream } from "../../bench/live-clients.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
-import { listenLive, subscriptionsUsed as used } from "../helpers/live-server.ts";
+import { createDeployment as deploy, listenLive, subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { sseSubscribe } from "../helpers/live-client.ts";
 
 /**
@@ -44,15 +44,7 @@ afterAll(async () => {
 
 const subscriptionsUsed = (slug: string) => used(t, slug);
 
-async function createDeployment(slug: string, branch: string): Promise<string> {
-  const projects = await t.gql(`{ projects(first: 1) { edges { node { id } } } }`, { token: await t.memberToken(slug, "VIEWER") });
-  const made = await t.gql(`mutation($p: ID!, $b: String) { createDeployment(input: { projectId: $p, branch: $b }) { deployment { id } } }`, {
-    token: await t.memberToken(slug, "DEVELOPER"),
-    variables: { p: projects.body.data.projects.edges[0].node.id, b: branch },
-  });
-  expect(made.body.errors).toBeUndefined();
-  return made.body.data.createDeployment.deployment.id;
-}
+const createDeployment = (slug: string, branch: string) => deploy(t, slug, { branch });
 
 /** What a socket subscriber received, in order: `data` (its deploymentUpdated id), `error:<code>`, `end:<reason>`. */
 function recorder() {

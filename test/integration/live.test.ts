@@ -5,7 +5,7 @@ import { createApp } from "../../src/app.ts";
 import { LiveHub } from "../../src/modules/live/hub.ts";
 import { createLogger } from "../../src/infra/logger.ts";
 import { createTestApp, tenantIdsBySlug, testAppDeps, type TestApp } from "../helpers/app.ts";
-import { subscriptionsUsed as used } from "../helpers/live-server.ts";
+import { createDeployment as deploy, subscriptionsUsed as used } from "../helpers/live-server.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
 import { createSqlCounter } from "../helpers/sql-counter.ts";
 import { readEvents } from "../../src/modules/live/event-read.ts";
@@ -48,14 +48,7 @@ async function projectsOf(slug: string): Promise<{ id: string; name: string }[]>
   return r.body.data.projects.edges.map((e: any) => e.node);
 }
 
-async function createDeployment(slug: string, projectId: string): Promise<string> {
-  const r = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "main" }) { deployment { id } } }`, {
-    token: await t.memberToken(slug, "DEVELOPER"),
-    variables: { p: projectId },
-  });
-  expect(r.body.errors).toBeUndefined();
-  return r.body.data.createDeployment.deployment.id;
-}
+const createDeployment = (slug: string, projectId: string) => deploy(t, slug, { projectId });
 
 const subscriptionsUsed = (slug: string) => used(t, slug);
 

@@ -4,6 +4,7 @@ import { routeOf } from "../../src/db/placement-route.ts";
 import { readEvents } from "../../src/modules/live/event-read.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe, type LiveSubscription } from "../helpers/live-client.ts";
+import { createDeployment as deploy } from "../helpers/live-server.ts";
 import { spreadDemoTenants, spreadPlacements, tenantRows, writeTenantRows } from "../helpers/placements.ts";
 
 /**
@@ -46,14 +47,7 @@ async function firstProject(slug: string): Promise<{ id: string; name: string }>
   return r.body.data.projects.edges[0].node;
 }
 
-async function createDeployment(slug: string, projectId: string): Promise<string> {
-  const r = await t.gql(`mutation($p: ID!) { createDeployment(input: { projectId: $p, branch: "live" }) { deployment { id } } }`, {
-    token: await t.memberToken(slug, "DEVELOPER"),
-    variables: { p: projectId },
-  });
-  expect(r.body.errors).toBeUndefined();
-  return r.body.data.createDeployment.deployment.id;
-}
+const createDeployment = (slug: string, projectId: string) => deploy(t, slug, { projectId, branch: "live" });
 
 describe("live updates of placed tenants", () => {
   it("the demo tenants are spread: acme POOLED, globex SCHEMA, wayne DATABASE", async () => {

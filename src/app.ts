@@ -16,7 +16,7 @@ import { useJitErrorLocations } from "./http/use-jit-error-locations.ts";
 import { useJsonBody } from "./http/use-json-body.ts";
 import { useClientGone } from "./http/use-client-gone.ts";
 import { useLiveDelivery } from "./http/use-live-delivery.ts";
-import type { SseStreams } from "./http/sse-streams.ts";
+import { SseStreams } from "./http/sse-streams.ts";
 import { useRequestTransaction } from "./http/use-request-transaction.ts";
 import { useSqlPlans } from "./http/use-sql-plans.ts";
 import { useResponseHeaders } from "./http/use-response-headers.ts";
@@ -145,7 +145,7 @@ export function createApp(appDeps: AppDeps): App {
       useClientGone(),
       // A query the SQL planner may answer (and the response cache does not look up) is authorized with its planned read, one message: docs/request-path.md.
       // A subscription event's selection runs once per class of equal subscribers: docs/live-updates.md, "Eighth round".
-      useLiveDelivery(schema, deps.sseStreams),
+      useLiveDelivery(schema, deps.sseStreams ?? new SseStreams(undefined, { logger })),
       useRequestTransaction({ idempotencySecret: config.jwtSecret, sqlPlans: config.sqlPlans ?? true, responseCache: !!deps.responseCache }),
       // Replaces the execute function of a planned query; the response cache (next) wraps it: docs/sql-plans.md.
       useSqlPlans({ enabled: config.sqlPlans ?? true, schema }),

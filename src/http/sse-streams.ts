@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { ExecutionResult } from "graphql";
 import { processRegularResult, type Plugin } from "graphql-yoga";
+import type { Logger } from "../infra/logger.ts";
 import { plainJson, type SseActivity } from "./live-writers.ts";
 import { Sweep, type SweepOptions } from "./sweep.ts";
 
@@ -47,7 +48,7 @@ const HEADERS = {
  * what is internal (an error's `http` and `unexpected` extensions, the
  * result's `http`).
  */
-async function jsonOf(result: ExecutionResult, fetchAPI: FetchAPI): Promise<string> {
+export async function jsonOf(result: ExecutionResult, fetchAPI: FetchAPI): Promise<string> {
   return result.errors?.length || result.extensions ? processRegularResult(result, fetchAPI, "application/json").text() : plainJson(result);
 }
 
@@ -55,7 +56,10 @@ export class SseStreams {
   private readonly sweep: Sweep<Kept>;
   private readonly encoder = new TextEncoder();
 
-  constructor(periodMs = 12_000, options: SweepOptions = {}) {
+  private readonly logger: Logger | undefined;
+
+  constructor(periodMs = 12_000, options: SweepOptions & { logger?: Logger } = {}) {
+    this.logger = options.logger;
     this.sweep = new Sweep<Kept>(
       periodMs,
       (kept) => {
@@ -84,37 +88,52 @@ export class SseStreams {
     return (result, fetchAPI) => {
       const iterator = (result as AsyncIterable<ExecutionResult>)[Symbol.asyncIterator]();
       const bytes = (text: string) => this.encoder.encode(text);
-      let removed = false;
+      let stopped = false;
       let remove = () => {};
+      // A pull waiting for the next result: the consumer has taken everything (in process, where there is no socket to ask).
+      let pulling = false;
       const stop = () => {
-        if (removed) return;
-        removed = true;
+        if (stopped) return;
+        stopped = true;
         remove();
         signal?.removeEventListener("abort", gone);
+        res?.off("close", gone);
       };
       const gone = () => {
+        if (stopped) return;
         stop();
-        void iterator.return?.();
+        // The stream is over either way; a failing return is logged, never thrown from an event listener.
+        Promise.resolve()
+          .then(() => iterator.return?.())
+          .catch((err: unknown) => this.logger?.warn({ err }, "an SSE subscription's results did not end cleanly"));
       };
+      // Before the body is read (its start runs at the first read, which never comes for a client gone meanwhile);
+      // the response's close too (a request rebuilt without the client's signal, such as a chunked body's).
+      if (signal?.aborted || res?.destroyed) gone();
+      else {
+        signal?.addEventListener("abort", gone, { once: true });
+        res?.once("close", gone);
+      }
       const body = new fetchAPI.ReadableStream<Uint8Array>({
         start: (controller) => {
           // First bytes at once: some browsers' fetch waits for a body byte, not the head.
           controller.enqueue(bytes(":\n\n"));
+          if (stopped) return;
           remove = this.sweep.add({
             activity,
             // On the response itself when there is one (no ReadableStream, no pump); a consumer that
-            // does not read is not sent more, nor is a stream that ended.
+            // does not read is not sent more.
             comment: () => {
-              if (!res) (controller.desiredSize ?? 0) > 0 && controller.enqueue(bytes(":\n\n"));
+              if (!res) pulling && controller.enqueue(bytes(":\n\n"));
               else if (res.headersSent && !res.writableEnded && !res.destroyed && !res.writableNeedDrain) res.write(":\n\n");
             },
           });
-          if (signal?.aborted) gone();
-          else signal?.addEventListener("abort", gone, { once: true });
         },
         pull: async (controller) => {
+          pulling = true;
           try {
             const item = await iterator.next();
+            pulling = false;
             if (item.value != null) {
               activity.wrote = true;
               controller.enqueue(bytes(`event: next\ndata: ${await jsonOf(item.value, fetchAPI)}\n\n`));
@@ -125,8 +144,12 @@ export class SseStreams {
               controller.close();
             }
           } catch (err) {
+            pulling = false;
             stop();
+            this.logger?.error({ err }, "an SSE subscription's results failed");
             controller.error(err);
+            // The pump stops on the error without ending the response: cut it, so the client reconnects.
+            res?.destroy();
           }
         },
         cancel: async (reason) => {
@@ -134,7 +157,8 @@ export class SseStreams {
           await iterator.return?.(reason);
         },
       });
-      return new fetchAPI.Response(body, { status: 200, headers: HEADERS });
+      // Headers of its own: the response's hooks (request id, tenant, CORS) set theirs on this object (review).
+      return new fetchAPI.Response(body, { status: 200, headers: { ...HEADERS } });
     };
   }
 }

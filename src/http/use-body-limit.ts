@@ -47,7 +47,8 @@ export function useBodyLimit(options: BodyLimitOptions): Plugin {
       } else if (request.body && request.method !== "GET" && request.method !== "HEAD") {
         const body = await readLimited(request.body, max);
         if (!body) return endResponse(tooLarge());
-        const replacement = new fetchAPI.Request(request.url, { method: request.method, headers: request.headers, body });
+        // The client's signal kept: a request whose client has gone is aborted, rebuilt or not (review: an SSE stream of a chunked request never ended).
+        const replacement = new fetchAPI.Request(request.url, { method: request.method, headers: request.headers, body, signal: request.signal });
         moveState(request, replacement);
         setRequest(replacement);
       }

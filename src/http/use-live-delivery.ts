@@ -13,7 +13,7 @@ import { Delivery, streamOf } from "../modules/live/delivery.ts";
 import { renewScope, type Context } from "../tenancy/context.ts";
 import { documentScope } from "./response-cache-scope.ts";
 import { bindLiveWriter, liveWriterOf, plainJson, sseWriter } from "./live-writers.ts";
-import { SseStreams } from "./sse-streams.ts";
+import type { SseStreams } from "./sse-streams.ts";
 
 /**
  * One execution per class of equal subscribers (docs/live-updates.md,
@@ -69,7 +69,7 @@ function isAsyncIterable(value: unknown): value is Results {
   return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
 }
 
-export function useLiveDelivery(schema: GraphQLSchema, sse = new SseStreams()): Plugin<Context> {
+export function useLiveDelivery(schema: GraphQLSchema, sse: SseStreams): Plugin<Context> {
   const scopes = new WeakMap<DocumentNode, { scope: ShareScope; id: number }>();
   let documents = 0;
   const scopeOf = (document: DocumentNode) => {

@@ -1,31 +1,40 @@
-import { request, type ClientRequest } from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SseStreams } from "../../src/http/sse-streams.ts";
-import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { GraphQLError } from "graphql";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.ts";
+import { jsonOf, SseStreams } from "../../src/http/sse-streams.ts";
+import { createTestApp, testAppDeps, type TestApp } from "../helpers/app.ts";
 import { sseSubscribe } from "../helpers/live-client.ts";
 import { createDeployment, listenLive, subscriptionsUsed } from "../helpers/live-server.ts";
 
 /**
- * The SSE streams' keep-alive (src/http/sse-streams.ts): Yoga's framing with
- * one sweep for every stream instead of an interval each. Over a real
- * socket, read byte for byte: a `:` comment when the stream opens, one at
- * each visit of the sweep to a stream that was written nothing since the
- * previous visit, none to a stream that had an event; a client that goes
- * away ends its stream (and gives its SUBSCRIPTIONS slot back) without any
- * write; a stream the server ends leaves the sweep. The sweep's turns are
- * driven by hand (one slice: each turn visits every stream), never by a
- * timer.
+ * The SSE streams' processor and keep-alive (src/http/sse-streams.ts):
+ * Yoga's framing with one sweep for every stream instead of an interval
+ * each. Over a real socket, read byte for byte: a `:` comment when the
+ * stream opens, one at each visit of the sweep to a stream that was written
+ * nothing since the previous visit, none to a stream that had an event,
+ * none queued behind a consumer that does not read; a client that goes away
+ * ends its stream (and gives its SUBSCRIPTIONS slot back) without any
+ * write, whether its request had a declared length or a chunked body, and
+ * in process whether or not the body was read; a stream the server ends
+ * leaves the sweep; every response has headers of its own. The sweep's
+ * turns are driven by hand (one slice: each turn visits every stream),
+ * never by a timer.
  */
 
 let t: TestApp;
 let live: Awaited<ReturnType<typeof listenLive>>;
 let turn = () => {};
 let sse: SseStreams;
+/** The server's side of each SSE request, in order of arrival. */
+const responses: ServerResponse[] = [];
+let baseline: number;
 
 beforeAll(async () => {
   sse = new SseStreams(60_000, { slices: 1, schedule: (fn) => ((turn = fn), () => (turn = () => {})) });
   t = await createTestApp({ sseStreams: sse });
-  live = await listenLive(t);
+  live = await listenLive(t, { onRequest: (req, res) => void (req.headers.accept === "text/event-stream" && responses.push(res)) });
+  baseline = await subscriptionsUsed(t, "acme");
 }, 120_000);
 
 afterAll(async () => {
@@ -33,33 +42,54 @@ afterAll(async () => {
   await t?.close();
 });
 
+// Every test leaves no stream behind: the sweep empty, acme's slots back (given back asynchronously).
+afterEach(async () => {
+  await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([0, baseline]);
+});
+
+interface RawStream {
+  frames(): string[];
+  req: ClientRequest;
+  res: IncomingMessage;
+  closed: Promise<void>;
+}
+
 /** A subscription over SSE on a real socket; `frames()` is every frame received so far (`:` for a comment), the raw text cut at blank lines. */
-function rawSubscribe(query: string, headers: Record<string, string>): Promise<{ frames(): string[]; req: ClientRequest; closed: Promise<void> }> {
+function rawSubscribe(query: string, headers: Record<string, string>, options: { chunked?: boolean } = {}): Promise<RawStream> {
   const body = JSON.stringify({ query });
   return new Promise((resolve, reject) => {
     const req = request(`http://${live.base}`, {
       method: "POST",
       agent: false,
-      headers: { accept: "text/event-stream", "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers },
+      headers: { accept: "text/event-stream", "content-type": "application/json", ...(options.chunked ? {} : { "content-length": Buffer.byteLength(body) }), ...headers },
     });
     const closed = new Promise<void>((r) => req.once("close", () => r()));
     req.once("error", reject);
     req.once("response", (res) => {
-      expect([res.statusCode, res.headers["content-type"], res.headers["cache-control"]]).toEqual([200, "text/event-stream", "no-cache"]);
+      const head = [res.statusCode, res.headers["content-type"], res.headers["cache-control"]];
+      if (JSON.stringify(head) !== JSON.stringify([200, "text/event-stream", "no-cache"])) return reject(new Error(`not an SSE stream: ${JSON.stringify(head)}`));
       let raw = "";
       res.setEncoding("utf8").on("data", (chunk: string) => (raw += chunk));
-      resolve({ frames: () => raw.split("\n\n").slice(0, -1), req, closed });
+      resolve({ frames: () => raw.split("\n\n").slice(0, -1), req, res, closed });
     });
-    req.end(body);
+    if (options.chunked) req.write(body.slice(0, 10));
+    req.end(options.chunked ? body.slice(10) : body);
   });
 }
 
 const QUERY = `subscription { deploymentUpdated { id status } }`;
 const event = (id: string) => `event: next\ndata: {"data":{"deploymentUpdated":{"id":"${id}","status":"QUEUED"}}}`;
+const viewer = async () => ({ authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` });
+const sseInit = async (signal: AbortSignal, headers: Record<string, string> = {}): Promise<RequestInit> => ({
+  method: "POST",
+  headers: { accept: "text/event-stream", "content-type": "application/json", ...(await viewer()), ...headers },
+  body: JSON.stringify({ query: QUERY }),
+  signal,
+});
 
 describe("SSE keep-alive", () => {
   it("a comment on opening and at each visit to a stream written nothing since the last; none after an event", async () => {
-    const s = await rawSubscribe(QUERY, { authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` });
+    const s = await rawSubscribe(QUERY, await viewer());
     await expect.poll(() => s.frames()).toEqual([":"]);
     expect(sse.size).toBe(1);
     turn();
@@ -76,50 +106,79 @@ describe("SSE keep-alive", () => {
     await expect.poll(() => s.frames()).toEqual([":", ":", event(first), event(second), ":"]);
     s.req.destroy();
     await s.closed;
-    await expect.poll(() => sse.size).toBe(0);
   });
 
-  it("a client that goes away ends its stream and frees its slot at once: no write needed", async () => {
-    const before = await subscriptionsUsed(t, "acme");
-    const s = await rawSubscribe(QUERY, { authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` });
+  it("a consumer that does not read is sent no comments: they would only pile up in its response", async () => {
+    const s = await rawSubscribe(QUERY, await viewer());
     await expect.poll(() => s.frames()).toEqual([":"]);
-    await expect.poll(() => subscriptionsUsed(t, "acme")).toBe(before + 1);
+    s.res.pause();
+    const server = responses.at(-1)!;
+    // The socket full, as behind a client that stopped reading (what a large event would do).
+    const filler = `event: next\ndata: {"data":{"filler":"${"x".repeat(64 * 1024)}"}}\n\n`;
+    for (let i = 0; i < 1_000 && !server.writableNeedDrain; i++) server.write(filler);
+    expect(server.writableNeedDrain).toBe(true);
+    const held = server.writableLength;
+    for (let i = 0; i < 5; i++) turn();
+    expect(server.writableLength).toBe(held);
     s.req.destroy();
-    // The sweep is not turned: nothing is written to the stream after the client left.
-    await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([0, before]);
-    expect(s.frames()).toEqual([":"]);
+    await s.closed;
+  });
+
+  it("a client that goes away ends its stream and frees its slot at once: no turn of the sweep needed", async () => {
+    const s = await rawSubscribe(QUERY, await viewer());
+    await expect.poll(() => s.frames()).toEqual([":"]);
+    await expect.poll(() => subscriptionsUsed(t, "acme")).toBe(baseline + 1);
+    s.req.destroy();
+    // afterEach: the sweep empty and the slot given back, the sweep never turned.
+  });
+
+  it("so does one whose request had a chunked body (no declared length: the body-limit plugin rebuilds the request)", async () => {
+    const s = await rawSubscribe(QUERY, await viewer(), { chunked: true });
+    await expect.poll(() => s.frames()).toEqual([":"]);
+    await expect.poll(() => subscriptionsUsed(t, "acme")).toBe(baseline + 1);
+    s.req.destroy();
   });
 
   it("in process (app.fetch, no socket), the comments go through the response's body", async () => {
     const abort = new AbortController();
-    const res = await t.app.fetch("http://localhost/graphql", {
-      method: "POST",
-      headers: { accept: "text/event-stream", "content-type": "application/json", authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` },
-      body: JSON.stringify({ query: QUERY }),
-      signal: abort.signal,
-    });
+    const res = await t.app.fetch("http://localhost/graphql", await sseInit(abort.signal));
     const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
     let raw = "";
-    const read = async (until: string) => {
-      while (raw.length < until.length) raw += (await reader.read()).value ?? "";
+    const read = async (length: number) => {
+      while (raw.length < length) raw += (await reader.read()).value ?? "";
       return raw;
     };
-    expect(await read(":\n\n")).toBe(":\n\n");
+    expect(await read(3)).toBe(":\n\n");
     turn();
-    expect(await read(":\n\n:\n\n")).toBe(":\n\n:\n\n");
+    expect(await read(6)).toBe(":\n\n:\n\n");
     abort.abort();
-    await expect.poll(() => sse.size).toBe(0);
   });
 
-  it("in process (app.fetch, no socket), an aborted request ends its stream at once too", async () => {
-    const before = await subscriptionsUsed(t, "acme");
-    const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: QUERY }, { authorization: `Bearer ${await t.memberToken("acme", "VIEWER")}` });
-    await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([1, before + 1]);
+  it("in process, an aborted request ends its stream at once, its body read or never read", async () => {
+    const s = await sseSubscribe((url, init) => t.app.fetch(url, init), "http://localhost/graphql", { query: QUERY }, await viewer());
+    await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([1, baseline + 1]);
     s.close();
-    await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([0, before]);
+    await expect.poll(async () => [sse.size, await subscriptionsUsed(t, "acme")]).toEqual([0, baseline]);
+    // A caller that drops the response without reading a byte of it: the stream has not even started.
+    const abort = new AbortController();
+    const unread = await t.app.fetch("http://localhost/graphql", await sseInit(abort.signal));
+    expect(unread.status).toBe(200);
+    await expect.poll(() => subscriptionsUsed(t, "acme")).toBe(baseline + 1);
+    abort.abort();
   });
 
-  it("a stream the server ends gets its coded error (Yoga's serialisation: no internal extensions), then complete, and leaves the sweep", async () => {
+  it("each response has headers of its own (the hooks' CORS headers of one are not another's)", async () => {
+    const origin = "https://app.example.test";
+    const app = createApp(testAppDeps(t.clients, t.store, { config: { corsOrigins: [origin] }, sseStreams: sse }));
+    const abort = new AbortController();
+    const allowed = await app.fetch("http://localhost/graphql", await sseInit(abort.signal, { origin }));
+    const plain = await app.fetch("http://localhost/graphql", await sseInit(abort.signal));
+    expect([allowed.headers.get("access-control-allow-origin"), plain.headers.get("access-control-allow-origin")]).toEqual([origin, null]);
+    expect(allowed.headers.get("x-request-id")).not.toBe(plain.headers.get("x-request-id"));
+    abort.abort();
+  });
+
+  it("a stream the server ends gets its coded error, then complete, and leaves the sweep", async () => {
     const owner = await t.memberToken("wayne", "OWNER");
     const k = await t.gql(`mutation { createApiKey(input: { name: "sse keep-alive", role: DEVELOPER }) { apiKey { id } secret } }`, { token: owner });
     expect(k.body.errors).toBeUndefined();
@@ -131,11 +190,19 @@ describe("SSE keep-alive", () => {
     const [open, end, complete] = s.frames();
     expect([open, complete]).toEqual([":", "event: complete\ndata:"]);
     expect(end!.startsWith("event: next\ndata: ")).toBe(true);
-    const payload = JSON.parse(end!.slice("event: next\ndata: ".length));
-    expect(payload.errors).toHaveLength(1);
-    expect(Object.keys(payload.errors[0].extensions)).toEqual(["code"]);
-    expect(payload.errors[0].extensions.code).toBe("UNAUTHENTICATED");
+    expect(JSON.parse(end!.slice("event: next\ndata: ".length)).errors.map((e: any) => e.extensions.code)).toEqual(["UNAUTHENTICATED"]);
     await s.closed;
-    expect(sse.size).toBe(0);
+  });
+});
+
+describe("an SSE event's JSON", () => {
+  it("is Yoga's for a result with errors or extensions: what is internal (http, unexpected) stripped", async () => {
+    const error = new GraphQLError("Gone", { extensions: { code: "UNAUTHENTICATED", http: { status: 401 }, unexpected: true } });
+    const json = await jsonOf({ errors: [error], extensions: { http: { status: 401 }, cost: 3 } } as any, t.app.fetchAPI);
+    expect(JSON.parse(json)).toEqual({ errors: [{ message: "Gone", extensions: { code: "UNAUTHENTICATED" } }], extensions: { cost: 3 } });
+  });
+  it("is the result's own for a plain one (its stringify when it has one)", async () => {
+    const result = Object.defineProperty({ data: { a: 1 } }, "stringify", { value: () => `{"data":{"a":1},"own":true}` });
+    expect(await jsonOf(result, t.app.fetchAPI)).toBe(`{"data":{"a":1},"own":true}`);
   });
 });

@@ -40,6 +40,11 @@ export interface SseActivity {
   wrote: boolean;
 }
 
+/** An SSE `next` event carrying `json` (one frame: written whole, by the writer or as one chunk of the processor's body). */
+export function sseNext(json: string): string {
+  return `event: next\ndata: ${json}\n\n`;
+}
+
 /** A plain result's JSON (no errors, no extensions: nothing internal to strip): its own `stringify` when it has one (graphql-jit's results, a shared result's serialisedOnce). */
 export function plainJson(result: ExecutionResult): string {
   const own = (result as { stringify?: (r: unknown) => string }).stringify;
@@ -58,7 +63,7 @@ export function sseWriter(res: ServerResponse, activity: SseActivity): LiveWrite
     write(json) {
       if (!res.headersSent || res.writableEnded || res.destroyed) return false;
       activity.wrote = true;
-      if (res.write(`event: next\ndata: ${json}\n\n`)) return true;
+      if (res.write(sseNext(json))) return true;
       return new Promise((resolve) => {
         const go = () => {
           res.off("drain", go);

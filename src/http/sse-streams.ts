@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { ExecutionResult } from "graphql";
 import { processRegularResult, type Plugin } from "graphql-yoga";
 import type { Logger } from "../infra/logger.ts";
-import { plainJson, type SseActivity } from "./live-writers.ts";
+import { plainJson, sseNext, type SseActivity } from "./live-writers.ts";
 import { Sweep, type SweepOptions } from "./sweep.ts";
 
 /**
@@ -136,7 +136,7 @@ export class SseStreams {
             pulling = false;
             if (item.value != null) {
               activity.wrote = true;
-              controller.enqueue(bytes(`event: next\ndata: ${await jsonOf(item.value, fetchAPI)}\n\n`));
+              controller.enqueue(bytes(sseNext(await jsonOf(item.value, fetchAPI))));
             }
             if (item.done) {
               stop();

@@ -115,6 +115,9 @@ export function windowFigures(file: string, from: number, to: number) {
     userPct: sum("userMs") / s.length / 10,
     pingsPerS: sum("pings") / s.length,
     pingBurst: Math.max(...s.map((x) => x.pingBurst)),
+    /** Median over the seconds of the heap in use, and of the scavenges a second. */
+    heapMb: median(s.map((x) => x.heapMb)),
+    minorPerS: sum("minorN") / s.length,
   };
 }
 
@@ -122,5 +125,5 @@ export type WindowFigures = NonNullable<ReturnType<typeof windowFigures>>;
 
 export const eldLine = (f: WindowFigures | null) =>
   f
-    ? `loop delay p99 ${f.p99.toFixed(1)} ms (median of seconds), max ${f.max.toFixed(0)} ms, ${f.over50} s over 50 ms; mark-compacts ${f.majorN} (${f.majorMs.toFixed(0)} ms, longest ${f.majorMax.toFixed(0)}), scavenges ${f.minorMsPerS.toFixed(1)} ms/s; CPU user ${f.userPct.toFixed(1)}% sys ${f.sysPct.toFixed(1)}%; pings ${f.pingsPerS.toFixed(0)}/s, largest burst ${f.pingBurst}`
+    ? `loop delay p99 ${f.p99.toFixed(1)} ms (median of seconds), max ${f.max.toFixed(0)} ms, ${f.over50} s over 50 ms; mark-compacts ${f.majorN} (${f.majorMs.toFixed(0)} ms, longest ${f.majorMax.toFixed(0)}), scavenges ${f.minorPerS.toFixed(1)}/s ${f.minorMsPerS.toFixed(1)} ms/s; heap ${f.heapMb.toFixed(0)} MB; CPU user ${f.userPct.toFixed(1)}% sys ${f.sysPct.toFixed(1)}%; pings ${f.pingsPerS.toFixed(0)}/s, largest burst ${f.pingBurst}`
     : "no probe figures";

@@ -17,11 +17,13 @@ function checkoutWith(scripts: Record<string, string>): string {
 }
 
 describe("start scripts", () => {
-  it("both starts keep the heap cap and Prisma's query compiler on Liftoff, with the same flags", () => {
+  it("both starts keep the heap cap, its growing factor and Prisma's query compiler on Liftoff, with the same flags", () => {
     const tsx = startScript(ROOT, "start");
     const prod = startScript(ROOT, "start:prod");
     expect(prod.flags).toContain("--liftoff-only");
     expect(prod.flags).toContain("--max-old-space-size=224");
+    // V8 grows a heap capped under 256 MB by 1.3x what survives a full GC; 1.5x halves the full GCs that re-mark long-lived state (docs/live-updates.md, "Twelfth round").
+    expect(prod.flags).toContain("--heap-growing-percent=50");
     expect(tsx.flags).toEqual(prod.flags);
     expect(tsx.env).toEqual(prod.env);
   });

@@ -1,5 +1,5 @@
 import { runLoad, post } from "./load.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { execSync } from "node:child_process";
 import { cpuMs, rssMb, sampleRss, serverEnv, spawnChild, startScript, waitReady, type Child } from "./processes.ts";
 import { cachedDashboardGen, dashboardGen, mutationMixGen, readMostlyGen, signTokens, withoutTenant, type Tokens } from "./scenarios.ts";
@@ -177,10 +177,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

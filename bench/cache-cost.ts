@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { signDevToken } from "../src/tenancy/tokens.ts";
 import { post, requestHeaders, type GeneratedRequest } from "./load.ts";
 import { median } from "./report.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { cpuMs, serverEnv, startChild, waitReady } from "./processes.ts";
 import { dashboardQuery } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -100,10 +100,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -1,7 +1,7 @@
 import os from "node:os";
 import { runLoad, type LoadResult } from "./load.ts";
 import { samplePools, seedNeighbours } from "./neighbours.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
 import { dashboardGen, signTokens, slowQueryGen } from "./scenarios.ts";
 import { clearStaleDirectoryCache, seedBenchDatabase } from "./seed.ts";
@@ -102,10 +102,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -1,11 +1,11 @@
-import { execFileSync, execSync, spawn, type ChildProcess } from "node:child_process";
+import { execSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import { rmSync } from "node:fs";
 import { eldLine, windowFigures } from "./live-eld.ts";
 import { runLoad } from "./load.ts";
-import { startLiveLoad, type LiveLoad } from "./live.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { schedIdle, startLiveLoad, stopChild, type LiveLoad } from "./live.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { cpuMs, serverEnv, spawnChild, startScript, waitReady } from "./processes.ts";
 import { dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -77,7 +77,7 @@ function procCounters(pid: number) {
 async function rawConnections(port: number, n: number): Promise<{ stop(): Promise<void> }> {
   const script = `const net=require("node:net");let open=0,closed=0;for(let i=0;i<${n};i++){const s=net.connect(${port},"127.0.0.1",()=>{if(++open===${n})process.stdout.write("ready\\n")});s.on("error",()=>{});s.on("close",()=>{closed++})}setInterval(()=>{if(closed)process.stdout.write("closed "+closed+"\\n")},5000)`;
   const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  execFileSync("chrt", ["--idle", "--all-tasks", "--pid", "0", String(child.pid)], { stdio: "ignore" });
+  if (!schedIdle(child.pid!)) log("SCHED_IDLE not set for the raw connections (chrt missing or refused)");
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on("data", (b: Buffer) => {
       const text = b.toString();
@@ -86,14 +86,7 @@ async function rawConnections(port: number, n: number): Promise<{ stop(): Promis
     });
     child.once("exit", (code) => reject(new Error(`raw connections exited (${code})`)));
   });
-  return { stop: () => stopProcess(child) };
-}
-
-async function stopProcess(child: ChildProcess) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
+  return { stop: () => stopChild(child) };
 }
 
 async function main() {
@@ -178,10 +171,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

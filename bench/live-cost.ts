@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { eldLine, windowFigures, type WindowFigures } from "./live-eld.ts";
 import { startLiveLoad } from "./live.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { cpuMs, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
 import { signTokens, withoutTenant } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -153,10 +153,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -3,7 +3,7 @@ import pg from "pg";
 import { Redis } from "ioredis";
 import { liveTopic } from "../src/infra/live-events.ts";
 import { startLiveLoad } from "./live.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { cpuMs, serverEnv, spawnChild, startScriptFlags, waitReady, type Child } from "./processes.ts";
 import { signTokens, withoutTenant } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
@@ -121,10 +121,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

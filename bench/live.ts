@@ -124,7 +124,7 @@ function clientIdle(env: NodeJS.ProcessEnv = process.env): boolean {
  * busy core (a weight of 15 against 1,024 for each normal thread). False
  * (and the clients stay at their niceness) when chrt is missing or refused.
  */
-function schedIdle(pid: number): boolean {
+export function schedIdle(pid: number): boolean {
   try {
     execFileSync("chrt", ["--idle", "--all-tasks", "--pid", "0", String(pid)], { stdio: "ignore" });
     return true;
@@ -222,7 +222,7 @@ export async function startLiveLoad(url: string, tokens: Tokens, opts: LiveOptio
   };
 }
 
-async function stopChild(child: ChildProcess) {
+export async function stopChild(child: ChildProcess) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");

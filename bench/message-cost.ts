@@ -6,6 +6,7 @@ import { RequestConnection } from "../src/db/request-slots.ts";
 import { commitWith } from "../src/tenancy/request-commit.ts";
 import { factsSql } from "../src/tenancy/request-facts.ts";
 import { openSql, type TransactionSettings } from "../src/tenancy/transaction-settings.ts";
+import { runMain } from "./options.ts";
 
 /**
  * What one PostgreSQL message less saves, on both ends (docs/performance.md,
@@ -120,10 +121,4 @@ async function main() {
   await client.end();
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -112,3 +112,14 @@ export function benchOptionsOrExit(): BenchOptions {
     throw err;
   }
 }
+
+/** A bench script's entry: exit 0 once `main` resolves, 1 (its error printed) if it throws. */
+export function runMain(main: () => Promise<unknown>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { dashboardStatement, dashboardValues, plannedDashboardStatement, plannedDashboardValues } from "./dashboard-statement.ts";
 import { readFileSync } from "node:fs";
+import { runMain } from "./options.ts";
 
 /**
  * PostgreSQL's own cost of a dashboard's data statement, without the server:
@@ -94,10 +95,4 @@ async function main() {
   await client.end();
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

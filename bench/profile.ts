@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { formatSummary, summarizeProfile } from "./cpuprofile-summary.ts";
 import { runLoad } from "./load.ts";
-import { benchOptionsOrExit } from "./options.ts";
+import { benchOptionsOrExit, runMain } from "./options.ts";
 import { cpuMs, ROOT, serverEnv, startChild, waitReady } from "./processes.ts";
 import { cachedDashboardGen, dashboardGen, mutationMixGen, signTokens, withoutTenant } from "./scenarios.ts";
 import { startLiveLoad } from "./live.ts";
@@ -110,10 +110,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

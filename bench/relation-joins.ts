@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
+import { runMain } from "./options.ts";
 
 /**
  * Issue 13 point 6, "relationJoins through Pothos selections", measured
@@ -179,10 +180,4 @@ async function main() {
   await pool.end();
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);

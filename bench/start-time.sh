@@ -22,5 +22,5 @@ measure() {
     echo "$label run$run ready_ms=$(( (t1 - t0) / 1000000 )) rss_mb=$rss"
   done
 }
-measure tsx node --max-old-space-size=224 --liftoff-only --import tsx src/server.ts
-measure dist node --max-old-space-size=224 --liftoff-only dist/server.js
+measure tsx node --max-old-space-size=224 --heap-growing-percent=50 --liftoff-only --import tsx src/server.ts
+measure dist node --max-old-space-size=224 --heap-growing-percent=50 --liftoff-only dist/server.js

@@ -84,7 +84,16 @@ export class LiveBus {
           return 0;
         }),
     } as unknown as RedisClient;
-    this.target = createRedisEventTarget({ publishClient: publisher, subscribeClient }) as unknown as Target;
+    // Nor its SUBSCRIBE and UNSUBSCRIBE: a connection closed (or Redis gone)
+    // with one pending would reject it unhandled. A failed one is logged;
+    // ioredis subscribes its channels again when it reconnects, and the hub
+    // re-checks every stream then.
+    const subscriber = {
+      on: (event: "message", fn: (channel: string, message: string) => void) => subscribeClient.on(event, fn),
+      subscribe: (topic: string) => subscribeClient.subscribe(topic).catch((err: unknown) => logger.warn({ err, topic }, "live updates: channel not subscribed")),
+      unsubscribe: (topic: string) => subscribeClient.unsubscribe(topic).catch((err: unknown) => logger.warn({ err, topic }, "live updates: channel not unsubscribed")),
+    } as unknown as RedisClient;
+    this.target = createRedisEventTarget({ publishClient: publisher, subscribeClient: subscriber }) as unknown as Target;
   }
 
   /** Hands the events to this process's listener of the tenant, then to the other replicas. */

@@ -6,7 +6,7 @@ import { eldLine, windowFigures } from "./live-eld.ts";
 import { runLoad } from "./load.ts";
 import { schedIdle, startLiveLoad, stopChild, type LiveLoad } from "./live.ts";
 import { benchOptionsOrExit, runMain } from "./options.ts";
-import { cpuMs, serverEnv, spawnChild, startScript, waitReady } from "./processes.ts";
+import { cpuMs, procStat, serverEnv, spawnChild, startScript, waitReady } from "./processes.ts";
 import { dashboardGen, signTokens, withoutTenant } from "./scenarios.ts";
 import { clearStaleDirectoryCache, loadFixture, seedBenchDatabase } from "./seed.ts";
 
@@ -58,19 +58,13 @@ function machineTicks(): { total: number; idle: number } {
   return { total: f.reduce((a, b) => a + b, 0), idle: f[3]! + f[4]! };
 }
 
-/** The server's counters from /proc: user/system ms of the main thread and of the others, minor faults, context switches. */
+/** The server's counters from /proc: user/system ms of its main thread, ms of its other threads, minor faults, context switches. */
 function procCounters(pid: number) {
-  const tick = 10;
-  const stat = (path: string) => {
-    const t = readFileSync(path, "utf8");
-    const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
-    return { minflt: Number(f[7]), utime: Number(f[11]) * tick, stime: Number(f[12]) * tick };
-  };
-  const main = stat(`/proc/${pid}/task/${pid}/stat`);
-  const all = stat(`/proc/${pid}/stat`);
+  const main = procStat(pid, pid)!;
+  const all = procStat(pid)!;
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const num = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
-  return { mainUser: main.utime, mainSys: main.stime, otherMs: all.utime + all.stime - main.utime - main.stime, minflt: all.minflt, vcs: num("voluntary_ctxt_switches"), nvcs: num("nonvoluntary_ctxt_switches") };
+  return { mainUser: main.userMs, mainSys: main.sysMs, otherMs: all.userMs + all.sysMs - main.userMs - main.sysMs, minflt: all.minflt, vcs: num("voluntary_ctxt_switches"), nvcs: num("nonvoluntary_ctxt_switches") };
 }
 
 /** `n` raw TCP connections to port from a process under SCHED_IDLE; resolves once all are open. */

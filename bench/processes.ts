@@ -177,15 +177,24 @@ export function sampleRss(pid: number, everyMs = 250) {
 
 let clockTicks: number | undefined;
 
-/** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
-export function cpuMs(pid: number): number | undefined {
+/**
+ * A process's (or, with `tid`, one of its threads') counters from /proc so
+ * far: user and system CPU in ms, minor page faults; undefined when gone.
+ */
+export function procStat(pid: number, tid?: number): { userMs: number; sysMs: number; minflt: number } | undefined {
   try {
     clockTicks ??= Number(execSync("getconf CLK_TCK", { encoding: "utf8" }).trim()) || 100;
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): state is field 3, minflt 10, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+    return { userMs: (Number(fields[11]) * 1000) / clockTicks, sysMs: (Number(fields[12]) * 1000) / clockTicks, minflt: Number(fields[7]) };
   } catch {
     return undefined;
   }
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
+export function cpuMs(pid: number): number | undefined {
+  const s = procStat(pid);
+  return s && s.userMs + s.sysMs;
 }

@@ -73,25 +73,25 @@ export class LiveBus {
       if (connectedOnce) onReconnect();
       connectedOnce = true;
     });
-    // The event target neither waits for nor handles its PUBLISH: with
-    // Redis down (or the connection closed) that rejection would be
-    // unhandled and end the process. A lost event is logged; the streams
-    // re-check themselves (on reconnect and periodically).
+    // The event target neither waits for nor handles its commands: with
+    // Redis down or the connection closed, a rejection would be unhandled
+    // and end the process. Each is logged instead.
+    // - PUBLISH fails with Redis down: the event is lost; the streams
+    //   re-check themselves (on reconnect and periodically).
+    // - SUBSCRIBE / UNSUBSCRIBE wait through reconnects (no retry limit on
+    //   that connection) and fail only once it is closed for good, close().
+    const logged = <T>(command: Promise<T>, fallback: T, message: string, fields: object = {}) =>
+      command.catch((err: unknown) => {
+        logger.warn({ err, ...fields }, message);
+        return fallback;
+      });
     const publisher = {
-      publish: (channel: string, message: string) =>
-        publishClient.publish(channel, message).catch((err: unknown) => {
-          logger.warn({ err }, "live updates: event not published");
-          return 0;
-        }),
+      publish: (channel: string, message: string) => logged(publishClient.publish(channel, message), 0, "live updates: event not published"),
     } as unknown as RedisClient;
-    // Nor its SUBSCRIBE and UNSUBSCRIBE: a connection closed (or Redis gone)
-    // with one pending would reject it unhandled. A failed one is logged;
-    // ioredis subscribes its channels again when it reconnects, and the hub
-    // re-checks every stream then.
     const subscriber = {
       on: (event: "message", fn: (channel: string, message: string) => void) => subscribeClient.on(event, fn),
-      subscribe: (topic: string) => subscribeClient.subscribe(topic).catch((err: unknown) => logger.warn({ err, topic }, "live updates: channel not subscribed")),
-      unsubscribe: (topic: string) => subscribeClient.unsubscribe(topic).catch((err: unknown) => logger.warn({ err, topic }, "live updates: channel not unsubscribed")),
+      subscribe: (topic: string) => logged(subscribeClient.subscribe(topic), 0, "live updates: channel not subscribed", { topic }),
+      unsubscribe: (topic: string) => logged(subscribeClient.unsubscribe(topic), 0, "live updates: channel not unsubscribed", { topic }),
     } as unknown as RedisClient;
     this.target = createRedisEventTarget({ publishClient: publisher, subscribeClient: subscriber }) as unknown as Target;
   }
